@@ -1,0 +1,333 @@
+"""The OpenAI-compatible family: OpenAI itself, vLLM, TGI, llama.cpp, Ollama's /v1 and the like.
+
+Client and upstream speak the same format, so nothing is translated: the client's body is decoded
+only as far as `dict[str, msgspec.Raw]`, `model` is swapped and every other field is copied byte
+for byte, unknown ones included. Stream events are relayed as the bytes that came, scanned only for
+the usage record, the `[DONE]` sentinel and in-band errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, TypeVar
+
+import msgspec
+
+from adapters.base import (
+    ErrorKind,
+    InvalidRequest,
+    InvalidUpstreamAnswer,
+    Target,
+    UpstreamError,
+    UpstreamRequest,
+)
+from adapters.schema import Usage
+
+Fields = dict[str, msgspec.Raw]
+
+_decode_fields: Final = msgspec.json.Decoder(Fields)
+_encode: Final = msgspec.json.encode
+_JSON_HEADERS: Final = (("content-type", "application/json"),)
+_INCLUDE_USAGE: Final = msgspec.Raw(b"true")
+
+T = TypeVar("T")
+
+
+class PassthroughRequest(msgspec.Struct):
+    """A client request decoded just far enough to route it and forward it."""
+
+    fields: Fields
+    model: str
+    stream: bool = False
+    client_wants_usage: bool = False
+
+
+class _StreamOptions(msgspec.Struct):
+    include_usage: bool | None = None
+
+
+def _decode_raw(raw: msgspec.Raw, kind: type[T], param: str, expected: str) -> T:
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError:
+        raise InvalidRequest(f"'{param}' must be {expected}", param) from None
+
+
+def _decode_body(body: bytes) -> Fields:
+    try:
+        return _decode_fields.decode(body)
+    except msgspec.ValidationError:
+        raise InvalidRequest("the request body must be a JSON object") from None
+    except msgspec.DecodeError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+
+
+def _require_model(fields: Fields) -> str:
+    raw = fields.get("model")
+    if raw is None:
+        raise InvalidRequest("you must provide a model parameter", "model")
+    model = _decode_raw(raw, str, "model", "a string")
+    if not model:
+        raise InvalidRequest("'model' must not be empty", "model")
+    return model
+
+
+def decode_chat_request(body: bytes) -> PassthroughRequest:
+    """Decode a chat completion request far enough to route and forward it.
+
+    Raises InvalidRequest (a 400) for a body that is not a JSON object, or lacks `model` or a
+    non-empty `messages` array. Messages themselves are left to the upstream to validate.
+    """
+    fields = _decode_body(body)
+    model = _require_model(fields)
+    messages = fields.get("messages")
+    if messages is None:
+        raise InvalidRequest("missing required parameter: 'messages'", "messages")
+    text = bytes(messages).strip()
+    if not text.startswith(b"["):
+        raise InvalidRequest("'messages' must be an array", "messages")
+    if not text[1:-1].strip():
+        raise InvalidRequest("'messages' must not be empty", "messages")
+    stream_raw = fields.get("stream")
+    stream = stream_raw is not None and _decode_raw(stream_raw, bool | None, "stream", "a boolean") is True
+    wants_usage = False
+    options_raw = fields.get("stream_options")
+    if options_raw is not None:
+        options = _decode_raw(options_raw, _StreamOptions | None, "stream_options", "an object")
+        wants_usage = options is not None and options.include_usage is True
+    return PassthroughRequest(fields, model, stream, wants_usage)
+
+
+def decode_embeddings_request(body: bytes) -> PassthroughRequest:
+    """Decode an embeddings request far enough to route it; InvalidRequest when unusable."""
+    fields = _decode_body(body)
+    model = _require_model(fields)
+    if fields.get("input") is None:
+        raise InvalidRequest("missing required parameter: 'input'", "input")
+    return PassthroughRequest(fields, model)
+
+
+def _with_usage_requested(options_raw: msgspec.Raw | None) -> msgspec.Raw:
+    """`stream_options` with include_usage switched on, other options kept as sent."""
+    if options_raw is None:
+        return msgspec.Raw(b'{"include_usage":true}')
+    options = msgspec.json.decode(options_raw, type=dict[str, msgspec.Raw] | None) or {}
+    options["include_usage"] = _INCLUDE_USAGE
+    return msgspec.Raw(_encode(options))
+
+
+def build_chat_request(req: PassthroughRequest, target: Target) -> UpstreamRequest:
+    """The client's body with only `model` swapped (and usage asked for on streams)."""
+    fields = req.fields
+    fields["model"] = msgspec.Raw(_encode(target.model))
+    if req.stream and not req.client_wants_usage:
+        # Without include_usage OpenAI sends no usage at all in a stream, and we account by it;
+        # StreamRelay strips the extra usage chunk again for a client that did not ask.
+        fields["stream_options"] = _with_usage_requested(fields.get("stream_options"))
+    return UpstreamRequest("POST", target.base_url + "/chat/completions", _JSON_HEADERS, _encode(fields))
+
+
+def build_embeddings_request(req: PassthroughRequest, target: Target) -> UpstreamRequest:
+    """The client's embeddings body with only `model` swapped."""
+    req.fields["model"] = msgspec.Raw(_encode(target.model))
+    return UpstreamRequest("POST", target.base_url + "/embeddings", _JSON_HEADERS, _encode(req.fields))
+
+
+class _AnswerUsage(msgspec.Struct):
+    usage: Usage | None = None
+
+
+_decode_answer_usage: Final = msgspec.json.Decoder(_AnswerUsage)
+
+
+def parse_response(body: bytes, model: str) -> tuple[bytes, Usage | None]:
+    """A non-streamed answer (chat or embeddings) relabelled with the gateway's model name.
+
+    Returns the body to send to the client and the usage it reports. Raises InvalidUpstreamAnswer
+    when the body is not a JSON object.
+    """
+    try:
+        fields = _decode_fields.decode(body)
+        usage_raw = fields.get("usage")
+        usage = msgspec.json.decode(usage_raw, type=Usage | None) if usage_raw is not None else None
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
+        raise InvalidUpstreamAnswer(f"upstream answer is not an OpenAI response: {exc}") from None
+    fields["model"] = msgspec.Raw(_encode(model))
+    return _encode(fields), usage
+
+
+class _ChunkProbe(msgspec.Struct):
+    """The only parts of a stream chunk the relay reads."""
+
+    choices: list[msgspec.Raw] | None = None
+    usage: Usage | None = None
+    error: msgspec.Raw | None = None
+
+
+_decode_probe: Final = msgspec.json.Decoder(_ChunkProbe)
+# Cheap pre-filters: only events containing one of these are parsed at all. Every chunk of a
+# stream with include_usage carries `"usage":null`, so the filter looks for an object after it.
+_USAGE_MARKS: Final = (b'"usage":{', b'"usage": {')
+_DONE: Final = b"[DONE]"
+_ERROR_MARK: Final = b'"error"'
+
+
+class StreamRelay:
+    """Incremental relay of an OpenAI-format SSE stream.
+
+    `feed(data)` returns the bytes to pass to the client now: the complete events received so far,
+    unchanged, except the usage-only chunk when the client did not ask for it. A partial event is
+    held until its end arrives. Line ends are normalised to LF, and a trailing CR is held back in
+    case its LF follows in the next read.
+    """
+
+    def __init__(self, strip_usage_chunk: bool) -> None:
+        self._strip_usage_chunk = strip_usage_chunk
+        self._pending = b""
+        self._held_cr = False
+        self.usage: Usage | None = None
+        self.done = False
+        self.error: bytes | None = None
+        self.events = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if self._held_cr:
+            data = b"\r" + data
+            self._held_cr = False
+        if b"\r" in data:
+            if data.endswith(b"\r"):
+                data = data[:-1]
+                self._held_cr = True
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._pending + data if self._pending else data
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._pending = buf
+            return b""
+        end += 2
+        self._pending = buf[end:]
+        return self._scan(buf[:end])
+
+    def close(self) -> bytes:
+        """What is left when the upstream closed: a last event that lacked its blank line."""
+        rest = self._pending.strip(b"\n")
+        self._pending = b""
+        return self._scan(rest + b"\n\n") if rest else b""
+
+    def _scan(self, complete: bytes) -> bytes:
+        self.events += complete.count(b"\n\n")
+        if not (
+            _USAGE_MARKS[0] in complete
+            or _USAGE_MARKS[1] in complete
+            or _DONE in complete
+            or _ERROR_MARK in complete
+        ):
+            return complete
+        kept: list[bytes] = []
+        for event in complete.split(b"\n\n")[:-1]:
+            if self._keep(event):
+                kept.append(event)
+        return b"\n\n".join(kept) + b"\n\n" if kept else b""
+
+    def _keep(self, event: bytes) -> bool:
+        data = _event_data(event)
+        if data is None:
+            return True
+        if data == _DONE:
+            self.done = True
+            return True
+        try:
+            probe = _decode_probe.decode(data)
+        except msgspec.DecodeError:
+            return True  # not ours to judge: relay it as it came
+        if probe.error is not None:
+            self.error = bytes(probe.error)
+        if probe.usage is not None:
+            self.usage = probe.usage
+            if self._strip_usage_chunk and not probe.choices:
+                return False
+        return True
+
+
+def _event_data(event: bytes) -> bytes | None:
+    """The joined `data:` lines of one SSE event, or None when it has none (a comment, say)."""
+    lines = [line for line in event.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    parts = [line[6:] if line.startswith(b"data: ") else line[5:] for line in lines]
+    return b"\n".join(parts).strip()
+
+
+class _OpenAIErrorBody(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+    param: str | None = None
+
+
+class _OpenAIErrorEnvelope(msgspec.Struct):
+    error: _OpenAIErrorBody | str | None = None
+    message: str | None = None  # some OpenAI-compatible servers answer {"message": ...}
+    detail: str | None = None  # and some (FastAPI-based) {"detail": ...}
+
+
+_decode_error: Final = msgspec.json.Decoder(_OpenAIErrorEnvelope)
+
+_KIND_BY_STATUS: Final = {
+    400: ErrorKind.BAD_REQUEST,
+    401: ErrorKind.AUTH,
+    403: ErrorKind.AUTH,
+    404: ErrorKind.NOT_FOUND,
+    408: ErrorKind.TIMEOUT,
+    413: ErrorKind.BAD_REQUEST,
+    422: ErrorKind.BAD_REQUEST,
+    429: ErrorKind.RATE_LIMITED,
+    503: ErrorKind.OVERLOADED,
+    504: ErrorKind.TIMEOUT,
+    529: ErrorKind.OVERLOADED,
+}
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a provider asked for: `retry-after-ms`, else `retry-after` in seconds."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    seconds = headers.get("retry-after")
+    if seconds is not None:
+        try:
+            return max(float(seconds), 0.0)
+        except ValueError:
+            return None  # an HTTP date: rare from these APIs, and fallback does not need it
+    return None
+
+
+def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+    """Classify an OpenAI-format error answer by its status and structured `error` fields."""
+    message = f"upstream answered HTTP {status}"
+    err_type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    try:
+        envelope = _decode_error.decode(body)
+    except msgspec.DecodeError:
+        envelope = None
+    if envelope is not None:
+        if isinstance(envelope.error, _OpenAIErrorBody):
+            message = envelope.error.message or message
+            err_type = envelope.error.type
+            code = None if envelope.error.code is None else str(envelope.error.code)
+            param = envelope.error.param
+        elif isinstance(envelope.error, str):
+            message = envelope.error
+        elif envelope.message or envelope.detail:
+            message = envelope.message or envelope.detail or message
+    kind = _KIND_BY_STATUS.get(status)
+    if kind is None:
+        kind = ErrorKind.SERVER if status >= 500 else ErrorKind.BAD_REQUEST
+    if code == "context_length_exceeded":
+        kind = ErrorKind.CONTEXT_LENGTH
+    return UpstreamError(kind, status, message, err_type, code, param, retry_after_seconds(headers))

@@ -1,0 +1,1 @@
+"""Tollway's server: everything that is not specific to one provider's wire format."""

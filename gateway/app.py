@@ -1,0 +1,125 @@
+"""Builds the aiohttp Application: routes, start-up and shutdown, and nothing else."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
+
+import msgspec
+from aiohttp import web
+
+from gateway.auth import Authenticator
+from gateway.config import Config
+from gateway.context import new_request_id
+from gateway.errors import GatewayError, error_response
+from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gateway.metrics import Metrics
+from gateway.pipeline import Gateway
+from gateway.requestlog import RequestLog
+from gateway.router import Router
+
+GATEWAY: Final = web.AppKey("gateway", Gateway)
+CONFIG: Final = web.AppKey("config", Config)
+log = logging.getLogger("tollway")
+
+
+class _Model(msgspec.Struct):
+    id: str
+    created: int
+    object: str = "model"
+    owned_by: str = "tollway"
+
+
+class _ModelList(msgspec.Struct):
+    data: list[_Model]
+    object: str = "list"
+
+
+def models_body(config: Config, created: int) -> bytes:
+    """The `GET /v1/models` answer: the logical model names this gateway serves."""
+    return msgspec.json.encode(_ModelList([_Model(name, created) for name in config.models]))
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure the handlers did not answer themselves, in the OpenAI error shape.
+
+    Unknown routes and methods become 404/405 bodies a client SDK can read; an unexpected
+    exception becomes a 500 that names no internals, and the log line holds the exception's type
+    and where it was raised, not a stack trace.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err = GatewayError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
+        return error_response(err, new_request_id())
+    except GatewayError as err:
+        return error_response(err, new_request_id())
+    except Exception as exc:
+        request_id = new_request_id()
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+        log.error("unexpected error %s at %s (request %s)", type(exc).__name__, where, request_id)
+        err = GatewayError(500, "internal gateway error", type="server_error", code="internal_error", fault="gateway")
+        return error_response(err, request_id)
+
+
+def build_app(config: Config) -> web.Application:
+    """The gateway as an aiohttp Application, ready for an AppRunner."""
+    app = web.Application(middlewares=[shape_errors], client_max_size=config.server.max_body_bytes)
+    app[CONFIG] = config
+    authenticator = Authenticator(config.server.master_key or None)
+    metrics = Metrics()
+    created = int(time.time())
+    models = models_body(config, created)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        # The router's ClientSessions need a running loop, so they are made here, not above.
+        router = Router(config)
+        request_log = RequestLog(config.logging.request_log)
+        gateway = Gateway(authenticator, router, metrics, request_log, config.server.max_body_bytes)
+        app[GATEWAY] = gateway
+        yield
+        await router.aclose()
+        request_log.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+    async def chat_completions(request: web.Request) -> web.StreamResponse:
+        return await app[GATEWAY].chat_completions(request)
+
+    async def embeddings(request: web.Request) -> web.StreamResponse:
+        return await app[GATEWAY].embeddings(request)
+
+    async def list_models(request: web.Request) -> web.Response:
+        authenticator.authenticate(request.headers)
+        return web.Response(body=models, content_type="application/json")
+
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def ready(request: web.Request) -> web.Response:
+        if GATEWAY not in app:
+            return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ready", "models": len(config.models)})
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    for prefix in ("/v1", ""):
+        app.router.add_post(prefix + "/chat/completions", chat_completions)
+        app.router.add_post(prefix + "/embeddings", embeddings)
+        app.router.add_get(prefix + "/models", list_models)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics_page)
+    return app

@@ -1,0 +1,132 @@
+"""`tollway serve | check-config`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+from gateway import logs
+from gateway.app import build_app
+from gateway.config import Config, ConfigError, load_config, resolve_config_path
+
+log = logging.getLogger("tollway")
+
+# How long in-flight requests may take to finish after SIGTERM before they are cut.
+SHUTDOWN_GRACE_S = 30.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _print_config_errors(err: ConfigError) -> None:
+    print(f"{err.source}: {len(err.errors)} error(s)", file=sys.stderr)
+    for line in err.errors:
+        print(f"  {line}", file=sys.stderr)
+
+
+async def serve(config: Config, source: Path, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then finish in-flight requests and stop."""
+    app = build_app(config)
+    # handler_cancellation: a client that hangs up cancels its handler, which closes the upstream
+    # connection, so the provider stops generating (and billing) an answer nobody reads.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=2048)
+    await site.start()
+    server = site._server  # aiohttp exposes the bound sockets only here (port 0 resolves on bind)
+    sockets = getattr(server, "sockets", None) or []
+    bound_port = sockets[0].getsockname()[1] if sockets else port
+    shown_host = f"[{host}]" if ":" in host else host
+    log.info(
+        "listening",
+        extra={"fields": {
+            "address": f"http://{shown_host}:{bound_port}",
+            "models": list(config.models),
+            "config": str(source),
+            "auth": "master_key" if config.server.master_key else "none",
+        }},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping", extra={"fields": {"grace_s": SHUTDOWN_GRACE_S}})
+    await runner.cleanup()
+    log.info("stopped")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    source = resolve_config_path(args.config, os.environ)
+    try:
+        config = load_config(source)
+    except ConfigError as err:
+        _print_config_errors(err)
+        return 1
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    if not config.server.master_key and not is_loopback(host):
+        print(
+            f"refusing to serve on {host} without a master key: anyone who can reach it could spend "
+            "your provider credit.\nSet one, e.g. `server: {master_key: \"${TOLLWAY_MASTER_KEY}\"}` "
+            "in the config and `export TOLLWAY_MASTER_KEY=$(openssl rand -hex 32)`, or serve on "
+            "127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    uvloop.run(serve(config, source, host, port))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        _print_config_errors(err)
+        return 1
+    print(f"{path}: ok ({len(config.providers)} providers, {len(config.models)} models)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="tollway", description="Tollway, a self-hosted LLM gateway.")
+    commands = top.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve the gateway")
+    serve_cmd.add_argument(
+        "--config",
+        help="config file (default: $TOLLWAY_CONFIG, else config/tollway.yaml, else the built-in demo)",
+    )
+    serve_cmd.add_argument("--host", help="address to listen on (overrides server.host)")
+    serve_cmd.add_argument("--port", type=int, help="port to listen on (overrides server.port; 0 picks one)")
+    serve_cmd.set_defaults(run=cmd_serve)
+    check = commands.add_parser("check-config", help="validate a config file and list every error")
+    check.add_argument("file")
+    check.set_defaults(run=cmd_check_config)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup()
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

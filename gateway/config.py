@@ -1,0 +1,237 @@
+"""The configuration: msgspec Structs, YAML loading, ${ENV} interpolation, errors with paths.
+
+The file is decoded section by section so that one run reports every error, each prefixed with
+the path of the offending value (`models.smart.targets[1].provider: unknown provider 'opnai'`).
+Structs are frozen and forbid unknown fields, so a typo is an error rather than a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, TypeVar
+
+import msgspec
+import yaml
+
+DEFAULT_CONFIG_PATH: Final = Path("config/tollway.yaml")
+EMBEDDED_DEFAULT: Final = Path(__file__).with_name("default.yaml")
+
+T = TypeVar("T")
+
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Timeouts(_Section):
+    """How long to wait on an upstream: to connect, for the response headers, for all of it."""
+
+    connect_s: Seconds = 5.0
+    first_byte_s: Seconds = 60.0
+    total_s: Seconds = 600.0
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 4000
+    # Empty means "no master key" so that `${TOLLWAY_MASTER_KEY:-}` works in shared files.
+    master_key: str | None = None
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
+
+
+class LoggingConfig(_Section):
+    # Where the per-request JSON lines go: "stdout", "stderr", "off" or a file path.
+    request_log: str = "stdout"
+
+
+class _Provider(_Section, tag_field="kind"):
+    timeout: Timeouts = Timeouts()
+
+
+HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")]
+
+
+class OpenAIProvider(_Provider, tag="openai"):
+    """OpenAI or any server that speaks its API (vLLM, TGI, llama.cpp, Ollama's /v1)."""
+
+    base_url: HttpUrl = "https://api.openai.com/v1"
+    api_key: str | None = None
+    # Extra headers sent upstream (OpenAI-Organization, a proxy's auth...). Treated as secrets.
+    headers: dict[str, str] = {}
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 256
+
+
+class MockProvider(_Provider, tag="mock"):
+    """The built-in fake provider: deterministic answers from the prompt, no network, no key."""
+
+    latency_ms_per_token: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    first_token_latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    # When set, every call fails with this HTTP status (for demos of error handling and fallback).
+    fail_status: Annotated[int, msgspec.Meta(ge=400, le=599)] | None = None
+    embedding_dimensions: Annotated[int, msgspec.Meta(ge=1, le=8192)] = 16
+
+
+Provider = OpenAIProvider | MockProvider
+PROVIDER_KINDS: Final = ("openai", "mock")
+
+
+class TargetConfig(_Section):
+    provider: str
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class ModelConfig(_Section):
+    targets: Annotated[list[TargetConfig], msgspec.Meta(min_length=1)]
+    # Wins over the provider's timeouts for this model.
+    timeout: Timeouts | None = None
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    providers: dict[str, Provider] = {}
+    models: dict[str, ModelConfig] = {}
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `errors` lists every problem, each with its path."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(errors))
+        self.source = source
+        self.errors = errors
+
+
+_VAR: Final = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MSGSPEC_PATH: Final = re.compile(r" - at `\$(.*)`$")
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def interpolate(node: Any, env: Mapping[str, str], path: str, errors: list[str]) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a YAML tree; `$$` is a `$`.
+
+    A variable that is unset and has no default is reported in `errors` under the value's path.
+    """
+    if isinstance(node, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            value = env.get(name)
+            if value is not None:
+                return value
+            if default is not None:
+                return default
+            errors.append(f"{path}: environment variable {name} is not set (use ${{{name}:-default}})")
+            return ""
+
+        return _VAR.sub(substitute, node)
+    if isinstance(node, dict):
+        return {key: interpolate(value, env, _join(path, str(key)), errors) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate(value, env, _join(path, i), errors) for i, value in enumerate(node)]
+    return node
+
+
+def _convert(node: Any, kind: type[T], path: str, errors: list[str]) -> T | None:
+    try:
+        # strict=False: values that came through ${VAR} are strings even where a number is meant.
+        return msgspec.convert(node, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _MSGSPEC_PATH.search(message)
+        where = path
+        if match:
+            message = message[: match.start()]
+            where = path + match.group(1) if path else match.group(1).lstrip(".")
+        errors.append(f"{where or '(top level)'}: {message}")
+        return None
+
+
+def _section_map(node: Any, kind: type[T], path: str, errors: list[str]) -> dict[str, T]:
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        errors.append(f"{path}: expected a mapping of names to entries")
+        return {}
+    result: dict[str, T] = {}
+    for name, entry in node.items():
+        converted = _convert(entry, kind, _join(path, str(name)), errors)
+        if converted is not None:
+            result[str(name)] = converted
+    return result
+
+
+def _check_references(config: Config, provider_names: set[str], errors: list[str]) -> None:
+    # Names from the file, not from `config.providers`: a provider that failed validation is
+    # already reported, and must not make every reference to it an error too.
+    known = ", ".join(sorted(provider_names)) or "none configured"
+    for name, model in config.models.items():
+        for index, target in enumerate(model.targets):
+            if target.provider not in provider_names:
+                errors.append(
+                    f"models.{name}.targets[{index}].provider: unknown provider "
+                    f"'{target.provider}' (known: {known})"
+                )
+
+
+def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
+    """Parse one YAML configuration; raises ConfigError listing every problem found."""
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"(YAML) {exc}".replace("\n", " ")]) from None
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(source, ["(top level): expected a mapping with server, providers, models"])
+    errors: list[str] = []
+    tree = interpolate(tree, env, "", errors)
+    known_sections = set(Config.__struct_fields__)
+    for key in tree:
+        if key not in known_sections:
+            errors.append(f"{key}: unknown section (expected one of {', '.join(sorted(known_sections))})")
+    server = _convert(tree.get("server") or {}, ServerConfig, "server", errors)
+    logging_ = _convert(tree.get("logging") or {}, LoggingConfig, "logging", errors)
+    providers = _section_map(tree.get("providers"), Provider, "providers", errors)  # type: ignore[arg-type]
+    models = _section_map(tree.get("models"), ModelConfig, "models", errors)
+    config = Config(server or ServerConfig(), logging_ or LoggingConfig(), providers, models)
+    provider_tree = tree.get("providers")
+    provider_names = {str(name) for name in provider_tree} if isinstance(provider_tree, dict) else set()
+    _check_references(config, provider_names, errors)
+    if errors:
+        raise ConfigError(source, errors)
+    return config
+
+
+def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> Path:
+    """Which file to load: --config, else $TOLLWAY_CONFIG, else config/tollway.yaml, else the
+    embedded default (which serves the mock provider with no keys)."""
+    if explicit:
+        return Path(explicit)
+    from_env = env.get("TOLLWAY_CONFIG")
+    if from_env:
+        return Path(from_env)
+    if DEFAULT_CONFIG_PATH.is_file():
+        return DEFAULT_CONFIG_PATH
+    return EMBEDDED_DEFAULT
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and parse a configuration file; ConfigError when unreadable or invalid."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    return parse_config(text, os.environ if env is None else env, str(path))

@@ -1,0 +1,53 @@
+"""Per-request state: one RequestContext follows a request from arrival to its log line."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from adapters.schema import Usage
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class RequestContext:
+    """What the pipeline learns about a request as it goes, read once at the end to observe it."""
+
+    __slots__ = (
+        "endpoint",
+        "error_code",
+        "error_kind",
+        "first_byte_at",
+        "key_id",
+        "model",
+        "provider",
+        "request_id",
+        "started",
+        "started_wall",
+        "status",
+        "stream",
+        "target_model",
+        "usage",
+    )
+
+    def __init__(self, endpoint: str) -> None:
+        self.request_id = new_request_id()
+        self.endpoint = endpoint
+        self.started = time.perf_counter()
+        self.started_wall = time.time()
+        self.status = 500
+        self.key_id: str | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.target_model: str | None = None
+        self.stream = False
+        self.first_byte_at: float | None = None
+        self.usage: Usage | None = None
+        self.error_code: str | None = None
+        self.error_kind: str | None = None
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte_at is None:
+            self.first_byte_at = time.perf_counter()

@@ -1,0 +1,106 @@
+"""The gateway's own error answers, always in OpenAI's shape:
+`{"error": {"message", "type", "code", "param"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+from aiohttp import web
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    code: str | None
+    param: str | None
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorDetail
+
+
+_encode: Final = msgspec.json.Encoder()
+
+
+class GatewayError(Exception):
+    """A request that ends in an error answer; raised anywhere on the request path.
+
+    `fault` says whose fault it was, for metrics: caller, policy, provider or gateway.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        fault: str = "caller",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.fault = fault
+        self.headers = headers
+
+
+def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
+    """The OpenAI error body as bytes."""
+    return _encode.encode(_ErrorEnvelope(_ErrorDetail(message, type, code, param)))
+
+
+def error_response(err: GatewayError, request_id: str) -> web.Response:
+    """The HTTP answer for a GatewayError, carrying the request id."""
+    headers = {"x-request-id": request_id}
+    if err.headers:
+        headers.update(err.headers)
+    return web.Response(
+        status=err.status,
+        body=error_body(err.message, err.type, err.code, err.param),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> GatewayError:
+    return GatewayError(400, message, code=code, param=param)
+
+
+def unauthorized() -> GatewayError:
+    return GatewayError(
+        401,
+        "missing or invalid API key: send it as 'Authorization: Bearer <key>' or 'x-api-key'",
+        type="authentication_error",
+        code="invalid_api_key",
+    )
+
+
+def model_not_found(model: str) -> GatewayError:
+    return GatewayError(
+        404, f"the model '{model}' does not exist on this gateway", code="model_not_found", param="model"
+    )
+
+
+def body_too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"the request body exceeds the limit of {limit} bytes", code="request_too_large")
+
+
+def upstream_timeout(provider: str) -> GatewayError:
+    return GatewayError(
+        504, f"provider '{provider}' did not answer in time", type="upstream_error",
+        code="upstream_timeout", fault="provider",
+    )
+
+
+def upstream_unreachable(provider: str, reason: str) -> GatewayError:
+    return GatewayError(
+        502, f"provider '{provider}' could not be reached: {reason}", type="upstream_error",
+        code="upstream_unreachable", fault="provider",
+    )

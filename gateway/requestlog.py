@@ -1,0 +1,95 @@
+"""One structured JSON line per request, written off the event loop.
+
+The loop thread only encodes the record (a microsecond with msgspec) and puts the bytes on a
+queue; a writer thread does the blocking write, so a slow disk or a full pipe to journald never
+stalls a request.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from typing import IO, Final
+
+import msgspec
+
+
+class RequestRecord(msgspec.Struct, omit_defaults=True):
+    """What the log says about one request. Never carries a prompt, an answer or a secret."""
+
+    ts: float
+    request_id: str
+    endpoint: str
+    status: int
+    latency_ms: float
+    key_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    target_model: str | None = None
+    stream: bool = False
+    ttfb_ms: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    error_code: str | None = None
+    error_kind: str | None = None
+
+
+_encode: Final = msgspec.json.Encoder()
+_STOP: Final = b""
+
+
+class RequestLog:
+    """A background writer of JSON lines to a stream or file ("stdout", "stderr", "off", path)."""
+
+    def __init__(self, destination: str) -> None:
+        self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._owned: IO[bytes] | None = None
+        self._out: IO[bytes] | None
+        if destination == "off":
+            self._out = None
+        elif destination == "stdout":
+            self._out = sys.stdout.buffer
+        elif destination == "stderr":
+            self._out = sys.stderr.buffer
+        else:
+            self._out = self._owned = open(destination, "ab")  # noqa: SIM115 - closed in close()
+        self._thread: threading.Thread | None = None
+        if self._out is not None:
+            self._thread = threading.Thread(target=self._run, name="tollway-request-log", daemon=True)
+            self._thread.start()
+
+    def write(self, record: RequestRecord) -> None:
+        if self._thread is not None:
+            self._queue.put(_encode.encode(record) + b"\n")
+
+    def _run(self) -> None:
+        out = self._out
+        assert out is not None
+        while True:
+            line = self._queue.get()
+            batch = [line]
+            # Drain what queued up meanwhile: one write call per burst, not per request.
+            while line != _STOP:
+                try:
+                    line = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(line)
+            try:
+                out.write(b"".join(batch))
+                out.flush()
+            except (OSError, ValueError):
+                pass  # a closed stdout must not take the gateway down with it
+            if batch[-1] == _STOP:
+                return
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
