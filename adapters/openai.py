@@ -9,7 +9,7 @@ the usage record, the `[DONE]` sentinel and in-band errors.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, TypeVar
+from typing import Any, Final
 
 import msgspec
 
@@ -30,8 +30,6 @@ _encode: Final = msgspec.json.encode
 _JSON_HEADERS: Final = (("content-type", "application/json"),)
 _INCLUDE_USAGE: Final = msgspec.Raw(b"true")
 
-T = TypeVar("T")
-
 
 class PassthroughRequest(msgspec.Struct):
     """A client request decoded just far enough to route it and forward it."""
@@ -46,7 +44,7 @@ class _StreamOptions(msgspec.Struct):
     include_usage: bool | None = None
 
 
-def _decode_raw(raw: msgspec.Raw, kind: type[T], param: str, expected: str) -> T:
+def _decode_raw(raw: msgspec.Raw, kind: Any, param: str, expected: str) -> Any:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError:
@@ -66,7 +64,7 @@ def _require_model(fields: Fields) -> str:
     raw = fields.get("model")
     if raw is None:
         raise InvalidRequest("you must provide a model parameter", "model")
-    model = _decode_raw(raw, str, "model", "a string")
+    model: str = _decode_raw(raw, str, "model", "a string")
     if not model:
         raise InvalidRequest("'model' must not be empty", "model")
     return model
@@ -93,7 +91,9 @@ def decode_chat_request(body: bytes) -> PassthroughRequest:
     wants_usage = False
     options_raw = fields.get("stream_options")
     if options_raw is not None:
-        options = _decode_raw(options_raw, _StreamOptions | None, "stream_options", "an object")
+        options: _StreamOptions | None = _decode_raw(
+            options_raw, _StreamOptions | None, "stream_options", "an object"
+        )
         wants_usage = options is not None and options.include_usage is True
     return PassthroughRequest(fields, model, stream, wants_usage)
 

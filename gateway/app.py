@@ -58,8 +58,8 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        err = GatewayError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
-        return error_response(err, new_request_id())
+        shaped = GatewayError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
+        return error_response(shaped, new_request_id())
     except GatewayError as err:
         return error_response(err, new_request_id())
     except Exception as exc:
@@ -69,8 +69,10 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
             tb = tb.tb_next
         where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
         log.error("unexpected error %s at %s (request %s)", type(exc).__name__, where, request_id)
-        err = GatewayError(500, "internal gateway error", type="server_error", code="internal_error", fault="gateway")
-        return error_response(err, request_id)
+        internal = GatewayError(
+            500, "internal gateway error", type="server_error", code="internal_error", fault="gateway"
+        )
+        return error_response(internal, request_id)
 
 
 def build_app(config: Config) -> web.Application:

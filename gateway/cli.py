@@ -54,12 +54,14 @@ async def serve(config: Config, source: Path, host: str, port: int) -> None:
     shown_host = f"[{host}]" if ":" in host else host
     log.info(
         "listening",
-        extra={"fields": {
-            "address": f"http://{shown_host}:{bound_port}",
-            "models": list(config.models),
-            "config": str(source),
-            "auth": "master_key" if config.server.master_key else "none",
-        }},
+        extra={
+            "fields": {
+                "address": f"http://{shown_host}:{bound_port}",
+                "models": list(config.models),
+                "config": str(source),
+                "auth": "master_key" if config.server.master_key else "none",
+            }
+        },
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not config.server.master_key and not is_loopback(host):
         print(
             f"refusing to serve on {host} without a master key: anyone who can reach it could spend "
-            "your provider credit.\nSet one, e.g. `server: {master_key: \"${TOLLWAY_MASTER_KEY}\"}` "
+            'your provider credit.\nSet one, e.g. `server: {master_key: "${TOLLWAY_MASTER_KEY}"}` '
             "in the config and `export TOLLWAY_MASTER_KEY=$(openssl rand -hex 32)`, or serve on "
             "127.0.0.1.",
             file=sys.stderr,

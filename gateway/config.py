@@ -28,7 +28,7 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pass
 
 
-class Timeouts(_Section):
+class Timeouts(_Section, frozen=True):
     """How long to wait on an upstream: to connect, for the response headers, for all of it."""
 
     connect_s: Seconds = 5.0
@@ -36,7 +36,7 @@ class Timeouts(_Section):
     total_s: Seconds = 600.0
 
 
-class ServerConfig(_Section):
+class ServerConfig(_Section, frozen=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 4000
     # Empty means "no master key" so that `${TOLLWAY_MASTER_KEY:-}` works in shared files.
@@ -44,19 +44,19 @@ class ServerConfig(_Section):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(_Section, frozen=True):
     # Where the per-request JSON lines go: "stdout", "stderr", "off" or a file path.
     request_log: str = "stdout"
 
 
-class _Provider(_Section, tag_field="kind"):
+class _Provider(_Section, frozen=True, tag_field="kind"):
     timeout: Timeouts = Timeouts()
 
 
 HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")]
 
 
-class OpenAIProvider(_Provider, tag="openai"):
+class OpenAIProvider(_Provider, frozen=True, tag="openai"):
     """OpenAI or any server that speaks its API (vLLM, TGI, llama.cpp, Ollama's /v1)."""
 
     base_url: HttpUrl = "https://api.openai.com/v1"
@@ -66,7 +66,7 @@ class OpenAIProvider(_Provider, tag="openai"):
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 256
 
 
-class MockProvider(_Provider, tag="mock"):
+class MockProvider(_Provider, frozen=True, tag="mock"):
     """The built-in fake provider: deterministic answers from the prompt, no network, no key."""
 
     latency_ms_per_token: Annotated[float, msgspec.Meta(ge=0)] = 0.0
@@ -80,18 +80,18 @@ Provider = OpenAIProvider | MockProvider
 PROVIDER_KINDS: Final = ("openai", "mock")
 
 
-class TargetConfig(_Section):
+class TargetConfig(_Section, frozen=True):
     provider: str
     model: Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class ModelConfig(_Section):
+class ModelConfig(_Section, frozen=True):
     targets: Annotated[list[TargetConfig], msgspec.Meta(min_length=1)]
     # Wins over the provider's timeouts for this model.
     timeout: Timeouts | None = None
 
 
-class Config(_Section):
+class Config(_Section, frozen=True):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
     providers: dict[str, Provider] = {}
@@ -204,7 +204,7 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
             errors.append(f"{key}: unknown section (expected one of {', '.join(sorted(known_sections))})")
     server = _convert(tree.get("server") or {}, ServerConfig, "server", errors)
     logging_ = _convert(tree.get("logging") or {}, LoggingConfig, "logging", errors)
-    providers = _section_map(tree.get("providers"), Provider, "providers", errors)  # type: ignore[arg-type]
+    providers: dict[str, Provider] = _section_map(tree.get("providers"), Provider, "providers", errors)  # type: ignore[arg-type]
     models = _section_map(tree.get("models"), ModelConfig, "models", errors)
     config = Config(server or ServerConfig(), logging_ or LoggingConfig(), providers, models)
     provider_tree = tree.get("providers")

@@ -94,13 +94,19 @@ def body_too_large(limit: int) -> GatewayError:
 
 def upstream_timeout(provider: str) -> GatewayError:
     return GatewayError(
-        504, f"provider '{provider}' did not answer in time", type="upstream_error",
-        code="upstream_timeout", fault="provider",
+        504,
+        f"provider '{provider}' did not answer in time",
+        type="upstream_error",
+        code="upstream_timeout",
+        fault="provider",
     )
 
 
 def upstream_unreachable(provider: str, reason: str) -> GatewayError:
     return GatewayError(
-        502, f"provider '{provider}' could not be reached: {reason}", type="upstream_error",
-        code="upstream_unreachable", fault="provider",
+        502,
+        f"provider '{provider}' could not be reached: {reason}",
+        type="upstream_error",
+        code="upstream_unreachable",
+        fault="provider",
     )

@@ -91,12 +91,16 @@ class MockTransport:
         try:
             if request.url.endswith("/embeddings"):
                 dims = provider.embedding_dimensions
-                return MockResponse(200, _JSON, body=mock.answer_embeddings(request.body, default_dimensions=dims))
+                return MockResponse(
+                    200, _JSON, body=mock.answer_embeddings(request.body, default_dimensions=dims)
+                )
             if not request.url.endswith("/chat/completions"):
                 return MockResponse(404, _JSON, body=error_body("unknown mock endpoint", "not_found"))
             return await self._chat(request.body, timeouts)
         except mock.MockInputError as exc:
-            return MockResponse(400, _JSON, body=error_body(exc.message, "invalid_request_error", None, exc.param))
+            return MockResponse(
+                400, _JSON, body=error_body(exc.message, "invalid_request_error", None, exc.param)
+            )
 
     async def _chat(self, body: bytes, timeouts: Timeouts) -> UpstreamResponse:
         provider = self._provider

@@ -62,11 +62,15 @@ class Gateway:
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._forward(
-            request, "embeddings", openai_format.decode_embeddings_request,
+            request,
+            "embeddings",
+            openai_format.decode_embeddings_request,
             openai_format.build_embeddings_request,
         )
 
-    async def _forward(self, request: web.Request, endpoint: str, decode: Decode, build: Build) -> web.StreamResponse:
+    async def _forward(
+        self, request: web.Request, endpoint: str, decode: Decode, build: Build
+    ) -> web.StreamResponse:
         ctx = RequestContext(endpoint)
         try:
             ctx.key_id = self.authenticator.authenticate(request.headers).key_id
@@ -134,8 +138,11 @@ class Gateway:
             body, ctx.usage = openai_format.parse_response(raw, model)
         except InvalidUpstreamAnswer:
             raise GatewayError(
-                502, f"provider '{target.provider}' sent an answer that is not valid JSON",
-                type="upstream_error", code="upstream_invalid_answer", fault="provider",
+                502,
+                f"provider '{target.provider}' sent an answer that is not valid JSON",
+                type="upstream_error",
+                code="upstream_invalid_answer",
+                fault="provider",
             ) from None
         ctx.mark_first_byte()
         ctx.status = 200
@@ -156,27 +163,39 @@ class Gateway:
         message = redact(error.message, target.secrets)
         if error.kind is ErrorKind.AUTH:
             return GatewayError(
-                502, f"provider '{target.provider}' rejected the gateway's credentials (HTTP {error.status})",
-                type="upstream_error", code="upstream_auth", fault="gateway",
+                502,
+                f"provider '{target.provider}' rejected the gateway's credentials (HTTP {error.status})",
+                type="upstream_error",
+                code="upstream_auth",
+                fault="gateway",
             )
         if 400 <= upstream.status < 500:
             headers = None
             if error.retry_after_s is not None:
                 headers = {"Retry-After": str(max(1, round(error.retry_after_s)))}
             return GatewayError(
-                upstream.status, message, type=error.type or "invalid_request_error",
-                code=error.code, param=error.param, fault="caller" if upstream.status != 429 else "provider",
+                upstream.status,
+                message,
+                type=error.type or "invalid_request_error",
+                code=error.code,
+                param=error.param,
+                fault="caller" if upstream.status != 429 else "provider",
                 headers=headers,
             )
         return GatewayError(
-            502, f"provider '{target.provider}' failed (HTTP {upstream.status}): {message}",
-            type="upstream_error", code="upstream_error", fault="provider",
+            502,
+            f"provider '{target.provider}' failed (HTTP {upstream.status}): {message}",
+            type="upstream_error",
+            code="upstream_error",
+            fault="provider",
         )
 
     def _observe(self, ctx: RequestContext) -> None:
         now = time.perf_counter()
         duration_s = now - ctx.started
-        first_byte_s = None if ctx.first_byte_at is None or ctx.status >= 400 else ctx.first_byte_at - ctx.started
+        first_byte_s = (
+            None if ctx.first_byte_at is None or ctx.status >= 400 else ctx.first_byte_at - ctx.started
+        )
         usage = ctx.usage
         prompt_tokens = usage.prompt_tokens if usage is not None else 0
         completion_tokens = usage.completion_tokens if usage is not None else 0

@@ -56,18 +56,27 @@ async def relay_stream(
             await response.write(out)
         if not relay.done and relay.error is None:
             failure = GatewayError(
-                502, f"provider '{provider}' ended the stream before it was complete",
-                type="upstream_error", code="upstream_incomplete", fault="provider",
+                502,
+                f"provider '{provider}' ended the stream before it was complete",
+                type="upstream_error",
+                code="upstream_incomplete",
+                fault="provider",
             )
     except UpstreamTimeout:
         failure = GatewayError(
-            504, f"provider '{provider}' stopped sending in time", type="upstream_error",
-            code="upstream_timeout", fault="provider",
+            504,
+            f"provider '{provider}' stopped sending in time",
+            type="upstream_error",
+            code="upstream_timeout",
+            fault="provider",
         )
     except UpstreamUnreachable as exc:
         failure = GatewayError(
-            502, f"provider '{provider}' broke off the stream: {exc}", type="upstream_error",
-            code="upstream_unreachable", fault="provider",
+            502,
+            f"provider '{provider}' broke off the stream: {exc}",
+            type="upstream_error",
+            code="upstream_unreachable",
+            fault="provider",
         )
     ctx.usage = relay.usage
     if relay.error is not None:

@@ -23,11 +23,11 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     endpoint: str
     status: int
     latency_ms: float
+    stream: bool
     key_id: str | None = None
     model: str | None = None
     provider: str | None = None
     target_model: str | None = None
-    stream: bool = False
     ttfb_ms: float | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
@@ -53,7 +53,7 @@ class RequestLog:
         elif destination == "stderr":
             self._out = sys.stderr.buffer
         else:
-            self._out = self._owned = open(destination, "ab")  # noqa: SIM115 - closed in close()
+            self._out = self._owned = open(destination, "ab")
         self._thread: threading.Thread | None = None
         if self._out is not None:
             self._thread = threading.Thread(target=self._run, name="tollway-request-log", daemon=True)

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.servers import LoopThread, Upstream, start_gateway, start_upstream
+
+MASTER_KEY = "test-master-key-7f3a"
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def upstream(loop_thread: LoopThread) -> Iterator[Upstream]:
+    state = Upstream()
+    runner = loop_thread.run(start_upstream(state))
+    yield state
+    loop_thread.run(runner.cleanup())
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass
+class Gateway:
+    url: str
+    log_path: Path
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def gateway_config(upstream: Upstream, log_path: Path, extra_models: str = "") -> str:
+    return f"""
+server: {{master_key: "{MASTER_KEY}", max_body_bytes: 65536}}
+logging: {{request_log: "{log_path}"}}
+providers:
+  up: {{kind: openai, base_url: "{upstream.url}", api_key: "{upstream.api_key}",
+        timeout: {{connect_s: 1, first_byte_s: 1.5, total_s: 5}}}}
+  mock: {{kind: mock}}
+  broken: {{kind: mock, fail_status: 503}}
+  dead: {{kind: openai, base_url: "http://127.0.0.1:{closed_port()}/v1", api_key: "sk-dead-secret-0000"}}
+models:
+  up-model: {{targets: [{{provider: up, model: real-model}}]}}
+  demo: {{targets: [{{provider: mock, model: mock-1}}]}}
+  broken: {{targets: [{{provider: broken, model: mock-1}}]}}
+  dead: {{targets: [{{provider: dead, model: any}}]}}
+{extra_models}
+"""
+
+
+@pytest.fixture
+def gateway(loop_thread: LoopThread, upstream: Upstream, tmp_path: Path) -> Iterator[Gateway]:
+    log_path = tmp_path / "requests.log"
+    runner, url = loop_thread.run(start_gateway(gateway_config(upstream, log_path), {}))
+    yield Gateway(url, log_path)
+    loop_thread.run(runner.cleanup())
