@@ -1,0 +1,115 @@
+"""The `tollway` command as a user runs it: a real subprocess, real sockets, the openai SDK."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import openai
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[bytes], started: dict[str, object]) -> None:
+        self.process = process
+        self.started = started
+        self.url = str(started["address"])
+
+
+def start(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 15.0) -> Served:
+    """Run `tollway serve` and wait for its start-up line (JSON on stderr)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", "0", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        record = msgspec.json.decode(line)
+        if record.get("msg") == "listening":
+            return Served(process, record)
+    process.kill()
+    raise AssertionError(f"tollway did not start: exit {process.wait()}")
+
+
+def stop(served: Served) -> int:
+    served.process.terminate()
+    try:
+        return served.process.wait(timeout=10)
+    finally:
+        assert served.process.stderr is not None
+        served.process.stderr.close()
+
+
+@pytest.fixture
+def default_server(tmp_path: Path) -> Iterator[Served]:
+    env = {key: value for key, value in os.environ.items() if key not in ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY")}
+    served = start([], cwd=tmp_path, env=env)  # no config/ here: the embedded default serves
+    yield served
+    stop(served)
+
+
+def test_embedded_default_answers_with_the_mock_provider(default_server: Served) -> None:
+    assert default_server.started["models"] == ["demo", "demo-slow"]
+    assert str(default_server.started["config"]).endswith("default.yaml")
+    with openai.OpenAI(base_url=default_server.url + "/v1", api_key="unused", max_retries=0) as sdk:
+        answer = sdk.chat.completions.create(model="demo", messages=[{"role": "user", "content": "ping"}])
+        assert answer.choices[0].message.content == "You said: ping"
+        streamed = sdk.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "ping"}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == "You said: ping"
+
+
+def test_config_is_found_in_the_working_directory_and_sigterm_exits_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "tollway.yaml", tmp_path / "config" / "tollway.yaml")
+    served = start([], cwd=tmp_path, env={"TOLLWAY_MASTER_KEY": "cli-test-key"})
+    try:
+        assert served.started["config"] == "config/tollway.yaml"
+        assert served.started["auth"] == "master_key"
+        with openai.OpenAI(base_url=served.url + "/v1", api_key="wrong", max_retries=0) as sdk:
+            with pytest.raises(openai.AuthenticationError):
+                sdk.models.list()
+        with openai.OpenAI(base_url=served.url + "/v1", api_key="cli-test-key", max_retries=0) as sdk:
+            assert [m.id for m in sdk.models.list()] == ["demo", "demo-slow"]
+    finally:
+        assert stop(served) == 0
+
+
+def test_refuses_a_public_address_without_a_master_key(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY")}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
+        cwd=tmp_path, env=env, capture_output=True, timeout=15,
+    )
+    assert result.returncode == 2
+    assert b"master key" in result.stderr and b"TOLLWAY_MASTER_KEY" in result.stderr
+
+
+def test_a_broken_config_stops_serve_with_every_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("providers: {a: {kind: opnai}}\nmodels: {m: {targets: [{provider: b, model: x}]}}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
+        cwd=tmp_path, capture_output=True, timeout=15,
+    )
+    assert result.returncode == 1
+    assert b"providers.a.kind" in result.stderr
+    assert b"models.m.targets[0].provider: unknown provider 'b'" in result.stderr
