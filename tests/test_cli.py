@@ -31,7 +31,7 @@ def start(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--port", "0", *args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**clean_env(), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -57,10 +57,16 @@ def stop(served: Served) -> int:
         served.process.stderr.close()
 
 
+def clean_env() -> dict[str, str]:
+    """The environment without Tollway's own variables, as on a fresh machine."""
+    return {
+        key: value for key, value in os.environ.items() if key not in ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY")
+    }
+
+
 @pytest.fixture
 def default_server(tmp_path: Path) -> Iterator[Served]:
-    env = {key: value for key, value in os.environ.items() if key not in ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY")}
-    served = start([], cwd=tmp_path, env=env)  # no config/ here: the embedded default serves
+    served = start([], cwd=tmp_path)  # no config/ here: the embedded default serves
     yield served
     stop(served)
 
@@ -94,10 +100,13 @@ def test_config_is_found_in_the_working_directory_and_sigterm_exits_cleanly(tmp_
 
 
 def test_refuses_a_public_address_without_a_master_key(tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if key not in ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY")}
+    env = clean_env()
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
-        cwd=tmp_path, env=env, capture_output=True, timeout=15,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=15,
     )
     assert result.returncode == 2
     assert b"master key" in result.stderr and b"TOLLWAY_MASTER_KEY" in result.stderr
@@ -108,7 +117,9 @@ def test_a_broken_config_stops_serve_with_every_error(tmp_path: Path) -> None:
     path.write_text("providers: {a: {kind: opnai}}\nmodels: {m: {targets: [{provider: b, model: x}]}}\n")
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
-        cwd=tmp_path, capture_output=True, timeout=15,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=15,
     )
     assert result.returncode == 1
     assert b"providers.a.kind" in result.stderr
