@@ -60,6 +60,7 @@ providers:
   dead: {{kind: openai, base_url: "http://127.0.0.1:{closed_port()}/v1", api_key: "sk-dead-secret-0000"}}
 models:
   up-model: {{targets: [{{provider: up, model: real-model}}]}}
+  up-short: {{targets: [{{provider: up, model: real-model}}], timeout: {{connect_s: 1, first_byte_s: 2, total_s: 0.6}}}}
   demo: {{targets: [{{provider: mock, model: mock-1}}]}}
   broken: {{targets: [{{provider: broken, model: mock-1}}]}}
   dead: {{targets: [{{provider: dead, model: any}}]}}

@@ -154,7 +154,7 @@ def test_embeddings_from_upstream_and_mock(api: openai.OpenAI, gateway: Gateway,
 
 
 def test_models_lists_the_logical_names(api: openai.OpenAI, gateway: Gateway) -> None:
-    assert {m.id for m in api.models.list()} == {"up-model", "demo", "broken", "dead"}
+    assert {m.id for m in api.models.list()} == {"up-model", "up-short", "demo", "broken", "dead"}
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -227,6 +227,22 @@ def test_slow_upstream_gets_504(api: openai.OpenAI, gateway: Gateway, upstream: 
         api.chat.completions.create(model="up-model", messages=USER)
     assert caught.value.status_code == 504
     assert time.monotonic() - started < 2.4
+
+
+def test_total_timeout_of_the_model_wins_and_cuts_answers_and_streams(
+    api: openai.OpenAI, upstream: Upstream
+) -> None:
+    upstream.delay_s = 1.0  # under the provider's limits, over the model's total_s of 0.6
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        api.chat.completions.create(model="up-short", messages=USER)
+    assert caught.value.status_code == 504
+    assert time.monotonic() - started < 0.95
+    upstream.delay_s = 0.0
+    upstream.chunk_pause_s = 0.25  # the stream starts in time but cannot finish in 0.6 s
+    with pytest.raises(openai.APIError) as in_band:
+        list(api.chat.completions.create(model="up-short", messages=USER, stream=True))
+    assert "in time" in in_band.value.message
 
 
 def test_upstream_4xx_is_passed_on_with_its_message(
