@@ -8,6 +8,7 @@ the usage record, the `[DONE]` sentinel and in-band errors.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -102,7 +103,8 @@ def decode_embeddings_request(body: bytes) -> PassthroughRequest:
     """Decode an embeddings request far enough to route it; InvalidRequest when unusable."""
     fields = _decode_body(body)
     model = _require_model(fields)
-    if fields.get("input") is None:
+    raw_input = fields.get("input")
+    if raw_input is None or bytes(raw_input).strip() == b"null":
         raise InvalidRequest("missing required parameter: 'input'", "input")
     return PassthroughRequest(fields, model)
 
@@ -161,7 +163,8 @@ class _ChunkProbe(msgspec.Struct):
 
     choices: list[msgspec.Raw] | None = None
     usage: Usage | None = None
-    error: msgspec.Raw | None = None
+    # Empty when absent: msgspec decodes a Raw inside an Optional only as null, so no `| None`.
+    error: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
 
 
 _decode_probe: Final = msgspec.json.Decoder(_ChunkProbe)
@@ -240,7 +243,7 @@ class StreamRelay:
             probe = _decode_probe.decode(data)
         except msgspec.DecodeError:
             return True  # not ours to judge: relay it as it came
-        if probe.error is not None:
+        if len(probe.error) and bytes(probe.error) != b"null":
             self.error = bytes(probe.error)
         if probe.usage is not None:
             self.usage = probe.usage
@@ -292,17 +295,22 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """The wait a provider asked for: `retry-after-ms`, else `retry-after` in seconds."""
     millis = headers.get("retry-after-ms")
     if millis is not None:
-        try:
-            return max(float(millis) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        wait = _finite_seconds(millis, 1000.0)
+        if wait is not None:
+            return wait
     seconds = headers.get("retry-after")
     if seconds is not None:
-        try:
-            return max(float(seconds), 0.0)
-        except ValueError:
-            return None  # an HTTP date: rare from these APIs, and fallback does not need it
+        # None for an HTTP date: rare from these APIs, and fallback does not need it.
+        return _finite_seconds(seconds, 1.0)
     return None
+
+
+def _finite_seconds(text: str, per_second: float) -> float | None:
+    try:
+        value = float(text) / per_second
+    except ValueError:
+        return None
+    return max(value, 0.0) if math.isfinite(value) else None
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:

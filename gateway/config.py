@@ -7,6 +7,7 @@ Structs are frozen and forbid unknown fields, so a typo is an error rather than 
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Mapping
@@ -129,10 +130,10 @@ def interpolate(node: Any, env: Mapping[str, str], path: str, errors: list[str])
                 return "$"
             name, default = match.group(1), match.group(2)
             value = env.get(name)
+            if default is not None and not value:
+                return default  # as in the shell, `:-` also replaces a variable set to ""
             if value is not None:
                 return value
-            if default is not None:
-                return default
             errors.append(f"{path}: environment variable {name} is not set (use ${{{name}:-default}})")
             return ""
 
@@ -144,19 +145,76 @@ def interpolate(node: Any, env: Mapping[str, str], path: str, errors: list[str])
     return node
 
 
+_PATH_STEP: Final = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_UNKNOWN_FIELD: Final = re.compile(r"^Object contains unknown field `([^`]+)`$")
+_MISSING_FIELD: Final = re.compile(r"^Object missing required field `([^`]+)`$")
+# Bounds the retries below: no config entry has anywhere near this many fields.
+_MAX_ERRORS_PER_ENTRY: Final = 32
+
+
+def _split_error(exc: msgspec.ValidationError) -> tuple[str, list[str | int]]:
+    """msgspec's message and the path it names, as keys and indexes relative to the entry."""
+    message = str(exc)
+    match = _MSGSPEC_PATH.search(message)
+    if match is None:
+        return message, []
+    steps: list[str | int] = [key if key else int(index) for key, index in _PATH_STEP.findall(match.group(1))]
+    return message[: match.start()], steps
+
+
+def _render(path: str, steps: list[str | int]) -> str:
+    for step in steps:
+        path = _join(path, step)
+    return path or "(top level)"
+
+
+def _drop(node: Any, steps: list[str | int]) -> bool:
+    """Remove the value at `steps` from a dict tree; False when it cannot (a list item, say)."""
+    for step in steps[:-1]:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if steps and isinstance(node, dict) and isinstance(steps[-1], str) and steps[-1] in node:
+        del node[steps[-1]]
+        return True
+    return False
+
+
 def _convert(node: Any, kind: type[T], path: str, errors: list[str]) -> T | None:
-    try:
-        # strict=False: values that came through ${VAR} are strings even where a number is meant.
-        return msgspec.convert(node, kind, strict=False)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _MSGSPEC_PATH.search(message)
-        where = path
-        if match:
-            message = message[: match.start()]
-            where = path + match.group(1) if path else match.group(1).lstrip(".")
-        errors.append(f"{where or '(top level)'}: {message}")
-        return None
+    """Validate one entry into its Struct, reporting every bad field, not just the first.
+
+    msgspec stops at the first error, so after each one the offending key is dropped from a copy
+    (the field then takes its default) and validation runs again, until it passes or an error
+    cannot be stepped over (a required field, a list item).
+    """
+    attempt = node
+    dropped: set[str] = set()
+    failed = False
+    for _ in range(_MAX_ERRORS_PER_ENTRY):
+        try:
+            # strict=False: values that came through ${VAR} are strings even where a number is meant.
+            converted = msgspec.convert(attempt, kind, strict=False)
+        except msgspec.ValidationError as exc:
+            message, steps = _split_error(exc)
+            unknown = _UNKNOWN_FIELD.match(message)
+            missing = _MISSING_FIELD.match(message)
+            target = [*steps, unknown.group(1)] if unknown else steps
+            if missing and _render(path, [*steps, missing.group(1)]) in dropped:
+                return None  # we dropped it ourselves, after reporting why
+            if unknown:
+                errors.append(f"{_render(path, target)}: unknown field")
+            else:
+                errors.append(f"{_render(path, steps)}: {message}")
+            failed = True
+            if attempt is node:
+                attempt = copy.deepcopy(node)
+            if not _drop(attempt, target):
+                return None
+            dropped.add(_render(path, target))
+        else:
+            return None if failed else converted
+    return None
 
 
 def _section_map(node: Any, kind: type[T], path: str, errors: list[str]) -> dict[str, T]:
@@ -186,6 +244,11 @@ def _check_references(config: Config, provider_names: set[str], errors: list[str
                 )
 
 
+def _section(tree: dict[str, Any], name: str) -> Any:
+    value = tree.get(name)
+    return {} if value is None else value
+
+
 def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     """Parse one YAML configuration; raises ConfigError listing every problem found."""
     try:
@@ -202,8 +265,9 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     for key in tree:
         if key not in known_sections:
             errors.append(f"{key}: unknown section (expected one of {', '.join(sorted(known_sections))})")
-    server = _convert(tree.get("server") or {}, ServerConfig, "server", errors)
-    logging_ = _convert(tree.get("logging") or {}, LoggingConfig, "logging", errors)
+    # An empty section (`server:`) means defaults; anything else that is not a mapping is an error.
+    server = _convert(_section(tree, "server"), ServerConfig, "server", errors)
+    logging_ = _convert(_section(tree, "logging"), LoggingConfig, "logging", errors)
     providers: dict[str, Provider] = _section_map(tree.get("providers"), Provider, "providers", errors)  # type: ignore[arg-type]
     models = _section_map(tree.get("models"), ModelConfig, "models", errors)
     config = Config(server or ServerConfig(), logging_ or LoggingConfig(), providers, models)
@@ -234,4 +298,6 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [f"the file is not UTF-8 (byte {exc.start})"]) from None
     return parse_config(text, os.environ if env is None else env, str(path))

@@ -1,0 +1,487 @@
+"""Tests for gateway/config.py (and the `tollway check-config` command that reports its errors)."""
+
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import cli
+from gateway.config import (
+    DEFAULT_CONFIG_PATH,
+    EMBEDDED_DEFAULT,
+    Config,
+    ConfigError,
+    MockProvider,
+    OpenAIProvider,
+    TargetConfig,
+    interpolate,
+    load_config,
+    parse_config,
+    resolve_config_path,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+ISSUE_EXAMPLE = """\
+server: {host: 127.0.0.1, port: 4000, master_key: "${TOLLWAY_MASTER_KEY}", max_body_bytes: 4194304}
+providers:
+  openai: {kind: openai, base_url: "https://api.openai.com/v1", api_key: "${OPENAI_API_KEY}"}
+  local:  {kind: openai, base_url: "http://127.0.0.1:8000/v1"}
+  mock:   {kind: mock}
+models:
+  gpt-4o-mini: {targets: [{provider: openai, model: gpt-4o-mini}]}
+  demo:        {targets: [{provider: mock, model: mock-1}]}
+"""
+ISSUE_ENV = {"OPENAI_API_KEY": "sk-test-0123456789", "TOLLWAY_MASTER_KEY": "tw-master-key"}
+
+# Seven problems in five sections and entries; one run must name every one of them.
+BROKEN = """\
+server: {port: 70000}
+providers:
+  openai: {kind: openai, base_url: "ftp://api.openai.com/v1"}
+  weird:  {kind: opanai}
+  ok:     {kind: openai}
+models:
+  smart: {targets: [{provider: ok, model: a}, {provider: opnai, model: b}]}
+  empty: {targets: []}
+  odd:   {targets: [{provider: weird, model: m}]}
+extras: {}
+"""
+BROKEN_ERRORS = [
+    "extras: unknown section",
+    "server.port: Expected `int` <= 65535",
+    "providers.openai.base_url: Expected `str` matching regex",
+    "providers.weird.kind: Invalid value 'opanai'",
+    "models.smart.targets[1].provider: unknown provider 'opnai'",
+    "models.empty.targets: Expected `array` of length >= 1",
+]
+
+
+def errors_of(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env or {}, "test.yaml")
+    assert caught.value.source == "test.yaml"
+    assert caught.value.errors
+    return caught.value.errors
+
+
+def assert_errors(errors: list[str], prefixes: list[str]) -> None:
+    """Each prefix starts exactly one error, and there is no error besides them."""
+    for prefix in prefixes:
+        assert sum(error.startswith(prefix) for error in errors) == 1, (prefix, errors)
+    assert len(errors) == len(prefixes), errors
+
+
+# --- interpolation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "env", "expected"),
+    [
+        pytest.param("${A}", {"A": "x"}, "x", id="plain"),
+        pytest.param("pre-${A}-post", {"A": "x"}, "pre-x-post", id="embedded"),
+        pytest.param("${A}${B}", {"A": "x", "B": "y"}, "xy", id="two"),
+        pytest.param("${A:-fallback}", {}, "fallback", id="default-used"),
+        pytest.param("${A:-fallback}", {"A": "set"}, "set", id="default-ignored"),
+        pytest.param(
+            "${A:-http://127.0.0.1:8000/v1}", {}, "http://127.0.0.1:8000/v1", id="default-with-colons"
+        ),
+        pytest.param("${A:-}", {}, "", id="empty-default"),
+        pytest.param("${A}", {"A": ""}, "", id="set-to-empty"),
+        pytest.param("$$", {}, "$", id="escape"),
+        pytest.param("$${A}", {"A": "x"}, "${A}", id="escaped-reference"),
+        pytest.param("pa$$word", {}, "pa$word", id="escape-inside"),
+        pytest.param("cost: $5", {}, "cost: $5", id="lone-dollar"),
+        pytest.param("${A}", {"A": "${B}"}, "${B}", id="value-not-expanded-again"),
+        pytest.param("${A}", {"A": r"a\1b$$"}, r"a\1b$$", id="value-taken-literally"),
+        pytest.param("{A}", {"A": "x"}, "{A}", id="no-dollar"),
+    ],
+)
+def test_interpolate_strings(template: str, env: dict[str, str], expected: str) -> None:
+    errors: list[str] = []
+    assert interpolate(template, env, "server.host", errors) == expected
+    assert errors == []
+
+
+def test_interpolate_walks_lists_and_nested_maps() -> None:
+    tree: Any = {"a": [{"b": "${X}"}, "${Y:-y}", 3, None], "c": {"d": {"e": "<${X}>"}}, "f": True}
+    errors: list[str] = []
+    out = interpolate(tree, {"X": "x"}, "", errors)
+    assert out == {"a": [{"b": "x"}, "y", 3, None], "c": {"d": {"e": "<x>"}}, "f": True}
+    assert errors == []
+
+
+def test_interpolate_reports_each_missing_variable_with_its_path() -> None:
+    tree: Any = {"a": [{"b": "${X}"}], "c": {"d": "${Y}-${X:-ok}"}}
+    errors: list[str] = []
+    interpolate(tree, {}, "", errors)
+    assert errors == [
+        "a[0].b: environment variable X is not set (use ${X:-default})",
+        "c.d: environment variable Y is not set (use ${Y:-default})",
+    ]
+
+
+def test_default_applies_when_variable_is_set_but_empty() -> None:
+    config = parse_config('server: {port: "${TOLLWAY_PORT:-4100}"}', {"TOLLWAY_PORT": ""}, "test.yaml")
+    assert config.server.port == 4100
+
+
+def test_interpolated_values_reach_the_config() -> None:
+    text = """\
+server: {port: "${PORT}", max_body_bytes: "${MAX:-65536}", master_key: "${KEY}"}
+providers:
+  local: {kind: openai, base_url: "http://${HOST}:8000/v1", headers: {OpenAI-Organization: "${ORG}"}}
+models:
+  m: {targets: [{provider: local, model: "${MODEL:-llama}"}, {provider: local, model: "${MODEL2}"}]}
+"""
+    env = {"PORT": "4001", "KEY": "k", "HOST": "10.0.0.5", "ORG": "org-42", "MODEL2": "qwen"}
+    config = parse_config(text, env, "test.yaml")
+    assert config.server.port == 4001  # a string from the environment, converted
+    assert config.server.max_body_bytes == 65536
+    assert config.server.master_key == "k"
+    local = config.providers["local"]
+    assert isinstance(local, OpenAIProvider)
+    assert local.base_url == "http://10.0.0.5:8000/v1"
+    assert local.headers == {"OpenAI-Organization": "org-42"}
+    assert config.models["m"].targets == [TargetConfig("local", "llama"), TargetConfig("local", "qwen")]
+
+
+def test_missing_variables_in_lists_and_maps_are_named_with_their_path() -> None:
+    text = """\
+providers:
+  local: {kind: openai, headers: {OpenAI-Organization: "${ORG}"}}
+models:
+  m: {targets: [{provider: local, model: a}, {provider: local, model: "x-${MODEL}"}]}
+"""
+    assert_errors(
+        errors_of(text),
+        [
+            "providers.local.headers.OpenAI-Organization: environment variable ORG is not set",
+            "models.m.targets[1].model: environment variable MODEL is not set",
+        ],
+    )
+
+
+# --- errors: paths, and every one of them at once ---------------------------------------------
+
+
+def test_every_error_is_reported_in_one_go_each_with_its_path() -> None:
+    errors = errors_of(BROKEN)
+    assert_errors(errors, BROKEN_ERRORS)
+    assert "models.smart.targets[1].provider: unknown provider 'opnai' (known: ok, openai, weird)" in errors
+    for error in errors:
+        assert re.match(r"^[\w-]+(\.[\w-]+|\[\d+\])*: \S", error), error
+
+
+def test_config_error_message_names_the_source_and_each_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(BROKEN, {}, "conf/broken.yaml")
+    text = str(caught.value)
+    assert text.startswith("conf/broken.yaml: ")
+    for prefix in BROKEN_ERRORS:
+        assert prefix in text
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        pytest.param(
+            "servers: {port: 4000}", "servers: unknown section (expected one of", id="unknown-section"
+        ),
+        pytest.param(
+            "providers: {openai: {kind: openai, api_kye: sk-1}}",
+            "providers.openai.api_kye: unknown field",
+            id="unknown-provider-field",
+        ),
+        pytest.param(
+            "server: {prot: 4000}", "server.prot: unknown field", id="unknown-server-field"
+        ),
+        pytest.param(
+            "providers: {openai: {kind: opneai}}",
+            "providers.openai.kind: Invalid value 'opneai'",
+            id="bad-kind",
+        ),
+        pytest.param(
+            "providers: {openai: {base_url: 'https://x'}}",
+            "providers.openai: Object missing required field `kind`",
+            id="missing-kind",
+        ),
+        pytest.param(
+            "providers: {local: {kind: openai, base_url: 'ftp://host/v1'}}",
+            "providers.local.base_url: ",
+            id="base-url-ftp",
+        ),
+        pytest.param(
+            "providers: {local: {kind: openai, base_url: 'localhost:8000/v1'}}",
+            "providers.local.base_url: ",
+            id="base-url-no-scheme",
+        ),
+        pytest.param("models: {m: {targets: []}}", "models.m.targets: ", id="empty-targets"),
+        pytest.param(
+            "models: {m: {targets: [{provider: x}]}}",
+            "models.m.targets[0]: Object missing required field `model`",
+            id="target-without-model",
+        ),
+        pytest.param(
+            "models: {m: {targets: [{provider: x, model: ''}]}}",
+            "models.m.targets[0].model: ",
+            id="target-empty-model",
+        ),
+        pytest.param(
+            "models: {m: {targets: [{provider: openai, model: gpt}]}}",
+            "models.m.targets[0].provider: unknown provider 'openai' (known: none configured)",
+            id="no-providers-at-all",
+        ),
+        pytest.param("server: {port: 65536}", "server.port: ", id="port-too-high"),
+        pytest.param("server: {port: -1}", "server.port: ", id="port-negative"),
+        pytest.param("server: {port: http}", "server.port: ", id="port-not-a-number"),
+        pytest.param("server: {max_body_bytes: 10}", "server.max_body_bytes: ", id="body-limit-tiny"),
+        pytest.param(
+            "providers: {mock: {kind: mock, timeout: {connect_s: 0}}}",
+            "providers.mock.timeout.connect_s: ",
+            id="zero-timeout",
+        ),
+        pytest.param(
+            "providers: {mock: {kind: mock, fail_status: 200}}", "providers.mock.fail_status: ", id="ok"
+        ),
+        pytest.param("providers: [mock]", "providers: expected a mapping", id="providers-list"),
+        pytest.param("models: {m: gpt-4o}", "models.m: ", id="model-not-mapping"),
+        pytest.param("logging: {request_log: 5}", "logging.request_log: ", id="log-not-string"),
+    ],
+)
+def test_single_error_names_its_path(text: str, error: str) -> None:
+    assert_errors(errors_of(text), [error])
+
+
+def test_provider_that_failed_is_not_reported_again_by_its_models() -> None:
+    text = """\
+providers: {fast: {kind: openai, base_url: "nope"}}
+models:
+  a: {targets: [{provider: fast, model: x}]}
+  b: {targets: [{provider: fast, model: y}]}
+"""
+    assert_errors(errors_of(text), ["providers.fast.base_url: "])
+
+
+def test_broken_yaml_is_an_error_with_its_location() -> None:
+    errors = errors_of("server:\n  port: [4000\nproviders: {}\n")
+    assert len(errors) == 1
+    assert errors[0].startswith("(YAML) ")
+    assert "line " in errors[0]
+    assert "\n" not in errors[0]
+
+
+@pytest.mark.parametrize("text", ["- server\n- models\n", "just a string\n", "42\n"])
+def test_top_level_must_be_a_mapping(text: str) -> None:
+    assert errors_of(text) == ["(top level): expected a mapping with server, providers, models"]
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "server:\nproviders:\nmodels:\n"])
+def test_empty_file_and_sections_mean_defaults(text: str) -> None:
+    assert parse_config(text, {}, "test.yaml") == Config()
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert caught.value.source == str(path)
+    assert caught.value.errors == ["cannot read the file: No such file or directory"]
+
+
+def test_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, {})
+    assert caught.value.errors == ["cannot read the file: Is a directory"]
+
+
+def test_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("server: {host: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert caught.value.source == str(path)
+
+
+def test_two_errors_in_one_entry_are_both_reported() -> None:
+    assert_errors(
+        errors_of("server: {port: 70000, max_body_bytes: 10}"),
+        ["server.port: ", "server.max_body_bytes: "],
+    )
+
+
+def test_load_config_uses_the_given_environment(tmp_path: Path) -> None:
+    path = tmp_path / "tollway.yaml"
+    path.write_text(ISSUE_EXAMPLE, encoding="utf-8")
+    config = load_config(path, ISSUE_ENV)
+    assert config.server.master_key == "tw-master-key"
+
+
+# --- which file, and the shipped ones ----------------------------------------------------------
+
+
+@pytest.fixture
+def in_empty_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def make_local_config(root: Path) -> None:
+    (root / "config").mkdir()
+    (root / "config" / "tollway.yaml").write_text("providers: {}\n", encoding="utf-8")
+
+
+def test_resolve_prefers_explicit_path(in_empty_dir: Path) -> None:
+    make_local_config(in_empty_dir)
+    assert resolve_config_path("given.yaml", {"TOLLWAY_CONFIG": "env.yaml"}) == Path("given.yaml")
+
+
+def test_resolve_then_environment(in_empty_dir: Path) -> None:
+    make_local_config(in_empty_dir)
+    assert resolve_config_path(None, {"TOLLWAY_CONFIG": "/etc/tollway.yaml"}) == Path("/etc/tollway.yaml")
+    assert resolve_config_path("", {"TOLLWAY_CONFIG": "/etc/tollway.yaml"}) == Path("/etc/tollway.yaml")
+
+
+def test_resolve_then_config_dir_of_working_directory(in_empty_dir: Path) -> None:
+    make_local_config(in_empty_dir)
+    path = resolve_config_path(None, {"TOLLWAY_CONFIG": ""})
+    assert path == DEFAULT_CONFIG_PATH
+    assert path.resolve() == in_empty_dir / "config" / "tollway.yaml"
+
+
+def test_resolve_falls_back_to_embedded_default(in_empty_dir: Path) -> None:
+    path = resolve_config_path(None, {})
+    assert path == EMBEDDED_DEFAULT
+    assert path.is_file()
+
+
+def test_shipped_config_is_the_embedded_default() -> None:
+    assert (REPO / "config" / "tollway.yaml").read_bytes() == EMBEDDED_DEFAULT.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "path", [REPO / "config" / "tollway.yaml", EMBEDDED_DEFAULT], ids=["repo", "embedded"]
+)
+def test_shipped_config_serves_demo_with_an_empty_environment(path: Path) -> None:
+    config = load_config(path, {})
+    assert "demo" in config.models
+    (target,) = config.models["demo"].targets
+    assert isinstance(config.providers[target.provider], MockProvider)
+    assert not config.server.master_key  # none needed on loopback
+    assert cli.is_loopback(config.server.host)
+
+
+def test_issue_example_loads_with_its_keys_set() -> None:
+    config = parse_config(ISSUE_EXAMPLE, ISSUE_ENV, "tollway.yaml")
+    assert config.server.master_key == "tw-master-key"
+    assert (config.server.host, config.server.port, config.server.max_body_bytes) == (
+        "127.0.0.1",
+        4000,
+        4194304,
+    )
+    openai, local, mock = config.providers["openai"], config.providers["local"], config.providers["mock"]
+    assert isinstance(openai, OpenAIProvider) and openai.api_key == "sk-test-0123456789"
+    assert isinstance(local, OpenAIProvider) and local.api_key is None
+    assert local.base_url == "http://127.0.0.1:8000/v1"
+    assert isinstance(mock, MockProvider)
+    assert config.models["gpt-4o-mini"].targets == [TargetConfig("openai", "gpt-4o-mini")]
+    assert config.models["demo"].targets == [TargetConfig("mock", "mock-1")]
+
+
+def test_issue_example_names_both_missing_keys() -> None:
+    assert_errors(
+        errors_of(ISSUE_EXAMPLE),
+        [
+            "server.master_key: environment variable TOLLWAY_MASTER_KEY is not set",
+            "providers.openai.api_key: environment variable OPENAI_API_KEY is not set",
+        ],
+    )
+
+
+# --- tollway check-config ----------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def restore_tollway_logger() -> Iterator[None]:
+    """cli.main() installs a handler on the `tollway` logger bound to the (captured) stderr."""
+    logger = logging.getLogger("tollway")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "tollway.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_check_config_ok(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in ISSUE_ENV.items():
+        monkeypatch.setenv(name, value)
+    path = write(tmp_path, ISSUE_EXAMPLE)
+    assert cli.main(["check-config", path]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: ok (3 providers, 2 models)\n"
+    assert err == ""
+
+
+def test_check_config_lists_every_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TOLLWAY_MASTER_KEY", raising=False)
+    path = write(tmp_path, BROKEN.replace("port: 70000", 'port: 70000, master_key: "${TOLLWAY_MASTER_KEY}"'))
+    assert cli.main(["check-config", path]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    expected = [*BROKEN_ERRORS, "server.master_key: environment variable TOLLWAY_MASTER_KEY is not set"]
+    assert lines[0] == f"{path}: {len(expected)} error(s)"
+    assert_errors([line.removeprefix("  ") for line in lines[1:]], expected)
+    assert all(line.startswith("  ") for line in lines[1:])
+
+
+def test_check_config_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "absent.yaml")
+    assert cli.main(["check-config", path]) == 1
+    assert (
+        capsys.readouterr().err == f"{path}: 1 error(s)\n  cannot read the file: No such file or directory\n"
+    )
+
+
+def test_check_config_as_a_command(tmp_path: Path) -> None:
+    env = {**os.environ, **ISSUE_ENV}
+    env.pop("TOLLWAY_CONFIG", None)
+    good = tmp_path / "good.yaml"
+    good.write_text(ISSUE_EXAMPLE, encoding="utf-8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BROKEN, encoding="utf-8")
+
+    def check(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "check-config", str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+
+    ok = check(good)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, f"{good}: ok (3 providers, 2 models)\n", "")
+    failed = check(bad)
+    assert failed.returncode == 1
+    assert failed.stdout == ""
+    for prefix in BROKEN_ERRORS:
+        assert f"\n  {prefix}" in failed.stderr
