@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from typing import Final, Protocol
 
 import msgspec
+
+from adapters.schema import IGNORABLE_FIELDS, ChatChunk, ChatRequest, ChatResponse
 
 
 class UpstreamRequest(msgspec.Struct, frozen=True):
@@ -20,12 +24,19 @@ class UpstreamRequest(msgspec.Struct, frozen=True):
     body: bytes
 
 
+DEFAULT_MAX_TOKENS: Final = 4096
+
+
 class Target(msgspec.Struct, frozen=True):
-    """Where one attempt goes: the provider's base URL and the model it should run."""
+    """Where one attempt goes: the provider's base URL, the model it should run, and the few
+    protocol settings of that provider an adapter needs (never a secret)."""
 
     provider: str
     base_url: str
     model: str
+    api_version: str | None = None  # Azure's `api-version`, Anthropic's `anthropic-version`
+    default_max_tokens: int = DEFAULT_MAX_TOKENS  # for APIs that require a limit the client did not give
+    region: str | None = None  # AWS region (Bedrock)
 
 
 class ErrorKind(enum.Enum):
@@ -68,3 +79,65 @@ class InvalidRequest(ValueError):
 
 class InvalidUpstreamAnswer(ValueError):
     """The provider answered 2xx with something that is not its documented format (a 502)."""
+
+
+class StreamFailure(Exception):
+    """The provider reported an error inside a stream that had already begun (an `error` event)."""
+
+    def __init__(self, error: UpstreamError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class StreamParser(Protocol):
+    """Turns a provider's stream bytes into neutral chunks, incrementally.
+
+    `feed` takes whatever a read returned; `close` is called when the upstream closed. `done` is
+    true once the provider's own end-of-answer marker was seen, so a stream that merely stopped can
+    be told apart from one that finished. Raises StreamFailure on an in-band error event.
+    """
+
+    done: bool
+
+    def feed(self, data: bytes) -> list[ChatChunk]: ...
+
+    def close(self) -> list[ChatChunk]: ...
+
+
+class ChatAdapter(Protocol):
+    """A provider whose wire format is not OpenAI's: translation both ways, no I/O."""
+
+    def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
+        """The upstream request for a neutral one; InvalidRequest for what the provider lacks."""
+        ...
+
+    def parse_response(self, body: bytes, target: Target) -> ChatResponse:
+        """A complete answer; InvalidUpstreamAnswer when the body is not the documented format."""
+        ...
+
+    def stream_parser(self, target: Target) -> StreamParser: ...
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError: ...
+
+
+def refuse_unsupported(request: ChatRequest, provider: str, supported: frozenset[str]) -> None:
+    """Raise InvalidRequest naming the first field the client set that `provider` cannot honour.
+
+    `supported` lists the ChatRequest fields the adapter translates; `model`, `messages` and
+    `stream` are always supported, and IGNORABLE_FIELDS may be dropped. Dropping anything else
+    silently would change the answer the client asked for.
+    """
+    for name in request.__struct_fields__:
+        if name in supported or name in _ALWAYS or name in IGNORABLE_FIELDS:
+            continue
+        value = getattr(request, name)
+        # `is`, not `==`: a temperature of 0 is a setting, not an absence.
+        if value is None or value is False or (name == "n" and value == 1):
+            continue
+        raise InvalidRequest(f"'{name}' is not supported by {provider}", name)
+    for name in request.unmodeled:
+        if name not in IGNORABLE_FIELDS:
+            raise InvalidRequest(f"'{name}' is not supported by {provider}", name)
+
+
+_ALWAYS: Final = frozenset({"model", "messages", "stream", "unmodeled"})

@@ -39,6 +39,7 @@ class PassthroughRequest(msgspec.Struct):
     model: str
     stream: bool = False
     client_wants_usage: bool = False
+    body: bytes = b""  # as the client sent it, for dialects that decode it fully
 
 
 class _StreamOptions(msgspec.Struct):
@@ -96,7 +97,7 @@ def decode_chat_request(body: bytes) -> PassthroughRequest:
             options_raw, _StreamOptions | None, "stream_options", "an object"
         )
         wants_usage = options is not None and options.include_usage is True
-    return PassthroughRequest(fields, model, stream, wants_usage)
+    return PassthroughRequest(fields, model, stream, wants_usage, body)
 
 
 def decode_embeddings_request(body: bytes) -> PassthroughRequest:
@@ -106,7 +107,7 @@ def decode_embeddings_request(body: bytes) -> PassthroughRequest:
     raw_input = fields.get("input")
     if raw_input is None or bytes(raw_input).strip() == b"null":
         raise InvalidRequest("missing required parameter: 'input'", "input")
-    return PassthroughRequest(fields, model)
+    return PassthroughRequest(fields, model, body=body)
 
 
 def _with_usage_requested(options_raw: msgspec.Raw | None) -> msgspec.Raw:

@@ -1,8 +1,152 @@
-"""Neutral records that cross the adapter boundary, whatever the provider."""
+"""Neutral records that cross the adapter boundary, whatever the provider.
+
+The request side mirrors OpenAI's chat format field for field, so that the client's body decodes
+straight into it; adapters for other providers translate from it. Fields that clients may send but
+that the neutral form does not model are kept by name in `ChatRequest.unmodeled`, so an adapter
+can refuse them with a clear 400 instead of dropping them silently.
+"""
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 import msgspec
+
+# --- request ---------------------------------------------------------------------------------
+
+
+class TextPart(msgspec.Struct, tag="text", tag_field="type"):
+    text: str
+
+
+class ImageUrl(msgspec.Struct):
+    url: str  # http(s) URL or `data:<mime>;base64,<data>`
+    detail: str | None = None
+
+
+class ImagePart(msgspec.Struct, tag="image_url", tag_field="type"):
+    image_url: ImageUrl
+
+
+ContentPart = TextPart | ImagePart
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class FunctionCall(msgspec.Struct):
+    name: str
+    arguments: str  # a JSON text, as OpenAI sends it
+
+
+class ToolCall(msgspec.Struct, omit_defaults=True):
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
+class Message(msgspec.Struct, omit_defaults=True):
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        """The message's text parts joined by newlines (images left out)."""
+        content = self.content
+        if content is None:
+            return ""
+        if isinstance(content, str):
+            return content
+        return "\n".join(part.text for part in content if isinstance(part, TextPart))
+
+
+class FunctionDef(msgspec.Struct, omit_defaults=True):
+    name: str
+    description: str | None = None
+    parameters: msgspec.Raw | None = None  # a JSON Schema, kept as the client's bytes
+    strict: bool | None = None
+
+
+class Tool(msgspec.Struct, omit_defaults=True):
+    function: FunctionDef
+    type: Literal["function"] = "function"
+
+
+class NamedFunction(msgspec.Struct):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct):
+    function: NamedFunction
+    type: Literal["function"] = "function"
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class JsonSchemaFormat(msgspec.Struct, omit_defaults=True):
+    name: str = "response"
+    description: str | None = None
+    schema: msgspec.Raw | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(msgspec.Struct, omit_defaults=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class StreamOptions(msgspec.Struct, omit_defaults=True):
+    include_usage: bool | None = None
+
+
+class ChatRequest(msgspec.Struct, omit_defaults=True):
+    """A chat completion request in the neutral (OpenAI-shaped) form."""
+
+    model: str
+    messages: list[Message]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    n: int | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    user: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    reasoning_effort: str | None = None
+    # Names of body fields this form does not model (set by the decoder, never by clients).
+    unmodeled: tuple[str, ...] = ()
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        """`max_completion_tokens`, else the older `max_tokens`."""
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    @property
+    def stop_sequences(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+# Fields a translating adapter may drop without changing the answer: OpenAI-platform features
+# (stored completions, tiers, caching hints) that mean nothing to another provider.
+IGNORABLE_FIELDS: Final = frozenset(
+    {"store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "stream_options"}
+)
+
+
+# --- answers ---------------------------------------------------------------------------------
 
 
 class PromptTokensDetails(msgspec.Struct, omit_defaults=True):
@@ -21,3 +165,54 @@ class Usage(msgspec.Struct, omit_defaults=True):
     def cached_tokens(self) -> int:
         details = self.prompt_tokens_details
         return details.cached_tokens if details is not None else 0
+
+
+def usage_of(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Usage:
+    """A Usage with the total filled in and cache details only when there are cached tokens."""
+    details = PromptTokensDetails(cached_tokens) if cached_tokens else None
+    return Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, details)
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+class ResponseMessage(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    role: Literal["assistant"] = "assistant"
+
+
+class Choice(msgspec.Struct):
+    index: int
+    message: ResponseMessage
+    finish_reason: FinishReason | None
+
+
+class ChatResponse(msgspec.Struct):
+    """A complete answer. `id` and `created` are the provider's where it gives them."""
+
+    id: str
+    created: int
+    choices: list[Choice]
+    usage: Usage | None = None
+
+
+class ToolCallDelta(msgspec.Struct, omit_defaults=True):
+    """A piece of a streamed tool call; `index` numbers the calls of one answer from 0."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChatChunk(msgspec.Struct, omit_defaults=True):
+    """A piece of a streamed answer. Empty fields mean "nothing new"; a chunk carrying only
+    `usage` is the final usage report."""
+
+    index: int = 0
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None

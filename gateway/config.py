@@ -50,24 +50,63 @@ class LoggingConfig(_Section, frozen=True):
     request_log: str = "stdout"
 
 
-class _Provider(_Section, frozen=True, tag_field="kind"):
+class _Provider(_Section, frozen=True, tag_field="kind", kw_only=True):
     timeout: Timeouts = Timeouts()
 
 
 HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")]
 
 
-class OpenAIProvider(_Provider, frozen=True, tag="openai"):
-    """OpenAI or any server that speaks its API (vLLM, TGI, llama.cpp, Ollama's /v1)."""
+class _HttpProvider(_Provider, frozen=True, kw_only=True):
+    """What every provider reached over HTTP has: where, the key, extra headers, a pool size."""
 
-    base_url: HttpUrl = "https://api.openai.com/v1"
+    base_url: HttpUrl
     api_key: str | None = None
     # Extra headers sent upstream (OpenAI-Organization, a proxy's auth...). Treated as secrets.
     headers: dict[str, str] = {}
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 256
 
 
-class MockProvider(_Provider, frozen=True, tag="mock"):
+class OpenAIProvider(_HttpProvider, frozen=True, kw_only=True, tag="openai"):
+    """OpenAI or any server that speaks its API (vLLM, TGI, llama.cpp, Ollama's /v1)."""
+
+    base_url: HttpUrl = "https://api.openai.com/v1"
+
+
+class AzureProvider(_HttpProvider, frozen=True, kw_only=True, tag="azure"):
+    """Azure OpenAI: `base_url` is the resource endpoint; a target's `model` is the deployment."""
+
+    base_url: HttpUrl
+    # 2024-10-21 is the first GA version that accepts stream_options, which usage accounting needs.
+    api_version: str = "2024-10-21"
+
+
+class AnthropicProvider(_HttpProvider, frozen=True, kw_only=True, tag="anthropic"):
+    base_url: HttpUrl = "https://api.anthropic.com"
+    api_version: str = "2023-06-01"
+    # Anthropic requires max_tokens; this is sent when the client gives none.
+    default_max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 4096
+
+
+class GeminiProvider(_HttpProvider, frozen=True, kw_only=True, tag="gemini"):
+    base_url: HttpUrl = "https://generativelanguage.googleapis.com/v1beta"
+
+
+class MistralProvider(_HttpProvider, frozen=True, kw_only=True, tag="mistral"):
+    base_url: HttpUrl = "https://api.mistral.ai/v1"
+
+
+class CohereProvider(_HttpProvider, frozen=True, kw_only=True, tag="cohere"):
+    base_url: HttpUrl = "https://api.cohere.com"
+
+
+class OllamaProvider(_HttpProvider, frozen=True, kw_only=True, tag="ollama"):
+    """Ollama's native /api/chat. (Its OpenAI-compatible /v1 is `kind: openai`.)"""
+
+    base_url: HttpUrl = "http://127.0.0.1:11434"
+
+
+class MockProvider(_Provider, frozen=True, kw_only=True, tag="mock"):
     """The built-in fake provider: deterministic answers from the prompt, no network, no key."""
 
     latency_ms_per_token: Annotated[float, msgspec.Meta(ge=0)] = 0.0
@@ -77,8 +116,17 @@ class MockProvider(_Provider, frozen=True, tag="mock"):
     embedding_dimensions: Annotated[int, msgspec.Meta(ge=1, le=8192)] = 16
 
 
-Provider = OpenAIProvider | MockProvider
-PROVIDER_KINDS: Final = ("openai", "mock")
+HttpProvider = (
+    OpenAIProvider
+    | AzureProvider
+    | AnthropicProvider
+    | GeminiProvider
+    | MistralProvider
+    | CohereProvider
+    | OllamaProvider
+)
+Provider = HttpProvider | MockProvider
+PROVIDER_KINDS: Final = ("openai", "azure", "anthropic", "gemini", "mistral", "cohere", "ollama", "mock")
 
 
 class TargetConfig(_Section, frozen=True):

@@ -6,31 +6,48 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.config import MockProvider, OpenAIProvider, Provider
+from gateway.config import (
+    AnthropicProvider,
+    AzureProvider,
+    GeminiProvider,
+    MockProvider,
+    Provider,
+)
 
 REDACTED: Final = "[redacted]"
 
 
+def _key_header(provider: Provider, key: str) -> tuple[str, str]:
+    """The header each API reads its key from (each documented by its provider)."""
+    if isinstance(provider, AnthropicProvider):
+        return "x-api-key", key
+    if isinstance(provider, AzureProvider):
+        return "api-key", key
+    if isinstance(provider, GeminiProvider):
+        return "x-goog-api-key", key
+    return "Authorization", f"Bearer {key}"
+
+
 def auth_headers(provider: Provider) -> dict[str, str]:
     """Headers to send with every request to this provider (credentials included)."""
-    if isinstance(provider, OpenAIProvider):
-        headers = dict(provider.headers)
-        if provider.api_key:
-            headers["Authorization"] = f"Bearer {provider.api_key}"
-        return headers
     if isinstance(provider, MockProvider):
         return {}
-    raise TypeError(f"no credentials for provider kind {type(provider).__name__}")
+    headers = dict(provider.headers)
+    if provider.api_key:
+        name, value = _key_header(provider, provider.api_key)
+        headers[name] = value
+    return headers
 
 
 def secrets_of(provider: Provider) -> tuple[str, ...]:
     """Every secret value in this provider's config, longest first (so no secret is left half
     visible because a shorter one that it contains was replaced first)."""
+    if isinstance(provider, MockProvider):
+        return ()
     found: list[str] = []
-    if isinstance(provider, OpenAIProvider):
-        if provider.api_key:
-            found.append(provider.api_key)
-        found.extend(value for value in provider.headers.values() if len(value) >= 8)
+    if provider.api_key:
+        found.append(provider.api_key)
+    found.extend(value for value in provider.headers.values() if len(value) >= 8)
     return tuple(sorted(set(found), key=len, reverse=True))
 
 

@@ -14,7 +14,7 @@ from typing import Final
 from aiohttp import web
 
 from adapters import openai as openai_format
-from adapters.base import ErrorKind, InvalidRequest, InvalidUpstreamAnswer, Target, UpstreamRequest
+from adapters.base import ErrorKind, InvalidRequest, InvalidUpstreamAnswer, UpstreamRequest
 from gateway.auth import Authenticator
 from gateway.context import RequestContext
 from gateway.credentials import redact
@@ -35,7 +35,6 @@ from gateway.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnreacha
 CLIENT_CLOSED: Final = 499  # nginx's convention for "the client hung up before the answer"
 
 Decode = Callable[[bytes], openai_format.PassthroughRequest]
-Build = Callable[[openai_format.PassthroughRequest, Target], UpstreamRequest]
 
 
 class Gateway:
@@ -56,21 +55,12 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._forward(
-            request, "chat", openai_format.decode_chat_request, openai_format.build_chat_request
-        )
+        return await self._forward(request, "chat", openai_format.decode_chat_request)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        return await self._forward(
-            request,
-            "embeddings",
-            openai_format.decode_embeddings_request,
-            openai_format.build_embeddings_request,
-        )
+        return await self._forward(request, "embeddings", openai_format.decode_embeddings_request)
 
-    async def _forward(
-        self, request: web.Request, endpoint: str, decode: Decode, build: Build
-    ) -> web.StreamResponse:
+    async def _forward(self, request: web.Request, endpoint: str, decode: Decode) -> web.StreamResponse:
         ctx = RequestContext(endpoint)
         try:
             ctx.key_id = self.authenticator.authenticate(request.headers).key_id
@@ -85,14 +75,23 @@ class Gateway:
             target = route.targets[0]
             ctx.provider = target.provider
             ctx.target_model = target.target.model
-            upstream = await self._send(build(client_request, target.target), target)
+            try:
+                upstream_request = target.dialect.build(client_request, target.target, endpoint)
+            except InvalidRequest as exc:
+                raise bad_request(exc.message, exc.param) from None
+            upstream = await self._send(upstream_request, target)
             try:
                 if upstream.status >= 400:
                     raise await self._upstream_error(upstream, target)
                 if client_request.stream:
-                    return await relay_stream(
-                        request, upstream, ctx, not client_request.client_wants_usage, target.provider
+                    relay = target.dialect.stream_relay(
+                        target.target,
+                        client_request.client_wants_usage,
+                        client_request.model,
+                        "chatcmpl-" + ctx.request_id[4:],
+                        int(ctx.started_wall),
                     )
+                    return await relay_stream(request, upstream, ctx, relay, target.provider)
                 return await self._answer(upstream, client_request.model, target, ctx)
             finally:
                 upstream.close()
@@ -135,7 +134,7 @@ class Gateway:
         except UpstreamUnreachable as exc:
             raise upstream_unreachable(target.provider, str(exc)) from None
         try:
-            body, ctx.usage = openai_format.parse_response(raw, model)
+            body, ctx.usage = target.dialect.answer(raw, model, target.target)
         except InvalidUpstreamAnswer:
             raise GatewayError(
                 502,
@@ -158,7 +157,7 @@ class Gateway:
         wrong, which is the operator's problem, and the provider's text may quote part of the key.
         Anything else is a 502.
         """
-        error = openai_format.classify_error(upstream.status, upstream.headers, await upstream.read_error())
+        error = target.dialect.classify_error(upstream.status, upstream.headers, await upstream.read_error())
         self.metrics.upstream_error(target.provider, error.kind.value)
         message = redact(error.message, target.secrets)
         if error.kind is ErrorKind.AUTH:

@@ -10,8 +10,8 @@ from typing import Final
 
 from aiohttp import web
 
-from adapters.openai import StreamRelay
 from gateway.context import RequestContext
+from gateway.dialects import Relay
 from gateway.errors import GatewayError, error_body
 from gateway.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
 
@@ -31,15 +31,15 @@ async def relay_stream(
     request: web.Request,
     upstream: UpstreamResponse,
     ctx: RequestContext,
-    strip_usage_chunk: bool,
+    relay: Relay,
     provider: str,
 ) -> web.StreamResponse:
-    """Relay an OpenAI-format event stream chunk by chunk; usage lands in `ctx.usage`.
+    """Relay a stream chunk by chunk as OpenAI SSE (the dialect's relay does any translation);
+    usage lands in `ctx.usage`.
 
     Returns the prepared response. A client that hangs up ends the loop (ConnectionResetError or
     cancellation); the caller closes the upstream, which stops the provider.
     """
-    relay = StreamRelay(strip_usage_chunk)
     response = web.StreamResponse(headers={**SSE_HEADERS, "x-request-id": ctx.request_id})
     await response.prepare(request)
     ctx.status = 200

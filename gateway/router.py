@@ -11,9 +11,10 @@ from typing import Final
 
 import msgspec
 
-from adapters.base import Target
-from gateway.config import Config, MockProvider, OpenAIProvider, Provider, Timeouts
+from adapters.base import DEFAULT_MAX_TOKENS, Target
+from gateway.config import AnthropicProvider, AzureProvider, Config, MockProvider, Provider, Timeouts
 from gateway.credentials import auth_headers, secrets_of
+from gateway.dialects import Dialect, dialect_for
 from gateway.errors import model_not_found
 from gateway.mock_transport import MockTransport
 from gateway.upstream import HttpTransport, Transport
@@ -27,6 +28,7 @@ class RouteTarget(msgspec.Struct, frozen=True):
     provider: str
     kind: str
     target: Target
+    dialect: Dialect
     transport: Transport
     timeouts: Timeouts
     secrets: tuple[str, ...]
@@ -41,15 +43,26 @@ def build_transport(provider: Provider) -> Transport:
     """A transport for one provider (creates a ClientSession: call inside a running loop)."""
     if isinstance(provider, MockProvider):
         return MockTransport(provider)
-    if isinstance(provider, OpenAIProvider):
-        return HttpTransport(auth_headers(provider), provider.max_connections)
-    raise TypeError(f"no transport for provider kind {type(provider).__name__}")
+    return HttpTransport(auth_headers(provider), provider.max_connections)
 
 
-def _base_url(provider: Provider) -> str:
-    if isinstance(provider, OpenAIProvider):
-        return provider.base_url.rstrip("/")
-    return MOCK_BASE_URL
+def kind_of(provider: Provider) -> str:
+    tag = type(provider).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def build_target(name: str, provider: Provider, model: str) -> Target:
+    """What an adapter may know of a provider: where it is and its protocol settings."""
+    if isinstance(provider, MockProvider):
+        return Target(name, MOCK_BASE_URL, model)
+    api_version = None
+    default_max_tokens = DEFAULT_MAX_TOKENS
+    if isinstance(provider, AzureProvider | AnthropicProvider):
+        api_version = provider.api_version
+    if isinstance(provider, AnthropicProvider):
+        default_max_tokens = provider.default_max_tokens
+    return Target(name, provider.base_url.rstrip("/"), model, api_version, default_max_tokens)
 
 
 class Router:
@@ -59,6 +72,9 @@ class Router:
         self.transports: dict[str, Transport] = {
             name: build_transport(provider) for name, provider in config.providers.items()
         }
+        dialects = {
+            kind_of(provider): dialect_for(kind_of(provider)) for provider in config.providers.values()
+        }
         routes: dict[str, Route] = {}
         for model_name, model in config.models.items():
             targets = []
@@ -67,8 +83,9 @@ class Router:
                 targets.append(
                     RouteTarget(
                         provider=target.provider,
-                        kind=type(provider).__struct_config__.tag or "",  # type: ignore[arg-type]
-                        target=Target(target.provider, _base_url(provider), target.model),
+                        kind=kind_of(provider),
+                        target=build_target(target.provider, provider, target.model),
+                        dialect=dialects[kind_of(provider)],
                         transport=self.transports[target.provider],
                         timeouts=model.timeout or provider.timeout,
                         secrets=secrets_of(provider),

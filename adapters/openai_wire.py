@@ -1,0 +1,140 @@
+"""The neutral form in OpenAI's wire format, for providers that speak something else: the client's
+body decoded into a ChatRequest, and neutral answers and chunks encoded as OpenAI bytes.
+
+(Same-format traffic never comes here: adapters/openai.py forwards it as bytes.)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import msgspec
+
+from adapters.base import InvalidRequest
+from adapters.schema import ChatChunk, ChatRequest, ChatResponse, FinishReason, ResponseMessage, Usage
+
+_decode_request: Final = msgspec.json.Decoder(ChatRequest)
+_MODELLED: Final = frozenset(ChatRequest.__struct_fields__) - {"unmodeled"}
+_PATH: Final = re.compile(r" - at `\$\.?(.*)`$")
+
+
+def decode_chat(body: bytes, field_names: list[str], provider: str) -> ChatRequest:
+    """The client's chat request in neutral form; `field_names` are the body's top-level keys.
+
+    Raises InvalidRequest (a 400) naming the path of the first value of the wrong shape, or the
+    content part type that `provider` (a translated one) cannot take.
+    """
+    try:
+        request = _decode_request.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH.search(message)
+        param = match.group(1) if match else None
+        text = message[: match.start()] if match else message
+        if param is not None and ".content[" in param and param.endswith(".type"):
+            raise InvalidRequest(
+                f"{text.replace('Invalid value', 'content part type')} is not supported by {provider}", param
+            ) from None
+        raise InvalidRequest(
+            f"invalid request: {text}" + (f" at '{param}'" if param else ""), param
+        ) from None
+    except msgspec.DecodeError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+    unmodeled = tuple(name for name in field_names if name not in _MODELLED)
+    if unmodeled:
+        request = msgspec.structs.replace(request, unmodeled=unmodeled)
+    return request
+
+
+class _Choice(msgspec.Struct):
+    index: int
+    message: ResponseMessage
+    finish_reason: FinishReason | None
+    logprobs: None = None
+
+
+class _Completion(msgspec.Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[_Choice]
+    usage: Usage | None
+    object: str = "chat.completion"
+
+
+class _FunctionDelta(msgspec.Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallDelta(msgspec.Struct, omit_defaults=True):
+    index: int
+    function: _FunctionDelta
+    id: str | None = None
+    type: str | None = None
+
+
+class _Delta(msgspec.Struct, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _ChunkChoice(msgspec.Struct):
+    index: int
+    delta: _Delta
+    finish_reason: FinishReason | None
+
+
+class _Chunk(msgspec.Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[_ChunkChoice]
+    object: str = "chat.completion.chunk"
+
+
+class _UsageChunk(msgspec.Struct):
+    id: str
+    created: int
+    model: str
+    usage: Usage
+    choices: tuple[()] = ()
+    object: str = "chat.completion.chunk"
+
+
+_encode: Final = msgspec.json.encode
+DONE_FRAME: Final = b"data: [DONE]\n\n"
+
+
+def encode_response(response: ChatResponse, model: str) -> bytes:
+    """A neutral answer as an OpenAI `chat.completion` body labelled with `model`."""
+    choices = [_Choice(c.index, c.message, c.finish_reason) for c in response.choices]
+    return _encode(_Completion(response.id, response.created, model, choices, response.usage))
+
+
+def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -> bytes:
+    """A neutral chunk as one OpenAI SSE frame (`data: {...}\\n\\n`); a usage-only chunk
+    becomes OpenAI's `choices: []` usage chunk."""
+    if (
+        chunk.usage is not None
+        and chunk.content is None
+        and chunk.tool_calls is None
+        and chunk.finish_reason is None
+    ):
+        return b"data: " + _encode(_UsageChunk(response_id, created, model, chunk.usage)) + b"\n\n"
+    tool_calls = None
+    if chunk.tool_calls:
+        tool_calls = [
+            _ToolCallDelta(
+                call.index,
+                _FunctionDelta(call.name, call.arguments),
+                call.id,
+                "function" if call.id is not None else None,
+            )
+            for call in chunk.tool_calls
+        ]
+    delta = _Delta(chunk.role, chunk.content, tool_calls)
+    frame = _Chunk(response_id, created, model, [_ChunkChoice(chunk.index, delta, chunk.finish_reason)])
+    return b"data: " + _encode(frame) + b"\n\n"

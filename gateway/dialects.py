@@ -1,0 +1,188 @@
+"""How the request path talks to each kind of provider: the one place that knows whether a
+request is forwarded as bytes (OpenAI-format upstreams) or translated through the neutral form.
+
+A Dialect builds the upstream request, turns a complete answer into the OpenAI body for the
+client, makes the relay for a stream, and classifies error answers. The pipeline calls only these
+four, whatever the provider.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Final, Protocol, cast
+
+import msgspec
+
+from adapters import openai as openai_format
+from adapters import openai_wire
+from adapters.base import (
+    ChatAdapter,
+    InvalidRequest,
+    StreamFailure,
+    StreamParser,
+    Target,
+    UpstreamError,
+    UpstreamRequest,
+)
+from adapters.schema import ChatChunk, Usage
+
+ClientRequest = openai_format.PassthroughRequest
+
+
+class Relay(Protocol):
+    """Turns upstream stream bytes into the OpenAI SSE bytes the client gets."""
+
+    usage: Usage | None
+    done: bool
+    error: bytes | None
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def close(self) -> bytes: ...
+
+
+class Dialect(Protocol):
+    def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest: ...
+
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]: ...
+
+    def stream_relay(
+        self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
+    ) -> Relay: ...
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError: ...
+
+
+Build = Callable[[ClientRequest, Target], UpstreamRequest]
+Classify = Callable[[int, Mapping[str, str], bytes], UpstreamError]
+
+
+class SameFormat:
+    """OpenAI-format upstreams (OpenAI, Azure, vLLM..., the mock): bytes forwarded, model swapped."""
+
+    def __init__(self, build_chat: Build, build_embeddings: Build, classify: Classify) -> None:
+        self._builders = {"chat": build_chat, "embeddings": build_embeddings}
+        self._classify = classify
+
+    def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
+        return self._builders[endpoint](request, target)
+
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
+        return openai_format.parse_response(raw, model)
+
+    def stream_relay(
+        self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
+    ) -> Relay:
+        return openai_format.StreamRelay(strip_usage_chunk=not client_wants_usage)
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        return self._classify(status, headers, body)
+
+
+class Translated:
+    """Providers with their own wire format: the client's body goes through the neutral form."""
+
+    def __init__(self, kind: str, adapter: ChatAdapter) -> None:
+        self._kind = kind
+        self._adapter = adapter
+
+    def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
+        if endpoint != "chat":
+            raise InvalidRequest(f"{endpoint} is not supported by provider kind '{self._kind}'")
+        neutral = openai_wire.decode_chat(request.body, list(request.fields), f"provider kind '{self._kind}'")
+        return self._adapter.build_request(neutral, target)
+
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
+        response = self._adapter.parse_response(raw, target)
+        return openai_wire.encode_response(response, model), response.usage
+
+    def stream_relay(
+        self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
+    ) -> Relay:
+        return TranslatingRelay(
+            self._adapter.stream_parser(target), client_wants_usage, model, response_id, created
+        )
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        return self._adapter.classify_error(status, headers, body)
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    code: str | None
+
+
+class _ErrorEvent(msgspec.Struct):
+    error: _ErrorDetail
+
+
+class TranslatingRelay:
+    """A provider's stream, parsed into neutral chunks and encoded as OpenAI SSE frames."""
+
+    def __init__(
+        self, parser: StreamParser, client_wants_usage: bool, model: str, response_id: str, created: int
+    ) -> None:
+        self._parser = parser
+        self._wants_usage = client_wants_usage
+        self._model = model
+        self._id = response_id
+        self._created = created
+        self.usage: Usage | None = None
+        self.done = False
+        self.error: bytes | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        return self._run(self._parser.feed, data)
+
+    def close(self) -> bytes:
+        return self._run(lambda _: self._parser.close(), b"")
+
+    def _run(self, step: Callable[[bytes], list[ChatChunk]], data: bytes) -> bytes:
+        if self.done or self.error is not None:
+            return b""
+        frames: list[bytes] = []
+        try:
+            chunks = step(data)
+        except StreamFailure as failure:
+            chunks = []
+            error = failure.error
+            self.error = msgspec.json.encode(
+                _ErrorEvent(_ErrorDetail(error.message, error.type or error.kind.value, error.code))
+            )
+        for chunk in chunks:
+            if chunk.usage is not None:
+                self.usage = chunk.usage
+                if not self._wants_usage:
+                    if chunk.content is None and chunk.tool_calls is None and chunk.finish_reason is None:
+                        continue
+                    chunk = msgspec.structs.replace(chunk, usage=None)
+            frames.append(openai_wire.encode_chunk(chunk, self._id, self._created, self._model))
+        if self.error is not None:
+            frames.append(b"data: " + self.error + b"\n\n")
+        elif self._parser.done:
+            self.done = True
+            frames.append(openai_wire.DONE_FRAME)
+        return b"".join(frames)
+
+
+SAME_FORMAT_KINDS: Final = ("openai", "mock")
+TRANSLATED_KINDS: Final = ("anthropic", "gemini", "mistral", "cohere", "ollama")
+
+
+def dialect_for(kind: str) -> Dialect:
+    """The dialect of a provider kind. Adapter modules are imported only for kinds in use."""
+    if kind in SAME_FORMAT_KINDS:
+        return SameFormat(
+            openai_format.build_chat_request,
+            openai_format.build_embeddings_request,
+            openai_format.classify_error,
+        )
+    if kind == "azure":
+        azure = importlib.import_module("adapters.azure")
+        return SameFormat(azure.build_chat_request, azure.build_embeddings_request, azure.classify_error)
+    if kind in TRANSLATED_KINDS:
+        module = importlib.import_module(f"adapters.{kind}")
+        return Translated(kind, cast(ChatAdapter, module.ADAPTER))
+    raise ValueError(f"no dialect for provider kind {kind!r}")
