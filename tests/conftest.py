@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.native_upstream import native_upstream  # noqa: F401 - a fixture, shared by every test file
 from tests.servers import LoopThread, Upstream, start_gateway, start_upstream
 
 MASTER_KEY = "test-master-key-7f3a"
@@ -74,3 +75,22 @@ def gateway(loop_thread: LoopThread, upstream: Upstream, tmp_path: Path) -> Iter
     runner, url = loop_thread.run(start_gateway(gateway_config(upstream, log_path), {}))
     yield Gateway(url, log_path)
     loop_thread.run(runner.cleanup())
+
+
+@pytest.fixture
+def start_gateway_with(loop_thread: LoopThread, tmp_path: Path) -> Iterator[Callable[[str], Gateway]]:
+    """Starts a gateway from a YAML config text (the master key is MASTER_KEY); stopped after."""
+    runners = []
+
+    def start(config_yaml: str) -> Gateway:
+        log_path = tmp_path / f"requests-{len(runners)}.log"
+        text = (
+            f'server: {{master_key: "{MASTER_KEY}"}}\nlogging: {{request_log: "{log_path}"}}\n' + config_yaml
+        )
+        runner, url = loop_thread.run(start_gateway(text, {}))
+        runners.append(runner)
+        return Gateway(url, log_path)
+
+    yield start
+    for runner in runners:
+        loop_thread.run(runner.cleanup())

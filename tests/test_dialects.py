@@ -1,0 +1,190 @@
+"""gateway/dialects.py: the translated path (neutral decode, answer encoding, stream relay) with a
+small fake provider format, and the same-format path's builders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+import pytest
+
+from adapters import openai as openai_format
+from adapters.base import (
+    ErrorKind,
+    InvalidRequest,
+    StreamFailure,
+    Target,
+    UpstreamError,
+    UpstreamRequest,
+    refuse_unsupported,
+)
+from adapters.framing import NDJSONDecoder
+from adapters.schema import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ResponseMessage,
+    ToolCallDelta,
+    usage_of,
+)
+from gateway.dialects import Translated, dialect_for
+
+TARGET = Target("fake", "http://fake.test", "fake-model")
+
+
+class FakeParser:
+    """Fake format: NDJSON lines {"t": text} | {"tool": [id, name, args]} | {"end": [in, out]} | {"err": msg}."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self._lines = NDJSONDecoder()
+
+    def feed(self, data: bytes) -> list[ChatChunk]:
+        return [chunk for line in self._lines.feed(data) for chunk in self._parse(line)]
+
+    def close(self) -> list[ChatChunk]:
+        return [chunk for line in self._lines.close() for chunk in self._parse(line)]
+
+    def _parse(self, line: bytes) -> list[ChatChunk]:
+        item = msgspec.json.decode(line)
+        if "err" in item:
+            raise StreamFailure(UpstreamError(ErrorKind.OVERLOADED, 200, item["err"], "overloaded_error"))
+        if "t" in item:
+            return [ChatChunk(content=item["t"])]
+        if "tool" in item:
+            call_id, name, args = item["tool"]
+            return [ChatChunk(tool_calls=[ToolCallDelta(0, call_id, name, args)])]
+        self.done = True
+        return [ChatChunk(finish_reason="stop"), ChatChunk(usage=usage_of(*item["end"]))]
+
+
+class FakeAdapter:
+    def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
+        refuse_unsupported(request, "Fake", frozenset({"temperature", "max_tokens"}))
+        body = msgspec.json.encode(
+            {"prompt": request.messages[-1].text(), "temperature": request.temperature}
+        )
+        return UpstreamRequest("POST", f"{target.base_url}/gen/{target.model}", (), body)
+
+    def parse_response(self, body: bytes, target: Target) -> ChatResponse:
+        item = msgspec.json.decode(body)
+        message = ResponseMessage(content=item["text"])
+        return ChatResponse("fake-1", 1700000000, [Choice(0, message, "stop")], usage_of(3, 2))
+
+    def stream_parser(self, target: Target) -> FakeParser:
+        return FakeParser()
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        return UpstreamError(ErrorKind.SERVER, status, "fake failure")
+
+
+DIALECT = Translated("fake", FakeAdapter())
+
+
+def client_request(body: bytes) -> openai_format.PassthroughRequest:
+    return openai_format.decode_chat_request(body)
+
+
+def test_translated_build_decodes_the_neutral_request() -> None:
+    body = b'{"model": "x", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]}'
+    built = DIALECT.build(client_request(body), TARGET, "chat")
+    assert built.url == "http://fake.test/gen/fake-model"
+    assert msgspec.json.decode(built.body) == {"prompt": "hi", "temperature": 0}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (b'"logprobs": true', "logprobs"),
+        (b'"n": 2', "n"),
+        (b'"seed": 0', "seed"),  # zero is a setting, not an absence
+        (b'"x_vendor_flag": 1', "x_vendor_flag"),  # unmodelled fields are refused, not dropped
+    ],
+)
+def test_translated_build_refuses_what_the_provider_lacks(extra: bytes, param: str) -> None:
+    body = b'{"model": "x", "messages": [{"role": "user", "content": "hi"}], ' + extra + b"}"
+    with pytest.raises(InvalidRequest) as caught:
+        DIALECT.build(client_request(body), TARGET, "chat")
+    assert caught.value.param == param
+    assert "not supported by Fake" in caught.value.message
+
+
+def test_translated_build_ignores_openai_platform_fields_and_n_of_one() -> None:
+    body = b'{"model": "x", "n": 1, "store": true, "metadata": {"a": "b"}, "messages": [{"role": "user", "content": "hi"}]}'
+    DIALECT.build(client_request(body), TARGET, "chat")
+
+
+def test_unsupported_content_part_names_the_provider() -> None:
+    body = b'{"model": "x", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}'
+    with pytest.raises(InvalidRequest) as caught:
+        DIALECT.build(client_request(body), TARGET, "chat")
+    assert "'input_audio'" in caught.value.message and "fake" in caught.value.message
+
+
+def test_translated_embeddings_are_refused_clearly() -> None:
+    request = openai_format.decode_embeddings_request(b'{"model": "x", "input": "a"}')
+    with pytest.raises(InvalidRequest, match="embeddings is not supported by provider kind 'fake'"):
+        DIALECT.build(request, TARGET, "embeddings")
+
+
+def test_translated_answer_is_an_openai_completion_with_the_gateway_model() -> None:
+    body, usage = DIALECT.answer(b'{"text": "hello"}', "logical", TARGET)
+    answer = msgspec.json.decode(body)
+    assert answer["object"] == "chat.completion" and answer["model"] == "logical"
+    assert answer["choices"][0]["message"] == {"role": "assistant", "content": "hello", "tool_calls": None}
+    assert usage == usage_of(3, 2)
+
+
+STREAM = b'{"t": "Gr\xc3\xbc"}\n{"t": "ezi"}\n{"tool": ["c1", "f", "{}"]}\n{"end": [4, 5]}\n'
+
+
+def frames(data: bytes) -> list[dict[str, object]]:
+    events = [e for e in data.split(b"\n\n") if e]
+    assert events[-1] == b"data: [DONE]"
+    return [msgspec.json.decode(e[len(b"data: ") :]) for e in events[:-1]]
+
+
+@pytest.mark.parametrize("wants_usage", [False, True])
+def test_translating_relay_encodes_chunks_and_keeps_usage_for_accounting(wants_usage: bool) -> None:
+    relay = DIALECT.stream_relay(TARGET, wants_usage, "logical", "chatcmpl-1", 1700000000)
+    out = b"".join(relay.feed(STREAM[i : i + 3]) for i in range(0, len(STREAM), 3)) + relay.close()
+    chunks = frames(out)
+    assert all(c["id"] == "chatcmpl-1" and c["model"] == "logical" for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])  # type: ignore[index, union-attr]
+    assert text == "Grüezi"
+    tool = next(c for c in chunks if c["choices"] and "tool_calls" in c["choices"][0]["delta"])  # type: ignore[index, operator]
+    assert tool["choices"][0]["delta"]["tool_calls"][0] == {  # type: ignore[index]
+        "index": 0,
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "f", "arguments": "{}"},
+    }
+    assert any(c["choices"] and c["choices"][0]["finish_reason"] == "stop" for c in chunks)  # type: ignore[index]
+    usage_chunks = [c for c in chunks if c["choices"] == []]
+    assert len(usage_chunks) == (1 if wants_usage else 0)
+    assert relay.usage == usage_of(4, 5) and relay.done and relay.error is None
+
+
+def test_translating_relay_turns_an_in_band_error_into_an_openai_error_event() -> None:
+    relay = DIALECT.stream_relay(TARGET, False, "logical", "chatcmpl-1", 1)
+    out = relay.feed(b'{"t": "a"}\n{"err": "busy"}\n{"t": "never"}\n')
+    assert out.endswith(b'data: {"error":{"message":"busy","type":"overloaded_error","code":null}}\n\n')
+    assert b"never" not in out and relay.error is not None and not relay.done
+    assert relay.feed(b'{"t": "late"}\n') == b""
+
+
+def test_a_stream_that_just_stops_is_not_done() -> None:
+    relay = DIALECT.stream_relay(TARGET, False, "logical", "chatcmpl-1", 1)
+    relay.feed(b'{"t": "a"}\n')
+    assert relay.close() == b"" and not relay.done
+
+
+def test_same_format_kinds_forward_bytes() -> None:
+    dialect = dialect_for("openai")
+    request = client_request(
+        b'{"model": "x", "messages": [{"role": "user", "content": "hi"}], "x_keep": [1]}'
+    )
+    built = dialect.build(request, TARGET, "chat")
+    assert built.url == "http://fake.test/chat/completions"
+    assert b'"x_keep":[1]' in built.body and b'"model":"fake-model"' in built.body
