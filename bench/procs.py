@@ -1,0 +1,205 @@
+"""Child processes of a bench run: start on a free port, wait until ready, measure, stop.
+
+Each server under test runs in its own process so the load generator, the mock
+upstream and the gateway never share an event loop. Children are started in their
+own session (a Ctrl-C reaches only the bench, which then stops them in order) and
+ask the kernel to SIGTERM them if the bench dies without cleaning up, so no server
+outlives a run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+# Loaded here, not in the child: between fork and exec the child should do as little
+# as possible.
+_LIBC: Final = _load_libc()
+
+
+def die_with_parent() -> None:
+    """A Popen preexec_fn: the kernel SIGTERMs the child if the bench dies first.
+
+    Linux only; elsewhere the try/finally in the bench is the only cleanup.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def child_env() -> dict[str, str]:
+    """The environment for children: the repo importable whatever the caller's cwd."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class Child:
+    """A started server process whose output goes to a log file."""
+
+    def __init__(self, name: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.name = name
+        self.process = process
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(self, port: int, path: str, timeout: float) -> None:
+        """Poll GET http://127.0.0.1:port/path until it answers 200.
+
+        Raises RuntimeError with the child's last log lines when it exits or the
+        timeout passes first.
+        """
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                raise RuntimeError(f"{self.name} exited with {code} before it was ready:\n{self.log_tail()}")
+            status = http_get_status(port, path)
+            if status == 200:
+                return
+            last = f"HTTP {status}" if status else "connection refused"
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s ({last}):\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+
+def http_get_status(port: int, path: str) -> int:
+    """The status of GET 127.0.0.1:port/path, or 0 when nothing answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+class Children:
+    """Context manager owning every child of a run; leaving it stops them all."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[Child] = []
+
+    def start(self, name: str, argv: Sequence[str], cwd: Path = REPO_ROOT) -> Child:
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=child_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # preexec_fn is unsafe once threads exist; servers start before any.
+                preexec_fn=die_with_parent,
+            )
+        child = Child(name, process, log_path)
+        self.started.append(child)
+        return child
+
+    def start_module(self, name: str, module: str, *args: str) -> Child:
+        """Start `python -m module args...` with this interpreter."""
+        return self.start(name, [sys.executable, "-m", module, *args])
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_all()
+
+    def stop_all(self) -> None:
+        # Servers under test first, the upstream they call last.
+        for child in reversed(self.started):
+            child.stop()
+        self.started.clear()
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM of `pid` plus its descendants (a gateway may fork workers); 0 if gone.
+
+    VmHWM is the kernel's high-water mark of resident memory since exec, so reading
+    it at the end of a run gives the peak under load.
+    """
+    return sum(_vm_hwm_bytes(each) for each in process_tree(pid))
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc/PID/task/TID/children (Linux 3.5+)."""
+    tree = [pid]
+    at = 0
+    while at < len(tree):
+        try:
+            for task in os.listdir(f"/proc/{tree[at]}/task"):
+                with open(f"/proc/{tree[at]}/task/{task}/children", encoding="ascii") as children:
+                    tree += [int(child) for child in children.read().split()]
+        except OSError:
+            pass  # exited meanwhile: its memory is gone with it
+        at += 1
+    return tree
+
+
+def _vm_hwm_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return 0
+    return 0

@@ -1,0 +1,320 @@
+"""One bench run: start the servers, warm them up, measure every cell, stop them.
+
+The servers are the mock upstream, the floor (bench.forwarder), tollway and any
+peer, each in its own process on a free port of 127.0.0.1. Targets are measured
+interleaved at each setting so that drift (CPU frequency, a noisy neighbour) hits
+them alike.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import uvloop
+
+from bench import peer, report, wrk
+from bench.config import bench_config
+from bench.loadgen import LoadResult, build_request, run_load
+from bench.procs import Child, Children, free_port, peak_rss_bytes
+from bench.report import DIRECT, FLOOR, HEADROOM_MIN, TOLLWAY, Cell, Report
+from bench.scenario import (
+    CHAT_PATH,
+    GATEWAY_MODEL,
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    UPSTREAM_MODEL,
+    Scenario,
+    Target,
+)
+
+READY_TIMEOUT_S: Final = 30.0
+# Smoke: each setting once, short cells; the whole run stays well under a minute.
+SMOKE_SETTINGS: Final[tuple[tuple[Scenario, int], ...]] = (("nonstream", 32), ("stream", 1))
+SMOKE_DURATION_S: Final = 3.0
+SMOKE_MIN_THROUGHPUT: Final = 0.3
+_MIB: Final = 1024 * 1024
+
+
+class Options(msgspec.Struct, frozen=True):
+    duration: float = 5.0
+    concurrency: tuple[int, ...] = (1, 32)
+    scenarios: tuple[Scenario, ...] = ("nonstream", "stream")
+    targets: tuple[str, ...] = (DIRECT, FLOOR, TOLLWAY)
+    loadgen: str = "wrk"  # falls back to "own" when wrk is not installed
+    smoke: bool = False
+    chunk_delay_ms: float = 0.0
+    peers: tuple[str, ...] = ()
+    peer_python: str | None = None
+
+    def settings(self) -> list[tuple[Scenario, int]]:
+        if self.smoke:
+            return list(SMOKE_SETTINGS)
+        return [(s, c) for s in self.scenarios for c in self.concurrency]
+
+    def cell_duration(self) -> float:
+        return SMOKE_DURATION_S if self.smoke else self.duration
+
+
+def progress(message: str) -> None:
+    """Progress goes to stderr so stdout carries only the table."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def gateway_importable() -> bool:
+    """Whether `gateway.cli` can be found by the interpreter the bench will start it with."""
+    try:
+        return importlib.util.find_spec("gateway.cli") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _own(target: Target, scenario: Scenario, concurrency: int, duration: float) -> LoadResult:
+    request = build_request("127.0.0.1", target.port, CHAT_PATH, target.body(scenario), target.headers)
+    return uvloop.run(
+        run_load(
+            "127.0.0.1",
+            target.port,
+            request,
+            concurrency=concurrency,
+            duration=duration,
+            stream=scenario == "stream",
+        )
+    )
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 4)
+
+
+def measure_own(target: Target, scenario: Scenario, concurrency: int, duration: float) -> Cell:
+    """One cell with the bench's own load generator (TTFB included for streams)."""
+    result = _own(target, scenario, concurrency, duration)
+    return Cell(
+        target=target.name,
+        scenario=scenario,
+        concurrency=concurrency,
+        requests=result.requests,
+        errors=result.errors,
+        duration_s=round(result.elapsed_s, 3),
+        rps=round(result.rps, 1),
+        p50_ms=_ms(report.percentile(result.latencies_s, 50)),
+        p99_ms=_ms(report.percentile(result.latencies_s, 99)),
+        ttfb_p50_ms=_ms(report.percentile(result.ttfb_s, 50)) if scenario == "stream" else None,
+        loadgen="own",
+    )
+
+
+def measure_wrk(
+    target: Target, scenario: Scenario, concurrency: int, duration: float, work_dir: Path
+) -> Cell:
+    """One cell with wrk; no TTFB (wrk cannot see it)."""
+    result = wrk.run_wrk(
+        f"http://127.0.0.1:{target.port}{CHAT_PATH}",
+        target.body(scenario),
+        target.headers,
+        concurrency=concurrency,
+        duration=duration,
+        script_dir=work_dir,
+    )
+    return Cell(
+        target=target.name,
+        scenario=scenario,
+        concurrency=concurrency,
+        requests=result.ok_requests,
+        errors=result.errors,
+        duration_s=round(result.elapsed_s, 3),
+        rps=round(result.ok_requests / result.elapsed_s, 1) if result.elapsed_s > 0 else 0.0,
+        p50_ms=_ms(result.p50_us / 1e6),
+        p99_ms=_ms(result.p99_us / 1e6),
+        loadgen="wrk",
+    )
+
+
+class _Servers:
+    """The started targets and the processes whose memory the report shows."""
+
+    def __init__(self) -> None:
+        self.targets: list[Target] = []
+        self.measured: dict[str, Child] = {}
+
+
+def _start_servers(options: Options, children: Children, work_dir: Path, warnings: list[str]) -> _Servers:
+    servers = _Servers()
+    upstream_port = free_port()
+    upstream = children.start_module(
+        "upstream",
+        "bench.upstream",
+        "--port",
+        str(upstream_port),
+        "--chunk-delay-ms",
+        str(options.chunk_delay_ms),
+    )
+    upstream.wait_ready(upstream_port, "/health", READY_TIMEOUT_S)
+    if DIRECT in options.targets:
+        servers.targets.append(Target(DIRECT, upstream_port, UPSTREAM_KEY, UPSTREAM_MODEL))
+
+    if FLOOR in options.targets:
+        floor_port = free_port()
+        floor = children.start_module(
+            "floor",
+            "bench.forwarder",
+            "--port",
+            str(floor_port),
+            "--upstream",
+            f"http://127.0.0.1:{upstream_port}",
+        )
+        floor.wait_ready(floor_port, "/health", READY_TIMEOUT_S)  # relayed to the upstream's /health
+        servers.targets.append(Target(FLOOR, floor_port, UPSTREAM_KEY, UPSTREAM_MODEL))
+        servers.measured[FLOOR] = floor
+
+    if TOLLWAY in options.targets:
+        port = free_port()
+        config_path = work_dir / "tollway.yaml"
+        config_path.write_text(bench_config(port, upstream_port, str(work_dir / "requests.log")))
+        tollway = children.start_module(
+            "tollway", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port)
+        )
+        tollway.wait_ready(port, "/health/ready", READY_TIMEOUT_S)
+        servers.targets.append(Target(TOLLWAY, port, MASTER_KEY, GATEWAY_MODEL))
+        servers.measured[TOLLWAY] = tollway
+
+    for name in options.peers:
+        if name != "litellm":
+            warnings.append(f"unknown peer {name!r} skipped (known: {', '.join(peer.PEERS)})")
+            continue
+        python = options.peer_python or sys.executable
+        if not peer.litellm_available(python):
+            message = f"litellm[proxy] is not installed for {python}; peer litellm skipped"
+            progress(message)
+            warnings.append(message)
+            continue
+        port = free_port()
+        child = peer.start_litellm(children, python, port, upstream_port, work_dir)
+        servers.targets.append(Target("litellm", port, peer.LITELLM_MASTER_KEY, peer.LITELLM_MODEL))
+        servers.measured["litellm"] = child
+    return servers
+
+
+def _warm_up(options: Options, targets: list[Target]) -> int:
+    """Short own-loadgen runs at every scenario: pools filled, code paths hot. Returns errors."""
+    errors = 0
+    seconds = 0.5 if options.smoke else 1.0
+    scenarios = sorted({s for s, _ in options.settings()})
+    concurrency = min(8, max(c for _, c in options.settings()))
+    for target in targets:
+        for scenario in scenarios:
+            result = _own(target, scenario, concurrency, seconds)
+            errors += result.errors
+            if result.errors:
+                progress(
+                    f"warm-up {target.name} {scenario}: {result.errors} errors,"
+                    f" e.g. {result.error_samples[:2]}"
+                )
+    return errors
+
+
+def _measure_all(options: Options, targets: list[Target], work_dir: Path, loadgen: str) -> list[Cell]:
+    cells: list[Cell] = []
+    duration = options.cell_duration()
+    measure: Callable[[Target, Scenario, int], Cell]
+    if loadgen == "wrk":
+
+        def measure(t: Target, s: Scenario, c: int) -> Cell:
+            return measure_wrk(t, s, c, duration, work_dir)
+    else:
+
+        def measure(t: Target, s: Scenario, c: int) -> Cell:
+            return measure_own(t, s, c, duration)
+
+    for scenario, concurrency in options.settings():
+        for target in targets:
+            progress(f"measuring {target.name:8} {scenario:9} c={concurrency} for {duration:g}s ({loadgen})")
+            cell = measure(target, scenario, concurrency)
+            if loadgen == "wrk" and scenario == "stream" and concurrency == 1:
+                # wrk cannot see the first chunk: time it with our own generator at c=1.
+                probe = measure_own(target, "stream", 1, min(duration, 2.0))
+                cell = msgspec.structs.replace(
+                    cell, ttfb_p50_ms=probe.ttfb_p50_ms, errors=cell.errors + probe.errors
+                )
+            cells.append(cell)
+    return cells
+
+
+def _check(options: Options, cells: list[Cell], ratios: list[report.Ratios], warm_errors: int) -> list[str]:
+    warnings: list[str] = []
+    room = report.headroom(cells)
+    if room is not None and room < HEADROOM_MIN:
+        warnings.append(
+            f"the upstream reached only {room:.1f}x tollway's throughput (want >= {HEADROOM_MIN:.0f}x): "
+            "the upstream or the load generator may be limiting tollway's numbers"
+        )
+    if warm_errors:
+        warnings.append(f"{warm_errors} requests failed during warm-up")
+    failed_cells = [c for c in cells if c.errors]
+    for c in failed_cells:
+        warnings.append(f"{c.errors} requests failed: {c.target} {c.scenario} c={c.concurrency}")
+    if options.smoke:
+        for r in ratios:
+            if r.target == TOLLWAY and r.throughput is not None and r.throughput < SMOKE_MIN_THROUGHPUT:
+                warnings.append(
+                    f"smoke: tollway throughput {r.throughput:.2f}x the floor's at {r.scenario} "
+                    f"c={r.concurrency} (minimum {SMOKE_MIN_THROUGHPUT}x)"
+                )
+    return warnings
+
+
+def smoke_failed(result: Report) -> bool:
+    """The smoke gate: any failed request, or tollway under the minimum share of the floor."""
+    if result.failed_requests:
+        return True
+    return any(
+        r.target == TOLLWAY and r.throughput is not None and r.throughput < SMOKE_MIN_THROUGHPUT
+        for r in result.ratios
+    )
+
+
+def run_bench(options: Options) -> Report:
+    """Start everything, measure, stop everything (also on error); return the report.
+
+    Raises RuntimeError when a server does not come up.
+    """
+    loadgen = options.loadgen
+    if loadgen == "wrk" and wrk.wrk_path() is None:
+        progress("wrk is not installed: using the bench's own load generator")
+        loadgen = "own"
+    if TOLLWAY in options.targets and not gateway_importable():
+        raise RuntimeError(
+            "tollway's gateway.cli is not importable: run from the repo root or `pip install -e .`"
+        )
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="tollway-bench-") as tmp, Children(Path(tmp)) as children:
+        work_dir = Path(tmp)
+        servers = _start_servers(options, children, work_dir, warnings)
+        progress("servers ready: " + ", ".join(f"{t.name} :{t.port}" for t in servers.targets))
+        warm_errors = _warm_up(options, servers.targets)
+        cells = _measure_all(options, servers.targets, work_dir, loadgen)
+        rss = {name: round(peak_rss_bytes(child.pid) / _MIB, 1) for name, child in servers.measured.items()}
+        for child in children.started:
+            if child.process.poll() is not None:
+                warnings.append(f"{child.name} exited during the run:\n{child.log_tail(10)}")
+    ratios = report.compute_ratios(cells)
+    warnings += _check(options, cells, ratios, warm_errors)
+    return Report(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        loadgen=loadgen,
+        duration_s=options.cell_duration(),
+        smoke=options.smoke,
+        cells=cells,
+        ratios=ratios,
+        peak_rss_mib=rss,
+        headroom=report.headroom(cells),
+        warnings=warnings,
+        failed_requests=warm_errors + sum(c.errors for c in cells),
+    )

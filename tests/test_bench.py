@@ -1,0 +1,527 @@
+"""The bench's own parts: mock upstream, floor, load generator, wrk glue, report math.
+
+Nothing here imports gateway/: the bench must be testable before and apart from it.
+Servers run in-process on port 0 of 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import pytest
+import yaml
+
+from bench import config, report, wrk
+from bench.__main__ import parse_args
+from bench.forwarder import start_forwarder
+from bench.http1 import FramingError, chunk, parse_chunked
+from bench.loadgen import ResponseParser, build_request, run_load
+from bench.procs import Children, peak_rss_bytes, process_tree
+from bench.report import Cell, Ratios, Report
+from bench.run import SMOKE_SETTINGS, Options, smoke_failed
+from bench.scenario import CHAT_PATH, chat_body
+from bench.upstream import CONTENT_PIECES, MODEL, start_upstream
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Message(msgspec.Struct):
+    role: str
+    content: str
+
+
+class Choice(msgspec.Struct):
+    index: int
+    message: Message
+    finish_reason: str
+
+
+class Completion(msgspec.Struct):
+    object: str
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class Delta(msgspec.Struct):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChunkChoice(msgspec.Struct):
+    index: int
+    delta: Delta
+    finish_reason: str | None
+
+
+class ChatChunk(msgspec.Struct):
+    object: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+def sse_data(body: bytes) -> list[bytes]:
+    """The `data:` payloads of an SSE body, in order."""
+    return [e[len(b"data: ") :] for e in body.split(b"\n\n") if e.startswith(b"data: ")]
+
+
+def stream_chunks(body: bytes) -> list[ChatChunk]:
+    data = sse_data(body)
+    assert data[-1] == b"[DONE]"
+    return [msgspec.json.decode(d, type=ChatChunk) for d in data[:-1]]
+
+
+@pytest.fixture
+async def upstream_port() -> AsyncIterator[int]:
+    server = await start_upstream("127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+# ---- the mock upstream ------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_upstream_answers_a_chat_completion(upstream_port: int, session: aiohttp.ClientSession) -> None:
+    url = f"http://127.0.0.1:{upstream_port}{CHAT_PATH}"
+    async with session.post(url, data=chat_body("m", stream=False)) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "application/json"
+        completion = msgspec.json.decode(await resp.read(), type=Completion)
+    assert completion.object == "chat.completion"
+    assert completion.model == MODEL
+    assert completion.choices[0].message.content == "".join(CONTENT_PIECES)
+    assert (
+        completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("body", "usage_chunk"),
+    [
+        (chat_body("m", stream=True), False),
+        (chat_body("m", stream=True, include_usage=True), True),
+        (b'{"model": "m", "stream": true, "stream_options": {"include_usage": true}}', True),
+        (b'{"model": "m", "stream": true, "stream_options": {"include_usage": false}}', False),
+    ],
+    ids=["plain", "include_usage", "spaced", "usage_false"],
+)
+async def test_upstream_streams_sse_and_usage_only_when_asked(
+    upstream_port: int, session: aiohttp.ClientSession, body: bytes, usage_chunk: bool
+) -> None:
+    url = f"http://127.0.0.1:{upstream_port}{CHAT_PATH}"
+    async with session.post(url, data=body) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        assert resp.headers["Transfer-Encoding"] == "chunked"
+        chunks = stream_chunks(await resp.read())
+    assert chunks[0].choices[0].delta.role == "assistant"
+    content = [c.choices[0].delta.content for c in chunks[1:] if c.choices and c.choices[0].delta.content]
+    assert "".join(content) == "".join(CONTENT_PIECES)
+    finish = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
+    assert len(finish) == 1
+    usage = [c for c in chunks if c.usage is not None]
+    if usage_chunk:
+        assert chunks[-1] is usage[0]
+        assert chunks[-1].choices == []
+        assert chunks[-1].usage == Usage(12, 4, 16)
+    else:
+        assert usage == []
+        assert chunks[-1] is finish[0]
+
+
+@pytest.mark.integration
+async def test_upstream_keeps_the_connection_alive(upstream_port: int) -> None:
+    created = 0
+
+    async def on_create(*_: object) -> None:
+        nonlocal created
+        created += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(on_create)
+    connector = aiohttp.TCPConnector(limit=1)
+    url = f"http://127.0.0.1:{upstream_port}{CHAT_PATH}"
+    async with aiohttp.ClientSession(connector=connector, trace_configs=[trace]) as client:
+        for body in (chat_body("m", stream=False), chat_body("m", stream=True), chat_body("m", stream=False)):
+            async with client.post(url, data=body) as resp:
+                assert resp.status == 200
+                await resp.read()
+    assert created == 1
+
+
+@pytest.mark.integration
+async def test_upstream_reads_a_chunked_request_body(
+    upstream_port: int, session: aiohttp.ClientSession
+) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"model":"m",'
+        yield b'"stream":true}'
+
+    async with session.post(f"http://127.0.0.1:{upstream_port}{CHAT_PATH}", data=body()) as resp:
+        assert resp.status == 200
+        assert sse_data(await resp.read())[-1] == b"[DONE]"
+
+
+@pytest.mark.integration
+async def test_upstream_health_and_not_found(upstream_port: int, session: aiohttp.ClientSession) -> None:
+    async with session.get(f"http://127.0.0.1:{upstream_port}/health") as resp:
+        assert resp.status == 200
+    async with session.post(f"http://127.0.0.1:{upstream_port}/v1/nope", data=b"{}") as resp:
+        assert resp.status == 404
+
+
+@pytest.mark.integration
+async def test_upstream_closes_on_garbage() -> None:
+    server = await start_upstream("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.integration
+async def test_upstream_chunk_delay_paces_the_stream(session: aiohttp.ClientSession) -> None:
+    server = await start_upstream("127.0.0.1", 0, chunk_delay=0.02)
+    try:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{CHAT_PATH}"
+        started = time.monotonic()
+        async with session.post(url, data=chat_body("m", stream=True)) as resp:
+            reads = [piece async for piece in resp.content.iter_any()]
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+        await server.wait_closed()
+    # Role chunk with the head, then 4 content chunks and the finish (+[DONE]) after a delay each.
+    assert elapsed >= 5 * 0.02 * 0.9
+    assert len(reads) >= 4
+    assert sse_data(b"".join(reads))[-1] == b"[DONE]"
+
+
+# ---- the floor ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def floor_port(upstream_port: int) -> AsyncIterator[int]:
+    runner, port = await start_forwarder("127.0.0.1", 0, f"http://127.0.0.1:{upstream_port}")
+    yield port
+    await runner.cleanup()
+
+
+@pytest.mark.integration
+async def test_floor_relays_non_streamed_and_streamed(
+    upstream_port: int, floor_port: int, session: aiohttp.ClientSession
+) -> None:
+    for stream in (False, True):
+        answers = []
+        for port in (upstream_port, floor_port):
+            async with session.post(
+                f"http://127.0.0.1:{port}{CHAT_PATH}", data=chat_body("m", stream=stream)
+            ) as r:
+                assert r.status == 200
+                answers.append((r.headers["Content-Type"], await r.read()))
+        assert answers[0] == answers[1]
+    async with session.post(f"http://127.0.0.1:{floor_port}/v1/nope", data=b"{}") as resp:
+        assert resp.status == 404
+
+
+# ---- the load generator -----------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stream", [False, True], ids=["nonstream", "stream"])
+async def test_loadgen_counts_requests_and_latencies(upstream_port: int, stream: bool) -> None:
+    request = build_request("127.0.0.1", upstream_port, CHAT_PATH, chat_body("m", stream=stream))
+    result = await run_load("127.0.0.1", upstream_port, request, concurrency=4, duration=0.5, stream=stream)
+    assert result.errors == 0, result.error_samples
+    assert result.requests > 50
+    assert len(result.latencies_s) == result.requests
+    assert 0.45 < result.elapsed_s < 2.0
+    assert all(lat > 0 for lat in result.latencies_s)
+    if stream:
+        assert len(result.ttfb_s) == result.requests
+        assert all(0 < t <= lat for t, lat in zip(result.ttfb_s, result.latencies_s, strict=True))
+    else:
+        assert result.ttfb_s == []
+
+
+@pytest.mark.integration
+async def test_loadgen_counts_failures_and_respects_max_requests(upstream_port: int) -> None:
+    bad = build_request("127.0.0.1", upstream_port, "/v1/nope", b"{}")
+    result = await run_load("127.0.0.1", upstream_port, bad, concurrency=2, duration=0.3)
+    assert result.requests == 0
+    assert result.errors > 0
+    assert "HTTP 404" in result.error_samples
+    good = build_request("127.0.0.1", upstream_port, CHAT_PATH, chat_body("m", stream=False))
+    capped = await run_load("127.0.0.1", upstream_port, good, concurrency=3, duration=5, max_requests=10)
+    assert capped.requests == 10
+    assert capped.elapsed_s < 1
+
+
+@pytest.mark.integration
+async def test_loadgen_fails_a_stream_cut_before_done() -> None:
+    cut = _chunked_response([b'data: {"choices":[]}\n\n'])
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):  # the request has an empty body
+                writer.write(cut)
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        request = build_request("127.0.0.1", port, CHAT_PATH, b"")
+        result = await run_load(
+            "127.0.0.1", port, request, concurrency=1, duration=5, stream=True, max_requests=3
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert (result.requests, result.errors) == (0, 3)
+    assert result.error_samples[0] == "stream ended without data: [DONE]"
+
+
+@pytest.mark.integration
+async def test_loadgen_against_nothing_ends_on_time() -> None:
+    server = await start_upstream("127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    started = time.monotonic()
+    result = await run_load("127.0.0.1", port, b"x", concurrency=2, duration=0.3)
+    assert time.monotonic() - started < 2
+    assert result.requests == 0
+    assert result.errors > 0
+
+
+def _chunked_response(events: list[bytes]) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
+    return head + b"".join(chunk(e) for e in events) + b"0\r\n\r\n"
+
+
+def test_response_parser_handles_any_split() -> None:
+    wire = _chunked_response([b"data: {}\n\n", b"data: [DO", b"NE]\n\n"])
+    for size in (1, 2, 3, 7, len(wire)):
+        parser = ResponseParser()
+        pieces = [wire[i : i + size] for i in range(0, len(wire), size)]
+        done = [parser.feed(p) for p in pieces]
+        assert done[-1] and not any(done[:-1])
+        assert parser.status == 200
+        assert b"data: [DONE]" in parser.tail
+        assert parser.first_data_at > 0
+
+
+def test_response_parser_content_length_close_and_errors() -> None:
+    parser = ResponseParser()
+    assert not parser.feed(b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbu")
+    assert parser.feed(b"sy")
+    assert (parser.status, parser.close) == (503, True)
+    parser.reset()
+    with pytest.raises(FramingError):
+        parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab")
+    parser.reset()
+    with pytest.raises(FramingError):
+        parser.feed(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+
+def test_parse_chunked_waits_for_the_whole_body() -> None:
+    wire = bytearray(b"HEAD" + chunk(b"hello ") + chunk(b"world") + b"0\r\nX-Trailer: 1\r\n\r\nNEXT")
+    assert parse_chunked(wire[:12], 4) is None
+    assert parse_chunked(wire, 4) == (b"hello world", len(wire) - 4)
+    with pytest.raises(FramingError):
+        parse_chunked(bytearray(b"zz\r\n"), 0)
+
+
+# ---- report math and output -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([], 50, 0.0),
+        ([5.0], 99, 5.0),
+        ([3.0, 1.0, 2.0], 50, 2.0),
+        (list(map(float, range(1, 101))), 99, 99.0),
+    ],
+)
+def test_percentile(values: list[float], q: float, expected: float) -> None:
+    assert report.percentile(values, q) == expected
+
+
+@pytest.mark.parametrize(
+    ("direct", "floor", "gateway", "expected"),
+    [
+        (0.1, 0.3, 0.5, 2.0),  # tollway adds twice the floor's latency
+        (0.1, 0.3, 0.3, 1.0),
+        (0.1, 0.3, 0.1, 0.0),
+        (0.2, 0.2, 0.5, None),  # the floor added nothing: no ratio
+        (0.3, 0.2, 0.5, None),
+    ],
+)
+def test_added_latency_ratio(direct: float, floor: float, gateway: float, expected: float | None) -> None:
+    got = report.added_latency_ratio(direct, floor, gateway)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+def _cell(target: str, scenario: str, conc: int, rps: float, p50: float, ttfb: float | None = None) -> Cell:
+    return Cell(target, scenario, conc, int(rps), 0, 1.0, rps, p50, p50 * 2, ttfb)  # type: ignore[arg-type]
+
+
+CELLS = [
+    _cell("direct", "nonstream", 32, 50000, 0.2),
+    _cell("floor", "nonstream", 32, 8000, 1.2),
+    _cell("tollway", "nonstream", 32, 4000, 2.2),
+    _cell("direct", "stream", 1, 9000, 0.1, 0.05),
+    _cell("floor", "stream", 1, 2000, 0.5, 0.4),
+    _cell("tollway", "stream", 1, 1000, 0.9, 0.6),
+]
+
+
+def test_ratios_and_headroom() -> None:
+    ratios = {(r.scenario, r.concurrency): r for r in report.compute_ratios(CELLS)}
+    assert set(ratios) == {("nonstream", 32), ("stream", 1)}
+    nonstream, stream = ratios["nonstream", 32], ratios["stream", 1]
+    assert (nonstream.target, nonstream.throughput, nonstream.ttfb) == ("tollway", 0.5, None)
+    assert nonstream.added_p50 == pytest.approx(2.0)
+    assert stream.throughput == 0.5
+    assert (stream.added_p50, stream.ttfb) == pytest.approx((2.0, 1.5))
+    assert report.headroom(CELLS) == 12.5
+    assert report.headroom(CELLS[:2]) is None
+    assert report.ratio(1.0, 0.0) is None
+
+
+def _report(**overrides: object) -> Report:
+    fields: dict[str, object] = {
+        "created": "2026-01-01T00:00:00+00:00",
+        "loadgen": "own",
+        "duration_s": 1.0,
+        "smoke": True,
+        "cells": CELLS,
+        "ratios": report.compute_ratios(CELLS),
+        "peak_rss_mib": {"floor": 40.0, "tollway": 60.5},
+        "headroom": report.headroom(CELLS),
+        "warnings": [],
+        "failed_requests": 0,
+    }
+    fields.update(overrides)
+    return Report(**fields)  # type: ignore[arg-type]
+
+
+def test_table_and_json(tmp_path: Path) -> None:
+    result = _report()
+    table = report.render_table(result)
+    tollway_row = next(
+        line for line in table.splitlines() if line.startswith("nonstream") and "tollway" in line
+    )
+    assert tollway_row.split()[-3:] == ["0.50", "2.00", "-"]
+    assert "tollway 60.5 MiB" in table
+    assert "12.5x" in table and "neither limits" in table
+    path = tmp_path / "results" / "latest.json"
+    report.write_json(result, path)
+    assert report.read_json(path) == result
+    raw = msgspec.json.decode(path.read_bytes())
+    assert raw["ratios"][0]["throughput"] == 0.5
+    low = report.render_table(_report(headroom=3.0, warnings=["something"]))
+    assert "LOW" in low and "WARNING: something" in low
+
+
+def test_smoke_gate() -> None:
+    assert not smoke_failed(_report())
+    assert smoke_failed(_report(failed_requests=1))
+    slow = [Ratios("tollway", "nonstream", 32, 0.2, 5.0, None)]
+    assert smoke_failed(_report(ratios=slow))
+    assert not smoke_failed(_report(ratios=[Ratios("litellm", "nonstream", 32, 0.2, 5.0, None)]))
+
+
+def test_options_and_cli() -> None:
+    options, json_path = parse_args([])
+    assert options.settings() == [("nonstream", 1), ("nonstream", 32), ("stream", 1), ("stream", 32)]
+    assert json_path.parts[-3:] == ("bench", "results", "latest.json")
+    smoke, _ = parse_args(["--smoke", "--json", "/tmp/x.json", "--scenarios", "stream", "--concurrency", "4"])
+    assert smoke.settings() == list(SMOKE_SETTINGS)
+    assert smoke.cell_duration() < Options().duration
+    custom, _ = parse_args(["--scenarios", "stream", "--concurrency", "2,8", "--targets", "direct,floor"])
+    assert custom.settings() == [("stream", 2), ("stream", 8)]
+    assert custom.targets == ("direct", "floor")
+    for bad in (["--concurrency", "0"], ["--scenarios", "batch"], ["--duration", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+# ---- wrk glue, configs, processes --------------------------------------------------------------
+
+
+def test_wrk_script_and_output_parsing(tmp_path: Path) -> None:
+    script = wrk.lua_script(b'{"model":"bench"}', {"Authorization": 'Bearer k"1'})
+    assert 'wrk.body = [==[{"model":"bench"}]==]' in script
+    assert 'wrk.headers["Authorization"] = "Bearer k\\"1"' in script
+    assert "done = function" in script
+    with pytest.raises(ValueError, match="terminator"):
+        wrk.lua_script(b'{"x":"]==]"}', {})
+    out = "Running 1s test\nWRK_RESULT " + (
+        '{"requests":120,"duration_us":2000000,"connect":0,"read":1,"write":0,'
+        '"status":20,"timeout":2,"p50_us":450,"p99_us":2100}'
+    )
+    result = wrk.parse_output(out)
+    assert (result.ok_requests, result.errors, result.elapsed_s) == (100, 23, 2.0)
+    with pytest.raises(ValueError):
+        wrk.parse_output("Requests/sec: 1\n")
+    with pytest.raises(ValueError, match=r"127\.0\.0\.1"):
+        wrk.run_wrk("http://10.0.0.1:80/", b"{}", {}, concurrency=1, duration=1, script_dir=tmp_path)
+
+
+def test_configs_are_what_tollway_expects() -> None:
+    bench = yaml.safe_load(config.bench_config(4100, 4200, "/tmp/r.log"))
+    assert bench["server"] == {"host": "127.0.0.1", "port": 4100, "master_key": "bench-master-key"}
+    assert bench["logging"] == {"request_log": "/tmp/r.log"}
+    assert bench["providers"]["up"]["base_url"] == "http://127.0.0.1:4200/v1"
+    assert bench["models"] == {"bench": {"targets": [{"provider": "up", "model": "bench-upstream-model"}]}}
+    mock = yaml.safe_load(config.mock_config(4100, "/tmp/r.log"))
+    assert mock["providers"]["mockslow"] == {"kind": "mock", "latency_ms_per_token": 5}
+    assert set(mock["models"]) == set(config.MOCK_MODELS)
+
+
+def test_peak_rss_of_this_process() -> None:
+    assert peak_rss_bytes(os.getpid()) > 10 * 1024 * 1024
+    assert peak_rss_bytes(2**22 + 12345) == 0
+
+
+@pytest.mark.integration
+def test_children_are_stopped_and_early_exits_reported(tmp_path: Path) -> None:
+    with Children(tmp_path) as children:
+        sleeper = children.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+        quitter = children.start("quitter", [sys.executable, "-c", "print('bye'); raise SystemExit(3)"])
+        with pytest.raises(RuntimeError, match="exited with 3"):
+            quitter.wait_ready(1, "/health", timeout=10)
+        assert sleeper.process.poll() is None
+        # The gateway may fork workers: a parent's peak RSS includes its descendants'.
+        assert peak_rss_bytes(os.getpid()) > peak_rss_bytes(sleeper.pid) > 0
+        assert sleeper.pid in process_tree(os.getpid())
+    assert sleeper.process.returncode is not None
+    assert "bye" in (tmp_path / "quitter.log").read_text()
