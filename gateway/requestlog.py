@@ -1,12 +1,14 @@
 """One structured JSON line per request, written off the event loop.
 
-The loop thread only encodes the record (a microsecond with msgspec) and puts the bytes on a
-queue; a writer thread does the blocking write, so a slow disk or a full pipe to journald never
-stalls a request.
+The loop thread only encodes the record (a microsecond with msgspec) and appends the bytes to a
+batch; a timer hands each batch to a writer thread, which does the blocking write, so a slow disk
+or a full pipe to journald never stalls a request. Batching on the loop side matters: waking the
+writer once per request made it fight the loop for the GIL, which cost more than the write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import sys
 import threading
@@ -37,6 +39,8 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
 
 _encode: Final = msgspec.json.Encoder()
 _STOP: Final = b""
+# How long lines wait on the loop side before going to the writer: log latency, not request latency.
+FLUSH_INTERVAL_S: Final = 0.05
 
 
 class RequestLog:
@@ -55,13 +59,26 @@ class RequestLog:
         else:
             self._out = self._owned = open(destination, "ab")
         self._thread: threading.Thread | None = None
+        self._batch: list[bytes] = []
+        self._flush_scheduled = False
         if self._out is not None:
             self._thread = threading.Thread(target=self._run, name="tollway-request-log", daemon=True)
             self._thread.start()
 
     def write(self, record: RequestRecord) -> None:
-        if self._thread is not None:
-            self._queue.put(_encode.encode(record) + b"\n")
+        """Queue one line; call from the event loop."""
+        if self._thread is None:
+            return
+        self._batch.append(_encode.encode(record))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._queue.put(b"\n".join(batch) + b"\n")
 
     def _run(self) -> None:
         out = self._out
@@ -86,6 +103,7 @@ class RequestLog:
 
     def close(self) -> None:
         """Write what is queued, then stop the writer."""
+        self._flush()
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout=5)
