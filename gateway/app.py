@@ -5,20 +5,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Final
 
 import msgspec
 from aiohttp import web
 
-from gateway.auth import Authenticator
+from gateway.admin import AdminApi
+from gateway.auth import KeyRing, Principal, principal_of
 from gateway.config import Config
 from gateway.context import new_request_id
 from gateway.errors import GatewayError, error_response
+from gateway.keys import KeyRecord, hash_secret
+from gateway.keysync import KeySync
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.pipeline import Gateway
 from gateway.requestlog import RequestLog
 from gateway.router import Router
+from gateway.store import open_store
 
 GATEWAY: Final = web.AppKey("gateway", Gateway)
 CONFIG: Final = web.AppKey("config", Config)
@@ -37,9 +42,9 @@ class _ModelList(msgspec.Struct):
     object: str = "list"
 
 
-def models_body(config: Config, created: int) -> bytes:
-    """The `GET /v1/models` answer: the logical model names this gateway serves."""
-    return msgspec.json.encode(_ModelList([_Model(name, created) for name in config.models]))
+def models_body(names: list[str], created: int) -> bytes:
+    """The `GET /v1/models` answer: the logical model names a caller may use."""
+    return msgspec.json.encode(_ModelList([_Model(name, created) for name in names]))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,22 +80,54 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return error_response(internal, request_id)
 
 
+def config_principals(config: Config) -> list[tuple[str, Principal]]:
+    """Keys declared in the config file, by the hash of their secret."""
+    epoch = datetime.fromtimestamp(0, UTC)
+    found = []
+    for name, key in config.keys.items():
+        secret_hash = key.secret_hash or hash_secret(key.secret or "")
+        record = KeyRecord(
+            id=f"cfg_{name}",
+            name=name,
+            secret_hash=secret_hash,
+            created_at=epoch,
+            updated_at=epoch,
+            models=key.models,
+            endpoints=list(key.endpoints) if key.endpoints is not None else None,
+            limits=key.limits,
+            budget=key.budget,
+            regions=key.regions,
+            metadata=key.metadata,
+        )
+        found.append((secret_hash, principal_of(record, None)))
+    return found
+
+
 def build_app(config: Config) -> web.Application:
     """The gateway as an aiohttp Application, ready for an AppRunner."""
     app = web.Application(middlewares=[shape_errors], client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
-    authenticator = Authenticator(config.server.master_key or None)
+    ring = KeyRing(config.server.master_key or None, config_principals(config))
     metrics = Metrics()
     created = int(time.time())
-    models = models_body(config, created)
+    storage = config.storage
+    store = open_store(storage.database_url) if storage.database_url else None
+    sync = KeySync(ring, store, storage.key_refresh_s, storage.redis_url) if store is not None else None
+    AdminApi(ring, store, sync, storage.redis_url).add_routes(app.router)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # The router's ClientSessions need a running loop, so they are made here, not above.
         router = Router(config)
         request_log = RequestLog(config.logging.request_log)
-        gateway = Gateway(authenticator, router, metrics, request_log, config.server.max_body_bytes)
+        gateway = Gateway(ring, router, metrics, request_log, config.server.max_body_bytes)
+        if sync is not None:
+            sync.start()
         app[GATEWAY] = gateway
         yield
+        if sync is not None:
+            await sync.aclose()
+        if store is not None:
+            await store.close()
         await router.aclose()
         request_log.close()
 
@@ -103,16 +140,20 @@ def build_app(config: Config) -> web.Application:
         return await app[GATEWAY].embeddings(request)
 
     async def list_models(request: web.Request) -> web.Response:
-        authenticator.authenticate(request.headers)
-        return web.Response(body=models, content_type="application/json")
+        principal = ring.authenticate(request.headers)
+        allowed = principal.models
+        names = [name for name in config.models if allowed is None or allowed(name)]
+        return web.Response(body=models_body(names, created), content_type="application/json")
 
     async def live(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return _json_response({"status": "ok"})
 
     async def ready(request: web.Request) -> web.Response:
         if GATEWAY not in app:
-            return web.json_response({"status": "starting"}, status=503)
-        return web.json_response({"status": "ready", "models": len(config.models)})
+            return _json_response({"status": "starting"}, status=503)
+        if sync is not None and not sync.loaded.is_set():
+            return _json_response({"status": "loading keys"}, status=503)
+        return _json_response({"status": "ready", "models": len(config.models)})
 
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
@@ -125,3 +166,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics_page)
     return app
+
+
+def _json_response(value: dict[str, object], status: int = 200) -> web.Response:
+    return web.Response(status=status, body=msgspec.json.encode(value), content_type="application/json")

@@ -1,28 +1,81 @@
-"""Who is calling: the master key now; virtual keys (issue: keys and teams) plug in here.
+"""Who is calling, answered from memory on every request: the master key, and virtual keys kept
+current by gateway/keysync.py. No database round trip on the request path.
 
-Runs on every request from memory only; the comparison is constant-time so that response timing
-says nothing about how much of a guessed key was right.
+The master key is compared in constant time. A virtual key is looked up by the SHA-256 of what
+the client sent: a dict lookup on a hash says nothing useful about the secret through timing.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import hmac
-from collections.abc import Mapping
+import re
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Final
 
 import msgspec
 
-from gateway.errors import unauthorized
+from gateway.errors import GatewayError, unauthorized
+from gateway.keys import Budget, KeyRecord, Limits, TeamRecord
+
+
+class ModelMatcher:
+    """Logical model names or shell-style patterns (`gpt-4o*`, `claude-?-*`), compiled once."""
+
+    __slots__ = ("_regex", "patterns")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(patterns)
+        self._regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.patterns) or "(?!)")
+
+    def __call__(self, model: str) -> bool:
+        return self._regex.match(model) is not None
 
 
 class Principal(msgspec.Struct, frozen=True):
-    """The authenticated caller. `key_id` is safe to log; it is never the secret."""
+    """The authenticated caller and what it may do. `key_id` and `name` are safe to log."""
 
     key_id: str
+    name: str
+    team_id: str | None = None
+    models: ModelMatcher | None = None  # None: every model
+    endpoints: frozenset[str] | None = None  # None: every endpoint
+    limits: Limits | None = None
+    budget: Budget | None = None
+    team_limits: Limits | None = None
+    team_budget: Budget | None = None
+    regions: tuple[str, ...] | None = None
+    expires_at: float | None = None  # epoch seconds
+    revoked: bool = False
+
+    def check_model(self, model: str) -> None:
+        """Raise GatewayError (403) when this key may not use the logical model."""
+        if self.models is not None and not self.models(model):
+            raise GatewayError(
+                403,
+                f"the key '{self.name}' may not use the model '{model}'",
+                type="permission_error",
+                code="model_not_allowed",
+                param="model",
+                fault="policy",
+            )
+
+    def check_endpoint(self, endpoint: str) -> None:
+        if self.endpoints is not None and endpoint not in self.endpoints:
+            raise GatewayError(
+                403,
+                f"the key '{self.name}' may not use the {endpoint} endpoint",
+                type="permission_error",
+                code="endpoint_not_allowed",
+                fault="policy",
+            )
 
 
-ANONYMOUS: Final = Principal("anonymous")
-MASTER: Final = Principal("master")
+ANONYMOUS: Final = Principal("anonymous", "anonymous")
+MASTER: Final = Principal("master", "master")
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -35,21 +88,103 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-api-key")
 
 
-class Authenticator:
-    """Checks the caller's key. With no master key configured, every caller is anonymous."""
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
 
-    def __init__(self, master_key: str | None) -> None:
+
+def principal_of(key: KeyRecord, team: TeamRecord | None) -> Principal:
+    """What a key may do: its own settings, falling back to its team's."""
+    models = key.models if key.models is not None else (team.models if team is not None else None)
+    regions = key.regions if key.regions is not None else (team.regions if team is not None else None)
+    return Principal(
+        key_id=key.id,
+        name=key.name,
+        team_id=key.team_id,
+        models=ModelMatcher(models) if models is not None else None,
+        endpoints=frozenset(key.endpoints) if key.endpoints is not None else None,
+        limits=key.limits,
+        budget=key.budget,
+        team_limits=team.limits if team is not None else None,
+        team_budget=team.budget if team is not None else None,
+        regions=tuple(regions) if regions is not None else None,
+        expires_at=_epoch(key.expires_at),
+        revoked=key.revoked_at is not None or (team is not None and team.deleted_at is not None),
+    )
+
+
+def _hash(secret: str) -> str:
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyRing:
+    """Every known key in memory, by the hash of its secret; replaced wholesale on change."""
+
+    def __init__(self, master_key: str | None, config_keys: Iterable[tuple[str, Principal]] = ()) -> None:
         self._master = master_key.encode() if master_key else None
+        self._static = dict(config_keys)  # keys declared in the config file, by secret hash
+        self._by_hash: dict[str, Principal] = dict(self._static)
+        self._keys: dict[str, KeyRecord] = {}
+        self._teams: dict[str, TeamRecord] = {}
 
     @property
-    def required(self) -> bool:
+    def open(self) -> bool:
+        """No master key and no virtual keys: every caller is let in (loopback demos)."""
+        return self._master is None and not self._by_hash and not self._keys
+
+    @property
+    def has_master(self) -> bool:
         return self._master is not None
 
-    def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """The caller behind these headers; raises GatewayError (401) for a missing or wrong key."""
-        if self._master is None:
-            return ANONYMOUS
+    def presents_virtual_key(self, headers: Mapping[str, str]) -> bool:
         key = presented_key(headers)
-        if key is not None and hmac.compare_digest(key.encode(), self._master):
+        return key is not None and _hash(key) in self._by_hash
+
+    def is_master(self, headers: Mapping[str, str]) -> bool:
+        key = presented_key(headers)
+        return (
+            self._master is not None and key is not None and hmac.compare_digest(key.encode(), self._master)
+        )
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The caller behind these headers; GatewayError 401 for a missing, wrong, revoked or
+        expired key."""
+        key = presented_key(headers)
+        if key is None:
+            if self.open:
+                return ANONYMOUS
+            raise unauthorized()
+        if self._master is not None and hmac.compare_digest(key.encode(), self._master):
             return MASTER
-        raise unauthorized()
+        principal = self._by_hash.get(_hash(key))
+        if principal is None:
+            if self.open:
+                return ANONYMOUS
+            raise unauthorized()
+        if principal.revoked:
+            raise GatewayError(
+                401, "this API key has been revoked", type="authentication_error", code="key_revoked"
+            )
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise GatewayError(
+                401, "this API key has expired", type="authentication_error", code="key_expired"
+            )
+        return principal
+
+    def apply(self, keys: Iterable[KeyRecord], teams: Iterable[TeamRecord]) -> int:
+        """Take in changed keys and teams from the store; returns how many records changed."""
+        changed = 0
+        for team in teams:
+            if self._teams.get(team.id) != team:
+                self._teams[team.id] = team
+                changed += 1
+        for key in keys:
+            if self._keys.get(key.id) != key:
+                self._keys[key.id] = key
+                changed += 1
+        if changed:
+            by_hash = dict(self._static)
+            for record in self._keys.values():
+                owner = self._teams.get(record.team_id) if record.team_id else None
+                by_hash[record.secret_hash] = principal_of(record, owner)
+            self._by_hash = by_hash  # one assignment: a request never sees a half-built ring
+        return changed

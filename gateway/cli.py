@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.app import build_app
+from gateway.cli_admin import add_admin_commands, run_admin
 from gateway.config import Config, ConfigError, load_config, resolve_config_path
 
 log = logging.getLogger("tollway")
@@ -110,17 +111,32 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="tollway", description="Tollway, a self-hosted LLM gateway.")
     commands = top.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the gateway")
-    serve_cmd.add_argument(
-        "--config",
-        help="config file (default: $TOLLWAY_CONFIG, else config/tollway.yaml, else the built-in demo)",
-    )
+    add_config_option(serve_cmd)
     serve_cmd.add_argument("--host", help="address to listen on (overrides server.host)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (overrides server.port; 0 picks one)")
-    serve_cmd.set_defaults(run=cmd_serve)
+    serve_cmd.set_defaults(run=cmd_serve)  # after add_config_option, which sets the admin default
     check = commands.add_parser("check-config", help="validate a config file and list every error")
     check.add_argument("file")
     check.set_defaults(run=cmd_check_config)
+    add_admin_commands(commands, add_config_option)
     return top
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        help="config file (default: $TOLLWAY_CONFIG, else config/tollway.yaml, else the built-in demo)",
+    )
+    parser.set_defaults(run=cmd_admin)
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(resolve_config_path(args.config, os.environ))
+    except ConfigError as err:
+        _print_config_errors(err)
+        return 1
+    return run_admin(config, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 import yaml
+
+from gateway.keys import Budget, Limits
 
 DEFAULT_CONFIG_PATH: Final = Path("config/tollway.yaml")
 EMBEDDED_DEFAULT: Final = Path(__file__).with_name("default.yaml")
@@ -48,6 +50,31 @@ class ServerConfig(_Section, frozen=True):
 class LoggingConfig(_Section, frozen=True):
     # Where the per-request JSON lines go: "stdout", "stderr", "off" or a file path.
     request_log: str = "stdout"
+
+
+class StorageConfig(_Section, frozen=True):
+    """Where keys, teams, spend and audit records live, and the Redis that processes share."""
+
+    # sqlite:///relative.sqlite, sqlite:////absolute.sqlite or postgresql://... ; none: only the
+    # master key and the keys declared in this file work, and the admin API cannot write.
+    database_url: Annotated[str, msgspec.Meta(pattern=r"^(sqlite:|postgres(ql)?://)")] | None = None
+    redis_url: Annotated[str, msgspec.Meta(pattern=r"^rediss?://")] | None = None
+    # How often each process reloads changed keys from the store (Redis makes revokes immediate).
+    key_refresh_s: Seconds = 2.0
+
+
+class ConfigKey(_Section, frozen=True):
+    """A virtual key declared in the config file, for setups without admin calls. Give exactly
+    one of `secret` (usually "${VAR}") or `secret_hash` ("sha256:<hex>")."""
+
+    secret: Annotated[str, msgspec.Meta(min_length=16)] | None = None
+    secret_hash: Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
+    models: list[str] | None = None
+    endpoints: list[Literal["chat", "embeddings"]] | None = None
+    limits: Limits | None = None
+    budget: Budget | None = None
+    regions: list[str] | None = None
+    metadata: dict[str, str] | None = None
 
 
 class _Provider(_Section, frozen=True, tag_field="kind", kw_only=True):
@@ -145,6 +172,8 @@ class Config(_Section, frozen=True):
     logging: LoggingConfig = LoggingConfig()
     providers: dict[str, Provider] = {}
     models: dict[str, ModelConfig] = {}
+    storage: StorageConfig = StorageConfig()
+    keys: dict[str, ConfigKey] = {}
 
 
 class ConfigError(Exception):
@@ -318,7 +347,19 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     logging_ = _convert(_section(tree, "logging"), LoggingConfig, "logging", errors)
     providers: dict[str, Provider] = _section_map(tree.get("providers"), Provider, "providers", errors)  # type: ignore[arg-type]
     models = _section_map(tree.get("models"), ModelConfig, "models", errors)
-    config = Config(server or ServerConfig(), logging_ or LoggingConfig(), providers, models)
+    storage = _convert(_section(tree, "storage"), StorageConfig, "storage", errors)
+    keys = _section_map(tree.get("keys"), ConfigKey, "keys", errors)
+    for name, key in keys.items():
+        if (key.secret is None) == (key.secret_hash is None):
+            errors.append(f"keys.{name}: give exactly one of secret or secret_hash")
+    config = Config(
+        server or ServerConfig(),
+        logging_ or LoggingConfig(),
+        providers,
+        models,
+        storage or StorageConfig(),
+        keys,
+    )
     provider_tree = tree.get("providers")
     provider_names = {str(name) for name in provider_tree} if isinstance(provider_tree, dict) else set()
     _check_references(config, provider_names, errors)

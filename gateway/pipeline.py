@@ -15,7 +15,7 @@ from aiohttp import web
 
 from adapters import openai as openai_format
 from adapters.base import ErrorKind, InvalidRequest, InvalidUpstreamAnswer, UpstreamRequest
-from gateway.auth import Authenticator
+from gateway.auth import KeyRing
 from gateway.context import RequestContext
 from gateway.credentials import redact
 from gateway.errors import (
@@ -42,13 +42,13 @@ class Gateway:
 
     def __init__(
         self,
-        authenticator: Authenticator,
+        keyring: KeyRing,
         router: Router,
         metrics: Metrics,
         request_log: RequestLog,
         max_body_bytes: int,
     ) -> None:
-        self.authenticator = authenticator
+        self.keyring = keyring
         self.router = router
         self.metrics = metrics
         self.request_log = request_log
@@ -63,7 +63,9 @@ class Gateway:
     async def _forward(self, request: web.Request, endpoint: str, decode: Decode) -> web.StreamResponse:
         ctx = RequestContext(endpoint)
         try:
-            ctx.key_id = self.authenticator.authenticate(request.headers).key_id
+            principal = self.keyring.authenticate(request.headers)
+            ctx.key_id = principal.key_id
+            principal.check_endpoint(endpoint)
             body = await self._read_body(request)
             try:
                 client_request = decode(body)
@@ -72,6 +74,7 @@ class Gateway:
             ctx.model = client_request.model
             ctx.stream = client_request.stream
             route = self.router.plan(client_request.model)
+            principal.check_model(client_request.model)
             target = route.targets[0]
             ctx.provider = target.provider
             ctx.target_model = target.target.model

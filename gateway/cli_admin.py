@@ -1,0 +1,209 @@
+"""`tollway keys ...`, `tollway teams ...` and `tollway db migrate`: the admin operations from a
+shell on the VM, straight against the configured store (no HTTP call, no running gateway needed).
+Every change is announced over Redis when one is configured, so running gateways apply it at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from gateway import keyadmin
+from gateway.config import Config
+from gateway.errors import GatewayError
+from gateway.keysync import announce_change
+from gateway.store import Store, StoreUnavailable, open_store
+
+T = TypeVar("T")
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _meta(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    found = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise GatewayError(400, f"--meta wants name=value, got {pair!r}")
+        found[name] = value
+    return found
+
+
+def _policy_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields keys and teams share, from the command line, as the admin API's JSON would be."""
+    fields: dict[str, Any] = {}
+    if args.models is not None:
+        fields["models"] = _csv(args.models)
+    if args.regions is not None:
+        fields["regions"] = _csv(args.regions)
+    limits = {
+        k: v
+        for k, v in (("rpm", args.rpm), ("tpm", args.tpm), ("max_parallel", args.max_parallel))
+        if v is not None
+    }
+    if limits:
+        fields["limits"] = limits
+    if args.budget is not None:
+        budget: dict[str, Any] = {"amount": args.budget, "currency": args.currency, "period": args.period}
+        if args.soft_pct is not None:
+            budget["soft_pct"] = args.soft_pct
+        fields["budget"] = budget
+    if args.meta:
+        fields["metadata"] = _meta(args.meta)
+    return fields
+
+
+def _convert(fields: dict[str, Any], kind: type[T]) -> T:
+    try:
+        return msgspec.convert(fields, kind)
+    except msgspec.ValidationError as exc:
+        raise GatewayError(400, str(exc)) from None
+
+
+def _print(value: object) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(value)).decode() + "\n")
+
+
+async def _keys(args: argparse.Namespace, store: Store) -> bool:
+    """Runs one `keys` action; True when it changed something."""
+    if args.action == "create":
+        fields = _policy_fields(args) | {"name": args.name}
+        for name in ("team_id", "owner"):
+            if getattr(args, name) is not None:
+                fields[name] = getattr(args, name)
+        if args.endpoints is not None:
+            fields["endpoints"] = _csv(args.endpoints)
+        if args.expires is not None:
+            fields["expires_at"] = args.expires
+        body = msgspec.json.decode(msgspec.json.encode(fields), type=keyadmin.KeyCreate)
+        record, secret = await keyadmin.create_key(store, body)
+        _print(keyadmin.key_view(record, secret))
+        print("# the key is shown only this once: store it now", file=sys.stderr)
+        return True
+    if args.action == "list":
+        for record in await store.list_keys(limit=args.limit, after=args.after, team_id=args.team_id):
+            _print(keyadmin.key_view(record))
+        return False
+    if args.action == "show":
+        found = await store.get_key(args.id)
+        if found is None:
+            raise keyadmin.not_found("key", args.id)
+        _print(keyadmin.key_view(found))
+        return False
+    _print(keyadmin.key_view(await keyadmin.revoke_key(store, args.id)))
+    return True
+
+
+async def _teams(args: argparse.Namespace, store: Store) -> bool:
+    if args.action == "create":
+        body = msgspec.json.decode(
+            msgspec.json.encode(_policy_fields(args) | {"name": args.name}), type=keyadmin.TeamCreate
+        )
+        _print(keyadmin.team_view(await keyadmin.create_team(store, body)))
+        return True
+    if args.action == "list":
+        for record in await store.list_teams(limit=args.limit, after=args.after):
+            _print(keyadmin.team_view(record))
+        return False
+    if args.action == "show":
+        team = await store.get_team(args.id)
+        if team is None:
+            raise keyadmin.not_found("team", args.id)
+        _print(keyadmin.team_view(team))
+        return False
+    _print(keyadmin.team_view(await keyadmin.delete_team(store, args.id)))
+    return True
+
+
+async def _migrate(args: argparse.Namespace, store: Store) -> bool:
+    print(f"schema at version {await store.migrate()}")
+    return False
+
+
+async def _run(config: Config, action: Callable[[Store], Awaitable[bool]]) -> None:
+    assert config.storage.database_url is not None
+    store = open_store(config.storage.database_url)
+    try:
+        await store.migrate()
+        if await action(store):
+            await announce_change(config.storage.redis_url)
+    finally:
+        await store.close()
+
+
+def run_admin(config: Config, args: argparse.Namespace) -> int:
+    """Run a keys/teams/db command against the configured store; the exit code."""
+    if not config.storage.database_url:
+        print("no store configured: set storage.database_url in the config", file=sys.stderr)
+        return 2
+    commands = {"keys": _keys, "teams": _teams, "db": _migrate}
+    command = commands[args.command]
+    try:
+        asyncio.run(_run(config, lambda store: command(args, store)))
+    except msgspec.ValidationError as exc:
+        print(f"invalid input: {exc}", file=sys.stderr)
+        return 1
+    except GatewayError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as exc:
+        print(f"the store is unavailable: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _policy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", help="allowed logical models or patterns, comma-separated (default: all)")
+    parser.add_argument("--regions", help="allowed provider regions, comma-separated (default: all)")
+    parser.add_argument("--rpm", type=int, help="requests per minute")
+    parser.add_argument("--tpm", type=int, help="tokens per minute")
+    parser.add_argument("--max-parallel", type=int, help="requests in flight at once")
+    parser.add_argument("--budget", type=float, help="spend allowed per period")
+    parser.add_argument("--currency", default="USD", choices=("USD", "CHF", "EUR"))
+    parser.add_argument("--period", default="month", choices=("day", "week", "month", "total"))
+    parser.add_argument("--soft-pct", type=int, help="alert when this share of the budget is spent")
+    parser.add_argument("--meta", action="append", metavar="NAME=VALUE", help="metadata (repeatable)")
+
+
+def add_admin_commands(commands: Any, add_config: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Register `keys`, `teams` and `db` on the top-level subparsers."""
+    keys = commands.add_parser("keys", help="create, list, show or revoke virtual keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="create a key; prints its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--team", dest="team_id")
+    create.add_argument("--owner")
+    create.add_argument("--endpoints", help="chat,embeddings (default: all)")
+    create.add_argument("--expires", help="RFC 3339 time, e.g. 2027-01-01T00:00:00Z")
+    _policy_options(create)
+    listing = key_actions.add_parser("list")
+    listing.add_argument("--team", dest="team_id")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--after")
+    for action in ("show", "revoke"):
+        key_actions.add_parser(action).add_argument("id")
+    teams = commands.add_parser("teams", help="create, list, show or delete teams")
+    team_actions = teams.add_subparsers(dest="action", required=True)
+    team_create = team_actions.add_parser("create")
+    team_create.add_argument("--name", required=True)
+    _policy_options(team_create)
+    team_list = team_actions.add_parser("list")
+    team_list.add_argument("--limit", type=int, default=100)
+    team_list.add_argument("--after")
+    for action in ("show", "delete"):
+        team_actions.add_parser(action).add_argument("id")
+    db = commands.add_parser("db", help="database maintenance")
+    db_actions = db.add_subparsers(dest="action", required=True)
+    db_actions.add_parser("migrate", help="apply pending schema migrations")
+    for sub in (key_actions, team_actions, db_actions):
+        for leaf in sub.choices.values():
+            add_config(leaf)

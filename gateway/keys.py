@@ -1,0 +1,89 @@
+"""Virtual keys and teams: the records the store keeps and the admin API shows.
+
+A key's secret (`sk-tw-...`) is shown once, at creation; only its SHA-256 is kept. SHA-256 and not
+a slow password hash: the secret is 32 random bytes, so there is nothing to brute-force, and the
+hot path hashes every presented key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+SECRET_PREFIX: Final = "sk-tw-"
+Currency = Literal["USD", "CHF", "EUR"]
+Period = Literal["day", "week", "month", "total"]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Requests and tokens per minute, and requests in flight at once."""
+
+    rpm: NonNegative | None = None
+    tpm: NonNegative | None = None
+    max_parallel: NonNegative | None = None
+
+
+class Budget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Spend allowed per period, in `currency` (converted at the configured rate)."""
+
+    amount: Annotated[float, msgspec.Meta(ge=0)]
+    currency: Currency = "USD"
+    period: Period = "month"
+    soft_pct: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+
+
+class KeyRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A virtual key as stored. `models`/`endpoints`/`regions` absent means "no restriction"
+    (for models: the team's list applies, if it has one)."""
+
+    id: str
+    name: str
+    secret_hash: str
+    created_at: datetime
+    updated_at: datetime
+    team_id: str | None = None
+    owner: str | None = None
+    models: list[str] | None = None
+    endpoints: list[str] | None = None
+    limits: Limits | None = None
+    budget: Budget | None = None
+    regions: list[str] | None = None
+    metadata: dict[str, str] | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class TeamRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A team: defaults its keys inherit (models, limits, budget, regions)."""
+
+    id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    models: list[str] | None = None
+    limits: Limits | None = None
+    budget: Budget | None = None
+    regions: list[str] | None = None
+    metadata: dict[str, str] | None = None
+    deleted_at: datetime | None = None
+
+
+def new_secret() -> str:
+    """A fresh key secret: the prefix and 32 random bytes, URL-safe base64 without padding."""
+    return SECRET_PREFIX + base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+
+
+def hash_secret(secret: str) -> str:
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_id(prefix: Literal["key", "team"]) -> str:
+    return f"{prefix}_{os.urandom(8).hex()}"

@@ -1,0 +1,122 @@
+"""Keeps the in-memory KeyRing current: a first full load, then changes every few seconds, and at
+once when another process (or the CLI) announces a change over Redis.
+
+The store is never on a request's path: if it is down, requests are served from the keys already
+in memory, a warning is logged once, and loading resumes when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import redis.asyncio as aioredis
+
+from gateway.auth import KeyRing
+from gateway.store import Store, StoreUnavailable
+
+log = logging.getLogger("tollway")
+
+CHANNEL: Final = "tollway:keys:changed"
+# Records are re-read from a little before the last load: writes from another process may carry
+# a timestamp a moment older than the newest one already seen.
+OVERLAP: Final = timedelta(seconds=5)
+
+
+class KeySync:
+    """Background loading of keys and teams into a KeyRing."""
+
+    def __init__(self, ring: KeyRing, store: Store, refresh_s: float, redis_url: str | None) -> None:
+        self._ring = ring
+        self._store = store
+        self._refresh_s = refresh_s
+        self._redis_url = redis_url
+        self._wake = asyncio.Event()
+        self._since: datetime | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.loaded = asyncio.Event()  # set after the first successful full load
+        self._warned = False
+        self._migrated = False
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._load_loop(), name="tollway-key-sync"))
+        if self._redis_url:
+            self._tasks.append(asyncio.create_task(self._listen(self._redis_url), name="tollway-key-listen"))
+
+    def poke(self) -> None:
+        """Reload now (after a local admin write)."""
+        self._wake.set()
+
+    async def load_once(self) -> int:
+        """Read what changed since the last load into the ring; StoreUnavailable if it cannot."""
+        if not self._migrated:
+            await self._store.migrate()
+            self._migrated = True
+        started = datetime.now(UTC)
+        keys, teams = await self._store.changed_since(self._since)
+        changed = self._ring.apply(keys, teams)
+        self._since = started - OVERLAP
+        self.loaded.set()
+        return changed
+
+    async def _load_loop(self) -> None:
+        while True:
+            try:
+                await self.load_once()
+                if self._warned:
+                    log.info("key store reachable again")
+                    self._warned = False
+            except StoreUnavailable as exc:
+                if not self._warned:
+                    log.warning("cannot load keys from the store, serving the keys in memory: %s", exc)
+                    self._warned = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._refresh_s)
+            self._wake.clear()
+
+    async def _listen(self, url: str) -> None:
+        """Wake the loader whenever any process announces a change; reconnect after outages."""
+        warned = False
+        while True:
+            client = aioredis.from_url(url)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    if warned:
+                        log.info("redis reachable again: key changes are pushed again")
+                        warned = False
+                        self._wake.set()  # catch up on what was announced while we were away
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._wake.set()
+            except (aioredis.RedisError, OSError) as exc:
+                if not warned:
+                    log.warning("redis unreachable, key changes arrive by polling: %s", type(exc).__name__)
+                    warned = True
+                await asyncio.sleep(1.0)
+            finally:
+                await client.aclose()
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def announce_change(redis_url: str | None) -> None:
+    """Tell every gateway process sharing this Redis to reload keys now. Best effort: without
+    Redis, or with Redis down, they pick the change up at their next refresh."""
+    if not redis_url:
+        return
+    client = aioredis.from_url(url=redis_url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        await client.publish(CHANNEL, "1")
+    except (aioredis.RedisError, OSError):
+        log.warning("could not announce a key change over redis; processes pick it up on refresh")
+    finally:
+        await client.aclose()

@@ -1,0 +1,279 @@
+"""The shared store: PostgreSQL through an asyncpg pool (1 to 4 connections, opened on first use).
+
+asyncpg ships no type information, so the few parts used here are described by the Protocols below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Final, Protocol, cast
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import asyncpg  # type: ignore[import-untyped]
+
+from gateway.keys import KeyRecord, TeamRecord
+from gateway.store import StoreUnavailable
+from gateway.store.migrations import (
+    KEY_COLUMNS,
+    POSTGRES_MIGRATIONS,
+    TEAM_COLUMNS,
+    Column,
+    DuplicateSecretHash,
+    from_row,
+    to_row,
+)
+
+# Taken for the length of the migration transaction by every process that migrates ("tollway" in
+# ASCII), so that of several starting at once one applies the migrations and the others wait.
+MIGRATION_LOCK_ID: Final = 0x746F6C6C776179
+_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_CONNECT_TIMEOUT_S: Final = 10.0
+_COMMAND_TIMEOUT_S: Final = 30.0
+
+# The failures that say the database is unreachable, refusing us, or out of something; other
+# PostgreSQL errors (syntax, constraint, data) are this code's bugs and pass through unchanged.
+_UNAVAILABLE: Final[tuple[type[BaseException], ...]] = (
+    OSError,  # refused, unreachable, name resolution
+    TimeoutError,  # connect timeout, command_timeout
+    asyncpg.InterfaceError,  # pool or connection closed, bad DSN
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.InvalidAuthorizationSpecificationError,  # class 28: role, password, pg_hba
+    asyncpg.InvalidCatalogNameError,  # 3D000: no such database
+    asyncpg.InsufficientPrivilegeError,  # 42501: the role may not create or read the tables
+    asyncpg.InsufficientResourcesError,  # class 53: disk full, too many connections
+    asyncpg.OperatorInterventionError,  # class 57: shutdown, cannot connect now, query canceled
+    asyncpg.PostgresSystemError,  # class 58: I/O
+    asyncpg.ReadOnlySQLTransactionError,  # 25006: a standby, or default_transaction_read_only
+    asyncpg.TransactionRollbackError,  # class 40: serialization failure, deadlock
+    asyncpg.InternalServerError,  # XX000
+)
+
+_KEY_LIST: Final = ", ".join((*KEY_COLUMNS, "data"))
+_TEAM_LIST: Final = ", ".join((*TEAM_COLUMNS, "data"))
+
+
+def _upsert(table: str, columns: tuple[str, ...]) -> str:
+    names = (*columns, "data")
+    placeholders = ", ".join(f"${n}" for n in range(1, len(names) + 1))
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+    return (
+        f"insert into {table} ({', '.join(names)}) values ({placeholders})"
+        f" on conflict (id) do update set {updates}"
+    )
+
+
+_PUT_KEY: Final = _upsert("tollway_keys", KEY_COLUMNS)
+_PUT_TEAM: Final = _upsert("tollway_teams", TEAM_COLUMNS)
+_SCHEMA_TABLE: Final = (
+    "create table if not exists tollway_schema"
+    " (version integer primary key, applied_at timestamptz not null default now())"
+)
+
+
+class _Connection(Protocol):
+    async def execute(self, query: str, *args: object) -> str: ...
+
+    async def fetch(self, query: str, *args: object) -> list[Sequence[Column]]: ...
+
+    async def fetchval(self, query: str, *args: object) -> object: ...
+
+    def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False
+    ) -> AbstractAsyncContextManager[object]: ...
+
+
+class _Pool(Protocol):
+    def acquire(self) -> AbstractAsyncContextManager[_Connection]: ...
+
+    async def close(self) -> None: ...
+
+
+class PostgresStore:
+    """Keys and teams in PostgreSQL; `schema`, when given, holds the tables (created if missing)."""
+
+    def __init__(self, dsn: str, *, schema: str | None = None) -> None:
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"schema {schema!r}: use lower-case letters, digits and _")
+        self._dsn = dsn
+        self._schema = schema
+        self._where = redact_dsn(dsn) + (f" (schema {schema})" if schema else "")
+        self._secrets = _passwords(dsn)
+        self._pool: _Pool | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def schema(self) -> str | None:
+        return self._schema
+
+    async def migrate(self) -> int:
+        pool = await self._open()
+        with self._unavailable():
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("select pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
+                if self._schema is not None:
+                    await conn.execute(f'create schema if not exists "{self._schema}"')
+                await conn.execute(_SCHEMA_TABLE)
+                version = await conn.fetchval("select coalesce(max(version), 0) from tollway_schema")
+                current = cast(int, version)
+                for migration in POSTGRES_MIGRATIONS:
+                    if migration.version <= current:
+                        continue
+                    for statement in migration.statements:
+                        await conn.execute(statement)
+                    await conn.execute("insert into tollway_schema (version) values ($1)", migration.version)
+                    current = migration.version
+        return current
+
+    async def put_key(self, key: KeyRecord) -> None:
+        values, data = to_row(key, KEY_COLUMNS)
+        try:
+            await self._execute(_PUT_KEY, *values, data)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "tollway_keys_secret_hash_unique":
+                raise DuplicateSecretHash(f"key {key.id}: another key has this secret_hash") from None
+            raise
+
+    async def get_key(self, key_id: str) -> KeyRecord | None:
+        rows = await self._fetch(f"select {_KEY_LIST} from tollway_keys where id = $1", key_id)
+        return from_row(KeyRecord, KEY_COLUMNS, rows[0]) if rows else None
+
+    async def list_keys(
+        self, *, limit: int, after: str | None = None, team_id: str | None = None
+    ) -> list[KeyRecord]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        where: list[str] = []
+        params: list[object] = [limit]
+        if after is not None:
+            params.append(after)
+            where.append(f"id > ${len(params)}")
+        if team_id is not None:
+            params.append(team_id)
+            where.append(f"team_id = ${len(params)}")
+        sql = f"select {_KEY_LIST} from tollway_keys"
+        if where:
+            sql += " where " + " and ".join(where)
+        rows = await self._fetch(sql + " order by id limit $1", *params)
+        return [from_row(KeyRecord, KEY_COLUMNS, row) for row in rows]
+
+    async def put_team(self, team: TeamRecord) -> None:
+        values, data = to_row(team, TEAM_COLUMNS)
+        await self._execute(_PUT_TEAM, *values, data)
+
+    async def get_team(self, team_id: str) -> TeamRecord | None:
+        rows = await self._fetch(f"select {_TEAM_LIST} from tollway_teams where id = $1", team_id)
+        return from_row(TeamRecord, TEAM_COLUMNS, rows[0]) if rows else None
+
+    async def list_teams(self, *, limit: int, after: str | None = None) -> list[TeamRecord]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        if after is None:
+            rows = await self._fetch(f"select {_TEAM_LIST} from tollway_teams order by id limit $1", limit)
+        else:
+            rows = await self._fetch(
+                f"select {_TEAM_LIST} from tollway_teams where id > $2 order by id limit $1", limit, after
+            )
+        return [from_row(TeamRecord, TEAM_COLUMNS, row) for row in rows]
+
+    async def changed_since(self, since: datetime | None) -> tuple[list[KeyRecord], list[TeamRecord]]:
+        if since is not None and since.utcoffset() is None:
+            raise ValueError("since must be timezone-aware")
+        where, params = ("", ()) if since is None else (" where updated_at >= $1", (since,))
+        pool = await self._open()
+        with self._unavailable():
+            # One snapshot for both lists.
+            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                keys = await conn.fetch(
+                    f"select {_KEY_LIST} from tollway_keys{where} order by updated_at, id", *params
+                )
+                teams = await conn.fetch(
+                    f"select {_TEAM_LIST} from tollway_teams{where} order by updated_at, id", *params
+                )
+        return (
+            [from_row(KeyRecord, KEY_COLUMNS, row) for row in keys],
+            [from_row(TeamRecord, TEAM_COLUMNS, row) for row in teams],
+        )
+
+    async def close(self) -> None:
+        """Close the pool (waiting for connections in use); calls after this raise StoreUnavailable."""
+        self._closed = True
+        async with self._opening:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            with self._unavailable():
+                await pool.close()
+
+    async def _execute(self, sql: str, *args: object) -> None:
+        pool = await self._open()
+        with self._unavailable():
+            async with pool.acquire() as conn:
+                await conn.execute(sql, *args)
+
+    async def _fetch(self, sql: str, *args: object) -> list[Sequence[Column]]:
+        pool = await self._open()
+        with self._unavailable():
+            async with pool.acquire() as conn:
+                return await conn.fetch(sql, *args)
+
+    async def _open(self) -> _Pool:
+        """The pool, created on first use (by migrate(), normally)."""
+        async with self._opening:
+            if self._closed:
+                raise StoreUnavailable(f"postgresql {self._where}: the store is closed")
+            if self._pool is None:
+                server_settings = {"search_path": self._schema} if self._schema else None
+                with self._unavailable():
+                    self._pool = cast(
+                        _Pool,
+                        await asyncpg.create_pool(
+                            self._dsn,
+                            min_size=1,
+                            max_size=4,
+                            timeout=_CONNECT_TIMEOUT_S,
+                            command_timeout=_COMMAND_TIMEOUT_S,
+                            server_settings=server_settings,
+                        ),
+                    )
+            return self._pool
+
+    @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """Driver, network and server failures (`_UNAVAILABLE`) as StoreUnavailable."""
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(self._describe(exc)) from exc
+
+    def _describe(self, exc: BaseException) -> str:
+        text = f"postgresql {self._where}: {type(exc).__name__}: {exc}"
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password (in the user part or a `password=` parameter)."""
+    parts = urlsplit(dsn)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        netloc = userinfo.split(":", 1)[0] + "@" + hosts
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _passwords(dsn: str) -> list[str]:
+    """The passwords a DSN carries, to scrub from any driver message that might echo one."""
+    parts = urlsplit(dsn)
+    found = [v for k, v in parse_qsl(parts.query) if k == "password" and v]
+    userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+    if ":" in userinfo:
+        raw = userinfo.split(":", 1)[1]
+        found += [s for s in {raw, unquote(raw)} if s]
+    return found

@@ -1,0 +1,243 @@
+"""The embedded store: stdlib sqlite3 on one dedicated worker thread, so the event loop never waits
+on the disk. The connection is opened, used and closed on that thread only; calls queue in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Final, TypeVar
+
+from gateway.keys import KeyRecord, TeamRecord
+from gateway.store import StoreUnavailable
+from gateway.store.migrations import (
+    KEY_COLUMNS,
+    SQLITE_MIGRATIONS,
+    TEAM_COLUMNS,
+    DuplicateSecretHash,
+    from_row,
+    to_row,
+    utc_text,
+)
+
+T = TypeVar("T")
+# Timestamps come back as their ISO text, which msgspec.convert parses into aware datetimes.
+Row = tuple[str | None, ...]
+
+_KEY_LIST: Final = ", ".join((*KEY_COLUMNS, "data"))
+_TEAM_LIST: Final = ", ".join((*TEAM_COLUMNS, "data"))
+
+
+def _upsert(table: str, columns: tuple[str, ...]) -> str:
+    names = (*columns, "data")
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+    return (
+        f"insert into {table} ({', '.join(names)}) values ({', '.join('?' * len(names))})"
+        f" on conflict (id) do update set {updates}"
+    )
+
+
+_PUT_KEY: Final = _upsert("tollway_keys", KEY_COLUMNS)
+_PUT_TEAM: Final = _upsert("tollway_teams", TEAM_COLUMNS)
+_SCHEMA_TABLE: Final = (
+    "create table if not exists tollway_schema (version integer primary key, applied_at text not null)"
+)
+
+
+class SQLiteStore:
+    """Keys and teams in a SQLite file (or `:memory:`), in WAL mode."""
+
+    def __init__(self, path: str, *, busy_timeout_s: float = 5.0) -> None:
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        # No thread starts until the first call, so a store that is never used costs nothing.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollway-sqlite")
+        self._conn: sqlite3.Connection | None = None  # touched on the worker thread only
+        self._closed = False
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    async def migrate(self) -> int:
+        return await self._run(_migrate)
+
+    async def put_key(self, key: KeyRecord) -> None:
+        values, data = to_row(key, KEY_COLUMNS)
+        row = (*map(_param, values), data)
+
+        def put(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(_PUT_KEY, row)
+            except sqlite3.IntegrityError as exc:
+                # The id conflict is the upsert, so a unique violation left is the secret_hash's.
+                if exc.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
+                    raise DuplicateSecretHash(f"key {key.id}: another key has this secret_hash") from None
+                raise
+
+        await self._run(put)
+
+    async def get_key(self, key_id: str) -> KeyRecord | None:
+        rows = await self._run(_select(f"select {_KEY_LIST} from tollway_keys where id = ?", (key_id,)))
+        return _key(rows[0]) if rows else None
+
+    async def list_keys(
+        self, *, limit: int, after: str | None = None, team_id: str | None = None
+    ) -> list[KeyRecord]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        where: list[str] = []
+        params: list[str | int] = []
+        if after is not None:
+            where.append("id > ?")
+            params.append(after)
+        if team_id is not None:
+            where.append("team_id = ?")
+            params.append(team_id)
+        sql = f"select {_KEY_LIST} from tollway_keys"
+        if where:
+            sql += " where " + " and ".join(where)
+        rows = await self._run(_select(sql + " order by id limit ?", (*params, limit)))
+        return [_key(row) for row in rows]
+
+    async def put_team(self, team: TeamRecord) -> None:
+        values, data = to_row(team, TEAM_COLUMNS)
+        row = (*map(_param, values), data)
+        await self._run(lambda conn: conn.execute(_PUT_TEAM, row).close())
+
+    async def get_team(self, team_id: str) -> TeamRecord | None:
+        rows = await self._run(_select(f"select {_TEAM_LIST} from tollway_teams where id = ?", (team_id,)))
+        return _team(rows[0]) if rows else None
+
+    async def list_teams(self, *, limit: int, after: str | None = None) -> list[TeamRecord]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        if after is None:
+            query = _select(f"select {_TEAM_LIST} from tollway_teams order by id limit ?", (limit,))
+        else:
+            query = _select(
+                f"select {_TEAM_LIST} from tollway_teams where id > ? order by id limit ?", (after, limit)
+            )
+        return [_team(row) for row in await self._run(query)]
+
+    async def changed_since(self, since: datetime | None) -> tuple[list[KeyRecord], list[TeamRecord]]:
+        where, params = ("", ()) if since is None else (" where updated_at >= ?", (utc_text(since),))
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Row], list[Row]]:
+            # One read transaction: both lists come from the same snapshot.
+            conn.execute("begin")
+            try:
+                keys = conn.execute(
+                    f"select {_KEY_LIST} from tollway_keys{where} order by updated_at, id", params
+                ).fetchall()
+                teams = conn.execute(
+                    f"select {_TEAM_LIST} from tollway_teams{where} order by updated_at, id", params
+                ).fetchall()
+            finally:
+                conn.execute("commit")
+            return keys, teams
+
+        keys, teams = await self._run(read)
+        return [_key(row) for row in keys], [_team(row) for row in teams]
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread; calls after this raise StoreUnavailable."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        # Queued behind every call already submitted, so those finish first.
+        await loop.run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable(f"sqlite {self._path}: the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, work)
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """On the worker thread: run `work` on the connection, opening it first if need be."""
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            return work(self._conn)
+        # "database is locked" once busy_timeout has passed, "unable to open database file", disk
+        # I/O, "no such table" before migrate().
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"sqlite {self._path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            # Exactly DatabaseError is "file is not a database"; its subclasses (IntegrityError,
+            # ProgrammingError...) are this code's bugs and pass through.
+            if type(exc) is not sqlite3.DatabaseError:
+                raise
+            raise StoreUnavailable(f"sqlite {self._path}: {exc}") from exc
+        except OSError as exc:  # the parent directory cannot be made
+            raise StoreUnavailable(f"sqlite {self._path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._path != ":memory:":
+            parent = os.path.dirname(self._path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+        # isolation_level=None: no implicit transactions; the few multi-statement calls say BEGIN.
+        conn = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
+        try:
+            conn.execute(f"pragma busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            conn.execute("pragma journal_mode = wal")
+            # In WAL mode NORMAL cannot corrupt the file; a power cut may lose the last commits.
+            conn.execute("pragma synchronous = normal")
+            conn.execute("pragma foreign_keys = on")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _migrate(conn: sqlite3.Connection) -> int:
+    # IMMEDIATE takes the write lock before reading the version, so of several processes starting
+    # at once one applies the migrations and the others, waiting on busy_timeout, then find them.
+    conn.execute("begin immediate")
+    try:
+        conn.execute(_SCHEMA_TABLE)
+        (current,) = conn.execute("select coalesce(max(version), 0) from tollway_schema").fetchone()
+        for migration in SQLITE_MIGRATIONS:
+            if migration.version <= current:
+                continue
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "insert into tollway_schema (version, applied_at) values (?, ?)",
+                (migration.version, utc_text(datetime.now(UTC))),
+            )
+            current = migration.version
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    conn.execute("commit")
+    return int(current)
+
+
+def _select(sql: str, params: tuple[str | int, ...]) -> Callable[[sqlite3.Connection], list[Row]]:
+    return lambda conn: conn.execute(sql, params).fetchall()
+
+
+def _param(value: str | datetime | None) -> str | None:
+    return utc_text(value) if isinstance(value, datetime) else value
+
+
+def _key(row: Row) -> KeyRecord:
+    return from_row(KeyRecord, KEY_COLUMNS, row)
+
+
+def _team(row: Row) -> TeamRecord:
+    return from_row(TeamRecord, TEAM_COLUMNS, row)

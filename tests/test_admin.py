@@ -1,0 +1,236 @@
+"""The admin API and virtual keys end to end: real gateway on a real socket, the openai SDK as
+client, SQLite and the real PostgreSQL as stores, two processes sharing PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+import openai
+import pytest
+
+from tests.conftest import MASTER_KEY, Gateway
+from tests.servers import LoopThread
+from tests.test_cli import Served, start, stop
+
+pytestmark = pytest.mark.integration
+
+PG_URL = os.environ.get("TOLLWAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+MODELS = """
+providers: {mock: {kind: mock}}
+models:
+  demo: {targets: [{provider: mock, model: mock-1}]}
+  demo-slow: {targets: [{provider: mock, model: mock-1}]}
+  other: {targets: [{provider: mock, model: mock-1}]}
+"""
+USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def fresh_pg_database(loop_thread: LoopThread) -> Iterator[str]:
+    """A new PostgreSQL database for one test, dropped after."""
+    name = f"tollway_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(PG_URL)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    loop_thread.run(admin(f'CREATE DATABASE "{name}"'))
+    yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    loop_thread.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres")])
+def admin_gateway(
+    request: pytest.FixtureRequest, start_gateway_with: Callable[[str], Gateway], tmp_path: Path
+) -> Gateway:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.sqlite"
+    else:
+        url = request.getfixturevalue("fresh_pg_database")
+    gateway = start_gateway_with(f'storage: {{database_url: "{url}", key_refresh_s: 0.2}}\n' + MODELS)
+    wait_ready(gateway.url)
+    return gateway
+
+
+def wait_ready(url: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(url + "/health/ready").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError("gateway never became ready")
+
+
+def admin(
+    gateway: Gateway, method: str, path: str, body: Any = None, key: str | None = MASTER_KEY
+) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    content = msgspec.json.encode(body) if body is not None and not isinstance(body, bytes) else body
+    return httpx.request(method, gateway.url + "/admin" + path, content=content, headers=headers, timeout=10)
+
+
+def sdk(gateway: Gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0, timeout=10)
+
+
+def test_key_lifecycle_create_use_restrict_revoke(admin_gateway: Gateway) -> None:
+    team = admin(admin_gateway, "POST", "/teams", {"name": "research", "models": ["demo*"]})
+    assert team.status_code == 201, team.text
+    created = admin(
+        admin_gateway, "POST", "/keys", {"name": "app", "team_id": team.json()["id"], "limits": {"rpm": 60}}
+    )
+    assert created.status_code == 201, created.text
+    view = created.json()
+    secret = view["key"]
+    assert secret.startswith("sk-tw-") and view["status"] == "active" and view["limits"] == {"rpm": 60}
+    shown = admin(admin_gateway, "GET", f"/keys/{view['id']}").json()
+    assert "key" not in shown and "secret_hash" not in shown, "the secret is shown once, at creation only"
+
+    with sdk(admin_gateway, secret) as client:
+        assert (
+            client.chat.completions.create(model="demo", messages=USER).choices[0].message.content
+            == "You said: hi"
+        )
+        assert {m.id for m in client.models.list()} == {"demo", "demo-slow"}, (
+            "the team's models are inherited"
+        )
+        with pytest.raises(openai.PermissionDeniedError) as denied:
+            client.chat.completions.create(model="other", messages=USER)
+        assert "other" in denied.value.message
+
+        patched = admin(admin_gateway, "PATCH", f"/keys/{view['id']}", {"models": ["other"]})
+        assert patched.status_code == 200 and patched.json()["models"] == ["other"]
+        assert client.chat.completions.create(model="other", messages=USER).choices
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model="demo", messages=USER)
+
+        revoked = admin(admin_gateway, "DELETE", f"/keys/{view['id']}")
+        assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+        with pytest.raises(openai.AuthenticationError) as gone:
+            client.chat.completions.create(model="other", messages=USER)
+        assert "revoked" in gone.value.message
+    assert admin(admin_gateway, "GET", f"/keys/{view['id']}").json()["revoked_at"], "the record stays"
+
+
+def test_deleting_a_team_disables_its_keys(admin_gateway: Gateway) -> None:
+    team_id = admin(admin_gateway, "POST", "/teams", {"name": "temp"}).json()["id"]
+    secret = admin(admin_gateway, "POST", "/keys", {"name": "k", "team_id": team_id}).json()["key"]
+    with sdk(admin_gateway, secret) as client:
+        assert client.chat.completions.create(model="demo", messages=USER).choices
+        assert admin(admin_gateway, "DELETE", f"/teams/{team_id}").json()["status"] == "deleted"
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(model="demo", messages=USER)
+    refused = admin(admin_gateway, "POST", "/keys", {"name": "late", "team_id": team_id})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "team_id"
+
+
+def test_lists_are_paginated(admin_gateway: Gateway) -> None:
+    ids = {admin(admin_gateway, "POST", "/keys", {"name": f"k{i}"}).json()["id"] for i in range(5)}
+    first = admin(admin_gateway, "GET", "/keys?limit=2").json()
+    assert len(first["data"]) == 2 and first["has_more"] is True
+    seen = [k["id"] for k in first["data"]]
+    after = first["next_after"]
+    while after:
+        page = admin(admin_gateway, "GET", f"/keys?limit=2&after={after}").json()
+        seen += [k["id"] for k in page["data"]]
+        after = page["next_after"]
+    assert set(seen) == ids and seen == sorted(seen)
+    assert admin(admin_gateway, "GET", "/keys?limit=0").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"name": 5}, "name"),
+        ({"name": "x", "colour": "red"}, None),
+        ({"name": "x", "budget": {"amount": -1}}, "budget.amount"),
+        ({"name": "x", "budget": {"amount": 5, "currency": "GBP"}}, "budget.currency"),
+        ({"name": "x", "limits": {"rpm": -3}}, "limits.rpm"),
+        ({"name": "x", "expires_at": "2027-01-01T00:00:00"}, "expires_at"),  # no time zone
+        ({"name": "x", "endpoints": ["images"]}, "endpoints[0]"),
+        (b"{not json", None),
+    ],
+)
+def test_bad_admin_input_is_a_400_and_writes_nothing(
+    admin_gateway: Gateway, body: Any, param: str | None
+) -> None:
+    response = admin(admin_gateway, "POST", "/keys", body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert admin(admin_gateway, "GET", "/keys").json()["data"] == []
+
+
+def test_admin_needs_the_master_key(admin_gateway: Gateway) -> None:
+    secret = admin(admin_gateway, "POST", "/keys", {"name": "app"}).json()["key"]
+    assert admin(admin_gateway, "GET", "/keys", key=None).status_code == 401
+    assert admin(admin_gateway, "GET", "/keys", key="wrong").status_code == 401
+    assert admin(admin_gateway, "POST", "/keys", {"name": "sneaky"}, key=secret).status_code == 403
+    assert len(admin(admin_gateway, "GET", "/keys").json()["data"]) == 1
+    assert admin(admin_gateway, "GET", "/keys/key_nope").status_code == 404
+
+
+def test_keys_declared_in_the_config(start_gateway_with: Callable[[str], Gateway]) -> None:
+    gateway = start_gateway_with("keys:\n  ci: {secret: 'ci-secret-0123456789', models: [demo]}\n" + MODELS)
+    with sdk(gateway, "ci-secret-0123456789") as client:
+        assert client.chat.completions.create(model="demo", messages=USER).choices
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model="other", messages=USER)
+    no_store = admin(gateway, "POST", "/keys", {"name": "x"})
+    assert no_store.status_code == 503 and no_store.json()["error"]["code"] == "no_store"
+
+
+def test_revoke_on_one_process_is_enforced_by_another_within_a_second(
+    fresh_pg_database: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "shared.yaml"
+    # A long refresh interval: only the Redis announcement can make the revoke this fast.
+    config.write_text(
+        f'server: {{master_key: "{MASTER_KEY}"}}\nlogging: {{request_log: "off"}}\n'
+        f'storage: {{database_url: "{fresh_pg_database}", redis_url: "{REDIS_URL}", key_refresh_s: 60}}\n'
+        + MODELS
+    )
+    first: Served = start(["--config", str(config)], cwd=tmp_path)
+    second: Served = start(["--config", str(config)], cwd=tmp_path)
+    try:
+        for served in (first, second):
+            wait_ready(served.url)
+        one, two = Gateway(first.url, tmp_path / "a"), Gateway(second.url, tmp_path / "b")
+        time.sleep(0.3)  # both processes subscribed to the change channel
+        created = admin(one, "POST", "/keys", {"name": "shared"}).json()
+        with sdk(two, created["key"]) as client:
+            deadline = time.monotonic() + 1.0
+            while True:
+                try:
+                    client.models.list()
+                    break
+                except openai.AuthenticationError:
+                    assert time.monotonic() < deadline, (
+                        "a new key must reach the other process within a second"
+                    )
+                    time.sleep(0.02)
+            assert admin(one, "DELETE", f"/keys/{created['id']}").status_code == 200
+            revoked_at = time.monotonic()
+            while True:
+                try:
+                    client.models.list()
+                except openai.AuthenticationError:
+                    break
+                assert time.monotonic() - revoked_at < 1.0, (
+                    "the revoke must reach the other process within a second"
+                )
+                time.sleep(0.02)
+    finally:
+        assert stop(first) == 0 and stop(second) == 0

@@ -1,0 +1,134 @@
+"""gateway/auth.py: master key, virtual keys from memory, team inheritance, model patterns."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.auth import ANONYMOUS, MASTER, KeyRing, ModelMatcher, presented_key, principal_of
+from gateway.errors import GatewayError
+from gateway.keys import KeyRecord, Limits, TeamRecord, hash_secret, new_secret
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+SECRET = new_secret()
+
+
+def key(**fields: object) -> KeyRecord:
+    base: dict[str, object] = {
+        "id": "key_1",
+        "name": "app",
+        "secret_hash": hash_secret(SECRET),
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    return KeyRecord(**(base | fields))  # type: ignore[arg-type]
+
+
+def team(**fields: object) -> TeamRecord:
+    base: dict[str, object] = {"id": "team_1", "name": "research", "created_at": NOW, "updated_at": NOW}
+    return TeamRecord(**(base | fields))  # type: ignore[arg-type]
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_secret_format() -> None:
+    assert SECRET.startswith("sk-tw-") and len(SECRET) >= 6 + 43
+    assert new_secret() != SECRET
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Authorization": "Bearer abc"}, "abc"),
+        ({"Authorization": "bearer  abc "}, "abc"),
+        ({"x-api-key": "abc"}, "abc"),
+        ({"Authorization": "Basic abc", "x-api-key": "k"}, "k"),
+        ({}, None),
+    ],
+)
+def test_presented_key(headers: dict[str, str], expected: str | None) -> None:
+    assert presented_key(headers) == expected
+
+
+def test_master_key_and_wrong_keys() -> None:
+    ring = KeyRing("master-secret")
+    assert ring.authenticate(bearer("master-secret")) is MASTER
+    for headers in ({}, bearer("master-secre"), bearer("master-secret2")):
+        with pytest.raises(GatewayError) as caught:
+            ring.authenticate(headers)
+        assert caught.value.status == 401
+
+
+def test_open_only_without_any_key() -> None:
+    assert KeyRing(None).authenticate({}) is ANONYMOUS
+    ring = KeyRing(None)
+    ring.apply([key()], [])
+    with pytest.raises(GatewayError):
+        ring.authenticate({})
+    assert ring.authenticate(bearer(SECRET)).key_id == "key_1"
+
+
+def test_virtual_key_lifecycle() -> None:
+    ring = KeyRing("m")
+    assert ring.apply([key()], []) == 1
+    assert ring.authenticate(bearer(SECRET)).name == "app"
+    assert ring.apply([key()], []) == 0, "an unchanged record is not a change"
+    ring.apply([key(revoked_at=NOW, updated_at=NOW + timedelta(seconds=1))], [])
+    with pytest.raises(GatewayError) as caught:
+        ring.authenticate(bearer(SECRET))
+    assert caught.value.code == "key_revoked"
+
+
+def test_expired_key() -> None:
+    ring = KeyRing("m")
+    past = datetime.fromtimestamp(time.time() - 1, UTC)
+    ring.apply([key(expires_at=past)], [])
+    with pytest.raises(GatewayError) as caught:
+        ring.authenticate(bearer(SECRET))
+    assert caught.value.code == "key_expired"
+    ring.apply([key(expires_at=past + timedelta(hours=1))], [])
+    assert ring.authenticate(bearer(SECRET)).key_id == "key_1"
+
+
+def test_team_defaults_are_inherited_and_key_settings_win() -> None:
+    research = team(models=["claude-*"], regions=["eu"], limits=Limits(rpm=100))
+    inherited = principal_of(key(team_id="team_1"), research)
+    assert (
+        inherited.models is not None and inherited.models("claude-sonnet") and not inherited.models("gpt-4o")
+    )
+    assert inherited.regions == ("eu",) and inherited.team_limits == Limits(rpm=100)
+    own = principal_of(key(team_id="team_1", models=["gpt-4o"]), research)
+    assert own.models is not None and own.models("gpt-4o") and not own.models("claude-sonnet")
+
+
+def test_deleted_team_disables_its_keys() -> None:
+    ring = KeyRing("m")
+    ring.apply([key(team_id="team_1")], [team()])
+    assert ring.authenticate(bearer(SECRET)).team_id == "team_1"
+    ring.apply([], [team(deleted_at=NOW)])
+    with pytest.raises(GatewayError):
+        ring.authenticate(bearer(SECRET))
+
+
+def test_model_and_endpoint_checks_are_403() -> None:
+    principal = principal_of(key(models=["demo", "gpt-4o*"], endpoints=["chat"]), None)
+    principal.check_model("demo")
+    principal.check_model("gpt-4o-mini")
+    with pytest.raises(GatewayError) as caught:
+        principal.check_model("demo-slow")
+    assert caught.value.status == 403 and "demo-slow" in caught.value.message
+    principal.check_endpoint("chat")
+    with pytest.raises(GatewayError) as denied:
+        principal.check_endpoint("embeddings")
+    assert denied.value.status == 403
+
+
+def test_model_matcher_is_anchored() -> None:
+    matcher = ModelMatcher(["gpt-4o", "claude-?-*"])
+    assert matcher("gpt-4o") and not matcher("gpt-4o-mini") and not matcher("x-gpt-4o")
+    assert matcher("claude-3-opus") and not matcher("claude-35-opus")
+    assert not ModelMatcher([])("anything")

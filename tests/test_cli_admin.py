@@ -1,0 +1,91 @@
+"""`tollway keys|teams|db` against the configured store, as an operator on the VM runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import openai
+import pytest
+
+from tests.test_cli import clean_env, start, stop
+
+pytestmark = pytest.mark.integration
+
+
+def tollway(*args: str, config: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args, "--config", str(config)],
+        capture_output=True,
+        timeout=30,
+        env=clean_env(),
+        cwd=config.parent,
+    )
+
+
+def test_cli_creates_lists_and_revokes_keys_a_running_gateway_honours(tmp_path: Path) -> None:
+    config = tmp_path / "tollway.yaml"
+    config.write_text(
+        'server: {master_key: "cli-master-key"}\nlogging: {request_log: "off"}\n'
+        f'storage: {{database_url: "sqlite:///{tmp_path}/keys.sqlite", key_refresh_s: 0.2}}\n'
+        "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: m}]}}\n"
+    )
+    assert tollway("db", "migrate", config=config).stdout.startswith(b"schema at version")
+    team = msgspec.json.decode(
+        tollway("teams", "create", "--name", "ops", "--models", "demo", config=config).stdout
+    )
+    made = tollway(
+        "keys",
+        "create",
+        "--name",
+        "deploy-bot",
+        "--team",
+        team["id"],
+        "--rpm",
+        "30",
+        "--budget",
+        "200",
+        "--currency",
+        "CHF",
+        "--meta",
+        "owner=ops",
+        config=config,
+    )
+    assert made.returncode == 0, made.stderr
+    key = msgspec.json.decode(made.stdout)
+    assert key["budget"] == {"amount": 200.0, "currency": "CHF", "period": "month", "soft_pct": None}
+    assert key["metadata"] == {"owner": "ops"} and b"shown only this once" in made.stderr
+    listed = tollway("keys", "list", config=config).stdout
+    assert key["id"].encode() in listed and key["key"].encode() not in listed
+
+    served = start(["--config", str(config)], cwd=tmp_path)
+    try:
+        with openai.OpenAI(base_url=served.url + "/v1", api_key=key["key"], max_retries=0) as client:
+            assert client.chat.completions.create(
+                model="demo", messages=[{"role": "user", "content": "x"}]
+            ).choices
+            assert tollway("keys", "revoke", key["id"], config=config).returncode == 0
+            deadline = time.monotonic() + 3
+            while True:
+                try:
+                    client.models.list()
+                except openai.AuthenticationError:
+                    break
+                assert time.monotonic() < deadline, "the gateway must pick up a revoke made by the CLI"
+                time.sleep(0.05)
+    finally:
+        assert stop(served) == 0
+
+
+def test_cli_rejects_bad_input_and_missing_store(tmp_path: Path) -> None:
+    config = tmp_path / "tollway.yaml"
+    config.write_text(f'storage: {{database_url: "sqlite:///{tmp_path}/keys.sqlite"}}\n')
+    bad = tollway("keys", "create", "--name", "x", "--budget", "-5", config=config)
+    assert bad.returncode == 1 and b"budget.amount" in bad.stderr
+    assert tollway("keys", "show", "key_missing", config=config).returncode == 1
+    no_store = tmp_path / "nostore.yaml"
+    no_store.write_text("providers: {}\n")
+    assert tollway("keys", "list", config=no_store).returncode == 2
