@@ -60,11 +60,18 @@ class Message(msgspec.Struct, omit_defaults=True):
         return "\n".join(part.text for part in content if isinstance(part, TextPart))
 
 
+# JSON Schemas are kept as the client's bytes. `Raw | None` would decode only `null` (msgspec
+# cannot pick Raw out of a union), so an absent schema is UNSET instead.
 class FunctionDef(msgspec.Struct, omit_defaults=True):
     name: str
     description: str | None = None
-    parameters: msgspec.Raw | None = None  # a JSON Schema, kept as the client's bytes
+    parameters: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     strict: bool | None = None
+
+    @property
+    def schema(self) -> bytes | None:
+        """The parameters' JSON Schema as bytes; None when absent or null."""
+        return _schema_bytes(self.parameters)
 
 
 class Tool(msgspec.Struct, omit_defaults=True):
@@ -87,8 +94,20 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 class JsonSchemaFormat(msgspec.Struct, omit_defaults=True):
     name: str = "response"
     description: str | None = None
-    schema: msgspec.Raw | None = None
+    schema: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     strict: bool | None = None
+
+    @property
+    def schema_bytes(self) -> bytes | None:
+        """The JSON Schema as bytes; None when absent or null."""
+        return _schema_bytes(self.schema)
+
+
+def _schema_bytes(raw: msgspec.Raw | msgspec.UnsetType) -> bytes | None:
+    if raw is msgspec.UNSET:
+        return None
+    data = bytes(raw)
+    return None if data.strip() in (b"", b"null") else data
 
 
 class ResponseFormat(msgspec.Struct, omit_defaults=True):
