@@ -18,11 +18,10 @@ from gateway import logs
 from gateway.app import build_app
 from gateway.cli_admin import add_admin_commands, run_admin
 from gateway.config import Config, ConfigError, load_config, resolve_config_path
+from gateway.sdnotify import Notifier
+from gateway.supervisor import Supervisor
 
 log = logging.getLogger("tollway")
-
-# How long in-flight requests may take to finish after SIGTERM before they are cut.
-SHUTDOWN_GRACE_S = 30.0
 
 
 def is_loopback(host: str) -> bool:
@@ -40,14 +39,17 @@ def _print_config_errors(err: ConfigError) -> None:
         print(f"  {line}", file=sys.stderr)
 
 
-async def serve(config: Config, source: Path, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT, then finish in-flight requests and stop."""
+async def serve(config: Config, source: Path, host: str, port: int, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to
+    server.shutdown_grace_s), flush what is queued, and stop."""
+    notifier = Notifier()
     app = build_app(config)
+    grace_s = config.server.shutdown_grace_s
     # handler_cancellation: a client that hangs up cancels its handler, which closes the upstream
     # connection, so the provider stops generating (and billing) an answer nobody reads.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace_s)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=2048)
+    site = web.TCPSite(runner, host, port, backlog=2048, reuse_port=reuse_port or None)
     await site.start()
     server = site._server  # aiohttp exposes the bound sockets only here (port 0 resolves on bind)
     sockets = getattr(server, "sockets", None) or []
@@ -64,13 +66,18 @@ async def serve(config: Config, source: Path, host: str, port: int) -> None:
             }
         },
     )
+    notifier.ready(f"serving {len(config.models)} models on {shown_host}:{bound_port}")
+    watchdog = asyncio.create_task(notifier.watchdog())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("stopping", extra={"fields": {"grace_s": SHUTDOWN_GRACE_S}})
+    notifier.stopping()
+    log.info("stopping", extra={"fields": {"grace_s": grace_s}})
     await runner.cleanup()
+    watchdog.cancel()
+    notifier.close()
     log.info("stopped")
 
 
@@ -92,7 +99,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    uvloop.run(serve(config, source, host, port))
+    if args.workers > 1:
+        worker_args = ["serve", "--config", str(source), "--host", host, "--port", str(port), "--reuse-port"]
+        supervisor = Supervisor(worker_args, args.workers, config.server.shutdown_grace_s, Notifier())
+        return uvloop.run(supervisor.run())
+    uvloop.run(serve(config, source, host, port, reuse_port=args.reuse_port))
     return 0
 
 
@@ -114,6 +125,10 @@ def parser() -> argparse.ArgumentParser:
     add_config_option(serve_cmd)
     serve_cmd.add_argument("--host", help="address to listen on (overrides server.host)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (overrides server.port; 0 picks one)")
+    serve_cmd.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT), under a supervisor"
+    )
+    serve_cmd.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve_cmd.set_defaults(run=cmd_serve)  # after add_config_option, which sets the admin default
     check = commands.add_parser("check-config", help="validate a config file and list every error")
     check.add_argument("file")

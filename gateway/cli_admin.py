@@ -9,11 +9,13 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 
 from gateway import keyadmin
+from gateway.backup import BackupError, backup_sqlite
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.keysync import announce_change
@@ -129,6 +131,17 @@ async def _migrate(args: argparse.Namespace, store: Store) -> bool:
     return False
 
 
+def _backup(config: Config, destination: str) -> int:
+    assert config.storage.database_url is not None
+    try:
+        pages = backup_sqlite(config.storage.database_url, Path(destination))
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"copied {pages} pages to {destination}")
+    return 0
+
+
 async def _run(config: Config, action: Callable[[Store], Awaitable[bool]]) -> None:
     assert config.storage.database_url is not None
     store = open_store(config.storage.database_url)
@@ -145,6 +158,8 @@ def run_admin(config: Config, args: argparse.Namespace) -> int:
     if not config.storage.database_url:
         print("no store configured: set storage.database_url in the config", file=sys.stderr)
         return 2
+    if args.command == "db" and args.action == "backup":
+        return _backup(config, args.file)
     commands = {"keys": _keys, "teams": _teams, "db": _migrate}
     command = commands[args.command]
     try:
@@ -204,6 +219,7 @@ def add_admin_commands(commands: Any, add_config: Callable[[argparse.ArgumentPar
     db = commands.add_parser("db", help="database maintenance")
     db_actions = db.add_subparsers(dest="action", required=True)
     db_actions.add_parser("migrate", help="apply pending schema migrations")
+    db_actions.add_parser("backup", help="online copy of the SQLite store").add_argument("file")
     for sub in (key_actions, team_actions, db_actions):
         for leaf in sub.choices.values():
             add_config(leaf)

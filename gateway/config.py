@@ -45,6 +45,8 @@ class ServerConfig(_Section, frozen=True):
     # Empty means "no master key" so that `${TOLLWAY_MASTER_KEY:-}` works in shared files.
     master_key: str | None = None
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
+    # After SIGTERM: how long in-flight requests and streams may take to finish before they are cut.
+    shutdown_grace_s: Seconds = 30.0
 
 
 class LoggingConfig(_Section, frozen=True):

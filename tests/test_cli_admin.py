@@ -89,3 +89,21 @@ def test_cli_rejects_bad_input_and_missing_store(tmp_path: Path) -> None:
     no_store = tmp_path / "nostore.yaml"
     no_store.write_text("providers: {}\n")
     assert tollway("keys", "list", config=no_store).returncode == 2
+
+
+def test_db_backup_is_an_online_consistent_copy(tmp_path: Path) -> None:
+    config = tmp_path / "tollway.yaml"
+    config.write_text(f'storage: {{database_url: "sqlite:///{tmp_path}/keys.sqlite"}}\n')
+    for i in range(3):
+        assert tollway("keys", "create", "--name", f"k{i}", config=config).returncode == 0
+    copy = tmp_path / "backups" / "copy.sqlite"
+    done = tollway("db", "backup", str(copy), config=config)
+    assert done.returncode == 0, done.stderr
+    restored = tmp_path / "restored.yaml"
+    restored.write_text(f'storage: {{database_url: "sqlite:///{copy}"}}\n')
+    assert tollway("keys", "list", config=restored).stdout.count(b'"id"') == 3
+    again = tollway("db", "backup", str(copy), config=config)
+    assert again.returncode == 1 and b"exists" in again.stderr, "a backup never overwrites a file"
+    pg = tmp_path / "pg.yaml"
+    pg.write_text('storage: {database_url: "postgresql://postgres@127.0.0.1:5432/test"}\n')
+    assert b"pg_dump" in tollway("db", "backup", str(tmp_path / "x"), config=pg).stderr

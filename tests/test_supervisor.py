@@ -1,0 +1,103 @@
+"""`tollway serve --workers N`: a real supervisor with real worker processes on one port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import closed_port
+from tests.test_cli import clean_env
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """
+logging: {request_log: "off"}
+providers: {mock: {kind: mock}}
+models: {demo: {targets: [{provider: mock, model: m}]}}
+"""
+
+
+def wait_for(condition, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def ask(url: str) -> str:
+    # A fresh connection each time, so the kernel spreads them over the workers.
+    with httpx.Client(timeout=5) as client:
+        response = client.post(
+            url + "/v1/chat/completions",
+            json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"connection": "close"},
+        )
+    assert response.status_code == 200
+    return response.headers["x-request-id"][: len("req_") + 12]  # the per-process prefix
+
+
+def test_workers_share_the_port_are_replaced_and_stop_cleanly(tmp_path: Path) -> None:
+    config = tmp_path / "tollway.yaml"
+    config.write_text(CONFIG)
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(20)
+    port = closed_port()
+    supervisor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env={**clean_env(), "NOTIFY_SOCKET": notify_path},
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert notify.recv(4096).startswith(b"READY=1"), (
+            "the supervisor tells systemd once all workers are ready"
+        )
+        url = f"http://127.0.0.1:{port}"
+        prefixes = {ask(url) for _ in range(40)}
+        assert len(prefixes) == 2, "both workers serve"
+
+        workers = psutil.Process(supervisor.pid).children()
+        assert len(workers) == 2
+        victim = workers[0].pid
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(
+            lambda: len([c for c in psutil.Process(supervisor.pid).children() if c.pid != victim]) == 2
+        ), "a killed worker is replaced"
+        assert wait_for(lambda: len({ask(url) for _ in range(20)}) == 2), "and the new one serves"
+
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=20) == 0
+        assert not psutil.Process().children(recursive=True) or all(
+            not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+            for p in psutil.Process().children(recursive=True)
+        )
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+        notify.close()
