@@ -124,3 +124,37 @@ def test_a_broken_config_stops_serve_with_every_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert b"providers.a.kind" in result.stderr
     assert b"models.m.targets[0].provider: unknown provider 'b'" in result.stderr
+
+
+def test_sigterm_lets_open_streams_finish_then_exits_zero(tmp_path: Path) -> None:
+    import threading
+
+    import httpx
+
+    config = tmp_path / "slow.yaml"
+    config.write_text(
+        'logging: {request_log: "off"}\n'
+        "providers: {slow: {kind: mock, latency_ms_per_token: 40}}\n"
+        "models: {slow: {targets: [{provider: slow, model: m}]}}\n"
+    )
+    served = start(["--config", str(config)], cwd=tmp_path)
+    words = " ".join(f"w{i}" for i in range(25))  # ~30 tokens: about 1.2 s per stream
+    results: list[str] = []
+
+    def stream() -> None:
+        body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": words}]}
+        with httpx.stream("POST", served.url + "/v1/chat/completions", json=body, timeout=30) as response:
+            results.append("".join(response.iter_text()))
+
+    threads = [threading.Thread(target=stream) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.4)  # the streams are open and mid-answer
+    served.process.terminate()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert served.process.wait(timeout=20) == 0
+    assert served.process.stderr is not None
+    served.process.stderr.close()
+    assert len(results) == 5
+    assert all(text.rstrip().endswith("data: [DONE]") for text in results), "every open stream completes"

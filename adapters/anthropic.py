@@ -1,0 +1,364 @@
+"""Anthropic Messages API (`kind: anthropic`): OpenAI-shaped neutral requests to `/v1/messages`
+and back, non-streamed and streamed, plus error classification.
+
+Choices where the two APIs differ (see also providers.md §4):
+
+- `system` and `developer` messages, wherever they stand, are joined with a blank line into the
+  top-level `system` (Anthropic has no system role).
+- `temperature` above 1 is refused, not clamped: Anthropic's range is 0-1 and OpenAI's 0-2, so a
+  clamp would silently give the client a different sampling than it asked for.
+- `response_format: json_object` is refused: Anthropic has no schema-less JSON mode, and a forced
+  tool would change what the answer is. `json_schema` maps to `output_config.format`.
+- Consecutive `tool` messages become one `user` message of `tool_result` blocks; a `user` message
+  right after them is merged into it, after the results ("tool_result blocks must come first").
+- A trailing `assistant` message is sent as is, so Anthropic treats it as a prefill to continue.
+- A message `name` and an image `detail` other than "auto" are refused: Anthropic has neither.
+- Thinking blocks and deltas are dropped: OpenAI's chat format has no place for them.
+- The wait on a 429 comes from `retry-after` only: the `anthropic-ratelimit-*-reset` headers are
+  RFC 3339 times, and an adapter reads no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+
+from adapters import anthropic_wire as wire
+from adapters.base import (
+    ErrorKind,
+    InvalidRequest,
+    InvalidUpstreamAnswer,
+    StreamFailure,
+    Target,
+    UpstreamError,
+    UpstreamRequest,
+    refuse_unsupported,
+)
+from adapters.framing import SSEDecoder, SSEEvent
+from adapters.openai import retry_after_seconds
+from adapters.schema import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    FinishReason,
+    FunctionCall,
+    ResponseMessage,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    usage_of,
+)
+
+PROVIDER: Final = wire.PROVIDER
+DEFAULT_API_VERSION: Final = "2023-06-01"  # the official SDK's fixed `anthropic-version`
+SUPPORTED_FIELDS: Final = frozenset(
+    {
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "user",
+    }
+)
+
+
+def _headers(version: str) -> tuple[tuple[str, str], ...]:
+    # Protocol headers only: the gateway adds `x-api-key` (gateway/credentials.py).
+    return (("content-type", "application/json"), ("anthropic-version", version))
+
+
+_DEFAULT_HEADERS: Final = _headers(DEFAULT_API_VERSION)
+
+# --- request ---------------------------------------------------------------------------------
+
+
+def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
+    """The `/v1/messages` request for a neutral one.
+
+    Raises InvalidRequest naming the field for what Anthropic cannot do as asked: n > 1, logprobs,
+    seed, penalties, temperature above 1, json_object mode, message names, image URLs that are
+    neither base64 data URLs nor http(s), tool-call arguments that are not a JSON object.
+    """
+    refuse_unsupported(request, PROVIDER, SUPPORTED_FIELDS)
+    if request.temperature is not None and request.temperature > 1:
+        raise InvalidRequest(
+            f"'temperature' {request.temperature} is not supported by {PROVIDER}: its range is 0 to 1",
+            "temperature",
+        )
+    system, messages = wire.messages_of(request.messages)
+    max_tokens = request.max_output_tokens
+    body = wire.AnthropicRequest(
+        model=target.model,
+        max_tokens=max_tokens if max_tokens is not None else target.default_max_tokens,
+        messages=messages,
+        system=system,
+        stop_sequences=request.stop_sequences or None,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        tools=[wire.tool_of(tool.function) for tool in request.tools] if request.tools else None,
+        tool_choice=wire.tool_choice_of(request),
+        metadata=wire.AnthropicMetadata(request.user) if request.user is not None else None,
+        output_config=wire.output_config_of(request.response_format),
+        stream=True if request.stream else None,
+    )
+    version = target.api_version or DEFAULT_API_VERSION
+    headers = _DEFAULT_HEADERS if version == DEFAULT_API_VERSION else _headers(version)
+    return UpstreamRequest("POST", f"{target.base_url}/v1/messages", headers, wire.encode(body))
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+_FINISH_REASONS: Final[Mapping[str, FinishReason]] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    # Only with server tools, which we never send; the turn is over as far as the client knows.
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def finish_reason(stop_reason: str | None, has_tool_calls: bool) -> FinishReason | None:
+    """OpenAI's finish_reason for Anthropic's stop_reason (providers.md §11.1); an unknown future
+    reason reads as "stop", and a plain stop with tool calls in the answer as "tool_calls"."""
+    if stop_reason is None:
+        return None
+    reason = _FINISH_REASONS.get(stop_reason, "stop")
+    return "tool_calls" if has_tool_calls and reason == "stop" else reason
+
+
+def _usage(usage: wire.AnthropicUsage) -> Usage:
+    """OpenAI usage: the prompt is input plus both cache counts (`input_tokens` excludes them)."""
+    cache_read = usage.cache_read_input_tokens or 0
+    prompt = (usage.input_tokens or 0) + (usage.cache_creation_input_tokens or 0) + cache_read
+    return usage_of(prompt, usage.output_tokens or 0, cache_read)
+
+
+def parse_response(body: bytes, target: Target) -> ChatResponse:
+    """A Messages answer as one choice: text blocks joined, tool_use blocks as tool calls.
+
+    `created` is 0: Anthropic gives no timestamp. Raises InvalidUpstreamAnswer when the body is
+    not a Messages answer.
+    """
+    try:
+        answer = wire.decode_response(body)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
+        raise InvalidUpstreamAnswer(f"upstream answer is not an Anthropic message: {exc}") from None
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in answer.content:
+        if block.type == "text":
+            texts.append(block.text or "")
+        elif block.type == "tool_use":
+            if block.id is None or block.name is None:
+                raise InvalidUpstreamAnswer("upstream tool_use block lacks its id or name")
+            arguments = bytes(block.input).decode() if len(block.input) else "{}"
+            calls.append(ToolCall(block.id, FunctionCall(block.name, arguments)))
+    message = ResponseMessage("".join(texts) if texts else None, calls or None)
+    choice = Choice(0, message, finish_reason(answer.stop_reason, bool(calls)))
+    usage = _usage(answer.usage) if answer.usage is not None else None
+    return ChatResponse(answer.id, 0, [choice], usage)
+
+
+class AnthropicStreamParser:
+    """Anthropic's named SSE events as neutral chunks (providers.md §4.4).
+
+    `message_start` gives the role chunk, text deltas content, each `tool_use` block a tool call
+    numbered among tool blocks only, `message_delta` the finish chunk and `message_stop` the usage
+    chunk and `done`. An `error` event raises StreamFailure; when it arrives in the same read as
+    chunks, those are returned first and the failure is raised by the next call, so the chunks a
+    client gets do not depend on how reads were cut.
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+        self._sse = SSEDecoder()
+        self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self._tool_has_arguments: dict[int, bool] = {}
+        self._usage: wire.AnthropicUsage | None = None
+        self._failure: StreamFailure | None = None
+
+    def feed(self, data: bytes) -> list[ChatChunk]:
+        return self._run(self._sse.feed(data))
+
+    def close(self) -> list[ChatChunk]:
+        return self._run(self._sse.close())
+
+    def _run(self, events: list[SSEEvent]) -> list[ChatChunk]:
+        if self._failure is not None:
+            raise self._failure
+        chunks: list[ChatChunk] = []
+        for event in events:
+            if self.done:
+                break
+            try:
+                chunks.extend(self._event(event))
+            except StreamFailure as failure:
+                if not chunks:
+                    raise
+                self._failure = failure
+                break
+        return chunks
+
+    def _event(self, event: SSEEvent) -> list[ChatChunk]:
+        try:
+            data = wire.decode_event(event.data)
+        except msgspec.DecodeError:
+            raise StreamFailure(
+                UpstreamError(
+                    ErrorKind.SERVER, 200, f"malformed {event.event or 'stream'} event from {PROVIDER}"
+                )
+            ) from None
+        kind = data.type
+        if kind == "message_start":
+            if data.message is not None and data.message.usage is not None:
+                self._usage = data.message.usage
+            return [ChatChunk(role="assistant")]
+        if kind == "content_block_start" and data.content_block is not None and data.index is not None:
+            return self._block_start(data.index, data.content_block)
+        if kind == "content_block_delta" and data.delta is not None and data.index is not None:
+            return self._block_delta(data.index, data.delta)
+        if kind == "content_block_stop" and data.index in self._tools:
+            assert data.index is not None
+            if not self._tool_has_arguments[data.index]:
+                # A call without arguments streams only `partial_json: ""`; OpenAI clients expect a
+                # JSON text, and the SDK's own accumulator leaves `input` at `{}` here.
+                return [ChatChunk(tool_calls=[ToolCallDelta(self._tools[data.index], arguments="{}")])]
+            return []
+        if kind == "message_delta":
+            if data.usage is not None:
+                self._merge_usage(data.usage)
+            reason = finish_reason(data.delta.stop_reason if data.delta else None, bool(self._tools))
+            return [ChatChunk(finish_reason=reason)] if reason is not None else []
+        if kind == "message_stop":
+            self.done = True
+            return [ChatChunk(usage=_usage(self._usage))] if self._usage is not None else []
+        if kind == "error":
+            raise StreamFailure(_error(200, data.error, f"{PROVIDER} reported an error in the stream"))
+        return []  # ping, and event types added after this was written
+
+    def _block_start(self, index: int, block: wire.AnthropicContentBlock) -> list[ChatChunk]:
+        if block.type == "text":
+            return [ChatChunk(content=block.text)] if block.text else []
+        if block.type != "tool_use":
+            return []  # thinking, redacted_thinking, server-tool blocks: not part of the answer
+        if block.id is None or block.name is None:
+            raise StreamFailure(UpstreamError(ErrorKind.SERVER, 200, "tool_use block without id or name"))
+        call = len(self._tools)
+        self._tools[index] = call
+        arguments = bytes(block.input).strip()
+        # The start carries `input: {}`; the object itself comes as input_json_delta fragments.
+        has_arguments = arguments not in (b"", b"{}")
+        self._tool_has_arguments[index] = has_arguments
+        first = arguments.decode() if has_arguments else ""
+        return [ChatChunk(tool_calls=[ToolCallDelta(call, block.id, block.name, first)])]
+
+    def _block_delta(self, index: int, delta: wire.AnthropicStreamDelta) -> list[ChatChunk]:
+        if delta.type == "text_delta":
+            return [ChatChunk(content=delta.text)] if delta.text else []
+        if delta.type == "input_json_delta" and index in self._tools and delta.partial_json:
+            self._tool_has_arguments[index] = True
+            return [ChatChunk(tool_calls=[ToolCallDelta(self._tools[index], arguments=delta.partial_json)])]
+        return []  # thinking_delta, signature_delta, citations_delta, the empty first fragment
+
+    def _merge_usage(self, update: wire.AnthropicUsage) -> None:
+        """message_delta counts are cumulative: each one present replaces message_start's."""
+        present = {
+            name: value for name in update.__struct_fields__ if (value := getattr(update, name)) is not None
+        }
+        self._usage = msgspec.structs.replace(self._usage or wire.AnthropicUsage(), **present)
+
+
+def stream_parser(target: Target) -> AnthropicStreamParser:
+    return AnthropicStreamParser()
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+# By `error.type` first: it is what Anthropic documents per status ("HTTP errors" page).
+_KIND_BY_TYPE: Final = {
+    "authentication_error": ErrorKind.AUTH,
+    "permission_error": ErrorKind.AUTH,
+    # 402: the gateway's account cannot pay; like a bad key, the operator's problem, not the caller's.
+    "billing_error": ErrorKind.AUTH,
+    "not_found_error": ErrorKind.NOT_FOUND,
+    "request_too_large": ErrorKind.BAD_REQUEST,
+    "rate_limit_error": ErrorKind.RATE_LIMITED,
+    "api_error": ErrorKind.SERVER,
+    "timeout_error": ErrorKind.TIMEOUT,
+    "overloaded_error": ErrorKind.OVERLOADED,
+}
+# invalid_request_error ("We may also use this error type for other 4XX status codes"), unknown
+# types and bodies that are not Anthropic's (Cloudflare's 413 page) go by status.
+_KIND_BY_STATUS: Final = {
+    400: ErrorKind.BAD_REQUEST,
+    401: ErrorKind.AUTH,
+    402: ErrorKind.AUTH,
+    403: ErrorKind.AUTH,
+    404: ErrorKind.NOT_FOUND,
+    408: ErrorKind.TIMEOUT,
+    413: ErrorKind.BAD_REQUEST,
+    429: ErrorKind.RATE_LIMITED,
+    500: ErrorKind.SERVER,
+    503: ErrorKind.OVERLOADED,
+    504: ErrorKind.TIMEOUT,
+    529: ErrorKind.OVERLOADED,
+}
+# The only sign of an oversized prompt is the message of a 400 invalid_request_error, e.g.
+# "prompt is too long: 208656 tokens > 200000 maximum" and "input length and `max_tokens` exceed
+# context limit: 178959 + 64000 > 200000, decrease input length or `max_tokens` and try again".
+_CONTEXT_LENGTH_TEXTS: Final = ("prompt is too long", "exceed context limit")
+
+
+def _error(status: int, detail: wire.AnthropicErrorDetail | None, fallback: str) -> UpstreamError:
+    err_type = detail.type if detail is not None else None
+    message = (detail.message if detail is not None else None) or fallback
+    kind = _KIND_BY_TYPE.get(err_type or "")
+    if kind is None:
+        kind = _KIND_BY_STATUS.get(status)
+    if kind is None:
+        kind = ErrorKind.SERVER if status >= 500 or status < 400 else ErrorKind.BAD_REQUEST
+    if kind is ErrorKind.BAD_REQUEST and any(text in message.lower() for text in _CONTEXT_LENGTH_TEXTS):
+        # OpenAI's code for it, which clients of an OpenAI-format API check for.
+        return UpstreamError(ErrorKind.CONTEXT_LENGTH, status, message, err_type, "context_length_exceeded")
+    return UpstreamError(kind, status, message, err_type)
+
+
+def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+    """Classify an Anthropic error answer by `error.type`, then status (providers.md §4.5)."""
+    try:
+        detail = wire.decode_error(body).error
+    except msgspec.DecodeError:
+        detail = None
+    error = _error(status, detail, f"upstream answered HTTP {status}")
+    retry_after = retry_after_seconds(headers)
+    return msgspec.structs.replace(error, retry_after_s=retry_after) if retry_after is not None else error
+
+
+class AnthropicAdapter:
+    """The ChatAdapter for `kind: anthropic` (see gateway/dialects.py)."""
+
+    def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
+        return build_request(request, target)
+
+    def parse_response(self, body: bytes, target: Target) -> ChatResponse:
+        return parse_response(body, target)
+
+    def stream_parser(self, target: Target) -> AnthropicStreamParser:
+        return stream_parser(target)
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        return classify_error(status, headers, body)
+
+
+ADAPTER: Final = AnthropicAdapter()
