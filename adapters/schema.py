@@ -159,9 +159,10 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
 
 
 # Fields a translating adapter may drop without changing the answer: OpenAI-platform features
-# (stored completions, tiers, caching hints) that mean nothing to another provider.
+# (stored completions, tiers, caching hints) that mean nothing to another provider, and `user`, an
+# end-user id for abuse tracking (the gateway still logs and limits by it).
 IGNORABLE_FIELDS: Final = frozenset(
-    {"store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "stream_options"}
+    {"store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "stream_options", "user"}
 )
 
 

@@ -188,3 +188,8 @@ def test_same_format_kinds_forward_bytes() -> None:
     built = dialect.build(request, TARGET, "chat")
     assert built.url == "http://fake.test/chat/completions"
     assert b'"x_keep":[1]' in built.body and b'"model":"fake-model"' in built.body
+
+
+def test_the_end_user_id_is_dropped_not_refused() -> None:
+    body = b'{"model": "x", "user": "u-42", "messages": [{"role": "user", "content": "hi"}]}'
+    assert DIALECT.build(client_request(body), TARGET, "chat").url.endswith("/gen/fake-model")
