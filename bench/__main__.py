@@ -1,7 +1,8 @@
 """`python -m bench`: tollway's overhead and throughput next to a direct upstream and a floor.
 
 Prints one table (stdout), writes it as JSON, and exits 1 when a request failed
-or, with --smoke, when tollway falls under the smoke gate.
+or, with --smoke, when tollway falls under the smoke gate. `--sweep` runs the
+concurrency curve (bench.sweep), `--streams` many slow streams at once (bench.streams).
 """
 
 from __future__ import annotations
@@ -12,14 +13,39 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Final, get_args
+from typing import Final, Literal, get_args
 
+import msgspec
+
+from bench import streams, sweep
 from bench.procs import REPO_ROOT
 from bench.report import DIRECT, FLOOR, TOLLWAY, render_table, write_json
 from bench.run import Options, progress, run_bench, smoke_failed
 from bench.scenario import Scenario
 
-DEFAULT_JSON: Final = REPO_ROOT / "bench" / "results" / "latest.json"
+Mode = Literal["table", "smoke", "sweep", "streams"]
+RESULTS: Final = REPO_ROOT / "bench" / "results"
+_JSON_NAMES: Final[dict[Mode, str]] = {
+    "table": "latest.json",
+    "smoke": "latest.json",
+    "sweep": "sweep.json",
+    "streams": "streams.json",
+}
+# Per mode: seconds per cell and concurrency levels when the command line gives none.
+_DEFAULTS: Final[dict[Mode, tuple[float, tuple[int, ...]]]] = {
+    "table": (5.0, (1, 32)),
+    "smoke": (5.0, (1, 32)),
+    "sweep": (sweep.SWEEP_CELL_S, sweep.SWEEP_LEVELS),
+    "streams": (streams.STREAM_CELL_S, streams.STREAM_LEVELS),
+}
+
+
+class Invocation(msgspec.Struct, frozen=True):
+    """What the command line asked for: the mode, its options, where the JSON goes."""
+
+    mode: Mode
+    options: Options
+    json_path: Path
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -43,11 +69,19 @@ def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
-def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
-    """Command-line options, validated; the second item is where the JSON goes."""
+def parse_args(argv: list[str] | None) -> Invocation:
+    """Command-line options, validated, with the defaults of the chosen mode."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell (default 5)")
-    parser.add_argument("--concurrency", type=_int_list, default=(1, 32), help="list, default 1,32")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help=f"seconds per cell (default 5; --streams {streams.STREAM_CELL_S:g})",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_int_list,
+        help="list; default 1,32 (--sweep 1,4,16,64,256; --streams 64,256,512 streams)",
+    )
     parser.add_argument(
         "--scenarios",
         type=_choices(get_args(Scenario)),
@@ -61,7 +95,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
         help="which of direct,floor,tollway to run (default all)",
     )
     parser.add_argument(
-        "--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON.relative_to(REPO_ROOT)}"
+        "--json",
+        type=Path,
+        help=f"default {RESULTS.relative_to(REPO_ROOT)}/latest.json (sweep.json, streams.json)",
     )
     parser.add_argument(
         "--loadgen",
@@ -69,10 +105,21 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
         default="wrk",
         help="wrk when installed (default), else the bench's own",
     )
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--smoke",
         action="store_true",
         help="CI gate: short cells, fail on errors or tollway < 0.3x the floor",
+    )
+    mode.add_argument(
+        "--sweep",
+        action="store_true",
+        help="concurrency curve 1..256, non-streamed and streamed (~3 min)",
+    )
+    mode.add_argument(
+        "--streams",
+        action="store_true",
+        help="64/256/512 concurrent streams of 100 chunks at 20 ms: gaps, stalls, TTFC (~90 s)",
     )
     parser.add_argument(
         "--chunk-delay-ms", type=float, default=0.0, help="upstream pause between stream chunks"
@@ -82,11 +129,16 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
         "--peer-python", help="interpreter that has the peer installed (e.g. venv/bin/python)"
     )
     args = parser.parse_args(argv)
-    if args.duration <= 0:
+    chosen: Mode = (
+        "smoke" if args.smoke else "sweep" if args.sweep else "streams" if args.streams else "table"
+    )
+    default_duration, default_levels = _DEFAULTS[chosen]
+    duration = default_duration if args.duration is None else args.duration
+    if duration <= 0:
         parser.error("--duration must be positive")
     options = Options(
-        duration=args.duration,
-        concurrency=args.concurrency,
+        duration=duration,
+        concurrency=default_levels if args.concurrency is None else args.concurrency,
         scenarios=args.scenarios,
         targets=args.targets,
         loadgen=args.loadgen,
@@ -95,7 +147,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
         peers=tuple(args.peer),
         peer_python=args.peer_python,
     )
-    return options, args.json
+    json_path = args.json if args.json is not None else RESULTS / _JSON_NAMES[chosen]
+    return Invocation(chosen, options, json_path)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -104,8 +157,17 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options, json_path = parse_args(argv)
+    invocation = parse_args(argv)
+    options, json_path = invocation.options, invocation.json_path
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        if invocation.mode == "sweep":
+            return sweep.main(options, json_path)
+        if invocation.mode == "streams":
+            return streams.main(options.concurrency, options.duration, options.targets, json_path)
+    except KeyboardInterrupt:
+        progress("interrupted; every server the bench started has been stopped")
+        return 130
     try:
         result = run_bench(options)
     except RuntimeError as exc:

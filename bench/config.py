@@ -19,6 +19,7 @@ import yaml
 from bench.scenario import GATEWAY_MODEL, MASTER_KEY, UPSTREAM_KEY, UPSTREAM_MODEL
 
 MOCK_MODELS: Final = ("demo", "demo-slow")
+UPSTREAM_POOL: Final = 1024
 
 
 class Features(msgspec.Struct, frozen=True):
@@ -51,6 +52,9 @@ def bench_config(port: int, upstream_port: int, request_log: str, features: Feat
                 "kind": "openai",
                 "base_url": f"http://127.0.0.1:{upstream_port}/v1",
                 "api_key": UPSTREAM_KEY,
+                # The default pool (256) would queue the 257th concurrent stream until
+                # another ends; the streams scenario drives 512.
+                "max_connections": UPSTREAM_POOL,
             }
         },
         "models": {GATEWAY_MODEL: {"targets": [{"provider": "up", "model": UPSTREAM_MODEL}]}},

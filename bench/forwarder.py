@@ -19,6 +19,8 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
+from bench.procs import raise_fd_limit
+
 SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM: Final = web.AppKey("upstream", str)
 # Only the headers an OpenAI upstream needs; hop-by-hop headers must not be copied.
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:9001")
     args = parser.parse_args(argv)
+    raise_fd_limit()
     uvloop.run(_serve(args.host, args.port, args.upstream))
 
 

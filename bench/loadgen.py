@@ -32,6 +32,8 @@ from bench.scenario import chat_body
 GRACE_S: Final = 5.0
 DEFAULT_MAX_REQUESTS: Final = 5_000_000
 _DONE_MARK: Final = b"data: [DONE]"
+# What the gateway says it spent on a request itself (issue 12), when it says so.
+OVERHEAD_HEADER: Final = b"x-tollway-overhead-ms:"
 _MAX_ERROR_SAMPLES: Final = 5
 
 _HEAD, _FIXED, _SIZE, _DATA, _DATA_END, _TRAILER, _COMPLETE = range(7)
@@ -45,6 +47,8 @@ class LoadResult(msgspec.Struct):
     elapsed_s: float = 0.0
     latencies_s: list[float] = msgspec.field(default_factory=list)
     ttfb_s: list[float] = msgspec.field(default_factory=list)
+    # One per successful response that carried OVERHEAD_HEADER, in milliseconds.
+    overhead_ms: list[float] = msgspec.field(default_factory=list)
     error_samples: list[str] = msgspec.field(default_factory=list)
 
     @property
@@ -75,6 +79,7 @@ class ResponseParser:
         self.status = 0
         self.close = False
         self.first_data_at = 0.0
+        self.overhead_ms: float | None = None
         # The last bytes of the de-chunked payload: enough to see `data: [DONE]`
         # even when it arrives split across reads or chunks.
         self.tail = b""
@@ -103,6 +108,12 @@ class ResponseParser:
                     raise FramingError("not an HTTP/1.x response")
                 self.status = int(head[9:12])
                 self.close = header_value(head, b"connection:") == b"close"
+                overhead = header_value(head, OVERHEAD_HEADER)
+                if overhead is not None:
+                    try:
+                        self.overhead_ms = float(overhead)
+                    except ValueError:
+                        self.overhead_ms = None  # not a number: as good as absent
                 pos = end + 4
                 if header_value(head, b"transfer-encoding:") == b"chunked":
                     self._state = _SIZE
@@ -161,7 +172,7 @@ class ResponseParser:
         self.tail = (self.tail + bytes(buf[max(start, end - 32) : end]))[-32:]
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One keep-alive client connection carrying one request at a time."""
 
     def __init__(self) -> None:
@@ -211,15 +222,15 @@ class _Run:
         self.stream = stream
         self.budget = max_requests
         self.result = LoadResult()
-        self.connections: set[_Connection] = set()
+        self.connections: set[Connection] = set()
 
     def error(self, what: str) -> None:
         self.result.errors += 1
         if len(self.result.error_samples) < _MAX_ERROR_SAMPLES:
             self.result.error_samples.append(what)
 
-    async def connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
-        _, conn = await loop.create_connection(_Connection, self.host, self.port)
+    async def connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
+        _, conn = await loop.create_connection(Connection, self.host, self.port)
         self.connections.add(conn)
         return conn
 
@@ -227,12 +238,12 @@ class _Run:
         for conn in list(self.connections):
             self.drop(conn)
 
-    def drop(self, conn: _Connection) -> None:
+    def drop(self, conn: Connection) -> None:
         self.connections.discard(conn)
         if conn.transport is not None:
             conn.transport.close()
 
-    async def worker(self, conn: _Connection | None, deadline: float) -> None:
+    async def worker(self, conn: Connection | None, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         result = self.result
         latencies = result.latencies_s
@@ -260,6 +271,8 @@ class _Run:
             else:
                 result.requests += 1
                 latencies.append(finished - started)
+                if parser.overhead_ms is not None:
+                    result.overhead_ms.append(parser.overhead_ms)
                 if self.stream:
                     result.ttfb_s.append(parser.first_data_at - started)
             if parser.close:
@@ -287,7 +300,7 @@ async def run_load(
     loop = asyncio.get_running_loop()
     run = _Run(host, port, request, stream, max_requests)
     opened = await asyncio.gather(*(run.connect(loop) for _ in range(concurrency)), return_exceptions=True)
-    conns: list[_Connection | None] = []
+    conns: list[Connection | None] = []
     for item in opened:
         if isinstance(item, BaseException):
             run.error(f"connect: {item}")
@@ -329,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
             stream=args.stream,
         )
     )
-    summary = {k: v for k, v in msgspec.structs.asdict(result).items() if k not in ("latencies_s", "ttfb_s")}
+    samples = ("latencies_s", "ttfb_s", "overhead_ms")
+    summary = {k: v for k, v in msgspec.structs.asdict(result).items() if k not in samples}
     summary["rps"] = round(result.rps, 1)
     print(msgspec.json.format(msgspec.json.encode(summary)).decode())
 

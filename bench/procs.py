@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import http.client
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -24,6 +25,26 @@ from typing import Final, Self
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 _PR_SET_PDEATHSIG: Final = 1
+
+
+# 512 streams through a gateway hold ~1,050 descriptors in it (client side, upstream
+# side, listener, logs); the usual soft limit of 1,024 would refuse connections.
+WANTED_FDS: Final = 8192
+
+
+def raise_fd_limit(wanted: int = WANTED_FDS) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards `wanted` (never past the hard
+    limit, never lowering it) and return the soft limit now in force.
+
+    Children inherit it, so calling this in the bench before starting the servers
+    covers the gateway too.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
 
 
 def free_port() -> int:
@@ -114,14 +135,18 @@ class Child:
 
 def http_get_status(port: int, path: str) -> int:
     """The status of GET 127.0.0.1:port/path, or 0 when nothing answers."""
+    return http_get(port, path)[0]
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """Status and body of GET 127.0.0.1:port/path; (0, b"") when nothing answers."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
-        response.read()
-        return response.status
+        return response.status, response.read()
     except OSError:
-        return 0
+        return 0, b""
     finally:
         conn.close()
 
@@ -192,6 +217,22 @@ def process_tree(pid: int) -> list[int]:
             pass  # exited meanwhile: its memory is gone with it
         at += 1
     return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its descendants so far; 0.0 for a process that is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for each in process_tree(pid):
+        try:
+            with open(f"/proc/{each}/stat", encoding="ascii", errors="replace") as stat:
+                # Fields after the command name, which is in parentheses and may contain spaces:
+                # utime and stime are the 12th and 13th of them.
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / tick
 
 
 def _vm_hwm_bytes(pid: int) -> int:

@@ -52,6 +52,21 @@ class Ratios(msgspec.Struct, frozen=True):
     ttfb: float | None
 
 
+class Overhead(msgspec.Struct, frozen=True):
+    """Tollway's own figure for what it spends on a request next to the bench's, both
+    non-streamed at concurrency 1 from the same probe (the bench's own load generator).
+
+    gateway_p50_ms is the median `x-tollway-overhead-ms` response header, None when
+    tollway sent none; ratio = gateway_p50_ms / added_p50_ms.
+    """
+
+    gateway_p50_ms: float | None
+    added_p50_ms: float
+    ratio: float | None
+    samples: int
+    requests: int
+
+
 class Report(msgspec.Struct):
     created: str
     loadgen: str
@@ -63,6 +78,8 @@ class Report(msgspec.Struct):
     headroom: float | None
     warnings: list[str]
     failed_requests: int
+    overhead: Overhead | None = None
+    machine: str = ""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -129,6 +146,36 @@ def headroom(cells: Sequence[Cell]) -> float | None:
     if DIRECT not in rps:
         return None
     return ratio(rps[DIRECT], rps[TOLLWAY])
+
+
+def overhead_of(
+    direct_p50_ms: float, tollway_p50_ms: float, header_ms: list[float], requests: int
+) -> Overhead:
+    """The Overhead record of one c=1 probe: header samples against tollway - direct."""
+    added = tollway_p50_ms - direct_p50_ms
+    gateway = percentile(header_ms, 50) if header_ms else None
+    return Overhead(
+        gateway_p50_ms=None if gateway is None else round(gateway, 4),
+        added_p50_ms=round(added, 4),
+        ratio=None if gateway is None or added < _MIN_ADDED_MS else round(gateway / added, 3),
+        samples=len(header_ms),
+        requests=requests,
+    )
+
+
+def overhead_line(overhead: Overhead | None) -> str | None:
+    """One line for the tables; "n/a" where tollway sent no overhead header."""
+    if overhead is None:
+        return None
+    if overhead.gateway_p50_ms is None:
+        gateway, ratio = "n/a (no x-tollway-overhead-ms header)", "n/a"
+    else:
+        gateway = f"{overhead.gateway_p50_ms:.3f} ms ({overhead.samples} of {overhead.requests} answers)"
+        ratio = _fmt(overhead.ratio)
+    return (
+        f"overhead at c=1, non-streamed: tollway-reported p50 {gateway}; "
+        f"bench-measured added p50 (tollway - direct) {overhead.added_p50_ms:.3f} ms; ratio {ratio}"
+    )
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -207,7 +254,12 @@ def render_table(report: Report) -> str:
             f"headroom: mock upstream + {report.loadgen} load generator reached {report.headroom:.1f}x"
             f" tollway's req/s (non-streamed, top concurrency): {verdict}"
         )
+    line_overhead = overhead_line(report.overhead)
+    if line_overhead is not None:
+        out.append(line_overhead)
     out.append(f"load generator: {report.loadgen}; {report.duration_s:g} s per cell")
+    if report.machine:
+        out.append(f"machine: {report.machine}")
     out.extend(f"WARNING: {w}" for w in report.warnings)
     return "\n".join(out)
 

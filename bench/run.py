@@ -19,11 +19,11 @@ from typing import Final
 import msgspec
 import uvloop
 
-from bench import peer, report, wrk
+from bench import machine, peer, report, wrk
 from bench.config import bench_config
 from bench.loadgen import LoadResult, build_request, run_load
-from bench.procs import Child, Children, free_port, peak_rss_bytes
-from bench.report import DIRECT, FLOOR, HEADROOM_MIN, TOLLWAY, Cell, Report
+from bench.procs import Child, Children, free_port, peak_rss_bytes, raise_fd_limit
+from bench.report import DIRECT, FLOOR, HEADROOM_MIN, TOLLWAY, Cell, Overhead, Report
 from bench.scenario import (
     CHAT_PATH,
     GATEWAY_MODEL,
@@ -39,6 +39,8 @@ READY_TIMEOUT_S: Final = 30.0
 SMOKE_SETTINGS: Final[tuple[tuple[Scenario, int], ...]] = (("nonstream", 32), ("stream", 1))
 SMOKE_DURATION_S: Final = 3.0
 SMOKE_MIN_THROUGHPUT: Final = 0.3
+# The overhead probe: seconds per target, non-streamed at concurrency 1.
+OVERHEAD_PROBE_S: Final = 3.0
 _MIB: Final = 1024 * 1024
 
 
@@ -50,8 +52,11 @@ class Options(msgspec.Struct, frozen=True):
     loadgen: str = "wrk"  # falls back to "own" when wrk is not installed
     smoke: bool = False
     chunk_delay_ms: float = 0.0
+    stream_chunks: int = 4
     peers: tuple[str, ...] = ()
     peer_python: str | None = None
+    # Compare tollway's x-tollway-overhead-ms with tollway - direct at c=1 (not in smoke).
+    overhead_probe: bool = True
 
     def settings(self) -> list[tuple[Scenario, int]]:
         if self.smoke:
@@ -137,17 +142,23 @@ def measure_wrk(
     )
 
 
-class _Servers:
+class Servers:
     """The started targets and the processes whose memory the report shows."""
 
-    def __init__(self) -> None:
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
         self.targets: list[Target] = []
         self.measured: dict[str, Child] = {}
+        self.pids: dict[str, int] = {}
 
 
-def _start_servers(options: Options, children: Children, work_dir: Path, warnings: list[str]) -> _Servers:
-    servers = _Servers()
-    upstream_port = free_port()
+def start_servers(options: Options, children: Children, work_dir: Path, warnings: list[str]) -> Servers:
+    """Start the upstream and every target in `options`, each ready before the next starts.
+
+    Raises RuntimeError when one does not come up.
+    """
+    servers = Servers(free_port())
+    upstream_port = servers.upstream_port
     upstream = children.start_module(
         "upstream",
         "bench.upstream",
@@ -155,8 +166,11 @@ def _start_servers(options: Options, children: Children, work_dir: Path, warning
         str(upstream_port),
         "--chunk-delay-ms",
         str(options.chunk_delay_ms),
+        "--stream-chunks",
+        str(options.stream_chunks),
     )
     upstream.wait_ready(upstream_port, "/health", READY_TIMEOUT_S)
+    servers.pids["upstream"] = upstream.pid
     if DIRECT in options.targets:
         servers.targets.append(Target(DIRECT, upstream_port, UPSTREAM_KEY, UPSTREAM_MODEL))
 
@@ -199,7 +213,39 @@ def _start_servers(options: Options, children: Children, work_dir: Path, warning
         child = peer.start_litellm(children, python, port, upstream_port, work_dir)
         servers.targets.append(Target("litellm", port, peer.LITELLM_MASTER_KEY, peer.LITELLM_MODEL))
         servers.measured["litellm"] = child
+    servers.pids.update((name, child.pid) for name, child in servers.measured.items())
     return servers
+
+
+def servers_line(servers: Servers) -> str:
+    """The progress line naming every server, its port and pid (for py-spy and friends)."""
+    pids = servers.pids
+    shown = [f"upstream :{servers.upstream_port} (pid {pids['upstream']})"]
+    for t in servers.targets:
+        if t.name != DIRECT:
+            shown.append(f"{t.name} :{t.port} (pid {pids.get(t.name, '?')})")
+    return "servers ready: " + ", ".join(shown)
+
+
+def probe_overhead(targets: list[Target], seconds: float = OVERHEAD_PROBE_S) -> tuple[Overhead | None, int]:
+    """Tollway's x-tollway-overhead-ms against tollway - direct, non-streamed at c=1, both
+    from the bench's own load generator in back-to-back runs; and the failed requests.
+
+    None when direct or tollway is not among the targets.
+    """
+    by_name = {t.name: t for t in targets}
+    if DIRECT not in by_name or TOLLWAY not in by_name:
+        return None, 0
+    progress(f"probing overhead: direct and tollway, nonstream c=1, {seconds:g}s each (own)")
+    direct = _own(by_name[DIRECT], "nonstream", 1, seconds)
+    tollway = _own(by_name[TOLLWAY], "nonstream", 1, seconds)
+    overhead = report.overhead_of(
+        report.percentile(direct.latencies_s, 50) * 1000.0,
+        report.percentile(tollway.latencies_s, 50) * 1000.0,
+        tollway.overhead_ms,
+        tollway.requests,
+    )
+    return overhead, direct.errors + tollway.errors
 
 
 def _warm_up(options: Options, targets: list[Target]) -> int:
@@ -256,7 +302,7 @@ def _check(options: Options, cells: list[Cell], ratios: list[report.Ratios], war
             "the upstream or the load generator may be limiting tollway's numbers"
         )
     if warm_errors:
-        warnings.append(f"{warm_errors} requests failed during warm-up")
+        warnings.append(f"{warm_errors} requests failed outside the measured cells (warm-up, probe)")
     failed_cells = [c for c in cells if c.errors]
     for c in failed_cells:
         warnings.append(f"{c.errors} requests failed: {c.target} {c.scenario} c={c.concurrency}")
@@ -294,12 +340,19 @@ def run_bench(options: Options) -> Report:
             "tollway's gateway.cli is not importable: run from the repo root or `pip install -e .`"
         )
     warnings: list[str] = []
+    about = machine.describe()
+    raise_fd_limit()
+    overhead: Overhead | None = None
     with tempfile.TemporaryDirectory(prefix="tollway-bench-") as tmp, Children(Path(tmp)) as children:
         work_dir = Path(tmp)
-        servers = _start_servers(options, children, work_dir, warnings)
-        progress("servers ready: " + ", ".join(f"{t.name} :{t.port}" for t in servers.targets))
+        servers = start_servers(options, children, work_dir, warnings)
+        progress(servers_line(servers))
         warm_errors = _warm_up(options, servers.targets)
         cells = _measure_all(options, servers.targets, work_dir, loadgen)
+        settings = options.settings()
+        if options.overhead_probe and not options.smoke and ("nonstream", 1) in settings:
+            overhead, probe_errors = probe_overhead(servers.targets)
+            warm_errors += probe_errors
         rss = {name: round(peak_rss_bytes(child.pid) / _MIB, 1) for name, child in servers.measured.items()}
         for child in children.started:
             if child.process.poll() is not None:
@@ -317,4 +370,6 @@ def run_bench(options: Options) -> Report:
         headroom=report.headroom(cells),
         warnings=warnings,
         failed_requests=warm_errors + sum(c.errors for c in cells),
+        overhead=overhead,
+        machine=about,
     )

@@ -18,16 +18,17 @@ import msgspec
 import pytest
 import yaml
 
-from bench import config, report, wrk
+from bench import config, report, streams, sweep, wrk
 from bench.__main__ import parse_args
 from bench.forwarder import start_forwarder
 from bench.http1 import FramingError, chunk, parse_chunked
 from bench.loadgen import ResponseParser, build_request, run_load
-from bench.procs import Children, peak_rss_bytes, process_tree
+from bench.procs import Children, http_get, peak_rss_bytes, process_tree, raise_fd_limit
 from bench.report import Cell, Ratios, Report
 from bench.run import SMOKE_SETTINGS, Options, smoke_failed
 from bench.scenario import CHAT_PATH, chat_body
-from bench.upstream import CONTENT_PIECES, MODEL, start_upstream
+from bench.streamload import StreamLoadResult
+from bench.upstream import CONTENT_PIECES, MODEL, start_upstream, stream_events
 
 
 class Usage(msgspec.Struct):
@@ -460,18 +461,41 @@ def test_smoke_gate() -> None:
 
 
 def test_options_and_cli() -> None:
-    options, json_path = parse_args([])
-    assert options.settings() == [("nonstream", 1), ("nonstream", 32), ("stream", 1), ("stream", 32)]
-    assert json_path.parts[-3:] == ("bench", "results", "latest.json")
-    smoke, _ = parse_args(["--smoke", "--json", "/tmp/x.json", "--scenarios", "stream", "--concurrency", "4"])
-    assert smoke.settings() == list(SMOKE_SETTINGS)
-    assert smoke.cell_duration() < Options().duration
-    custom, _ = parse_args(["--scenarios", "stream", "--concurrency", "2,8", "--targets", "direct,floor"])
-    assert custom.settings() == [("stream", 2), ("stream", 8)]
-    assert custom.targets == ("direct", "floor")
-    for bad in (["--concurrency", "0"], ["--scenarios", "batch"], ["--duration", "-1"]):
+    default = parse_args([])
+    assert default.mode == "table"
+    assert default.options.settings() == [("nonstream", 1), ("nonstream", 32), ("stream", 1), ("stream", 32)]
+    assert default.json_path.parts[-3:] == ("bench", "results", "latest.json")
+    smoke = parse_args(["--smoke", "--json", "/tmp/x.json", "--scenarios", "stream", "--concurrency", "4"])
+    assert (smoke.mode, smoke.json_path) == ("smoke", Path("/tmp/x.json"))
+    assert smoke.options.settings() == list(SMOKE_SETTINGS)
+    assert smoke.options.cell_duration() < Options().duration
+    custom = parse_args(["--scenarios", "stream", "--concurrency", "2,8", "--targets", "direct,floor"])
+    assert custom.options.settings() == [("stream", 2), ("stream", 8)]
+    assert custom.options.targets == ("direct", "floor")
+    for bad in (
+        ["--concurrency", "0"],
+        ["--scenarios", "batch"],
+        ["--duration", "-1"],
+        ["--sweep", "--streams"],
+        ["--smoke", "--sweep"],
+    ):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_cli_modes_have_their_own_defaults() -> None:
+    sweep_run = parse_args(["--sweep"])
+    assert sweep_run.mode == "sweep"
+    assert sweep_run.options.concurrency == (1, 4, 16, 64, 256)
+    assert sweep_run.options.duration == sweep.SWEEP_CELL_S
+    assert sweep_run.json_path.name == "sweep.json"
+    # 30 cells of 5 s plus start-up, warm-up and the overhead probe: well under five minutes.
+    assert len(sweep_run.options.settings()) * len(sweep_run.options.targets) * sweep.SWEEP_CELL_S <= 150
+    streams_run = parse_args(["--streams", "--concurrency", "8,16", "--duration", "2"])
+    assert streams_run.mode == "streams"
+    assert (streams_run.options.concurrency, streams_run.options.duration) == ((8, 16), 2.0)
+    assert streams_run.json_path.name == "streams.json"
+    assert parse_args(["--streams"]).options.concurrency == (64, 256, 512)
 
 
 # ---- wrk glue, configs, processes --------------------------------------------------------------
@@ -525,3 +549,167 @@ def test_children_are_stopped_and_early_exits_reported(tmp_path: Path) -> None:
         assert sleeper.pid in process_tree(os.getpid())
     assert sleeper.process.returncode is not None
     assert "bye" in (tmp_path / "quitter.log").read_text()
+
+
+def test_raise_fd_limit_never_lowers() -> None:
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    now = raise_fd_limit(64)  # far below any real soft limit: nothing changes
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
+    assert now == before[0]
+    assert raise_fd_limit() >= min(4096, before[1])
+
+
+# ---- issue 12: long streams, the overhead header, the sweep and the streams tables --------------
+
+
+def test_long_streams_repeat_the_pieces_and_count_their_tokens() -> None:
+    events = stream_events(True, 10)
+    assert len(events) == 1 + 10 + 1 + 1 + 1  # role, content, finish, usage, [DONE]
+    usage = msgspec.json.decode(events[-2][len(b"data: ") :], type=ChatChunk).usage
+    assert usage == Usage(12, 10, 22)
+    assert stream_events(False) == stream_events(False, len(CONTENT_PIECES))
+
+
+@pytest.mark.integration
+async def test_upstream_stats_report_pacing_and_reset() -> None:
+    server = await start_upstream("127.0.0.1", 0, chunk_delay=0.002, chunks=5)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        request = build_request("127.0.0.1", port, CHAT_PATH, chat_body("m", stream=True))
+        result = await run_load(
+            "127.0.0.1", port, request, concurrency=2, duration=5, stream=True, max_requests=4
+        )
+        assert result.errors == 0, result.error_samples
+        first = msgspec.json.decode((await asyncio.to_thread(http_get, port, "/stats"))[1])
+        second = msgspec.json.decode((await asyncio.to_thread(http_get, port, "/stats"))[1])
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert first["paced_writes"] == 4 * 6  # 5 content chunks + the finish, per stream
+    assert first["late_max_ms"] >= 0
+    assert second == {"paced_writes": 0, "late_max_ms": 0.0, "late_over_5ms": 0}
+
+
+def test_response_parser_reads_the_overhead_header() -> None:
+    parser = ResponseParser()
+    assert parser.feed(b"HTTP/1.1 200 OK\r\nX-Tollway-Overhead-Ms: 0.250\r\nContent-Length: 0\r\n\r\n")
+    assert parser.overhead_ms == 0.25
+    parser.reset()
+    assert parser.feed(b"HTTP/1.1 200 OK\r\nx-tollway-overhead-ms: soon\r\nContent-Length: 0\r\n\r\n")
+    assert parser.overhead_ms is None
+    parser.reset()
+    assert parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert parser.overhead_ms is None
+
+
+@pytest.mark.integration
+async def test_loadgen_collects_the_overhead_header() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nx-tollway-overhead-ms: 0.125\r\nContent-Length: 2\r\n\r\n{}"
+                )
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        request = build_request("127.0.0.1", port, CHAT_PATH, b"")
+        result = await run_load("127.0.0.1", port, request, concurrency=1, duration=5, max_requests=5)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert result.overhead_ms == [0.125] * 5
+
+
+def test_overhead_against_added_latency() -> None:
+    measured = report.overhead_of(0.1, 0.4, [0.2, 0.25, 0.3], requests=3)
+    assert (measured.gateway_p50_ms, measured.added_p50_ms, measured.samples) == (0.25, 0.3, 3)
+    assert measured.ratio == pytest.approx(0.833)
+    line = report.overhead_line(measured)
+    assert line is not None and "0.250 ms" in line and "0.300 ms" in line and "ratio 0.83" in line
+    absent = report.overhead_of(0.1, 0.4, [], requests=100)
+    assert (absent.gateway_p50_ms, absent.ratio) == (None, None)
+    line = report.overhead_line(absent)
+    assert line is not None and line.count("n/a") == 2
+    assert report.overhead_line(None) is None
+
+
+SWEEP_CELLS = [
+    _cell("direct", "nonstream", 1, 10000, 0.1),
+    _cell("floor", "nonstream", 1, 3000, 0.3),
+    _cell("tollway", "nonstream", 1, 2000, 0.5),
+    _cell("direct", "nonstream", 256, 40000, 6.0),
+    _cell("floor", "nonstream", 256, 8000, 32.0),
+    _cell("tollway", "nonstream", 256, 4000, 64.0),
+    _cell("direct", "stream", 1, 9000, 0.1),
+    _cell("tollway", "stream", 1, 1000, 0.9),
+]
+
+
+def test_sweep_rows_and_table() -> None:
+    rows = sweep.sweep_rows(SWEEP_CELLS)
+    assert [(r.scenario, r.concurrency) for r in rows] == [
+        ("nonstream", 1),
+        ("nonstream", 256),
+        ("stream", 1),
+    ]
+    low, high, partial = rows
+    assert (low.floor_added_p50_ms, low.tollway_added_p50_ms) == pytest.approx((0.2, 0.4))
+    assert (low.floor_added_p99_ms, low.tollway_added_p99_ms) == pytest.approx((0.4, 0.8))
+    assert (low.tput_vs_floor, low.added_p50_vs_floor) == pytest.approx((2000 / 3000, 2.0))
+    assert high.tollway_added_p50_ms == pytest.approx(58.0)
+    assert (partial.floor_rps, partial.tput_vs_floor, partial.floor_added_p50_ms) == (None, None, None)
+    assert partial.tollway_added_p50_ms == pytest.approx(0.8)
+    result = sweep.SweepReport(rows=rows, bench=_report(cells=SWEEP_CELLS, machine="test box"))
+    table = sweep.render_sweep(result)
+    first = next(
+        line for line in table.splitlines() if line.startswith("nonstream") and line.split()[1] == "1"
+    )
+    assert first.split() == "nonstream 1 10000 3000 2000 0.67 0.200 0.400 0.400 0.800 2.00".split()
+    assert "machine: test box" in table
+    assert "overhead" not in table  # no probe in this report
+    with_probe = _report(cells=SWEEP_CELLS, overhead=report.overhead_of(0.1, 0.5, [], 10))
+    assert "n/a" in sweep.render_sweep(sweep.SweepReport(rows=rows, bench=with_probe))
+
+
+def test_streams_cells_and_table(tmp_path: Path) -> None:
+    load = StreamLoadResult()
+    load.streams, load.errors, load.elapsed_s, load.cpu_s = 3, 1, 2.0, 0.5
+    load.ttfc_s = [0.001, 0.002, 0.004]
+    for gap in (0.02, 0.02, 0.021, 0.15):
+        load.gaps.add(gap)
+    load.stalls, load.stalled_streams, load.loop_lag_max_s, load.events = 1, 1, 0.003, 250
+    cell = streams.cell_of("tollway", 512, load, late_ms=1.5, server_cpu_s=1.5)
+    assert (cell.completed, cell.errors, cell.stalls, cell.stalled_streams) == (3, 1, 1, 1)
+    assert (cell.ttfc_p50_ms, cell.ttfc_p99_ms) == (2.0, 4.0)
+    assert (cell.gap_p50_ms, cell.gap_max_ms, cell.loadgen_cpu_pct) == (20.1, 150.0, 25.0)
+    assert (cell.server_cpu_pct, cell.server_us_per_event) == (75.0, 6000.0)
+    cold = streams.cell_of("tollway", 512, load, late_ms=None, cold=True)
+    result = streams.StreamReport(
+        created="2026-01-01T00:00:00+00:00",
+        machine="test box",
+        chunk_interval_ms=20.0,
+        chunks=100,
+        stall_ms=100.0,
+        duration_s=6.0,
+        cells=[cold, cell],
+        peak_rss_mib={"tollway": 70.0},
+        warnings=["w"],
+        failed_streams=1,
+    )
+    table = streams.render_streams(result)
+    lines = table.splitlines()
+    assert lines[2].split()[:3] == ["512", "cold", "tollway"]
+    assert (
+        lines[4].split()
+        == "512 tollway 3 1 2.0 4.0 20.1 150.0 150.0 1 (1 streams) 75 6000.0 25 3.0 1.5".split()
+    )
+    assert "2.02 s" in table and "WARNING: w" in table and "test box" in table
+    path = tmp_path / "streams.json"
+    streams.write_json(result, path)
+    assert msgspec.json.decode(path.read_bytes(), type=streams.StreamReport) == result
