@@ -16,6 +16,7 @@ import msgspec
 
 from gateway import keyadmin
 from gateway.backup import BackupError, backup_sqlite
+from gateway.cli_reports import add_report_commands, run_audit, run_spend
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.keysync import announce_change
@@ -154,13 +155,20 @@ async def _run(config: Config, action: Callable[[Store], Awaitable[bool]]) -> No
 
 
 def run_admin(config: Config, args: argparse.Namespace) -> int:
-    """Run a keys/teams/db command against the configured store; the exit code."""
+    """Run a keys/teams/db/audit/spend command against the configured store; the exit code."""
     if not config.storage.database_url:
         print("no store configured: set storage.database_url in the config", file=sys.stderr)
         return 2
     if args.command == "db" and args.action == "backup":
         return _backup(config, args.file)
-    commands = {"keys": _keys, "teams": _teams, "db": _migrate}
+    rates: dict[str, float] = {str(name): rate for name, rate in config.budgets.rates.items()}
+    commands: dict[str, Callable[[argparse.Namespace, Store], Awaitable[bool]]] = {
+        "keys": _keys,
+        "teams": _teams,
+        "db": _migrate,
+        "audit": run_audit,
+        "spend": lambda args, store: run_spend(args, store, rates),
+    }
     command = commands[args.command]
     try:
         asyncio.run(_run(config, lambda store: command(args, store)))
@@ -190,7 +198,7 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_admin_commands(commands: Any, add_config: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Register `keys`, `teams` and `db` on the top-level subparsers."""
+    """Register `keys`, `teams`, `db`, `audit` and `spend` on the top-level subparsers."""
     keys = commands.add_parser("keys", help="create, list, show or revoke virtual keys")
     key_actions = keys.add_subparsers(dest="action", required=True)
     create = key_actions.add_parser("create", help="create a key; prints its secret once")
@@ -223,3 +231,5 @@ def add_admin_commands(commands: Any, add_config: Callable[[argparse.ArgumentPar
     for sub in (key_actions, team_actions, db_actions):
         for leaf in sub.choices.values():
             add_config(leaf)
+    for leaf in add_report_commands(commands):
+        add_config(leaf)

@@ -13,11 +13,18 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import yaml
 
-from gateway.keys import Budget, Limits
+from gateway.alerts import AlertsConfig
+from gateway.cache import CacheConfig, ModelCacheConfig
+from gateway.cache import config_errors as cache_config_errors
+from gateway.guardrails import GuardrailsConfig
+from gateway.keys import Budget, Currency, Limits
+from gateway.pricing import ModelPrice, PricingConfig
+from gateway.tracing import TracingConfig
 
 DEFAULT_CONFIG_PATH: Final = Path("config/tollway.yaml")
 EMBEDDED_DEFAULT: Final = Path(__file__).with_name("default.yaml")
@@ -63,6 +70,10 @@ class StorageConfig(_Section, frozen=True):
     redis_url: Annotated[str, msgspec.Meta(pattern=r"^rediss?://")] | None = None
     # How often each process reloads changed keys from the store (Redis makes revokes immediate).
     key_refresh_s: Seconds = 2.0
+    # Audit records older than this many days are deleted (daily spend rollups stay); none: kept.
+    retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # Local directory of the accounting spool (audit records not yet in the store).
+    spool_dir: Annotated[str, msgspec.Meta(min_length=1)] = "tollway-spool"
 
 
 class ConfigKey(_Section, frozen=True):
@@ -79,8 +90,22 @@ class ConfigKey(_Section, frozen=True):
     metadata: dict[str, str] | None = None
 
 
+class BreakerConfig(_Section, frozen=True):
+    """When a target is skipped for a while: after `failures` failed calls in a row it cools down
+    for `cooldown_s` (longer if the provider's Retry-After asks), then one probe call decides."""
+
+    failures: Annotated[int, msgspec.Meta(ge=1)] = 3
+    cooldown_s: Seconds = 30.0
+
+
 class _Provider(_Section, frozen=True, tag_field="kind", kw_only=True):
     timeout: Timeouts = Timeouts()
+    # Where the provider processes data (`eu`, `ch`, `us`...): keys restricted to regions use only
+    # targets of providers tagged with one of them.
+    region: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    breaker: BreakerConfig = BreakerConfig()
+    # The gateway's own quota at this provider, shared by every key (gateway/limits.py).
+    limits: Limits | None = None
 
 
 HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")]
@@ -161,12 +186,78 @@ PROVIDER_KINDS: Final = ("openai", "azure", "anthropic", "gemini", "mistral", "c
 class TargetConfig(_Section, frozen=True):
     provider: str
     model: Annotated[str, msgspec.Meta(min_length=1)]
+    # Adjacent targets with the same `pool` name share one place in the fallback chain: each call
+    # goes to one of them (by the model's `balance`), the others are tried before moving on.
+    pool: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    weight: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    # A larger-context fallback: after a target refused the prompt as too long, only the
+    # targets flagged with this are tried.
+    on_context_length: bool = False
+
+
+class RetryConfig(_Section, frozen=True):
+    """Calls per target (1: no retry, straight to the next target) for failures worth retrying
+    (429, 5xx, 529, timeouts, broken connections), `backoff_ms` doubling between them. A
+    Retry-After up to `max_wait_ms` is waited out; a longer one moves on to the next target."""
+
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
+    backoff_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0
+    max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 5000.0
+
+
+class HedgeConfig(_Section, frozen=True):
+    """After `after_ms` without a first byte from the current call, the next target is called
+    too; the first to answer wins and the other is cancelled."""
+
+    after_ms: Annotated[float, msgspec.Meta(gt=0)]
 
 
 class ModelConfig(_Section, frozen=True):
     targets: Annotated[list[TargetConfig], msgspec.Meta(min_length=1)]
     # Wins over the provider's timeouts for this model.
     timeout: Timeouts | None = None
+    retry: RetryConfig = RetryConfig()
+    # How a pool picks its member: weighted random, fewest calls in flight, lowest recent latency.
+    balance: Literal["weighted", "least_inflight", "latency"] = "weighted"
+    hedge: HedgeConfig | None = None
+    # Requests/tokens per minute and concurrency for this model, across all keys.
+    limits: Limits | None = None
+    # Answer cache for this model (off when absent); gateway/cache.py.
+    cache: ModelCacheConfig | None = None
+    # PII, blocked content and prompt-injection policy (off when absent); gateway/guardrails.py.
+    guardrails: GuardrailsConfig | None = None
+
+
+SyncInterval = Annotated[float, msgspec.Meta(ge=0.01, le=5.0)]
+
+
+class LimitsConfig(_Section, frozen=True):
+    """Rate-limit settings beyond keys, models and providers (gateway/limits.py)."""
+
+    # Applies to each end user (the request's `user` field) of each key separately.
+    end_user: Limits | None = None
+    # How often each process shares its consumption through storage.redis_url.
+    sync_interval_s: SyncInterval = 0.2
+
+
+class BudgetsConfig(_Section, frozen=True):
+    """Budget periods and currencies (gateway/budgets.py)."""
+
+    # Days, weeks (from Monday) and months start at midnight in this IANA time zone.
+    timezone: str = "UTC"
+    # Units of the currency per US dollar (CHF: 0.80 means 1 USD = 0.80 CHF); USD is 1.
+    rates: dict[Currency, Annotated[float, msgspec.Meta(gt=0)]] = {}
+    # Applies to each end user (the request's `user` field) of each key separately.
+    end_user: Budget | None = None
+    sync_interval_s: SyncInterval = 0.2
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{self.timezone}' (use an IANA name)") from None
+        if self.rates.get("USD", 1.0) != 1.0:
+            raise ValueError("rates.USD must be 1 (rates are units of a currency per US dollar)")
 
 
 class Config(_Section, frozen=True):
@@ -176,6 +267,12 @@ class Config(_Section, frozen=True):
     models: dict[str, ModelConfig] = {}
     storage: StorageConfig = StorageConfig()
     keys: dict[str, ConfigKey] = {}
+    pricing: PricingConfig = PricingConfig()
+    limits: LimitsConfig = LimitsConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    tracing: TracingConfig = TracingConfig()
+    cache: CacheConfig = CacheConfig()
 
 
 class ConfigError(Exception):
@@ -321,6 +418,21 @@ def _check_references(config: Config, provider_names: set[str], errors: list[str
                     f"models.{name}.targets[{index}].provider: unknown provider "
                     f"'{target.provider}' (known: {known})"
                 )
+        _check_pools(name, model, errors)
+
+
+def _check_pools(name: str, model: ModelConfig, errors: list[str]) -> None:
+    """A pool's members must be adjacent: the chain is read in order, and a pool is one step."""
+    closed: set[str] = set()
+    previous: str | None = None
+    for index, target in enumerate(model.targets):
+        if target.pool != previous and previous is not None:
+            closed.add(previous)
+        if target.pool is not None and target.pool in closed:
+            errors.append(
+                f"models.{name}.targets[{index}].pool: members of pool '{target.pool}' must be adjacent"
+            )
+        previous = target.pool
 
 
 def _section(tree: dict[str, Any], name: str) -> Any:
@@ -350,7 +462,19 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     providers: dict[str, Provider] = _section_map(tree.get("providers"), Provider, "providers", errors)  # type: ignore[arg-type]
     models = _section_map(tree.get("models"), ModelConfig, "models", errors)
     storage = _convert(_section(tree, "storage"), StorageConfig, "storage", errors)
+    # Price entries one by one, so an error names its "<kind>/<model>" (msgspec's path would not).
+    pricing_tree = _section(tree, "pricing")
+    prices = pricing_tree.pop("models", None) if isinstance(pricing_tree, dict) else None
+    pricing = _convert(pricing_tree, PricingConfig, "pricing", errors)
+    price_models = _section_map(prices, ModelPrice, "pricing.models", errors)
+    if pricing is not None:
+        pricing = msgspec.structs.replace(pricing, models=price_models)
     keys = _section_map(tree.get("keys"), ConfigKey, "keys", errors)
+    limits = _convert(_section(tree, "limits"), LimitsConfig, "limits", errors)
+    budgets = _convert(_section(tree, "budgets"), BudgetsConfig, "budgets", errors)
+    alerts = _convert(_section(tree, "alerts"), AlertsConfig, "alerts", errors)
+    tracing = _convert(_section(tree, "tracing"), TracingConfig, "tracing", errors)
+    cache = _convert(_section(tree, "cache"), CacheConfig, "cache", errors)
     for name, key in keys.items():
         if (key.secret is None) == (key.secret_hash is None):
             errors.append(f"keys.{name}: give exactly one of secret or secret_hash")
@@ -361,7 +485,14 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
         models,
         storage or StorageConfig(),
         keys,
+        pricing=pricing or PricingConfig(),
+        limits=limits or LimitsConfig(),
+        budgets=budgets or BudgetsConfig(),
+        alerts=alerts or AlertsConfig(),
+        tracing=tracing or TracingConfig(),
+        cache=cache or CacheConfig(),
     )
+    errors.extend(cache_config_errors(config.cache, config.storage.redis_url))
     provider_tree = tree.get("providers")
     provider_names = {str(name) for name in provider_tree} if isinstance(provider_tree, dict) else set()
     _check_references(config, provider_names, errors)

@@ -7,11 +7,14 @@ prometheus-client, too much to pay on every request.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import Counter as _CounterChild
 from prometheus_client.metrics import Histogram as _HistogramChild
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,6 +57,85 @@ class Metrics:
             ("provider", "kind"),
             registry=self.registry,
         )
+        # Accounting (gateway/accounting.py, gateway/pricing.py). `model` on unpriced requests is
+        # "<provider kind>/<target model>" from the config, so its cardinality is bounded by it.
+        self.unpriced_requests = Counter(
+            "tollway_unpriced_requests",
+            "Requests counted at zero cost because their model has no price, by kind/model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self.accounting_queue_depth = Gauge(
+            "tollway_accounting_queue_depth",
+            "Audit records in memory waiting to be written to the store.",
+            registry=self.registry,
+        )
+        self.spool_bytes = Gauge(
+            "tollway_accounting_spool_bytes",
+            "Bytes in this process's accounting spool segments (records not yet confirmed stored).",
+            registry=self.registry,
+        )
+        self.spooling = Gauge(
+            "tollway_accounting_spooling",
+            "1 while records are replayed from the spool (the store was down, slow or behind).",
+            registry=self.registry,
+        )
+        self.records_written = Counter(
+            "tollway_accounting_records_written",
+            "Audit records newly written to the store.",
+            registry=self.registry,
+        )
+        self.records_dropped = Counter(
+            "tollway_accounting_records_dropped",
+            "Audit records lost: spool full or unwritable while the store was unavailable, or rejected.",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.store_up = Gauge(
+            "tollway_store_up",
+            "1 when the last write to the store succeeded, 0 when it failed.",
+            registry=self.registry,
+        )
+        # Fallback, retries, hedging and breakers (gateway/dispatch.py, gateway/breaker.py).
+        # `target` is "provider/model" from the config, so its cardinality is bounded by it.
+        self.attempts = Counter(
+            "tollway_upstream_attempts",
+            "Upstream calls, by target and outcome (ok, an error kind, or cancelled).",
+            ("target", "outcome"),
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "tollway_fallbacks",
+            "Requests answered by another call than their first, by logical model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self.hedges = Counter(
+            "tollway_hedged_calls",
+            "Extra calls started because the current one was slow to a first byte, by logical model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self.breaker_transitions = Counter(
+            "tollway_breaker_transitions",
+            "Circuit breaker state changes, by target and new state (closed, open, half_open).",
+            ("target", "state"),
+            registry=self.registry,
+        )
+        self.cooldown_sync_errors = Counter(
+            "tollway_cooldown_sync_errors",
+            "Failed exchanges of shared cooldowns with Redis (cooldowns stay local meanwhile).",
+            registry=self.registry,
+        )
+        # Limits and budgets shared through Redis (gateway/fleetsync.py).
+        self.fleet_sync_up = Gauge(
+            "tollway_fleet_sync_up",
+            "1 while limits or budgets (`component`) are shared through Redis, 0 while each process "
+            "enforces them alone.",
+            ("component",),
+            registry=self.registry,
+        )
+        self._attempt_children: dict[tuple[str, str], _CounterChild] = {}
         self._by_outcome: dict[tuple[str, int, str], tuple[_CounterChild, _HistogramChild]] = {}
         self._by_model: dict[str, tuple[_HistogramChild, _CounterChild, _CounterChild]] = {}
 
@@ -97,5 +179,70 @@ class Metrics:
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(provider, kind).inc()
 
+    def attempt(self, target: str, outcome: str) -> None:
+        """Count one upstream call by its outcome."""
+        key = (target, outcome)
+        child = self._attempt_children.get(key)
+        if child is None:
+            child = self._attempt_children[key] = self.attempts.labels(target, outcome)
+        child.inc()
+
+    def breaker_changed(self, target: str, state: str) -> None:
+        """Count one breaker transition (rare: not worth caching the children)."""
+        self.breaker_transitions.labels(target, state).inc()
+
+    def track_targets(self, source: Callable[[], Iterable[TargetGauges]]) -> None:
+        """Export every target's breaker state, calls in flight and cooldown, read at scrape time
+        (so the request path pays nothing for them)."""
+        self.registry.register(_TargetCollector(source))
+
+    def fleet_sync(self, component: str, up: bool) -> None:
+        """Record whether a FleetSync reaches Redis (called on each change, not per request)."""
+        self.fleet_sync_up.labels(component).set(1 if up else 0)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class TargetGauges(Protocol):
+    """What the scrape reads of one target (gateway.router.TargetState has these)."""
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def inflight(self) -> int: ...
+
+    @property
+    def cooldown_remaining_s(self) -> float: ...
+
+
+BREAKER_STATE_VALUES: Final = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class _TargetCollector(Collector):
+    def __init__(self, source: Callable[[], Iterable[TargetGauges]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        state = GaugeMetricFamily(
+            "tollway_target_breaker_state",
+            "Circuit breaker state per target: 0 closed, 1 half-open, 2 open (cooling down).",
+            labels=("target",),
+        )
+        inflight = GaugeMetricFamily(
+            "tollway_target_inflight", "Calls in flight per target, in this process.", labels=("target",)
+        )
+        cooldown = GaugeMetricFamily(
+            "tollway_target_cooldown_seconds",
+            "Seconds until a cooling-down target gets its probe call (0 when not cooling down).",
+            labels=("target",),
+        )
+        for row in self._source():
+            state.add_metric((row.target,), BREAKER_STATE_VALUES.get(row.state, 0))
+            inflight.add_metric((row.target,), row.inflight)
+            cooldown.add_metric((row.target,), row.cooldown_remaining_s)
+        return [state, inflight, cooldown]

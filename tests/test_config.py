@@ -485,3 +485,56 @@ def test_check_config_as_a_command(tmp_path: Path) -> None:
     assert failed.stdout == ""
     for prefix in BROKEN_ERRORS:
         assert f"\n  {prefix}" in failed.stderr
+
+
+# --- fallback chains: retry, pools, hedging, regions, breakers (issue 8) ----------------------
+
+ROUTING = """
+providers:
+  eu: {kind: mock, region: eu, breaker: {failures: 5, cooldown_s: 12}}
+  us: {kind: mock}
+models:
+  smart:
+    targets:
+      - {provider: eu, model: x, pool: main, weight: 3}
+      - {provider: us, model: x, pool: main}
+      - {provider: us, model: big, on_context_length: true}
+    retry: {attempts: 2, backoff_ms: 50}
+    balance: least_inflight
+    hedge: {after_ms: 300}
+    timeout: {connect_s: 2, first_byte_s: 20, total_s: 120}
+"""
+
+
+def test_routing_fields_parse_with_their_defaults() -> None:
+    config = parse_config(ROUTING, {}, "test.yaml")
+    smart = config.models["smart"]
+    assert smart.retry.attempts == 2 and smart.retry.backoff_ms == 50 and smart.retry.max_wait_ms == 5000
+    assert smart.balance == "least_inflight" and smart.hedge is not None and smart.hedge.after_ms == 300
+    assert [t.pool for t in smart.targets] == ["main", "main", None]
+    assert smart.targets[0].weight == 3 and smart.targets[2].on_context_length
+    assert config.providers["eu"].region == "eu" and config.providers["us"].region is None
+    assert config.providers["eu"].breaker.failures == 5 and config.providers["us"].breaker.cooldown_s == 30
+    plain = parse_config("models: {m: {targets: [{provider: p, model: x}]}}\nproviders: {p: {kind: mock}}", {}, "t")
+    assert plain.models["m"].retry.attempts == 1 and plain.models["m"].hedge is None
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        pytest.param(
+            "{targets: [{provider: eu, model: a, pool: p}, {provider: us, model: b}, {provider: us, model: c, pool: p}]}",
+            "models.m.targets[2].pool: members of pool 'p' must be adjacent",
+            id="pool-not-adjacent",
+        ),
+        pytest.param("{targets: [{provider: eu, model: a, weight: 0}]}", "models.m.targets[0].weight", id="weight"),
+        pytest.param("{targets: [{provider: eu, model: a}], retry: {attempts: 0}}", "models.m.retry.attempts", id="attempts"),
+        pytest.param("{targets: [{provider: eu, model: a}], hedge: {}}", "models.m.hedge", id="hedge-without-delay"),
+        pytest.param("{targets: [{provider: eu, model: a}], balance: fastest}", "models.m.balance", id="balance"),
+    ],
+)
+def test_routing_errors_name_their_path(model: str, expected: str) -> None:
+    text = f"providers: {{eu: {{kind: mock, region: eu}}, us: {{kind: mock}}}}\nmodels: {{m: {model}}}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {}, "test.yaml")
+    assert any(e.startswith(expected) for e in caught.value.errors), caught.value.errors

@@ -4,10 +4,11 @@ PostgreSQL (in a fresh schema per test, dropped afterwards)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -15,11 +16,15 @@ import msgspec
 import pytest
 
 from gateway.keys import Budget, KeyRecord, Limits, TeamRecord
+from gateway.records import GENESIS_HASH, chain_hash, decode_record
 from gateway.store import Store, StoreUnavailable, open_store
+from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, DuplicateSecretHash
 from gateway.store.postgres import PostgresStore, redact_dsn
 from gateway.store.sqlite import SQLiteStore
 from tests.conftest import closed_port
+from tests.stores import T0 as RT0
+from tests.stores import make_record
 
 DATABASE_URL = os.environ.get("TOLLWAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 LATEST = SQLITE_MIGRATIONS[-1].version
@@ -394,3 +399,141 @@ async def test_sqlite_creates_directories_and_uses_wal(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
     conn.close()
+
+
+# --- audit records, the hash chain, rollups, retention --------------------------------------
+
+
+async def test_write_records_is_idempotent_by_request_id(store: Store) -> None:
+    batch = [make_record(n) for n in range(5)]
+    assert await store.write_records(batch) == 5
+    # A replay, a duplicate inside a batch, and one new record: only the new one is stored.
+    assert await store.write_records([*batch[2:], make_record(5), make_record(5)]) == 1
+    links = await store.list_records(limit=100)
+    assert [link.seq for link in links] == [1, 2, 3, 4, 5, 6]
+    assert [link.request_id for link in links] == [make_record(n).request_id for n in range(6)]
+    assert decode_record(links[0].data) == batch[0]
+    assert links[0].prev_hash == GENESIS_HASH
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(links))
+    anchor = await store.audit_anchor()
+    assert (anchor.head_seq, anchor.head_hash, anchor.pruned_seq) == (6, links[-1].hash, 0)
+    # The rollups counted each record once.
+    rows = await store.spend(group_by="key", first_day=RT0.date(), last_day=RT0.date())
+    assert [(r.group, r.requests, r.cost_micros) for r in rows] == [
+        ("key_a", 6, sum(1_000 + n for n in range(6)))
+    ]
+
+
+async def test_rollups_group_by_every_dimension(store: Store) -> None:
+    day2 = RT0 + timedelta(days=1)
+    await store.write_records(
+        [
+            make_record(1, key_id="key_a", team_id="team_x", model="smart", end_user="alice", cost_micros=10),
+            make_record(2, key_id="key_b", team_id="team_x", model="fast", end_user=None, cost_micros=20),
+            make_record(
+                3,
+                at=day2,
+                key_id="key_b",
+                team_id=None,
+                model="fast",
+                end_user="bob",
+                cost_micros=40,
+                status=502,
+                tokens_in=7,
+                tokens_out=0,
+                tokens_cached=0,
+            ),
+            make_record(4, at=day2, key_id=None, team_id=None, model="smart", end_user="bob", cost_micros=80),
+        ]
+    )
+    first, last = RT0.date(), day2.date()
+
+    async def grouped(group_by: SpendGroup, **filters: str) -> dict[str | None, tuple[int, int]]:
+        rows = await store.spend(group_by=group_by, first_day=first, last_day=last, **filters)
+        return {row.group: (row.requests, row.cost_micros) for row in rows}
+
+    assert await grouped("key") == {None: (1, 80), "key_a": (1, 10), "key_b": (2, 60)}
+    assert await grouped("team") == {None: (2, 120), "team_x": (2, 30)}
+    assert await grouped("model") == {"fast": (2, 60), "smart": (2, 90)}
+    assert await grouped("user") == {None: (1, 20), "alice": (1, 10), "bob": (2, 120)}
+    assert await grouped("day") == {"2025-03-01": (2, 30), "2025-03-02": (2, 120)}
+    assert await grouped("model", key_id="key_b") == {"fast": (2, 60)}
+    assert await grouped("key", team_id="team_x") == {"key_a": (1, 10), "key_b": (1, 20)}
+    only_day2 = await store.spend(group_by="key", first_day=last, last_day=last)
+    assert {r.group: r.errors for r in only_day2} == {None: 0, "key_b": 1}
+    row = next(r for r in only_day2 if r.group == "key_b")
+    assert (row.tokens_in, row.tokens_out, row.tokens_cached) == (7, 0, 0)
+
+
+async def test_list_records_filters_and_pages(store: Store) -> None:
+    await store.write_records(
+        [
+            make_record(n, key_id="key_a" if n % 2 else "key_b", model="m1" if n < 6 else "m2")
+            for n in range(10)
+        ]
+    )
+    page = await store.list_records(limit=3, key_id="key_a")
+    assert [link.seq for link in page] == [2, 4, 6]
+    page = await store.list_records(limit=3, key_id="key_a", after=6)
+    assert [link.seq for link in page] == [8, 10]
+    page = await store.list_records(
+        limit=10, model="m2", start=RT0 + timedelta(seconds=7), end=RT0 + timedelta(seconds=9)
+    )
+    assert [link.request_id for link in page] == [make_record(7).request_id, make_record(8).request_id]
+    assert page[0].started_at == RT0 + timedelta(seconds=7)
+    assert await store.audit_span(RT0 + timedelta(seconds=3), RT0 + timedelta(seconds=5)) == (4, 5)
+    assert await store.audit_span(RT0 + timedelta(days=1), None) is None
+    assert [link.seq for link in await store.audit_chain(after_seq=2, upto_seq=4, limit=10)] == [3, 4]
+
+
+async def test_prune_keeps_one_unbroken_piece_of_the_chain(store: Store) -> None:
+    # Record 3 was replayed late from a spool: started long ago, chained after younger ones.
+    await store.write_records([make_record(0), make_record(1, at=RT0 + timedelta(days=10))])
+    await store.write_records([make_record(2), make_record(3, at=RT0 + timedelta(days=10))])
+    links = await store.list_records(limit=10)
+    assert await store.prune_records(RT0 + timedelta(days=5)) == 1  # only seq 1: seq 2 is young
+    anchor = await store.audit_anchor()
+    assert (anchor.pruned_seq, anchor.pruned_hash) == (1, links[0].hash)
+    assert [link.seq for link in await store.list_records(limit=10)] == [2, 3, 4]
+    assert await store.prune_records(RT0 + timedelta(days=5)) == 0
+    assert await store.prune_records(RT0 + timedelta(days=20)) == 3
+    anchor = await store.audit_anchor()
+    assert (anchor.pruned_seq, anchor.head_seq) == (4, 4)
+    # The rollups stay; new records chain on from the head.
+    assert (
+        sum(
+            r.requests
+            for r in await store.spend(group_by="day", first_day=RT0.date(), last_day=date(2026, 1, 1))
+        )
+        == 4
+    )
+    await store.write_records([make_record(9)])
+    (link,) = await store.list_records(limit=10)
+    assert (link.seq, link.prev_hash) == (5, anchor.head_hash)
+
+
+async def test_concurrent_writers_share_one_chain(store: Store) -> None:
+    writers = [another(store) for _ in range(3)]
+    try:
+        await asyncio.gather(
+            *(
+                w.write_records([make_record(n, prefix=f"w{i}-{batch}") for n in range(20)])
+                for batch in range(5)
+                for i, w in enumerate(writers)
+            )
+        )
+    finally:
+        await asyncio.gather(*(w.close() for w in writers))
+    links = await store.list_records(limit=1000)
+    assert [link.seq for link in links] == list(range(1, 301))
+    assert links[0].prev_hash == GENESIS_HASH
+    for before, link in itertools.pairwise(links):
+        assert link.prev_hash == before.hash
+        assert link.hash == chain_hash(link.prev_hash, link.seq, link.data.encode())
+    assert (await store.audit_anchor()).head_hash == links[-1].hash
+
+
+async def test_naive_record_timestamps_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await store.write_records([make_record(1, started_at=datetime(2025, 1, 1))])
+    assert await store.list_records(limit=10) == []

@@ -1,4 +1,4 @@
-"""Where keys, teams (and later spend and audit records) live: the Store protocol, and the
+"""Where keys, teams, audit records and spend rollups live: the Store protocol, and the
 function that opens the store a database URL names.
 
 `sqlite:///relative/path.sqlite` or `sqlite:////absolute/path.sqlite` (the embedded default), or
@@ -7,10 +7,15 @@ function that opens the store a database URL names.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Protocol
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.keys import KeyRecord, TeamRecord
+from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
+
+if TYPE_CHECKING:
+    from gateway.store.ledger import SpendGroup
 
 
 class StoreUnavailable(Exception):
@@ -42,6 +47,54 @@ class Store(Protocol):
 
     async def changed_since(self, since: datetime | None) -> tuple[list[KeyRecord], list[TeamRecord]]:
         """Every key and team updated at or after `since` (all of them when None)."""
+        ...
+
+    async def write_records(self, records: Sequence[AuditRecord]) -> int:
+        """Store, in one transaction, the records whose request id is not stored yet (a record
+        written twice, by a replay, is kept once): each chained onto the head of the audit chain
+        under the chain's lock, and summed into the daily rollups. The number newly stored.
+        Raises StoreUnavailable (nothing is written), ValueError for a naive timestamp."""
+        ...
+
+    async def spend(
+        self,
+        *,
+        group_by: SpendGroup,
+        first_day: date,
+        last_day: date,
+        key_id: str | None = None,
+        team_id: str | None = None,
+    ) -> list[SpendRow]:
+        """Rollups summed per group over the UTC days first_day..last_day (both included),
+        ordered by group; a group of '' (no key, no end user) comes back as None."""
+        ...
+
+    async def list_records(
+        self,
+        *,
+        limit: int,
+        after: int | None = None,
+        key_id: str | None = None,
+        model: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[ChainLink]:
+        """Stored records in chain order, seq > `after`, started in [start, end), filtered."""
+        ...
+
+    async def audit_span(self, start: datetime | None, end: datetime | None) -> tuple[int, int] | None:
+        """The lowest and highest seq of records started in [start, end); None when there are none."""
+        ...
+
+    async def audit_chain(self, *, after_seq: int, upto_seq: int, limit: int) -> list[ChainLink]:
+        """Up to `limit` stored records with after_seq < seq <= upto_seq, in seq order."""
+        ...
+
+    async def audit_anchor(self) -> ChainAnchor: ...
+
+    async def prune_records(self, before: datetime) -> int:
+        """Delete the oldest audit records, up to the first one started at or after `before`
+        (rollups stay); moves the chain's anchor to the last one deleted. How many went."""
         ...
 
     async def close(self) -> None: ...

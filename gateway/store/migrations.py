@@ -1,7 +1,7 @@
 """What the SQLite and PostgreSQL stores share: the versioned migrations of each dialect, and how a
 key or team maps to a row (a few columns to query on, the rest as JSON in `data`).
 
-A later change appends `Migration(2, ...)` to both dialect lists; `migrate()` applies, in one
+A later change appends `Migration(N, ...)` to both dialect lists; `migrate()` applies, in one
 transaction, every migration above the version the database records in `tollway_schema`.
 """
 
@@ -14,6 +14,7 @@ from typing import Final, NamedTuple, TypeVar
 import msgspec
 
 from gateway.keys import KeyRecord, TeamRecord
+from gateway.records import GENESIS_HASH
 
 
 class Migration(NamedTuple):
@@ -54,6 +55,52 @@ SQLITE_MIGRATIONS: Final[tuple[Migration, ...]] = (
             "create index tollway_teams_updated_at on tollway_teams (updated_at)",
         ),
     ),
+    # Audit records (one hash chain per database, `seq` its gapless order) and daily spend rollups.
+    # Rollup dimensions use '' for "none", as primary-key columns cannot be NULL in PostgreSQL.
+    Migration(
+        2,
+        (
+            """create table tollway_audit (
+                seq integer primary key,
+                request_id text not null unique,
+                started_at text not null,
+                key_id text,
+                team_id text,
+                end_user text,
+                model text,
+                status integer not null,
+                cost_micros integer not null,
+                prev_hash text not null,
+                hash text not null,
+                data text not null
+            )""",
+            "create index tollway_audit_started_at on tollway_audit (started_at, seq)",
+            "create index tollway_audit_key_id on tollway_audit (key_id, seq)",
+            "create index tollway_audit_model on tollway_audit (model, seq)",
+            """create table tollway_audit_head (
+                id integer primary key check (id = 1),
+                head_seq integer not null,
+                head_hash text not null,
+                pruned_seq integer not null,
+                pruned_hash text not null
+            )""",
+            f"insert into tollway_audit_head values (1, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')",
+            """create table tollway_spend_daily (
+                day text not null,
+                key_id text not null,
+                team_id text not null,
+                model text not null,
+                end_user text not null,
+                requests integer not null,
+                errors integer not null,
+                tokens_in integer not null,
+                tokens_out integer not null,
+                tokens_cached integer not null,
+                cost_micros integer not null,
+                primary key (day, key_id, team_id, model, end_user)
+            )""",
+        ),
+    ),
 )
 
 # Ids compare in the "C" collation so that PostgreSQL orders and pages them byte by byte, as SQLite
@@ -85,6 +132,51 @@ POSTGRES_MIGRATIONS: Final[tuple[Migration, ...]] = (
                 data jsonb not null
             )""",
             "create index tollway_teams_updated_at on tollway_teams (updated_at)",
+        ),
+    ),
+    # `data` is text, not jsonb: the chain hashes its exact bytes, which jsonb would normalise.
+    Migration(
+        2,
+        (
+            """create table tollway_audit (
+                seq bigint primary key,
+                request_id text collate "C" not null constraint tollway_audit_request_id_unique unique,
+                started_at timestamptz not null,
+                key_id text collate "C",
+                team_id text collate "C",
+                end_user text collate "C",
+                model text collate "C",
+                status integer not null,
+                cost_micros bigint not null,
+                prev_hash text not null,
+                hash text not null,
+                data text not null
+            )""",
+            "create index tollway_audit_started_at on tollway_audit (started_at, seq)",
+            "create index tollway_audit_key_id on tollway_audit (key_id, seq)",
+            "create index tollway_audit_model on tollway_audit (model, seq)",
+            """create table tollway_audit_head (
+                id integer primary key check (id = 1),
+                head_seq bigint not null,
+                head_hash text not null,
+                pruned_seq bigint not null,
+                pruned_hash text not null
+            )""",
+            f"insert into tollway_audit_head values (1, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')",
+            """create table tollway_spend_daily (
+                day date not null,
+                key_id text collate "C" not null,
+                team_id text collate "C" not null,
+                model text collate "C" not null,
+                end_user text collate "C" not null,
+                requests bigint not null,
+                errors bigint not null,
+                tokens_in bigint not null,
+                tokens_out bigint not null,
+                tokens_cached bigint not null,
+                cost_micros bigint not null,
+                primary key (day, key_id, team_id, model, end_user)
+            )""",
         ),
     ),
 )

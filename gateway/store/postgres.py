@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
-from typing import Final, Protocol, cast
+from datetime import date, datetime
+from typing import Final, Protocol, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
 from gateway.keys import KeyRecord, TeamRecord
-from gateway.store import StoreUnavailable
+from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
+from gateway.store import StoreUnavailable, postgres_audit
+from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import (
     KEY_COLUMNS,
     POSTGRES_MIGRATIONS,
@@ -53,6 +55,7 @@ _UNAVAILABLE: Final[tuple[type[BaseException], ...]] = (
     asyncpg.InternalServerError,  # XX000
 )
 
+T = TypeVar("T")
 _KEY_LIST: Final = ", ".join((*KEY_COLUMNS, "data"))
 _TEAM_LIST: Final = ", ".join((*TEAM_COLUMNS, "data"))
 
@@ -82,6 +85,8 @@ class _Connection(Protocol):
 
     async def fetchval(self, query: str, *args: object) -> object: ...
 
+    async def executemany(self, query: str, args: Sequence[Sequence[object]]) -> None: ...
+
     def transaction(
         self, *, isolation: str | None = None, readonly: bool = False
     ) -> AbstractAsyncContextManager[object]: ...
@@ -94,7 +99,8 @@ class _Pool(Protocol):
 
 
 class PostgresStore:
-    """Keys and teams in PostgreSQL; `schema`, when given, holds the tables (created if missing)."""
+    """Keys, teams and audit records in PostgreSQL; `schema`, when given, holds the tables
+    (created if missing)."""
 
     def __init__(self, dsn: str, *, schema: str | None = None) -> None:
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
@@ -199,6 +205,59 @@ class PostgresStore:
             [from_row(KeyRecord, KEY_COLUMNS, row) for row in keys],
             [from_row(TeamRecord, TEAM_COLUMNS, row) for row in teams],
         )
+
+    async def write_records(self, records: Sequence[AuditRecord]) -> int:
+        batch = list(records)
+        return await self._with_connection(lambda conn: postgres_audit.write_records(conn, batch))
+
+    async def spend(
+        self,
+        *,
+        group_by: SpendGroup,
+        first_day: date,
+        last_day: date,
+        key_id: str | None = None,
+        team_id: str | None = None,
+    ) -> list[SpendRow]:
+        return await self._with_connection(
+            lambda conn: postgres_audit.spend(conn, group_by, first_day, last_day, key_id, team_id)
+        )
+
+    async def list_records(
+        self,
+        *,
+        limit: int,
+        after: int | None = None,
+        key_id: str | None = None,
+        model: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[ChainLink]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        return await self._with_connection(
+            lambda conn: postgres_audit.list_records(conn, limit, after, key_id, model, start, end)
+        )
+
+    async def audit_span(self, start: datetime | None, end: datetime | None) -> tuple[int, int] | None:
+        return await self._with_connection(lambda conn: postgres_audit.audit_span(conn, start, end))
+
+    async def audit_chain(self, *, after_seq: int, upto_seq: int, limit: int) -> list[ChainLink]:
+        return await self._with_connection(
+            lambda conn: postgres_audit.audit_chain(conn, after_seq, upto_seq, limit)
+        )
+
+    async def audit_anchor(self) -> ChainAnchor:
+        return await self._with_connection(postgres_audit.audit_anchor)
+
+    async def prune_records(self, before: datetime) -> int:
+        return await self._with_connection(lambda conn: postgres_audit.prune_records(conn, before))
+
+    async def _with_connection(self, work: Callable[[_Connection], Awaitable[T]]) -> T:
+        pool = await self._open()
+        with self._unavailable():
+            async with pool.acquire() as conn:
+                return await work(conn)
 
     async def close(self) -> None:
         """Close the pool (waiting for connections in use); calls after this raise StoreUnavailable."""

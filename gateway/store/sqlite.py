@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Final, TypeVar
 
 from gateway.keys import KeyRecord, TeamRecord
-from gateway.store import StoreUnavailable
+from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
+from gateway.store import StoreUnavailable, sqlite_audit
+from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import (
     KEY_COLUMNS,
     SQLITE_MIGRATIONS,
@@ -49,7 +51,7 @@ _SCHEMA_TABLE: Final = (
 
 
 class SQLiteStore:
-    """Keys and teams in a SQLite file (or `:memory:`), in WAL mode."""
+    """Keys, teams and audit records in a SQLite file (or `:memory:`), in WAL mode."""
 
     def __init__(self, path: str, *, busy_timeout_s: float = 5.0) -> None:
         self._path = path
@@ -143,6 +145,51 @@ class SQLiteStore:
 
         keys, teams = await self._run(read)
         return [_key(row) for row in keys], [_team(row) for row in teams]
+
+    async def write_records(self, records: Sequence[AuditRecord]) -> int:
+        batch = list(records)
+        return await self._run(lambda conn: sqlite_audit.write_records(conn, batch))
+
+    async def spend(
+        self,
+        *,
+        group_by: SpendGroup,
+        first_day: date,
+        last_day: date,
+        key_id: str | None = None,
+        team_id: str | None = None,
+    ) -> list[SpendRow]:
+        return await self._run(
+            lambda conn: sqlite_audit.spend(conn, group_by, first_day, last_day, key_id, team_id)
+        )
+
+    async def list_records(
+        self,
+        *,
+        limit: int,
+        after: int | None = None,
+        key_id: str | None = None,
+        model: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[ChainLink]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        return await self._run(
+            lambda conn: sqlite_audit.list_records(conn, limit, after, key_id, model, start, end)
+        )
+
+    async def audit_span(self, start: datetime | None, end: datetime | None) -> tuple[int, int] | None:
+        return await self._run(lambda conn: sqlite_audit.audit_span(conn, start, end))
+
+    async def audit_chain(self, *, after_seq: int, upto_seq: int, limit: int) -> list[ChainLink]:
+        return await self._run(lambda conn: sqlite_audit.audit_chain(conn, after_seq, upto_seq, limit))
+
+    async def audit_anchor(self) -> ChainAnchor:
+        return await self._run(sqlite_audit.audit_anchor)
+
+    async def prune_records(self, before: datetime) -> int:
+        return await self._run(lambda conn: sqlite_audit.prune_records(conn, before))
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread; calls after this raise StoreUnavailable."""

@@ -1,0 +1,243 @@
+"""The shared tier of the answer cache: entries in Redis, visible to every gateway process.
+
+A miss must not wait on Redis. Each process therefore keeps an index of the keys Redis holds
+(key -> expiry), loaded with SCAN at start and kept current over pub/sub: a process that stores
+an entry publishes its key. A lookup asks Redis only when the index says the entry is there, so
+a miss costs no round trip and a hit costs one GET, bounded by a short timeout.
+
+The trade-offs, accepted: an entry stored by another process is invisible here for the moment
+the announcement takes to arrive (about a millisecond), or until the index is reloaded after
+this process lost its subscription; that request goes upstream, as without a cache. An entry
+Redis evicted early (maxmemory) costs one wasted GET, after which the index forgets it. The
+index takes about 150 bytes per entry and is bounded (oldest forgotten first).
+
+Writes are queued and sent by a background task; a full queue drops the write. A Redis that is
+down or slow is skipped for a second after each failure; a warning is logged once per outage.
+Requests never fail because of Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Final
+
+import msgspec
+import redis.asyncio as aioredis
+
+from adapters.schema import Usage
+
+log = logging.getLogger("tollway")
+
+RETRY_S: Final = 1.0  # after a failure, Redis is left alone this long
+_BACKGROUND_TIMEOUT_S: Final = 2.0
+_SCAN_BATCH: Final = 500
+_CLOSE_FLUSH_S: Final = 1.0
+
+
+class CacheEntry(msgspec.Struct, array_like=True, frozen=True):
+    """A stored answer: the body the client gets, when it was stored, when it expires (epoch
+    seconds by the cache's clock) and the usage it reported."""
+
+    body: bytes
+    stored_at: float
+    expires_at: float
+    usage: Usage | None = None
+
+
+_encode_entry: Final = msgspec.msgpack.Encoder()
+_decode_entry: Final = msgspec.msgpack.Decoder(CacheEntry)
+
+
+class RedisTier:
+    """Entries in Redis under `prefix`, an in-memory index of them, and the tasks that keep it.
+
+    `start()` needs a running loop; `aclose()` sends queued writes (for up to a second) and
+    closes every connection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        timeout_s: float,
+        clock: Callable[[], float],
+        index_max: int,
+        queue_max: int = 1024,
+    ) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._channel = prefix + "stored"
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._index: OrderedDict[str, float] = OrderedDict()
+        self._index_max = index_max
+        # Request path: tight timeouts. Background writes and scans: relaxed ones.
+        self._fast = aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._slow = aioredis.from_url(
+            url, socket_timeout=_BACKGROUND_TIMEOUT_S, socket_connect_timeout=_BACKGROUND_TIMEOUT_S
+        )
+        self._queue: asyncio.Queue[tuple[str, bytes, int, float]] = asyncio.Queue(queue_max)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._down_until = 0.0
+        self._warned = False
+        self.indexed = asyncio.Event()  # set once the first index load is done
+        self.errors = 0
+        self.dropped_writes = 0
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._write_loop(), name="tollway-cache-write"))
+        self._tasks.append(asyncio.create_task(self._listen(), name="tollway-cache-index"))
+
+    # --- the index ---------------------------------------------------------------------------
+
+    def contains(self, key: str) -> bool:
+        """Whether Redis should hold a live entry for `key`, as far as this process knows."""
+        expires_at = self._index.get(key)
+        if expires_at is None:
+            return False
+        if expires_at <= self._clock():
+            del self._index[key]
+            return False
+        return True
+
+    def _note(self, key: str, expires_at: float) -> None:
+        index = self._index
+        index[key] = expires_at
+        index.move_to_end(key)
+        while len(index) > self._index_max:
+            index.popitem(last=False)
+
+    def _entry_key(self, key: str) -> str:
+        return self._prefix + "e:" + key
+
+    # --- request path ------------------------------------------------------------------------
+
+    async def get(self, key: str) -> CacheEntry | None:
+        """The live entry for `key`, or None: absent, expired, Redis down or slower than the
+        timeout (then Redis is skipped for RETRY_S). Never raises for Redis trouble."""
+        if self._down_until > time.monotonic():
+            return None
+        try:
+            payload = await asyncio.wait_for(self._fast.get(self._entry_key(key)), self._timeout_s)
+        except (aioredis.RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return None
+        self._recovered()
+        if not isinstance(payload, bytes):  # None: gone (evicted early); str: not ours
+            self._index.pop(key, None)
+            return None
+        try:
+            entry = _decode_entry.decode(payload)
+        except msgspec.DecodeError:
+            return None
+        return entry if entry.expires_at > self._clock() else None
+
+    def put(self, key: str, entry: CacheEntry) -> None:
+        """Queue `entry` for Redis; it is in this process's index at once. Never blocks."""
+        ttl_ms = int((entry.expires_at - self._clock()) * 1000)
+        if ttl_ms <= 0:
+            return
+        self._note(key, entry.expires_at)
+        try:
+            self._queue.put_nowait((key, _encode_entry.encode(entry), ttl_ms, entry.expires_at))
+        except asyncio.QueueFull:
+            self.dropped_writes += 1
+
+    # --- background --------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            key, payload, ttl_ms, expires_at = await self._queue.get()
+            try:
+                if self._down_until > time.monotonic():
+                    self.dropped_writes += 1
+                    continue
+                async with self._slow.pipeline(transaction=False) as pipe:
+                    pipe.set(self._entry_key(key), payload, px=ttl_ms)
+                    pipe.publish(self._channel, f"{key} {expires_at!r}")
+                    await pipe.execute()
+                self._recovered()
+            except (aioredis.RedisError, OSError, TimeoutError) as exc:
+                self.dropped_writes += 1
+                self._failed(exc)
+            finally:
+                self._queue.task_done()
+
+    async def _listen(self) -> None:
+        """Subscribe, then load the index (so nothing stored in between is missed), then apply
+        announcements; after a lost connection, start over."""
+        while True:
+            client = aioredis.from_url(self._url, socket_connect_timeout=_BACKGROUND_TIMEOUT_S)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    await self._load_index()
+                    self.indexed.set()
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._announced(message["data"])
+            except (aioredis.RedisError, OSError, TimeoutError) as exc:
+                self._failed(exc)
+                await asyncio.sleep(RETRY_S)
+            finally:
+                await client.aclose()
+
+    def _announced(self, data: bytes) -> None:
+        key, _, expires_at = data.decode("ascii", "replace").partition(" ")
+        try:
+            self._note(key, float(expires_at))
+        except ValueError:
+            pass  # not one of ours
+
+    async def _load_index(self) -> None:
+        now = self._clock()
+        start = len(self._prefix) + 2
+        batch: list[str] = []
+        async for name in self._slow.scan_iter(match=self._entry_key("*"), count=_SCAN_BATCH):
+            batch.append(name.decode("ascii", "replace") if isinstance(name, bytes) else str(name))
+            if len(batch) >= _SCAN_BATCH:
+                await self._index_batch(batch, start, now)
+                batch = []
+        if batch:
+            await self._index_batch(batch, start, now)
+
+    async def _index_batch(self, names: list[str], start: int, now: float) -> None:
+        async with self._slow.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.pttl(name)
+            ttls = await pipe.execute()
+        for name, ttl_ms in zip(names, ttls, strict=True):
+            if isinstance(ttl_ms, int) and ttl_ms > 0:
+                self._note(name[start:], now + ttl_ms / 1000.0)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self._down_until = time.monotonic() + RETRY_S
+        if not self._warned:
+            log.warning(
+                "answer cache: redis unavailable, serving from process memory: %s", type(exc).__name__
+            )
+            self._warned = True
+
+    def _recovered(self) -> None:
+        if self._warned:
+            log.info("answer cache: redis reachable again")
+            self._warned = False
+
+    async def aclose(self) -> None:
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), _CLOSE_FLUSH_S)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self._fast.aclose()
+        await self._slow.aclose()

@@ -1,0 +1,336 @@
+"""Streams and the answer cache: a streamed answer accumulated into the complete answer the
+cache stores, and a stored answer replayed as an OpenAI SSE stream.
+
+The cache keeps one form, the non-streamed `chat.completion` body, whichever way the answer
+came: a streamed request can then be served from an answer first fetched without streaming and
+the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from adapters.framing import SSEDecoder
+from adapters.schema import Usage
+
+# --- what the accumulator reads from each chunk ------------------------------------------------
+
+
+def _absent() -> msgspec.Raw:
+    # msgspec decodes a Raw inside an Optional only as null, so "absent" is an empty Raw.
+    return msgspec.Raw(b"")
+
+
+def _present(raw: msgspec.Raw) -> bool:
+    return len(raw) > 0 and bytes(raw) != b"null"
+
+
+class _FunctionDelta(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: _FunctionDelta | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _ChunkChoice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+    logprobs: msgspec.Raw = msgspec.field(default_factory=_absent)
+
+
+class _Chunk(msgspec.Struct):
+    id: str = ""
+    created: int = 0
+    model: str = ""
+    choices: list[_ChunkChoice] | None = None
+    usage: Usage | None = None
+    error: msgspec.Raw = msgspec.field(default_factory=_absent)
+    system_fingerprint: str | None = None
+
+
+# --- the complete answer, as stored and replayed -----------------------------------------------
+
+
+class _Function(msgspec.Struct):
+    name: str
+    arguments: str
+
+
+class _ToolCall(msgspec.Struct):
+    id: str
+    function: _Function
+    type: str = "function"
+
+
+class _Message(msgspec.Struct, omit_defaults=True):
+    # No defaults on what must always be written: omit_defaults would leave it out.
+    role: str
+    content: str | None  # null next to tool calls, as OpenAI writes it
+    refusal: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int
+    message: _Message
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class _Completion(msgspec.Struct, omit_defaults=True):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[_Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class _StoredMessage(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _StoredChoice(msgspec.Struct):
+    message: _StoredMessage
+    index: int = 0
+    finish_reason: str | None = None
+
+
+class _StoredCompletion(msgspec.Struct):
+    """A stored answer as replay reads it: lenient about fields some servers leave out."""
+
+    choices: list[_StoredChoice]
+    id: str = ""
+    created: int = 0
+    model: str = ""
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+_decode_chunk: Final = msgspec.json.Decoder(_Chunk)
+_decode_completion: Final = msgspec.json.Decoder(_StoredCompletion)
+_encode: Final = msgspec.json.encode
+_DONE: Final = b"[DONE]"
+
+
+class _Building:
+    __slots__ = ("content", "finish_reason", "refusal", "tools")
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.refusal: list[str] = []
+        self.tools: dict[int, tuple[list[str], list[str], list[str]]] = {}  # id, name, arguments
+        self.finish_reason: str | None = None
+
+
+class AnswerAccumulator:
+    """Builds the complete answer from the OpenAI SSE bytes sent to the client.
+
+    Feed it what the relay writes (any splitting); `result(usage)` gives the `chat.completion`
+    body, or None unless the stream ended with `[DONE]`, without an error event, with a
+    finish_reason on every choice and without logprobs (not kept), within `max_bytes` of text.
+    `usage` is the relay's (a client that did not ask for it gets no usage chunk, but the cached
+    answer should still say what it cost).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._decoder = SSEDecoder()
+        self._choices: dict[int, _Building] = {}
+        self._budget = max_bytes
+        self._head = _Chunk()
+        self._usage: Usage | None = None
+        self.done = False
+        self.failed = False
+
+    def feed(self, data: bytes) -> None:
+        if self.failed or self.done:
+            return
+        for event in self._decoder.feed(data):
+            self._event(event.data)
+
+    def _event(self, data: bytes) -> None:
+        if self.failed or self.done or not data:
+            return
+        if data.strip() == _DONE:
+            self.done = True
+            return
+        try:
+            chunk = _decode_chunk.decode(data)
+        except msgspec.DecodeError:
+            self.failed = True
+            return
+        if _present(chunk.error):
+            self.failed = True
+            return
+        if chunk.id and not self._head.id:
+            self._head = chunk
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices or ():
+            self._choice(choice)
+
+    def _choice(self, choice: _ChunkChoice) -> None:
+        if _present(choice.logprobs):
+            self.failed = True
+            return
+        building = self._choices.get(choice.index)
+        if building is None:
+            building = self._choices[choice.index] = _Building()
+        if choice.finish_reason is not None:
+            building.finish_reason = choice.finish_reason
+        delta = choice.delta
+        if delta is None:
+            return
+        if delta.content:
+            building.content.append(delta.content)
+            self._spend(len(delta.content))
+        if delta.refusal:
+            building.refusal.append(delta.refusal)
+            self._spend(len(delta.refusal))
+        for call in delta.tool_calls or ():
+            parts = building.tools.get(call.index)
+            if parts is None:
+                parts = building.tools[call.index] = ([], [], [])
+            function = call.function
+            for slot, piece in enumerate(
+                (call.id, function.name if function else None, function.arguments if function else None)
+            ):
+                if piece:
+                    parts[slot].append(piece)
+                    self._spend(len(piece))
+
+    def _spend(self, size: int) -> None:
+        self._budget -= size
+        if self._budget < 0:
+            self.failed = True
+
+    def result(self, usage: Usage | None = None) -> bytes | None:
+        if not self.done or self.failed or not self._choices:
+            return None
+        choices = []
+        for index in sorted(self._choices):
+            building = self._choices[index]
+            if building.finish_reason is None:
+                return None
+            tools = [
+                _ToolCall("".join(ids), _Function("".join(names), "".join(arguments)))
+                for _, (ids, names, arguments) in sorted(building.tools.items())
+            ]
+            content = "".join(building.content) if building.content or not tools else None
+            message = _Message("assistant", content, "".join(building.refusal) or None, tools or None)
+            choices.append(_Choice(index, message, building.finish_reason))
+        head = self._head
+        completion = _Completion(
+            head.id,
+            "chat.completion",
+            head.created,
+            head.model,
+            choices,
+            usage or self._usage,
+            head.system_fingerprint,
+        )
+        return _encode(completion)
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+
+class _FunctionOut(msgspec.Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallOut(msgspec.Struct):
+    index: int
+    id: str
+    function: _FunctionOut
+    type: str = "function"
+
+
+class _DeltaOut(msgspec.Struct, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_ToolCallOut] | None = None
+
+
+class _ChoiceOut(msgspec.Struct):
+    index: int
+    delta: _DeltaOut
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class _ChunkOut(msgspec.Struct, omit_defaults=True):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[_ChoiceOut]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class StoredAnswerInvalid(ValueError):
+    """A stored body that is not a complete `chat.completion` (a bug or a foreign Redis key)."""
+
+
+def replay_stream(body: bytes, include_usage: bool) -> bytes:
+    """A stored `chat.completion` body as the SSE stream OpenAI would have sent: per choice a
+    role chunk, the content (one chunk), the tool calls, the finish chunk; then the usage chunk
+    when the client asked for it (`stream_options.include_usage`), then `[DONE]`.
+
+    Raises StoredAnswerInvalid when `body` is not a chat answer.
+    """
+    try:
+        completion = _decode_completion.decode(body)
+    except msgspec.DecodeError as exc:
+        raise StoredAnswerInvalid(str(exc)) from None
+    frames: list[bytes] = []
+
+    def frame(choices: list[_ChoiceOut], usage: Usage | None = None) -> None:
+        chunk = _ChunkOut(
+            completion.id,
+            "chat.completion.chunk",
+            completion.created,
+            completion.model,
+            choices,
+            usage,
+            completion.system_fingerprint,
+        )
+        frames.append(b"data: " + _encode(chunk) + b"\n\n")
+
+    for choice in completion.choices:
+        message = choice.message
+        frame([_ChoiceOut(choice.index, _DeltaOut(role="assistant", content=""))])
+        if message.content:
+            frame([_ChoiceOut(choice.index, _DeltaOut(content=message.content))])
+        if message.refusal:
+            frame([_ChoiceOut(choice.index, _DeltaOut(refusal=message.refusal))])
+        if message.tool_calls:
+            calls = [
+                _ToolCallOut(i, call.id, _FunctionOut(call.function.name, call.function.arguments))
+                for i, call in enumerate(message.tool_calls)
+            ]
+            frame([_ChoiceOut(choice.index, _DeltaOut(tool_calls=calls))])
+        frame([_ChoiceOut(choice.index, _DeltaOut(), choice.finish_reason)])
+    if include_usage and completion.usage is not None:
+        frame([], completion.usage)
+    frames.append(b"data: [DONE]\n\n")
+    return b"".join(frames)

@@ -1,0 +1,213 @@
+"""What a request cost: the shipped price table (gateway/prices.yaml) with the config's overrides,
+and the cost of one usage record in integer micro-USD.
+
+Prices are held as integer micro-USD per million tokens, so a cost is one integer sum and one
+rounding per request (at most half a micro-USD off, never a float drift in the totals). A model
+with no price costs 0: it is logged once and counted in `tollway_unpriced_requests_total{model}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final, NamedTuple
+
+import msgspec
+import yaml
+from prometheus_client.metrics import Counter as _CounterChild
+
+from adapters.schema import Usage
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+    from gateway.metrics import Metrics
+
+log = logging.getLogger("tollway")
+
+PRICE_FILE: Final = Path(__file__).with_name("prices.yaml")
+USD_PER_MILLION: Final = 1_000_000  # micro-USD per USD, and tokens per "per million"
+# Date suffixes providers put on model versions: -2024-08-06, -20250929; and the `-latest` alias.
+_VERSION_SUFFIX: Final = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+# Memoised lookups: target models come from the config, so this is a bound that never bites.
+_MAX_MEMO: Final = 4096
+
+UsdPerMillion = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _Prices(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    input: UsdPerMillion
+    output: UsdPerMillion
+    cached_input: UsdPerMillion | None = None  # default: input
+    cache_write: UsdPerMillion | None = None  # default: input
+
+
+class LongContextPrice(_Prices, frozen=True, forbid_unknown_fields=True):
+    """Prices for requests whose prompt is longer than `threshold` tokens (Gemini 2.5 Pro...)."""
+
+    threshold: Annotated[int, msgspec.Meta(ge=1)] = 200_000
+
+
+class ModelPrice(_Prices, frozen=True, forbid_unknown_fields=True):
+    """USD per million tokens: uncached input, output, cached input, cache writes."""
+
+    long_context: LongContextPrice | None = None
+
+
+class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The config's `pricing:` section. `models` keys are "<provider kind>/<model>" and win over
+    the shipped table. (Currency rates for reports are `budgets.rates`.)"""
+
+    models: dict[str, ModelPrice] = {}
+
+
+class _KindPrices(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    same_as: str | None = None  # another kind whose table this one uses for what it lacks
+    default: ModelPrice | None = None  # for every model not listed (self-hosted: zero)
+    models: dict[str, ModelPrice] = {}
+
+
+class PriceFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    as_of: date
+    kinds: dict[str, _KindPrices]
+
+
+class Rates(NamedTuple):
+    """Micro-USD per million tokens, as integers."""
+
+    input: int
+    output: int
+    cached_input: int
+    cache_write: int
+
+
+class Price(NamedTuple):
+    base: Rates
+    long_threshold: int | None
+    long: Rates | None
+
+
+def _rates(price: _Prices) -> Rates:
+    def micros(usd: float | None, fallback: float) -> int:
+        return round((fallback if usd is None else usd) * USD_PER_MILLION)
+
+    return Rates(
+        micros(price.input, 0),
+        micros(price.output, 0),
+        micros(price.cached_input, price.input),
+        micros(price.cache_write, price.input),
+    )
+
+
+def _price(model: ModelPrice) -> Price:
+    long = model.long_context
+    return Price(_rates(model), long.threshold if long else None, _rates(long) if long else None)
+
+
+def load_price_file(path: Path = PRICE_FILE) -> PriceFile:
+    """The shipped table; msgspec.ValidationError names the bad entry (a packaging bug)."""
+    return msgspec.convert(yaml.safe_load(path.read_text(encoding="utf-8")), PriceFile, strict=False)
+
+
+class PriceTable:
+    """Prices by provider kind and model; build once at start-up, call `cost_micros` per request."""
+
+    def __init__(
+        self,
+        table: PriceFile,
+        overrides: Mapping[str, ModelPrice] | None = None,
+        provider_kinds: Mapping[str, str] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.as_of = table.as_of
+        self._kinds = table.kinds
+        self._overrides = {name: _price(price) for name, price in (overrides or {}).items()}
+        self._provider_kinds = dict(provider_kinds or {})
+        self._metrics = metrics
+        self._memo: dict[tuple[str, str], Price | None] = {}
+        # One warning and one cached label child per unpriced model (bounded like the memo).
+        self._unpriced_counters: dict[str, _CounterChild | None] = {}
+
+    @classmethod
+    def from_config(cls, config: Config, metrics: Metrics | None = None) -> PriceTable:
+        """The shipped table with `config.pricing` overrides, knowing each provider's kind."""
+        kinds = {name: provider.__struct_config__.tag for name, provider in config.providers.items()}
+        return cls(load_price_file(), config.pricing.models, {n: str(k) for n, k in kinds.items()}, metrics)
+
+    def price(self, kind: str, model: str) -> Price | None:
+        """The price of a model of a provider kind, None when there is none."""
+        key = (kind, model)
+        if key in self._memo:
+            return self._memo[key]
+        found = self._find(kind, model, set())
+        if len(self._memo) < _MAX_MEMO:
+            self._memo[key] = found
+        return found
+
+    def cost_micros(self, kind: str, model: str, usage: Usage | None, cache_write_tokens: int = 0) -> int:
+        """The cost of one answer in micro-USD, rounded half up; 0 without usage or price.
+
+        `usage.prompt_tokens` includes the cached tokens (OpenAI's convention, which the adapters
+        follow) and the `cache_write_tokens` (Anthropic's cache_creation_input_tokens, which
+        Usage does not carry: pass them when known, else they are priced as input).
+        """
+        if usage is None:
+            return 0
+        price = self.price(kind, model)
+        if price is None:
+            self._unpriced(kind, model)
+            return 0
+        prompt = usage.prompt_tokens
+        cached = min(usage.cached_tokens, prompt)
+        written = min(cache_write_tokens, prompt - cached)
+        rates = price.base
+        if price.long is not None and price.long_threshold is not None and prompt > price.long_threshold:
+            rates = price.long
+        total = (
+            (prompt - cached - written) * rates.input
+            + cached * rates.cached_input
+            + written * rates.cache_write
+            + usage.completion_tokens * rates.output
+        )
+        return (total + USD_PER_MILLION // 2) // USD_PER_MILLION
+
+    def cost_for(self, provider: str, model: str, usage: Usage | None, cache_write_tokens: int = 0) -> int:
+        """`cost_micros` for a provider named in the config (its kind looked up)."""
+        kind = self._provider_kinds.get(provider, provider)
+        return self.cost_micros(kind, model, usage, cache_write_tokens)
+
+    def _find(self, kind: str, model: str, seen: set[str]) -> Price | None:
+        bare = _VERSION_SUFFIX.sub("", model)
+        if not seen:  # overrides are for their own kind; `same_as` inherits the shipped table only
+            for name in (model, bare):
+                override = self._overrides.get(f"{kind}/{name}")
+                if override is not None:
+                    return override
+        seen.add(kind)
+        table = self._kinds.get(kind)
+        if table is None:
+            return None
+        for name in (model, bare):
+            listed = table.models.get(name)
+            if listed is not None:
+                return _price(listed)
+        if table.same_as is not None and table.same_as not in seen:
+            inherited = self._find(table.same_as, model, seen)
+            if inherited is not None:
+                return inherited
+        return _price(table.default) if table.default is not None else None
+
+    def _unpriced(self, kind: str, model: str) -> None:
+        label = f"{kind}/{model}"
+        counter = self._unpriced_counters.get(label)
+        if counter is None:
+            log.warning(
+                "no price for %s: its requests count at zero cost (add it under pricing.models)", label
+            )
+            counter = self._unpriced_counters[label] = (
+                self._metrics.unpriced_requests.labels(label) if self._metrics is not None else None
+            )
+        if counter is not None:
+            counter.inc()

@@ -1,0 +1,218 @@
+"""Spend and audit reports: `GET /admin/spend`, `GET /admin/audit`, and `tollway spend`.
+
+Spend comes from the daily rollups (one row per UTC day, key, team, model and end user), so a
+report over a year reads at most a few thousand rows, never the raw records. Money is integer
+micro-USD throughout; `amount` is the display value in the asked currency at the configured rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, date, datetime
+from typing import Final
+
+import msgspec
+from aiohttp import web
+
+from gateway.audit import parse_moment
+from gateway.errors import GatewayError
+from gateway.records import SpendRow
+from gateway.store import Store
+from gateway.store.ledger import SPEND_GROUPS, SpendGroup
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Guard = Callable[[Handler], Handler]
+
+MAX_PAGE: Final = 1000
+DEFAULT_PAGE: Final = 100
+CURRENCIES: Final = ("USD", "CHF", "EUR")
+
+
+class SpendQuery(msgspec.Struct, frozen=True):
+    group_by: SpendGroup
+    first_day: date
+    last_day: date
+    currency: str = "USD"
+    key_id: str | None = None
+    team_id: str | None = None
+
+
+class SpendLine(msgspec.Struct):
+    group: str | None
+    requests: int
+    errors: int
+    tokens_in: int
+    tokens_out: int
+    tokens_cached: int
+    cost_micros: int  # USD
+    amount: float  # in `currency`, for display
+
+
+class SpendReport(msgspec.Struct):
+    group_by: str
+    first_day: date = msgspec.field(name="from")
+    last_day: date = msgspec.field(name="to")
+    currency: str
+    rate: float  # units of `currency` per USD
+    data: list[SpendLine]
+    total: SpendLine
+    object: str = "spend_report"
+
+
+class AuditEntry(msgspec.Struct):
+    seq: int
+    hash: str
+    prev_hash: str
+    record: msgspec.Raw
+
+
+class AuditPage(msgspec.Struct):
+    data: list[AuditEntry]
+    has_more: bool
+    next_after: str | None
+    object: str = "list"
+
+
+def _bad(message: str, param: str) -> GatewayError:
+    return GatewayError(400, message, param=param)
+
+
+def _day(params: Mapping[str, str], name: str, default: date) -> date:
+    text = params.get(name)
+    if not text:
+        return default
+    try:
+        return parse_moment(text, name).astimezone(UTC).date()
+    except ValueError as exc:
+        raise _bad(str(exc), name) from None
+
+
+def spend_query(params: Mapping[str, str], today: date) -> SpendQuery:
+    """A spend query from `group_by`, `from`, `to` (UTC days, both included; default: this month
+    so far), `currency`, `key_id`, `team_id`. GatewayError 400 naming a bad parameter."""
+    group_by = params.get("group_by", "key")
+    if group_by not in SPEND_GROUPS:
+        raise _bad(f"'group_by' must be one of {', '.join(SPEND_GROUPS)}", "group_by")
+    first_day = _day(params, "from", today.replace(day=1))
+    last_day = _day(params, "to", today)
+    if last_day < first_day:
+        raise _bad("'to' is before 'from'", "to")
+    currency = params.get("currency", "USD").upper()
+    if currency not in CURRENCIES:
+        raise _bad(f"'currency' must be one of {', '.join(CURRENCIES)}", "currency")
+    return SpendQuery(
+        group_by,  # type: ignore[arg-type]  # checked above
+        first_day,
+        last_day,
+        currency,
+        params.get("key_id") or None,
+        params.get("team_id") or None,
+    )
+
+
+def _line(row: SpendRow, rate: float) -> SpendLine:
+    amount = round(row.cost_micros * rate / 1_000_000, 6)
+    return SpendLine(
+        row.group,
+        row.requests,
+        row.errors,
+        row.tokens_in,
+        row.tokens_out,
+        row.tokens_cached,
+        row.cost_micros,
+        amount,
+    )
+
+
+async def spend_report(store: Store, query: SpendQuery, rates: Mapping[str, float]) -> SpendReport:
+    """The spend report; GatewayError 400 when no rate is configured for the currency."""
+    rate = 1.0 if query.currency == "USD" else rates.get(query.currency)
+    if rate is None:
+        raise _bad(f"no exchange rate for {query.currency} is configured (budgets.rates)", "currency")
+    rows = await store.spend(
+        group_by=query.group_by,
+        first_day=query.first_day,
+        last_day=query.last_day,
+        key_id=query.key_id,
+        team_id=query.team_id,
+    )
+    if query.group_by != "day":
+        rows.sort(key=lambda row: (-row.cost_micros, row.group or ""))
+    sums = [sum(column) for column in zip(*(msgspec.structs.astuple(r)[1:] for r in rows), strict=True)]
+    total = SpendRow(None, *sums) if rows else SpendRow(None, 0, 0, 0, 0, 0, 0)
+    return SpendReport(
+        query.group_by,
+        query.first_day,
+        query.last_day,
+        query.currency,
+        rate,
+        [_line(row, rate) for row in rows],
+        _line(total, rate),
+    )
+
+
+def _limit(params: Mapping[str, str]) -> int:
+    raw = params.get("limit", str(DEFAULT_PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise _bad(f"'limit' must be an integer from 1 to {MAX_PAGE}", "limit")
+    return int(raw)
+
+
+async def audit_page(store: Store, params: Mapping[str, str]) -> AuditPage:
+    """Audit records in chain order, filtered by `key_id`, `model`, `from`/`to` (started in
+    [from, to)), paged by `limit` and `after` (the `next_after` of the page before)."""
+    limit = _limit(params)
+    after_text = params.get("after")
+    if after_text is not None and not after_text.isdigit():
+        raise _bad("'after' must be the next_after of a previous page", "after")
+    start = end = None
+    try:
+        if params.get("from"):
+            start = parse_moment(params["from"], "from")
+        if params.get("to"):
+            end = parse_moment(params["to"], "to")
+    except ValueError as exc:
+        raise _bad(str(exc), "from" if "'from'" in str(exc) else "to") from None
+    links = await store.list_records(
+        limit=limit + 1,
+        after=int(after_text) if after_text is not None else None,
+        key_id=params.get("key_id") or None,
+        model=params.get("model") or None,
+        start=start,
+        end=end,
+    )
+    entries = [
+        AuditEntry(link.seq, link.hash, link.prev_hash, msgspec.Raw(link.data.encode()))
+        for link in links[:limit]
+    ]
+    more = len(links) > limit
+    return AuditPage(entries, more, str(entries[-1].seq) if more else None)
+
+
+_encode: Final = msgspec.json.Encoder()
+
+
+def _json(value: object) -> web.Response:
+    return web.Response(body=_encode.encode(value), content_type="application/json")
+
+
+def add_report_routes(
+    router: web.UrlDispatcher, guard: Guard, store: Store | None, rates: Mapping[str, float]
+) -> None:
+    """Mount `GET /admin/spend` and `GET /admin/audit` behind `guard` (the admin API's master-key
+    check, which also answers 503 when no store is configured)."""
+
+    def the_store() -> Store:
+        if store is None:
+            raise GatewayError(503, "no store is configured (storage.database_url)", type="server_error")
+        return store
+
+    async def spend(request: web.Request) -> web.StreamResponse:
+        query = spend_query(request.query, datetime.now(UTC).date())
+        return _json(await spend_report(the_store(), query, rates))
+
+    async def audit(request: web.Request) -> web.StreamResponse:
+        return _json(await audit_page(the_store(), request.query))
+
+    router.add_get("/admin/spend", guard(spend))
+    router.add_get("/admin/audit", guard(audit))

@@ -1,0 +1,192 @@
+"""Audit records, the hash chain, rollups and retention in SQLite: functions that run on the
+SQLiteStore's worker thread, each given its connection.
+
+The chain's lock is SQLite's own write lock: `begin immediate` takes it before the head of the
+chain is read, so of several processes writing one file, each batch chains onto the last one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Final
+
+from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
+from gateway.store.ledger import (
+    AUDIT_COLUMNS,
+    GROUP_COLUMN,
+    ROLLUP_COLUMNS,
+    SpendGroup,
+    chain,
+    last_prunable_seq,
+    request_ids,
+    rollups,
+    spend_group,
+)
+from gateway.store.migrations import utc_text
+
+_AUDIT_LIST: Final = ", ".join(AUDIT_COLUMNS)
+_INSERT_AUDIT: Final = (
+    f"insert into tollway_audit ({_AUDIT_LIST}) values ({', '.join('?' * len(AUDIT_COLUMNS))})"
+)
+_SUMS: Final = ROLLUP_COLUMNS[5:]
+_UPSERT_ROLLUP: Final = (
+    f"insert into tollway_spend_daily ({', '.join(ROLLUP_COLUMNS)})"
+    f" values ({', '.join('?' * len(ROLLUP_COLUMNS))})"
+    " on conflict (day, key_id, team_id, model, end_user) do update set "
+    + ", ".join(f"{name} = {name} + excluded.{name}" for name in _SUMS)
+)
+# Well under SQLITE_MAX_VARIABLE_NUMBER (999 in old builds).
+_CHUNK: Final = 500
+
+
+def write_records(conn: sqlite3.Connection, records: Sequence[AuditRecord]) -> int:
+    """Store the records not stored yet, chained and rolled up in one transaction; how many."""
+    conn.execute("begin immediate")
+    try:
+        head_seq, head_hash = conn.execute(
+            "select head_seq, head_hash from tollway_audit_head where id = 1"
+        ).fetchone()
+        ids = request_ids(records)
+        known: set[str] = set()
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            found = conn.execute(f"select request_id from tollway_audit where request_id in ({marks})", chunk)
+            known.update(request_id for (request_id,) in found)
+        rows, fresh = chain(records, known, head_seq, head_hash)
+        if rows:
+            conn.executemany(_INSERT_AUDIT, [(*row[:2], utc_text(row[2]), *row[3:]) for row in rows])
+            conn.executemany(_UPSERT_ROLLUP, [(r[0].isoformat(), *r[1:]) for r in rollups(fresh)])
+            conn.execute(
+                "update tollway_audit_head set head_seq = ?, head_hash = ? where id = 1",
+                (rows[-1].seq, rows[-1].hash),
+            )
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    conn.execute("commit")
+    return len(rows)
+
+
+def spend(
+    conn: sqlite3.Connection,
+    group_by: SpendGroup,
+    first_day: date,
+    last_day: date,
+    key_id: str | None,
+    team_id: str | None,
+) -> list[SpendRow]:
+    column = GROUP_COLUMN[group_by]
+    sql = (
+        f"select {column}, " + ", ".join(f"sum({name})" for name in _SUMS) + " from tollway_spend_daily"
+        " where day >= ? and day <= ?"
+    )
+    params: list[str] = [first_day.isoformat(), last_day.isoformat()]
+    if key_id is not None:
+        sql += " and key_id = ?"
+        params.append(key_id)
+    if team_id is not None:
+        sql += " and team_id = ?"
+        params.append(team_id)
+    rows = conn.execute(sql + f" group by {column} order by {column}", params).fetchall()
+    return [SpendRow(spend_group(row[0]), *row[1:]) for row in rows]
+
+
+def list_records(
+    conn: sqlite3.Connection,
+    limit: int,
+    after: int | None,
+    key_id: str | None,
+    model: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> list[ChainLink]:
+    where: list[str] = []
+    params: list[str | int] = []
+    for clause, value in (
+        ("seq > ?", after),
+        ("key_id = ?", key_id),
+        ("model = ?", model),
+        ("started_at >= ?", utc_text(start) if start is not None else None),
+        ("started_at < ?", utc_text(end) if end is not None else None),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    sql = f"select {_AUDIT_LIST} from tollway_audit"
+    if where:
+        sql += " where " + " and ".join(where)
+    return _links(conn.execute(sql + " order by seq limit ?", (*params, limit)).fetchall())
+
+
+def audit_span(
+    conn: sqlite3.Connection, start: datetime | None, end: datetime | None
+) -> tuple[int, int] | None:
+    where, params = _period(start, end)
+    low, high = conn.execute(f"select min(seq), max(seq) from tollway_audit{where}", params).fetchone()
+    return None if low is None else (int(low), int(high))
+
+
+def audit_chain(conn: sqlite3.Connection, after_seq: int, upto_seq: int, limit: int) -> list[ChainLink]:
+    rows = conn.execute(
+        f"select {_AUDIT_LIST} from tollway_audit where seq > ? and seq <= ? order by seq limit ?",
+        (after_seq, upto_seq, limit),
+    ).fetchall()
+    return _links(rows)
+
+
+def audit_anchor(conn: sqlite3.Connection) -> ChainAnchor:
+    row = conn.execute(
+        "select pruned_seq, pruned_hash, head_seq, head_hash from tollway_audit_head where id = 1"
+    ).fetchone()
+    return ChainAnchor(*row)
+
+
+def prune_records(conn: sqlite3.Connection, before: datetime) -> int:
+    """Delete the oldest records, up to the first started at or after `before`; how many."""
+    conn.execute("begin immediate")
+    try:
+        head_seq, pruned_seq = conn.execute(
+            "select head_seq, pruned_seq from tollway_audit_head where id = 1"
+        ).fetchone()
+        (young,) = conn.execute(
+            "select min(seq) from tollway_audit where started_at >= ?", (utc_text(before),)
+        ).fetchone()
+        last = last_prunable_seq(young, head_seq)
+        deleted = 0
+        if last > pruned_seq:
+            found = conn.execute(
+                "select seq, hash from tollway_audit where seq <= ? order by seq desc limit 1", (last,)
+            ).fetchone()
+            if found is not None:
+                deleted = conn.execute("delete from tollway_audit where seq <= ?", (found[0],)).rowcount
+                conn.execute(
+                    "update tollway_audit_head set pruned_seq = ?, pruned_hash = ? where id = 1", found
+                )
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    conn.execute("commit")
+    return deleted
+
+
+def _period(start: datetime | None, end: datetime | None) -> tuple[str, tuple[str, ...]]:
+    clauses: list[str] = []
+    params: list[str] = []
+    if start is not None:
+        clauses.append("started_at >= ?")
+        params.append(utc_text(start))
+    if end is not None:
+        clauses.append("started_at < ?")
+        params.append(utc_text(end))
+    return (" where " + " and ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _links(rows: list[tuple[object, ...]]) -> list[ChainLink]:
+    links = []
+    for row in rows:
+        seq, request_id, started_at, *rest = row
+        links.append(ChainLink(seq, request_id, datetime.fromisoformat(str(started_at)), *rest))  # type: ignore[arg-type]
+    return links
