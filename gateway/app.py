@@ -12,9 +12,11 @@ import msgspec
 from aiohttp import web
 
 from gateway.admin import AdminApi
+from gateway.admin_targets import targets_handler
 from gateway.auth import KeyRing, Principal, principal_of
 from gateway.config import Config
 from gateway.context import new_request_id
+from gateway.cooldowns import CooldownSync
 from gateway.errors import GatewayError, error_response
 from gateway.keys import KeyRecord, hash_secret
 from gateway.keysync import KeySync
@@ -117,7 +119,12 @@ def build_app(config: Config) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # The router's ClientSessions need a running loop, so they are made here, not above.
-        router = Router(config)
+        router = Router(config, on_breaker_change=metrics.breaker_changed)
+        metrics.track_targets(router.target_states)
+        # Cooldowns shared by every process on this Redis; without it they are per process.
+        cooldowns = CooldownSync(storage.redis_url, router.breakers, metrics) if storage.redis_url else None
+        if cooldowns is not None:
+            cooldowns.start()
         request_log = RequestLog(config.logging.request_log)
         gateway = Gateway(ring, router, metrics, request_log, config.server.max_body_bytes)
         if sync is not None:
@@ -128,6 +135,8 @@ def build_app(config: Config) -> web.Application:
             await sync.aclose()
         if store is not None:
             await store.close()
+        if cooldowns is not None:
+            await cooldowns.aclose()
         await router.aclose()
         request_log.close()
 
@@ -165,6 +174,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/admin/targets", targets_handler(ring, lambda: app[GATEWAY].router.target_states()))
     return app
 
 

@@ -8,6 +8,7 @@ import time
 from typing import Final
 
 from adapters.schema import Usage
+from gateway.requestlog import AttemptRecord
 
 # A random per-process prefix and a counter: unique across processes and restarts without a
 # syscall per request (os.urandom was a measurable share of a small request).
@@ -23,6 +24,7 @@ class RequestContext:
     """What the pipeline learns about a request as it goes, read once at the end to observe it."""
 
     __slots__ = (
+        "attempts",
         "endpoint",
         "error_code",
         "error_kind",
@@ -54,6 +56,7 @@ class RequestContext:
         self.usage: Usage | None = None
         self.error_code: str | None = None
         self.error_kind: str | None = None
+        self.attempts: list[AttemptRecord] = []  # every upstream call, in the order they started
 
     def mark_first_byte(self) -> None:
         if self.first_byte_at is None:

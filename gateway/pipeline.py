@@ -1,7 +1,9 @@
-"""One request end to end, read top to bottom: authenticate, decode, plan, build, send, relay,
+"""One request end to end, read top to bottom: authenticate, decode, plan, dispatch, relay,
 and a `finally` that observes, so refusals, failures and disconnects are all recorded.
 
-Everything before the upstream call is synchronous and in memory.
+Everything before the upstream calls is synchronous and in memory. `dispatch` makes the calls
+(fallback, retries, hedging: gateway/dispatch.py) and returns the one that answered, before
+anything has been sent; only then is the client response written.
 """
 
 from __future__ import annotations
@@ -14,25 +16,19 @@ from typing import Final
 from aiohttp import web
 
 from adapters import openai as openai_format
-from adapters.base import ErrorKind, InvalidRequest, InvalidUpstreamAnswer, UpstreamRequest
+from adapters.base import InvalidRequest
 from gateway.auth import KeyRing
 from gateway.context import RequestContext
-from gateway.credentials import redact
-from gateway.errors import (
-    GatewayError,
-    bad_request,
-    body_too_large,
-    error_response,
-    upstream_timeout,
-    upstream_unreachable,
-)
+from gateway.dispatch import Answer, Dispatcher, Job
+from gateway.errors import GatewayError, bad_request, body_too_large, error_response
 from gateway.metrics import Metrics
 from gateway.relay import relay_stream
 from gateway.requestlog import RequestLog, RequestRecord
-from gateway.router import Router, RouteTarget
-from gateway.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
+from gateway.router import Router
 
 CLIENT_CLOSED: Final = 499  # nginx's convention for "the client hung up before the answer"
+# A stream that broke after the commit: the target's failure, counted against its breaker.
+_STREAM_FAILURES: Final = frozenset({502, 504})
 
 Decode = Callable[[bytes], openai_format.PassthroughRequest]
 
@@ -53,6 +49,7 @@ class Gateway:
         self.metrics = metrics
         self.request_log = request_log
         self.max_body_bytes = max_body_bytes
+        self.dispatcher = Dispatcher(metrics)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         return await self._forward(request, "chat", openai_format.decode_chat_request)
@@ -73,31 +70,21 @@ class Gateway:
                 raise bad_request(exc.message, exc.param) from None
             ctx.model = client_request.model
             ctx.stream = client_request.stream
-            route = self.router.plan(client_request.model)
+            plan = self.router.plan(client_request.model, principal.regions)
             principal.check_model(client_request.model)
-            target = route.targets[0]
-            ctx.provider = target.provider
-            ctx.target_model = target.target.model
+            job = Job(client_request, endpoint, "chatcmpl-" + ctx.request_id[4:], int(ctx.started_wall))
+            answer = await self.dispatcher.dispatch(plan, job, ctx)
             try:
-                upstream_request = target.dialect.build(client_request, target.target, endpoint)
-            except InvalidRequest as exc:
-                raise bad_request(exc.message, exc.param) from None
-            upstream = await self._send(upstream_request, target)
-            try:
-                if upstream.status >= 400:
-                    raise await self._upstream_error(upstream, target)
-                if client_request.stream:
-                    relay = target.dialect.stream_relay(
-                        target.target,
-                        client_request.client_wants_usage,
-                        client_request.model,
-                        "chatcmpl-" + ctx.request_id[4:],
-                        int(ctx.started_wall),
-                    )
-                    return await relay_stream(request, upstream, ctx, relay, target.provider)
-                return await self._answer(upstream, client_request.model, target, ctx)
+                headers = {
+                    "x-request-id": ctx.request_id,
+                    "x-tollway-target": answer.target.label,
+                    "x-tollway-attempts": str(plan.calls),
+                }
+                if answer.stream is not None:
+                    return await relay_stream(request, answer.stream, ctx, headers)
+                return self._answer(answer, ctx, headers)
             finally:
-                upstream.close()
+                answer.close(failed=ctx.status in _STREAM_FAILURES)
         except GatewayError as err:
             ctx.status = err.status
             ctx.error_code = err.code
@@ -117,80 +104,11 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             raise body_too_large(limit) from None
 
-    async def _send(self, upstream_request: UpstreamRequest, target: RouteTarget) -> UpstreamResponse:
-        try:
-            return await target.transport.send(upstream_request, target.timeouts)
-        except UpstreamTimeout:
-            self.metrics.upstream_error(target.provider, ErrorKind.TIMEOUT.value)
-            raise upstream_timeout(target.provider) from None
-        except UpstreamUnreachable as exc:
-            self.metrics.upstream_error(target.provider, ErrorKind.SERVER.value)
-            raise upstream_unreachable(target.provider, str(exc)) from None
-
-    async def _answer(
-        self, upstream: UpstreamResponse, model: str, target: RouteTarget, ctx: RequestContext
-    ) -> web.Response:
-        try:
-            raw = await upstream.read()
-        except UpstreamTimeout:
-            raise upstream_timeout(target.provider) from None
-        except UpstreamUnreachable as exc:
-            raise upstream_unreachable(target.provider, str(exc)) from None
-        try:
-            body, ctx.usage = target.dialect.answer(raw, model, target.target)
-        except InvalidUpstreamAnswer:
-            raise GatewayError(
-                502,
-                f"provider '{target.provider}' sent an answer that is not valid JSON",
-                type="upstream_error",
-                code="upstream_invalid_answer",
-                fault="provider",
-            ) from None
+    def _answer(self, answer: Answer, ctx: RequestContext, headers: dict[str, str]) -> web.Response:
+        ctx.usage = answer.usage
         ctx.mark_first_byte()
         ctx.status = 200
-        return web.Response(
-            body=body, content_type="application/json", headers={"x-request-id": ctx.request_id}
-        )
-
-    async def _upstream_error(self, upstream: UpstreamResponse, target: RouteTarget) -> GatewayError:
-        """The client's view of a provider's error answer.
-
-        The provider's 4xx reaches the client with its status and message (a bad parameter is the
-        client's to fix), except 401/403: those say the gateway's own provider credentials are
-        wrong, which is the operator's problem, and the provider's text may quote part of the key.
-        Anything else is a 502.
-        """
-        error = target.dialect.classify_error(upstream.status, upstream.headers, await upstream.read_error())
-        self.metrics.upstream_error(target.provider, error.kind.value)
-        message = redact(error.message, target.secrets)
-        if error.kind is ErrorKind.AUTH:
-            return GatewayError(
-                502,
-                f"provider '{target.provider}' rejected the gateway's credentials (HTTP {error.status})",
-                type="upstream_error",
-                code="upstream_auth",
-                fault="gateway",
-            )
-        if 400 <= upstream.status < 500:
-            headers = None
-            if error.retry_after_s is not None:
-                headers = {"Retry-After": str(max(1, round(error.retry_after_s)))}
-            return GatewayError(
-                upstream.status,
-                message,
-                type=error.type or "invalid_request_error",
-                code=error.code,
-                param=error.param,
-                fault="caller" if upstream.status != 429 else "provider",
-                headers=headers,
-            )
-        return GatewayError(
-            502,
-            f"provider '{target.provider}' failed (HTTP {upstream.status}): {message}",
-            type="upstream_error",
-            code="upstream_error",
-            fault="provider",
-        )
+        return web.Response(body=answer.body, content_type="application/json", headers=headers)
 
     def _observe(self, ctx: RequestContext) -> None:
         now = time.perf_counter()
@@ -221,5 +139,7 @@ class Gateway:
                 tokens_in=usage.prompt_tokens if usage is not None else None,
                 tokens_out=usage.completion_tokens if usage is not None else None,
                 error_code=ctx.error_code,
+                error_kind=ctx.error_kind,
+                attempts=ctx.attempts or None,
             )
         )

@@ -1,11 +1,16 @@
 """Writes upstream answers to the client: a JSON body, or SSE events as they arrive.
 
-Once a stream's first event has gone out, the status line is gone too: failures after that point
-travel in-band as an SSE `data: {"error": ...}` event, which the official SDKs raise as APIError.
+A stream is relayed in two phases. `start_stream` reads the upstream until its first event has
+been turned into bytes for the client; nothing has been sent yet, so a failure up to there lets
+the request fall back to another target. `relay_stream` then commits: it prepares the client
+response, writes those bytes and relays the rest. From the commit on the status line is gone, so
+failures travel in-band as an SSE `data: {"error": ...}` event, which the official SDKs raise as
+APIError: a stream never ends silently truncated.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from typing import Final
 
 from aiohttp import web
@@ -13,7 +18,7 @@ from aiohttp import web
 from gateway.context import RequestContext
 from gateway.dialects import Relay
 from gateway.errors import GatewayError, error_body
-from gateway.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream import UpstreamTimeout, UpstreamUnreachable
 
 SSE_HEADERS: Final = {
     "Content-Type": "text/event-stream",
@@ -27,33 +32,62 @@ def sse_error_event(err: GatewayError) -> bytes:
     return b"data: " + error_body(err.message, err.type, err.code, err.param) + b"\n\n"
 
 
+class StartedStream:
+    """An upstream stream read up to its first output for the client, not yet committed to."""
+
+    __slots__ = ("chunks", "ended", "first", "provider", "relay")
+
+    def __init__(
+        self, chunks: AsyncIterator[bytes], relay: Relay, provider: str, first: bytes, ended: bool
+    ) -> None:
+        self.chunks = chunks
+        self.relay = relay
+        self.provider = provider
+        self.first = first  # b"" when the upstream ended before producing any output
+        self.ended = ended  # the upstream has finished: nothing more to read
+
+
+async def start_stream(chunks: AsyncIterator[bytes], relay: Relay, provider: str) -> StartedStream:
+    """Read the upstream stream until the relay produces bytes for the client.
+
+    Raises UpstreamTimeout or UpstreamUnreachable as the upstream's reads do. Nothing is written
+    to the client here, so the caller may still fall back to another target.
+    """
+    async for data in chunks:
+        out = relay.feed(data)
+        if out:
+            return StartedStream(chunks, relay, provider, out, False)
+    return StartedStream(chunks, relay, provider, relay.close(), True)
+
+
 async def relay_stream(
-    request: web.Request,
-    upstream: UpstreamResponse,
-    ctx: RequestContext,
-    relay: Relay,
-    provider: str,
+    request: web.Request, stream: StartedStream, ctx: RequestContext, headers: Mapping[str, str]
 ) -> web.StreamResponse:
-    """Relay a stream chunk by chunk as OpenAI SSE (the dialect's relay does any translation);
-    usage lands in `ctx.usage`.
+    """Commit to a started stream: prepare the client response (with `headers`), send its first
+    output and relay the rest as OpenAI SSE (the dialect's relay does any translation); usage
+    lands in `ctx.usage`.
 
     Returns the prepared response. A client that hangs up ends the loop (ConnectionResetError or
     cancellation); the caller closes the upstream, which stops the provider.
     """
-    response = web.StreamResponse(headers={**SSE_HEADERS, "x-request-id": ctx.request_id})
+    relay = stream.relay
+    provider = stream.provider
+    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
     await response.prepare(request)
     ctx.status = 200
+    ctx.mark_first_byte()
+    await response.write(stream.first)
     failure: GatewayError | None = None
     try:
-        async for data in upstream.chunks():
-            out = relay.feed(data)
+        if not stream.ended:
+            # Read to the end even after [DONE], so the connection goes back to the pool.
+            async for data in stream.chunks:
+                out = relay.feed(data)
+                if out:
+                    await response.write(out)
+            out = relay.close()
             if out:
-                ctx.mark_first_byte()
                 await response.write(out)
-        out = relay.close()
-        if out:
-            ctx.mark_first_byte()
-            await response.write(out)
         if not relay.done and relay.error is None:
             failure = GatewayError(
                 502,

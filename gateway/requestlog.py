@@ -17,6 +17,17 @@ from typing import IO, Final
 import msgspec
 
 
+class AttemptRecord(msgspec.Struct, omit_defaults=True):
+    """One upstream call of a request: the target ("provider/model"), the upstream's status when
+    it answered, the failure kind when it failed (`cancelled`: a hedged call that lost), and how
+    long it took to its answer or failure, in milliseconds."""
+
+    target: str
+    ms: float = 0.0
+    status: int | None = None
+    error: str | None = None
+
+
 class RequestRecord(msgspec.Struct, omit_defaults=True):
     """What the log says about one request. Never carries a prompt, an answer or a secret."""
 
@@ -35,6 +46,7 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     tokens_out: int | None = None
     error_code: str | None = None
     error_kind: str | None = None
+    attempts: list[AttemptRecord] | None = None
 
 
 _encode: Final = msgspec.json.Encoder()

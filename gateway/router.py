@@ -1,29 +1,52 @@
 """Logical model names to the targets that serve them, and the transports to reach each provider.
 
-Built once from the config; a reload builds a new Router and swaps it in. Fallback order, retries
-and cooldowns come in a later issue; today a route's first target serves it.
+A route is a fallback chain: steps tried in order, each step one target or a pool of targets that
+share the load. Every target (a provider and the model it runs there) has one breaker and one set
+of load numbers, shared by every logical model that uses it. `plan` applies the caller's region
+restriction and hands out a Plan (gateway/attempts.py), which walks the chain for one request.
+
+Built once from the config; a reload builds a new Router and swaps it in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
 import msgspec
 
 from adapters.base import DEFAULT_MAX_TOKENS, Target
-from gateway.config import AnthropicProvider, AzureProvider, Config, MockProvider, Provider, Timeouts
+from gateway.attempts import Plan
+from gateway.balance import Strategy, TargetStats
+from gateway.breaker import Breaker, BreakerState, Clock
+from gateway.config import (
+    AnthropicProvider,
+    AzureProvider,
+    Config,
+    MockProvider,
+    ModelConfig,
+    Provider,
+    Timeouts,
+)
 from gateway.credentials import auth_headers, secrets_of
 from gateway.dialects import Dialect, dialect_for
-from gateway.errors import model_not_found
+from gateway.errors import GatewayError, model_not_found
 from gateway.mock_transport import MockTransport
 from gateway.upstream import HttpTransport, Transport
 
 MOCK_BASE_URL: Final = "mock://local"
+# Distinct (model, regions) pairs remembered; region sets come from keys, so a handful in practice.
+MAX_REGIONAL_ROUTES: Final = 4096
 
 
 class RouteTarget(msgspec.Struct, frozen=True):
-    """One concrete place a logical model can be served, with all it needs to call it."""
+    """One concrete place a logical model can be served, with all it needs to call it.
+
+    `label` is "provider/model", the name of the target in headers, logs, metrics and Redis;
+    `breaker` and `stats` are shared by every route that uses the same label.
+    """
 
     provider: str
     kind: str
@@ -32,11 +55,32 @@ class RouteTarget(msgspec.Struct, frozen=True):
     transport: Transport
     timeouts: Timeouts
     secrets: tuple[str, ...]
+    label: str = ""
+    region: str | None = None
+    weight: int = 1
+    on_context_length: bool = False
+    breaker: Breaker = msgspec.field(default_factory=lambda: Breaker(3, 30.0))
+    stats: TargetStats = msgspec.field(default_factory=TargetStats)
+
+
+Step = tuple[RouteTarget, ...]  # one place in the chain: a single target, or a pool
 
 
 class Route(msgspec.Struct, frozen=True):
+    """A logical model's fallback chain and how to walk it."""
+
     model: str
-    targets: tuple[RouteTarget, ...]
+    chain: tuple[Step, ...]
+    retry_attempts: int = 1
+    backoff_s: float = 0.2
+    max_wait_s: float = 5.0
+    balance: Strategy = "weighted"
+    hedge_after_s: float | None = None
+
+    @property
+    def targets(self) -> tuple[RouteTarget, ...]:
+        """Every target of the chain, in order."""
+        return tuple(target for step in self.chain for target in step)
 
 
 def build_transport(provider: Provider) -> Transport:
@@ -65,21 +109,63 @@ def build_target(name: str, provider: Provider, model: str) -> Target:
     return Target(name, provider.base_url.rstrip("/"), model, api_version, default_max_tokens)
 
 
-class Router:
-    """Resolves a logical model name to its route."""
+class TargetState(msgspec.Struct, frozen=True):
+    """What this process knows of one target right now (for GET /admin/targets and metrics)."""
 
-    def __init__(self, config: Config) -> None:
+    target: str
+    provider: str
+    model: str
+    region: str | None
+    state: str
+    failures: int
+    last_failure: str | None
+    cooldown_remaining_s: float
+    inflight: int
+    latency_ms: float | None
+    models: list[str]
+
+
+class Router:
+    """Resolves a logical model name (and the caller's regions) to a plan of calls."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        on_breaker_change: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._rng = rng or random.Random()
         self.transports: dict[str, Transport] = {
             name: build_transport(provider) for name, provider in config.providers.items()
         }
         dialects = {
             kind_of(provider): dialect_for(kind_of(provider)) for provider in config.providers.values()
         }
+        self.breakers: dict[str, Breaker] = {}
+        self._stats: dict[str, TargetStats] = {}
+        self._used_by: dict[str, list[str]] = {}
+        self._regions: dict[str, str | None] = {}
         routes: dict[str, Route] = {}
         for model_name, model in config.models.items():
             targets = []
             for target in model.targets:
                 provider = config.providers[target.provider]
+                label = f"{target.provider}/{target.model}"
+                breaker = self.breakers.get(label)
+                if breaker is None:
+                    breaker = Breaker(
+                        provider.breaker.failures, provider.breaker.cooldown_s, clock or time.monotonic
+                    )
+                    if on_breaker_change is not None:
+                        breaker.on_change = _bind(on_breaker_change, label)
+                    self.breakers[label] = breaker
+                    self._stats[label] = TargetStats()
+                    self._used_by[label] = []
+                    self._regions[label] = provider.region
+                if model_name not in self._used_by[label]:
+                    self._used_by[label].append(model_name)
                 targets.append(
                     RouteTarget(
                         provider=target.provider,
@@ -89,18 +175,105 @@ class Router:
                         transport=self.transports[target.provider],
                         timeouts=model.timeout or provider.timeout,
                         secrets=secrets_of(provider),
+                        label=label,
+                        region=provider.region,
+                        weight=target.weight,
+                        on_context_length=target.on_context_length,
+                        breaker=breaker,
+                        stats=self._stats[label],
                     )
                 )
-            routes[model_name] = Route(model_name, tuple(targets))
+            routes[model_name] = _route(model_name, model, targets)
         self.routes: Mapping[str, Route] = routes
+        self._regional: dict[tuple[str, tuple[str, ...]], Route] = {}
 
-    def plan(self, model: str) -> Route:
-        """The route for a logical model; raises GatewayError (404) for an unknown one."""
+    def plan(self, model: str, regions: tuple[str, ...] | None = None) -> Plan:
+        """The plan of calls for one request to a logical model.
+
+        Raises GatewayError: 404 for an unknown model, 403 when `regions` (the caller's residency
+        restriction) leaves none of its targets.
+        """
         route = self.routes.get(model)
         if route is None:
             raise model_not_found(model)
-        return route
+        if regions is not None:
+            route = self._in_regions(route, regions)
+        return Plan(route, self._rng)
+
+    def _in_regions(self, route: Route, regions: tuple[str, ...]) -> Route:
+        key = (route.model, regions)
+        regional = self._regional.get(key)
+        if regional is None:
+            allowed = set(regions)
+            chain = tuple(
+                kept
+                for step in route.chain
+                if (kept := tuple(t for t in step if t.region is not None and t.region in allowed))
+            )
+            if not chain:
+                raise GatewayError(
+                    403,
+                    f"no target of the model '{route.model}' is in the regions this key may use "
+                    f"({', '.join(regions) or 'none'})",
+                    type="permission_error",
+                    code="region_not_allowed",
+                    param="model",
+                    fault="policy",
+                )
+            regional = msgspec.structs.replace(route, chain=chain)
+            if len(self._regional) >= MAX_REGIONAL_ROUTES:
+                self._regional.clear()
+            self._regional[key] = regional
+        return regional
+
+    def target_states(self) -> Iterator[TargetState]:
+        """Every target's breaker and load, as this process sees them now."""
+        for label, breaker in self.breakers.items():
+            provider, _, model = label.partition("/")
+            stats = self._stats[label]
+            yield TargetState(
+                target=label,
+                provider=provider,
+                model=model,
+                region=self._regions[label],
+                state=breaker.state.value,
+                failures=breaker.failures,
+                last_failure=breaker.last_failure_kind,
+                cooldown_remaining_s=round(breaker.remaining_s(), 3),
+                inflight=stats.inflight,
+                latency_ms=None if stats.latency_s is None else round(stats.latency_s * 1000.0, 3),
+                models=list(self._used_by[label]),
+            )
 
     async def aclose(self) -> None:
         for transport in self.transports.values():
             await transport.aclose()
+
+
+def _route(name: str, model: ModelConfig, targets: list[RouteTarget]) -> Route:
+    """Group adjacent targets of one pool into one chain step (the config checks adjacency)."""
+    chain: list[Step] = []
+    previous_pool: str | None = None
+    for config_target, target in zip(model.targets, targets, strict=True):
+        if config_target.pool is not None and config_target.pool == previous_pool:
+            chain[-1] = (*chain[-1], target)
+        else:
+            chain.append((target,))
+        previous_pool = config_target.pool
+    retry = model.retry
+    return Route(
+        name,
+        tuple(chain),
+        retry_attempts=retry.attempts,
+        backoff_s=retry.backoff_ms / 1000.0,
+        max_wait_s=retry.max_wait_ms / 1000.0,
+        balance=model.balance,
+        hedge_after_s=None if model.hedge is None else model.hedge.after_ms / 1000.0,
+    )
+
+
+def _bind(callback: Callable[[str, str], None], label: str) -> Callable[[BreakerState], None]:
+    def changed(state: BreakerState) -> None:
+        callback(label, state.value)
+
+    return changed

@@ -1,0 +1,200 @@
+"""Cooldowns shared through Redis: when one gateway process opens a target's breaker, every
+process sharing the Redis skips that target until the same moment.
+
+Nothing here is on a request's path. A breaker that trips calls `announce`, which only notes the
+cooldown in memory and wakes the publisher task; the publisher writes it to Redis (a key with the
+cooldown's end and a matching expiry, and a pub/sub message). Every process applies the messages
+of the others at once, and re-reads every target's key every POLL_S seconds, which catches up
+after a Redis outage and lets a process that starts later learn the cooldowns already running.
+
+Only the open state is shared: each process counts failures itself, and when a shared cooldown
+ends each process makes its own single probe call. With Redis down, cooldowns are local; a
+warning is logged once per outage and `tollway_cooldown_sync_errors_total` counts the failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Final
+
+import msgspec
+import redis.asyncio as aioredis
+
+from gateway.breaker import Breaker, Clock
+from gateway.metrics import Metrics
+
+log = logging.getLogger("tollway")
+
+CHANNEL: Final = "tollway:cooldowns"
+KEY_PREFIX: Final = "tollway:cooldown:"
+POLL_S: Final = 2.0
+RETRY_S: Final = 1.0
+
+
+class _Announcement(msgspec.Struct, frozen=True):
+    target: str
+    until: float  # wall-clock seconds: the only clock processes (and machines) share
+    origin: str
+
+
+_encode: Final = msgspec.json.Encoder()
+_decode: Final = msgspec.json.Decoder(_Announcement)
+
+
+class CooldownSync:
+    """Publishes this process's breaker trips and applies everyone else's."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        breakers: Mapping[str, Breaker],
+        metrics: Metrics,
+        *,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self._url = redis_url
+        self._breakers = breakers
+        self._metrics = metrics
+        self._clock = clock
+        self._wall = wall
+        self._poll_s = poll_s
+        self._origin = os.urandom(8).hex()
+        self._pending: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._warned = False
+        self.applied = 0  # cooldowns taken over from other processes (for tests and debugging)
+        for label, breaker in breakers.items():
+            breaker.on_trip = self._announcer(label)
+
+    def _announcer(self, label: str) -> Callable[[float], None]:
+        def announce(until: float) -> None:
+            self.announce(label, until)
+
+        return announce
+
+    def announce(self, label: str, until: float) -> None:
+        """Share a cooldown of `label` ending at `until` (breaker clock). In memory only: safe to
+        call on the request path."""
+        until_wall = self._wall() + (until - self._clock())
+        if until_wall > self._pending.get(label, 0.0):
+            self._pending[label] = until_wall
+        self._wake.set()
+
+    def start(self) -> None:
+        for name, loop in (("publish", self._publish_loop), ("listen", self._listen_loop)):
+            self._tasks.append(asyncio.create_task(loop(), name=f"tollway-cooldown-{name}"))
+        self._tasks.append(asyncio.create_task(self._poll_loop(), name="tollway-cooldown-poll"))
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    def apply(self, label: str, until_wall: float) -> None:
+        """Take over a cooldown another process announced (or stored)."""
+        breaker = self._breakers.get(label)
+        if breaker is None:
+            return  # a target this process's config does not have
+        until = self._clock() + (until_wall - self._wall())
+        before = breaker.remaining_s()
+        breaker.trip_until(until)
+        if breaker.remaining_s() > before:
+            self.applied += 1
+
+    def _client(self) -> aioredis.Redis:
+        return aioredis.from_url(self._url, socket_connect_timeout=1, socket_timeout=2)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._metrics.cooldown_sync_errors.inc()
+        if not self._warned:
+            log.warning("redis unreachable, cooldowns are not shared meanwhile: %s", type(exc).__name__)
+            self._warned = True
+
+    def _recovered(self) -> None:
+        if self._warned:
+            log.info("redis reachable again: cooldowns are shared again")
+            self._warned = False
+
+    async def _publish_loop(self) -> None:
+        client = self._client()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                batch, self._pending = self._pending, {}
+                try:
+                    await self._publish(client, batch)
+                    self._recovered()
+                except (aioredis.RedisError, OSError) as exc:
+                    self._failed(exc)
+                    for label, until in batch.items():  # try again later, unless superseded
+                        if until > self._pending.get(label, 0.0):
+                            self._pending[label] = until
+                    await asyncio.sleep(RETRY_S)
+                    self._wake.set()
+        finally:
+            await client.aclose()
+
+    async def _publish(self, client: aioredis.Redis, batch: dict[str, float]) -> None:
+        now = self._wall()
+        async with client.pipeline(transaction=False) as pipe:
+            for label, until in batch.items():
+                ttl_ms = int((until - now) * 1000)
+                if ttl_ms <= 0:
+                    continue
+                pipe.set(KEY_PREFIX + label, repr(until), px=ttl_ms)
+                pipe.publish(CHANNEL, _encode.encode(_Announcement(label, until, self._origin)))
+            await pipe.execute()
+
+    async def _listen_loop(self) -> None:
+        while True:
+            client = aioredis.from_url(self._url, socket_connect_timeout=1)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        try:
+                            announcement = _decode.decode(message["data"])
+                        except msgspec.DecodeError:
+                            continue  # not ours
+                        if announcement.origin != self._origin:
+                            self.apply(announcement.target, announcement.until)
+            except (aioredis.RedisError, OSError) as exc:
+                self._failed(exc)
+                await asyncio.sleep(RETRY_S)
+            finally:
+                await client.aclose()
+
+    async def _poll_loop(self) -> None:
+        labels = list(self._breakers)
+        keys = [KEY_PREFIX + label for label in labels]
+        client = self._client()
+        try:
+            while True:
+                if keys:
+                    try:
+                        values = await client.mget(keys)
+                        self._recovered()
+                    except (aioredis.RedisError, OSError) as exc:
+                        self._failed(exc)
+                    else:
+                        for label, value in zip(labels, values, strict=True):
+                            if value is not None:
+                                with contextlib.suppress(ValueError):
+                                    self.apply(label, float(value))
+                await asyncio.sleep(self._poll_s)
+        finally:
+            await client.aclose()
