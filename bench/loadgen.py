@@ -169,7 +169,8 @@ class ResponseParser:
     def _payload(self, buf: bytearray, start: int, end: int) -> None:
         if not self.first_data_at:
             self.first_data_at = perf_counter()
-        self.tail = (self.tail + bytes(buf[max(start, end - 32) : end]))[-32:]
+        # 128 bytes: [DONE] may be followed by a short trailer (tollway's overhead comment).
+        self.tail = (self.tail + bytes(buf[max(start, end - 128) : end]))[-128:]
 
 
 class Connection(asyncio.Protocol):

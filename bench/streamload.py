@@ -92,13 +92,18 @@ class EventParser(ResponseParser):
         super().reset()
         self.event_ends = 0
         self._held_lf = False
+        self._after_blank = False
 
     def _payload(self, buf: bytearray, start: int, end: int) -> None:
         super()._payload(buf, start, end)
-        ends = buf.count(b"\n\n", start, end)
+        # A comment block (`: ...`, e.g. tollway's trailing overhead comment) is not an event.
+        ends = buf.count(b"\n\n", start, end) - buf.count(b"\n\n:", start, end)
         if self._held_lf and buf[start] == 0x0A:
             ends += 1  # the blank line was split across two reads or chunks
+        if self._after_blank and buf[start] == 0x3A:
+            ends -= 1  # a comment block starting right after the previous read's blank line
         self._held_lf = buf[end - 1] == 0x0A and not (end - start >= 2 and buf[end - 2] == 0x0A)
+        self._after_blank = end - start >= 2 and buf[end - 2 : end] == b"\n\n"
         self.event_ends += ends
 
 

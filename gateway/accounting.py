@@ -94,6 +94,8 @@ class Accountant:
         self._store_warned = False
         self._spool_warned = False
         self._unsynced = False
+        # Told (with the queue length) when records start going to the disk spool: an alert.
+        self.on_spooling: Callable[[int], None] | None = None
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -168,9 +170,10 @@ class Accountant:
         self._closing = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Bounded: a task that swallowed its cancellation (asyncio.wait_for in 3.11 can) must not
+        # keep shutdown waiting; `_closing` ends its loop at the next turn anyway.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=max(timeout_s, 0.1))
         for segment in self._spool.owned():
             if segment.done and not self._queue and not self._backlog:
                 self._spool.remove(segment)
@@ -301,6 +304,8 @@ class Accountant:
         if not self._store_warned:
             log.warning("the accounting queue is full: spooling audit records to disk")
         self._spooling = True
+        if self.on_spooling is not None:
+            self.on_spooling(len(self._queue))
         self._generation += 1
         self._spool.rotate()
         self._backlog.extend(self._live)

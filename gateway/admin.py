@@ -76,7 +76,7 @@ class AdminApi:
         self._redis_url = redis_url
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        guard = self._guard
+        guard = self.guard
         router.add_post("/admin/keys", guard(self.create_key))
         router.add_get("/admin/keys", guard(self.list_keys))
         router.add_get("/admin/keys/{id}", guard(self.get_key))
@@ -88,7 +88,7 @@ class AdminApi:
         router.add_patch("/admin/teams/{id}", guard(self.patch_team))
         router.add_delete("/admin/teams/{id}", guard(self.delete_team))
 
-    def _guard(self, handler: Handler) -> Handler:
+    def guard(self, handler: Handler) -> Handler:
         """Master key only; every failure in the OpenAI error shape."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,21 +12,36 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
+from gateway.accounting import Accountant
 from gateway.admin import AdminApi
 from gateway.admin_targets import targets_handler
+from gateway.alerts import Alerter, spooling_started
 from gateway.auth import KeyRing, Principal, principal_of
+from gateway.budgetpolicy import BudgetPolicy
+from gateway.budgets import BudgetBook
+from gateway.cache import ResponseCache
 from gateway.config import Config
 from gateway.context import new_request_id
 from gateway.cooldowns import CooldownSync
 from gateway.errors import GatewayError, error_response
+from gateway.fleetsync import FleetSync
+from gateway.guardrails import GuardrailSet
+from gateway.hooks import breaker_hook, budget_hook
 from gateway.keys import KeyRecord, hash_secret
 from gateway.keysync import KeySync
+from gateway.limitpolicy import LimitPolicy
+from gateway.limits import Limiter
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.pipeline import Gateway
+from gateway.pricing import PriceTable
+from gateway.reports import add_report_routes
 from gateway.requestlog import RequestLog
 from gateway.router import Router
-from gateway.store import open_store
+from gateway.services import Services
+from gateway.spendsource import StoreSpendSource
+from gateway.store import StoreUnavailable, open_store
+from gateway.tracing import build_tracer
 
 GATEWAY: Final = web.AppKey("gateway", Gateway)
 CONFIG: Final = web.AppKey("config", Config)
@@ -115,28 +131,103 @@ def build_app(config: Config) -> web.Application:
     storage = config.storage
     store = open_store(storage.database_url) if storage.database_url else None
     sync = KeySync(ring, store, storage.key_refresh_s, storage.redis_url) if store is not None else None
-    AdminApi(ring, store, sync, storage.redis_url).add_routes(app.router)
+    admin = AdminApi(ring, store, sync, storage.redis_url)
+    admin.add_routes(app.router)
+
+    prices = PriceTable.from_config(config, metrics)
+    accountant = (
+        Accountant(store, storage.spool_dir, metrics, retention_days=storage.retention_days)
+        if store is not None
+        else None
+    )
+    if store is not None:
+        add_report_routes(
+            app.router, admin.guard, store, {str(c): r for c, r in config.budgets.rates.items()}
+        )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        # The router's ClientSessions need a running loop, so they are made here, not above.
-        router = Router(config, on_breaker_change=metrics.breaker_changed)
+        # Everything that holds a ClientSession, a Redis client or a task needs a running loop,
+        # so it is made here, not above.
+        alerter = Alerter(config.alerts)
+        alerter.start()
+        router = Router(config, on_breaker_change=breaker_hook(metrics, alerter, lambda: router))
         metrics.track_targets(router.target_states)
         # Cooldowns shared by every process on this Redis; without it they are per process.
         cooldowns = CooldownSync(storage.redis_url, router.breakers, metrics) if storage.redis_url else None
         if cooldowns is not None:
             cooldowns.start()
+        limiter = Limiter(retry_hint_s=config.limits.sync_interval_s)
+        book = BudgetBook(
+            config.budgets, on_threshold=budget_hook(alerter), retry_hint_s=config.budgets.sync_interval_s
+        )
+        fleet = (
+            [
+                FleetSync(
+                    source,
+                    storage.redis_url,
+                    prefix="tollway:",
+                    interval_s=interval,
+                    component=name,
+                    on_health=functools.partial(metrics.fleet_sync, name),
+                )
+                for source, name, interval in (
+                    (limiter, "limits", config.limits.sync_interval_s),
+                    (book, "budgets", config.budgets.sync_interval_s),
+                )
+            ]
+            if storage.redis_url
+            else []
+        )
+        cache = ResponseCache(config.cache, {n: m.cache for n, m in config.models.items()}, storage.redis_url)
+        cache.start()
+        tracer = build_tracer(config.tracing)
+        if accountant is not None:
+            accountant.on_spooling = lambda queued: alerter.notify(
+                spooling_started(reason="store unavailable or slow", queued=queued)
+            )
+            await accountant.start()
+        if store is not None:
+            try:
+                await store.migrate()
+                await book.load(StoreSpendSource(store))
+            except StoreUnavailable as exc:
+                # Serve anyway: keys come in when the store is back (KeySync retries), records
+                # are spooled; only the budgets' memory of earlier spend is missing meanwhile.
+                log.warning("budgets start from zero: the store is unavailable (%s)", exc)
+        for sync_ in fleet:
+            sync_.start()
+        services = Services(
+            limiter=limiter,
+            limit_policy=LimitPolicy(config),
+            book=book,
+            budget_policy=BudgetPolicy(config.budgets),
+            prices=prices,
+            cache=cache,
+            rails=GuardrailSet({n: m.guardrails for n, m in config.models.items()}),
+            tracer=tracer,
+            accountant=accountant,
+            content_policy=config.logging.content,
+        )
         request_log = RequestLog(config.logging.request_log)
-        gateway = Gateway(ring, router, metrics, request_log, config.server.max_body_bytes)
+        gateway = Gateway(ring, router, metrics, request_log, config.server.max_body_bytes, services)
         if sync is not None:
             sync.start()
         app[GATEWAY] = gateway
         yield
+        # Shutdown: in-flight requests have finished (or been cut at the grace deadline).
         if sync is not None:
             await sync.aclose()
+        for sync_ in fleet:
+            await sync_.aclose()
+        if accountant is not None:
+            await accountant.aclose()
         if store is not None:
             await store.close()
         if cooldowns is not None:
             await cooldowns.aclose()
+        await cache.aclose()
+        await tracer.aclose()
+        await alerter.aclose()
         await router.aclose()
         request_log.close()
 

@@ -59,6 +59,9 @@ class ServerConfig(_Section, frozen=True):
 class LoggingConfig(_Section, frozen=True):
     # Where the per-request JSON lines go: "stdout", "stderr", "off" or a file path.
     request_log: str = "stdout"
+    # What the audit record keeps of prompts and answers: full, masked (PII masked), hash (a
+    # SHA-256 digest: proves what was sent without keeping it) or none.
+    content: Literal["full", "masked", "hash", "none"] = "hash"
 
 
 class StorageConfig(_Section, frozen=True):

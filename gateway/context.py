@@ -24,13 +24,21 @@ class RequestContext:
     """What the pipeline learns about a request as it goes, read once at the end to observe it."""
 
     __slots__ = (
+        "accounted",
+        "answer_text",
         "attempts",
+        "cache_hit",
+        "client_ip",
+        "completed",
+        "cost_micros",
         "endpoint",
         "error_code",
         "error_kind",
         "first_byte_at",
+        "flags",
         "key_id",
         "model",
+        "prompt_text",
         "provider",
         "request_id",
         "started",
@@ -38,7 +46,10 @@ class RequestContext:
         "status",
         "stream",
         "target_model",
+        "team_id",
+        "upstream_s",
         "usage",
+        "user",
     )
 
     def __init__(self, endpoint: str) -> None:
@@ -57,6 +68,23 @@ class RequestContext:
         self.error_code: str | None = None
         self.error_kind: str | None = None
         self.attempts: list[AttemptRecord] = []  # every upstream call, in the order they started
+        self.team_id: str | None = None
+        self.user: str | None = None  # the request's end-user id (`user` field)
+        self.client_ip: str | None = None
+        self.cache_hit = False
+        self.flags: list[str] = []  # guardrail findings (categories, never values)
+        self.cost_micros = 0
+        # Time spent waiting on upstreams; what is left of the total is the gateway's overhead.
+        self.upstream_s = 0.0
+        # The answer went out whole ([DONE] relayed): a client hanging up after it is not a 499.
+        self.completed = False
+        self.accounted = False  # the audit record was handed to the accountant
+        self.prompt_text: str | None = None
+        self.answer_text: str | None = None
+
+    def overhead_ms(self) -> float:
+        """Time in the gateway so far, less the time waiting on upstreams."""
+        return max(0.0, (time.perf_counter() - self.started - self.upstream_s) * 1000.0)
 
     def mark_first_byte(self) -> None:
         if self.first_byte_at is None:

@@ -232,6 +232,9 @@ class Dispatcher:
         finally:
             elapsed = time.perf_counter() - started
             record.ms = round(elapsed * 1000.0, 3)
+            # Upstream time (with the few microseconds of parsing an answer): the gateway's
+            # overhead is what is left. Hedged calls overlap, so overhead is then a lower bound.
+            ctx.upstream_s += elapsed
             self._settle(call, record, upstream, outcome, elapsed)
 
     def _settle(

@@ -17,6 +17,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# The gateway's own time per request is counted in fractions of a millisecond.
+OVERHEAD_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -45,6 +47,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.overhead = Histogram(
+            "tollway_overhead_seconds",
+            "Time a request spent in the gateway itself: total time less the wait on upstreams.",
+            ("route",),
+            buckets=OVERHEAD_BUCKETS,
+            registry=self.registry,
+        )
+        self._overhead_by_route: dict[str, _HistogramChild] = {}
         self.tokens = Counter(
             "tollway_tokens",
             "Tokens reported by providers, by logical model and direction (prompt, completion).",
@@ -175,6 +185,12 @@ class Metrics:
             per_model[1].inc(prompt_tokens)
         if completion_tokens:
             per_model[2].inc(completion_tokens)
+
+    def observe_overhead(self, route: str, seconds: float) -> None:
+        child = self._overhead_by_route.get(route)
+        if child is None:
+            child = self._overhead_by_route[route] = self.overhead.labels(route)
+        child.observe(seconds)
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(provider, kind).inc()

@@ -17,16 +17,32 @@ from aiohttp import web
 
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
+from adapters.schema import usage_of
+from gateway.attempts import Plan
 from gateway.auth import KeyRing
+from gateway.bookkeeping import Booking, answer_text, prompt_text, record, settle
+from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
+from gateway.cache_stream import AnswerAccumulator, replay_stream
 from gateway.context import RequestContext
 from gateway.dispatch import Answer, Dispatcher, Job
 from gateway.errors import GatewayError, bad_request, body_too_large, error_response
+from gateway.facts import request_facts
+from gateway.guardrails import Guardrails, Screened
+from gateway.limitpolicy import estimate_tokens
 from gateway.metrics import Metrics
-from gateway.relay import relay_stream
+from gateway.records import ContentPolicy
+from gateway.relay import SSE_HEADERS, relay_stream
 from gateway.requestlog import RequestLog, RequestRecord
 from gateway.router import Router
+from gateway.services import Services
+from gateway.taps import AnswerTap
 
 CLIENT_CLOSED: Final = 499  # nginx's convention for "the client hung up before the answer"
+OVERHEAD_HEADER: Final = "x-tollway-overhead-ms"
+# Output tokens assumed for limits and budgets when the client sets no max_tokens.
+DEFAULT_OUTPUT_ESTIMATE: Final = 1024
+# Streamed answers longer than this are accounted by their hash only.
+MAX_ACCOUNTED_ANSWER_BYTES: Final = 1024 * 1024
 # A stream that broke after the commit: the target's failure, counted against its breaker.
 _STREAM_FAILURES: Final = frozenset({502, 504})
 
@@ -43,12 +59,14 @@ class Gateway:
         metrics: Metrics,
         request_log: RequestLog,
         max_body_bytes: int,
+        services: Services,
     ) -> None:
         self.keyring = keyring
         self.router = router
         self.metrics = metrics
         self.request_log = request_log
         self.max_body_bytes = max_body_bytes
+        self.services = services
         self.dispatcher = Dispatcher(metrics)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
@@ -58,31 +76,76 @@ class Gateway:
         return await self._forward(request, "embeddings", openai_format.decode_embeddings_request)
 
     async def _forward(self, request: web.Request, endpoint: str, decode: Decode) -> web.StreamResponse:
+        services = self.services
         ctx = RequestContext(endpoint)
+        span = services.tracer.start(ctx, request.headers)
+        booking = Booking()
+        policy = services.content_policy
         try:
             principal = self.keyring.authenticate(request.headers)
             ctx.key_id = principal.key_id
+            ctx.team_id = principal.team_id
+            ctx.client_ip = request.remote
             principal.check_endpoint(endpoint)
             body = await self._read_body(request)
             try:
                 client_request = decode(body)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
-            ctx.model = client_request.model
+            ctx.model = model = client_request.model
             ctx.stream = client_request.stream
-            plan = self.router.plan(client_request.model, principal.regions)
-            principal.check_model(client_request.model)
+            plan = self.router.plan(model, principal.regions)
+            principal.check_model(model)
+            facts = request_facts(client_request.fields)
+            ctx.user = facts.user
+            if policy in ("full", "masked") and endpoint == "chat":
+                ctx.prompt_text = prompt_text(body)
+            elif policy == "hash":
+                ctx.prompt_text = body.decode("utf-8", "replace")
+
+            # Guardrails first: the cache key and the upstream see the masked prompt.
+            guard = services.rails.for_model(model) if endpoint == "chat" else None
+            screened = guard.screen(client_request) if guard is not None else None
+            if screened is not None:
+                ctx.flags.extend(screened.flags)
+            cache_plan = services.cache.plan(
+                endpoint, client_request, request.headers, ctx.key_id, ctx.team_id
+            )
+            headers = {"x-request-id": ctx.request_id}
+            if cache_plan is not None:
+                headers.update(MISS_HEADERS)
+                hit = await services.cache.lookup(cache_plan)
+                if hit is not None:
+                    return await self._serve_hit(
+                        request, hit, client_request, guard, screened, ctx, headers, policy
+                    )
+
+            # Limits and budget: decided in memory, settled in the finally.
+            booking.admission = services.limiter.admit(
+                services.limit_policy.subjects(principal, model, None, ctx.user),
+                estimate_tokens(len(body), facts.max_tokens or DEFAULT_OUTPUT_ESTIMATE),
+            )
+            budget_subjects = services.budget_policy.subjects(principal, ctx.user)
+            if budget_subjects:
+                booking.worst_case_micros = self._worst_case(plan, len(body), facts.max_tokens)
+                booking.reservation = services.book.reserve(budget_subjects, booking.worst_case_micros)
+
             job = Job(client_request, endpoint, "chatcmpl-" + ctx.request_id[4:], int(ctx.started_wall))
             answer = await self.dispatcher.dispatch(plan, job, ctx)
             try:
-                headers = {
-                    "x-request-id": ctx.request_id,
-                    "x-tollway-target": answer.target.label,
-                    "x-tollway-attempts": str(plan.calls),
-                }
+                headers["x-tollway-target"] = answer.target.label
+                headers["x-tollway-attempts"] = str(plan.calls)
+                headers.update(booking.admission.headers)
                 if answer.stream is not None:
-                    return await relay_stream(request, answer.stream, ctx, headers)
-                return self._answer(answer, ctx, headers)
+                    tap = self._stream_tap(cache_plan, guard, screened, policy)
+
+                    def before_end() -> None:
+                        if tap is not None:
+                            tap.finish(ctx)
+                        self._finish(ctx, booking, policy)
+
+                    return await relay_stream(request, answer.stream, ctx, headers, tap, before_end)
+                return self._answer(answer, ctx, headers, cache_plan, guard, screened, policy)
             finally:
                 answer.close(failed=ctx.status in _STREAM_FAILURES)
         except GatewayError as err:
@@ -90,10 +153,88 @@ class Gateway:
             ctx.error_code = err.code
             return error_response(err, ctx.request_id)
         except (ConnectionResetError, asyncio.CancelledError):
-            ctx.status = CLIENT_CLOSED
+            if not ctx.completed:
+                ctx.status = CLIENT_CLOSED
             raise
         finally:
+            self._finish(ctx, booking, policy)
             self._observe(ctx)
+            span.end(ctx)
+
+    def _finish(self, ctx: RequestContext, booking: Booking, policy: ContentPolicy) -> None:
+        """Settle limits and budget and take the audit record: once, whatever happened."""
+        if ctx.accounted:
+            return
+        settle(self.services, ctx, booking)
+        record(self.services, ctx, policy)
+        ctx.accounted = True
+
+    def _worst_case(self, plan: Plan, prompt_bytes: int, max_tokens: int | None) -> int:
+        """The most this request can cost on any target of its plan: the reservation."""
+        prompt = max(1, prompt_bytes // 4)
+        usage = usage_of(prompt, max_tokens or DEFAULT_OUTPUT_ESTIMATE)
+        prices = self.services.prices
+        return max(
+            (prices.cost_for(t.provider, t.target.model, usage) for step in plan.route.chain for t in step),
+            default=0,
+        )
+
+    def _stream_tap(
+        self,
+        cache_plan: CachePlan | None,
+        guard: Guardrails | None,
+        screened: Screened | None,
+        policy: ContentPolicy,
+    ) -> AnswerTap | None:
+        accumulator = None
+        if cache_plan is not None or policy in ("full", "masked", "hash"):
+            accumulator = AnswerAccumulator(MAX_ACCOUNTED_ANSWER_BYTES)
+        stream_guard = guard.stream_guard(screened) if guard is not None and screened is not None else None
+        if accumulator is None and stream_guard is None:
+            return None
+        return AnswerTap(self.services.cache, cache_plan, accumulator, stream_guard)
+
+    async def _serve_hit(
+        self,
+        request: web.Request,
+        hit: CachedAnswer,
+        client_request: openai_format.PassthroughRequest,
+        guard: Guardrails | None,
+        screened: Screened | None,
+        ctx: RequestContext,
+        headers: dict[str, str],
+        policy: ContentPolicy,
+    ) -> web.StreamResponse:
+        """Answer from the cache: no upstream call, no limit or budget charged beyond the request."""
+        ctx.cache_hit = True
+        ctx.usage = hit.usage
+        headers.update(hit_headers(hit))
+        if policy != "none":
+            ctx.answer_text = answer_text(hit.body)
+        if client_request.stream:
+            out = replay_stream(hit.body, client_request.client_wants_usage)
+            stream_guard = (
+                guard.stream_guard(screened) if guard is not None and screened is not None else None
+            )
+            if stream_guard is not None:
+                out = stream_guard.feed(out) + stream_guard.close()
+            response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+            await response.prepare(request)
+            ctx.status = 200
+            ctx.mark_first_byte()
+            ctx.completed = True
+            self._finish(ctx, Booking(), policy)
+            await response.write(out)
+            await response.write_eof()
+            return response
+        body = hit.body
+        if guard is not None and screened is not None:
+            body, flags = guard.check_answer(body, screened)
+            ctx.flags.extend(flags)
+        ctx.status = 200
+        ctx.mark_first_byte()
+        headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
+        return web.Response(body=body, content_type="application/json", headers=headers)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.max_body_bytes
@@ -104,15 +245,37 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             raise body_too_large(limit) from None
 
-    def _answer(self, answer: Answer, ctx: RequestContext, headers: dict[str, str]) -> web.Response:
+    def _answer(
+        self,
+        answer: Answer,
+        ctx: RequestContext,
+        headers: dict[str, str],
+        cache_plan: CachePlan | None,
+        guard: Guardrails | None,
+        screened: Screened | None,
+        policy: ContentPolicy,
+    ) -> web.Response:
         ctx.usage = answer.usage
+        body = answer.body
+        if cache_plan is not None:
+            # Stored before placeholders are restored: the cache never holds the prompt's PII.
+            self.services.cache.store(cache_plan, body, answer.usage)
+        if guard is not None and screened is not None:
+            body, flags = guard.check_answer(body, screened)
+            ctx.flags.extend(flags)
+        if policy != "none":
+            ctx.answer_text = answer_text(body)
         ctx.mark_first_byte()
         ctx.status = 200
-        return web.Response(body=answer.body, content_type="application/json", headers=headers)
+        ctx.completed = True
+        headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
+        return web.Response(body=body, content_type="application/json", headers=headers)
 
     def _observe(self, ctx: RequestContext) -> None:
         now = time.perf_counter()
         duration_s = now - ctx.started
+        overhead_ms = ctx.overhead_ms()
+        self.metrics.observe_overhead(ctx.endpoint, overhead_ms / 1000.0)
         first_byte_s = (
             None if ctx.first_byte_at is None or ctx.status >= 400 else ctx.first_byte_at - ctx.started
         )
@@ -141,5 +304,8 @@ class Gateway:
                 error_code=ctx.error_code,
                 error_kind=ctx.error_kind,
                 attempts=ctx.attempts or None,
+                overhead_ms=round(overhead_ms, 3),
+                cache="hit" if ctx.cache_hit else None,
+                flags=ctx.flags or None,
             )
         )

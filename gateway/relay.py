@@ -10,8 +10,9 @@ APIError: a stream never ends silently truncated.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Final
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Final, Protocol
 
 from aiohttp import web
 
@@ -47,6 +48,15 @@ class StartedStream:
         self.ended = ended  # the upstream has finished: nothing more to read
 
 
+class StreamTap(Protocol):
+    """Sees (and may rewrite) every piece of a committed stream before it is written: the answer
+    cache's accumulator, the output guardrails."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def close(self) -> bytes: ...
+
+
 async def start_stream(chunks: AsyncIterator[bytes], relay: Relay, provider: str) -> StartedStream:
     """Read the upstream stream until the relay produces bytes for the client.
 
@@ -61,11 +71,18 @@ async def start_stream(chunks: AsyncIterator[bytes], relay: Relay, provider: str
 
 
 async def relay_stream(
-    request: web.Request, stream: StartedStream, ctx: RequestContext, headers: Mapping[str, str]
+    request: web.Request,
+    stream: StartedStream,
+    ctx: RequestContext,
+    headers: Mapping[str, str],
+    tap: StreamTap | None = None,
+    before_end: Callable[[], None] | None = None,
 ) -> web.StreamResponse:
     """Commit to a started stream: prepare the client response (with `headers`), send its first
     output and relay the rest as OpenAI SSE (the dialect's relay does any translation); usage
-    lands in `ctx.usage`.
+    lands in `ctx.usage` as soon as the upstream reports it. `tap` sees every piece before it is
+    written; `before_end` runs before the last bytes go out (the audit record is taken there, so
+    a completed answer is never unaccounted).
 
     Returns the prepared response. A client that hangs up ends the loop (ConnectionResetError or
     cancellation); the caller closes the upstream, which stops the provider.
@@ -76,18 +93,33 @@ async def relay_stream(
     await response.prepare(request)
     ctx.status = 200
     ctx.mark_first_byte()
-    await response.write(stream.first)
+    await response.write(tap.feed(stream.first) if tap is not None else stream.first)
     failure: GatewayError | None = None
+    clock = time.perf_counter
     try:
         if not stream.ended:
             # Read to the end even after [DONE], so the connection goes back to the pool.
-            async for data in stream.chunks:
+            # (__anext__ by hand, not `async for`: the wait is timed as upstream time.)
+            chunks = stream.chunks.__aiter__()
+            while True:
+                waited = clock()
+                try:
+                    data = await chunks.__anext__()
+                except StopAsyncIteration:
+                    ctx.upstream_s += clock() - waited
+                    break
+                ctx.upstream_s += clock() - waited
                 out = relay.feed(data)
+                if relay.usage is not None:
+                    # Set at once: an SDK client closes right after [DONE], cancelling us.
+                    ctx.usage = relay.usage
                 if out:
-                    await response.write(out)
+                    if relay.done:
+                        ctx.completed = True
+                    await response.write(tap.feed(out) if tap is not None else out)
             out = relay.close()
             if out:
-                await response.write(out)
+                await response.write(tap.feed(out) if tap is not None else out)
         if not relay.done and relay.error is None:
             failure = GatewayError(
                 502,
@@ -120,5 +152,20 @@ async def relay_stream(
         ctx.status = failure.status
         ctx.error_code = failure.code
         await response.write(sse_error_event(failure))
-    await response.write_eof()
+    if tap is not None:
+        tail = tap.close()
+        if tail:
+            await response.write(tail)
+    if relay.done and relay.error is None and failure is None:
+        ctx.completed = True
+    if before_end is not None:
+        before_end()
+    try:
+        # The gateway's own time, for clients that want it: an SSE comment, which parsers skip.
+        await response.write(b": x-tollway-overhead-ms=%.3f\n\n" % ctx.overhead_ms())
+        await response.write_eof()
+    except ConnectionResetError:
+        if not ctx.completed:
+            raise
+        # An SDK hangs up right after [DONE]: the answer was whole, nothing is lost.
     return response

@@ -47,6 +47,9 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     error_code: str | None = None
     error_kind: str | None = None
     attempts: list[AttemptRecord] | None = None
+    overhead_ms: float | None = None  # time in the gateway itself, upstream waits excluded
+    cache: str | None = None  # "hit" when answered from the answer cache
+    flags: list[str] | None = None  # guardrail findings (categories only)
 
 
 _encode: Final = msgspec.json.Encoder()

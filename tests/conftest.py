@@ -93,4 +93,4 @@ def start_gateway_with(loop_thread: LoopThread, tmp_path: Path) -> Iterator[Call
 
     yield start
     for runner in runners:
-        loop_thread.run(runner.cleanup())
+        loop_thread.run(runner.cleanup(), timeout=30)

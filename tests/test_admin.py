@@ -52,13 +52,13 @@ def fresh_pg_database(loop_thread: LoopThread) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres")])
-def admin_gateway(
-    request: pytest.FixtureRequest, start_gateway_with: Callable[[str], Gateway], tmp_path: Path
-) -> Gateway:
+def admin_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Gateway:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/store.sqlite"
     else:
+        # Before the gateway, so that it is torn down (database dropped) after the gateway stops.
         url = request.getfixturevalue("fresh_pg_database")
+    start_gateway_with: Callable[[str], Gateway] = request.getfixturevalue("start_gateway_with")
     gateway = start_gateway_with(f'storage: {{database_url: "{url}", key_refresh_s: 0.2}}\n' + MODELS)
     wait_ready(gateway.url)
     return gateway

@@ -157,4 +157,4 @@ def test_sigterm_lets_open_streams_finish_then_exits_zero(tmp_path: Path) -> Non
     assert served.process.stderr is not None
     served.process.stderr.close()
     assert len(results) == 5
-    assert all(text.rstrip().endswith("data: [DONE]") for text in results), "every open stream completes"
+    assert all("data: [DONE]\n\n" in text for text in results), "every open stream completes"

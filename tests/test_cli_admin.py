@@ -31,6 +31,7 @@ def test_cli_creates_lists_and_revokes_keys_a_running_gateway_honours(tmp_path: 
     config.write_text(
         'server: {master_key: "cli-master-key"}\nlogging: {request_log: "off"}\n'
         f'storage: {{database_url: "sqlite:///{tmp_path}/keys.sqlite", key_refresh_s: 0.2}}\n'
+        "budgets: {rates: {CHF: 0.80}}\n"
         "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: m}]}}\n"
     )
     assert tollway("db", "migrate", config=config).stdout.startswith(b"schema at version")

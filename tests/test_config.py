@@ -199,9 +199,7 @@ def test_config_error_message_names_the_source_and_each_error() -> None:
             "providers.openai.api_kye: unknown field",
             id="unknown-provider-field",
         ),
-        pytest.param(
-            "server: {prot: 4000}", "server.prot: unknown field", id="unknown-server-field"
-        ),
+        pytest.param("server: {prot: 4000}", "server.prot: unknown field", id="unknown-server-field"),
         pytest.param(
             "providers: {openai: {kind: opneai}}",
             "providers.openai.kind: Invalid value 'opneai'",
@@ -515,7 +513,9 @@ def test_routing_fields_parse_with_their_defaults() -> None:
     assert smart.targets[0].weight == 3 and smart.targets[2].on_context_length
     assert config.providers["eu"].region == "eu" and config.providers["us"].region is None
     assert config.providers["eu"].breaker.failures == 5 and config.providers["us"].breaker.cooldown_s == 30
-    plain = parse_config("models: {m: {targets: [{provider: p, model: x}]}}\nproviders: {p: {kind: mock}}", {}, "t")
+    plain = parse_config(
+        "models: {m: {targets: [{provider: p, model: x}]}}\nproviders: {p: {kind: mock}}", {}, "t"
+    )
     assert plain.models["m"].retry.attempts == 1 and plain.models["m"].hedge is None
 
 
@@ -527,10 +527,20 @@ def test_routing_fields_parse_with_their_defaults() -> None:
             "models.m.targets[2].pool: members of pool 'p' must be adjacent",
             id="pool-not-adjacent",
         ),
-        pytest.param("{targets: [{provider: eu, model: a, weight: 0}]}", "models.m.targets[0].weight", id="weight"),
-        pytest.param("{targets: [{provider: eu, model: a}], retry: {attempts: 0}}", "models.m.retry.attempts", id="attempts"),
-        pytest.param("{targets: [{provider: eu, model: a}], hedge: {}}", "models.m.hedge", id="hedge-without-delay"),
-        pytest.param("{targets: [{provider: eu, model: a}], balance: fastest}", "models.m.balance", id="balance"),
+        pytest.param(
+            "{targets: [{provider: eu, model: a, weight: 0}]}", "models.m.targets[0].weight", id="weight"
+        ),
+        pytest.param(
+            "{targets: [{provider: eu, model: a}], retry: {attempts: 0}}",
+            "models.m.retry.attempts",
+            id="attempts",
+        ),
+        pytest.param(
+            "{targets: [{provider: eu, model: a}], hedge: {}}", "models.m.hedge", id="hedge-without-delay"
+        ),
+        pytest.param(
+            "{targets: [{provider: eu, model: a}], balance: fastest}", "models.m.balance", id="balance"
+        ),
     ],
 )
 def test_routing_errors_name_their_path(model: str, expected: str) -> None:

@@ -114,7 +114,7 @@ async def test_routes_behind_the_master_key(store: Store) -> None:
     ring = KeyRing(MASTER_KEY, [])
     api = AdminApi(ring, store, None, None)
     app = web.Application()
-    add_report_routes(app.router, api._guard, store, RATES)
+    add_report_routes(app.router, api.guard, store, RATES)
     runner, port = await start_site(app)
     base = f"http://127.0.0.1:{port}"
     auth = {"authorization": f"Bearer {MASTER_KEY}"}

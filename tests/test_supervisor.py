@@ -90,12 +90,11 @@ def test_workers_share_the_port_are_replaced_and_stop_cleanly(tmp_path: Path) ->
         ), "a killed worker is replaced"
         assert wait_for(lambda: len({ask(url) for _ in range(20)}) == 2), "and the new one serves"
 
+        workers = psutil.Process(supervisor.pid).children()
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=20) == 0
-        assert not psutil.Process().children(recursive=True) or all(
-            not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
-            for p in psutil.Process().children(recursive=True)
-        )
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive, "the workers stop with their supervisor"
     finally:
         if supervisor.poll() is None:
             supervisor.kill()

@@ -1,0 +1,156 @@
+"""After a request: settle its rate-limit admission and budget reservation to what it really
+used, price it, and hand its audit record to the accountant. Called exactly once per request,
+whatever its outcome, from the pipeline's `finally` (or, for a stream, just before its last bytes
+go out, so that a completed answer is always on record)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+
+from adapters.schema import Usage
+from gateway.budgets import Reservation
+from gateway.context import RequestContext
+from gateway.limits import Admission
+from gateway.masking import mask_text
+from gateway.records import Attempt, AuditRecord, ContentPolicy, apply_policy
+from gateway.services import Services
+
+
+class Booking:
+    """What a request holds until it ends: its admission and its budget reservation."""
+
+    __slots__ = ("admission", "kind", "reservation", "worst_case_micros")
+
+    def __init__(self) -> None:
+        self.admission: Admission | None = None
+        self.reservation: Reservation | None = None
+        self.worst_case_micros = 0
+        self.kind: str | None = None  # the provider kind of the target that answered
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def settle(services: Services, ctx: RequestContext, booking: Booking) -> None:
+    """Correct the token bucket and the budget to the real usage and cost; release the slot."""
+    usage = ctx.usage
+    if ctx.cache_hit:
+        ctx.cost_micros = 0  # answered from the cache: no upstream cost
+    elif usage is not None and ctx.provider is not None and ctx.target_model is not None:
+        ctx.cost_micros = services.prices.cost_for(ctx.provider, ctx.target_model, usage)
+    admission = booking.admission
+    if admission is not None:
+        if usage is not None:
+            admission.settle(usage.prompt_tokens + usage.completion_tokens)
+        admission.release()
+        booking.admission = None
+    reservation = booking.reservation
+    if reservation is not None:
+        # Sent upstream but no usage came back (a cut stream): charge the worst case, not zero.
+        charged = ctx.cost_micros if usage is not None or not ctx.attempts else booking.worst_case_micros
+        reservation.settle(charged)
+        booking.reservation = None
+
+
+def record(services: Services, ctx: RequestContext, policy: ContentPolicy) -> None:
+    """Hand the request's audit record to the accountant, once."""
+    accountant = services.accountant
+    if accountant is None or ctx.accounted:
+        return
+    ctx.accounted = True
+    now = time.perf_counter()
+    start = ctx.started_wall
+    usage: Usage = ctx.usage or _NO_USAGE
+    attempts = [
+        Attempt(
+            provider=a.target.partition("/")[0],
+            model=a.target.partition("/")[2],
+            status=a.status or 0,
+            latency_ms=a.ms,
+            error=a.error,
+        )
+        for a in ctx.attempts
+    ]
+    accountant.record(
+        AuditRecord(
+            request_id=ctx.request_id,
+            started_at=_utc(start),
+            ended_at=_utc(start + (now - ctx.started)),
+            endpoint=ctx.endpoint,
+            status=ctx.status,
+            first_byte_at=None
+            if ctx.first_byte_at is None
+            else _utc(start + (ctx.first_byte_at - ctx.started)),
+            key_id=ctx.key_id,
+            team_id=ctx.team_id,
+            end_user=ctx.user,
+            model=ctx.model,
+            attempts=attempts,
+            tokens_in=usage.prompt_tokens,
+            tokens_out=usage.completion_tokens,
+            tokens_cached=usage.cached_tokens,
+            cost_micros=ctx.cost_micros,
+            cache_hit=ctx.cache_hit,
+            client_ip=ctx.client_ip,
+            error_code=ctx.error_code,
+            content_policy=policy,
+            prompt=apply_policy(policy, ctx.prompt_text, mask_text),
+            answer=apply_policy(policy, ctx.answer_text, mask_text),
+        )
+    )
+
+
+_NO_USAGE: Final = Usage()
+
+
+class _Text(msgspec.Struct):
+    content: str | list[dict[str, object]] | None = None
+    role: str = ""
+
+
+class _Messages(msgspec.Struct):
+    messages: list[_Text] = []
+
+
+def prompt_text(body: bytes) -> str | None:
+    """The prompt's text (each message's text, one per line) for the audit record."""
+    try:
+        messages = msgspec.json.decode(body, type=_Messages).messages
+    except msgspec.DecodeError:
+        return None
+    lines = []
+    for message in messages:
+        content = message.content
+        if isinstance(content, str):
+            lines.append(f"{message.role}: {content}")
+        elif content:
+            parts = [str(p.get("text", "")) for p in content if p.get("type") == "text"]
+            lines.append(f"{message.role}: {' '.join(parts)}")
+    return "\n".join(lines)
+
+
+class _AnswerMessage(msgspec.Struct):
+    content: str | None = None
+
+
+class _AnswerChoice(msgspec.Struct):
+    message: _AnswerMessage | None = None
+
+
+class _Answer(msgspec.Struct):
+    choices: list[_AnswerChoice] = []
+
+
+def answer_text(body: bytes) -> str | None:
+    """The answer's text from an OpenAI chat.completion body."""
+    try:
+        choices = msgspec.json.decode(body, type=_Answer).choices
+    except msgspec.DecodeError:
+        return None
+    texts = [c.message.content for c in choices if c.message is not None and c.message.content]
+    return "\n".join(texts) if texts else None

@@ -1,0 +1,48 @@
+"""What watches a committed stream on its way to the client: the accumulator that rebuilds the
+complete answer (for the answer cache and the audit record) and the output guardrails that may
+rewrite it. The accumulator sees the bytes before the guard rewrites them, as the cache must
+store the provider's answer with the prompt's placeholders still in it."""
+
+from __future__ import annotations
+
+from gateway.bookkeeping import answer_text
+from gateway.cache import CachePlan, ResponseCache
+from gateway.cache_stream import AnswerAccumulator
+from gateway.context import RequestContext
+from gateway.guardrails import stream_flags
+from gateway.guardrails_stream import StreamGuard
+
+
+class AnswerTap:
+    def __init__(
+        self,
+        cache: ResponseCache,
+        plan: CachePlan | None,
+        accumulator: AnswerAccumulator | None,
+        guard: StreamGuard | None,
+    ) -> None:
+        self._cache = cache
+        self._plan = plan
+        self._accumulator = accumulator
+        self._guard = guard
+
+    def feed(self, data: bytes) -> bytes:
+        if self._accumulator is not None:
+            self._accumulator.feed(data)
+        return self._guard.feed(data) if self._guard is not None else data
+
+    def close(self) -> bytes:
+        return self._guard.close() if self._guard is not None else b""
+
+    def finish(self, ctx: RequestContext) -> None:
+        """At the end of a stream: store a complete answer, note its text and the guard's flags."""
+        if self._guard is not None:
+            ctx.flags.extend(stream_flags(self._guard))
+        if self._accumulator is None:
+            return
+        body = self._accumulator.result(ctx.usage)
+        if body is None:
+            return
+        if self._plan is not None and ctx.completed:
+            self._cache.store(self._plan, body, ctx.usage)
+        ctx.answer_text = answer_text(body)

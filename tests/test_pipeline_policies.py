@@ -1,0 +1,169 @@
+"""The request path with its policies on, end to end through a real gateway with the openai SDK:
+rate limits, budgets, the answer cache, guardrails, accounting and the overhead measure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import msgspec
+import openai
+import pytest
+
+from gateway.records import decode_record
+from gateway.store import open_store
+from tests.conftest import MASTER_KEY, Gateway
+from tests.servers import LoopThread, Upstream
+
+pytestmark = pytest.mark.integration
+
+APP_KEY = "sk-tw-test-app-key-0123456789"
+USER = [{"role": "user", "content": "hello there"}]
+
+
+def sdk(gateway: Gateway, key: str = MASTER_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0, timeout=10)
+
+
+def test_rate_limit_refuses_with_openai_headers(start_gateway_with: Callable[[str], Gateway]) -> None:
+    gateway = start_gateway_with(
+        f"keys: {{app: {{secret: '{APP_KEY}', limits: {{rpm: 2}}}}}}\n"
+        "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: m}]}}\n"
+    )
+    with sdk(gateway, APP_KEY) as client:
+        first = client.chat.completions.with_raw_response.create(model="demo", messages=USER)
+        assert first.headers["x-ratelimit-limit-requests"] == "2"
+        assert first.headers["x-ratelimit-remaining-requests"] == "1"
+        client.chat.completions.create(model="demo", messages=USER)
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model="demo", messages=USER)
+    headers = refused.value.response.headers
+    assert float(headers["retry-after"]) > 0 and headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_budget_refuses_a_call_that_cannot_fit(start_gateway_with: Callable[[str], Gateway]) -> None:
+    gateway = start_gateway_with(
+        f"keys: {{poor: {{secret: '{APP_KEY}', budget: {{amount: 0.001}}}}}}\n"
+        "pricing: {models: {'mock/m': {input: 1000, output: 1000}}}\n"
+        "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: m}]}}\n"
+    )
+    with sdk(gateway, APP_KEY) as client, pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model="demo", messages=USER, max_tokens=100)
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    assert "budget" in refused.value.message.lower()
+
+
+def test_cache_hits_plain_and_streamed(
+    start_gateway_with: Callable[[str], Gateway], upstream: Upstream
+) -> None:
+    gateway = start_gateway_with(
+        f'providers: {{up: {{kind: openai, base_url: "{upstream.url}", api_key: k}}}}\n'
+        "models: {cached: {targets: [{provider: up, model: real}], cache: {ttl_s: 60}}}\n"
+    )
+    with sdk(gateway) as client:
+        miss = client.chat.completions.with_raw_response.create(model="cached", messages=USER, temperature=0)
+        hit = client.chat.completions.with_raw_response.create(model="cached", messages=USER, temperature=0)
+        assert miss.headers["x-tollway-cache"] == "miss" and hit.headers["x-tollway-cache"] == "hit"
+        assert hit.parse().choices[0].message.content == miss.parse().choices[0].message.content
+        streamed = list(
+            client.chat.completions.create(model="cached", messages=USER, temperature=0, stream=True)
+        )
+        assert (
+            "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+            == "upstream echo: hello there"
+        )
+    assert len(upstream.requests) == 1, "the second call and the stream were served from the cache"
+
+
+def test_pii_is_masked_before_the_upstream_and_blocked_where_configured(
+    start_gateway_with: Callable[[str], Gateway], upstream: Upstream
+) -> None:
+    gateway = start_gateway_with(
+        f'providers: {{up: {{kind: openai, base_url: "{upstream.url}", api_key: k}}}}\n'
+        "models:\n"
+        "  masked: {targets: [{provider: up, model: real}], guardrails: {pii: mask, restore_pii: true}}\n"
+        "  strict: {targets: [{provider: up, model: real}], guardrails: {pii: block}}\n"
+    )
+    message = [{"role": "user", "content": "mail me at anna.muster@example.ch please"}]
+    with sdk(gateway) as client:
+        answer = client.chat.completions.create(model="masked", messages=message)
+        sent = upstream.requests[-1]["messages"][0]["content"]
+        assert "anna.muster@example.ch" not in sent and "[EMAIL_1]" in sent
+        assert "anna.muster@example.ch" in (answer.choices[0].message.content or ""), "restored in the answer"
+        with pytest.raises(openai.BadRequestError) as blocked:
+            client.chat.completions.create(model="strict", messages=message)
+    assert blocked.value.code == "pii_detected" and "example.ch" not in blocked.value.message
+
+
+def test_every_request_is_accounted_in_the_store(
+    start_gateway_with: Callable[[str], Gateway], tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    database = f"sqlite:///{tmp_path}/audit.sqlite"
+    gateway = start_gateway_with(
+        f'storage: {{database_url: "{database}", spool_dir: "{tmp_path}/spool"}}\n'
+        "logging: {content: full}\n"
+        "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: m}]}}\n"
+    )
+    ids = []
+    with sdk(gateway) as client:
+        raw = client.chat.completions.with_raw_response.create(model="demo", messages=USER)
+        ids.append(raw.headers["x-request-id"])
+        with client.chat.completions.with_streaming_response.create(
+            model="demo", messages=USER, stream=True
+        ) as s:
+            ids.append(s.headers["x-request-id"])
+            list(s.iter_lines())
+    with pytest.raises(openai.NotFoundError):
+        sdk(gateway).chat.completions.create(model="nope", messages=USER)
+
+    async def records() -> list[object]:
+        store = open_store(database)
+        try:
+            await store.migrate()
+            return [decode_record(link.data) for link in await store.list_records(limit=100)]
+        finally:
+            await store.close()
+
+    deadline = time.monotonic() + 5
+    found: dict[str, object] = {}
+    while time.monotonic() < deadline and len(found) < 3:
+        found = {r.request_id: r for r in loop_thread.run(records())}  # type: ignore[attr-defined]
+        time.sleep(0.1)
+    assert set(ids) <= set(found) and len(found) == 3, "answers, streams and refusals are all on record"
+    plain = found[ids[0]]
+    assert plain.status == 200 and plain.tokens_out > 0 and plain.model == "demo"  # type: ignore[attr-defined]
+    assert plain.prompt and "hello there" in plain.prompt  # type: ignore[attr-defined]
+    streamed = found[ids[1]]
+    assert streamed.answer == "You said: hello there" and streamed.tokens_out > 0  # type: ignore[attr-defined]
+    assert any(r.status == 404 for r in found.values())  # type: ignore[attr-defined]
+
+
+def test_overhead_excludes_upstream_time(
+    start_gateway_with: Callable[[str], Gateway], upstream: Upstream
+) -> None:
+    gateway = start_gateway_with(
+        f'providers: {{up: {{kind: openai, base_url: "{upstream.url}", api_key: k}}}}\n'
+        "models: {slow: {targets: [{provider: up, model: real}]}}\n"
+    )
+    upstream.delay_s = 0.2
+    with sdk(gateway) as client:
+        raw = client.chat.completions.with_raw_response.create(model="slow", messages=USER)
+    overhead = float(raw.headers["x-tollway-overhead-ms"])
+    assert 0 < overhead < 50, f"the 200 ms upstream wait is not overhead ({overhead} ms)"
+    text = httpx.post(
+        gateway.v1 + "/chat/completions",
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+        json={"model": "slow", "stream": True, "messages": USER},
+    ).text
+    assert ": x-tollway-overhead-ms=" in text.split("data: [DONE]")[1]
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'tollway_overhead_seconds_count{route="chat"} 2.0' in metrics
+    line = msgspec.json.decode(gateway.log_text().splitlines()[0]) if gateway.log_text() else None
+    assert line is None or "overhead_ms" in line
+
+
+async def _noop() -> None:
+    await asyncio.sleep(0)
