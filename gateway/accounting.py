@@ -99,6 +99,11 @@ class Accountant:
 
     # --- the request path ---------------------------------------------------------------------
 
+    @property
+    def degraded(self) -> bool:
+        """Records are going to the disk spool (the store is down, slow or behind)."""
+        return self._spooling or self._store_warned
+
     def record(self, record: AuditRecord) -> bool:
         """Account one request; never blocks on the store, never raises. True when the record is
         acknowledged (in the spool file: it survives a crash), False when it is only in memory

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,33 +16,19 @@ from gateway.admin import AdminApi
 from gateway.admin_targets import targets_handler
 from gateway.alerts import Alerter, spooling_started
 from gateway.auth import KeyRing, Principal, principal_of
-from gateway.budgetpolicy import BudgetPolicy
-from gateway.budgets import BudgetBook
-from gateway.cache import ResponseCache
 from gateway.config import Config
 from gateway.context import new_request_id
-from gateway.cooldowns import CooldownSync
 from gateway.errors import GatewayError, error_response
-from gateway.fleetsync import FleetSync
-from gateway.guardrails import GuardrailSet
-from gateway.hooks import breaker_hook, budget_hook
 from gateway.keys import KeyRecord, hash_secret
 from gateway.keysync import KeySync
-from gateway.limitpolicy import LimitPolicy
-from gateway.limits import Limiter
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
-from gateway.pipeline import Gateway
-from gateway.pricing import PriceTable
 from gateway.reports import add_report_routes
-from gateway.requestlog import RequestLog
-from gateway.router import Router
-from gateway.services import Services
-from gateway.spendsource import StoreSpendSource
-from gateway.store import StoreUnavailable, open_store
-from gateway.tracing import build_tracer
+from gateway.runtime import Holder, Shared, build_runtime
+from gateway.store import open_store
 
-GATEWAY: Final = web.AppKey("gateway", Gateway)
+HOLDER: Final = web.AppKey("holder", Holder)
+SHARED: Final = web.AppKey("shared", Shared)
 CONFIG: Final = web.AppKey("config", Config)
 log = logging.getLogger("tollway")
 
@@ -134,126 +119,75 @@ def build_app(config: Config) -> web.Application:
     admin = AdminApi(ring, store, sync, storage.redis_url)
     admin.add_routes(app.router)
 
-    prices = PriceTable.from_config(config, metrics)
     accountant = (
         Accountant(store, storage.spool_dir, metrics, retention_days=storage.retention_days)
         if store is not None
         else None
     )
     if store is not None:
-        add_report_routes(
-            app.router, admin.guard, store, {str(c): r for c, r in config.budgets.rates.items()}
-        )
+        rates = {str(currency): rate for currency, rate in config.budgets.rates.items()}
+        add_report_routes(app.router, admin.guard, store, rates)
+    holder = Holder()
+    app[HOLDER] = holder
+    # Read at scrape time from whichever runtime serves (nothing before start-up).
+    metrics.track_targets(lambda: holder.gateway.router.target_states() if holder.current else ())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Everything that holds a ClientSession, a Redis client or a task needs a running loop,
         # so it is made here, not above.
         alerter = Alerter(config.alerts)
         alerter.start()
-        router = Router(config, on_breaker_change=breaker_hook(metrics, alerter, lambda: router))
-        metrics.track_targets(router.target_states)
-        # Cooldowns shared by every process on this Redis; without it they are per process.
-        cooldowns = CooldownSync(storage.redis_url, router.breakers, metrics) if storage.redis_url else None
-        if cooldowns is not None:
-            cooldowns.start()
-        limiter = Limiter(retry_hint_s=config.limits.sync_interval_s)
-        book = BudgetBook(
-            config.budgets, on_threshold=budget_hook(alerter), retry_hint_s=config.budgets.sync_interval_s
-        )
-        fleet = (
-            [
-                FleetSync(
-                    source,
-                    storage.redis_url,
-                    prefix="tollway:",
-                    interval_s=interval,
-                    component=name,
-                    on_health=functools.partial(metrics.fleet_sync, name),
-                )
-                for source, name, interval in (
-                    (limiter, "limits", config.limits.sync_interval_s),
-                    (book, "budgets", config.budgets.sync_interval_s),
-                )
-            ]
-            if storage.redis_url
-            else []
-        )
-        cache = ResponseCache(config.cache, {n: m.cache for n, m in config.models.items()}, storage.redis_url)
-        cache.start()
-        tracer = build_tracer(config.tracing)
         if accountant is not None:
             accountant.on_spooling = lambda queued: alerter.notify(
                 spooling_started(reason="store unavailable or slow", queued=queued)
             )
             await accountant.start()
-        if store is not None:
-            try:
-                await store.migrate()
-                await book.load(StoreSpendSource(store))
-            except StoreUnavailable as exc:
-                # Serve anyway: keys come in when the store is back (KeySync retries), records
-                # are spooled; only the budgets' memory of earlier spend is missing meanwhile.
-                log.warning("budgets start from zero: the store is unavailable (%s)", exc)
-        for sync_ in fleet:
-            sync_.start()
-        services = Services(
-            limiter=limiter,
-            limit_policy=LimitPolicy(config),
-            book=book,
-            budget_policy=BudgetPolicy(config.budgets),
-            prices=prices,
-            cache=cache,
-            rails=GuardrailSet({n: m.guardrails for n, m in config.models.items()}),
-            tracer=tracer,
-            accountant=accountant,
-            content_policy=config.logging.content,
-        )
-        request_log = RequestLog(config.logging.request_log)
-        gateway = Gateway(ring, router, metrics, request_log, config.server.max_body_bytes, services)
+        shared = Shared(ring, store, accountant, alerter, metrics)
+        app[SHARED] = shared
+        holder.current = await build_runtime(config, shared)
         if sync is not None:
             sync.start()
-        app[GATEWAY] = gateway
         yield
         # Shutdown: in-flight requests have finished (or been cut at the grace deadline).
         if sync is not None:
             await sync.aclose()
-        for sync_ in fleet:
-            await sync_.aclose()
+        await holder.current.aclose()
         if accountant is not None:
             await accountant.aclose()
         if store is not None:
             await store.close()
-        if cooldowns is not None:
-            await cooldowns.aclose()
-        await cache.aclose()
-        await tracer.aclose()
         await alerter.aclose()
-        await router.aclose()
-        request_log.close()
 
     app.cleanup_ctx.append(lifecycle)
 
     async def chat_completions(request: web.Request) -> web.StreamResponse:
-        return await app[GATEWAY].chat_completions(request)
+        return await holder.gateway.chat_completions(request)
 
     async def embeddings(request: web.Request) -> web.StreamResponse:
-        return await app[GATEWAY].embeddings(request)
+        return await holder.gateway.embeddings(request)
 
     async def list_models(request: web.Request) -> web.Response:
         principal = ring.authenticate(request.headers)
         allowed = principal.models
-        names = [name for name in config.models if allowed is None or allowed(name)]
+        served = holder.current.config.models if holder.current is not None else config.models
+        names = [name for name in served if allowed is None or allowed(name)]
         return web.Response(body=models_body(names, created), content_type="application/json")
 
     async def live(request: web.Request) -> web.Response:
         return _json_response({"status": "ok"})
 
     async def ready(request: web.Request) -> web.Response:
-        if GATEWAY not in app:
+        if holder.current is None:
             return _json_response({"status": "starting"}, status=503)
         if sync is not None and not sync.loaded.is_set():
             return _json_response({"status": "loading keys"}, status=503)
-        return _json_response({"status": "ready", "models": len(config.models)})
+        degraded = []
+        if sync is not None and sync.degraded:
+            degraded.append("store: keys served from memory")
+        if accountant is not None and accountant.degraded:
+            degraded.append("store: audit records spooled to disk")
+        serving = holder.current.config if holder.current is not None else config
+        return _json_response({"status": "ready", "models": len(serving.models), "degraded": degraded})
 
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
@@ -265,9 +199,30 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics_page)
-    app.router.add_get("/admin/targets", targets_handler(ring, lambda: app[GATEWAY].router.target_states()))
+    app.router.add_get("/admin/targets", targets_handler(ring, lambda: holder.gateway.router.target_states()))
     return app
 
 
 def _json_response(value: dict[str, object], status: int = 200) -> web.Response:
     return web.Response(status=status, body=msgspec.json.encode(value), content_type="application/json")
+
+
+async def reload(app: web.Application, config: Config) -> None:
+    """Swap in a runtime built from `config` for new requests; the old one closes once the
+    requests it serves have finished. Settings read only at start-up (server address, storage,
+    alerts) keep their old values until a restart: a warning names any that changed."""
+    holder = app[HOLDER]
+    old = holder.current
+    assert old is not None
+    for name in ("server", "storage", "alerts"):
+        before, after = getattr(old.config, name), getattr(config, name)
+        if before != after and not (name == "server" and _only_master_key_changed(before, after)):
+            log.warning("reload: changes to '%s' take effect at the next restart", name)
+    ring = app[SHARED].ring
+    ring.replace_static(config.server.master_key or None, config_principals(config))
+    holder.current = await build_runtime(config, app[SHARED])
+    await old.aclose(drain_s=config.server.shutdown_grace_s)
+
+
+def _only_master_key_changed(before: object, after: object) -> bool:
+    return msgspec.structs.replace(before, master_key=None) == msgspec.structs.replace(after, master_key=None)  # type: ignore[type-var]

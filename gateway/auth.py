@@ -131,6 +131,16 @@ class KeyRing:
         """No master key and no virtual keys: every caller is let in (loopback demos)."""
         return self._master is None and not self._by_hash and not self._keys
 
+    def replace_static(self, master_key: str | None, config_keys: Iterable[tuple[str, Principal]]) -> None:
+        """A reload's master key and config-declared keys; the store's keys stay as they are."""
+        self._master = master_key.encode() if master_key else None
+        self._static = dict(config_keys)
+        by_hash = dict(self._static)
+        for record in self._keys.values():
+            owner = self._teams.get(record.team_id) if record.team_id else None
+            by_hash[record.secret_hash] = principal_of(record, owner)
+        self._by_hash = by_hash
+
     @property
     def has_master(self) -> bool:
         return self._master is not None

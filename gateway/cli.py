@@ -16,7 +16,7 @@ import uvloop
 from aiohttp import web
 
 from gateway import logs
-from gateway.app import build_app
+from gateway.app import build_app, reload
 from gateway.cli_admin import add_admin_commands, run_admin
 from gateway.config import Config, ConfigError, load_config, resolve_config_path
 from gateway.sdnotify import Notifier
@@ -83,6 +83,30 @@ async def serve(config: Config, source: Path, host: str, port: int, reuse_port: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+    reloading = asyncio.Lock()
+
+    async def reload_config() -> None:
+        async with reloading:  # one reload at a time; a second SIGHUP waits its turn
+            notifier.reloading()
+            try:
+                fresh = load_config(source)
+            except ConfigError as err:
+                log.error(
+                    "reload refused: the config has errors; still serving the previous one",
+                    extra={"fields": {"errors": err.errors, "config": str(source)}},
+                )
+            else:
+                await reload(app, fresh)
+                log.info("reloaded", extra={"fields": {"models": list(fresh.models), "config": str(source)}})
+            notifier.ready()
+
+    def on_hangup() -> None:
+        task = asyncio.create_task(reload_config())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stop.wait()
     notifier.stopping()
     log.info("stopping", extra={"fields": {"grace_s": grace_s}})

@@ -46,6 +46,11 @@ class KeySync:
         if self._redis_url:
             self._tasks.append(asyncio.create_task(self._listen(self._redis_url), name="tollway-key-listen"))
 
+    @property
+    def degraded(self) -> bool:
+        """The store could not be read at the last try: keys are served from memory."""
+        return self._warned
+
     def poke(self) -> None:
         """Reload now (after a local admin write)."""
         self._wake.set()

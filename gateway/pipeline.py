@@ -68,6 +68,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.services = services
         self.dispatcher = Dispatcher(metrics)
+        self.inflight = 0  # requests started on this gateway and not finished (for a reload's drain)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         return await self._forward(request, "chat", openai_format.decode_chat_request)
@@ -76,6 +77,13 @@ class Gateway:
         return await self._forward(request, "embeddings", openai_format.decode_embeddings_request)
 
     async def _forward(self, request: web.Request, endpoint: str, decode: Decode) -> web.StreamResponse:
+        self.inflight += 1
+        try:
+            return await self._serve(request, endpoint, decode)
+        finally:
+            self.inflight -= 1
+
+    async def _serve(self, request: web.Request, endpoint: str, decode: Decode) -> web.StreamResponse:
         services = self.services
         ctx = RequestContext(endpoint)
         span = services.tracer.start(ctx, request.headers)

@@ -158,3 +158,62 @@ def test_sigterm_lets_open_streams_finish_then_exits_zero(tmp_path: Path) -> Non
     served.process.stderr.close()
     assert len(results) == 5
     assert all("data: [DONE]\n\n" in text for text in results), "every open stream completes"
+
+
+def test_sighup_reloads_without_losing_a_request_and_refuses_a_broken_config(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+
+    import httpx
+
+    config = tmp_path / "tollway.yaml"
+    base = (
+        'logging: {request_log: "off"}\n'
+        "providers: {mock: {kind: mock}, slow: {kind: mock, latency_ms_per_token: 15}}\n"
+        "models:\n  demo: {targets: [{provider: mock, model: m}]}\n  slow: {targets: [{provider: slow, model: m}]}\n"
+    )
+    config.write_text(base)
+    served = start(["--config", str(config)], cwd=tmp_path)
+    words = " ".join(f"w{i}" for i in range(30))
+
+    async def one(client: httpx.AsyncClient, i: int) -> bool:
+        stream = i % 2 == 0
+        body = {
+            "model": "slow" if stream else "demo",
+            "stream": stream,
+            "messages": [{"role": "user", "content": words}],
+        }
+        response = await client.post(served.url + "/v1/chat/completions", json=body)
+        return response.status_code == 200 and (not stream or "data: [DONE]\n\n" in response.text)
+
+    async def load_during_reload() -> list[bool]:
+        limits = httpx.Limits(max_connections=300)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            requests = [asyncio.create_task(one(client, i)) for i in range(300)]
+            await asyncio.sleep(0.3)  # streams are open and mid-answer
+            config.write_text(base + "  added: {targets: [{provider: mock, model: m}]}\n")
+            served.process.send_signal(signal.SIGHUP)
+            return await asyncio.gather(*requests)
+
+    try:
+        results = asyncio.run(load_during_reload())
+        assert all(results), f"{results.count(False)} of 300 requests failed across the reload"
+        models: list[str] = []
+        deadline = time.monotonic() + 10
+        while "added" not in models and time.monotonic() < deadline:
+            models = [m["id"] for m in httpx.get(served.url + "/v1/models").json()["data"]]
+            time.sleep(0.1)
+        assert "added" in models, "the reloaded config serves new requests"
+
+        config.write_text("providers: {mock: {kind: opnai}}\n")
+        served.process.send_signal(signal.SIGHUP)
+        assert served.process.stderr is not None
+        deadline = time.monotonic() + 10
+        refused = b""
+        while b"reload refused" not in refused and time.monotonic() < deadline:
+            refused += served.process.stderr.readline()
+        assert b"reload refused" in refused and b"providers.mock.kind" in refused
+        models = [m["id"] for m in httpx.get(served.url + "/v1/models").json()["data"]]
+        assert models == ["demo", "slow", "added"], "a broken config keeps the old one serving"
+    finally:
+        assert stop(served) == 0

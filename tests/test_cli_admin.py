@@ -11,6 +11,7 @@ import msgspec
 import openai
 import pytest
 
+from tests.test_admin import wait_ready
 from tests.test_cli import clean_env, start, stop
 
 pytestmark = pytest.mark.integration
@@ -64,6 +65,7 @@ def test_cli_creates_lists_and_revokes_keys_a_running_gateway_honours(tmp_path: 
 
     served = start(["--config", str(config)], cwd=tmp_path)
     try:
+        wait_ready(served.url)  # keys are loaded from the store after the port opens
         with openai.OpenAI(base_url=served.url + "/v1", api_key=key["key"], max_retries=0) as client:
             assert client.chat.completions.create(
                 model="demo", messages=[{"role": "user", "content": "x"}]

@@ -1,0 +1,146 @@
+"""Everything one configuration builds for the request path, as one object that a reload replaces
+whole: the router and its connections, limits, budgets, prices, the cache, guardrails, the tracer
+and the request log. What outlives a reload (the key ring, the store, the accountant, the alerter,
+the metrics registry) is passed in as `Shared`.
+
+Swapping is one assignment (`Holder.current`): a request reads it once at its start, so in-flight
+requests finish on the runtime they began with, which is closed only once they are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from gateway.accounting import Accountant
+from gateway.alerts import Alerter
+from gateway.auth import KeyRing
+from gateway.budgetpolicy import BudgetPolicy
+from gateway.budgets import BudgetBook
+from gateway.cache import ResponseCache
+from gateway.config import Config
+from gateway.cooldowns import CooldownSync
+from gateway.fleetsync import FleetSync
+from gateway.guardrails import GuardrailSet
+from gateway.hooks import breaker_hook, budget_hook
+from gateway.limitpolicy import LimitPolicy
+from gateway.limits import Limiter
+from gateway.metrics import Metrics
+from gateway.pipeline import Gateway
+from gateway.pricing import PriceTable
+from gateway.requestlog import RequestLog
+from gateway.router import Router
+from gateway.services import Services
+from gateway.spendsource import StoreSpendSource
+from gateway.store import Store, StoreUnavailable
+from gateway.tracing import build_tracer
+
+log = logging.getLogger("tollway")
+
+
+@dataclass(frozen=True)
+class Shared:
+    ring: KeyRing
+    store: Store | None
+    accountant: Accountant | None
+    alerter: Alerter
+    metrics: Metrics
+
+
+class Runtime:
+    def __init__(
+        self, config: Config, gateway: Gateway, closers: list[Callable[[], Awaitable[None]]]
+    ) -> None:
+        self.config = config
+        self.gateway = gateway
+        self._closers = closers
+
+    async def aclose(self, drain_s: float = 0.0) -> None:
+        """Close once the requests that started on this runtime have finished (up to `drain_s`)."""
+        deadline = time.monotonic() + drain_s
+        # Polling, not an Event: the count lives on the request path, which should not signal.
+        while self.gateway.inflight and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for close in reversed(self._closers):
+            await close()
+
+
+async def build_runtime(config: Config, shared: Shared) -> Runtime:
+    """Build (and start) the request path's objects for `config`; call inside the running loop."""
+    metrics, alerter, store, storage = shared.metrics, shared.alerter, shared.store, config.storage
+    closers: list[Callable[[], Awaitable[None]]] = []
+    router = Router(config, on_breaker_change=breaker_hook(metrics, alerter, lambda: router))
+    closers.append(router.aclose)
+    if storage.redis_url:
+        # Cooldowns shared by every process on this Redis; without it they are per process.
+        cooldowns = CooldownSync(storage.redis_url, router.breakers, metrics)
+        cooldowns.start()
+        closers.append(cooldowns.aclose)
+    limiter = Limiter(retry_hint_s=config.limits.sync_interval_s)
+    book = BudgetBook(
+        config.budgets, on_threshold=budget_hook(alerter), retry_hint_s=config.budgets.sync_interval_s
+    )
+    if store is not None:
+        try:
+            await store.migrate()
+            await book.load(StoreSpendSource(store))
+        except StoreUnavailable as exc:
+            # Serve anyway: keys come in when the store is back (KeySync retries), records are
+            # spooled; only the budgets' memory of earlier spend is missing meanwhile.
+            log.warning("budgets start from zero: the store is unavailable (%s)", exc)
+    if storage.redis_url:
+        for source, name, interval in (
+            (limiter, "limits", config.limits.sync_interval_s),
+            (book, "budgets", config.budgets.sync_interval_s),
+        ):
+            fleet = FleetSync(
+                source,
+                storage.redis_url,
+                prefix="tollway:",
+                interval_s=interval,
+                component=name,
+                on_health=functools.partial(metrics.fleet_sync, name),
+            )
+            fleet.start()
+            closers.append(fleet.aclose)
+    cache = ResponseCache(config.cache, {n: m.cache for n, m in config.models.items()}, storage.redis_url)
+    cache.start()
+    closers.append(cache.aclose)
+    tracer = build_tracer(config.tracing)
+    closers.append(tracer.aclose)
+    services = Services(
+        limiter=limiter,
+        limit_policy=LimitPolicy(config),
+        book=book,
+        budget_policy=BudgetPolicy(config.budgets),
+        prices=PriceTable.from_config(config, metrics),
+        cache=cache,
+        rails=GuardrailSet({n: m.guardrails for n, m in config.models.items()}),
+        tracer=tracer,
+        accountant=shared.accountant,
+        content_policy=config.logging.content,
+    )
+    request_log = RequestLog(config.logging.request_log)
+
+    async def close_log() -> None:
+        request_log.close()
+
+    closers.insert(0, close_log)  # closed last: lines of the last requests still go out
+    gateway = Gateway(shared.ring, router, metrics, request_log, config.server.max_body_bytes, services)
+    return Runtime(config, gateway, closers)
+
+
+class Holder:
+    """The runtime new requests get; `reload` swaps in another."""
+
+    def __init__(self) -> None:
+        self.current: Runtime | None = None
+
+    @property
+    def gateway(self) -> Gateway:
+        assert self.current is not None, "not started"
+        return self.current.gateway
