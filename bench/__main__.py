@@ -18,6 +18,7 @@ from typing import Final, Literal, get_args
 import msgspec
 
 from bench import streams, sweep
+from bench.config import Features, parse_features
 from bench.procs import REPO_ROOT
 from bench.report import DIRECT, FLOOR, TOLLWAY, render_table, write_json
 from bench.run import Options, progress, run_bench, smoke_failed
@@ -124,6 +125,12 @@ def parse_args(argv: list[str] | None) -> Invocation:
     parser.add_argument(
         "--chunk-delay-ms", type=float, default=0.0, help="upstream pause between stream chunks"
     )
+    parser.add_argument(
+        "--features",
+        default="all",
+        help="tollway features on: all (default: virtual key, limits and budget, accounting), none, "
+        "or a subset like keys,limits",
+    )
     parser.add_argument("--peer", action="append", default=[], help="add a peer gateway (litellm)")
     parser.add_argument(
         "--peer-python", help="interpreter that has the peer installed (e.g. venv/bin/python)"
@@ -146,9 +153,17 @@ def parse_args(argv: list[str] | None) -> Invocation:
         chunk_delay_ms=args.chunk_delay_ms,
         peers=tuple(args.peer),
         peer_python=args.peer_python,
+        features=_features(parser, args.features),
     )
     json_path = args.json if args.json is not None else RESULTS / _JSON_NAMES[chosen]
     return Invocation(chosen, options, json_path)
+
+
+def _features(parser: argparse.ArgumentParser, text: str) -> Features:
+    try:
+        return parse_features(text)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

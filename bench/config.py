@@ -23,17 +23,51 @@ UPSTREAM_POOL: Final = 1024
 
 
 class Features(msgspec.Struct, frozen=True):
-    """Gateway features the bench measures with turned on.
+    """Gateway features the bench measures with turned on (all by default: the request path users
+    run). `--features none` measures the bare path for comparison."""
 
-    Empty while tollway has none of them. When virtual keys, rate limits or spend
-    accounting land, add a flag here and the matching section in `_feature_sections`,
-    so `python -m bench` keeps measuring the request path users actually run.
-    """
+    keys: bool = True  # requests carry a virtual key (checked from memory), not the master key
+    limits: bool = True  # the key has rpm/tpm limits and a budget, far above what the bench uses
+    accounting: bool = True  # a SQLite store: every request priced and written to the audit trail
 
 
-def _feature_sections(features: Features) -> dict[str, object]:
-    # The place for `keys:`, `limits:`, `budgets:` sections keyed off `features`.
-    return {}
+ALL_FEATURES: Final = Features()
+NO_FEATURES: Final = Features(keys=False, limits=False, accounting=False)
+BENCH_KEY: Final = "sk-tw-bench-virtual-key-0123456789abcdef"
+
+
+def parse_features(text: str) -> Features:
+    """`all`, `none`, or a comma-separated subset of keys,limits,accounting."""
+    if text == "all":
+        return ALL_FEATURES
+    if text == "none":
+        return NO_FEATURES
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = names - set(Features.__struct_fields__)
+    if unknown:
+        raise ValueError(f"unknown features: {', '.join(sorted(unknown))}")
+    return Features(**{name: name in names for name in Features.__struct_fields__})
+
+
+def client_key(features: Features) -> str:
+    return BENCH_KEY if features.keys else MASTER_KEY
+
+
+def _feature_sections(features: Features, work_dir: str) -> dict[str, object]:
+    sections: dict[str, object] = {}
+    if features.keys:
+        key: dict[str, object] = {"secret": BENCH_KEY}
+        if features.limits:
+            key["limits"] = {"rpm": 10_000_000, "tpm": 10_000_000_000}
+            key["budget"] = {"amount": 1_000_000, "period": "month"}
+        sections["keys"] = {"bench": key}
+    if features.accounting:
+        sections["storage"] = {
+            "database_url": f"sqlite:///{work_dir}/bench.sqlite",
+            "spool_dir": f"{work_dir}/spool",
+        }
+        sections["pricing"] = {"models": {f"openai/{UPSTREAM_MODEL}": {"input": 1.0, "output": 2.0}}}
+    return sections
 
 
 def _server(port: int, request_log: str) -> dict[str, object]:
@@ -43,7 +77,9 @@ def _server(port: int, request_log: str) -> dict[str, object]:
     }
 
 
-def bench_config(port: int, upstream_port: int, request_log: str, features: Features | None = None) -> str:
+def bench_config(
+    port: int, upstream_port: int, request_log: str, features: Features | None = None, work_dir: str = "/tmp"
+) -> str:
     """Tollway in front of the mock upstream: model `bench` -> provider `up`."""
     config: dict[str, object] = {
         **_server(port, request_log),
@@ -58,7 +94,7 @@ def bench_config(port: int, upstream_port: int, request_log: str, features: Feat
             }
         },
         "models": {GATEWAY_MODEL: {"targets": [{"provider": "up", "model": UPSTREAM_MODEL}]}},
-        **_feature_sections(features or Features()),
+        **_feature_sections(features or Features(), work_dir),
     }
     return yaml.safe_dump(config, sort_keys=False)
 

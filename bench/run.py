@@ -20,14 +20,13 @@ import msgspec
 import uvloop
 
 from bench import machine, peer, report, wrk
-from bench.config import bench_config
+from bench.config import Features, bench_config, client_key
 from bench.loadgen import LoadResult, build_request, run_load
 from bench.procs import Child, Children, free_port, peak_rss_bytes, raise_fd_limit
 from bench.report import DIRECT, FLOOR, HEADROOM_MIN, TOLLWAY, Cell, Overhead, Report
 from bench.scenario import (
     CHAT_PATH,
     GATEWAY_MODEL,
-    MASTER_KEY,
     UPSTREAM_KEY,
     UPSTREAM_MODEL,
     Scenario,
@@ -57,6 +56,7 @@ class Options(msgspec.Struct, frozen=True):
     peer_python: str | None = None
     # Compare tollway's x-tollway-overhead-ms with tollway - direct at c=1 (not in smoke).
     overhead_probe: bool = True
+    features: Features = Features()
 
     def settings(self) -> list[tuple[Scenario, int]]:
         if self.smoke:
@@ -191,12 +191,14 @@ def start_servers(options: Options, children: Children, work_dir: Path, warnings
     if TOLLWAY in options.targets:
         port = free_port()
         config_path = work_dir / "tollway.yaml"
-        config_path.write_text(bench_config(port, upstream_port, str(work_dir / "requests.log")))
+        config_path.write_text(
+            bench_config(port, upstream_port, str(work_dir / "requests.log"), options.features, str(work_dir))
+        )
         tollway = children.start_module(
             "tollway", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port)
         )
         tollway.wait_ready(port, "/health/ready", READY_TIMEOUT_S)
-        servers.targets.append(Target(TOLLWAY, port, MASTER_KEY, GATEWAY_MODEL))
+        servers.targets.append(Target(TOLLWAY, port, client_key(options.features), GATEWAY_MODEL))
         servers.measured[TOLLWAY] = tollway
 
     for name in options.peers:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
@@ -235,7 +236,7 @@ class SQLiteStore:
         conn = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
         try:
             conn.execute(f"pragma busy_timeout = {int(self._busy_timeout_s * 1000)}")
-            conn.execute("pragma journal_mode = wal")
+            _set_wal(conn, self._busy_timeout_s)
             # In WAL mode NORMAL cannot corrupt the file; a power cut may lose the last commits.
             conn.execute("pragma synchronous = normal")
             conn.execute("pragma foreign_keys = on")
@@ -288,3 +289,18 @@ def _key(row: Row) -> KeyRecord:
 
 def _team(row: Row) -> TeamRecord:
     return from_row(TeamRecord, TEAM_COLUMNS, row)
+
+
+def _set_wal(conn: sqlite3.Connection, budget_s: float) -> None:
+    """Switch to WAL. Changing the journal mode needs an exclusive lock and SQLite does not run
+    the busy handler for it, so several processes opening a new file at once get "database is
+    locked" at once: retry within the busy timeout instead."""
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            conn.execute("pragma journal_mode = wal")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
