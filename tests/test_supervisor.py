@@ -100,3 +100,61 @@ def test_workers_share_the_port_are_replaced_and_stop_cleanly(tmp_path: Path) ->
             supervisor.kill()
             supervisor.wait()
         notify.close()
+
+
+def test_limits_hold_across_workers_sharing_redis(tmp_path: Path) -> None:
+    import uuid
+
+    redis_url = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    secret = f"sk-tw-workers-{uuid.uuid4().hex}"  # a fresh key: no counts left in Redis from earlier runs
+    config = tmp_path / "tollway.yaml"
+    config.write_text(
+        CONFIG
+        + f'storage: {{redis_url: "{redis_url}"}}\n'
+        + "limits: {sync_interval_s: 0.05}\n"
+        + f"keys: {{app: {{secret: '{secret}', limits: {{rpm: 20}}}}}}\n"
+    )
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(20)
+    port = closed_port()
+    supervisor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env={**clean_env(), "NOTIFY_SOCKET": notify_path},
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert notify.recv(4096).startswith(b"READY=1")
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        admitted, served_by = 0, set()
+        body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(60):
+            with httpx.Client(timeout=5) as client:  # a new connection each time: both workers take turns
+                response = client.post(url, json=body, headers={"authorization": f"Bearer {secret}"})
+            if response.status_code == 200:
+                admitted += 1
+                served_by.add(response.headers["x-request-id"][:16])
+            else:
+                assert response.status_code == 429
+        assert len(served_by) == 2, "both workers served"
+        # The documented bound for N processes: the limit plus N-1 (one request per process that
+        # has not yet synced the key), plus what refills during the burst (20 per minute).
+        assert 20 <= admitted <= 20 + 1 + 2, f"{admitted} admitted for rpm 20 across 2 workers"
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=20)
+        notify.close()
