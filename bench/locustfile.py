@@ -5,7 +5,7 @@
 
 Keys default to the bench's master key (virtual keys don't exist yet); models to
 `demo,demo-slow`, which the built-in mock provider serves. Embeddings always use
-`demo`. A streamed answer that does not end with `data: [DONE]` is a failure.
+`demo`. A streamed answer whose last event is not `data: [DONE]` is a failure.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ class GatewayUser(HttpUser):
                 return
             last = b""
             for line in response.iter_lines():
-                if line:
+                # Comment lines (`: ...`, e.g. tollway's trailing overhead) are not events.
+                if line and not line.startswith(b":"):
                     last = line
             if last.strip() != _DONE:
                 response.failure(f"stream did not end with [DONE] (last line {last[:80]!r})")
