@@ -16,8 +16,10 @@ from aiohttp import web
 
 from gateway import keyadmin
 from gateway.auth import KeyRing
+from gateway.budgetpolicy import BudgetStatus
 from gateway.context import new_request_id
 from gateway.errors import GatewayError, error_response, unauthorized
+from gateway.keys import KeyRecord
 from gateway.keysync import KeySync, announce_change
 from gateway.store import Store, StoreUnavailable
 
@@ -72,6 +74,8 @@ class AdminApi:
     ) -> None:
         self._ring = ring
         self._store = store
+        # Set by the app once budgets exist: a key's spend in its current period.
+        self.budget_status: Callable[[KeyRecord], BudgetStatus | None] | None = None
         self._sync = sync
         self._redis_url = redis_url
 
@@ -155,7 +159,10 @@ class AdminApi:
         record = await self.store.get_key(request.match_info["id"])
         if record is None:
             raise keyadmin.not_found("key", request.match_info["id"])
-        return _json(keyadmin.key_view(record))
+        view = keyadmin.key_view(record)
+        if self.budget_status is not None and record.budget is not None:
+            view = msgspec.structs.replace(view, spend=self.budget_status(record))
+        return _json(view)
 
     async def patch_key(self, request: web.Request) -> web.StreamResponse:
         patch = decode_body(await request.read(), keyadmin.KeyPatch)

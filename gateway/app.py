@@ -16,6 +16,7 @@ from gateway.admin import AdminApi
 from gateway.admin_targets import targets_handler
 from gateway.alerts import Alerter, spooling_started
 from gateway.auth import KeyRing, Principal, principal_of
+from gateway.budgetpolicy import BudgetStatus, BudgetSubject
 from gateway.config import Config
 from gateway.context import new_request_id
 from gateway.errors import GatewayError, error_response
@@ -129,6 +130,17 @@ def build_app(config: Config) -> web.Application:
         add_report_routes(app.router, admin.guard, store, rates)
     holder = Holder()
     app[HOLDER] = holder
+
+    def budget_status(record: KeyRecord) -> BudgetStatus | None:
+        if holder.current is None or record.budget is None:
+            return None
+        subject = BudgetSubject(f"key:{record.id}", f"key '{record.name}'", record.budget)
+        try:
+            return holder.gateway.services.book.status(subject)
+        except GatewayError:  # a currency without a configured rate: nothing to show
+            return None
+
+    admin.budget_status = budget_status
     # Read at scrape time from whichever runtime serves (nothing before start-up).
     metrics.track_targets(lambda: holder.gateway.router.target_states() if holder.current else ())
 

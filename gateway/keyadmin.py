@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from gateway.budgetpolicy import BudgetStatus
 from gateway.errors import GatewayError
 from gateway.keys import (
     Budget,
@@ -102,6 +103,7 @@ class KeyView(msgspec.Struct, omit_defaults=True):
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     key: str | None = None  # the secret: only in the answer to its creation
+    spend: BudgetStatus | None = None  # GET /admin/keys/{id}: the budget's current period
     object: str = "key"
 
 

@@ -234,3 +234,23 @@ def test_revoke_on_one_process_is_enforced_by_another_within_a_second(
                 time.sleep(0.02)
     finally:
         assert stop(first) == 0 and stop(second) == 0
+
+
+def test_a_keys_view_shows_its_budget_spend(
+    start_gateway_with: Callable[[str], Gateway], tmp_path: Path
+) -> None:
+    gateway = start_gateway_with(
+        f'storage: {{database_url: "sqlite:///{tmp_path}/spend.sqlite", key_refresh_s: 0.2}}\n'
+        "pricing: {models: {'mock/mock-1': {input: 1000, output: 1000}}}\n" + MODELS
+    )
+    wait_ready(gateway.url)
+    created = admin(
+        gateway, "POST", "/keys", {"name": "metered", "budget": {"amount": 5, "period": "day"}}
+    ).json()
+    with sdk(gateway, created["key"]) as client:
+        answer = client.chat.completions.create(model="demo", messages=USER, max_tokens=50)
+    assert answer.usage is not None
+    expected = (answer.usage.prompt_tokens + answer.usage.completion_tokens) * 1000  # micro-USD
+    spend = admin(gateway, "GET", f"/keys/{created['id']}").json()["spend"]
+    assert spend["spent_micros"] == expected and spend["currency"] == "USD" and spend["period"] == "day"
+    assert spend["remaining_micros"] == 5_000_000 - expected and spend["period_end"]
