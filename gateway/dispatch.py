@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from typing import Final
 
 import msgspec
@@ -38,6 +39,8 @@ from gateway.context import RequestContext
 from gateway.dialects import ClientRequest
 from gateway.errors import GatewayError, bad_request
 from gateway.failures import failure_of, stream_error, timed_out, unreachable
+from gateway.limitpolicy import Subject
+from gateway.limits import Admission, Limiter
 from gateway.metrics import Metrics
 from gateway.relay import StartedStream, start_stream
 from gateway.requestlog import AttemptRecord
@@ -51,20 +54,23 @@ HEDGE_WIDTH: Final = 2
 class Job:
     """What every call of one request needs: the client's request and how to shape the answer."""
 
-    __slots__ = ("created", "endpoint", "request", "response_id")
+    __slots__ = ("created", "endpoint", "estimated_tokens", "request", "response_id")
 
-    def __init__(self, request: ClientRequest, endpoint: str, response_id: str, created: int) -> None:
+    def __init__(
+        self, request: ClientRequest, endpoint: str, response_id: str, created: int, estimated_tokens: int = 0
+    ) -> None:
         self.request = request
         self.endpoint = endpoint
         self.response_id = response_id
         self.created = created
+        self.estimated_tokens = estimated_tokens  # for the providers' quotas (tpm)
 
 
 class Answer:
     """A call that answered: its target and upstream response, with the client's body and usage
     (non-streamed) or the stream started up to its first output. `close` once done with it."""
 
-    __slots__ = ("_open", "body", "call", "record", "stream", "upstream", "usage")
+    __slots__ = ("_open", "body", "call", "quota", "record", "stream", "upstream", "usage")
 
     def __init__(
         self,
@@ -81,6 +87,7 @@ class Answer:
         self.usage = usage
         self.stream = stream
         self.record: AttemptRecord | None = None
+        self.quota: Admission | None = None  # the gateway's own quota at this provider, if any
         self._open = True
 
     @property
@@ -94,6 +101,10 @@ class Answer:
             return
         self._open = False
         self.upstream.close()
+        if self.quota is not None:
+            if self.usage is not None:
+                self.quota.settle(self.usage.prompt_tokens + self.usage.completion_tokens)
+            self.quota.release()
         target = self.call.target
         target.stats.inflight -= 1
         if failed:
@@ -103,8 +114,14 @@ class Answer:
 class Dispatcher:
     """Runs plans; long-lived (one per gateway), holds nothing per request."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self, metrics: Metrics, limiter: Limiter | None = None, quotas: Mapping[str, Subject] | None = None
+    ) -> None:
         self._metrics = metrics
+        self._limiter = limiter
+        # The gateway's own quota per provider (providers.*.limits): admitted per call, so a
+        # fallback to another provider is not charged to the first one's quota.
+        self._quotas = dict(quotas or {})
 
     async def dispatch(self, plan: Plan, job: Job, ctx: RequestContext) -> Answer:
         """Call targets as the plan says until one answers.
@@ -213,7 +230,17 @@ class Dispatcher:
         target.stats.inflight += 1
         upstream: UpstreamResponse | None = None
         outcome: Answer | Failure | None = None
+        quota: Admission | None = None
         try:
+            subject = self._quotas.get(target.provider)
+            if subject is not None and self._limiter is not None:
+                try:
+                    quota = self._limiter.admit([subject], job.estimated_tokens)
+                except GatewayError as refused:
+                    # The gateway's own quota at this provider is spent: for the chain this is
+                    # the provider saying 429 (move on, or wait for the Retry-After).
+                    outcome = Failure("rate_limited", refused, 429, _retry_after(refused))
+                    return outcome
             try:
                 upstream = await target.transport.send(upstream_request, target.timeouts)
             except UpstreamTimeout:
@@ -228,8 +255,12 @@ class Dispatcher:
                     outcome = await self._start_stream(call, upstream, job)
                 else:
                     outcome = await self._read_answer(call, upstream, job)
+            if isinstance(outcome, Answer):
+                outcome.quota, quota = quota, None
             return outcome
         finally:
+            if quota is not None:
+                quota.release()
             elapsed = time.perf_counter() - started
             record.ms = round(elapsed * 1000.0, 3)
             # Upstream time (with the few microseconds of parsing an answer): the gateway's
@@ -313,3 +344,11 @@ class Dispatcher:
             )
             return Failure(ErrorKind.SERVER.value, error, upstream.status)
         return Answer(call, upstream, stream=started)
+
+
+def _retry_after(refused: GatewayError) -> float | None:
+    value = (refused.headers or {}).get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

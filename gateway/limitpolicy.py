@@ -70,6 +70,10 @@ class LimitPolicy:
         }
         self._end_user = config.limits.end_user
 
+    def provider_quotas(self) -> dict[str, Subject]:
+        """The gateway's own quota per provider name (admitted per upstream call)."""
+        return dict(self._providers)
+
     def subjects(
         self, principal: Principal, model: str, provider: str | None, user: str | None
     ) -> list[Subject]:

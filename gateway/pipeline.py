@@ -67,7 +67,7 @@ class Gateway:
         self.request_log = request_log
         self.max_body_bytes = max_body_bytes
         self.services = services
-        self.dispatcher = Dispatcher(metrics)
+        self.dispatcher = Dispatcher(metrics, services.limiter, services.limit_policy.provider_quotas())
         self.inflight = 0  # requests started on this gateway and not finished (for a reload's drain)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
@@ -129,16 +129,22 @@ class Gateway:
                     )
 
             # Limits and budget: decided in memory, settled in the finally.
+            estimated_tokens = estimate_tokens(len(body), facts.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
             booking.admission = services.limiter.admit(
-                services.limit_policy.subjects(principal, model, None, ctx.user),
-                estimate_tokens(len(body), facts.max_tokens or DEFAULT_OUTPUT_ESTIMATE),
+                services.limit_policy.subjects(principal, model, None, ctx.user), estimated_tokens
             )
             budget_subjects = services.budget_policy.subjects(principal, ctx.user)
             if budget_subjects:
                 booking.worst_case_micros = self._worst_case(plan, len(body), facts.max_tokens)
                 booking.reservation = services.book.reserve(budget_subjects, booking.worst_case_micros)
 
-            job = Job(client_request, endpoint, "chatcmpl-" + ctx.request_id[4:], int(ctx.started_wall))
+            job = Job(
+                client_request,
+                endpoint,
+                "chatcmpl-" + ctx.request_id[4:],
+                int(ctx.started_wall),
+                estimated_tokens,
+            )
             answer = await self.dispatcher.dispatch(plan, job, ctx)
             try:
                 headers["x-tollway-target"] = answer.target.label

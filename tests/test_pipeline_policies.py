@@ -167,3 +167,26 @@ def test_overhead_excludes_upstream_time(
 
 async def _noop() -> None:
     await asyncio.sleep(0)
+
+
+def test_a_providers_quota_moves_calls_on_to_the_next_target(
+    start_gateway_with: Callable[[str], Gateway],
+) -> None:
+    gateway = start_gateway_with(
+        "providers: {quota: {kind: mock, limits: {rpm: 2}}, spare: {kind: mock}}\n"
+        "models:\n"
+        "  chain: {targets: [{provider: quota, model: m}, {provider: spare, model: m}]}\n"
+        "  only: {targets: [{provider: quota, model: m}]}\n"
+    )
+    with sdk(gateway) as client:
+        served = [
+            client.chat.completions.with_raw_response.create(model="chain", messages=USER).headers[
+                "x-tollway-target"
+            ]
+            for _ in range(3)
+        ]
+        assert served == ["quota/m", "quota/m", "spare/m"], (
+            "the gateway's own quota at a provider is per call"
+        )
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="only", messages=USER)
