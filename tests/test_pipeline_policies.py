@@ -190,3 +190,34 @@ def test_a_providers_quota_moves_calls_on_to_the_next_target(
         )
         with pytest.raises(openai.RateLimitError):
             client.chat.completions.create(model="only", messages=USER)
+
+
+def test_two_gateways_share_the_redis_cache(
+    start_gateway_with: Callable[[str], Gateway], upstream: Upstream
+) -> None:
+    import os
+    import uuid
+
+    redis_url = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    config = (
+        f'storage: {{redis_url: "{redis_url}"}}\n'
+        f'cache: {{backend: redis, redis_prefix: "tollway-test-{uuid.uuid4().hex[:8]}:"}}\n'
+        f'providers: {{up: {{kind: openai, base_url: "{upstream.url}", api_key: k}}}}\n'
+        "models: {cached: {targets: [{provider: up, model: real}], cache: {ttl_s: 60, scope: global}}}\n"
+    )
+    first, second = start_gateway_with(config), start_gateway_with(config)
+    with sdk(first) as a, sdk(second) as b:
+        assert (
+            a.chat.completions.with_raw_response.create(model="cached", messages=USER, temperature=0).headers[
+                "x-tollway-cache"
+            ]
+            == "miss"
+        )
+        deadline = time.monotonic() + 3
+        while True:  # the store to Redis is queued off the request path
+            hit = b.chat.completions.with_raw_response.create(model="cached", messages=USER, temperature=0)
+            if hit.headers["x-tollway-cache"] == "hit" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert hit.headers["x-tollway-cache"] == "hit", "the second gateway answers from the shared cache"
+    assert hit.parse().choices[0].message.content == "upstream echo: hello there"
