@@ -29,15 +29,29 @@ class Features(msgspec.Struct, frozen=True):
     keys: bool = True  # requests carry a virtual key (checked from memory), not the master key
     limits: bool = True  # the key has rpm/tpm limits and a budget, far above what the bench uses
     accounting: bool = True  # a SQLite store: every request priced and written to the audit trail
+    cache: bool = False  # the answer cache on the bench model (every request after the first hits)
+    guardrails: bool = False  # PII masking and the injection screen on the bench model
 
 
 ALL_FEATURES: Final = Features()
 NO_FEATURES: Final = Features(keys=False, limits=False, accounting=False)
+
+
+def _model(features: Features) -> dict[str, object]:
+    model: dict[str, object] = {"targets": [{"provider": "up", "model": UPSTREAM_MODEL}]}
+    if features.cache:
+        model["cache"] = {"ttl_s": 300}
+    if features.guardrails:
+        model["guardrails"] = {"pii": "mask", "injection": "flag"}
+    return model
+
+
 BENCH_KEY: Final = "sk-tw-bench-virtual-key-0123456789abcdef"
 
 
 def parse_features(text: str) -> Features:
-    """`all`, `none`, or a comma-separated subset of keys,limits,accounting."""
+    """`all` (keys, limits, accounting), `none`, or a comma-separated subset of
+    keys,limits,accounting,cache,guardrails."""
     if text == "all":
         return ALL_FEATURES
     if text == "none":
@@ -93,7 +107,7 @@ def bench_config(
                 "max_connections": UPSTREAM_POOL,
             }
         },
-        "models": {GATEWAY_MODEL: {"targets": [{"provider": "up", "model": UPSTREAM_MODEL}]}},
+        "models": {GATEWAY_MODEL: _model(features or Features())},
         **_feature_sections(features or Features(), work_dir),
     }
     return yaml.safe_dump(config, sort_keys=False)

@@ -33,6 +33,8 @@ class ChatRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     model: str
     messages: list[ChatMessage]
     max_tokens: int = 16
+    # Deterministic, as most API traffic that repeats is: what makes an answer cacheable.
+    temperature: float | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -47,7 +49,9 @@ def chat_body(model: str, *, stream: bool, include_usage: bool = False) -> bytes
     """A small, realistic chat request. Streamed requests don't ask for usage by
     default, as most clients don't: tollway then asks upstream and strips it again."""
     options = StreamOptions(include_usage=True) if stream and include_usage else None
-    return msgspec.json.encode(ChatRequest(model, _MESSAGES, stream=stream, stream_options=options))
+    return msgspec.json.encode(
+        ChatRequest(model, _MESSAGES, temperature=0.0, stream=stream, stream_options=options)
+    )
 
 
 class Target(msgspec.Struct, frozen=True):
