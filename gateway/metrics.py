@@ -47,6 +47,39 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.in_flight = Gauge(
+            "tollway_in_flight_requests", "Requests being served right now.", registry=self.registry
+        )
+        self.cost = Counter(
+            "tollway_cost_usd",
+            "Cost of answered requests in USD, by logical model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self.limit_refusals = Counter(
+            "tollway_limit_refusals",
+            "Requests refused by a rate limit, by what ran out.",
+            ("limit",),
+            registry=self.registry,
+        )
+        self.budget_refusals = Counter(
+            "tollway_budget_refusals",
+            "Requests refused by a budget, by why (exceeded, busy).",
+            ("scope",),
+            registry=self.registry,
+        )
+        self.cache_hits = Counter(
+            "tollway_cache_hits",
+            "Answers served from the answer cache, by logical model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self.cache_misses = Counter(
+            "tollway_cache_misses",
+            "Cache lookups that found nothing, by logical model.",
+            ("model",),
+            registry=self.registry,
+        )
         self.overhead = Histogram(
             "tollway_overhead_seconds",
             "Time a request spent in the gateway itself: total time less the wait on upstreams.",
@@ -185,6 +218,13 @@ class Metrics:
             per_model[1].inc(prompt_tokens)
         if completion_tokens:
             per_model[2].inc(completion_tokens)
+
+    def refused(self, err_type: str, code: str | None) -> None:
+        """A limit or budget refusal of the gateway's own (rare: children not cached)."""
+        if code == "rate_limit_exceeded":
+            self.limit_refusals.labels(err_type).inc()
+        elif code is not None and code.startswith("budget_"):
+            self.budget_refusals.labels(code.removeprefix("budget_")).inc()
 
     def observe_overhead(self, route: str, seconds: float) -> None:
         child = self._overhead_by_route.get(route)

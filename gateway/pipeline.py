@@ -49,6 +49,11 @@ _STREAM_FAILURES: Final = frozenset({502, 504})
 Decode = Callable[[bytes], openai_format.PassthroughRequest]
 
 
+def label_model(model: str | None, router: Router) -> str:
+    """A model label for metrics: only configured names, so clients cannot grow the label set."""
+    return model if model is not None and model in router.routes else "(unknown)"
+
+
 class Gateway:
     """The long-lived objects a request needs, built once from the config."""
 
@@ -78,10 +83,12 @@ class Gateway:
 
     async def _forward(self, request: web.Request, endpoint: str, decode: Decode) -> web.StreamResponse:
         self.inflight += 1
+        self.metrics.in_flight.inc()
         try:
             return await self._serve(request, endpoint, decode)
         finally:
             self.inflight -= 1
+            self.metrics.in_flight.dec()
 
     async def _serve(self, request: web.Request, endpoint: str, decode: Decode) -> web.StreamResponse:
         services = self.services
@@ -123,6 +130,7 @@ class Gateway:
             if cache_plan is not None:
                 headers.update(MISS_HEADERS)
                 hit = await services.cache.lookup(cache_plan)
+                (self.metrics.cache_misses if hit is None else self.metrics.cache_hits).labels(model).inc()
                 if hit is not None:
                     return await self._serve_hit(
                         request, hit, client_request, guard, screened, ctx, headers, policy
@@ -165,6 +173,8 @@ class Gateway:
         except GatewayError as err:
             ctx.status = err.status
             ctx.error_code = err.code
+            if err.fault == "policy" and err.status == 429:
+                self.metrics.refused(err.type, err.code)
             return error_response(err, ctx.request_id)
         except (ConnectionResetError, asyncio.CancelledError):
             if not ctx.completed:
@@ -296,7 +306,9 @@ class Gateway:
         usage = ctx.usage
         prompt_tokens = usage.prompt_tokens if usage is not None else 0
         completion_tokens = usage.completion_tokens if usage is not None else 0
-        label = ctx.model if ctx.model is not None and ctx.model in self.router.routes else "(unknown)"
+        label = label_model(ctx.model, self.router)
+        if ctx.cost_micros:
+            self.metrics.cost.labels(label).inc(ctx.cost_micros / 1_000_000)
         self.metrics.observe(
             label, ctx.status, ctx.endpoint, duration_s, first_byte_s, prompt_tokens, completion_tokens
         )

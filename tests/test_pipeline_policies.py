@@ -42,6 +42,9 @@ def test_rate_limit_refuses_with_openai_headers(start_gateway_with: Callable[[st
             client.chat.completions.create(model="demo", messages=USER)
     headers = refused.value.response.headers
     assert float(headers["retry-after"]) > 0 and headers["x-ratelimit-remaining-requests"] == "0"
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'tollway_limit_refusals_total{limit="requests"} 1.0' in metrics
+    assert "tollway_in_flight_requests 0.0" in metrics
 
 
 def test_budget_refuses_a_call_that_cannot_fit(start_gateway_with: Callable[[str], Gateway]) -> None:
@@ -54,6 +57,7 @@ def test_budget_refuses_a_call_that_cannot_fit(start_gateway_with: Callable[[str
         client.chat.completions.create(model="demo", messages=USER, max_tokens=100)
     assert refused.value.response.headers["x-should-retry"] == "false"
     assert "budget" in refused.value.message.lower()
+    assert 'tollway_budget_refusals_total{scope="exceeded"} 1.0' in httpx.get(gateway.url + "/metrics").text
 
 
 def test_cache_hits_plain_and_streamed(
@@ -76,6 +80,9 @@ def test_cache_hits_plain_and_streamed(
             == "upstream echo: hello there"
         )
     assert len(upstream.requests) == 1, "the second call and the stream were served from the cache"
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'tollway_cache_hits_total{model="cached"} 2.0' in metrics
+    assert 'tollway_cache_misses_total{model="cached"} 1.0' in metrics
 
 
 def test_pii_is_masked_before_the_upstream_and_blocked_where_configured(
