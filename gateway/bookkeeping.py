@@ -58,11 +58,10 @@ def settle(services: Services, ctx: RequestContext, booking: Booking) -> None:
 
 
 def record(services: Services, ctx: RequestContext, policy: ContentPolicy) -> None:
-    """Hand the request's audit record to the accountant, once."""
+    """Hand the request's audit record to the accountant (the pipeline calls it once)."""
     accountant = services.accountant
-    if accountant is None or ctx.accounted:
+    if accountant is None:
         return
-    ctx.accounted = True
     now = time.perf_counter()
     start = ctx.started_wall
     usage: Usage = ctx.usage or _NO_USAGE

@@ -79,7 +79,7 @@ class RequestContext:
         # The answer went out whole ([DONE] relayed): a client hanging up after it is not a 499.
         self.completed = False
         self.accounted = False  # the audit record was handed to the accountant
-        self.prompt_text: str | None = None
+        self.prompt_text: str | bytes | None = None  # bytes: the raw body, kept only as a digest
         self.answer_text: str | None = None
 
     def overhead_ms(self) -> float:

@@ -28,6 +28,7 @@ from gateway.dispatch import Answer, Dispatcher, Job
 from gateway.errors import GatewayError, bad_request, body_too_large, error_response
 from gateway.facts import request_facts
 from gateway.guardrails import Guardrails, Screened
+from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import estimate_tokens
 from gateway.metrics import Metrics
 from gateway.records import ContentPolicy
@@ -47,6 +48,11 @@ MAX_ACCOUNTED_ANSWER_BYTES: Final = 1024 * 1024
 _STREAM_FAILURES: Final = frozenset({502, 504})
 
 Decode = Callable[[bytes], openai_format.PassthroughRequest]
+
+
+def _stream_guard(guard: Guardrails | None, screened: Screened | None) -> StreamGuard | None:
+    """The output guardrails for a streamed answer, when the model has any."""
+    return guard.stream_guard(screened) if guard is not None and screened is not None else None
 
 
 def label_model(model: str | None, router: Router) -> str:
@@ -116,7 +122,7 @@ class Gateway:
             if policy in ("full", "masked") and endpoint == "chat":
                 ctx.prompt_text = prompt_text(body)
             elif policy == "hash":
-                ctx.prompt_text = body.decode("utf-8", "replace")
+                ctx.prompt_text = body  # hashed as the bytes that came: no decode on the default path
 
             # Guardrails first: the cache key and the upstream see the masked prompt.
             guard = services.rails.for_model(model) if endpoint == "chat" else None
@@ -213,7 +219,7 @@ class Gateway:
         accumulator = None
         if cache_plan is not None or policy in ("full", "masked", "hash"):
             accumulator = AnswerAccumulator(MAX_ACCOUNTED_ANSWER_BYTES)
-        stream_guard = guard.stream_guard(screened) if guard is not None and screened is not None else None
+        stream_guard = _stream_guard(guard, screened)
         if accumulator is None and stream_guard is None:
             return None
         return AnswerTap(self.services.cache, cache_plan, accumulator, stream_guard)
@@ -237,9 +243,7 @@ class Gateway:
             ctx.answer_text = answer_text(hit.body)
         if client_request.stream:
             out = replay_stream(hit.body, client_request.client_wants_usage)
-            stream_guard = (
-                guard.stream_guard(screened) if guard is not None and screened is not None else None
-            )
+            stream_guard = _stream_guard(guard, screened)
             if stream_guard is not None:
                 out = stream_guard.feed(out) + stream_guard.close()
             response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
