@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
+from gateway.tasks import stop_tasks
+
 log = logging.getLogger("tollway")
 
 EventKind = Literal["budget_soft", "budget_exhausted", "breaker_open", "spooling"]
@@ -404,9 +406,7 @@ class Alerter:
         if self._task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), drain_s)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
         self.dropped += len(self._queue)
         self._queue.clear()

@@ -25,7 +25,7 @@ from gateway.keysync import KeySync
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.reports import add_report_routes
-from gateway.runtime import Holder, Shared, build_runtime
+from gateway.runtime import Holder, Shared, build_runtime, close_within
 from gateway.store import open_store
 
 HOLDER: Final = web.AppKey("holder", Holder)
@@ -162,13 +162,15 @@ def build_app(config: Config) -> web.Application:
         yield
         # Shutdown: in-flight requests have finished (or been cut at the grace deadline).
         if sync is not None:
-            await sync.aclose()
+            await close_within(sync.aclose)
         await holder.current.aclose()
         if accountant is not None:
+            # Not bounded: the accountant spools what the store does not take, with its own
+            # timeouts, and cutting it short could lose records.
             await accountant.aclose()
         if store is not None:
-            await store.close()
-        await alerter.aclose()
+            await close_within(store.close)
+        await close_within(alerter.aclose)
 
     app.cleanup_ctx.append(lifecycle)
 

@@ -30,6 +30,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from adapters.schema import Usage
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
 
@@ -233,11 +234,7 @@ class RedisTier:
         if self._tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), _CLOSE_FLUSH_S)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         await self._fast.aclose()
         await self._slow.aclose()

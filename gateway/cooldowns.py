@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 
 from gateway.breaker import Breaker, Clock
 from gateway.metrics import Metrics
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
 
@@ -94,11 +95,7 @@ class CooldownSync:
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="tollway-cooldown-poll"))
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks.clear()
 
     def apply(self, label: str, until_wall: float) -> None:

@@ -51,6 +51,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from gateway.leases import Lease
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
 
@@ -279,9 +280,7 @@ class FleetSync:
         """Stop, after a last push of what this process consumed (spend must not be lost) that
         also hands its leases back. Call it once the server no longer admits requests."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
             if self.up:
                 with contextlib.suppress(TimeoutError):

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from gateway.auth import KeyRing
 from gateway.store import Store, StoreUnavailable
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
 
@@ -106,11 +107,8 @@ class KeySync:
                 await client.aclose()
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
+        self._tasks.clear()
 
 
 async def announce_change(redis_url: str | None) -> None:

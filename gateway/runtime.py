@@ -41,6 +41,19 @@ from gateway.tracing import build_tracer
 
 log = logging.getLogger("tollway")
 
+# A part that talks to Redis or a provider may hang on close (a half-open socket, a server that
+# stopped answering); shutdown and reload must finish anyway, so each close gets this long.
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def close_within(close: Callable[[], Awaitable[None]], seconds: float = CLOSE_TIMEOUT_S) -> None:
+    """Run one part's close, giving up after `seconds` with a warning that names the part."""
+    try:
+        await asyncio.wait_for(close(), seconds)
+    except TimeoutError:
+        name = getattr(close, "__qualname__", repr(close))
+        log.warning("shutdown: %s did not finish within %.0f s; left behind", name, seconds)
+
 
 @dataclass(frozen=True)
 class Shared:
@@ -66,7 +79,7 @@ class Runtime:
         while self.gateway.inflight and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         for close in reversed(self._closers):
-            await close()
+            await close_within(close)
 
 
 async def build_runtime(config: Config, shared: Shared) -> Runtime:
