@@ -49,11 +49,18 @@ def start(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout
 
 
 def stop(served: Served) -> int:
+    """SIGTERM, as systemd sends it; a process still there after 10 s is killed (so no test leaks
+    it) and the test fails with what the process last logged."""
     served.process.terminate()
+    assert served.process.stderr is not None
     try:
         return served.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+        served.process.wait()
+        tail = served.process.stderr.read()[-4000:].decode(errors="replace")
+        raise AssertionError(f"tollway did not stop within 10 s of SIGTERM; it logged:\n{tail}") from None
     finally:
-        assert served.process.stderr is not None
         served.process.stderr.close()
 
 
