@@ -77,12 +77,14 @@ async def relay_stream(
     headers: Mapping[str, str],
     tap: StreamTap | None = None,
     before_end: Callable[[], None] | None = None,
+    egress: StreamTap | None = None,
 ) -> web.StreamResponse:
     """Commit to a started stream: prepare the client response (with `headers`), send its first
     output and relay the rest as OpenAI SSE (the dialect's relay does any translation); usage
     lands in `ctx.usage` as soon as the upstream reports it. `tap` sees every piece before it is
-    written; `before_end` runs before the last bytes go out (the audit record is taken there, so
-    a completed answer is never unaccounted).
+    written; `before_end` runs before the end of the answer goes out (the audit record is taken
+    there, so a completed answer is never unaccounted). `egress`, when given, turns everything written,
+    errors included, into the client's stream format (Anthropic's events for `/v1/messages`).
 
     Returns the prepared response. A client that hangs up ends the loop (ConnectionResetError or
     cancellation); the caller closes the upstream, which stops the provider.
@@ -93,9 +95,37 @@ async def relay_stream(
     await response.prepare(request)
     ctx.status = 200
     ctx.mark_first_byte()
-    await response.write(tap.feed(stream.first) if tap is not None else stream.first)
     failure: GatewayError | None = None
     clock = time.perf_counter
+    finished = False
+
+    def finish() -> bytes:
+        """Once, before the last bytes of the answer go out: flush the tap and egress, mark the
+        outcome and take the audit record, so that a client holding the end of an answer
+        (`[DONE]`, `message_stop`) always has a record behind it, even through a SIGKILL."""
+        nonlocal finished
+        finished = True
+        tail = b""
+        if tap is not None:
+            tail = tap.close()
+            if egress is not None and tail:
+                tail = egress.feed(tail)
+        if egress is not None:
+            tail += egress.close()
+        if relay.done and relay.error is None and failure is None:
+            ctx.completed = True
+        if before_end is not None:
+            before_end()
+        return tail
+
+    first = tap.feed(stream.first) if tap is not None else stream.first
+    if egress is not None:
+        first = egress.feed(first)
+    if relay.usage is not None:
+        ctx.usage = relay.usage
+    if relay.done and relay.error is None:
+        first += finish()  # the whole answer came in the first read
+    await response.write(first)
     try:
         if not stream.ended:
             # Read to the end even after [DONE], so the connection goes back to the pool.
@@ -113,13 +143,19 @@ async def relay_stream(
                 if relay.usage is not None:
                     # Set at once: an SDK client closes right after [DONE], cancelling us.
                     ctx.usage = relay.usage
-                if out:
-                    if relay.done:
-                        ctx.completed = True
-                    await response.write(tap.feed(out) if tap is not None else out)
+                if out and not finished:
+                    if tap is not None:
+                        out = tap.feed(out)
+                    if egress is not None:
+                        out = egress.feed(out)
+                    if relay.done and relay.error is None:
+                        out += finish()
+                    await response.write(out)
             out = relay.close()
-            if out:
-                await response.write(tap.feed(out) if tap is not None else out)
+            if out and not finished:
+                if tap is not None:
+                    out = tap.feed(out)
+                await response.write(egress.feed(out) if egress is not None else out)
         if not relay.done and relay.error is None:
             failure = GatewayError(
                 502,
@@ -145,21 +181,19 @@ async def relay_stream(
             fault="provider",
         )
     ctx.usage = relay.usage
-    if relay.error is not None:
-        ctx.status = 502
-        ctx.error_code = "upstream_stream_error"
-    if failure is not None:
-        ctx.status = failure.status
-        ctx.error_code = failure.code
-        await response.write(sse_error_event(failure))
-    if tap is not None:
-        tail = tap.close()
+    if not finished:
+        # The answer did not complete (or completed only at close): say how, then finish.
+        if relay.error is not None:
+            ctx.status = 502
+            ctx.error_code = "upstream_stream_error"
+        if failure is not None:
+            ctx.status = failure.status
+            ctx.error_code = failure.code
+            error_event = sse_error_event(failure)
+            await response.write(egress.feed(error_event) if egress is not None else error_event)
+        tail = finish()
         if tail:
             await response.write(tail)
-    if relay.done and relay.error is None and failure is None:
-        ctx.completed = True
-    if before_end is not None:
-        before_end()
     try:
         # The gateway's own time, for clients that want it: an SSE comment, which parsers skip.
         await response.write(b": x-tollway-overhead-ms=%.3f\n\n" % ctx.overhead_ms())

@@ -4,6 +4,7 @@ and SIGKILL; the request path never waits on the store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -13,15 +14,20 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
+import httpx
+import msgspec
 import pytest
 
 from gateway.accounting import REJECTED_FILE, Accountant
 from gateway.metrics import Metrics
 from gateway.records import AuditRecord, encode_record
-from gateway.store import Store, StoreUnavailable
+from gateway.store import Store, StoreUnavailable, open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SQLiteStore
+from tests.conftest import MASTER_KEY
 from tests.stores import DATABASE_URL, T0, TcpProxy, drop_schema, make_record, opened_store
+from tests.test_cli import Served, start, stop
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -323,3 +329,213 @@ async def test_retention_deletes_old_records_with_an_injected_clock(store: Store
         group_by="day", first_day=T0.date(), last_day=datetime(2030, 1, 1, tzinfo=UTC).date()
     )
     assert len(rows) == 10  # the rollups stay
+
+
+# --- end to end: a real `tollway serve` SIGKILLed mid-load, then restarted ------------------------
+
+SERVE_CONFIG = """\
+server: {{master_key: "{master_key}"}}
+logging: {{request_log: "off"}}
+storage: {{database_url: "{url}", spool_dir: "{spool}"}}
+providers: {{mock: {{kind: mock, latency_ms_per_token: 2}}}}
+models: {{demo: {{targets: [{{provider: mock, model: mock-1}}]}}}}
+"""
+CLIENTS = 16
+KILL_AFTER = 300  # completed requests before the SIGKILL
+PROMPT = " ".join(f"w{i}" for i in range(20))  # ~25 answer tokens: a stream lasts ~50 ms
+DONE = b"data: [DONE]\n\n"
+
+
+class _Message(msgspec.Struct):
+    content: str
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+
+
+class _Answer(msgspec.Struct):
+    choices: list[_Choice]
+
+
+class _Audited(msgspec.Struct):
+    request_id: str
+
+
+class _AuditEntry(msgspec.Struct):
+    seq: int
+    record: _Audited
+
+
+class _AuditPage(msgspec.Struct):
+    data: list[_AuditEntry]
+    has_more: bool
+    next_after: str | None = None
+
+
+class Load:
+    """What the clients saw: the request ids of complete answers (a JSON body read whole, or a
+    stream read through `data: [DONE]`), and how many answers the kill cut after they began."""
+
+    def __init__(self) -> None:
+        self.completed: list[str] = []
+        self.streamed: set[str] = set()
+        self.cut = 0
+
+
+async def ask(client: httpx.AsyncClient, n: int, load: Load) -> None:
+    """One chat request, streamed when `n` is odd; httpx.TransportError once the gateway is gone."""
+    stream = n % 2 == 1
+    body = {"model": "demo", "stream": stream, "messages": [{"role": "user", "content": f"{n} {PROMPT}"}]}
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200, await response.aread()
+        request_id = response.headers["x-request-id"]
+        complete = False
+        try:
+            if stream:
+                received = b""
+                async for chunk in response.aiter_bytes():
+                    received += chunk
+                    if not complete and DONE in received:
+                        complete = True
+                        load.completed.append(request_id)
+                        load.streamed.add(request_id)
+            else:
+                answer = msgspec.json.decode(await response.aread(), type=_Answer)
+                assert answer.choices[0].message.content
+                complete = True
+                load.completed.append(request_id)
+        except httpx.TransportError:
+            if not complete:
+                load.cut += 1
+            raise
+        assert complete, f"request {request_id} ended without a complete answer"
+
+
+async def ask_until_gone(client: httpx.AsyncClient, first: int, load: Load) -> None:
+    with contextlib.suppress(httpx.TransportError):  # the gateway was killed
+        for n in range(first, 1 << 30, CLIENTS):
+            await ask(client, n, load)
+
+
+async def load_then_kill(served: Served) -> Load:
+    """Keep CLIENTS requests in flight; once KILL_AFTER answers completed, SIGKILL the gateway
+    just after its accountant committed a batch (seen as new records in the audit trail). It
+    commits at most every 0.2 s under this load, so the answers completed in the 30 ms before the
+    kill are in the spool only, every run: the restart has to replay them."""
+    load = Load()
+    auth = {"authorization": f"Bearer {MASTER_KEY}"}
+    limits = httpx.Limits(max_connections=CLIENTS + 1)
+    async with httpx.AsyncClient(base_url=served.url, headers=auth, timeout=10, limits=limits) as client:
+        clients = [asyncio.create_task(ask_until_gone(client, i, load)) for i in range(CLIENTS)]
+        deadline = time.monotonic() + 15
+        while len(load.completed) < KILL_AFTER and time.monotonic() < deadline:
+            if any(task.done() for task in clients):
+                break  # a client failed before the kill: gather() below says why
+            await asyncio.sleep(0.005)
+        if len(load.completed) >= KILL_AFTER:
+            stored = await audit_seqs(client, None)
+            assert len(stored) < 1000  # one page: `stored[-1]` is the last record so far
+            last = stored[-1] if stored else None
+            while not await audit_seqs(client, last):
+                assert time.monotonic() < deadline + 2, "the accountant committed nothing for 2 s"
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.03)
+        served.process.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(asyncio.gather(*clients), 20)
+    assert len(load.completed) >= KILL_AFTER, f"only {len(load.completed)} answers before the kill"
+    return load
+
+
+async def audit_seqs(client: httpx.AsyncClient, after: int | None) -> list[int]:
+    """The seqs of the audit records after `after`, up to 1000 (`GET /admin/audit`)."""
+    params = {"limit": "1000"} if after is None else {"limit": "1000", "after": str(after)}
+    response = await client.get("/admin/audit", params=params)
+    assert response.status_code == 200, response.text
+    return [entry.seq for entry in msgspec.json.decode(response.content, type=_AuditPage).data]
+
+
+async def audit_ids(client: httpx.AsyncClient) -> list[str]:
+    """Every request id in the audit trail, through `GET /admin/audit` page by page."""
+    ids: list[str] = []
+    params = {"limit": "1000"}
+    while True:
+        response = await client.get("/admin/audit", params=params)
+        assert response.status_code == 200, response.text
+        page = msgspec.json.decode(response.content, type=_AuditPage)
+        ids.extend(entry.record.request_id for entry in page.data)
+        if not page.has_more:
+            return ids
+        assert page.next_after is not None
+        params = {"limit": "1000", "after": page.next_after}
+
+
+@contextlib.asynccontextmanager
+async def database_url(kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A SQLite file, or a fresh PostgreSQL database dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/audit.sqlite"
+        return
+    name = f"tollway_test_{os.urandom(6).hex()}"
+    admin = await asyncpg.connect(DATABASE_URL)
+    try:
+        await admin.execute(f'create database "{name}"')
+        try:
+            yield DATABASE_URL.rsplit("/", 1)[0] + "/" + name
+        finally:
+            await admin.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        await admin.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_serve_sigkilled_mid_load_and_restarted_stores_every_completed_answer(
+    kind: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    config = tmp_path / "tollway.yaml"
+    async with database_url(kind, tmp_path) as url:
+        config.write_text(SERVE_CONFIG.format(master_key=MASTER_KEY, url=url, spool=spool))
+        args = ["--config", str(config)]
+        killed = await asyncio.to_thread(start, args, tmp_path)
+        restarted: Served | None = None
+        try:
+            load = await load_then_kill(killed)
+            assert await asyncio.to_thread(killed.process.wait, 5) == -signal.SIGKILL
+            assert load.cut, "the kill should have cut answers mid-way: it did not come mid-load"
+            store = open_store(url)
+            try:
+                await store.migrate()
+                before = set(await stored_ids(store))
+            finally:
+                await store.close()
+            completed = set(load.completed)
+            assert completed - before, "the kill should have left completed answers only in the spool"
+
+            restarted = await asyncio.to_thread(start, args, tmp_path)  # replays the spool
+            auth = {"authorization": f"Bearer {MASTER_KEY}"}
+            async with httpx.AsyncClient(base_url=restarted.url, headers=auth, timeout=10) as client:
+                deadline = time.monotonic() + 30
+                while True:
+                    ids = await audit_ids(client)
+                    replayed = not list(spool.glob(f"seg-*-{killed.process.pid}.jsonl"))
+                    if (replayed and completed <= set(ids)) or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+            assert replayed, "the killed gateway's spool segments were not replayed within 30 s"
+            missing = completed - set(ids)
+            assert not missing, (
+                f"{len(missing)} of {len(completed)} completed answers have no audit record "
+                f"({len(missing & load.streamed)} streamed): {sorted(missing)[:10]}"
+            )
+            assert len(ids) == len(set(ids)), "a request id is stored more than once"
+            assert await asyncio.to_thread(stop, restarted) == 0
+        finally:
+            for served in (killed, restarted):
+                if served is not None and served.process.poll() is None:
+                    served.process.kill()
+                    served.process.wait()
+            for served in (killed, restarted):
+                if served is not None and served.process.stderr is not None:
+                    served.process.stderr.close()
