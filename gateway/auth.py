@@ -20,6 +20,7 @@ import msgspec
 
 from gateway.errors import GatewayError, unauthorized
 from gateway.keys import Budget, KeyRecord, Limits, TeamRecord
+from gateway.records import ContentPolicy
 
 
 class ModelMatcher:
@@ -50,6 +51,7 @@ class Principal(msgspec.Struct, frozen=True):
     regions: tuple[str, ...] | None = None
     expires_at: float | None = None  # epoch seconds
     revoked: bool = False
+    log_content: ContentPolicy | None = None  # the key's, else its team's; None: logging.content
 
     def check_model(self, model: str) -> None:
         """Raise GatewayError (403) when this key may not use the logical model."""
@@ -96,6 +98,7 @@ def principal_of(key: KeyRecord, team: TeamRecord | None) -> Principal:
     """What a key may do: its own settings, falling back to its team's."""
     models = key.models if key.models is not None else (team.models if team is not None else None)
     regions = key.regions if key.regions is not None else (team.regions if team is not None else None)
+    log_content = key.log_content or (team.log_content if team is not None else None)
     return Principal(
         key_id=key.id,
         name=key.name,
@@ -109,6 +112,7 @@ def principal_of(key: KeyRecord, team: TeamRecord | None) -> Principal:
         regions=tuple(regions) if regions is not None else None,
         expires_at=_epoch(key.expires_at),
         revoked=key.revoked_at is not None or (team is not None and team.deleted_at is not None),
+        log_content=log_content,
     )
 
 

@@ -20,6 +20,7 @@ from gateway.cli_reports import add_report_commands, run_audit, run_spend
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.keysync import announce_change
+from gateway.records import CONTENT_POLICIES
 from gateway.store import Store, StoreUnavailable, open_store
 
 T = TypeVar("T")
@@ -62,6 +63,8 @@ def _policy_fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["budget"] = budget
     if args.meta:
         fields["metadata"] = _meta(args.meta)
+    if args.log_content is not None:
+        fields["log_content"] = args.log_content
     return fields
 
 
@@ -195,6 +198,11 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period", default="month", choices=("day", "week", "month", "total"))
     parser.add_argument("--soft-pct", type=int, help="alert when this share of the budget is spent")
     parser.add_argument("--meta", action="append", metavar="NAME=VALUE", help="metadata (repeatable)")
+    parser.add_argument(
+        "--log-content",
+        choices=CONTENT_POLICIES,
+        help="what audit records keep of prompts and answers (default: the team's, else logging.content)",
+    )
 
 
 def add_admin_commands(commands: Any, add_config: Callable[[argparse.ArgumentParser], None]) -> None:

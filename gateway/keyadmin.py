@@ -26,6 +26,7 @@ from gateway.keys import (
     new_id,
     new_secret,
 )
+from gateway.records import ContentPolicy
 from gateway.store import Store
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -49,6 +50,7 @@ class KeyCreate(_Input):
     regions: list[Region] | None = None
     metadata: dict[str, MetaValue] | None = None
     expires_at: AwareDatetime | None = None
+    log_content: ContentPolicy | None = None  # None: the team's, else logging.content
 
 
 class KeyPatch(_Input):
@@ -64,6 +66,7 @@ class KeyPatch(_Input):
     regions: list[Region] | UnsetType | None = UNSET
     metadata: dict[str, MetaValue] | UnsetType | None = UNSET
     expires_at: AwareDatetime | UnsetType | None = UNSET
+    log_content: ContentPolicy | UnsetType | None = UNSET
 
 
 class TeamCreate(_Input):
@@ -73,6 +76,7 @@ class TeamCreate(_Input):
     budget: Budget | None = None
     regions: list[Region] | None = None
     metadata: dict[str, MetaValue] | None = None
+    log_content: ContentPolicy | None = None  # None: logging.content
 
 
 class TeamPatch(_Input):
@@ -82,6 +86,7 @@ class TeamPatch(_Input):
     budget: Budget | UnsetType | None = UNSET
     regions: list[Region] | UnsetType | None = UNSET
     metadata: dict[str, MetaValue] | UnsetType | None = UNSET
+    log_content: ContentPolicy | UnsetType | None = UNSET
 
 
 class KeyView(msgspec.Struct, omit_defaults=True):
@@ -102,6 +107,7 @@ class KeyView(msgspec.Struct, omit_defaults=True):
     metadata: dict[str, str] | None = None
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    log_content: ContentPolicy | None = None
     key: str | None = None  # the secret: only in the answer to its creation
     spend: BudgetStatus | None = None  # GET /admin/keys/{id}: the budget's current period
     object: str = "key"
@@ -119,6 +125,7 @@ class TeamView(msgspec.Struct, omit_defaults=True):
     regions: list[str] | None = None
     metadata: dict[str, str] | None = None
     deleted_at: datetime | None = None
+    log_content: ContentPolicy | None = None
     object: str = "team"
 
 

@@ -15,6 +15,8 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from gateway.records import ContentPolicy
+
 SECRET_PREFIX: Final = "sk-tw-"
 Currency = Literal["USD", "CHF", "EUR"]
 Period = Literal["day", "week", "month", "total"]
@@ -42,7 +44,8 @@ class Budget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class KeyRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     """A virtual key as stored. `models`/`endpoints`/`regions` absent means "no restriction"
-    (for models: the team's list applies, if it has one)."""
+    (for models: the team's list applies, if it has one); `log_content` absent means the team's
+    policy, else the global `logging.content`."""
 
     id: str
     name: str
@@ -59,10 +62,12 @@ class KeyRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     metadata: dict[str, str] | None = None
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    # Kept in the store's JSON `data` column, so records written before it load as None.
+    log_content: ContentPolicy | None = None
 
 
 class TeamRecord(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A team: defaults its keys inherit (models, limits, budget, regions)."""
+    """A team: defaults its keys inherit (models, limits, budget, regions, log_content)."""
 
     id: str
     name: str
@@ -74,6 +79,7 @@ class TeamRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     regions: list[str] | None = None
     metadata: dict[str, str] | None = None
     deleted_at: datetime | None = None
+    log_content: ContentPolicy | None = None
 
 
 def new_secret() -> str:

@@ -16,6 +16,8 @@ import msgspec
 import openai
 import pytest
 
+from gateway.app import config_principals
+from gateway.config import parse_config
 from tests.conftest import MASTER_KEY, Gateway
 from tests.servers import LoopThread
 from tests.test_cli import Served, start, stop
@@ -254,3 +256,64 @@ def test_a_keys_view_shows_its_budget_spend(
     spend = admin(gateway, "GET", f"/keys/{created['id']}").json()["spend"]
     assert spend["spent_micros"] == expected and spend["currency"] == "USD" and spend["period"] == "day"
     assert spend["remaining_micros"] == 5_000_000 - expected and spend["period_end"]
+
+
+def test_log_content_is_set_kept_and_cleared_on_keys_and_teams(admin_gateway: Gateway) -> None:
+    team = admin(admin_gateway, "POST", "/teams", {"name": "legal", "log_content": "masked"})
+    assert team.status_code == 201 and team.json()["log_content"] == "masked", team.text
+    team_id = team.json()["id"]
+    created = admin(admin_gateway, "POST", "/keys", {"name": "k", "team_id": team_id, "log_content": "none"})
+    assert created.status_code == 201 and created.json()["log_content"] == "none", created.text
+    key_id = created.json()["id"]
+    assert admin(admin_gateway, "GET", f"/keys/{key_id}").json()["log_content"] == "none"
+
+    patched = admin(admin_gateway, "PATCH", f"/keys/{key_id}", {"log_content": "hash"})
+    assert patched.status_code == 200 and patched.json()["log_content"] == "hash"
+    renamed = admin(admin_gateway, "PATCH", f"/keys/{key_id}", {"name": "renamed"})
+    assert renamed.json()["log_content"] == "hash", "a field left out of a PATCH stays"
+    cleared = admin(admin_gateway, "PATCH", f"/keys/{key_id}", {"log_content": None})
+    assert cleared.status_code == 200 and "log_content" not in cleared.json(), "null: inherit again"
+    assert "log_content" not in admin(admin_gateway, "GET", f"/keys/{key_id}").json()
+    listed = admin(admin_gateway, "GET", f"/keys?team_id={team_id}").json()["data"]
+    assert [k.get("log_content") for k in listed] == [None]
+
+    team_patched = admin(admin_gateway, "PATCH", f"/teams/{team_id}", {"log_content": "full"})
+    assert team_patched.status_code == 200 and team_patched.json()["log_content"] == "full"
+    assert admin(admin_gateway, "GET", f"/teams/{team_id}").json()["log_content"] == "full"
+    team_cleared = admin(admin_gateway, "PATCH", f"/teams/{team_id}", {"log_content": None})
+    assert team_cleared.status_code == 200 and "log_content" not in team_cleared.json()
+    assert "log_content" not in admin(admin_gateway, "GET", f"/teams/{team_id}").json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/keys", {"name": "x", "log_content": "everything"}),
+        ("POST", "/teams", {"name": "x", "log_content": "FULL"}),
+        ("PATCH", "/keys/{key}", {"log_content": "masked-ish"}),
+        ("PATCH", "/teams/{team}", {"log_content": 0}),
+    ],
+)
+def test_an_unknown_log_content_is_a_400_naming_the_field(
+    admin_gateway: Gateway, method: str, path: str, body: dict[str, Any]
+) -> None:
+    team_id = admin(admin_gateway, "POST", "/teams", {"name": "t", "log_content": "hash"}).json()["id"]
+    key_id = admin(admin_gateway, "POST", "/keys", {"name": "k", "log_content": "hash"}).json()["id"]
+    response = admin(admin_gateway, method, path.format(key=key_id, team=team_id), body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "log_content"
+    assert "log_content" in response.json()["error"]["message"]
+    assert admin(admin_gateway, "GET", f"/keys/{key_id}").json()["log_content"] == "hash", "nothing written"
+    assert admin(admin_gateway, "GET", f"/teams/{team_id}").json()["log_content"] == "hash"
+    assert len(admin(admin_gateway, "GET", "/keys").json()["data"]) == 1
+
+
+def test_a_config_keys_log_content_reaches_its_principal() -> None:
+    config = parse_config(
+        "keys:\n  quiet: {secret: 'quiet-secret-0123456789', log_content: none}\n"
+        "  plain: {secret: 'plain-secret-0123456789'}\n",
+        {},
+        "test.yaml",
+    )
+    by_name = {principal.name: principal for _, principal in config_principals(config)}
+    assert by_name["quiet"].log_content == "none" and by_name["plain"].log_content is None

@@ -132,3 +132,34 @@ def test_model_matcher_is_anchored() -> None:
     assert matcher("gpt-4o") and not matcher("gpt-4o-mini") and not matcher("x-gpt-4o")
     assert matcher("claude-3-opus") and not matcher("claude-35-opus")
     assert not ModelMatcher([])("anything")
+
+
+@pytest.mark.parametrize(
+    ("key_policy", "team_policy", "expected"),
+    [
+        ("none", "full", "none"),  # the key's own policy wins over its team's
+        (None, "masked", "masked"),  # else the team's
+        ("hash", None, "hash"),
+        (None, None, None),  # else None: the global logging.content applies
+    ],
+)
+def test_log_content_resolves_key_then_team_then_global(
+    key_policy: str | None, team_policy: str | None, expected: str | None
+) -> None:
+    principal = principal_of(key(team_id="team_1", log_content=key_policy), team(log_content=team_policy))
+    assert principal.log_content == expected
+
+
+def test_log_content_of_a_key_without_team_and_of_the_built_in_principals() -> None:
+    assert principal_of(key(log_content="full"), None).log_content == "full"
+    assert principal_of(key(), None).log_content is None
+    assert MASTER.log_content is None and ANONYMOUS.log_content is None
+
+
+def test_a_teams_new_log_content_reaches_its_keys_in_the_ring() -> None:
+    ring = KeyRing("m")
+    ring.apply([key(team_id="team_1"), key(id="key_2", secret_hash=hash_secret("other"))], [team()])
+    assert ring.authenticate(bearer(SECRET)).log_content is None
+    ring.apply([], [team(log_content="none", updated_at=NOW + timedelta(seconds=1))])
+    assert ring.authenticate(bearer(SECRET)).log_content == "none"
+    assert ring.authenticate(bearer("other")).log_content is None, "a key outside the team keeps the global"

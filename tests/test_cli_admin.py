@@ -110,3 +110,24 @@ def test_db_backup_is_an_online_consistent_copy(tmp_path: Path) -> None:
     pg = tmp_path / "pg.yaml"
     pg.write_text('storage: {database_url: "postgresql://postgres@127.0.0.1:5432/test"}\n')
     assert b"pg_dump" in tollway("db", "backup", str(tmp_path / "x"), config=pg).stderr
+
+
+def test_cli_sets_log_content_on_teams_and_keys(tmp_path: Path) -> None:
+    config = tmp_path / "tollway.yaml"
+    config.write_text(f'storage: {{database_url: "sqlite:///{tmp_path}/keys.sqlite"}}\n')
+    made = tollway("teams", "create", "--name", "legal", "--log-content", "masked", config=config)
+    assert made.returncode == 0, made.stderr
+    team = msgspec.json.decode(made.stdout)
+    assert team["log_content"] == "masked"
+    key = msgspec.json.decode(
+        tollway(
+            "keys", "create", "--name", "quiet", "--team", team["id"], "--log-content", "none", config=config
+        ).stdout
+    )
+    assert key["log_content"] == "none"
+    shown = msgspec.json.decode(tollway("keys", "show", key["id"], config=config).stdout)
+    assert shown["log_content"] == "none"
+    inherits = msgspec.json.decode(tollway("keys", "create", "--name", "plain", config=config).stdout)
+    assert "log_content" not in inherits, "without the option the key inherits"
+    bad = tollway("keys", "create", "--name", "x", "--log-content", "everything", config=config)
+    assert bad.returncode == 2 and b"--log-content" in bad.stderr and b"invalid choice" in bad.stderr

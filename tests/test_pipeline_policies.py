@@ -12,7 +12,7 @@ import msgspec
 import openai
 import pytest
 
-from gateway.records import decode_record
+from gateway.records import AuditRecord, decode_record
 from gateway.store import open_store
 from tests.conftest import MASTER_KEY, Gateway
 from tests.servers import LoopThread, Upstream
@@ -226,3 +226,59 @@ def test_two_gateways_share_the_redis_cache(
             time.sleep(0.05)
     assert hit.headers["x-tollway-cache"] == "hit", "the second gateway answers from the shared cache"
     assert hit.parse().choices[0].message.content == "upstream echo: hello there"
+
+
+def test_a_keys_log_content_overrides_the_global_policy_in_its_audit_records(
+    start_gateway_with: Callable[[str], Gateway], tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    database = f"sqlite:///{tmp_path}/audit.sqlite"
+    gateway = start_gateway_with(
+        f'storage: {{database_url: "{database}", spool_dir: "{tmp_path}/spool"}}\n'
+        "logging: {content: full}\n"
+        "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: m}]}}\n"
+    )
+
+    def admin(path: str, body: dict[str, object]) -> dict[str, str]:
+        response = httpx.post(
+            gateway.url + "/admin" + path, json=body, headers={"authorization": f"Bearer {MASTER_KEY}"}
+        )
+        assert response.status_code == 201, response.text
+        found: dict[str, str] = response.json()
+        return found
+
+    team = admin("/teams", {"name": "hashed", "log_content": "hash"})
+    keys = {
+        "quiet": admin("/keys", {"name": "quiet", "log_content": "none"}),
+        "loud": admin("/keys", {"name": "loud"}),  # inherits the global `full`
+        "team": admin("/keys", {"name": "in-team", "team_id": team["id"]}),  # inherits the team's `hash`
+    }
+    ids = {}
+    for name, key in keys.items():
+        with sdk(gateway, key["key"]) as client:
+            raw = client.chat.completions.with_raw_response.create(model="demo", messages=USER)
+            ids[name] = raw.headers["x-request-id"]
+
+    async def records() -> dict[str, AuditRecord]:
+        store = open_store(database)
+        try:
+            await store.migrate()
+            return {
+                r.request_id: r
+                for r in (decode_record(link.data) for link in await store.list_records(limit=100))
+            }
+        finally:
+            await store.close()
+
+    deadline = time.monotonic() + 5
+    found: dict[str, AuditRecord] = {}
+    while time.monotonic() < deadline and not set(ids.values()) <= set(found):
+        found = loop_thread.run(records())
+        time.sleep(0.1)
+    quiet, loud, hashed = (found[ids[name]] for name in ("quiet", "loud", "team"))
+    assert quiet.key_id == keys["quiet"]["id"] and quiet.content_policy == "none"
+    assert quiet.prompt is None and quiet.answer is None, "the key's `none` beats the global `full`"
+    assert loud.content_policy == "full" and loud.prompt and "hello there" in loud.prompt
+    assert loud.answer == "You said: hello there"
+    assert hashed.content_policy == "hash" and hashed.team_id == team["id"]
+    assert hashed.prompt and hashed.prompt.startswith("sha256:") and "hello" not in hashed.prompt
+    assert hashed.answer and hashed.answer.startswith("sha256:")

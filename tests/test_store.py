@@ -93,6 +93,7 @@ def full_key(key_id: str = "key_full", secret_hash: str = "sha256:full") -> KeyR
         metadata={"cost_center": "42", "note": "ünïcode ✓"},
         expires_at=T0 + timedelta(days=30),
         revoked_at=T0 + timedelta(days=1),
+        log_content="none",
     )
 
 
@@ -119,6 +120,7 @@ def full_team() -> TeamRecord:
         regions=["us"],
         metadata={"owner": "platform"},
         deleted_at=T0 + timedelta(hours=1),
+        log_content="masked",
     )
 
 
@@ -537,3 +539,46 @@ async def test_naive_record_timestamps_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.write_records([make_record(1, started_at=datetime(2025, 1, 1))])
     assert await store.list_records(limit=10) == []
+
+
+async def data_column(store: Store, table: str, record_id: str) -> dict[str, object]:
+    """The JSON `data` column of one row, read behind the store's back."""
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as conn:
+            (data,) = conn.execute(f"select data from {table} where id = ?", (record_id,)).fetchone()
+        conn.close()
+    else:
+        assert isinstance(store, PostgresStore)
+        pg = await asyncpg.connect(DATABASE_URL, server_settings={"search_path": store.schema or "public"})
+        try:
+            data = await pg.fetchval(f"select data::text from {table} where id = $1", record_id)
+        finally:
+            await pg.close()
+    decoded: dict[str, object] = msgspec.json.decode(data)
+    return decoded
+
+
+async def another_store_changes(store: Store) -> tuple[list[KeyRecord], list[TeamRecord]]:
+    """What another process's key sync reads: every key and team, through a new store object."""
+    other = another(store)
+    try:
+        await other.migrate()
+        return await other.changed_since(None)
+    finally:
+        await other.close()
+
+
+async def test_log_content_lives_in_the_data_column_without_a_migration(store: Store) -> None:
+    key = msgspec.structs.replace(minimal_key("key_policy", team_id="team_policy"), log_content="hash")
+    team = msgspec.structs.replace(minimal_team("team_policy"), log_content="none")
+    await store.put_key(key)
+    await store.put_team(team)
+    await store.put_key(minimal_key("key_old"))  # as written before the field existed
+    assert (await data_column(store, "tollway_keys", "key_policy"))["log_content"] == "hash"
+    assert (await data_column(store, "tollway_teams", "team_policy"))["log_content"] == "none"
+    assert "log_content" not in await data_column(store, "tollway_keys", "key_old"), "None is omitted"
+
+    keys, teams = await another_store_changes(store)
+    assert {k.id: k.log_content for k in keys} == {"key_old": None, "key_policy": "hash"}
+    assert [t.log_content for t in teams] == ["none"]
+    assert await version_rows(store) == list(range(1, LATEST + 1)), "no migration was needed"
