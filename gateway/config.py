@@ -24,6 +24,7 @@ from gateway.cache import config_errors as cache_config_errors
 from gateway.guardrails import GuardrailsConfig
 from gateway.keys import Budget, Currency, Limits
 from gateway.pricing import ModelPrice, PricingConfig
+from gateway.records import ContentPolicy
 from gateway.tracing import TracingConfig
 
 DEFAULT_CONFIG_PATH: Final = Path("config/tollway.yaml")
@@ -91,6 +92,8 @@ class ConfigKey(_Section, frozen=True):
     budget: Budget | None = None
     regions: list[str] | None = None
     metadata: dict[str, str] | None = None
+    # What audit records of this key keep of prompts and answers; absent: logging.content.
+    log_content: ContentPolicy | None = None
 
 
 class BreakerConfig(_Section, frozen=True):
@@ -163,6 +166,49 @@ class OllamaProvider(_HttpProvider, frozen=True, kw_only=True, tag="ollama"):
     base_url: HttpUrl = "http://127.0.0.1:11434"
 
 
+AwsRegion = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]+(-[a-z0-9]+)+$")]
+
+
+class BedrockProvider(_HttpProvider, frozen=True, kw_only=True, tag="bedrock"):
+    """AWS Bedrock Runtime (the Converse API); a target's `model` is a model id, an inference
+    profile id or an ARN.
+
+    Authentication: `api_key` (a Bedrock API key, sent as a bearer token) when set; otherwise each
+    request is signed (SigV4) with `aws_access_key_id` and `aws_secret_access_key`, plus
+    `aws_session_token` for temporary credentials. Empty values (`${AWS_SESSION_TOKEN:-}`) count as
+    unset. `aws_region` (us-east-1...) is the AWS region: it names the endpoint and scopes the
+    signature, so it is required unless `base_url` is given and `api_key` is used. (`region`, as
+    for every provider, is the data-residency tag.)
+
+    Raises ValueError (a config error at the provider's path) when no usable credentials or no
+    needed `aws_region` are given.
+    """
+
+    # Absent: the region's public endpoint, https://bedrock-runtime.{aws_region}.amazonaws.com,
+    # filled in by __post_init__ (so every built BedrockProvider has a real base_url).
+    base_url: HttpUrl = ""
+    aws_region: AwsRegion | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.api_key and not (self.aws_access_key_id and self.aws_secret_access_key):
+            raise ValueError(
+                "give either api_key (a Bedrock API key) or both aws_access_key_id and aws_secret_access_key"
+            )
+        if not self.aws_region:
+            if not self.base_url:
+                raise ValueError("aws_region is required (e.g. us-east-1) when base_url is not given")
+            if not self.api_key:
+                raise ValueError("aws_region is required (e.g. us-east-1) to sign requests with AWS keys")
+        if not self.base_url:
+            # The one way to complete a frozen Struct while it is being built (msgspec's documented use).
+            msgspec.structs.force_setattr(
+                self, "base_url", f"https://bedrock-runtime.{self.aws_region}.amazonaws.com"
+            )
+
+
 class MockProvider(_Provider, frozen=True, kw_only=True, tag="mock"):
     """The built-in fake provider: deterministic answers from the prompt, no network, no key."""
 
@@ -181,9 +227,20 @@ HttpProvider = (
     | MistralProvider
     | CohereProvider
     | OllamaProvider
+    | BedrockProvider
 )
 Provider = HttpProvider | MockProvider
-PROVIDER_KINDS: Final = ("openai", "azure", "anthropic", "gemini", "mistral", "cohere", "ollama", "mock")
+PROVIDER_KINDS: Final = (
+    "openai",
+    "azure",
+    "anthropic",
+    "gemini",
+    "mistral",
+    "cohere",
+    "ollama",
+    "bedrock",
+    "mock",
+)
 
 
 class TargetConfig(_Section, frozen=True):

@@ -1,20 +1,31 @@
 """The only code that touches provider secrets: it turns a provider's config into the headers
-that authenticate it, and lists the secrets so that error texts can be scrubbed of them.
+that authenticate it (fixed ones, or a signature per request for AWS), and lists the secrets so
+that error texts can be scrubbed of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Final
 
+from adapters.base import UpstreamRequest
 from gateway.config import (
     AnthropicProvider,
     AzureProvider,
+    BedrockProvider,
     GeminiProvider,
     MockProvider,
     Provider,
 )
+from gateway.sigv4 import AwsCredentials, SigningKeys, sign
 
 REDACTED: Final = "[redacted]"
+# Bedrock's SigV4 signing name (`signingName` in its service model), not the `bedrock-runtime` of
+# its host name.
+BEDROCK_SIGNING_NAME: Final = "bedrock"
+
+Clock = Callable[[], datetime]
 
 
 def _key_header(provider: Provider, key: str) -> tuple[str, str]:
@@ -29,7 +40,8 @@ def _key_header(provider: Provider, key: str) -> tuple[str, str]:
 
 
 def auth_headers(provider: Provider) -> dict[str, str]:
-    """Headers to send with every request to this provider (credentials included)."""
+    """Headers to send with every request to this provider (credentials included). A provider
+    that signs each request (signer_for) has none of its own: its signer adds the headers."""
     if isinstance(provider, MockProvider):
         return {}
     headers = dict(provider.headers)
@@ -47,8 +59,72 @@ def secrets_of(provider: Provider) -> tuple[str, ...]:
     found: list[str] = []
     if provider.api_key:
         found.append(provider.api_key)
+    if isinstance(provider, BedrockProvider):
+        # The access key id is not secret to AWS, but it identifies the account: kept out of answers.
+        keys = (provider.aws_access_key_id, provider.aws_secret_access_key, provider.aws_session_token)
+        found.extend(key for key in keys if key)
     found.extend(value for value in provider.headers.values() if len(value) >= 8)
     return tuple(sorted(set(found), key=len, reverse=True))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RequestSigner:
+    """Signs each request to one Bedrock provider with its AWS keys (SigV4) at the time it is sent.
+
+    Called once per attempt, after the adapter built the request: the signature covers the body
+    and the time, so it cannot be a fixed header.
+    """
+
+    __slots__ = ("_clock", "_credentials", "_extra", "_keys", "_region")
+
+    def __init__(
+        self,
+        credentials: AwsCredentials,
+        aws_region: str,
+        extra_headers: tuple[tuple[str, str], ...] = (),
+        clock: Clock = _utc_now,
+    ) -> None:
+        self._credentials = credentials
+        self._region = aws_region
+        self._extra = extra_headers
+        self._clock = clock
+        self._keys = SigningKeys()
+
+    def __call__(self, request: UpstreamRequest) -> tuple[tuple[str, str], ...]:
+        """The headers to add to `request`: the provider's extra headers (configured `headers`,
+        signed like the request's own) and the signature's."""
+        headers = (*self._extra, *request.headers)
+        signed = sign(
+            request.method,
+            request.url,
+            headers,
+            request.body,
+            self._credentials,
+            self._region,
+            BEDROCK_SIGNING_NAME,
+            self._clock(),
+            keys=self._keys,
+        )
+        return (*self._extra, *signed.items())
+
+
+def signer_for(provider: Provider, clock: Clock = _utc_now) -> RequestSigner | None:
+    """The per-request signer of a provider that needs one (Bedrock with AWS keys rather than an
+    API key), None for every other: they authenticate with auth_headers()."""
+    if not isinstance(provider, BedrockProvider) or provider.api_key:
+        return None
+    key_id, secret, aws_region = (
+        provider.aws_access_key_id,
+        provider.aws_secret_access_key,
+        provider.aws_region,
+    )
+    # BedrockProvider refuses to be built without these when there is no api_key.
+    assert key_id and secret and aws_region
+    credentials = AwsCredentials(key_id, secret, provider.aws_session_token or None)
+    return RequestSigner(credentials, aws_region, tuple(provider.headers.items()), clock)
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:

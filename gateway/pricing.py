@@ -31,6 +31,10 @@ PRICE_FILE: Final = Path(__file__).with_name("prices.yaml")
 USD_PER_MILLION: Final = 1_000_000  # micro-USD per USD, and tokens per "per million"
 # Date suffixes providers put on model versions: -2024-08-06, -20250929; and the `-latest` alias.
 _VERSION_SUFFIX: Final = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+# Bedrock model ids carry a version (`-v1:0`, `-v2`) and, for cross-region inference profiles, a
+# geography prefix (`us.anthropic.claude-...`): the same model at the same list price.
+_BEDROCK_VERSION: Final = re.compile(r"-v\d+(?::\d+)?$")
+_BEDROCK_PROFILE: Final = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.(?=[a-z]+\.)")
 # Memoised lookups: target models come from the config, so this is a bound that never bites.
 _MAX_MEMO: Final = 4096
 
@@ -179,7 +183,7 @@ class PriceTable:
         return self.cost_micros(kind, model, usage, cache_write_tokens)
 
     def _find(self, kind: str, model: str, seen: set[str]) -> Price | None:
-        bare = _VERSION_SUFFIX.sub("", model)
+        bare = _VERSION_SUFFIX.sub("", _BEDROCK_VERSION.sub("", _BEDROCK_PROFILE.sub("", model)))
         if not seen:  # overrides are for their own kind; `same_as` inherits the shipped table only
             for name in (model, bare):
                 override = self._overrides.get(f"{kind}/{name}")

@@ -24,17 +24,18 @@ from gateway.breaker import Breaker, BreakerState, Clock
 from gateway.config import (
     AnthropicProvider,
     AzureProvider,
+    BedrockProvider,
     Config,
     MockProvider,
     ModelConfig,
     Provider,
     Timeouts,
 )
-from gateway.credentials import auth_headers, secrets_of
+from gateway.credentials import auth_headers, secrets_of, signer_for
 from gateway.dialects import Dialect, dialect_for
 from gateway.errors import GatewayError, model_not_found
 from gateway.mock_transport import MockTransport
-from gateway.upstream import HttpTransport, Transport
+from gateway.upstream import HttpTransport, SigningTransport, Transport
 
 MOCK_BASE_URL: Final = "mock://local"
 # Distinct (model, regions) pairs remembered; region sets come from keys, so a handful in practice.
@@ -87,7 +88,12 @@ def build_transport(provider: Provider) -> Transport:
     """A transport for one provider (creates a ClientSession: call inside a running loop)."""
     if isinstance(provider, MockProvider):
         return MockTransport(provider)
-    return HttpTransport(auth_headers(provider), provider.max_connections)
+    # Bedrock's URLs carry a percent-encoded model id that must arrive (and be signed) as built.
+    exact_urls = isinstance(provider, BedrockProvider)
+    signer = signer_for(provider)
+    if signer is not None:
+        return SigningTransport(HttpTransport({}, provider.max_connections, exact_urls=exact_urls), signer)
+    return HttpTransport(auth_headers(provider), provider.max_connections, exact_urls=exact_urls)
 
 
 def kind_of(provider: Provider) -> str:
@@ -106,7 +112,8 @@ def build_target(name: str, provider: Provider, model: str) -> Target:
         api_version = provider.api_version
     if isinstance(provider, AnthropicProvider):
         default_max_tokens = provider.default_max_tokens
-    return Target(name, provider.base_url.rstrip("/"), model, api_version, default_max_tokens)
+    aws_region = provider.aws_region if isinstance(provider, BedrockProvider) else None
+    return Target(name, provider.base_url.rstrip("/"), model, api_version, default_max_tokens, aws_region)
 
 
 class TargetState(msgspec.Struct, frozen=True):

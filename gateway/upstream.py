@@ -3,16 +3,19 @@ exceptions become the gateway's own (UpstreamTimeout, UpstreamUnreachable).
 
 A transport sends an adapter-built UpstreamRequest and hands back an UpstreamResponse whose body
 is read whole or as chunks as they arrive. The built-in mock provider is a transport too
-(gateway/mock_transport.py), so the request path does not know which one it talks to.
+(gateway/mock_transport.py), so the request path does not know which one it talks to; so is the
+SigningTransport that signs each request (AWS) before the HTTP transport sends it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Final, Protocol
 
 import aiohttp
+import msgspec
+import yarl
 
 from adapters.base import UpstreamRequest
 from gateway.config import Timeouts
@@ -116,9 +119,14 @@ class HttpResponse:
 
 
 class HttpTransport:
-    """One provider's pooled connections. `headers` are sent with every request (credentials)."""
+    """One provider's pooled connections. `headers` are sent with every request (credentials).
 
-    def __init__(self, headers: Mapping[str, str], max_connections: int) -> None:
+    With `exact_urls`, each URL goes out byte for byte as the adapter built it. Otherwise aiohttp
+    normalises it, which among other things decodes `%3A` to `:` in the path: harmless for most
+    providers, fatal to a signature computed over the encoded path (Bedrock model ids).
+    """
+
+    def __init__(self, headers: Mapping[str, str], max_connections: int, *, exact_urls: bool = False) -> None:
         connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -127,14 +135,16 @@ class HttpTransport:
             auto_decompress=True,
         )
         self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+        self._exact_urls = exact_urls
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
         timeout = self._timeouts.get(timeouts)
         if timeout is None:
             timeout = self._timeouts[timeouts] = client_timeout(timeouts)
+        url = yarl.URL(request.url, encoded=True) if self._exact_urls else request.url
         try:
             response = await self._session.request(
-                request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
+                request.method, url, data=request.body, headers=request.headers, timeout=timeout
             )
         except TimeoutError:
             raise UpstreamTimeout() from None
@@ -146,3 +156,25 @@ class HttpTransport:
         await self._session.close()
         # Let the connector's transports finish closing before the loop goes away.
         await asyncio.sleep(0)
+
+
+SignRequest = Callable[[UpstreamRequest], tuple[tuple[str, str], ...]]
+
+
+class SigningTransport:
+    """Adds the headers `sign` computes for each request (gateway/credentials.py), then sends it
+    with `inner`. Signing happens here, at the last moment, because a signature covers the body
+    built by the adapter and the time of sending; a retry is signed afresh."""
+
+    __slots__ = ("_inner", "_sign")
+
+    def __init__(self, inner: Transport, sign: SignRequest) -> None:
+        self._inner = inner
+        self._sign = sign
+
+    async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
+        signed = msgspec.structs.replace(request, headers=(*request.headers, *self._sign(request)))
+        return await self._inner.send(signed, timeouts)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

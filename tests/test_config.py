@@ -548,3 +548,140 @@ def test_routing_errors_name_their_path(model: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, {}, "test.yaml")
     assert any(e.startswith(expected) for e in caught.value.errors), caught.value.errors
+
+
+# --- kind: bedrock ------------------------------------------------------------------------------
+
+BEDROCK_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+}
+BEDROCK_KEYS = 'aws_access_key_id: "${AWS_ACCESS_KEY_ID}", aws_secret_access_key: "${AWS_SECRET_ACCESS_KEY}"'
+
+
+def bedrock_provider(fields: str, env: dict[str, str] | None = None) -> Any:
+    config = parse_config(
+        f"providers: {{bed: {{kind: bedrock, {fields}}}}}", BEDROCK_ENV if env is None else env, "test.yaml"
+    )
+    return config.providers["bed"]
+
+
+def test_bedrock_with_aws_keys_from_the_environment() -> None:
+    provider = bedrock_provider(
+        f'aws_region: eu-central-1, {BEDROCK_KEYS}, aws_session_token: "${{AWS_SESSION_TOKEN:-}}", region: eu'
+    )
+    assert type(provider).__name__ == "BedrockProvider"
+    assert provider.base_url == "https://bedrock-runtime.eu-central-1.amazonaws.com"
+    assert (provider.aws_access_key_id, provider.aws_secret_access_key) == (
+        BEDROCK_ENV["AWS_ACCESS_KEY_ID"],
+        BEDROCK_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+    assert not provider.aws_session_token  # `${VAR:-}` unset: no token, not an error
+    assert provider.api_key is None
+    assert (provider.aws_region, provider.region) == ("eu-central-1", "eu")  # AWS region vs residency
+
+
+def test_bedrock_with_an_api_key_and_its_own_endpoint_needs_no_region() -> None:
+    provider = bedrock_provider(
+        'api_key: "${AWS_BEARER_TOKEN_BEDROCK}", base_url: "https://vpce.example/"',
+        {"AWS_BEARER_TOKEN_BEDROCK": "ABSKbedrock-key-0123"},
+    )
+    assert (provider.api_key, provider.base_url, provider.aws_region) == (
+        "ABSKbedrock-key-0123",
+        "https://vpce.example/",
+        None,
+    )
+
+
+def test_bedrock_session_token_and_explicit_base_url() -> None:
+    provider = bedrock_provider(
+        f'aws_region: us-west-2, {BEDROCK_KEYS}, aws_session_token: "${{AWS_SESSION_TOKEN}}", base_url: "http://127.0.0.1:9000"',
+        {**BEDROCK_ENV, "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2VjEXAMPLETOKEN"},
+    )
+    assert provider.aws_session_token == "IQoJb3JpZ2luX2VjEXAMPLETOKEN"
+    assert provider.base_url == "http://127.0.0.1:9000"
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        pytest.param(
+            "aws_region: us-east-1",
+            "providers.bed: give either api_key (a Bedrock API key) or both aws_access_key_id and aws_secret_access_key",
+            id="no-credentials",
+        ),
+        pytest.param(
+            'aws_region: us-east-1, aws_access_key_id: "${AWS_ACCESS_KEY_ID}"',
+            "providers.bed: give either api_key",
+            id="key-id-without-secret",
+        ),
+        pytest.param(
+            'aws_region: us-east-1, aws_access_key_id: "${AWS_ACCESS_KEY_ID}", aws_secret_access_key: "${EMPTY:-}"',
+            "providers.bed: give either api_key",
+            id="secret-empty-from-the-environment",
+        ),
+        pytest.param(
+            'api_key: "${EMPTY:-}"',
+            "providers.bed: give either api_key",
+            id="api-key-empty-from-the-environment",
+        ),
+        pytest.param(
+            BEDROCK_KEYS,
+            "providers.bed: aws_region is required (e.g. us-east-1) when base_url is not given",
+            id="no-region-no-base-url",
+        ),
+        pytest.param(
+            "api_key: ABSK-key",
+            "providers.bed: aws_region is required (e.g. us-east-1) when base_url is not given",
+            id="api-key-no-region-no-base-url",
+        ),
+        pytest.param(
+            f'{BEDROCK_KEYS}, base_url: "http://127.0.0.1:9000"',
+            "providers.bed: aws_region is required (e.g. us-east-1) to sign requests with AWS keys",
+            id="aws-keys-need-a-region-even-with-base-url",
+        ),
+        pytest.param(
+            f"aws_region: us-east-1, {BEDROCK_KEYS}, aws_secret_key: x",
+            "providers.bed.aws_secret_key: unknown field",
+            id="typo",
+        ),
+        pytest.param(
+            f"aws_region: us-east-1, {BEDROCK_KEYS}, base_url: bedrock.example",
+            "providers.bed.base_url: ",
+            id="base-url-without-scheme",
+        ),
+    ],
+)
+def test_bedrock_errors_name_their_path(fields: str, error: str) -> None:
+    text = f"providers: {{bed: {{kind: bedrock, {fields}}}}}"
+    assert_errors(errors_of(text, BEDROCK_ENV), [error])
+
+
+def test_bedrock_region_must_be_a_region_name() -> None:
+    text = f'providers: {{bed: {{kind: bedrock, aws_region: "us-east-1.evil.example/", {BEDROCK_KEYS}}}}}'
+    errors = errors_of(text, BEDROCK_ENV)
+    assert errors[0].startswith("providers.bed.aws_region: Expected `str` matching regex"), errors
+
+
+def test_bedrock_model_targets_resolve() -> None:
+    text = f"""
+providers: {{bed: {{kind: bedrock, aws_region: us-east-1, {BEDROCK_KEYS}}}}}
+models: {{claude: {{targets: [{{provider: bed, model: "anthropic.claude-3-5-sonnet-20240620-v1:0"}}]}}}}
+"""
+    config = parse_config(text, BEDROCK_ENV, "test.yaml")
+    assert config.models["claude"].targets[0].model == "anthropic.claude-3-5-sonnet-20240620-v1:0"
+
+
+# --- keys declared in the file -------------------------------------------------------------------
+
+
+def test_a_config_key_may_set_its_own_log_content() -> None:
+    text = "keys: {quiet: {secret: 'quiet-secret-0123456789', log_content: none}, plain: {secret_hash: '%s'}}"
+    config = parse_config(text % ("sha256:" + "0" * 64), {}, "test.yaml")
+    assert config.keys["quiet"].log_content == "none"
+    assert config.keys["plain"].log_content is None, "absent: logging.content applies"
+
+
+def test_an_unknown_log_content_names_its_path() -> None:
+    text = "keys: {quiet: {secret: 'quiet-secret-0123456789', log_content: everything}}"
+    assert_errors(errors_of(text), ["keys.quiet.log_content: Invalid enum value 'everything'"])

@@ -124,3 +124,17 @@ def test_model_price_defaults() -> None:
     rates = table.price("openai", "plain")
     assert rates is not None
     assert (rates.base.cached_input, rates.base.cache_write) == (2_000_000, 2_000_000)
+
+
+def test_bedrock_model_ids_are_priced_without_version_date_or_profile_prefix(table: PriceTable) -> None:
+    usage = usage_of(1_000_000, 1_000_000)
+    sonnet = 3_000_000 + 15_000_000
+    for model in (
+        "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "anthropic.claude-sonnet-4-5",
+    ):
+        assert table.cost_micros("bedrock", model, usage) == sonnet, model
+    assert table.cost_micros("bedrock", "amazon.nova-pro-v1:0", usage) == 800_000 + 3_200_000
+    assert table.cost_micros("bedrock", "eu.amazon.nova-lite-v1:0", usage) == 60_000 + 240_000
