@@ -20,12 +20,16 @@ LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 # The gateway's own time per request is counted in fractions of a millisecond.
 OVERHEAD_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+# Keys (with their team) that get series of their own in the per-key metrics, per process.
+MAX_KEY_SERIES: Final = 500
+OTHER_KEYS: Final = "(other)"
+_KeyChildren = tuple[_CounterChild, _CounterChild, _CounterChild]  # cost, prompt, completion
 
 
 class Metrics:
     """The gateway's metrics and the cached label children used on the request path."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_key_series: int = MAX_KEY_SERIES) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "tollway_requests",
@@ -94,6 +98,25 @@ class Metrics:
             ("model", "direction"),
             registry=self.registry,
         )
+        # Per key: ids of keys and teams, never names or secrets. A gateway with thousands of keys
+        # must not give Prometheus thousands of series per metric, so only the first
+        # `max_key_series` (key, team) pairs this process sees get their own; the rest are
+        # counted together under key="(other)" (their spend stays exact in the store's reports).
+        self.key_cost = Counter(
+            "tollway_key_cost_usd",
+            "Cost of answered requests in USD, by gateway key id and team id (bounded: see README).",
+            ("key", "team"),
+            registry=self.registry,
+        )
+        self.key_tokens = Counter(
+            "tollway_key_tokens",
+            "Tokens reported by providers, by gateway key id, team id and direction (bounded).",
+            ("key", "team", "direction"),
+            registry=self.registry,
+        )
+        self.max_key_series = max_key_series
+        self._by_key: dict[tuple[str | None, str | None], _KeyChildren] = {}
+        self._other_keys: _KeyChildren | None = None
         self.upstream_errors = Counter(
             "tollway_upstream_errors",
             "Failed upstream calls, by provider and error kind.",
@@ -218,6 +241,33 @@ class Metrics:
             per_model[1].inc(prompt_tokens)
         if completion_tokens:
             per_model[2].inc(completion_tokens)
+
+    def observe_key(
+        self, key: str | None, team: str | None, cost_usd: float, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Add one request's cost and tokens to its key's series (or to "(other)" past the bound)."""
+        children = self._by_key.get((key, team))
+        if children is None:
+            if len(self._by_key) < self.max_key_series:
+                children = self._by_key[(key, team)] = self._key_children(key or "(none)", team or "(none)")
+            else:
+                # Not remembered per key: memory stays bounded however many keys come.
+                if self._other_keys is None:
+                    self._other_keys = self._key_children(OTHER_KEYS, OTHER_KEYS)
+                children = self._other_keys
+        if cost_usd:
+            children[0].inc(cost_usd)
+        if prompt_tokens:
+            children[1].inc(prompt_tokens)
+        if completion_tokens:
+            children[2].inc(completion_tokens)
+
+    def _key_children(self, key: str, team: str) -> _KeyChildren:
+        return (
+            self.key_cost.labels(key, team),
+            self.key_tokens.labels(key, team, "prompt"),
+            self.key_tokens.labels(key, team, "completion"),
+        )
 
     def refused(self, err_type: str, code: str | None) -> None:
         """A limit or budget refusal of the gateway's own (rare: children not cached)."""
