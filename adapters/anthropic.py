@@ -114,6 +114,30 @@ def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
     return UpstreamRequest("POST", f"{target.base_url}/v1/messages", headers, wire.encode(body))
 
 
+_decode_fields: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_encode_raw: Final = msgspec.json.Encoder()
+
+
+def build_passthrough_request(body: bytes, target: Target) -> UpstreamRequest:
+    """The `/v1/messages` request for a client that already speaks Anthropic's format: its body
+    with only `model` swapped, every other field (thinking, cache_control, top_k...) byte for
+    byte. The body was validated by the front door; InvalidRequest if it is not a JSON object."""
+    try:
+        fields = _decode_fields.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise InvalidRequest("the request body must be a JSON object") from None
+    fields["model"] = msgspec.Raw(_encode_raw.encode(target.model))
+    version = target.api_version or DEFAULT_API_VERSION
+    headers = _DEFAULT_HEADERS if version == DEFAULT_API_VERSION else _headers(version)
+    return UpstreamRequest("POST", f"{target.base_url}/v1/messages", headers, _encode_raw.encode(fields))
+
+
+def count_tokens_request(body: bytes, target: Target) -> UpstreamRequest:
+    """`/v1/messages/count_tokens` for a client's Anthropic-format body, model swapped."""
+    request = build_passthrough_request(body, target)
+    return msgspec.structs.replace(request, url=f"{target.base_url}/v1/messages/count_tokens")
+
+
 # --- answers ---------------------------------------------------------------------------------
 
 _FINISH_REASONS: Final[Mapping[str, FinishReason]] = {

@@ -40,6 +40,12 @@ class PassthroughRequest(msgspec.Struct):
     stream: bool = False
     client_wants_usage: bool = False
     body: bytes = b""  # as the client sent it, for dialects that decode it fully
+    # The client's own body when it came in another format (Anthropic's /v1/messages): an
+    # upstream that speaks that format gets it unchanged, with only the model swapped.
+    native: bytes | None = None
+    # What of `native` the OpenAI form could not carry (paths like `top_k`, `messages[1].content[0]`):
+    # only an upstream of the native format can honour it; any other refuses the request by name.
+    native_only: tuple[str, ...] = ()
 
 
 class _StreamOptions(msgspec.Struct):

@@ -1,5 +1,7 @@
 """The neutral form in OpenAI's wire format, for providers that speak something else: the client's
-body decoded into a ChatRequest, and neutral answers and chunks encoded as OpenAI bytes.
+body decoded into a ChatRequest, and neutral answers and chunks encoded as OpenAI bytes. The other
+way too, for clients that speak something else (adapters/anthropic_inbound.py): a neutral request
+encoded as the OpenAI body that the gateway's pipeline runs on.
 
 (Same-format traffic never comes here: adapters/openai.py forwards it as bytes.)
 """
@@ -12,7 +14,21 @@ from typing import Final
 import msgspec
 
 from adapters.base import InvalidRequest
-from adapters.schema import ChatChunk, ChatRequest, ChatResponse, FinishReason, ResponseMessage, Usage
+from adapters.schema import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    FunctionCall,
+    FunctionDef,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    ResponseMessage,
+    Role,
+    TextPart,
+    Usage,
+)
 
 _decode_request: Final = msgspec.json.Decoder(ChatRequest)
 _MODELLED: Final = frozenset(ChatRequest.__struct_fields__) - {"unmodeled"}
@@ -45,6 +61,105 @@ def decode_chat(body: bytes, field_names: list[str], provider: str) -> ChatReque
     if unmodeled:
         request = msgspec.structs.replace(request, unmodeled=unmodeled)
     return request
+
+
+# The neutral Structs leave out some fields equal to their defaults that OpenAI requires all the
+# same ("Missing required parameter: 'tools[0].type'"), and send an image's absent `detail` as
+# null, which is not one of its values: these spell the first out and leave the second out.
+class _OpenAIToolCall(msgspec.Struct):
+    id: str
+    type: str
+    function: FunctionCall
+
+
+class _OpenAIImageUrl(msgspec.Struct, omit_defaults=True):
+    url: str
+    detail: str | None = None
+
+
+class _OpenAIImagePart(msgspec.Struct, tag="image_url", tag_field="type"):
+    image_url: _OpenAIImageUrl
+
+
+class _OpenAIMessage(msgspec.Struct, omit_defaults=True):
+    role: Role
+    content: str | list[TextPart | _OpenAIImagePart] | None = None
+    name: str | None = None
+    tool_calls: list[_OpenAIToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class _OpenAITool(msgspec.Struct):
+    type: str
+    function: FunctionDef
+
+
+class _OpenAIJsonSchema(msgspec.Struct, omit_defaults=True):
+    name: str
+    description: str | None = None
+    schema: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    strict: bool | None = None
+
+
+class _OpenAIResponseFormat(msgspec.Struct, omit_defaults=True):
+    type: str
+    json_schema: _OpenAIJsonSchema | None = None
+
+
+def encode_request(request: ChatRequest) -> bytes:
+    """A neutral request as an OpenAI chat-completions body: unset fields left out, JSON Schemas
+    (tool parameters, `json_schema.schema`) copied byte for byte. `unmodeled` is not part of the
+    body: it names fields that a client sent and this form cannot carry, for the caller to refuse.
+    """
+    messages = [
+        _wire_message(message) if message.tool_calls or _has_image(message) else message
+        for message in request.messages
+    ]
+    tools = None
+    if request.tools is not None:
+        tools = [_OpenAITool(tool.type, tool.function) for tool in request.tools]
+    # replace() does not check types: the copy holds the wire Structs above where the neutral
+    # ones would drop a required field.
+    wire = msgspec.structs.replace(
+        request,
+        messages=messages,
+        tools=tools,
+        response_format=_wire_response_format(request.response_format),
+        unmodeled=(),
+    )
+    return _encode(wire)
+
+
+def _has_image(message: Message) -> bool:
+    return isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content)
+
+
+def _wire_message(message: Message) -> _OpenAIMessage:
+    content: str | list[TextPart | _OpenAIImagePart] | None
+    if isinstance(message.content, list):
+        content = [
+            _OpenAIImagePart(_OpenAIImageUrl(part.image_url.url, part.image_url.detail))
+            if isinstance(part, ImagePart)
+            else part
+            for part in message.content
+        ]
+    else:
+        content = message.content
+    calls = None
+    if message.tool_calls is not None:
+        calls = [_OpenAIToolCall(call.id, call.type, call.function) for call in message.tool_calls]
+    return _OpenAIMessage(message.role, content, message.name, calls, message.tool_call_id)
+
+
+def _wire_response_format(response_format: ResponseFormat | None) -> _OpenAIResponseFormat | None:
+    if response_format is None:
+        return None
+    spec = response_format.json_schema
+    if spec is None:
+        return _OpenAIResponseFormat(response_format.type)
+    return _OpenAIResponseFormat(
+        response_format.type, _OpenAIJsonSchema(spec.name, spec.description, spec.schema, spec.strict)
+    )
 
 
 class _Choice(msgspec.Struct):

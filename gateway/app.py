@@ -20,6 +20,7 @@ from gateway.budgetpolicy import BudgetStatus, BudgetSubject
 from gateway.config import Config
 from gateway.context import new_request_id
 from gateway.errors import GatewayError, error_response
+from gateway.frontdoor import ANTHROPIC_DOOR
 from gateway.keys import KeyRecord, hash_secret
 from gateway.keysync import KeySync
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -54,6 +55,11 @@ def models_body(names: list[str], created: int) -> bytes:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _error_shape(request: web.Request) -> Callable[[GatewayError, str], web.Response]:
+    """Anthropic's paths answer errors in Anthropic's shape, which its SDK reads."""
+    return ANTHROPIC_DOOR.error if request.path.startswith("/v1/messages") else error_response
+
+
 @web.middleware
 async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure the handlers did not answer themselves, in the OpenAI error shape.
@@ -67,10 +73,11 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        shape = _error_shape(request)
         shaped = GatewayError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
-        return error_response(shaped, new_request_id())
+        return shape(shaped, new_request_id())
     except GatewayError as err:
-        return error_response(err, new_request_id())
+        return _error_shape(request)(err, new_request_id())
     except Exception as exc:
         request_id = new_request_id()
         tb = exc.__traceback__
@@ -81,7 +88,7 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
         internal = GatewayError(
             500, "internal gateway error", type="server_error", code="internal_error", fault="gateway"
         )
-        return error_response(internal, request_id)
+        return _error_shape(request)(internal, request_id)
 
 
 def config_principals(config: Config) -> list[tuple[str, Principal]]:
@@ -102,6 +109,7 @@ def config_principals(config: Config) -> list[tuple[str, Principal]]:
             budget=key.budget,
             regions=key.regions,
             metadata=key.metadata,
+            log_content=key.log_content,
         )
         found.append((secret_hash, principal_of(record, None)))
     return found
@@ -180,6 +188,12 @@ def build_app(config: Config) -> web.Application:
     async def embeddings(request: web.Request) -> web.StreamResponse:
         return await holder.gateway.embeddings(request)
 
+    async def messages(request: web.Request) -> web.StreamResponse:
+        return await holder.gateway.messages(request)
+
+    async def count_message_tokens(request: web.Request) -> web.StreamResponse:
+        return await holder.gateway.count_message_tokens(request)
+
     async def list_models(request: web.Request) -> web.Response:
         principal = ring.authenticate(request.headers)
         allowed = principal.models
@@ -210,6 +224,9 @@ def build_app(config: Config) -> web.Application:
         app.router.add_post(prefix + "/chat/completions", chat_completions)
         app.router.add_post(prefix + "/embeddings", embeddings)
         app.router.add_get(prefix + "/models", list_models)
+    # Anthropic's paths (its SDK appends /v1/messages to the base URL).
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_message_tokens)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics_page)

@@ -61,11 +61,13 @@ Classify = Callable[[int, Mapping[str, str], bytes], UpstreamError]
 class SameFormat:
     """OpenAI-format upstreams (OpenAI, Azure, vLLM..., the mock): bytes forwarded, model swapped."""
 
-    def __init__(self, build_chat: Build, build_embeddings: Build, classify: Classify) -> None:
+    def __init__(self, kind: str, build_chat: Build, build_embeddings: Build, classify: Classify) -> None:
+        self._kind = kind
         self._builders = {"chat": build_chat, "embeddings": build_embeddings}
         self._classify = classify
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
+        refuse_native_only(request, self._kind)
         return self._builders[endpoint](request, target)
 
     def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
@@ -80,6 +82,15 @@ class SameFormat:
         return self._classify(status, headers, body)
 
 
+def refuse_native_only(request: ClientRequest, kind: str) -> None:
+    """A request from another front door that holds what only its own format can carry (such as
+    Anthropic's `top_k` or `thinking`) cannot go to this kind of provider: InvalidRequest naming
+    the first such field, rather than an answer to a different question."""
+    if request.native_only:
+        path = request.native_only[0]
+        raise InvalidRequest(f"'{path}' is not supported by provider kind '{kind}'", path)
+
+
 class Translated:
     """Providers with their own wire format: the client's body goes through the neutral form."""
 
@@ -90,6 +101,7 @@ class Translated:
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
         if endpoint != "chat":
             raise InvalidRequest(f"{endpoint} is not supported by provider kind '{self._kind}'")
+        refuse_native_only(request, self._kind)
         neutral = openai_wire.decode_chat(request.body, list(request.fields), f"provider kind '{self._kind}'")
         return self._adapter.build_request(neutral, target)
 
@@ -106,6 +118,21 @@ class Translated:
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         return self._adapter.classify_error(status, headers, body)
+
+
+class AnthropicDialect(Translated):
+    """Anthropic: a request that came in Anthropic's own format (`native`) is passed through with
+    only the model swapped, so fields the neutral form lacks reach the provider; its answer takes
+    the translated way back like any other, as the rest of the request path reads OpenAI format."""
+
+    def __init__(self, adapter: ChatAdapter, passthrough: Callable[[bytes, Target], UpstreamRequest]) -> None:
+        super().__init__("anthropic", adapter)
+        self._passthrough = passthrough
+
+    def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
+        if request.native is not None and endpoint == "chat":
+            return self._passthrough(request.native, target)
+        return super().build(request, target, endpoint)
 
 
 class _ErrorDetail(msgspec.Struct):
@@ -168,20 +195,26 @@ class TranslatingRelay:
 
 
 SAME_FORMAT_KINDS: Final = ("openai", "mock")
-TRANSLATED_KINDS: Final = ("anthropic", "gemini", "mistral", "cohere", "ollama")
+TRANSLATED_KINDS: Final = ("anthropic", "gemini", "mistral", "cohere", "ollama", "bedrock")
 
 
 def dialect_for(kind: str) -> Dialect:
     """The dialect of a provider kind. Adapter modules are imported only for kinds in use."""
     if kind in SAME_FORMAT_KINDS:
         return SameFormat(
+            kind,
             openai_format.build_chat_request,
             openai_format.build_embeddings_request,
             openai_format.classify_error,
         )
     if kind == "azure":
         azure = importlib.import_module("adapters.azure")
-        return SameFormat(azure.build_chat_request, azure.build_embeddings_request, azure.classify_error)
+        return SameFormat(
+            "azure", azure.build_chat_request, azure.build_embeddings_request, azure.classify_error
+        )
+    if kind == "anthropic":
+        anthropic = importlib.import_module("adapters.anthropic")
+        return AnthropicDialect(cast(ChatAdapter, anthropic.ADAPTER), anthropic.build_passthrough_request)
     if kind in TRANSLATED_KINDS:
         module = importlib.import_module(f"adapters.{kind}")
         return Translated(kind, cast(ChatAdapter, module.ADAPTER))

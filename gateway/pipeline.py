@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
@@ -24,9 +23,13 @@ from gateway.bookkeeping import Booking, answer_text, prompt_text, record, settl
 from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
 from gateway.cache_stream import AnswerAccumulator, replay_stream
 from gateway.context import RequestContext
+from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
+from gateway.count_tokens import count_tokens
+from gateway.count_tokens import model_of as count_tokens_model
 from gateway.dispatch import Answer, Dispatcher, Job
-from gateway.errors import GatewayError, bad_request, body_too_large, error_response
+from gateway.errors import GatewayError, bad_request, body_too_large
 from gateway.facts import request_facts
+from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor
 from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import estimate_tokens
@@ -47,7 +50,8 @@ MAX_ACCOUNTED_ANSWER_BYTES: Final = 1024 * 1024
 # A stream that broke after the commit: the target's failure, counted against its breaker.
 _STREAM_FAILURES: Final = frozenset({502, 504})
 
-Decode = Callable[[bytes], openai_format.PassthroughRequest]
+CHAT_DOOR: Final = OpenAIDoor("chat", openai_format.decode_chat_request)
+EMBEDDINGS_DOOR: Final = OpenAIDoor("embeddings", openai_format.decode_embeddings_request)
 
 
 def _stream_guard(guard: Guardrails | None, screened: Screened | None) -> StreamGuard | None:
@@ -82,37 +86,70 @@ class Gateway:
         self.inflight = 0  # requests started on this gateway and not finished (for a reload's drain)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._forward(request, "chat", openai_format.decode_chat_request)
+        return await self._forward(request, CHAT_DOOR)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        return await self._forward(request, "embeddings", openai_format.decode_embeddings_request)
+        return await self._forward(request, EMBEDDINGS_DOOR)
 
-    async def _forward(self, request: web.Request, endpoint: str, decode: Decode) -> web.StreamResponse:
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's `/v1/messages`: the same pipeline behind another front door."""
+        return await self._forward(request, ANTHROPIC_DOOR)
+
+    async def count_message_tokens(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's `/v1/messages/count_tokens`, for models an Anthropic provider serves."""
+        ctx = RequestContext(COUNT_TOKENS_LABEL)
+        try:
+            principal = self.keyring.authenticate(request.headers)
+            ctx.key_id, ctx.team_id, ctx.client_ip = principal.key_id, principal.team_id, request.remote
+            principal.check_endpoint("chat")
+            body = await self._read_body(request)
+            try:
+                ctx.model = model = count_tokens_model(body)
+            except InvalidRequest as exc:
+                raise bad_request(exc.message, exc.param) from None
+            plan = self.router.plan(model, principal.regions)
+            principal.check_model(model)
+            return await count_tokens(ctx, body, plan.route.targets)
+        except GatewayError as err:
+            ctx.status = err.status
+            ctx.error_code = err.code
+            return ANTHROPIC_DOOR.error(err, ctx.request_id)
+        finally:
+            self._observe(ctx)
+
+    async def _forward(self, request: web.Request, door: FrontDoor) -> web.StreamResponse:
         self.inflight += 1
         self.metrics.in_flight.inc()
         try:
-            return await self._serve(request, endpoint, decode)
+            return await self._serve(request, door)
         finally:
             self.inflight -= 1
             self.metrics.in_flight.dec()
 
-    async def _serve(self, request: web.Request, endpoint: str, decode: Decode) -> web.StreamResponse:
+    async def _serve(self, request: web.Request, door: FrontDoor) -> web.StreamResponse:
         services = self.services
-        ctx = RequestContext(endpoint)
+        endpoint = door.endpoint
+        ctx = RequestContext(door.label)
         span = services.tracer.start(ctx, request.headers)
         booking = Booking()
         policy = services.content_policy
         try:
             principal = self.keyring.authenticate(request.headers)
+            # The key's (or its team's) logging policy; refused callers are recorded under the
+            # global one.
+            policy = principal.log_content or services.content_policy
             ctx.key_id = principal.key_id
             ctx.team_id = principal.team_id
             ctx.client_ip = request.remote
             principal.check_endpoint(endpoint)
             body = await self._read_body(request)
             try:
-                client_request = decode(body)
+                client_request = door.decode(body)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
+            # What the rest of the path reads: the body in OpenAI's format (the same bytes,
+            # unless the client came through another door).
+            body = client_request.body
             ctx.model = model = client_request.model
             ctx.stream = client_request.stream
             plan = self.router.plan(model, principal.regions)
@@ -127,6 +164,9 @@ class Gateway:
             # Guardrails first: the cache key and the upstream see the masked prompt.
             guard = services.rails.for_model(model) if endpoint == "chat" else None
             screened = guard.screen(client_request) if guard is not None else None
+            if client_request.body is not body:
+                # Masking rewrote the prompt: the client's original must not reach any provider.
+                client_request.native = None
             if screened is not None:
                 ctx.flags.extend(screened.flags)
             cache_plan = services.cache.plan(
@@ -139,7 +179,7 @@ class Gateway:
                 (self.metrics.cache_misses if hit is None else self.metrics.cache_hits).labels(model).inc()
                 if hit is not None:
                     return await self._serve_hit(
-                        request, hit, client_request, guard, screened, ctx, headers, policy
+                        request, hit, client_request, guard, screened, ctx, headers, policy, door
                     )
 
             # Limits and budget: decided in memory, settled in the finally.
@@ -172,8 +212,10 @@ class Gateway:
                             tap.finish(ctx)
                         self._finish(ctx, booking, policy)
 
-                    return await relay_stream(request, answer.stream, ctx, headers, tap, before_end)
-                return self._answer(answer, ctx, headers, cache_plan, guard, screened, policy)
+                    return await relay_stream(
+                        request, answer.stream, ctx, headers, tap, before_end, door.egress(model)
+                    )
+                return self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
             finally:
                 answer.close(failed=ctx.status in _STREAM_FAILURES)
         except GatewayError as err:
@@ -181,7 +223,7 @@ class Gateway:
             ctx.error_code = err.code
             if err.fault == "policy" and err.status == 429:
                 self.metrics.refused(err.type, err.code)
-            return error_response(err, ctx.request_id)
+            return door.error(err, ctx.request_id)
         except (ConnectionResetError, asyncio.CancelledError):
             if not ctx.completed:
                 ctx.status = CLIENT_CLOSED
@@ -234,6 +276,7 @@ class Gateway:
         ctx: RequestContext,
         headers: dict[str, str],
         policy: ContentPolicy,
+        door: FrontDoor,
     ) -> web.StreamResponse:
         """Answer from the cache: no upstream call, no limit or budget charged beyond the request."""
         ctx.cache_hit = True
@@ -246,6 +289,9 @@ class Gateway:
             stream_guard = _stream_guard(guard, screened)
             if stream_guard is not None:
                 out = stream_guard.feed(out) + stream_guard.close()
+            egress = door.egress(client_request.model)
+            if egress is not None:
+                out = egress.feed(out) + egress.close()
             response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
             await response.prepare(request)
             ctx.status = 200
@@ -262,6 +308,7 @@ class Gateway:
         ctx.status = 200
         ctx.mark_first_byte()
         headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
+        body = door.answer(body, client_request.model)
         return web.Response(body=body, content_type="application/json", headers=headers)
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -282,6 +329,7 @@ class Gateway:
         guard: Guardrails | None,
         screened: Screened | None,
         policy: ContentPolicy,
+        door: FrontDoor,
     ) -> web.Response:
         ctx.usage = answer.usage
         body = answer.body
@@ -293,6 +341,7 @@ class Gateway:
             ctx.flags.extend(flags)
         if policy != "none":
             ctx.answer_text = answer_text(body)
+        body = door.answer(body, ctx.model or "")
         ctx.mark_first_byte()
         ctx.status = 200
         ctx.completed = True
@@ -313,6 +362,10 @@ class Gateway:
         label = label_model(ctx.model, self.router)
         if ctx.cost_micros:
             self.metrics.cost.labels(label).inc(ctx.cost_micros / 1_000_000)
+        if ctx.cost_micros or prompt_tokens or completion_tokens:
+            self.metrics.observe_key(
+                ctx.key_id, ctx.team_id, ctx.cost_micros / 1_000_000, prompt_tokens, completion_tokens
+            )
         self.metrics.observe(
             label, ctx.status, ctx.endpoint, duration_s, first_byte_s, prompt_tokens, completion_tokens
         )

@@ -1,0 +1,493 @@
+"""The `/v1/messages` front door: Anthropic Messages requests in, Anthropic answers out, translated
+at the edge to and from the OpenAI format that the gateway's pipeline runs on (providers.md §4.6).
+
+`decode_request` (adapters/anthropic_inbound_request.py, re-exported here) turns a client's
+Messages body into a neutral (OpenAI-shaped) ChatRequest; `encode_response` and
+`MessagesStreamTranslator` turn what the pipeline produced (an OpenAI `chat.completion` body, or
+the OpenAI SSE stream as the gateway emits it) into Anthropic's shapes; `error_body` is
+Anthropic's error envelope. Pure translators: bytes in, bytes out.
+
+Answers: the OpenAI id becomes `msg_<id>` (an id already `msg_…` is kept); invalid tool-call
+arguments (a model's broken JSON, or arguments cut off by the token limit) become `input: {}`,
+since `input` must be an object and any key we invented could pass for a real argument; a
+`refusal` is answered as text with stop reason `refusal`. Usage: `input_tokens` = prompt tokens
+minus cached ones, `cache_read_input_tokens` = cached tokens (providers.md §11.2, reversed).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+from adapters.anthropic_inbound_request import compact_object, decode_request
+from adapters.anthropic_wire import AnthropicText, AnthropicToolUse
+from adapters.base import InvalidUpstreamAnswer
+from adapters.framing import SSEDecoder, SSEEvent
+from adapters.schema import (
+    Usage,
+)
+
+__all__ = ["MessagesStreamTranslator", "decode_request", "encode_response", "error_body"]
+
+_encode: Final = msgspec.json.Encoder().encode
+_EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+class _OpenAIFunction(msgspec.Struct):
+    name: str = ""
+    arguments: str = ""
+
+
+class _OpenAIToolCall(msgspec.Struct):
+    function: _OpenAIFunction
+    id: str = ""
+
+
+class _OpenAIAnswer(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_OpenAIToolCall] | None = None
+
+
+class _OpenAIChoice(msgspec.Struct):
+    message: _OpenAIAnswer
+    finish_reason: str | None = None
+
+
+class _OpenAICompletion(msgspec.Struct):
+    id: str = ""
+    choices: list[_OpenAIChoice] = []
+    usage: Usage | None = None
+
+
+_decode_completion: Final = msgspec.json.Decoder(_OpenAICompletion).decode
+
+
+class _AnthropicUsage(msgspec.Struct, omit_defaults=True):
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int | None = None
+
+
+class _AnthropicAnswer(msgspec.Struct):
+    """A Message; also the `message` of `message_start` (empty content, no stop reason)."""
+
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[AnthropicText | AnthropicToolUse]
+    stop_reason: str | None
+    stop_sequence: None
+    usage: _AnthropicUsage
+
+
+# OpenAI `finish_reason` → Anthropic `stop_reason` (providers.md §4.6). OpenAI does not say whether
+# a stop sequence matched, so "stop" is always end_turn.
+_STOP_REASONS: Final = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+def _stop_reason(finish_reason: str | None, tool_calls: bool, refused: bool) -> str:
+    reason = _STOP_REASONS.get(finish_reason or "stop", "end_turn")
+    if reason == "end_turn" and tool_calls:
+        return "tool_use"
+    if reason == "end_turn" and refused:
+        return "refusal"
+    return reason
+
+
+def _message_id(openai_id: str) -> str:
+    """`msg_…` from an OpenAI id; an id that already is one (an Anthropic upstream's) is kept."""
+    if openai_id.startswith("msg_"):
+        return openai_id
+    return "msg_" + (openai_id.removeprefix("chatcmpl-") or "tollway")
+
+
+def _usage_of(usage: Usage | None) -> _AnthropicUsage:
+    if usage is None:
+        return _AnthropicUsage(0, 0)
+    cached = usage.cached_tokens
+    return _AnthropicUsage(max(usage.prompt_tokens - cached, 0), usage.completion_tokens, cached)
+
+
+def encode_response(openai_body: bytes, model: str) -> bytes:
+    """An OpenAI `chat.completion` body (its first choice) as an Anthropic Message labelled `model`.
+
+    Raises InvalidUpstreamAnswer when the body is not a chat completion.
+    """
+    try:
+        completion = _decode_completion(openai_body)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
+        raise InvalidUpstreamAnswer(f"answer is not an OpenAI chat completion: {exc}") from None
+    content: list[AnthropicText | AnthropicToolUse] = []
+    stop_reason = "end_turn"
+    if completion.choices:
+        choice = completion.choices[0]
+        message = choice.message
+        if message.content:
+            content.append(AnthropicText(message.content))
+        elif message.refusal:
+            content.append(AnthropicText(message.refusal))
+        for call in message.tool_calls or ():
+            arguments = compact_object(call.function.arguments.encode())
+            tool_input = msgspec.Raw(arguments) if arguments is not None else _EMPTY_OBJECT
+            content.append(AnthropicToolUse(call.id, call.function.name, tool_input))
+        refused = not message.content and bool(message.refusal)
+        stop_reason = _stop_reason(choice.finish_reason, bool(message.tool_calls), refused)
+    usage = _usage_of(completion.usage)
+    answer = _AnthropicAnswer(
+        _message_id(completion.id), "message", "assistant", model, content, stop_reason, None, usage
+    )
+    return _encode(answer)
+
+
+# --- streams ---------------------------------------------------------------------------------
+
+
+class _OpenAIFunctionDelta(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _OpenAIToolCallDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: _OpenAIFunctionDelta | None = None
+
+
+class _OpenAIDelta(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_OpenAIToolCallDelta] | None = None
+
+
+class _OpenAIChunkChoice(msgspec.Struct):
+    index: int = 0
+    delta: _OpenAIDelta | None = None
+    finish_reason: str | None = None
+
+
+class _OpenAIStreamError(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _OpenAIChunk(msgspec.Struct):
+    id: str = ""
+    choices: list[_OpenAIChunkChoice] | None = None
+    usage: Usage | None = None
+    error: _OpenAIStreamError | str | None = None  # the gateway's in-band error (providers.md §2.4)
+
+
+_decode_chunk: Final = msgspec.json.Decoder(_OpenAIChunk).decode
+
+
+class _AnthropicMessageStart(msgspec.Struct, tag="message_start", tag_field="type"):
+    message: _AnthropicAnswer
+
+
+class _AnthropicBlockStart(msgspec.Struct, tag="content_block_start", tag_field="type"):
+    index: int
+    content_block: AnthropicText | AnthropicToolUse
+
+
+class _AnthropicTextDelta(msgspec.Struct, tag="text_delta", tag_field="type"):
+    text: str
+
+
+class _AnthropicJsonDelta(msgspec.Struct, tag="input_json_delta", tag_field="type"):
+    partial_json: str
+
+
+class _AnthropicBlockDelta(msgspec.Struct, tag="content_block_delta", tag_field="type"):
+    index: int
+    delta: _AnthropicTextDelta | _AnthropicJsonDelta
+
+
+class _AnthropicStop(msgspec.Struct):
+    stop_reason: str
+    stop_sequence: None = None
+
+
+class _AnthropicDeltaUsage(msgspec.Struct, omit_defaults=True):
+    """Cumulative counts; input and cache counts, when present, replace message_start's."""
+
+    output_tokens: int
+    input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _AnthropicMessageDelta(msgspec.Struct, tag="message_delta", tag_field="type"):
+    delta: _AnthropicStop
+    usage: _AnthropicDeltaUsage
+
+
+class _AnthropicErrorDetail(msgspec.Struct):
+    type: str
+    message: str
+
+
+class _AnthropicError(msgspec.Struct, tag="error", tag_field="type", omit_defaults=True):
+    error: _AnthropicErrorDetail
+    request_id: str | None = None
+
+
+_MESSAGE_START: Final = b"event: message_start\ndata: "
+_BLOCK_START: Final = b"event: content_block_start\ndata: "
+_BLOCK_DELTA: Final = b"event: content_block_delta\ndata: "
+_BLOCK_STOP: Final = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
+_MESSAGE_DELTA: Final = b"event: message_delta\ndata: "
+_MESSAGE_STOP: Final = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+_ERROR: Final = b"event: error\ndata: "
+_END: Final = b"\n\n"
+_DONE: Final = b"[DONE]"
+
+
+class _SSEComment(SSEEvent, frozen=True):
+    """A comment line (`: …`), whole, in `data`."""
+
+
+class _CommentKeepingSSEDecoder(SSEDecoder):
+    """SSEDecoder that reports comment lines too. It skips them, which is right for upstreams; but
+    the gateway's own comments (`: x-tollway-overhead-ms=0.12`) are for the client."""
+
+    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+        if line.startswith(b":"):
+            events.append(_SSEComment("", line))
+        else:
+            super()._line(line, events)
+
+
+class MessagesStreamTranslator:
+    """Incremental translation of the gateway's OpenAI SSE stream into Anthropic's (§4.4, §4.6).
+
+    `feed(data)` takes whatever a read returned (split anywhere) and returns the Anthropic events
+    completed so far, each with its `event:` line; `close()` is called at the end of the stream.
+    Order: message_start, then content blocks numbered from 0 (text; each tool call its own
+    tool_use block, argument fragments as input_json_delta), each stopped before the next starts,
+    then message_delta (stop reason, counts) and message_stop. The finish reason is held until
+    the usage chunk that follows it, or `[DONE]`. An in-band error becomes an `error` event, and
+    so does a stream that ends before its finish; nothing but comments follows either. Comment
+    lines pass through unchanged, each as a frame of its own.
+
+    Argument fragments of a tool call whose block was already stopped (calls interleaved, which
+    no upstream we know does) are still sent at that call's index: the SDK assembles by index.
+    """
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._decoder = _CommentKeepingSSEDecoder()
+        self._started = False
+        self._ended = False  # message_stop or error sent: only comments pass from here on
+        self._id = ""
+        self._next_index = 0
+        self._open = -1  # index of the open block, -1 when none is
+        self._open_is_text = False
+        self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index → block index
+        self._refused = False
+        self._stop_reason: str | None = None  # set by the finish chunk, sent with the usage
+        self._usage: Usage | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        self._translate(self._decoder.feed(data), out)
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        out: list[bytes] = []
+        self._translate(self._decoder.close(), out)
+        if not self._ended:
+            if self._stop_reason is not None:
+                # The answer is whole; only its usage chunk and [DONE] are missing.
+                self._finish(self._stop_reason, out)
+            else:
+                self._fail("api_error", "the upstream stream ended early", out)
+        return b"".join(out)
+
+    def _translate(self, events: list[SSEEvent], out: list[bytes]) -> None:
+        for event in events:
+            if isinstance(event, _SSEComment):
+                out.append(event.data + _END)
+            elif not self._ended:
+                self._on_data(event.data, out)
+
+    def _on_data(self, data: bytes, out: list[bytes]) -> None:
+        if data == _DONE:
+            self._on_done(out)
+            return
+        try:
+            chunk = _decode_chunk(data)
+        except msgspec.DecodeError:
+            self._fail("api_error", "the upstream sent a malformed stream chunk", out)
+            return
+        if chunk.error is not None:
+            self._fail(*_stream_error(chunk.error), out)
+            return
+        if not self._started:
+            self._start(chunk.id, chunk.usage, out)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        if self._stop_reason is None:
+            for choice in chunk.choices or ():
+                if choice.index == 0:  # Anthropic answers have one choice; n > 1 cannot be asked
+                    self._on_choice(choice, out)
+        if self._stop_reason is not None and chunk.usage is not None:
+            self._finish(self._stop_reason, out)
+
+    def _on_choice(self, choice: _OpenAIChunkChoice, out: list[bytes]) -> None:
+        delta = choice.delta
+        if delta is not None:
+            if delta.content:
+                self._text(delta.content, out)
+            if delta.refusal:
+                self._refused = True
+                self._text(delta.refusal, out)
+            for call in delta.tool_calls or ():
+                self._tool_call(call, out)
+        if choice.finish_reason is not None:
+            self._close_block(out)
+            self._stop_reason = _stop_reason(choice.finish_reason, bool(self._tool_blocks), self._refused)
+
+    def _on_done(self, out: list[bytes]) -> None:
+        if not self._started:
+            self._start("", None, out)
+        if self._stop_reason is None:
+            self._close_block(out)
+            self._stop_reason = _stop_reason(None, bool(self._tool_blocks), self._refused)
+        self._finish(self._stop_reason, out)
+
+    def _start(self, openai_id: str, usage: Usage | None, out: list[bytes]) -> None:
+        self._started = True
+        self._id = _message_id(openai_id)
+        # Counts are rarely known yet (OpenAI sends them last): 0 until message_delta replaces them.
+        message = _AnthropicAnswer(
+            self._id, "message", "assistant", self._model, [], None, None, _usage_of(usage)
+        )
+        out.append(_MESSAGE_START + _encode(_AnthropicMessageStart(message)) + _END)
+
+    def _text(self, text: str, out: list[bytes]) -> None:
+        if self._open < 0 or not self._open_is_text:
+            self._open_block(AnthropicText(""), True, out)
+        out.append(_BLOCK_DELTA + _encode(_AnthropicBlockDelta(self._open, _AnthropicTextDelta(text))) + _END)
+
+    def _tool_call(self, call: _OpenAIToolCallDelta, out: list[bytes]) -> None:
+        function = call.function
+        index = self._tool_blocks.get(call.index)
+        if index is None:
+            name = function.name if function is not None and function.name else ""
+            # An id is what ties the client's tool_result to the call; make one if none came.
+            call_id = call.id or f"toolu_{self._id.removeprefix('msg_')}_{call.index}"
+            index = self._open_block(AnthropicToolUse(call_id, name, _EMPTY_OBJECT), False, out)
+            self._tool_blocks[call.index] = index
+        if function is not None and function.arguments:
+            delta = _AnthropicBlockDelta(index, _AnthropicJsonDelta(function.arguments))
+            out.append(_BLOCK_DELTA + _encode(delta) + _END)
+
+    def _open_block(self, block: AnthropicText | AnthropicToolUse, is_text: bool, out: list[bytes]) -> int:
+        self._close_block(out)
+        index = self._next_index
+        self._next_index += 1
+        self._open = index
+        self._open_is_text = is_text
+        out.append(_BLOCK_START + _encode(_AnthropicBlockStart(index, block)) + _END)
+        return index
+
+    def _close_block(self, out: list[bytes]) -> None:
+        if self._open >= 0:
+            out.append(_BLOCK_STOP % self._open)
+            self._open = -1
+
+    def _finish(self, stop_reason: str, out: list[bytes]) -> None:
+        if self._usage is None:
+            counts = _AnthropicDeltaUsage(0)  # output_tokens is required; nobody told us
+        else:
+            usage = _usage_of(self._usage)
+            counts = _AnthropicDeltaUsage(
+                usage.output_tokens, usage.input_tokens, usage.cache_read_input_tokens
+            )
+        delta = _AnthropicMessageDelta(_AnthropicStop(stop_reason), counts)
+        out.append(_MESSAGE_DELTA + _encode(delta) + _END)
+        out.append(_MESSAGE_STOP)
+        self._ended = True
+
+    def _fail(self, error_type: str, message: str, out: list[bytes]) -> None:
+        out.append(_ERROR + _encode(_AnthropicError(_AnthropicErrorDetail(error_type, message))) + _END)
+        self._ended = True
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+# providers.md §4.5; other 4xx are invalid_request_error, other 5xx api_error.
+_ERROR_TYPE_BY_STATUS: Final = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+# An in-band error's `code`, then its `type`, to Anthropic's `error.type`. The types are OpenAI's,
+# the gateway's own (gateway/errors.py, gateway/limits.py), the ErrorKind values the translating
+# relay uses when a provider gave none (gateway/dialects.py), and Anthropic's own, kept.
+_ERROR_TYPE_BY_CODE: Final = {
+    "upstream_timeout": "timeout_error",
+    "rate_limit_exceeded": "rate_limit_error",
+    "context_length_exceeded": "invalid_request_error",
+    "insufficient_quota": "billing_error",
+    "budget_exceeded": "billing_error",
+}
+_ANTHROPIC_ERROR_TYPES: Final = frozenset(_ERROR_TYPE_BY_STATUS.values())
+_ERROR_TYPE_BY_TYPE: Final = {
+    **{name: name for name in _ANTHROPIC_ERROR_TYPES},
+    "server_error": "api_error",
+    "upstream_error": "api_error",
+    "insufficient_quota": "billing_error",
+    "tokens": "rate_limit_error",
+    "requests": "rate_limit_error",
+    "rate_limited": "rate_limit_error",
+    "overloaded": "overloaded_error",
+    "timeout": "timeout_error",
+    "bad_request": "invalid_request_error",
+    "context_length": "invalid_request_error",
+    "not_found": "not_found_error",
+    "server": "api_error",
+    "auth": "api_error",  # the provider refused the gateway's credentials: not the client's doing
+}
+
+
+def _stream_error(error: _OpenAIStreamError | str) -> tuple[str, str]:
+    """Anthropic's error type and the message for an in-band OpenAI-format error."""
+    if isinstance(error, str):
+        return "api_error", error or "upstream error"
+    code = None if error.code is None else str(error.code)
+    error_type = (
+        (_ERROR_TYPE_BY_CODE.get(code) if code is not None else None)
+        or (_ERROR_TYPE_BY_TYPE.get(error.type) if error.type is not None else None)
+        or "api_error"
+    )
+    return error_type, error.message or "upstream error"
+
+
+def error_body(status: int, message: str, request_id: str | None = None) -> bytes:
+    """Anthropic's error envelope `{"type":"error","error":{"type","message"},"request_id"?}`, the
+    type chosen by `status` so that the SDK raises the matching exception."""
+    error_type = _ERROR_TYPE_BY_STATUS.get(status)
+    if error_type is None:
+        error_type = "invalid_request_error" if 400 <= status < 500 else "api_error"
+    return _encode(_AnthropicError(_AnthropicErrorDetail(error_type, message), request_id))

@@ -1,0 +1,84 @@
+"""`POST /v1/messages/count_tokens`: Anthropic's free token count, for the models that an
+Anthropic provider serves. The body goes to the first Anthropic target of the model's chain whose
+breaker lets calls through, with only the model swapped; no other provider has the endpoint, so
+a model without an Anthropic target gets a 400 that says so.
+
+Not charged to limits or budgets (Anthropic does not bill it); logged like any request.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+from aiohttp import web
+
+from adapters.anthropic import count_tokens_request
+from adapters.base import InvalidRequest
+from gateway.breaker import BreakerState
+from gateway.context import RequestContext
+from gateway.errors import bad_request
+from gateway.failures import failure_of, timed_out, unreachable
+from gateway.router import RouteTarget
+from gateway.upstream import UpstreamTimeout, UpstreamUnreachable
+
+LABEL: Final = "count_tokens"
+
+
+class _Model(msgspec.Struct):
+    model: str
+
+
+_decode_model: Final = msgspec.json.Decoder(_Model)
+
+
+def model_of(body: bytes) -> str:
+    """The `model` of a count_tokens body; InvalidRequest when there is none."""
+    try:
+        return _decode_model.decode(body).model
+    except msgspec.ValidationError:
+        raise InvalidRequest("missing required parameter: 'model'", "model") from None
+    except msgspec.DecodeError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+
+
+def counting_target(targets: tuple[RouteTarget, ...]) -> RouteTarget | None:
+    """The first Anthropic target that is not cooling down (else the first Anthropic one)."""
+    anthropic = [target for target in targets if target.kind == "anthropic"]
+    for target in anthropic:
+        if target.breaker.state is not BreakerState.OPEN:
+            return target
+    return anthropic[0] if anthropic else None
+
+
+async def count_tokens(ctx: RequestContext, body: bytes, targets: tuple[RouteTarget, ...]) -> web.Response:
+    """Ask an Anthropic target of the model to count `body`'s tokens; the answer as it came."""
+    target = counting_target(targets)
+    if target is None:
+        raise bad_request(
+            f"token counting is not available for '{ctx.model}': none of its providers is Anthropic",
+            "model",
+            code="unsupported_endpoint",
+        )
+    ctx.provider, ctx.target_model = target.provider, target.target.model
+    try:
+        upstream = await target.transport.send(count_tokens_request(body, target.target), target.timeouts)
+    except UpstreamTimeout:
+        raise timed_out(target).error from None
+    except UpstreamUnreachable as exc:
+        raise unreachable(target, exc).error from None
+    try:
+        if upstream.status >= 400:
+            raise (await failure_of(upstream, target)).error
+        answer = await upstream.read()
+    except UpstreamTimeout:
+        raise timed_out(target).error from None
+    except UpstreamUnreachable as exc:
+        raise unreachable(target, exc).error from None
+    finally:
+        upstream.close()
+    ctx.status = 200
+    ctx.completed = True
+    return web.Response(
+        body=answer, content_type="application/json", headers={"x-request-id": ctx.request_id}
+    )

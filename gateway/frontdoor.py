@@ -1,0 +1,104 @@
+"""The two front doors of the chat pipeline: OpenAI's `/v1/chat/completions` (and embeddings),
+and Anthropic's `/v1/messages`. Everything between them works in OpenAI's format; a door turns
+the client's body into that format on the way in, and the answers, streams and errors back into
+the client's format on the way out. The OpenAI door does nothing either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from aiohttp import web
+
+from adapters import anthropic_inbound, openai_wire
+from adapters import openai as openai_format
+from gateway.errors import GatewayError, error_response
+from gateway.relay import StreamTap
+
+Decode = Callable[[bytes], openai_format.PassthroughRequest]
+
+
+class FrontDoor(Protocol):
+    """How one client-facing format enters and leaves the pipeline."""
+
+    @property
+    def endpoint(self) -> str:
+        """The pipeline's endpoint ("chat", "embeddings"): keys' endpoint rights, dialects, the
+        cache and guardrails go by it."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """The name in logs, metrics and the audit record ("chat", "embeddings", "messages")."""
+        ...
+
+    def decode(self, body: bytes) -> openai_format.PassthroughRequest:
+        """The client's body as an OpenAI-format request; InvalidRequest when unusable."""
+        ...
+
+    def answer(self, body: bytes, model: str) -> bytes:
+        """A complete OpenAI-format answer body in the client's format."""
+        ...
+
+    def egress(self, model: str) -> StreamTap | None:
+        """What turns the OpenAI SSE stream into the client's stream; None when nothing does."""
+        ...
+
+    def error(self, err: GatewayError, request_id: str) -> web.Response:
+        """An error answer in the client's format."""
+        ...
+
+
+class OpenAIDoor:
+    """`/v1/chat/completions` and `/v1/embeddings`: already the pipeline's own format."""
+
+    def __init__(self, endpoint: str, decode: Decode) -> None:
+        self.endpoint = endpoint
+        self.label = endpoint
+        self.decode = decode
+
+    def answer(self, body: bytes, model: str) -> bytes:
+        return body
+
+    def egress(self, model: str) -> StreamTap | None:
+        return None
+
+    def error(self, err: GatewayError, request_id: str) -> web.Response:
+        return error_response(err, request_id)
+
+
+class AnthropicDoor:
+    """`/v1/messages` in Anthropic's Messages format, for the `anthropic` SDK and tools built on
+    it. The request is translated to OpenAI's format through the neutral types; the original body
+    rides along (`native`) so that an Anthropic upstream gets it unchanged."""
+
+    endpoint: Final = "chat"
+    label: Final = "messages"
+
+    def decode(self, body: bytes) -> openai_format.PassthroughRequest:
+        neutral = anthropic_inbound.decode_request(body)
+        request = openai_format.decode_chat_request(openai_wire.encode_request(neutral))
+        request.native = body
+        request.native_only = neutral.unmodeled
+        return request
+
+    def answer(self, body: bytes, model: str) -> bytes:
+        return anthropic_inbound.encode_response(body, model)
+
+    def egress(self, model: str) -> StreamTap | None:
+        return anthropic_inbound.MessagesStreamTranslator(model)
+
+    def error(self, err: GatewayError, request_id: str) -> web.Response:
+        headers = {"x-request-id": request_id, "request-id": request_id}
+        if err.headers:
+            headers.update(err.headers)
+        return web.Response(
+            status=err.status,
+            body=anthropic_inbound.error_body(err.status, err.message),
+            content_type="application/json",
+            headers=headers,
+        )
+
+
+ANTHROPIC_DOOR: Final = AnthropicDoor()

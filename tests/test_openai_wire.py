@@ -1,0 +1,197 @@
+"""Tests for adapters/openai_wire.py's `encode_request`: a neutral request as the OpenAI body the
+gateway's pipeline runs on (the `/v1/messages` front door builds one). The rest of the module is
+exercised through the adapters that use it (tests/test_anthropic.py and the like)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from adapters.openai_wire import decode_chat, encode_request
+from adapters.schema import (
+    ChatRequest,
+    FunctionCall,
+    FunctionDef,
+    ImagePart,
+    ImageUrl,
+    JsonSchemaFormat,
+    Message,
+    NamedFunction,
+    NamedToolChoice,
+    ResponseFormat,
+    StreamOptions,
+    TextPart,
+    Tool,
+    ToolCall,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# The OpenAI-format request bodies of the translating adapters' golden fixtures.
+OPENAI_BODIES = sorted(
+    path.relative_to(FIXTURES)
+    for provider in ("anthropic", "cohere", "gemini", "ollama")
+    for path in (FIXTURES / provider / "requests").glob("*.openai.json")
+)
+SCHEMA = (
+    b'{ "type" : "object", "properties": {"q": {"type": "string", "description": "caf\\u00e9 \xc3\xa9"}} }'
+)
+
+
+def decode(body: bytes) -> ChatRequest:
+    """The body as the gateway decodes a client's: decode_chat with the body's top-level names."""
+    names = list(msgspec.json.decode(body, type=dict[str, msgspec.Raw]))
+    return decode_chat(body, names, "test")
+
+
+def round_trip(request: ChatRequest) -> ChatRequest:
+    return decode(encode_request(request))
+
+
+def sent(request: ChatRequest) -> dict[str, Any]:
+    body: dict[str, Any] = msgspec.json.decode(encode_request(request))
+    return body
+
+
+EVERY_FIELD = ChatRequest(
+    "gpt-4o",
+    [
+        Message("system", "Be terse."),
+        Message("developer", [TextPart("Answer in French.")]),
+        Message("user", "Hi", name="jane"),
+        Message(
+            "user",
+            [
+                TextPart("Look:"),
+                ImagePart(ImageUrl("data:image/png;base64,iVBORw0KGgo=")),
+                ImagePart(ImageUrl("https://example.com/a.jpg", "low")),
+            ],
+        ),
+        Message(
+            "assistant",
+            "Checking.",
+            tool_calls=[
+                ToolCall("call_1", FunctionCall("search", '{"q":"x"}')),
+                ToolCall("call_2", FunctionCall("clock", "")),
+            ],
+        ),
+        Message("tool", "result 1", tool_call_id="call_1"),
+        Message("tool", [TextPart("result 2")], tool_call_id="call_2"),
+        Message("assistant", None, tool_calls=[ToolCall("call_3", FunctionCall("clock", "{}"))]),
+        Message("tool", "12:00", tool_call_id="call_3"),
+    ],
+    stream=True,
+    stream_options=StreamOptions(include_usage=True),
+    max_tokens=100,
+    max_completion_tokens=200,
+    temperature=0.0,
+    top_p=0.5,
+    stop=["END", "\n\n"],
+    n=1,
+    seed=7,
+    presence_penalty=0.1,
+    frequency_penalty=-0.2,
+    tools=[
+        Tool(FunctionDef("search", "Search the web", msgspec.Raw(SCHEMA), True)),
+        Tool(FunctionDef("clock")),
+    ],
+    tool_choice=NamedToolChoice(NamedFunction("search")),
+    parallel_tool_calls=False,
+    response_format=ResponseFormat(
+        "json_schema", JsonSchemaFormat("answer", "the answer", msgspec.Raw(SCHEMA), True)
+    ),
+    user="user-1",
+    logprobs=True,
+    top_logprobs=2,
+    reasoning_effort="low",
+)
+
+
+def test_a_request_with_every_field_set_survives_the_round_trip() -> None:
+    assert round_trip(EVERY_FIELD) == EVERY_FIELD
+
+
+@pytest.mark.parametrize("path", OPENAI_BODIES, ids=str)
+def test_golden_openai_bodies_survive_the_round_trip(path: Path) -> None:
+    request = decode((FIXTURES / path).read_bytes())
+    expected = msgspec.structs.replace(request, unmodeled=())
+    assert round_trip(request) == expected
+
+
+@pytest.mark.parametrize(
+    "choice",
+    ["none", "auto", "required", NamedToolChoice(NamedFunction("clock"))],
+    ids=["none", "auto", "required", "named"],
+)
+def test_tool_choice_round_trip(choice: Any) -> None:
+    request = ChatRequest("m", [Message("user", "x")], tools=[Tool(FunctionDef("clock"))], tool_choice=choice)
+    assert round_trip(request) == request
+
+
+@pytest.mark.parametrize("response_format", [ResponseFormat("text"), ResponseFormat("json_object")])
+def test_response_formats_without_a_schema_round_trip(response_format: ResponseFormat) -> None:
+    request = ChatRequest("m", [Message("user", "x")], response_format=response_format)
+    assert round_trip(request) == request
+    assert sent(request)["response_format"] == {"type": response_format.type}
+
+
+def test_a_minimal_request_sends_only_model_and_messages() -> None:
+    assert sent(ChatRequest("m", [Message("user", "x")])) == {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+    }
+
+
+def test_fields_openai_requires_are_spelled_out_even_at_their_defaults() -> None:
+    body = sent(EVERY_FIELD)
+    assert body["tools"][1] == {"type": "function", "function": {"name": "clock"}}
+    assert body["messages"][4]["tool_calls"][1] == {
+        "id": "call_2",
+        "type": "function",
+        "function": {"name": "clock", "arguments": ""},
+    }
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "search"}}
+    unnamed = ChatRequest(
+        "m", [Message("user", "x")], response_format=ResponseFormat("json_schema", JsonSchemaFormat())
+    )
+    assert sent(unnamed)["response_format"] == {"type": "json_schema", "json_schema": {"name": "response"}}
+
+
+def test_an_image_without_detail_sends_no_null_detail() -> None:
+    parts = sent(EVERY_FIELD)["messages"][3]["content"]
+    assert parts == [
+        {"type": "text", "text": "Look:"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg", "detail": "low"}},
+    ]
+
+
+def test_an_assistant_message_with_calls_and_no_content_sends_no_content() -> None:
+    assert sent(EVERY_FIELD)["messages"][7] == {
+        "role": "assistant",
+        "tool_calls": [
+            {"id": "call_3", "type": "function", "function": {"name": "clock", "arguments": "{}"}}
+        ],
+    }
+
+
+def test_schemas_are_copied_byte_for_byte() -> None:
+    body = encode_request(EVERY_FIELD)
+    assert b'"parameters":' + SCHEMA + b',"strict":true}' in body
+    assert b'"schema":' + SCHEMA + b',"strict":true' in body
+
+
+def test_unmodeled_names_are_not_part_of_the_body() -> None:
+    request = ChatRequest("m", [Message("user", "x")], unmodeled=("top_k", "messages[0].content[1]"))
+    assert b"unmodeled" not in encode_request(request)
+    assert b"top_k" not in encode_request(request)
+
+
+def test_encoding_leaves_the_request_as_it_was() -> None:
+    before = msgspec.json.encode(EVERY_FIELD)
+    encode_request(EVERY_FIELD)
+    assert msgspec.json.encode(EVERY_FIELD) == before
+    assert isinstance(EVERY_FIELD.messages[4].tool_calls, list)
+    assert type(EVERY_FIELD.messages[4].tool_calls[0]) is ToolCall
