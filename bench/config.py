@@ -11,6 +11,7 @@ flatter it.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Final
 
 import msgspec
@@ -77,7 +78,9 @@ def _feature_sections(features: Features, work_dir: str) -> dict[str, object]:
         sections["keys"] = {"bench": key}
     if features.accounting:
         sections["storage"] = {
-            "database_url": f"sqlite:///{work_dir}/bench.sqlite",
+            # The embedded default (SQLite), or the store production runs on, when given.
+            "database_url": os.environ.get("TOLLWAY_BENCH_DATABASE_URL")
+            or f"sqlite:///{work_dir}/bench.sqlite",
             "spool_dir": f"{work_dir}/spool",
         }
         sections["pricing"] = {"models": {f"openai/{UPSTREAM_MODEL}": {"input": 1.0, "output": 2.0}}}
