@@ -99,7 +99,7 @@ def record(services: Services, ctx: RequestContext, policy: ContentPolicy) -> No
             error_code=ctx.error_code,
             content_policy=policy,
             prompt=apply_policy(policy, ctx.prompt_text, mask_text),
-            answer=apply_policy(policy, ctx.answer_text, mask_text),
+            answer=ctx.answer_digest or apply_policy(policy, ctx.answer_text, mask_text),
         )
     )
 

@@ -25,6 +25,7 @@ class RequestContext:
 
     __slots__ = (
         "accounted",
+        "answer_digest",
         "answer_text",
         "attempts",
         "cache_hit",
@@ -80,7 +81,9 @@ class RequestContext:
         self.completed = False
         self.accounted = False  # the audit record was handed to the accountant
         self.prompt_text: str | bytes | None = None  # bytes: the raw body, kept only as a digest
-        self.answer_text: str | None = None
+        self.answer_text: str | bytes | None = None  # bytes: the body as sent, kept only as a digest
+        # Under the hash policy, a stream's digest, taken over its bytes as they went out.
+        self.answer_digest: str | None = None
 
     def overhead_ms(self) -> float:
         """Time in the gateway so far, less the time waiting on upstreams."""

@@ -9,6 +9,7 @@ anything has been sent; only then is the client response written.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Final
 
@@ -259,12 +260,15 @@ class Gateway:
         policy: ContentPolicy,
     ) -> AnswerTap | None:
         accumulator = None
-        if cache_plan is not None or policy in ("full", "masked", "hash"):
+        if cache_plan is not None or policy in ("full", "masked"):
             accumulator = AnswerAccumulator(MAX_ACCOUNTED_ANSWER_BYTES)
+        # The hash policy keeps a digest of the stream's bytes, taken as they go out: no parse of
+        # each chunk on the default path.
+        digest = hashlib.sha256() if policy == "hash" else None
         stream_guard = _stream_guard(guard, screened)
-        if accumulator is None and stream_guard is None:
+        if accumulator is None and stream_guard is None and digest is None:
             return None
-        return AnswerTap(self.services.cache, cache_plan, accumulator, stream_guard)
+        return AnswerTap(self.services.cache, cache_plan, accumulator, stream_guard, digest)
 
     async def _serve_hit(
         self,
@@ -282,7 +286,9 @@ class Gateway:
         ctx.cache_hit = True
         ctx.usage = hit.usage
         headers.update(hit_headers(hit))
-        if policy != "none":
+        if policy == "hash":
+            ctx.answer_text = hit.body  # digested as bytes: no decode on the default path
+        elif policy != "none":
             ctx.answer_text = answer_text(hit.body)
         if client_request.stream:
             out = replay_stream(hit.body, client_request.client_wants_usage)
@@ -339,7 +345,9 @@ class Gateway:
         if guard is not None and screened is not None:
             body, flags = guard.check_answer(body, screened)
             ctx.flags.extend(flags)
-        if policy != "none":
+        if policy == "hash":
+            ctx.answer_text = body  # digested as bytes: no decode on the default path
+        elif policy != "none":
             ctx.answer_text = answer_text(body)
         body = door.answer(body, ctx.model or "")
         ctx.mark_first_byte()

@@ -5,6 +5,8 @@ store the provider's answer with the prompt's placeholders still in it."""
 
 from __future__ import annotations
 
+import hashlib
+
 from gateway.bookkeeping import answer_text
 from gateway.cache import CachePlan, ResponseCache
 from gateway.cache_stream import AnswerAccumulator
@@ -20,24 +22,34 @@ class AnswerTap:
         plan: CachePlan | None,
         accumulator: AnswerAccumulator | None,
         guard: StreamGuard | None,
+        digest: hashlib._Hash | None = None,
     ) -> None:
         self._cache = cache
         self._plan = plan
         self._accumulator = accumulator
         self._guard = guard
+        self._digest = digest  # of what the client gets (after the guard), for the hash policy
 
     def feed(self, data: bytes) -> bytes:
         if self._accumulator is not None:
             self._accumulator.feed(data)
-        return self._guard.feed(data) if self._guard is not None else data
+        out = self._guard.feed(data) if self._guard is not None else data
+        if self._digest is not None:
+            self._digest.update(out)
+        return out
 
     def close(self) -> bytes:
-        return self._guard.close() if self._guard is not None else b""
+        out = self._guard.close() if self._guard is not None else b""
+        if self._digest is not None and out:
+            self._digest.update(out)
+        return out
 
     def finish(self, ctx: RequestContext) -> None:
         """At the end of a stream: store a complete answer, note its text and the guard's flags."""
         if self._guard is not None:
             ctx.flags.extend(stream_flags(self._guard))
+        if self._digest is not None:
+            ctx.answer_digest = "sha256:" + self._digest.hexdigest()
         if self._accumulator is None:
             return
         body = self._accumulator.result(ctx.usage)
@@ -45,4 +57,5 @@ class AnswerTap:
             return
         if self._plan is not None and ctx.completed:
             self._cache.store(self._plan, body, ctx.usage)
-        ctx.answer_text = answer_text(body)
+        if self._digest is None:
+            ctx.answer_text = answer_text(body)

@@ -282,3 +282,42 @@ def test_a_keys_log_content_overrides_the_global_policy_in_its_audit_records(
     assert hashed.content_policy == "hash" and hashed.team_id == team["id"]
     assert hashed.prompt and hashed.prompt.startswith("sha256:") and "hello" not in hashed.prompt
     assert hashed.answer and hashed.answer.startswith("sha256:")
+
+
+def test_under_the_hash_policy_answers_are_digests_of_what_the_client_received(
+    start_gateway_with: Callable[[str], Gateway], tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    import hashlib
+
+    database = f"sqlite:///{tmp_path}/audit.sqlite"
+    gateway = start_gateway_with(
+        f'storage: {{database_url: "{database}", spool_dir: "{tmp_path}/spool"}}\n'
+        "logging: {content: hash}\n"
+        "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: m}]}}\n"
+    )
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    body = {"model": "demo", "messages": USER}
+    plain = httpx.post(gateway.v1 + "/chat/completions", json=body, headers=headers)
+    streamed = httpx.post(gateway.v1 + "/chat/completions", json={**body, "stream": True}, headers=headers)
+    # The stream's digest covers its events, not the gateway's trailing overhead comment.
+    events = streamed.content[: streamed.content.rindex(b": x-tollway-overhead-ms=")]
+    expected = {
+        plain.headers["x-request-id"]: "sha256:" + hashlib.sha256(plain.content).hexdigest(),
+        streamed.headers["x-request-id"]: "sha256:" + hashlib.sha256(events).hexdigest(),
+    }
+
+    async def answers() -> dict[str, str | None]:
+        store = open_store(database)
+        try:
+            await store.migrate()
+            found = (decode_record(link.data) for link in await store.list_records(limit=100))
+            return {record.request_id: record.answer for record in found}
+        finally:
+            await store.close()
+
+    deadline = time.monotonic() + 5
+    stored: dict[str, str | None] = {}
+    while time.monotonic() < deadline and not set(expected) <= set(stored):
+        stored = loop_thread.run(answers())
+        time.sleep(0.1)
+    assert {request_id: stored.get(request_id) for request_id in expected} == expected
