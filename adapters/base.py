@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
 import msgspec
@@ -118,6 +118,25 @@ class ChatAdapter(Protocol):
     def stream_parser(self, target: Target) -> StreamParser: ...
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError: ...
+
+
+class FunctionAdapter:
+    """A ChatAdapter made of a provider module's four functions: what each translated adapter
+    module exports as `ADAPTER` for gateway/dialects.py."""
+
+    __slots__ = ("build_request", "classify_error", "parse_response", "stream_parser")
+
+    def __init__(
+        self,
+        build_request: Callable[[ChatRequest, Target], UpstreamRequest],
+        parse_response: Callable[[bytes, Target], ChatResponse],
+        stream_parser: Callable[[Target], StreamParser],
+        classify_error: Callable[[int, Mapping[str, str], bytes], UpstreamError],
+    ) -> None:
+        self.build_request = build_request
+        self.parse_response = parse_response
+        self.stream_parser = stream_parser
+        self.classify_error = classify_error
 
 
 def refuse_unsupported(request: ChatRequest, provider: str, supported: frozenset[str]) -> None:

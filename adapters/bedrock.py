@@ -53,6 +53,7 @@ import msgspec
 from adapters import bedrock_wire as wire
 from adapters.base import (
     ErrorKind,
+    FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
     StreamFailure,
@@ -478,20 +479,4 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
     return msgspec.structs.replace(error, retry_after_s=retry_after) if retry_after is not None else error
 
 
-class BedrockAdapter:
-    """The ChatAdapter for `kind: bedrock` (see gateway/dialects.py)."""
-
-    def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
-        return build_request(request, target)
-
-    def parse_response(self, body: bytes, target: Target) -> ChatResponse:
-        return parse_response(body, target)
-
-    def stream_parser(self, target: Target) -> BedrockStreamParser:
-        return stream_parser(target)
-
-    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-        return classify_error(status, headers, body)
-
-
-ADAPTER: Final = BedrockAdapter()
+ADAPTER: Final = FunctionAdapter(build_request, parse_response, stream_parser, classify_error)

@@ -14,6 +14,7 @@ import msgspec
 from adapters import cohere_wire as wire
 from adapters.base import (
     ErrorKind,
+    FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
     StreamFailure,
@@ -375,20 +376,8 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
     return UpstreamError(kind, status, message, code=code, retry_after_s=retry_after_seconds(headers))
 
 
-class CohereAdapter:
-    """The ChatAdapter for `kind: cohere`."""
-
-    def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
-        return build_request(request, target)
-
-    def parse_response(self, body: bytes, target: Target) -> ChatResponse:
-        return parse_response(body, target)
-
-    def stream_parser(self, target: Target) -> CohereStreamParser:
-        return CohereStreamParser()
-
-    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-        return classify_error(status, headers, body)
+def stream_parser(target: Target) -> CohereStreamParser:
+    return CohereStreamParser()  # the same for every target
 
 
-ADAPTER: Final = CohereAdapter()
+ADAPTER: Final = FunctionAdapter(build_request, parse_response, stream_parser, classify_error)

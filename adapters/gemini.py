@@ -39,6 +39,7 @@ import msgspec
 from adapters import gemini_wire as wire
 from adapters.base import (
     ErrorKind,
+    FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
     StreamFailure,
@@ -409,20 +410,4 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
     return _classify(status, decoded.error if decoded is not None else None, headers)
 
 
-class GeminiAdapter:
-    """The ChatAdapter for `kind: gemini` (module functions bound for gateway/dialects.py)."""
-
-    def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
-        return build_request(request, target)
-
-    def parse_response(self, body: bytes, target: Target) -> ChatResponse:
-        return parse_response(body, target)
-
-    def stream_parser(self, target: Target) -> GeminiStreamParser:
-        return stream_parser(target)
-
-    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-        return classify_error(status, headers, body)
-
-
-ADAPTER: Final = GeminiAdapter()
+ADAPTER: Final = FunctionAdapter(build_request, parse_response, stream_parser, classify_error)

@@ -36,6 +36,7 @@ import msgspec
 from adapters import mistral_wire as wire
 from adapters.base import (
     ErrorKind,
+    FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
     StreamFailure,
@@ -382,20 +383,4 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
     return UpstreamError(kind, status, message, err_type, code, param, retry_after_seconds(headers))
 
 
-class MistralAdapter:
-    """The ChatAdapter for `kind: mistral`."""
-
-    def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
-        return build_request(request, target)
-
-    def parse_response(self, body: bytes, target: Target) -> ChatResponse:
-        return parse_response(body, target)
-
-    def stream_parser(self, target: Target) -> MistralStreamParser:
-        return stream_parser(target)
-
-    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-        return classify_error(status, headers, body)
-
-
-ADAPTER: Final = MistralAdapter()
+ADAPTER: Final = FunctionAdapter(build_request, parse_response, stream_parser, classify_error)

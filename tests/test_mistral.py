@@ -20,6 +20,7 @@ from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolPara
 from adapters import mistral
 from adapters.base import (
     ErrorKind,
+    FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
     StreamFailure,
@@ -635,7 +636,7 @@ def test_context_length_is_read_from_the_message_only_on_a_bad_request() -> None
 def test_the_adapter_object_is_what_the_gateway_imports() -> None:
     from gateway.dialects import dialect_for
 
-    assert isinstance(mistral.ADAPTER, mistral.MistralAdapter)
+    assert isinstance(mistral.ADAPTER, FunctionAdapter)
     dialect = dialect_for("mistral")
     out, usage = dialect.answer(fixture("text_response.json"), "logical", TARGET)
     assert msgspec.json.decode(out)["model"] == "logical" and usage == usage_of(16, 12)
