@@ -46,6 +46,8 @@ class PassthroughRequest(msgspec.Struct):
     # What of `native` the OpenAI form could not carry (paths like `top_k`, `messages[1].content[0]`):
     # only an upstream of the native format can honour it; any other refuses the request by name.
     native_only: tuple[str, ...] = ()
+    # Protocol headers of the native format that go along with `native` (`anthropic-beta`).
+    native_headers: tuple[tuple[str, str], ...] = ()
 
 
 class _StreamOptions(msgspec.Struct):

@@ -131,7 +131,12 @@ class AnthropicDialect(Translated):
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
         if request.native is not None and endpoint == "chat":
-            return self._passthrough(request.native, target)
+            upstream = self._passthrough(request.native, target)
+            if request.native_headers:
+                upstream = msgspec.structs.replace(
+                    upstream, headers=upstream.headers + request.native_headers
+                )
+            return upstream
         return super().build(request, target, endpoint)
 
 

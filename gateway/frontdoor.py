@@ -6,7 +6,7 @@ the client's format on the way out. The OpenAI door does nothing either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
 from aiohttp import web
@@ -33,8 +33,9 @@ class FrontDoor(Protocol):
         """The name in logs, metrics and the audit record ("chat", "embeddings", "messages")."""
         ...
 
-    def decode(self, body: bytes) -> openai_format.PassthroughRequest:
-        """The client's body as an OpenAI-format request; InvalidRequest when unusable."""
+    def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
+        """The client's body (and headers) as an OpenAI-format request; InvalidRequest when
+        unusable."""
         ...
 
     def answer(self, body: bytes, model: str) -> bytes:
@@ -56,7 +57,10 @@ class OpenAIDoor:
     def __init__(self, endpoint: str, decode: Decode) -> None:
         self.endpoint = endpoint
         self.label = endpoint
-        self.decode = decode
+        self._decode = decode
+
+    def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
+        return self._decode(body)
 
     def answer(self, body: bytes, model: str) -> bytes:
         return body
@@ -76,11 +80,15 @@ class AnthropicDoor:
     endpoint: Final = "chat"
     label: Final = "messages"
 
-    def decode(self, body: bytes) -> openai_format.PassthroughRequest:
+    def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
         neutral = anthropic_inbound.decode_request(body)
         request = openai_format.decode_chat_request(openai_wire.encode_request(neutral))
         request.native = body
         request.native_only = neutral.unmodeled
+        beta = headers.get("anthropic-beta")
+        if beta:
+            # Beta features the client's body may use: an Anthropic upstream needs the flag too.
+            request.native_headers = (("anthropic-beta", beta),)
         return request
 
     def answer(self, body: bytes, model: str) -> bytes:

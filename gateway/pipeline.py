@@ -145,7 +145,7 @@ class Gateway:
             principal.check_endpoint(endpoint)
             body = await self._read_body(request)
             try:
-                client_request = door.decode(body)
+                client_request = door.decode(body, request.headers)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
             # What the rest of the path reads: the body in OpenAI's format (the same bytes,

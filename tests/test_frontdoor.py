@@ -94,11 +94,13 @@ def test_anthropic_upstream_gets_the_clients_body_with_only_the_model_swapped(
         tools=[WEATHER_TOOL],  # type: ignore[list-item]
         metadata={"user_id": "u-42"},
         extra_body={"top_k": 20},
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
     )
     path, headers, body = sent(native_upstream)
     assert path == "/v1/messages"
     assert headers["x-api-key"] == ANTHROPIC_KEY and headers["anthropic-version"] == "2023-06-01"
     assert MASTER_KEY not in str(headers), "the client's gateway key must not reach the provider"
+    assert headers["anthropic-beta"] == "context-1m-2025-08-07", "beta flags go with the native body"
     # Fields the neutral form lacks (cache_control, top_k) arrive as the client sent them.
     assert body == {
         "max_tokens": 300,
