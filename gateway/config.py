@@ -124,7 +124,10 @@ class _HttpProvider(_Provider, frozen=True, kw_only=True):
     api_key: str | None = None
     # Extra headers sent upstream (OpenAI-Organization, a proxy's auth...). Treated as secrets.
     headers: dict[str, str] = {}
-    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 256
+    # Every open stream holds a connection: a pool smaller than the streams a gateway carries
+    # makes the next stream wait for one to end. 1024 file descriptors fit well in the unit's
+    # LimitNOFILE (65536).
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1024
 
 
 class OpenAIProvider(_HttpProvider, frozen=True, kw_only=True, tag="openai"):
