@@ -13,7 +13,9 @@ Choices where the two APIs differ (see also providers.md §4):
   right after them is merged into it, after the results ("tool_result blocks must come first").
 - A trailing `assistant` message is sent as is, so Anthropic treats it as a prefill to continue.
 - A message `name` and an image `detail` other than "auto" are refused: Anthropic has neither.
-- Thinking blocks and deltas are dropped: OpenAI's chat format has no place for them.
+- Thinking and redacted_thinking blocks are kept as the neutral `reasoning` (never in `content`),
+  numbered among reasoning blocks only, so that an Anthropic client of `/v1/messages` gets them
+  back to send on its next tool turn ("must be sent back unchanged in tool loops").
 - The wait on a 429 comes from `retry-after` only: the `anthropic-ratelimit-*-reset` headers are
   RFC 3339 times, and an adapter reads no clock.
 """
@@ -46,6 +48,8 @@ from adapters.schema import (
     Choice,
     FinishReason,
     FunctionCall,
+    ReasoningBlock,
+    ReasoningDelta,
     ResponseMessage,
     ToolCall,
     ToolCallDelta,
@@ -170,7 +174,8 @@ def _usage(usage: wire.AnthropicUsage) -> Usage:
 
 
 def parse_response(body: bytes, target: Target) -> ChatResponse:
-    """A Messages answer as one choice: text blocks joined, tool_use blocks as tool calls.
+    """A Messages answer as one choice: text blocks joined, tool_use blocks as tool calls,
+    thinking and redacted_thinking blocks as `reasoning` in their order.
 
     `created` is 0: Anthropic gives no timestamp. Raises InvalidUpstreamAnswer when the body is
     not a Messages answer.
@@ -181,15 +186,20 @@ def parse_response(body: bytes, target: Target) -> ChatResponse:
         raise InvalidUpstreamAnswer(f"upstream answer is not an Anthropic message: {exc}") from None
     texts: list[str] = []
     calls: list[ToolCall] = []
+    reasoning: list[ReasoningBlock] = []
     for block in answer.content:
         if block.type == "text":
             texts.append(block.text or "")
+        elif block.type == "thinking":
+            reasoning.append(ReasoningBlock("thinking", block.thinking or "", block.signature or ""))
+        elif block.type == "redacted_thinking":
+            reasoning.append(ReasoningBlock("redacted_thinking", data=block.data or ""))
         elif block.type == "tool_use":
             if block.id is None or block.name is None:
                 raise InvalidUpstreamAnswer("upstream tool_use block lacks its id or name")
             arguments = bytes(block.input).decode() if len(block.input) else "{}"
             calls.append(ToolCall(block.id, FunctionCall(block.name, arguments)))
-    message = ResponseMessage("".join(texts) if texts else None, calls or None)
+    message = ResponseMessage("".join(texts) if texts else None, calls or None, reasoning=reasoning or None)
     choice = Choice(0, message, finish_reason(answer.stop_reason, bool(calls)))
     usage = _usage(answer.usage) if answer.usage is not None else None
     return ChatResponse(answer.id, 0, [choice], usage)
@@ -199,10 +209,12 @@ class AnthropicStreamParser:
     """Anthropic's named SSE events as neutral chunks (providers.md §4.4).
 
     `message_start` gives the role chunk, text deltas content, each `tool_use` block a tool call
-    numbered among tool blocks only, `message_delta` the finish chunk and `message_stop` the usage
-    chunk and `done`. An `error` event raises StreamFailure; when it arrives in the same read as
-    chunks, those are returned first and the failure is raised by the next call, so the chunks a
-    client gets do not depend on how reads were cut.
+    numbered among tool blocks only, each thinking or redacted_thinking block a reasoning block
+    numbered among those only (its start, then thinking and signature fragments), `message_delta`
+    the finish chunk and `message_stop` the usage chunk and `done`. An `error` event raises
+    StreamFailure; when it arrives in the same read as chunks, those are returned first and the
+    failure is raised by the next call, so the chunks a client gets do not depend on how reads were
+    cut.
     """
 
     def __init__(self) -> None:
@@ -210,6 +222,7 @@ class AnthropicStreamParser:
         self._sse = SSEDecoder()
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
         self._tool_has_arguments: dict[int, bool] = {}
+        self._reasoning: dict[int, int] = {}  # Anthropic block index -> reasoning block index
         self._usage: wire.AnthropicUsage | None = None
         self._failure: StreamFailure | None = None
 
@@ -275,8 +288,18 @@ class AnthropicStreamParser:
     def _block_start(self, index: int, block: wire.AnthropicContentBlock) -> list[ChatChunk]:
         if block.type == "text":
             return [ChatChunk(content=block.text)] if block.text else []
+        if block.type in ("thinking", "redacted_thinking"):
+            # The start of a thinking block carries `thinking: ""` and `signature: ""`; both come
+            # as deltas. A redacted one is whole in its start.
+            number = len(self._reasoning)
+            self._reasoning[index] = number
+            if block.type == "thinking":
+                start = ReasoningDelta(number, "thinking", block.thinking or None, block.signature or None)
+            else:
+                start = ReasoningDelta(number, "redacted_thinking", data=block.data or "")
+            return [ChatChunk(reasoning=start)]
         if block.type != "tool_use":
-            return []  # thinking, redacted_thinking, server-tool blocks: not part of the answer
+            return []  # server-tool blocks: not part of the answer
         if block.id is None or block.name is None:
             raise StreamFailure(UpstreamError(ErrorKind.SERVER, 200, "tool_use block without id or name"))
         call = len(self._tools)
@@ -294,7 +317,12 @@ class AnthropicStreamParser:
         if delta.type == "input_json_delta" and index in self._tools and delta.partial_json:
             self._tool_has_arguments[index] = True
             return [ChatChunk(tool_calls=[ToolCallDelta(self._tools[index], arguments=delta.partial_json)])]
-        return []  # thinking_delta, signature_delta, citations_delta, the empty first fragment
+        reasoning = self._reasoning.get(index)
+        if reasoning is not None and delta.type == "thinking_delta" and delta.thinking:
+            return [ChatChunk(reasoning=ReasoningDelta(reasoning, "thinking", text=delta.thinking))]
+        if reasoning is not None and delta.type == "signature_delta" and delta.signature:
+            return [ChatChunk(reasoning=ReasoningDelta(reasoning, "thinking", signature=delta.signature))]
+        return []  # citations_delta, the empty first fragment
 
     def _merge_usage(self, update: wire.AnthropicUsage) -> None:
         """message_delta counts are cumulative: each one present replaces message_start's."""

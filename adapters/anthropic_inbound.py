@@ -21,7 +21,12 @@ from typing import Final, Literal
 import msgspec
 
 from adapters.anthropic_inbound_request import compact_object, decode_request
-from adapters.anthropic_wire import AnthropicText, AnthropicToolUse
+from adapters.anthropic_wire import (
+    AnthropicRedactedThinking,
+    AnthropicText,
+    AnthropicThinking,
+    AnthropicToolUse,
+)
 from adapters.base import InvalidUpstreamAnswer
 from adapters.framing import SSEDecoder, SSEEvent
 from adapters.schema import (
@@ -47,10 +52,22 @@ class _OpenAIToolCall(msgspec.Struct):
     id: str = ""
 
 
+class _OpenAIThinkingBlock(msgspec.Struct):
+    """One of the extension field `thinking_blocks` (adapters/openai_wire.py); in a stream, a
+    piece of one, `index` counting them from 0."""
+
+    type: str = "thinking"
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+    index: int = 0
+
+
 class _OpenAIAnswer(msgspec.Struct):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[_OpenAIToolCall] | None = None
+    thinking_blocks: list[_OpenAIThinkingBlock] | None = None
 
 
 class _OpenAIChoice(msgspec.Struct):
@@ -73,6 +90,17 @@ class _AnthropicUsage(msgspec.Struct, omit_defaults=True):
     cache_read_input_tokens: int | None = None
 
 
+_AnthropicBlock = AnthropicThinking | AnthropicRedactedThinking | AnthropicText | AnthropicToolUse
+
+
+def _reasoning_block(block: _OpenAIThinkingBlock) -> AnthropicThinking | AnthropicRedactedThinking | None:
+    if block.type == "thinking":
+        return AnthropicThinking(block.thinking or "", block.signature or "")
+    if block.type == "redacted_thinking":
+        return AnthropicRedactedThinking(block.data or "")
+    return None  # a kind this was written without: nothing to send back
+
+
 class _AnthropicAnswer(msgspec.Struct):
     """A Message; also the `message` of `message_start` (empty content, no stop reason)."""
 
@@ -80,7 +108,7 @@ class _AnthropicAnswer(msgspec.Struct):
     type: Literal["message"]
     role: Literal["assistant"]
     model: str
-    content: list[AnthropicText | AnthropicToolUse]
+    content: list[_AnthropicBlock]
     stop_reason: str | None
     stop_sequence: None
     usage: _AnthropicUsage
@@ -129,11 +157,16 @@ def encode_response(openai_body: bytes, model: str) -> bytes:
         completion = _decode_completion(openai_body)
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
         raise InvalidUpstreamAnswer(f"answer is not an OpenAI chat completion: {exc}") from None
-    content: list[AnthropicText | AnthropicToolUse] = []
+    content: list[_AnthropicBlock] = []
     stop_reason = "end_turn"
     if completion.choices:
         choice = completion.choices[0]
         message = choice.message
+        # Thinking first, as Anthropic orders them: the client must send them back that way.
+        for thinking in message.thinking_blocks or ():
+            block = _reasoning_block(thinking)
+            if block is not None:
+                content.append(block)
         if message.content:
             content.append(AnthropicText(message.content))
         elif message.refusal:
@@ -169,6 +202,7 @@ class _OpenAIDelta(msgspec.Struct):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[_OpenAIToolCallDelta] | None = None
+    thinking_blocks: list[_OpenAIThinkingBlock] | None = None
 
 
 class _OpenAIChunkChoice(msgspec.Struct):
@@ -199,7 +233,7 @@ class _AnthropicMessageStart(msgspec.Struct, tag="message_start", tag_field="typ
 
 class _AnthropicBlockStart(msgspec.Struct, tag="content_block_start", tag_field="type"):
     index: int
-    content_block: AnthropicText | AnthropicToolUse
+    content_block: _AnthropicBlock
 
 
 class _AnthropicTextDelta(msgspec.Struct, tag="text_delta", tag_field="type"):
@@ -210,9 +244,17 @@ class _AnthropicJsonDelta(msgspec.Struct, tag="input_json_delta", tag_field="typ
     partial_json: str
 
 
+class _AnthropicThinkingDelta(msgspec.Struct, tag="thinking_delta", tag_field="type"):
+    thinking: str
+
+
+class _AnthropicSignatureDelta(msgspec.Struct, tag="signature_delta", tag_field="type"):
+    signature: str
+
+
 class _AnthropicBlockDelta(msgspec.Struct, tag="content_block_delta", tag_field="type"):
     index: int
-    delta: _AnthropicTextDelta | _AnthropicJsonDelta
+    delta: _AnthropicTextDelta | _AnthropicJsonDelta | _AnthropicThinkingDelta | _AnthropicSignatureDelta
 
 
 class _AnthropicStop(msgspec.Struct):
@@ -274,15 +316,18 @@ class MessagesStreamTranslator:
 
     `feed(data)` takes whatever a read returned (split anywhere) and returns the Anthropic events
     completed so far, each with its `event:` line; `close()` is called at the end of the stream.
-    Order: message_start, then content blocks numbered from 0 (text; each tool call its own
-    tool_use block, argument fragments as input_json_delta), each stopped before the next starts,
+    Order: message_start, then content blocks numbered from 0 (each entry of the extension field
+    `thinking_blocks` its own thinking block, fragments as thinking_delta and signature_delta, or
+    redacted_thinking block; text; each tool call its own tool_use block, argument fragments as
+    input_json_delta), each stopped before the next starts,
     then message_delta (stop reason, counts) and message_stop. The finish reason is held until
     the usage chunk that follows it, or `[DONE]`. An in-band error becomes an `error` event, and
     so does a stream that ends before its finish; nothing but comments follows either. Comment
     lines pass through unchanged, each as a frame of its own.
 
-    Argument fragments of a tool call whose block was already stopped (calls interleaved, which
-    no upstream we know does) are still sent at that call's index: the SDK assembles by index.
+    Argument fragments of a tool call (or thinking fragments of a thinking block) whose block was
+    already stopped (interleaved, which no upstream we know does) are still sent at that block's
+    index: the SDK assembles by index.
     """
 
     def __init__(self, model: str) -> None:
@@ -295,6 +340,7 @@ class MessagesStreamTranslator:
         self._open = -1  # index of the open block, -1 when none is
         self._open_is_text = False
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index → block index
+        self._thinking_blocks: dict[int, int] = {}  # thinking_blocks index → block index
         self._refused = False
         self._stop_reason: str | None = None  # set by the finish chunk, sent with the usage
         self._usage: Usage | None = None
@@ -348,6 +394,8 @@ class MessagesStreamTranslator:
     def _on_choice(self, choice: _OpenAIChunkChoice, out: list[bytes]) -> None:
         delta = choice.delta
         if delta is not None:
+            for thinking in delta.thinking_blocks or ():
+                self._thinking(thinking, out)
             if delta.content:
                 self._text(delta.content, out)
             if delta.refusal:
@@ -381,6 +429,23 @@ class MessagesStreamTranslator:
             self._open_block(AnthropicText(""), True, out)
         out.append(_BLOCK_DELTA + _encode(_AnthropicBlockDelta(self._open, _AnthropicTextDelta(text))) + _END)
 
+    def _thinking(self, piece: _OpenAIThinkingBlock, out: list[bytes]) -> None:
+        index = self._thinking_blocks.get(piece.index)
+        if index is None:
+            block = _reasoning_block(msgspec.structs.replace(piece, thinking="", signature=""))
+            if block is None:
+                return
+            index = self._open_block(block, False, out)
+            self._thinking_blocks[piece.index] = index
+        if piece.type != "thinking":
+            return  # a redacted block is whole in its start
+        if piece.thinking:
+            delta = _AnthropicBlockDelta(index, _AnthropicThinkingDelta(piece.thinking))
+            out.append(_BLOCK_DELTA + _encode(delta) + _END)
+        if piece.signature:
+            delta = _AnthropicBlockDelta(index, _AnthropicSignatureDelta(piece.signature))
+            out.append(_BLOCK_DELTA + _encode(delta) + _END)
+
     def _tool_call(self, call: _OpenAIToolCallDelta, out: list[bytes]) -> None:
         function = call.function
         index = self._tool_blocks.get(call.index)
@@ -394,7 +459,7 @@ class MessagesStreamTranslator:
             delta = _AnthropicBlockDelta(index, _AnthropicJsonDelta(function.arguments))
             out.append(_BLOCK_DELTA + _encode(delta) + _END)
 
-    def _open_block(self, block: AnthropicText | AnthropicToolUse, is_text: bool, out: list[bytes]) -> int:
+    def _open_block(self, block: _AnthropicBlock, is_text: bool, out: list[bytes]) -> int:
         self._close_block(out)
         index = self._next_index
         self._next_index += 1

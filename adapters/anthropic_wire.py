@@ -53,6 +53,15 @@ class AnthropicToolUse(msgspec.Struct, tag="tool_use", tag_field="type"):
     input: msgspec.Raw  # a JSON object (OpenAI sends it as a JSON *string*; we check and embed it)
 
 
+class AnthropicThinking(msgspec.Struct, tag="thinking", tag_field="type"):
+    thinking: str
+    signature: str
+
+
+class AnthropicRedactedThinking(msgspec.Struct, tag="redacted_thinking", tag_field="type"):
+    data: str
+
+
 AnthropicResultPart = AnthropicText | AnthropicImage
 
 
@@ -326,7 +335,7 @@ class AnthropicUsage(msgspec.Struct):
 
 class AnthropicContentBlock(msgspec.Struct):
     """Any content block; one Struct rather than a tagged union so that block types we do not
-    read (thinking, redacted_thinking, server-tool blocks, future ones) decode and are skipped."""
+    read (server-tool blocks, future ones) decode and are skipped."""
 
     type: str
     text: str | None = None
@@ -334,6 +343,9 @@ class AnthropicContentBlock(msgspec.Struct):
     name: str | None = None
     # Empty when absent: msgspec decodes a Raw inside an Optional only as null, so no `| None`.
     input: msgspec.Raw = msgspec.field(default_factory=_no_input)
+    thinking: str | None = None  # thinking: the text, and the signature that vouches for it
+    signature: str | None = None
+    data: str | None = None  # redacted_thinking: opaque, to be sent back as is
 
 
 class AnthropicResponse(msgspec.Struct):
@@ -366,6 +378,8 @@ class AnthropicStreamDelta(msgspec.Struct):
     type: str | None = None
     text: str | None = None
     partial_json: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
     stop_reason: str | None = None
 
 

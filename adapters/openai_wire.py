@@ -23,10 +23,13 @@ from adapters.schema import (
     FunctionDef,
     ImagePart,
     Message,
+    ReasoningBlock,
+    ReasoningDelta,
     ResponseFormat,
     ResponseMessage,
     Role,
     TextPart,
+    ToolCall,
     Usage,
 )
 
@@ -162,9 +165,39 @@ def _wire_response_format(response_format: ResponseFormat | None) -> _OpenAIResp
     )
 
 
+# Reasoning goes out in fields OpenAI does not define, which its clients ignore: `reasoning_content`
+# (the thinking text, as DeepSeek, vLLM and others name it) and `thinking_blocks`, Anthropic's own
+# blocks as they must be sent back. UNSET when there is none, so such answers keep their bytes.
+class _ThinkingBlock(msgspec.Struct, tag="thinking", tag_field="type"):
+    thinking: str
+    signature: str
+
+
+class _RedactedThinkingBlock(msgspec.Struct, tag="redacted_thinking", tag_field="type"):
+    data: str
+
+
+class _ThinkingBlockDelta(msgspec.Struct, omit_defaults=True):
+    """A piece of one of `thinking_blocks`; `index` counts them from 0 and a new one starts a block."""
+
+    index: int
+    type: str
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+
+
+class _Message(msgspec.Struct):
+    content: str | None
+    tool_calls: list[ToolCall] | None
+    role: str
+    reasoning_content: str | msgspec.UnsetType = msgspec.UNSET
+    thinking_blocks: list[_ThinkingBlock | _RedactedThinkingBlock] | msgspec.UnsetType = msgspec.UNSET
+
+
 class _Choice(msgspec.Struct):
     index: int
-    message: ResponseMessage
+    message: _Message
     finish_reason: FinishReason | None
     logprobs: None = None
 
@@ -194,6 +227,8 @@ class _Delta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
     tool_calls: list[_ToolCallDelta] | None = None
+    reasoning_content: str | None = None
+    thinking_blocks: list[_ThinkingBlockDelta] | None = None
 
 
 class _ChunkChoice(msgspec.Struct):
@@ -224,9 +259,30 @@ DONE_FRAME: Final = b"data: [DONE]\n\n"
 
 
 def encode_response(response: ChatResponse, model: str) -> bytes:
-    """A neutral answer as an OpenAI `chat.completion` body labelled with `model`."""
-    choices = [_Choice(c.index, c.message, c.finish_reason) for c in response.choices]
+    """A neutral answer as an OpenAI `chat.completion` body labelled with `model`; reasoning, when
+    there is some, as the extension fields `reasoning_content` and `thinking_blocks`."""
+    choices = [_Choice(c.index, _message(c.message), c.finish_reason) for c in response.choices]
     return _encode(_Completion(response.id, response.created, model, choices, response.usage))
+
+
+def _message(message: ResponseMessage) -> _Message:
+    wire = _Message(message.content, message.tool_calls, message.role)
+    if message.reasoning:
+        wire.thinking_blocks = [_thinking_block(block) for block in message.reasoning]
+        text = "".join(block.text or "" for block in message.reasoning if block.type == "thinking")
+        if text:
+            wire.reasoning_content = text
+    return wire
+
+
+def _thinking_block(block: ReasoningBlock) -> _ThinkingBlock | _RedactedThinkingBlock:
+    if block.type == "redacted_thinking":
+        return _RedactedThinkingBlock(block.data or "")
+    return _ThinkingBlock(block.text or "", block.signature or "")
+
+
+def _thinking_delta(delta: ReasoningDelta) -> _ThinkingBlockDelta:
+    return _ThinkingBlockDelta(delta.index, delta.type, delta.text, delta.signature, delta.data)
 
 
 def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -> bytes:
@@ -237,6 +293,7 @@ def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -
         and chunk.content is None
         and chunk.tool_calls is None
         and chunk.finish_reason is None
+        and chunk.reasoning is None
     ):
         return b"data: " + _encode(_UsageChunk(response_id, created, model, chunk.usage)) + b"\n\n"
     tool_calls = None
@@ -251,5 +308,8 @@ def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -
             for call in chunk.tool_calls
         ]
     delta = _Delta(chunk.role, chunk.content, tool_calls)
+    if chunk.reasoning is not None:
+        delta.reasoning_content = chunk.reasoning.text or None
+        delta.thinking_blocks = [_thinking_delta(chunk.reasoning)]
     frame = _Chunk(response_id, created, model, [_ChunkChoice(chunk.index, delta, chunk.finish_reason)])
     return b"data: " + _encode(frame) + b"\n\n"

@@ -196,10 +196,26 @@ def usage_of(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0)
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
+ReasoningType = Literal["thinking", "redacted_thinking"]
+
+
+class ReasoningBlock(msgspec.Struct, omit_defaults=True):
+    """A block of the model's reasoning, kept so that a client can send it back unchanged (Anthropic
+    requires that in tool loops with thinking on). `thinking` has `text` and `signature`;
+    `redacted_thinking` only the opaque `data`."""
+
+    type: ReasoningType
+    text: str | None = None
+    signature: str | None = None
+    data: str | None = None
+
+
 class ResponseMessage(msgspec.Struct):
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
     role: Literal["assistant"] = "assistant"
+    # In the order the provider gave them; they came before the content and tool calls.
+    reasoning: list[ReasoningBlock] | None = None
 
 
 class Choice(msgspec.Struct):
@@ -226,6 +242,19 @@ class ToolCallDelta(msgspec.Struct, omit_defaults=True):
     arguments: str | None = None
 
 
+class ReasoningDelta(msgspec.Struct, omit_defaults=True):
+    """A piece of a streamed reasoning block. `index` numbers the reasoning blocks of one answer
+    from 0 (not counting text or tool calls); the first delta with a new index starts that block.
+    `type` is on every delta. `text` and `signature` are fragments to append (either may be absent
+    or empty); a `redacted_thinking` block comes whole, its `data` in its first delta."""
+
+    index: int
+    type: ReasoningType
+    text: str | None = None
+    signature: str | None = None
+    data: str | None = None
+
+
 class ChatChunk(msgspec.Struct, omit_defaults=True):
     """A piece of a streamed answer. Empty fields mean "nothing new"; a chunk carrying only
     `usage` is the final usage report."""
@@ -236,3 +265,4 @@ class ChatChunk(msgspec.Struct, omit_defaults=True):
     tool_calls: list[ToolCallDelta] | None = None
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    reasoning: ReasoningDelta | None = None

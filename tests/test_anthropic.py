@@ -42,6 +42,8 @@ from adapters.schema import (
     FunctionDef,
     JsonSchemaFormat,
     Message,
+    ReasoningBlock,
+    ReasoningDelta,
     ResponseFormat,
     ResponseMessage,
     Tool,
@@ -381,11 +383,16 @@ def test_build_request_refuses_what_anthropic_cannot_do(case: Refusal) -> None:
 # --- parse_response --------------------------------------------------------------------------
 
 
-def test_parse_text_answer_drops_thinking_and_joins_text_blocks() -> None:
+def test_parse_text_answer_keeps_thinking_apart_and_joins_text_blocks() -> None:
+    thinking = ReasoningBlock(
+        "thinking",
+        "The user greets in German; Austria's capital is Vienna.",
+        "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds",
+    )
     assert parse_response(fixture("responses/text.json"), TARGET) == ChatResponse(
         "msg_01XFDUDYJgAACzvnptvVoYEL",
         0,  # Anthropic gives no timestamp, and adapters read no clock
-        [Choice(0, ResponseMessage("Vienne. Grüß Gott!"), "stop")],
+        [Choice(0, ResponseMessage("Vienne. Grüß Gott!", reasoning=[thinking]), "stop")],
         usage_of(31, 12),
     )
 
@@ -401,6 +408,61 @@ def test_parse_tool_use_answer() -> None:
         [Choice(0, ResponseMessage("I'll check both cities.", calls), "tool_calls")],
         usage_of(377 + 1024 + 2048, 65, 2048),  # the prompt includes both cache counts
     )
+
+
+def test_parse_answer_keeps_thinking_and_redacted_thinking_in_order() -> None:
+    response = parse_response(fixture("responses/thinking_tool_use.json"), TARGET)
+    message = response.choices[0].message
+    assert message.content == "Let me look that up."  # no thinking text in the content
+    assert message.tool_calls == [
+        ToolCall("toolu_01QzWmKeXr4sJtB9pHcN2vLd", FunctionCall("get_weather", '{"city": "Bern"}'))
+    ]
+    assert message.reasoning == [
+        ReasoningBlock(
+            "thinking",
+            "The user wants the weather in Bern; I should call get_weather.",
+            "EuYBCkQYAiJAgCs1le6/Pol5Z4/JMomVOouGrWdhYNsH3ukzUECbB6iWrSQtsQuRHJID6lWV",
+        ),
+        ReasoningBlock(
+            "redacted_thinking",
+            data="EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB8URj2pLmZkbRxNnkvZnhfD",
+        ),
+    ]
+    assert response.choices[0].finish_reason == "tool_calls"
+
+
+def test_thinking_reaches_openai_clients_only_as_extension_fields() -> None:
+    body = openai_wire.encode_response(
+        parse_response(fixture("responses/thinking_tool_use.json"), TARGET), "claude"
+    )
+    message = msgspec.json.decode(body)["choices"][0]["message"]
+    assert message["content"] == "Let me look that up."
+    assert message["reasoning_content"] == "The user wants the weather in Bern; I should call get_weather."
+    assert [block["type"] for block in message["thinking_blocks"]] == ["thinking", "redacted_thinking"]
+    assert message["thinking_blocks"][0]["signature"].startswith("EuYBCkQY")
+    plain = openai_wire.encode_response(parse_response(fixture("responses/tool_use.json"), TARGET), "claude")
+    assert b"thinking" not in plain and b"reasoning" not in plain
+
+
+def test_streamed_thinking_reaches_openai_clients_only_as_extension_fields() -> None:
+    chunks = run_parser([fixture("streams/thinking_tool_use.sse")]).chunks
+    deltas = [
+        msgspec.json.decode(openai_wire.encode_chunk(c, "id", 0, "claude")[6:])["choices"][0]["delta"]
+        for c in chunks
+        if c.usage is None
+    ]
+    assert "".join(d.get("content") or "" for d in deltas) == "Let me look that up."
+    assert "".join(d.get("reasoning_content") or "" for d in deltas) == (
+        "The user wants the weather in Zürich; I should call get_weather."
+    )
+    pieces = [piece for d in deltas for piece in d.get("thinking_blocks", ())]
+    assert pieces == [
+        {"index": 0, "type": "thinking"},
+        {"index": 0, "type": "thinking", "thinking": "The user wants the weather in Zürich; "},
+        {"index": 0, "type": "thinking", "thinking": "I should call get_weather."},
+        {"index": 0, "type": "thinking", "signature": THINKING_SIGNATURE},
+        {"index": 1, "type": "redacted_thinking", "data": REDACTED_STREAMED},
+    ]
 
 
 def test_parse_answer_without_content_or_usage() -> None:
@@ -448,6 +510,10 @@ def test_finish_reason(stop_reason: str | None, has_tool_calls: bool, expected: 
 # --- stream parsing --------------------------------------------------------------------------
 
 
+THINKING_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+REDACTED_STREAMED = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"
+
+
 class StreamCase(NamedTuple):
     chunks: list[ChatChunk]
     done: bool
@@ -458,6 +524,9 @@ STREAMS = {
     "text.sse": StreamCase(
         [
             ChatChunk(role="assistant"),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking")),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="A greeting in German.")),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3h")),
             ChatChunk(content="Grüß"),
             ChatChunk(content=" Gott — willkommen! 👋"),
             ChatChunk(finish_reason="stop"),
@@ -476,6 +545,22 @@ STREAMS = {
             ChatChunk(tool_calls=[ToolCallDelta(1, arguments="{}")]),  # no arguments streamed: "{}"
             ChatChunk(finish_reason="tool_calls"),
             ChatChunk(usage=usage_of(377 + 2048, 89, 2048)),
+        ],
+        done=True,
+    ),
+    "thinking_tool_use.sse": StreamCase(
+        [
+            ChatChunk(role="assistant"),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking")),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="The user wants the weather in Zürich; ")),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="I should call get_weather.")),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature=THINKING_SIGNATURE)),
+            ChatChunk(reasoning=ReasoningDelta(1, "redacted_thinking", data=REDACTED_STREAMED)),
+            ChatChunk(content="Let me look that up."),
+            ChatChunk(tool_calls=[ToolCallDelta(0, "toolu_01Vb8nRk2WqzXhJm5TcL4pYs", "get_weather", "")]),
+            ChatChunk(tool_calls=[ToolCallDelta(0, arguments='{"city": "Zürich"}')]),
+            ChatChunk(finish_reason="tool_calls"),
+            ChatChunk(usage=usage_of(412, 118)),
         ],
         done=True,
     ),

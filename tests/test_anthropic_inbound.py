@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.anthropic import AnthropicStreamParser, build_request
+from adapters.anthropic import AnthropicStreamParser, build_request, parse_response
 from adapters.anthropic_inbound import MessagesStreamTranslator, decode_request, encode_response, error_body
 from adapters.base import InvalidRequest, InvalidUpstreamAnswer, Target
 from adapters.openai_wire import DONE_FRAME, encode_chunk, encode_request
@@ -1234,7 +1234,12 @@ def check_stream(data: bytes) -> Summary:
             assert open_index is None, "a block is stopped before the next starts"
             assert event["index"] == len(blocks), "indexes count from 0 without gaps"
             block = event["content_block"]
-            assert block in ({"type": "text", "text": ""}, {**block, "type": "tool_use", "input": {}}), block
+            assert block in (
+                {"type": "text", "text": ""},
+                {**block, "type": "tool_use", "input": {}},
+                {"type": "thinking", "thinking": "", "signature": ""},
+                {"type": "redacted_thinking", "data": block.get("data")},
+            ), block
             blocks.append(dict(block))
             open_index = event["index"]
         elif name == "content_block_delta":
@@ -1244,6 +1249,10 @@ def check_stream(data: bytes) -> Summary:
             if delta["type"] == "text_delta":
                 assert block["type"] == "text"
                 block["text"] += delta["text"]
+            elif delta["type"] in ("thinking_delta", "signature_delta"):
+                assert block["type"] == "thinking"
+                field = delta["type"].removesuffix("_delta")
+                block[field] += delta[field]
             else:
                 assert delta["type"] == "input_json_delta" and block["type"] == "tool_use"
                 partial_json[event["index"]] = partial_json.get(event["index"], "") + delta["partial_json"]
@@ -1476,8 +1485,8 @@ def sdk_final_message(stream_bytes: bytes) -> Any:
 
 
 def sdk_blocks(message: Any) -> list[dict[str, Any]]:
-    """The text and tool_use blocks of an SDK message (thinking ones, which the neutral form drops,
-    left out)."""
+    """The text and tool_use blocks of an SDK message (thinking ones left out: the tests at the end
+    check those)."""
     blocks = []
     for block in message.content:
         if block.type == "text":
@@ -1686,3 +1695,90 @@ def test_the_sdk_raises_the_matching_exception(status: int, exception: type[Exce
     assert isinstance(caught.value, anthropic.APIStatusError)
     assert caught.value.status_code == status
     assert caught.value.body == msgspec.json.decode(body)
+
+
+# --- thinking blocks: Anthropic upstream -> neutral -> OpenAI -> Anthropic client --------------
+
+
+def through_the_pipeline(native: bytes) -> bytes:
+    """An Anthropic upstream's stream as the gateway's OpenAI SSE (adapters/anthropic.py, then
+    openai_wire), as gateway/dialects.py's TranslatingRelay makes it."""
+    parser = AnthropicStreamParser()
+    chunks = parser.feed(native) + parser.close()
+    return b"".join(encode_chunk(piece, "msg_01Th", 0, "upstream") for piece in chunks) + DONE_FRAME
+
+
+def test_streamed_thinking_comes_back_to_the_sdk_first_with_text_and_signature() -> None:
+    native = (FIXTURES / "streams" / "thinking_tool_use.sse").read_bytes()
+    out = translate([through_the_pipeline(native)])
+    summary = check_stream(out)  # the index and order rules hold with thinking blocks too
+    assert [block["type"] for block in summary.blocks] == [
+        "thinking",
+        "redacted_thinking",
+        "text",
+        "tool_use",
+    ]
+    message = sdk_final_message(out)
+    thinking, redacted = message.content[0], message.content[1]
+    assert isinstance(thinking, anthropic.types.ThinkingBlock)
+    assert thinking.thinking == "The user wants the weather in Zürich; I should call get_weather."
+    assert thinking.signature == "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+    assert isinstance(redacted, anthropic.types.RedactedThinkingBlock)
+    assert redacted.data == "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"
+    original = sdk_final_message(native)
+    assert [block.model_dump() for block in message.content] == [
+        block.model_dump() for block in original.content
+    ]
+    assert message.stop_reason == "tool_use"
+
+
+def test_streamed_thinking_does_not_depend_on_read_boundaries() -> None:
+    data = through_the_pipeline((FIXTURES / "streams" / "thinking_tool_use.sse").read_bytes())
+    whole = translate([data])
+    for parts in splits(data):
+        assert translate(parts) == whole
+
+
+def test_the_text_stream_keeps_its_thinking_block() -> None:
+    native = (FIXTURES / "streams" / "text.sse").read_bytes()
+    message = sdk_final_message(translate([through_the_pipeline(native)]))
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.content[0].thinking == "A greeting in German."
+    assert message.content[0].signature == "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"
+
+
+def test_thinking_of_an_answer_comes_back_to_the_sdk_first() -> None:
+    native = (FIXTURES / "responses" / "thinking_tool_use.json").read_bytes()
+    openai = encode_openai_response(parse_response(native, TARGET), "upstream")
+    message = sdk_client(sdk_answer(200, encode_response(openai, MODEL))).messages.create(
+        model=SDK_MODEL, max_tokens=100, messages=[{"role": "user", "content": "x"}]
+    )
+    assert [block.type for block in message.content] == ["thinking", "redacted_thinking", "text", "tool_use"]
+    original = sdk_client(sdk_answer(200, native)).messages.create(
+        model=SDK_MODEL, max_tokens=100, messages=[{"role": "user", "content": "x"}]
+    )
+    assert [block.model_dump() for block in message.content] == [
+        block.model_dump() for block in original.content
+    ]
+    assert message.stop_reason == "tool_use"
+
+
+def test_thinking_blocks_of_unknown_type_are_left_out() -> None:
+    body = msgspec.json.encode(
+        {
+            "id": "chatcmpl-1",
+            "choices": [
+                {
+                    "message": {
+                        "content": "Hi",
+                        "thinking_blocks": [
+                            {"type": "future_thinking"},
+                            {"type": "redacted_thinking", "data": "d"},
+                        ],
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    )
+    assert anthropic_answer(body)["content"] == [{"type": "redacted_thinking", "data": "d"}, text("Hi")]

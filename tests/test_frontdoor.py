@@ -147,6 +147,44 @@ def test_anthropic_upstream_streamed_tool_call(
     assert sent(native_upstream)[2]["stream"] is True
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_upstream_thinking_comes_back_before_the_tool_use(
+    client: anthropic.Anthropic, native_upstream: NativeUpstream, stream: bool
+) -> None:
+    if stream:
+        native_upstream.queue(streamed(fixture("anthropic/streams/thinking_tool_use.sse")))
+    else:
+        native_upstream.queue(Answer(fixture("anthropic/responses/thinking_tool_use.json")))
+    fields: dict[str, Any] = {
+        "model": "claude",
+        "max_tokens": 2048,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "Weather in Zürich?"}],
+        "tools": [WEATHER_TOOL],
+    }
+    if stream:
+        with client.messages.stream(**fields) as events:
+            final = events.get_final_message()
+        city, expected = "Zürich", ("EqQBCgIYAhIM1gbcDa9GJwZA2b3h", "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2X")
+    else:
+        final = client.messages.create(**fields)
+        city, expected = (
+            "Bern",
+            ("EuYBCkQYAiJAgCs1le6/Pol5Z4/JMomVOouGrWdh", "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2X"),
+        )
+    assert [block.type for block in final.content] == ["thinking", "redacted_thinking", "text", "tool_use"]
+    thinking, redacted, _, tool_use = final.content
+    assert isinstance(thinking, anthropic.types.ThinkingBlock)
+    assert thinking.thinking == f"The user wants the weather in {city}; I should call get_weather."
+    assert thinking.signature.startswith(expected[0])
+    assert isinstance(redacted, anthropic.types.RedactedThinkingBlock) and redacted.data.startswith(
+        expected[1]
+    )
+    assert isinstance(tool_use, anthropic.types.ToolUseBlock) and tool_use.input == {"city": city}
+    assert final.stop_reason == "tool_use"
+    assert sent(native_upstream)[2]["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
 # --- an OpenAI upstream: translated both ways -----------------------------------------------
 
 
@@ -190,7 +228,9 @@ def test_openai_upstream_answers_in_anthropic_format(
     assert message.usage.output_tokens == 16
 
 
-def test_openai_upstream_streamed_tool_call(client: anthropic.Anthropic, native_upstream: NativeUpstream) -> None:
+def test_openai_upstream_streamed_tool_call(
+    client: anthropic.Anthropic, native_upstream: NativeUpstream
+) -> None:
     native_upstream.queue(streamed(fixture("openai/tool_call.sse")))
     with client.messages.stream(
         model="gpt",
@@ -220,7 +260,9 @@ def test_tool_loop_history_reaches_an_openai_upstream_as_openai_messages(
             {"role": "user", "content": "Weather in Bern?"},
             {
                 "role": "assistant",
-                "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Bern"}}],
+                "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Bern"}}
+                ],
             },
             {
                 "role": "user",
@@ -263,7 +305,9 @@ def test_errors_reach_the_sdk_as_its_own_exceptions(
     assert "nope" in not_found.value.message
     with anthropic.Anthropic(base_url=gateway.url, api_key="sk-tw-wrong", max_retries=0) as stranger:
         with pytest.raises(anthropic.AuthenticationError):
-            stranger.messages.create(model="claude", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+            stranger.messages.create(
+                model="claude", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+            )
     native_upstream.queue(
         Answer(fixture("anthropic/errors/rate_limit.json"), status=429, headers={"retry-after": "7"})
     )

@@ -136,7 +136,9 @@ def test_tokens_are_counted_per_key_and_team(gateway: Gateway, api: openai.OpenA
     tokens = scrape(gateway)["tollway_key_tokens"]
     # The master key is the caller here: its id is "master", and it belongs to no team ("(none)").
     assert value(tokens, "tollway_key_tokens_total", key="master", team="(none)", direction="prompt") == 22
-    assert value(tokens, "tollway_key_tokens_total", key="master", team="(none)", direction="completion") == 14
+    assert (
+        value(tokens, "tollway_key_tokens_total", key="master", team="(none)", direction="completion") == 14
+    )
 
 
 def test_per_key_series_are_bounded() -> None:

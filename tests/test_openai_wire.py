@@ -10,9 +10,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters.openai_wire import decode_chat, encode_request
+from adapters.openai_wire import decode_chat, encode_chunk, encode_request, encode_response
 from adapters.schema import (
+    ChatChunk,
     ChatRequest,
+    ChatResponse,
+    Choice,
     FunctionCall,
     FunctionDef,
     ImagePart,
@@ -21,7 +24,10 @@ from adapters.schema import (
     Message,
     NamedFunction,
     NamedToolChoice,
+    ReasoningBlock,
+    ReasoningDelta,
     ResponseFormat,
+    ResponseMessage,
     StreamOptions,
     TextPart,
     Tool,
@@ -195,3 +201,81 @@ def test_encoding_leaves_the_request_as_it_was() -> None:
     assert msgspec.json.encode(EVERY_FIELD) == before
     assert isinstance(EVERY_FIELD.messages[4].tool_calls, list)
     assert type(EVERY_FIELD.messages[4].tool_calls[0]) is ToolCall
+
+
+# --- reasoning as extension fields -------------------------------------------------------------
+
+REASONING = [
+    ReasoningBlock("thinking", "First ", "sig-1"),
+    ReasoningBlock("redacted_thinking", data="opaque=="),
+    ReasoningBlock("thinking", "then second.", "sig-2"),
+]
+
+
+def test_an_answer_without_reasoning_has_no_extension_fields() -> None:
+    answer = ChatResponse("r", 1, [Choice(0, ResponseMessage("Hi"), "stop")])
+    assert encode_response(answer, "m") == (
+        b'{"id":"r","created":1,"model":"m","choices":[{"index":0,"message":{"content":"Hi",'
+        b'"tool_calls":null,"role":"assistant"},"finish_reason":"stop","logprobs":null}],'
+        b'"usage":null,"object":"chat.completion"}'
+    )
+
+
+def test_reasoning_of_an_answer_becomes_reasoning_content_and_thinking_blocks() -> None:
+    answer = ChatResponse("r", 1, [Choice(0, ResponseMessage("Hi", reasoning=REASONING), "stop")])
+    message = msgspec.json.decode(encode_response(answer, "m"))["choices"][0]["message"]
+    assert message == {
+        "content": "Hi",
+        "tool_calls": None,
+        "role": "assistant",
+        "reasoning_content": "First then second.",
+        "thinking_blocks": [
+            {"type": "thinking", "thinking": "First ", "signature": "sig-1"},
+            {"type": "redacted_thinking", "data": "opaque=="},
+            {"type": "thinking", "thinking": "then second.", "signature": "sig-2"},
+        ],
+    }
+
+
+def test_only_redacted_reasoning_has_no_reasoning_content() -> None:
+    answer = ChatResponse("r", 1, [Choice(0, ResponseMessage("Hi", reasoning=REASONING[1:2]), "stop")])
+    message = msgspec.json.decode(encode_response(answer, "m"))["choices"][0]["message"]
+    assert "reasoning_content" not in message
+    assert message["thinking_blocks"] == [{"type": "redacted_thinking", "data": "opaque=="}]
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "delta"),
+    [
+        (ReasoningDelta(0, "thinking"), {"thinking_blocks": [{"index": 0, "type": "thinking"}]}),
+        (
+            ReasoningDelta(0, "thinking", text="Hm"),
+            {
+                "reasoning_content": "Hm",
+                "thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "Hm"}],
+            },
+        ),
+        (
+            ReasoningDelta(0, "thinking", signature="sig"),
+            {"thinking_blocks": [{"index": 0, "type": "thinking", "signature": "sig"}]},
+        ),
+        (
+            ReasoningDelta(1, "redacted_thinking", data="opaque=="),
+            {"thinking_blocks": [{"index": 1, "type": "redacted_thinking", "data": "opaque=="}]},
+        ),
+    ],
+)
+def test_a_reasoning_delta_becomes_extension_fields_of_the_delta(
+    reasoning: ReasoningDelta, delta: dict[str, Any]
+) -> None:
+    frame = encode_chunk(ChatChunk(reasoning=reasoning), "r", 1, "m")
+    assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
+    choice = msgspec.json.decode(frame[6:])["choices"][0]
+    assert choice == {"index": 0, "delta": delta, "finish_reason": None}
+
+
+def test_a_chunk_without_reasoning_keeps_its_bytes() -> None:
+    assert encode_chunk(ChatChunk(content="Hi"), "r", 1, "m") == (
+        b'data: {"id":"r","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},'
+        b'"finish_reason":null}],"object":"chat.completion.chunk"}\n\n'
+    )
