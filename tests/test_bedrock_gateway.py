@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
+import anthropic
 import httpx
 import msgspec
 import openai
@@ -571,3 +572,30 @@ async def test_build_transport_signs_only_with_aws_keys() -> None:
     finally:
         await signed.aclose()
         await keyed.aclose()
+
+
+@pytest.mark.integration
+def test_anthropic_sdk_clients_reach_bedrock_through_v1_messages(gw: Gateway, bedrock: MockBedrock) -> None:
+    """Claude on Bedrock for tools built on the anthropic SDK: /v1/messages in, Converse out."""
+    bedrock.queue(CLAUDE, converse_answer("Hello from Bedrock."))
+    bedrock.queue(CLAUDE, stream(*text_frames("Grüß ", "Gott")))
+    with anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=10) as client:
+        message = client.messages.create(
+            model="claude", max_tokens=50, system="Be brief.", messages=[{"role": "user", "content": "Hi"}]
+        )
+        with client.messages.stream(
+            model="claude", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+        ) as streamed:
+            text = "".join(streamed.text_stream)
+            final = streamed.get_final_message()
+    assert bedrock.rejected == [], "every request was signed"
+    assert message.content[0].type == "text" and message.content[0].text == "Hello from Bedrock."
+    assert message.stop_reason == "end_turn" and message.usage.output_tokens == 6
+    assert text == "Grüß Gott" and final.usage.output_tokens == 4
+    first, second = bedrock.received
+    assert first.raw_path.endswith("/converse") and second.raw_path.endswith("/converse-stream")
+    assert msgspec.json.decode(first.body) == {
+        "messages": [{"role": "user", "content": [{"text": "Hi"}]}],
+        "system": [{"text": "Be brief."}],
+        "inferenceConfig": {"maxTokens": 50},
+    }
