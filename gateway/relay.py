@@ -118,14 +118,20 @@ async def relay_stream(
             before_end()
         return tail
 
-    first = tap.feed(stream.first) if tap is not None else stream.first
-    if egress is not None:
-        first = egress.feed(first)
-    if relay.usage is not None:
-        ctx.usage = relay.usage
-    if relay.done and relay.error is None:
-        first += finish()  # the whole answer came in the first read
-    await response.write(first)
+    def outward(out: bytes) -> bytes:
+        """The relay's output on its way to the client: through the tap and the egress, and with
+        the stream finished first when this is the end of the answer."""
+        if relay.usage is not None:
+            ctx.usage = relay.usage
+        if tap is not None:
+            out = tap.feed(out)
+        if egress is not None:
+            out = egress.feed(out)
+        if relay.done and relay.error is None:
+            out += finish()
+        return out
+
+    await response.write(outward(stream.first))
     try:
         if not stream.ended:
             # Read to the end even after [DONE], so the connection goes back to the pool.
@@ -144,18 +150,10 @@ async def relay_stream(
                     # Set at once: an SDK client closes right after [DONE], cancelling us.
                     ctx.usage = relay.usage
                 if out and not finished:
-                    if tap is not None:
-                        out = tap.feed(out)
-                    if egress is not None:
-                        out = egress.feed(out)
-                    if relay.done and relay.error is None:
-                        out += finish()
-                    await response.write(out)
+                    await response.write(outward(out))
             out = relay.close()
             if out and not finished:
-                if tap is not None:
-                    out = tap.feed(out)
-                await response.write(egress.feed(out) if egress is not None else out)
+                await response.write(outward(out))
         if not relay.done and relay.error is None:
             failure = GatewayError(
                 502,
