@@ -80,6 +80,12 @@ def _require_model(fields: Fields) -> str:
     return model
 
 
+def decode_model(body: bytes) -> str:
+    """The `model` of a JSON request body (any endpoint's); InvalidRequest (a 400) when the body
+    is not a JSON object or names no model."""
+    return _require_model(_decode_body(body))
+
+
 def decode_chat_request(body: bytes) -> PassthroughRequest:
     """Decode a chat completion request far enough to route and forward it.
 

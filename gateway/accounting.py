@@ -37,6 +37,7 @@ from gateway.metrics import Metrics
 from gateway.records import AuditRecord, decode_record, encode_record
 from gateway.spool import Segment, Spool, SpoolFull, fsync, read_segment
 from gateway.store import Store, StoreUnavailable
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
 
@@ -173,12 +174,9 @@ class Accountant:
             return
         await self.flush(timeout_s)
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        # Bounded: a task that swallowed its cancellation (asyncio.wait_for in 3.11 can) must not
-        # keep shutdown waiting; `_closing` ends its loop at the next turn anyway.
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=max(timeout_s, 0.1))
+        # Bounded: a task that swallowed its cancellation (asyncio.wait_for in 3.11 can) is
+        # cancelled again, and `_closing` ends its loop at the next turn anyway.
+        await stop_tasks(self._tasks, patience_s=max(timeout_s, 0.1))
         for segment in self._spool.owned():
             if segment.done and not self._queue and not self._backlog:
                 self._spool.remove(segment)

@@ -153,3 +153,12 @@ def answer_text(body: bytes) -> str | None:
         return None
     texts = [c.message.content for c in choices if c.message is not None and c.message.content]
     return "\n".join(texts) if texts else None
+
+
+def answer_for_record(body: bytes, policy: ContentPolicy) -> str | bytes | None:
+    """What of a complete OpenAI answer body the audit record needs under `policy`: the body's
+    bytes for `hash` (digested as they are, no decode on the default path), its text for `full`
+    and `masked`, nothing for `none`."""
+    if policy == "hash":
+        return body
+    return None if policy == "none" else answer_text(body)

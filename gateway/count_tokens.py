@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
-import msgspec
 from aiohttp import web
 
 from adapters.anthropic import count_tokens_request
-from adapters.base import InvalidRequest
 from gateway.breaker import BreakerState
 from gateway.context import RequestContext
 from gateway.errors import bad_request
@@ -23,23 +21,6 @@ from gateway.router import RouteTarget
 from gateway.upstream import UpstreamTimeout, UpstreamUnreachable
 
 LABEL: Final = "count_tokens"
-
-
-class _Model(msgspec.Struct):
-    model: str
-
-
-_decode_model: Final = msgspec.json.Decoder(_Model)
-
-
-def model_of(body: bytes) -> str:
-    """The `model` of a count_tokens body; InvalidRequest when there is none."""
-    try:
-        return _decode_model.decode(body).model
-    except msgspec.ValidationError:
-        raise InvalidRequest("missing required parameter: 'model'", "model") from None
-    except msgspec.DecodeError:
-        raise InvalidRequest("the request body is not valid JSON") from None
 
 
 def counting_target(targets: tuple[RouteTarget, ...]) -> RouteTarget | None:
@@ -63,20 +44,16 @@ async def count_tokens(ctx: RequestContext, body: bytes, targets: tuple[RouteTar
     ctx.provider, ctx.target_model = target.provider, target.target.model
     try:
         upstream = await target.transport.send(count_tokens_request(body, target.target), target.timeouts)
+        try:
+            if upstream.status >= 400:
+                raise (await failure_of(upstream, target)).error
+            answer = await upstream.read()
+        finally:
+            upstream.close()
     except UpstreamTimeout:
         raise timed_out(target).error from None
     except UpstreamUnreachable as exc:
         raise unreachable(target, exc).error from None
-    try:
-        if upstream.status >= 400:
-            raise (await failure_of(upstream, target)).error
-        answer = await upstream.read()
-    except UpstreamTimeout:
-        raise timed_out(target).error from None
-    except UpstreamUnreachable as exc:
-        raise unreachable(target, exc).error from None
-    finally:
-        upstream.close()
     ctx.status = 200
     ctx.completed = True
     return web.Response(

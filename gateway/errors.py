@@ -56,14 +56,18 @@ def error_body(message: str, type: str, code: str | None = None, param: str | No
     return _encode.encode(_ErrorEnvelope(_ErrorDetail(message, type, code, param)))
 
 
-def error_response(err: GatewayError, request_id: str) -> web.Response:
-    """The HTTP answer for a GatewayError, carrying the request id."""
-    headers = {"x-request-id": request_id}
+def error_response(
+    err: GatewayError, request_id: str, body: bytes | None = None, id_header: str = "x-request-id"
+) -> web.Response:
+    """The HTTP answer for a GatewayError, carrying the request id (in `id_header` too, for
+    clients that read it under another name): the OpenAI error body unless another `body` is given
+    (another front door's error shape)."""
+    headers = {"x-request-id": request_id, id_header: request_id}
     if err.headers:
         headers.update(err.headers)
     return web.Response(
         status=err.status,
-        body=error_body(err.message, err.type, err.code, err.param),
+        body=error_body(err.message, err.type, err.code, err.param) if body is None else body,
         content_type="application/json",
         headers=headers,
     )

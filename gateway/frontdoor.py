@@ -98,15 +98,9 @@ class AnthropicDoor:
         return anthropic_inbound.MessagesStreamTranslator(model)
 
     def error(self, err: GatewayError, request_id: str) -> web.Response:
-        headers = {"x-request-id": request_id, "request-id": request_id}
-        if err.headers:
-            headers.update(err.headers)
-        return web.Response(
-            status=err.status,
-            body=anthropic_inbound.error_body(err.status, err.message),
-            content_type="application/json",
-            headers=headers,
-        )
+        # Anthropic's SDK reads the request id from `request-id`.
+        body = anthropic_inbound.error_body(err.status, err.message)
+        return error_response(err, request_id, body, id_header="request-id")
 
 
 ANTHROPIC_DOOR: Final = AnthropicDoor()

@@ -19,14 +19,13 @@ from adapters import openai as openai_format
 from adapters.base import InvalidRequest
 from adapters.schema import usage_of
 from gateway.attempts import Plan
-from gateway.auth import KeyRing
-from gateway.bookkeeping import Booking, answer_text, prompt_text, record, settle
+from gateway.auth import KeyRing, Principal
+from gateway.bookkeeping import Booking, answer_for_record, prompt_text, record, settle
 from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
 from gateway.cache_stream import AnswerAccumulator, replay_stream
 from gateway.context import RequestContext
 from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.count_tokens import count_tokens
-from gateway.count_tokens import model_of as count_tokens_model
 from gateway.dispatch import Answer, Dispatcher, Job
 from gateway.errors import GatewayError, bad_request, body_too_large
 from gateway.facts import request_facts
@@ -100,12 +99,11 @@ class Gateway:
         """Anthropic's `/v1/messages/count_tokens`, for models an Anthropic provider serves."""
         ctx = RequestContext(COUNT_TOKENS_LABEL)
         try:
-            principal = self.keyring.authenticate(request.headers)
-            ctx.key_id, ctx.team_id, ctx.client_ip = principal.key_id, principal.team_id, request.remote
+            principal = self._identify(request, ctx)
             principal.check_endpoint("chat")
             body = await self._read_body(request)
             try:
-                ctx.model = model = count_tokens_model(body)
+                ctx.model = model = openai_format.decode_model(body)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
             plan = self.router.plan(model, principal.regions)
@@ -117,6 +115,12 @@ class Gateway:
             return ANTHROPIC_DOOR.error(err, ctx.request_id)
         finally:
             self._observe(ctx)
+
+    def _identify(self, request: web.Request, ctx: RequestContext) -> Principal:
+        """The caller (GatewayError 401 when there is none), noted in `ctx` for the records."""
+        principal = self.keyring.authenticate(request.headers)
+        ctx.key_id, ctx.team_id, ctx.client_ip = principal.key_id, principal.team_id, request.remote
+        return principal
 
     async def _forward(self, request: web.Request, door: FrontDoor) -> web.StreamResponse:
         self.inflight += 1
@@ -135,13 +139,10 @@ class Gateway:
         booking = Booking()
         policy = services.content_policy
         try:
-            principal = self.keyring.authenticate(request.headers)
+            principal = self._identify(request, ctx)
             # The key's (or its team's) logging policy; refused callers are recorded under the
             # global one.
             policy = principal.log_content or services.content_policy
-            ctx.key_id = principal.key_id
-            ctx.team_id = principal.team_id
-            ctx.client_ip = request.remote
             principal.check_endpoint(endpoint)
             body = await self._read_body(request)
             try:
@@ -286,10 +287,7 @@ class Gateway:
         ctx.cache_hit = True
         ctx.usage = hit.usage
         headers.update(hit_headers(hit))
-        if policy == "hash":
-            ctx.answer_text = hit.body  # digested as bytes: no decode on the default path
-        elif policy != "none":
-            ctx.answer_text = answer_text(hit.body)
+        ctx.answer_text = answer_for_record(hit.body, policy)
         if client_request.stream:
             out = replay_stream(hit.body, client_request.client_wants_usage)
             stream_guard = _stream_guard(guard, screened)
@@ -345,10 +343,7 @@ class Gateway:
         if guard is not None and screened is not None:
             body, flags = guard.check_answer(body, screened)
             ctx.flags.extend(flags)
-        if policy == "hash":
-            ctx.answer_text = body  # digested as bytes: no decode on the default path
-        elif policy != "none":
-            ctx.answer_text = answer_text(body)
+        ctx.answer_text = answer_for_record(body, policy)
         body = door.answer(body, ctx.model or "")
         ctx.mark_first_byte()
         ctx.status = 200

@@ -5,7 +5,6 @@ token counting."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import httpx
 import msgspec
 import pytest
 
-from tests.conftest import MASTER_KEY, Gateway
+from tests.conftest import MASTER_KEY, Gateway, wait_for
 from tests.native_upstream import Answer, NativeUpstream, awkward_cuts
 
 pytestmark = pytest.mark.integration
@@ -69,14 +68,13 @@ def sent(upstream: NativeUpstream) -> tuple[str, dict[str, str], dict[str, Any]]
 
 def last_log_line(gateway: Gateway, endpoint: str) -> dict[str, Any]:
     """The last request-log line of `endpoint` (written off the request path: waited for)."""
-    deadline = time.monotonic() + 5
-    while True:
-        lines = [msgspec.json.decode(line) for line in gateway.log_text().splitlines() if line]
-        found = [line for line in lines if line["endpoint"] == endpoint]
-        if found or time.monotonic() > deadline:
-            assert found, f"no log line for {endpoint}"
-            return found[-1]
-        time.sleep(0.02)
+
+    def lines() -> list[dict[str, Any]]:
+        decoded = [msgspec.json.decode(line) for line in gateway.log_text().splitlines() if line]
+        return [line for line in decoded if line["endpoint"] == endpoint]
+
+    assert wait_for(lambda: bool(lines()), timeout=5), f"no log line for {endpoint}"
+    return lines()[-1]
 
 
 # --- an Anthropic upstream: the body goes through ------------------------------------------
@@ -330,6 +328,10 @@ def test_bad_bodies_get_anthropic_error_bodies(gateway: Gateway) -> None:
         assert answer["type"] == "error" and answer["error"]["type"] == "invalid_request_error"
         if named is not None:
             assert named in answer["error"]["message"]
+    counted = httpx.post(
+        gateway.url + "/v1/messages/count_tokens", content=b'{"messages": []}', headers=headers
+    )
+    assert counted.status_code == 400 and counted.json()["error"]["type"] == "invalid_request_error"
     response = httpx.get(gateway.url + "/v1/messages", headers=headers)
     assert response.status_code == 405 and response.json()["type"] == "error"
 

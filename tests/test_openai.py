@@ -17,6 +17,7 @@ from adapters.openai import (
     classify_error,
     decode_chat_request,
     decode_embeddings_request,
+    decode_model,
     parse_response,
 )
 from adapters.schema import PromptTokensDetails, Usage
@@ -720,3 +721,17 @@ ERROR_CASES = {
 @pytest.mark.parametrize("case", list(ERROR_CASES.values()), ids=list(ERROR_CASES))
 def test_classify_error(case: ErrorCase) -> None:
     assert classify_error(case.status, case.headers, case.body) == case.expected
+
+
+def test_decode_model_reads_only_the_model_of_any_body() -> None:
+    assert decode_model(b'{"model": "claude", "messages": [], "anything": {"else": 1}}') == "claude"
+    for body, param in (
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        (b'{"messages": []}', "model"),
+        (b'{"model": ""}', "model"),
+        (b'{"model": 7}', "model"),
+    ):
+        with pytest.raises(InvalidRequest) as refused:
+            decode_model(body)
+        assert refused.value.param == param, body
