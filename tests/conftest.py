@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,3 +95,14 @@ def start_gateway_with(loop_thread: LoopThread, tmp_path: Path) -> Iterator[Call
     yield start
     for runner in runners:
         loop_thread.run(runner.cleanup(), timeout=30)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    """Poll `condition` until it holds or `timeout` passes (for what the gateway does off the
+    request path: log lines, records); its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()

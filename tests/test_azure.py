@@ -28,7 +28,7 @@ from adapters.openai import (
     parse_response,
 )
 from adapters.schema import PromptTokensDetails, Usage
-from tests.conftest import MASTER_KEY, Gateway
+from tests.conftest import MASTER_KEY, Gateway, wait_for
 from tests.native_upstream import Answer, NativeUpstream, awkward_cuts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "azure"
@@ -392,17 +392,6 @@ def sent(native_upstream: NativeUpstream, path: str = CHAT_PATH) -> dict[str, An
 def stream_answer(name: str) -> Answer:
     body = fixture(name)
     return Answer(body, content_type=SSE, pieces=awkward_cuts(body))
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.mark.integration

@@ -4,14 +4,14 @@ and a real HTTP upstream (tests/servers.py) or the built-in mock provider behind
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import msgspec
 import openai
 import pytest
 
-from tests.conftest import MASTER_KEY, Gateway
+from tests.conftest import MASTER_KEY, Gateway, wait_for
 from tests.servers import Upstream
 
 pytestmark = pytest.mark.integration
@@ -29,15 +29,6 @@ def api(gateway: Gateway) -> Iterator[openai.OpenAI]:
 
 def async_client(gateway: Gateway) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=gateway.v1, api_key=MASTER_KEY, max_retries=0, timeout=10)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def post(gateway: Gateway, path: str, content: bytes, key: str | None = MASTER_KEY) -> httpx.Response:
