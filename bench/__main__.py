@@ -3,6 +3,9 @@
 Prints one table (stdout), writes it as JSON, and exits 1 when a request failed
 or, with --smoke, when tollway falls under the smoke gate. `--sweep` runs the
 concurrency curve (bench.sweep), `--streams` many slow streams at once (bench.streams).
+`--baseline-features F` adds tollway-base, a second tollway with features F, and reports
+what tollway's own features cost as ratios to it; `--repeat N` measures each setting N
+times over, alternating the targets, and keeps the medians.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import msgspec
 from bench import streams, sweep
 from bench.config import Features, parse_features
 from bench.procs import REPO_ROOT
-from bench.report import DIRECT, FLOOR, TOLLWAY, render_table, write_json
-from bench.run import Options, progress, run_bench, smoke_failed
+from bench.report import DIRECT, FLOOR, TOLLWAY, TOLLWAY_BASE, render_table, write_json
+from bench.run import Options, options_problem, progress, run_bench, smoke_failed
 from bench.scenario import Scenario
 
 Mode = Literal["table", "smoke", "sweep", "streams"]
@@ -59,6 +62,16 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
 def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     def parse(text: str) -> tuple[str, ...]:
         values = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -91,9 +104,10 @@ def parse_args(argv: list[str] | None) -> Invocation:
     )
     parser.add_argument(
         "--targets",
-        type=_choices((DIRECT, FLOOR, TOLLWAY)),
+        type=_choices((DIRECT, FLOOR, TOLLWAY, TOLLWAY_BASE)),
         default=(DIRECT, FLOOR, TOLLWAY),
-        help="which of direct,floor,tollway to run (default all)",
+        help="which of direct,floor,tollway to run (default all); tollway-base comes with "
+        "--baseline-features, which needs tollway",
     )
     parser.add_argument(
         "--json",
@@ -131,6 +145,19 @@ def parse_args(argv: list[str] | None) -> Invocation:
         help="tollway features on: all (default: virtual key, limits and budget, accounting), none, "
         "or a subset like keys,limits",
     )
+    parser.add_argument(
+        "--baseline-features",
+        metavar="FEATURES",
+        help="also run tollway-base, a second tollway with these features (same syntax as --features), "
+        "right after tollway at each setting; the report gives tollway's req/s and CPU per request "
+        "over tollway-base's",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        help="rounds of the targets at each setting, alternating; each cell keeps the medians (default 1)",
+    )
     parser.add_argument("--peer", action="append", default=[], help="add a peer gateway (litellm)")
     parser.add_argument(
         "--peer-python", help="interpreter that has the peer installed (e.g. venv/bin/python)"
@@ -143,18 +170,29 @@ def parse_args(argv: list[str] | None) -> Invocation:
     duration = default_duration if args.duration is None else args.duration
     if duration <= 0:
         parser.error("--duration must be positive")
+    baseline = None if args.baseline_features is None else _features(parser, args.baseline_features)
+    if chosen == "streams" and (baseline is not None or args.repeat != 1):
+        parser.error("--streams takes neither --baseline-features nor --repeat")
+    if TOLLWAY_BASE in args.targets and baseline is None:
+        parser.error("tollway-base is the second tollway of --baseline-features FEATURES: give that")
     options = Options(
         duration=duration,
         concurrency=default_levels if args.concurrency is None else args.concurrency,
         scenarios=args.scenarios,
-        targets=args.targets,
+        # tollway-base is started for baseline_features, not for its name among the targets.
+        targets=tuple(t for t in args.targets if t != TOLLWAY_BASE),
         loadgen=args.loadgen,
         smoke=args.smoke,
         chunk_delay_ms=args.chunk_delay_ms,
         peers=tuple(args.peer),
         peer_python=args.peer_python,
         features=_features(parser, args.features),
+        baseline_features=baseline,
+        repeat=args.repeat,
     )
+    problem = options_problem(options)
+    if problem is not None:
+        parser.error(problem)
     json_path = args.json if args.json is not None else RESULTS / _JSON_NAMES[chosen]
     return Invocation(chosen, options, json_path)
 

@@ -64,6 +64,15 @@ def parse_features(text: str) -> Features:
     return Features(**{name: name in names for name in Features.__struct_fields__})
 
 
+def features_text(features: Features) -> str:
+    """The --features text that parses back to `features`: all, none, or the names turned on."""
+    if features == ALL_FEATURES:
+        return "all"
+    if features == NO_FEATURES:
+        return "none"
+    return ",".join(name for name in Features.__struct_fields__ if getattr(features, name))
+
+
 def client_key(features: Features) -> str:
     return BENCH_KEY if features.keys else MASTER_KEY
 

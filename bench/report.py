@@ -8,6 +8,7 @@ and a second hop: what tollway costs beyond it is what tollway's own code costs.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -19,6 +20,9 @@ from bench.scenario import Scenario
 DIRECT: Final = "direct"
 FLOOR: Final = "floor"
 TOLLWAY: Final = "tollway"
+# A second tollway with other features (--baseline-features), measured right after tollway
+# so that what the features cost is a ratio taken within one run.
+TOLLWAY_BASE: Final = "tollway-base"
 # The upstream must outrun tollway by this much for tollway's numbers to be its own.
 HEADROOM_MIN: Final = 5.0
 # Added latency below this (ms) is timer noise: a ratio over it would be meaningless.
@@ -26,7 +30,13 @@ _MIN_ADDED_MS: Final = 0.001
 
 
 class Cell(msgspec.Struct, frozen=True):
-    """One target at one setting. Latencies in milliseconds."""
+    """One target at one setting. Latencies in milliseconds.
+
+    cpu_us_per_req is the CPU time (user + system) of the target's server process over the
+    cell, per completed request; None where it could not be read. With --repeat N the cell
+    merges N runs (see median_cell): requests, errors and duration_s are their totals, every
+    other figure the median of the runs' own.
+    """
 
     target: str
     scenario: Scenario
@@ -39,6 +49,7 @@ class Cell(msgspec.Struct, frozen=True):
     p99_ms: float
     ttfb_p50_ms: float | None = None
     loadgen: str = "own"
+    cpu_us_per_req: float | None = None
 
 
 class Ratios(msgspec.Struct, frozen=True):
@@ -67,6 +78,21 @@ class Overhead(msgspec.Struct, frozen=True):
     requests: int
 
 
+class FeatureCost(msgspec.Struct, frozen=True):
+    """tollway (with `features`) against tollway-base (with `baseline_features`) at one setting,
+    both measured in the same run: throughput_ratio = tollway req/s / tollway-base req/s (under 1:
+    the extra features cost throughput), cpu_ratio = tollway CPU per request / tollway-base's (over
+    1: they cost CPU). None where the denominator is missing or zero.
+    """
+
+    scenario: Scenario
+    concurrency: int
+    features: str
+    baseline_features: str
+    throughput_ratio: float | None
+    cpu_ratio: float | None
+
+
 class Report(msgspec.Struct):
     created: str
     loadgen: str
@@ -80,6 +106,8 @@ class Report(msgspec.Struct):
     failed_requests: int
     overhead: Overhead | None = None
     machine: str = ""
+    repeat: int = 1  # runs per cell (--repeat): cells hold their medians
+    feature_cost: list[FeatureCost] = []
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -94,6 +122,14 @@ def percentile(values: Sequence[float], q: float) -> float:
 def ratio(numerator: float, denominator: float) -> float | None:
     """numerator / denominator, or None when the denominator is not positive."""
     return numerator / denominator if denominator > 0 else None
+
+
+def cpu_per_request(cpu_s: float | None, requests: int) -> float | None:
+    """Microseconds of CPU per request, or None when either is unknown (no CPU reading, or
+    no request completed)."""
+    if cpu_s is None or requests <= 0:
+        return None
+    return round(cpu_s * 1e6 / requests, 1)
 
 
 def added_latency_ratio(direct_ms: float, floor_ms: float, gateway_ms: float) -> float | None:
@@ -137,7 +173,11 @@ def compute_ratios(cells: Sequence[Cell]) -> list[Ratios]:
 
 
 def headroom(cells: Sequence[Cell]) -> float | None:
-    """Direct throughput over tollway's at the highest non-streamed concurrency measured."""
+    """Direct throughput over tollway's at the highest non-streamed concurrency measured.
+
+    With a tollway-base, over the faster of the two: the feature cost compares them, so neither
+    may be capped by the upstream or the load generator.
+    """
     settings = [c.concurrency for c in cells if c.scenario == "nonstream" and c.target == TOLLWAY]
     if not settings:
         return None
@@ -145,7 +185,70 @@ def headroom(cells: Sequence[Cell]) -> float | None:
     rps = {c.target: c.rps for c in cells if c.scenario == "nonstream" and c.concurrency == top}
     if DIRECT not in rps:
         return None
-    return ratio(rps[DIRECT], rps[TOLLWAY])
+    return ratio(rps[DIRECT], max(rps.get(TOLLWAY_BASE, 0.0), rps[TOLLWAY]))
+
+
+def headroom_of(cells: Sequence[Cell]) -> str:
+    """Whose req/s headroom() divides by, for the lines that show it."""
+    return "the faster tollway's" if any(c.target == TOLLWAY_BASE for c in cells) else "tollway's"
+
+
+def _median(values: Sequence[float | None], digits: int) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), digits) if present else None
+
+
+def median_cell(runs: Sequence[Cell]) -> Cell:
+    """Several runs of one target at one setting as one cell: requests, errors and duration_s
+    their totals; req/s, latencies and CPU per request the medians of the runs' own (of the runs
+    that have one). Medians, not means, so that one run hit by a noisy neighbour does not move
+    the figure.
+
+    Raises ValueError when given no runs.
+    """
+    if not runs:
+        raise ValueError("no runs to merge")
+    if len(runs) == 1:
+        return runs[0]
+    return msgspec.structs.replace(
+        runs[0],
+        requests=sum(c.requests for c in runs),
+        errors=sum(c.errors for c in runs),
+        duration_s=round(sum(c.duration_s for c in runs), 3),
+        rps=round(statistics.median(c.rps for c in runs), 1),
+        p50_ms=_median([c.p50_ms for c in runs], 4),
+        p99_ms=_median([c.p99_ms for c in runs], 4),
+        ttfb_p50_ms=_median([c.ttfb_p50_ms for c in runs], 4),
+        cpu_us_per_req=_median([c.cpu_us_per_req for c in runs], 1),
+    )
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def compute_feature_costs(cells: Sequence[Cell], features: str, baseline_features: str) -> list[FeatureCost]:
+    """tollway against tollway-base at every setting where both ran, in the order measured."""
+    by_key = {(c.target, c.scenario, c.concurrency): c for c in cells}
+    out: list[FeatureCost] = []
+    for cell in cells:
+        base = by_key.get((TOLLWAY_BASE, cell.scenario, cell.concurrency))
+        if cell.target != TOLLWAY or base is None:
+            continue
+        cpu = None
+        if cell.cpu_us_per_req is not None and base.cpu_us_per_req is not None:
+            cpu = ratio(cell.cpu_us_per_req, base.cpu_us_per_req)
+        out.append(
+            FeatureCost(
+                scenario=cell.scenario,
+                concurrency=cell.concurrency,
+                features=features,
+                baseline_features=baseline_features,
+                throughput_ratio=_round(ratio(cell.rps, base.rps)),
+                cpu_ratio=_round(cpu),
+            )
+        )
+    return out
 
 
 def overhead_of(
@@ -187,6 +290,7 @@ _COLUMNS: Final = (
     ("conc", ">"),
     ("target", "<"),
     ("req/s", ">"),
+    ("cpu µs/req", ">"),
     ("p50 ms", ">"),
     ("p99 ms", ">"),
     ("ttfb p50", ">"),
@@ -195,6 +299,40 @@ _COLUMNS: Final = (
     ("+p50/floor", ">"),
     ("ttfb/floor", ">"),
 )
+
+
+def _layout(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Header, rule and one line per row; each column as wide as its widest value."""
+    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, (name, _) in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            f"{v:{align}{w}}" for v, (_, align), w in zip(values, columns, widths, strict=True)
+        ).rstrip()
+
+    return [line([name for name, _ in columns]), line(["-" * w for w in widths]), *map(line, rows)]
+
+
+_COST_COLUMNS: Final = (("scenario", "<"), ("conc", ">"), ("tput ratio", ">"), ("cpu/req ratio", ">"))
+
+
+def feature_cost_lines(report: Report) -> list[str]:
+    """What tollway's features cost over tollway-base's, a row per setting; [] without a baseline."""
+    if not report.feature_cost:
+        return []
+    first = report.feature_cost[0]
+    runs = f"medians of {report.repeat} runs each" if report.repeat > 1 else "one run each"
+    rows = [
+        (f.scenario, str(f.concurrency), _fmt(f.throughput_ratio, 3), _fmt(f.cpu_ratio, 3))
+        for f in report.feature_cost
+    ]
+    return [
+        f"feature cost: tollway (features {first.features}) vs tollway-base "
+        f"(features {first.baseline_features}), {runs}",
+        *_layout(_COST_COLUMNS, rows),
+        "tput ratio = tollway req/s / tollway-base req/s (under 1: the features cost throughput); "
+        "cpu/req ratio = tollway cpu µs/req / tollway-base's (over 1: they cost CPU)",
+    ]
 
 
 def render_table(report: Report) -> str:
@@ -209,6 +347,7 @@ def render_table(report: Report) -> str:
                 str(c.concurrency),
                 c.target,
                 f"{c.rps:.0f}",
+                _fmt(c.cpu_us_per_req, 0),
                 f"{c.p50_ms:.3f}",
                 f"{c.p99_ms:.3f}",
                 _fmt(c.ttfb_p50_ms, 3),
@@ -218,28 +357,23 @@ def render_table(report: Report) -> str:
                 _fmt(r.ttfb if r else None),
             )
         )
-    widths = [
-        max(len(name), *(len(row[i]) for row in rows)) if rows else len(name)
-        for i, (name, _) in enumerate(_COLUMNS)
-    ]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            f"{v:{align}{w}}" for v, (_, align), w in zip(values, _COLUMNS, widths, strict=True)
-        ).rstrip()
-
-    out = [line([name for name, _ in _COLUMNS]), line(["-" * w for w in widths])]
+    laid_out = _layout(_COLUMNS, rows)
+    out = laid_out[:2]
     previous: tuple[str, str] | None = None
-    for row in rows:
+    for row, text in zip(rows, laid_out[2:], strict=True):
         if previous is not None and row[:2] != previous:
             out.append("")
         previous = (row[0], row[1])
-        out.append(line(row))
+        out.append(text)
     out.append("")
     out.append(
         "tput/floor = req/s over the floor's; +p50/floor = (p50 - direct p50) / (floor p50 - direct p50); "
-        "ttfb = time to first streamed chunk (own loadgen)"
+        "ttfb = time to first streamed chunk (own loadgen); cpu µs/req = CPU time (user + system) of "
+        "the target's server process per completed request (direct: the mock upstream's)"
     )
+    cost = feature_cost_lines(report)
+    if cost:
+        out += ["", *cost, ""]
     if report.peak_rss_mib:
         out.append(
             "peak RSS (VmHWM): " + ", ".join(f"{k} {v:.1f} MiB" for k, v in report.peak_rss_mib.items())
@@ -252,12 +386,13 @@ def render_table(report: Report) -> str:
         )
         out.append(
             f"headroom: mock upstream + {report.loadgen} load generator reached {report.headroom:.1f}x"
-            f" tollway's req/s (non-streamed, top concurrency): {verdict}"
+            f" {headroom_of(report.cells)} req/s (non-streamed, top concurrency): {verdict}"
         )
     line_overhead = overhead_line(report.overhead)
     if line_overhead is not None:
         out.append(line_overhead)
-    out.append(f"load generator: {report.loadgen}; {report.duration_s:g} s per cell")
+    runs = f", median of {report.repeat} runs each" if report.repeat > 1 else ""
+    out.append(f"load generator: {report.loadgen}; {report.duration_s:g} s per cell{runs}")
     if report.machine:
         out.append(f"machine: {report.machine}")
     out.extend(f"WARNING: {w}" for w in report.warnings)

@@ -1,9 +1,11 @@
 """One bench run: start the servers, warm them up, measure every cell, stop them.
 
-The servers are the mock upstream, the floor (bench.forwarder), tollway and any
-peer, each in its own process on a free port of 127.0.0.1. Targets are measured
-interleaved at each setting so that drift (CPU frequency, a noisy neighbour) hits
-them alike.
+The servers are the mock upstream, the floor (bench.forwarder), tollway, with
+--baseline-features a second tollway (tollway-base), and any peer, each in its own
+process on a free port of 127.0.0.1. Targets are measured interleaved at each
+setting so that drift (CPU frequency, a noisy neighbour) hits them alike; with
+--repeat N the round of targets runs N times at each setting and each cell keeps
+the medians.
 """
 
 from __future__ import annotations
@@ -11,19 +13,21 @@ from __future__ import annotations
 import importlib.util
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeAlias
 
 import msgspec
 import uvloop
 
 from bench import machine, peer, report, wrk
-from bench.config import Features, bench_config, client_key
+from bench.config import Features, bench_config, client_key, features_text
 from bench.loadgen import LoadResult, build_request, run_load
-from bench.procs import Child, Children, free_port, peak_rss_bytes, raise_fd_limit
-from bench.report import DIRECT, FLOOR, HEADROOM_MIN, TOLLWAY, Cell, Overhead, Report
+from bench.procs import Child, Children, cpu_seconds, free_port, peak_rss_bytes, raise_fd_limit
+from bench.report import DIRECT, FLOOR, HEADROOM_MIN, TOLLWAY, TOLLWAY_BASE, Cell, Overhead, Report
 from bench.scenario import (
     CHAT_PATH,
     GATEWAY_MODEL,
@@ -41,6 +45,9 @@ SMOKE_MIN_THROUGHPUT: Final = 0.3
 # The overhead probe: seconds per target, non-streamed at concurrency 1.
 OVERHEAD_PROBE_S: Final = 3.0
 _MIB: Final = 1024 * 1024
+# Seconds between the end of a cell's load and its second CPU reading: longer than tollway's
+# accounting flush interval (0.2 s), so the batch the cell's last requests queued is counted.
+CPU_SETTLE_S: Final = 0.5
 
 
 class Options(msgspec.Struct, frozen=True):
@@ -57,6 +64,9 @@ class Options(msgspec.Struct, frozen=True):
     # Compare tollway's x-tollway-overhead-ms with tollway - direct at c=1 (not in smoke).
     overhead_probe: bool = True
     features: Features = Features()
+    # Features of tollway-base, a second tollway measured right after tollway; None: no such target.
+    baseline_features: Features | None = None
+    repeat: int = 1  # rounds of the targets at each setting; cells keep the medians
 
     def settings(self) -> list[tuple[Scenario, int]]:
         if self.smoke:
@@ -65,6 +75,15 @@ class Options(msgspec.Struct, frozen=True):
 
     def cell_duration(self) -> float:
         return SMOKE_DURATION_S if self.smoke else self.duration
+
+
+def options_problem(options: Options) -> str | None:
+    """Why `options` cannot be run, in the command line's terms; None when they can."""
+    if options.baseline_features is not None and TOLLWAY not in options.targets:
+        return "--baseline-features compares tollway with a second one: it needs tollway among --targets"
+    if options.repeat < 1:
+        return "--repeat must be at least 1"
+    return None
 
 
 def progress(message: str) -> None:
@@ -151,6 +170,33 @@ class Servers:
         self.measured: dict[str, Child] = {}
         self.pids: dict[str, int] = {}
 
+    def pid_of(self, target: Target) -> int | None:
+        """The process serving `target`: the mock upstream itself for direct."""
+        return self.pids.get("upstream" if target.name == DIRECT else target.name)
+
+
+def start_tollway(
+    name: str, features: Features, children: Children, work_dir: Path, upstream_port: int
+) -> tuple[Target, Child]:
+    """A tollway in front of the upstream, ready, under the target name `name`.
+
+    Its config, request log, SQLite store and spool go to work_dir/name, so that two tollways
+    share no file. (Both do share TOLLWAY_BENCH_DATABASE_URL's database when it is set.)
+    Raises RuntimeError when it does not come up.
+    """
+    own_dir = work_dir / name
+    own_dir.mkdir()
+    port = free_port()
+    config_path = own_dir / "tollway.yaml"
+    config_path.write_text(
+        bench_config(port, upstream_port, str(own_dir / "requests.log"), features, str(own_dir))
+    )
+    child = children.start_module(
+        name, "gateway.cli", "serve", "--config", str(config_path), "--port", str(port)
+    )
+    child.wait_ready(port, "/health/ready", READY_TIMEOUT_S)
+    return Target(name, port, client_key(features), GATEWAY_MODEL), child
+
 
 def start_servers(options: Options, children: Children, work_dir: Path, warnings: list[str]) -> Servers:
     """Start the upstream and every target in `options`, each ready before the next starts.
@@ -188,18 +234,13 @@ def start_servers(options: Options, children: Children, work_dir: Path, warnings
         servers.targets.append(Target(FLOOR, floor_port, UPSTREAM_KEY, UPSTREAM_MODEL))
         servers.measured[FLOOR] = floor
 
-    if TOLLWAY in options.targets:
-        port = free_port()
-        config_path = work_dir / "tollway.yaml"
-        config_path.write_text(
-            bench_config(port, upstream_port, str(work_dir / "requests.log"), options.features, str(work_dir))
-        )
-        tollway = children.start_module(
-            "tollway", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port)
-        )
-        tollway.wait_ready(port, "/health/ready", READY_TIMEOUT_S)
-        servers.targets.append(Target(TOLLWAY, port, client_key(options.features), GATEWAY_MODEL))
-        servers.measured[TOLLWAY] = tollway
+    gateways = {TOLLWAY: options.features} if TOLLWAY in options.targets else {}
+    if gateways and options.baseline_features is not None:
+        gateways[TOLLWAY_BASE] = options.baseline_features
+    for name, features in gateways.items():
+        target, child = start_tollway(name, features, children, work_dir, upstream_port)
+        servers.targets.append(target)
+        servers.measured[name] = child
 
     for name in options.peers:
         if name != "litellm":
@@ -268,30 +309,61 @@ def _warm_up(options: Options, targets: list[Target]) -> int:
     return errors
 
 
-def _measure_all(options: Options, targets: list[Target], work_dir: Path, loadgen: str) -> list[Cell]:
-    cells: list[Cell] = []
+def measure_with_cpu(measure: Callable[[], Cell], pid: int | None, settle_s: float = CPU_SETTLE_S) -> Cell:
+    """measure()'s cell with the CPU time the server `pid` spent meanwhile, per completed request.
+
+    The second reading waits `settle_s` after the load stops, for work the cell's requests left
+    behind (tollway's accounting writes its batches every 0.2 s). The load generator is another
+    process (wrk) or this one, so none of its CPU is counted; an idle server spends next to none.
+    """
+    before = None if pid is None else cpu_seconds(pid)
+    cell = measure()
+    if pid is not None:
+        time.sleep(settle_s)
+    after = None if pid is None else cpu_seconds(pid)
+    spent = None if before is None or after is None else after - before
+    return msgspec.structs.replace(cell, cpu_us_per_req=report.cpu_per_request(spent, cell.requests))
+
+
+Measure: TypeAlias = Callable[[Target, Scenario, int, int | None], Cell]
+
+
+def _measurer(loadgen: str, duration: float, work_dir: Path) -> Measure:
+    """measure(target, scenario, concurrency, server pid): one cell with the chosen load generator."""
+
+    def one(target: Target, scenario: Scenario, concurrency: int) -> Cell:
+        if loadgen == "wrk":
+            return measure_wrk(target, scenario, concurrency, duration, work_dir)
+        return measure_own(target, scenario, concurrency, duration)
+
+    def measure(target: Target, scenario: Scenario, concurrency: int, pid: int | None) -> Cell:
+        cell = measure_with_cpu(partial(one, target, scenario, concurrency), pid)
+        if loadgen == "wrk" and scenario == "stream" and concurrency == 1:
+            # wrk cannot see the first chunk: time it with our own generator at c=1 (after the
+            # CPU reading, which is the cell's alone).
+            probe = measure_own(target, "stream", 1, min(duration, 2.0))
+            cell = msgspec.structs.replace(
+                cell, ttfb_p50_ms=probe.ttfb_p50_ms, errors=cell.errors + probe.errors
+            )
+        return cell
+
+    return measure
+
+
+def _measure_all(options: Options, servers: Servers, work_dir: Path, loadgen: str) -> list[Cell]:
+    """Every setting in turn; at each, `repeat` rounds of every target; a median cell per target."""
     duration = options.cell_duration()
-    measure: Callable[[Target, Scenario, int], Cell]
-    if loadgen == "wrk":
-
-        def measure(t: Target, s: Scenario, c: int) -> Cell:
-            return measure_wrk(t, s, c, duration, work_dir)
-    else:
-
-        def measure(t: Target, s: Scenario, c: int) -> Cell:
-            return measure_own(t, s, c, duration)
-
+    measure = _measurer(loadgen, duration, work_dir)
+    cells: list[Cell] = []
     for scenario, concurrency in options.settings():
-        for target in targets:
-            progress(f"measuring {target.name:8} {scenario:9} c={concurrency} for {duration:g}s ({loadgen})")
-            cell = measure(target, scenario, concurrency)
-            if loadgen == "wrk" and scenario == "stream" and concurrency == 1:
-                # wrk cannot see the first chunk: time it with our own generator at c=1.
-                probe = measure_own(target, "stream", 1, min(duration, 2.0))
-                cell = msgspec.structs.replace(
-                    cell, ttfb_p50_ms=probe.ttfb_p50_ms, errors=cell.errors + probe.errors
-                )
-            cells.append(cell)
+        runs: dict[str, list[Cell]] = {t.name: [] for t in servers.targets}
+        for round_number in range(1, options.repeat + 1):
+            of = f", run {round_number}/{options.repeat}" if options.repeat > 1 else ""
+            for target in servers.targets:
+                setting = f"{scenario:9} c={concurrency} for {duration:g}s"
+                progress(f"measuring {target.name:12} {setting} ({loadgen}{of})")
+                runs[target.name].append(measure(target, scenario, concurrency, servers.pid_of(target)))
+        cells += [report.median_cell(each) for each in runs.values()]
     return cells
 
 
@@ -300,7 +372,8 @@ def _check(options: Options, cells: list[Cell], ratios: list[report.Ratios], war
     room = report.headroom(cells)
     if room is not None and room < HEADROOM_MIN:
         warnings.append(
-            f"the upstream reached only {room:.1f}x tollway's throughput (want >= {HEADROOM_MIN:.0f}x): "
+            f"the upstream reached only {room:.1f}x {report.headroom_of(cells)} throughput "
+            f"(want >= {HEADROOM_MIN:.0f}x): "
             "the upstream or the load generator may be limiting tollway's numbers"
         )
     if warm_errors:
@@ -331,8 +404,11 @@ def smoke_failed(result: Report) -> bool:
 def run_bench(options: Options) -> Report:
     """Start everything, measure, stop everything (also on error); return the report.
 
-    Raises RuntimeError when a server does not come up.
+    Raises RuntimeError when a server does not come up or `options` cannot be run.
     """
+    problem = options_problem(options)
+    if problem is not None:
+        raise RuntimeError(problem)
     loadgen = options.loadgen
     if loadgen == "wrk" and wrk.wrk_path() is None:
         progress("wrk is not installed: using the bench's own load generator")
@@ -350,7 +426,7 @@ def run_bench(options: Options) -> Report:
         servers = start_servers(options, children, work_dir, warnings)
         progress(servers_line(servers))
         warm_errors = _warm_up(options, servers.targets)
-        cells = _measure_all(options, servers.targets, work_dir, loadgen)
+        cells = _measure_all(options, servers, work_dir, loadgen)
         settings = options.settings()
         if options.overhead_probe and not options.smoke and ("nonstream", 1) in settings:
             overhead, probe_errors = probe_overhead(servers.targets)
@@ -374,4 +450,14 @@ def run_bench(options: Options) -> Report:
         failed_requests=warm_errors + sum(c.errors for c in cells),
         overhead=overhead,
         machine=about,
+        repeat=options.repeat,
+        feature_cost=_feature_costs(options, cells),
+    )
+
+
+def _feature_costs(options: Options, cells: list[Cell]) -> list[report.FeatureCost]:
+    if options.baseline_features is None:
+        return []
+    return report.compute_feature_costs(
+        cells, features_text(options.features), features_text(options.baseline_features)
     )

@@ -155,11 +155,12 @@ def _measure(
     target: Target, level: int, duration: float, servers: Servers, warnings: list[str], cold: bool = False
 ) -> tuple[StreamCell, int]:
     """One cell: `level` streams for `duration` s (0: one round each); the cell and its failures."""
-    pid = servers.pids.get("upstream" if target.name == DIRECT else target.name)
+    pid = servers.pid_of(target)
     upstream_late_ms(servers.upstream_port)  # start the upstream's count over
-    cpu_before = cpu_seconds(pid) if pid is not None else 0.0
+    cpu_before = cpu_seconds(pid) if pid is not None else None
     result = _drive(target, level, duration, 1 if duration == 0 else None)
-    cpu = cpu_seconds(pid) - cpu_before if pid is not None else None
+    cpu_after = cpu_seconds(pid) if pid is not None else None
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     if result.errors:
         warnings.append(
             f"{result.errors} streams failed: {target.name} at {level}{' (cold)' if cold else ''}, "

@@ -145,6 +145,9 @@ def render_sweep(result: SweepReport) -> str:
         "+p50/floor = tollway's added p50 over the floor's. Past the knee, latency is queueing: "
         "concurrency / req/s.",
     ]
+    cost = report.feature_cost_lines(bench)
+    if cost:
+        out += ["", *cost, ""]
     overhead = report.overhead_line(bench.overhead)
     if overhead is not None:
         out.append(overhead)
@@ -154,10 +157,12 @@ def render_sweep(result: SweepReport) -> str:
         )
     if bench.headroom is not None:
         out.append(
-            f"headroom: direct reached {bench.headroom:.1f}x tollway's req/s at the top step"
+            f"headroom: direct reached {bench.headroom:.1f}x {report.headroom_of(bench.cells)} req/s"
+            " at the top step"
             + ("" if bench.headroom >= report.HEADROOM_MIN else f" (LOW, want >= {report.HEADROOM_MIN:g}x)")
         )
-    out.append(f"load generator: {bench.loadgen}; {bench.duration_s:g} s per cell")
+    runs = f", median of {bench.repeat} runs each" if bench.repeat > 1 else ""
+    out.append(f"load generator: {bench.loadgen}; {bench.duration_s:g} s per cell{runs}")
     if bench.machine:
         out.append(f"machine: {bench.machine}")
     out.extend(f"WARNING: {w}" for w in bench.warnings)

@@ -1,7 +1,8 @@
 """The bench's own parts: mock upstream, floor, load generator, wrk glue, report math.
 
 Nothing here imports gateway/: the bench must be testable before and apart from it.
-Servers run in-process on port 0 of 127.0.0.1.
+Servers run in-process on port 0 of 127.0.0.1; the one end-to-end run starts tollway as
+a process, as `python -m bench` does.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from bench.__main__ import parse_args
 from bench.forwarder import start_forwarder
 from bench.http1 import FramingError, chunk, parse_chunked
 from bench.loadgen import ResponseParser, build_request, run_load
-from bench.procs import Children, http_get, peak_rss_bytes, process_tree, raise_fd_limit
+from bench.procs import Children, cpu_seconds, http_get, peak_rss_bytes, process_tree, raise_fd_limit
 from bench.report import Cell, Ratios, Report
-from bench.run import SMOKE_SETTINGS, Options, smoke_failed
+from bench.run import SMOKE_SETTINGS, Options, measure_with_cpu, run_bench, smoke_failed
 from bench.scenario import CHAT_PATH, chat_body
 from bench.streamload import StreamLoadResult
 from bench.upstream import CONTENT_PIECES, MODEL, start_upstream, stream_events
@@ -713,3 +714,163 @@ def test_streams_cells_and_table(tmp_path: Path) -> None:
     path = tmp_path / "streams.json"
     streams.write_json(result, path)
     assert msgspec.json.decode(path.read_bytes(), type=streams.StreamReport) == result
+
+
+# ---- CPU per request, tollway-base and the feature cost, --repeat --------------------------------
+
+
+def _burn(seconds: float) -> None:
+    deadline = time.process_time() + seconds
+    while time.process_time() < deadline:
+        pass
+
+
+def test_cpu_seconds_of_this_process_grows_with_work() -> None:
+    before = cpu_seconds(os.getpid())
+    assert before is not None and before > 0
+    _burn(0.1)
+    after = cpu_seconds(os.getpid())
+    assert after is not None and after - before >= 0.05  # ticks are 10 ms
+    assert cpu_seconds(2**22 + 12345) is None  # no such process
+
+
+def test_measure_with_cpu_counts_the_server_per_request() -> None:
+    def measure() -> Cell:
+        _burn(0.1)  # this process stands in for the server
+        return _cell("tollway", "nonstream", 1, 100, 1.0)
+
+    cell = measure_with_cpu(measure, os.getpid(), settle_s=0.0)
+    assert cell.cpu_us_per_req is not None and 500 <= cell.cpu_us_per_req <= 5000  # ~0.1 s / 100
+    assert measure_with_cpu(measure, None).cpu_us_per_req is None
+    assert report.cpu_per_request(0.5, 1000) == 500.0
+    assert report.cpu_per_request(0.5, 0) is None
+    assert report.cpu_per_request(None, 1000) is None
+
+
+def _with_cpu(cell: Cell, cpu_us: float | None, **changes: object) -> Cell:
+    return msgspec.structs.replace(cell, cpu_us_per_req=cpu_us, **changes)
+
+
+def test_median_cell_sums_counts_and_takes_medians() -> None:
+    runs = [
+        _with_cpu(_cell("tollway", "stream", 1, 900, 1.0, 0.5), 800.0, errors=1),
+        _with_cpu(_cell("tollway", "stream", 1, 1000, 3.0, 0.7), None),
+        _with_cpu(_cell("tollway", "stream", 1, 1200, 2.0, 0.6), 700.0),
+    ]
+    merged = report.median_cell(runs)
+    assert (merged.requests, merged.errors, merged.duration_s) == (3100, 1, 3.0)
+    assert (merged.rps, merged.p50_ms, merged.p99_ms, merged.ttfb_p50_ms) == (1000, 2.0, 4.0, 0.6)
+    assert merged.cpu_us_per_req == 750.0  # of the runs that have one
+    assert report.median_cell(runs[:1]) is runs[0]
+    with pytest.raises(ValueError):
+        report.median_cell([])
+
+
+BASE_CELLS = [
+    _with_cpu(_cell("direct", "nonstream", 32, 20000, 0.2), 40.0),
+    _with_cpu(_cell("tollway", "nonstream", 32, 900, 2.2), 1100.0),
+    _with_cpu(_cell("tollway-base", "nonstream", 32, 1000, 2.0), 1000.0),
+    _with_cpu(_cell("tollway", "stream", 1, 500, 1.0), None),
+    _with_cpu(_cell("tollway-base", "stream", 1, 0, 1.0), 900.0),
+]
+
+
+def test_feature_cost_and_headroom_with_a_baseline() -> None:
+    costs = report.compute_feature_costs(BASE_CELLS, "all", "keys,limits")
+    assert [(c.scenario, c.concurrency) for c in costs] == [("nonstream", 32), ("stream", 1)]
+    nonstream, stream = costs
+    assert (nonstream.features, nonstream.baseline_features) == ("all", "keys,limits")
+    assert (nonstream.throughput_ratio, nonstream.cpu_ratio) == (0.9, 1.1)
+    assert (stream.throughput_ratio, stream.cpu_ratio) == (None, None)  # no base req/s, no tollway CPU
+    assert report.compute_feature_costs(CELLS, "all", "none") == []
+    # Over the faster of the two tollways: neither may be capped by the upstream.
+    assert report.headroom(BASE_CELLS) == 20.0
+    assert report.headroom_of(BASE_CELLS) == "the faster tollway's"
+    assert report.headroom_of(CELLS) == "tollway's"
+
+
+def test_table_shows_cpu_per_request_and_the_feature_cost(tmp_path: Path) -> None:
+    costs = report.compute_feature_costs(BASE_CELLS, "all", "keys,limits")
+    result = _report(cells=BASE_CELLS, ratios=[], headroom=None, feature_cost=costs, repeat=3)
+    lines = report.render_table(result).splitlines()
+    assert "cpu µs/req" in lines[0].split("  ")
+    base_row = next(line for line in lines if line.startswith("nonstream") and "tollway-base" in line)
+    assert base_row.split()[3:5] == ["1000", "1000"]  # req/s, cpu µs/req
+    stream_row = next(line for line in lines if line.startswith("stream") and " tollway " in line)
+    assert stream_row.split()[3:5] == ["500", "-"]
+    at = lines.index(
+        "feature cost: tollway (features all) vs tollway-base (features keys,limits), medians of 3 runs each"
+    )
+    assert lines[at + 1].split() == ["scenario", "conc", "tput", "ratio", "cpu/req", "ratio"]
+    assert lines[at + 3].split() == ["nonstream", "32", "0.900", "1.100"]
+    assert lines[at + 4].split() == ["stream", "1", "-", "-"]
+    assert lines[-1].endswith("median of 3 runs each")
+    assert "feature cost" not in report.render_table(_report())
+    path = tmp_path / "latest.json"
+    report.write_json(result, path)
+    assert report.read_json(path) == result
+    raw = msgspec.json.decode(path.read_bytes())
+    assert raw["feature_cost"][0]["cpu_ratio"] == 1.1
+    assert raw["cells"][1]["cpu_us_per_req"] == 1100.0
+    sweep_table = sweep.render_sweep(sweep.SweepReport(rows=sweep.sweep_rows(BASE_CELLS), bench=result))
+    assert "feature cost: tollway (features all)" in sweep_table
+
+
+def test_features_text_parses_back() -> None:
+    for text in ("all", "none", "keys,limits", "keys,accounting,cache", "guardrails"):
+        assert config.features_text(config.parse_features(text)) == text
+    assert config.features_text(config.parse_features("limits,keys")) == "keys,limits"
+
+
+def test_baseline_and_repeat_options() -> None:
+    assert (Options().baseline_features, Options().repeat) == (None, 1)
+    run = parse_args(["--targets", "tollway", "--baseline-features", "keys,limits", "--repeat", "3"])
+    assert run.options.baseline_features == config.parse_features("keys,limits")
+    assert (run.options.targets, run.options.repeat) == (("tollway",), 3)
+    # Naming tollway-base among the targets is allowed, and redundant.
+    named = parse_args(["--targets", "floor,tollway,tollway-base", "--baseline-features", "none"])
+    assert named.options.targets == ("floor", "tollway")
+    assert named.options.baseline_features == config.NO_FEATURES
+    assert parse_args(["--sweep", "--baseline-features", "none"]).options.baseline_features is not None
+    for bad in (
+        ["--targets", "direct,floor", "--baseline-features", "none"],  # nothing to compare it with
+        ["--targets", "tollway,tollway-base"],  # tollway-base without its features
+        ["--baseline-features", "keys,speed"],
+        ["--repeat", "0"],
+        ["--repeat", "two"],
+        ["--streams", "--baseline-features", "none"],
+        ["--streams", "--repeat", "2"],
+    ):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+    with pytest.raises(RuntimeError, match="needs tollway"):
+        run_bench(Options(targets=("direct",), baseline_features=config.NO_FEATURES))
+
+
+@pytest.mark.integration
+def test_bench_runs_tollway_against_its_baseline(tmp_path: Path) -> None:
+    """End to end (~10 s): two tollways, each with its own files, key and CPU figures."""
+    invocation = parse_args(
+        [
+            "--targets",
+            "tollway",
+            "--baseline-features",
+            "none",
+            "--scenarios",
+            "nonstream",
+            "--concurrency",
+            "4",
+            "--duration",
+            "0.5",
+            "--loadgen",
+            "own",
+        ]
+    )
+    result = run_bench(invocation.options)
+    assert result.failed_requests == 0, result.warnings
+    assert [c.target for c in result.cells] == ["tollway", "tollway-base"]
+    assert all(c.cpu_us_per_req is not None and c.cpu_us_per_req > 0 for c in result.cells)
+    (cost,) = result.feature_cost
+    assert (cost.features, cost.baseline_features) == ("all", "none")
+    assert cost.throughput_ratio is not None and cost.cpu_ratio is not None
+    assert set(result.peak_rss_mib) == {"tollway", "tollway-base"}
