@@ -29,14 +29,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
 from gateway.metrics import Metrics
 from gateway.records import AuditRecord, decode_record, encode_record
 from gateway.spool import Segment, Spool, SpoolFull, fsync, read_segment
-from gateway.store import Store, StoreUnavailable
+from gateway.store import StoreUnavailable
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
@@ -44,12 +44,22 @@ log = logging.getLogger("tollway")
 REJECTED_FILE: Final = "rejected.jsonl"
 
 
+class AuditWriter(Protocol):
+    """What the accountant needs of the store: a Store, or a WriterProcess in front of one."""
+
+    async def migrate(self) -> int: ...
+
+    async def write_records(self, records: Sequence[AuditRecord]) -> int: ...
+
+    async def prune_records(self, before: datetime) -> int: ...
+
+
 class Accountant:
     """Queues audit records and writes them to the store in the background; see the module doc."""
 
     def __init__(
         self,
-        store: Store,
+        store: AuditWriter,
         spool_dir: str | Path,
         metrics: Metrics,
         *,

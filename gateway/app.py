@@ -28,6 +28,7 @@ from gateway.metrics import Metrics
 from gateway.reports import add_report_routes
 from gateway.runtime import Holder, Shared, build_runtime, close_within
 from gateway.store import open_store
+from gateway.writer_process import WriterProcess, audit_writer
 
 HOLDER: Final = web.AppKey("holder", Holder)
 SHARED: Final = web.AppKey("shared", Shared)
@@ -128,9 +129,10 @@ def build_app(config: Config) -> web.Application:
     admin = AdminApi(ring, store, sync, storage.redis_url)
     admin.add_routes(app.router)
 
+    writer = audit_writer(store, storage.database_url) if store is not None and storage.database_url else None
     accountant = (
-        Accountant(store, storage.spool_dir, metrics, retention_days=storage.retention_days)
-        if store is not None
+        Accountant(writer, storage.spool_dir, metrics, retention_days=storage.retention_days)
+        if writer is not None
         else None
     )
     if store is not None:
@@ -176,6 +178,8 @@ def build_app(config: Config) -> web.Application:
             # Not bounded: the accountant spools what the store does not take, with its own
             # timeouts, and cutting it short could lose records.
             await accountant.aclose()
+        if isinstance(writer, WriterProcess):
+            await close_within(writer.close)
         if store is not None:
             await close_within(store.close)
         await close_within(alerter.aclose)
