@@ -263,9 +263,11 @@ class Dispatcher:
                 quota.release()
             elapsed = time.perf_counter() - started
             record.ms = round(elapsed * 1000.0, 3)
-            # Upstream time (with the few microseconds of parsing an answer): the gateway's
-            # overhead is what is left. Hedged calls overlap, so overhead is then a lower bound.
-            ctx.upstream_s += elapsed
+            # Time waiting on the provider, from the request going out to the last bytes in (the
+            # whole call when the transport cannot tell): the gateway's overhead is what is left.
+            # Hedged calls overlap, so overhead is then a lower bound.
+            waited = upstream.waited_s() if upstream is not None else None
+            ctx.upstream_s += elapsed if waited is None else min(waited, elapsed)
             self._settle(call, record, upstream, outcome, elapsed)
 
     def _settle(

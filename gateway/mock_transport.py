@@ -74,6 +74,9 @@ class MockResponse:
     def close(self) -> None:
         self._frames = None
 
+    def waited_s(self) -> float | None:
+        return None  # in process: the whole call is the "provider's" time
+
 
 class MockTransport:
     """Serves /chat/completions and /embeddings of a `kind: mock` provider in process."""

@@ -10,12 +10,16 @@ SigningTransport that signs each request (AWS) before the HTTP transport sends i
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import aiohttp
 import msgspec
 import yarl
+from aiohttp.client_proto import ResponseHandler
 
 from adapters.base import UpstreamRequest
 from gateway.config import Timeouts
@@ -43,6 +47,11 @@ class UpstreamResponse(Protocol):
     def chunks(self) -> AsyncIterator[bytes]: ...
 
     def close(self) -> None: ...
+
+    def waited_s(self) -> float | None:
+        """Seconds from the request going out to the last bytes received so far: the time spent
+        waiting on the provider, without the gateway's own work around it (None: unknown)."""
+        ...
 
 
 class Transport(Protocol):
@@ -76,15 +85,62 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+class WireTimes:
+    """When one request went out and when bytes of its answer last came in (perf_counter)."""
+
+    __slots__ = ("received", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0.0
+        self.received = 0.0
+
+    def waited(self) -> float | None:
+        return self.received - self.sent if self.sent and self.received else None
+
+
+# The WireTimes of the request being sent; set by HttpTransport.send, read by the protocol when
+# aiohttp hands it the request (within the same task, so within the same context).
+_sending: Final[contextvars.ContextVar[WireTimes | None]] = contextvars.ContextVar("tollway_sending")
+
+
+class TimedResponseHandler(ResponseHandler):
+    """aiohttp's client protocol, stamping the wire times of each request on its connection.
+
+    The gateway's overhead is its time less the time waiting on the provider. Timed around the
+    whole aiohttp call, that wait also held aiohttp's client work (building the request, taking
+    a pooled connection, parsing the answer), most of what a request costs at low load. Stamped
+    here, it is only the provider's time and the network's: one clock read per socket read.
+    """
+
+    times: WireTimes | None = None
+
+    def set_response_params(self, *args: Any, **kwargs: Any) -> None:
+        # aiohttp calls this on the task sending the request, just before writing it.
+        times = self.times = _sending.get(None)
+        if times is not None:
+            times.sent = time.perf_counter()
+        super().set_response_params(*args, **kwargs)
+
+    def data_received(self, data: bytes) -> None:
+        times = self.times
+        if times is not None:
+            times.received = time.perf_counter()
+        super().data_received(data)
+
+
 class HttpResponse:
     """An aiohttp response, with its network exceptions mapped."""
 
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ("_response", "_times", "headers", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, times: WireTimes | None = None) -> None:
         self._response = response
+        self._times = times
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
+
+    def waited_s(self) -> float | None:
+        return None if self._times is None else self._times.waited()
 
     async def read(self) -> bytes:
         try:
@@ -128,6 +184,10 @@ class HttpTransport:
 
     def __init__(self, headers: Mapping[str, str], max_connections: int, *, exact_urls: bool = False) -> None:
         connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300)
+        # aiohttp makes each connection's protocol with this factory (a private attribute, the
+        # only hook there is; tests/test_upstream.py fails if it goes away).
+        factory: Callable[[], ResponseHandler] = functools.partial(TimedResponseHandler, loop=connector._loop)
+        connector._factory = factory  # type: ignore[assignment]
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers=dict(headers),
@@ -142,6 +202,8 @@ class HttpTransport:
         if timeout is None:
             timeout = self._timeouts[timeouts] = client_timeout(timeouts)
         url = yarl.URL(request.url, encoded=True) if self._exact_urls else request.url
+        times = WireTimes()
+        _sending.set(times)
         try:
             response = await self._session.request(
                 request.method, url, data=request.body, headers=request.headers, timeout=timeout
@@ -150,7 +212,9 @@ class HttpTransport:
             raise UpstreamTimeout() from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnreachable(_describe(exc)) from None
-        return HttpResponse(response)
+        finally:
+            _sending.set(None)
+        return HttpResponse(response, times)
 
     async def aclose(self) -> None:
         await self._session.close()
