@@ -217,7 +217,14 @@ class Gateway:
                     return await relay_stream(
                         request, answer.stream, ctx, headers, tap, before_end, door.egress(model)
                     )
-                return self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
+                response = self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
+                # Sent here rather than by aiohttp after we return, so that the overhead in the
+                # log line and the histogram (taken in the finally) includes writing the answer.
+                # The record is taken first: an answer is on record before its bytes go out.
+                self._finish(ctx, booking, policy)
+                await response.prepare(request)
+                await response.write_eof()
+                return response
             finally:
                 answer.close(failed=ctx.status in _STREAM_FAILURES)
         except GatewayError as err:
