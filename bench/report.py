@@ -68,7 +68,9 @@ class Overhead(msgspec.Struct, frozen=True):
     non-streamed at concurrency 1 from the same probe (the bench's own load generator).
 
     gateway_p50_ms is the median `x-tollway-overhead-ms` response header, None when
-    tollway sent none; ratio = gateway_p50_ms / added_p50_ms.
+    tollway sent none; ratio = gateway_p50_ms / added_p50_ms. The header goes out before the
+    answer is written and accounted; logged_p50_ms is the median `overhead_ms` of the probe's
+    request-log lines, which tollway takes after writing the answer: its whole time.
     """
 
     gateway_p50_ms: float | None
@@ -76,6 +78,8 @@ class Overhead(msgspec.Struct, frozen=True):
     ratio: float | None
     samples: int
     requests: int
+    logged_p50_ms: float | None = None
+    logged_ratio: float | None = None
 
 
 class FeatureCost(msgspec.Struct, frozen=True):
@@ -252,18 +256,30 @@ def compute_feature_costs(cells: Sequence[Cell], features: str, baseline_feature
 
 
 def overhead_of(
-    direct_p50_ms: float, tollway_p50_ms: float, header_ms: list[float], requests: int
+    direct_p50_ms: float,
+    tollway_p50_ms: float,
+    header_ms: list[float],
+    requests: int,
+    logged_ms: Sequence[float] = (),
 ) -> Overhead:
-    """The Overhead record of one c=1 probe: header samples against tollway - direct."""
+    """The Overhead record of one c=1 probe: header and request-log samples against
+    tollway - direct."""
     added = tollway_p50_ms - direct_p50_ms
     gateway = percentile(header_ms, 50) if header_ms else None
+    logged = percentile(logged_ms, 50) if logged_ms else None
     return Overhead(
         gateway_p50_ms=None if gateway is None else round(gateway, 4),
         added_p50_ms=round(added, 4),
-        ratio=None if gateway is None or added < _MIN_ADDED_MS else round(gateway / added, 3),
+        ratio=_share(gateway, added),
         samples=len(header_ms),
         requests=requests,
+        logged_p50_ms=None if logged is None else round(logged, 4),
+        logged_ratio=_share(logged, added),
     )
+
+
+def _share(part: float | None, added: float) -> float | None:
+    return None if part is None or added < _MIN_ADDED_MS else round(part / added, 3)
 
 
 def overhead_line(overhead: Overhead | None) -> str | None:
@@ -275,9 +291,15 @@ def overhead_line(overhead: Overhead | None) -> str | None:
     else:
         gateway = f"{overhead.gateway_p50_ms:.3f} ms ({overhead.samples} of {overhead.requests} answers)"
         ratio = _fmt(overhead.ratio)
+    logged = ""
+    if overhead.logged_p50_ms is not None:
+        logged = (
+            f"; request log (answer written) p50 {overhead.logged_p50_ms:.3f} ms, "
+            f"ratio {_fmt(overhead.logged_ratio)}"
+        )
     return (
         f"overhead at c=1, non-streamed: tollway-reported p50 {gateway}; "
-        f"bench-measured added p50 (tollway - direct) {overhead.added_p50_ms:.3f} ms; ratio {ratio}"
+        f"bench-measured added p50 (tollway - direct) {overhead.added_p50_ms:.3f} ms; ratio {ratio}" + logged
     )
 
 

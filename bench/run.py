@@ -270,7 +270,9 @@ def servers_line(servers: Servers) -> str:
     return "servers ready: " + ", ".join(shown)
 
 
-def probe_overhead(targets: list[Target], seconds: float = OVERHEAD_PROBE_S) -> tuple[Overhead | None, int]:
+def probe_overhead(
+    targets: list[Target], request_log: Path | None = None, seconds: float = OVERHEAD_PROBE_S
+) -> tuple[Overhead | None, int]:
     """Tollway's x-tollway-overhead-ms against tollway - direct, non-streamed at c=1, both
     from the bench's own load generator in back-to-back runs; and the failed requests.
 
@@ -281,14 +283,48 @@ def probe_overhead(targets: list[Target], seconds: float = OVERHEAD_PROBE_S) -> 
         return None, 0
     progress(f"probing overhead: direct and tollway, nonstream c=1, {seconds:g}s each (own)")
     direct = _own(by_name[DIRECT], "nonstream", 1, seconds)
+    logged_from = _size(request_log)
     tollway = _own(by_name[TOLLWAY], "nonstream", 1, seconds)
     overhead = report.overhead_of(
         report.percentile(direct.latencies_s, 50) * 1000.0,
         report.percentile(tollway.latencies_s, 50) * 1000.0,
         tollway.overhead_ms,
         tollway.requests,
+        [] if request_log is None else logged_overhead_ms(request_log, logged_from),
     )
     return overhead, direct.errors + tollway.errors
+
+
+def _size(path: Path | None) -> int:
+    try:
+        return 0 if path is None else path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+class _LoggedOverhead(msgspec.Struct):
+    overhead_ms: float | None = None
+
+
+def logged_overhead_ms(request_log: Path, offset: int, settle_s: float = 0.3) -> list[float]:
+    """`overhead_ms` of the request-log lines written after `offset` bytes (tollway batches its
+    log writes every 50 ms: `settle_s` lets the last batch land)."""
+    time.sleep(settle_s)
+    try:
+        with open(request_log, "rb") as log_file:
+            log_file.seek(offset)
+            lines = log_file.read().splitlines()
+    except FileNotFoundError:
+        return []
+    found: list[float] = []
+    for line in lines:
+        try:
+            value = msgspec.json.decode(line, type=_LoggedOverhead).overhead_ms
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if value is not None:
+            found.append(value)
+    return found
 
 
 def _warm_up(options: Options, targets: list[Target]) -> int:
@@ -429,7 +465,7 @@ def run_bench(options: Options) -> Report:
         cells = _measure_all(options, servers, work_dir, loadgen)
         settings = options.settings()
         if options.overhead_probe and not options.smoke and ("nonstream", 1) in settings:
-            overhead, probe_errors = probe_overhead(servers.targets)
+            overhead, probe_errors = probe_overhead(servers.targets, work_dir / TOLLWAY / "requests.log")
             warm_errors += probe_errors
         rss = {name: round(peak_rss_bytes(child.pid) / _MIB, 1) for name, child in servers.measured.items()}
         for child in children.started:
