@@ -16,6 +16,7 @@ from typing import Final, Literal
 import msgspec
 
 from adapters.base import InvalidRequest
+from adapters.request_parts import base64_data_url, refuse_image_detail, required_json_schema, scheme_of
 from adapters.schema import (
     ChatRequest,
     FunctionDef,
@@ -191,13 +192,9 @@ def _user_content(content: str | list[TextPart | ImagePart] | None, param: str) 
 
 def _image(part: ImagePart, param: str) -> AnthropicImage:
     """A base64 source from a `data:` URL (media type split off), a url source from http(s)."""
-    detail = part.image_url.detail
-    if detail is not None and detail != "auto":
-        raise InvalidRequest(
-            f"image 'detail' {detail!r} is not supported by {PROVIDER}", f"{param}.image_url.detail"
-        )
+    refuse_image_detail(part, param, PROVIDER)
     url = part.image_url.url
-    scheme = url[: url.find(":") + 1].lower()
+    scheme = scheme_of(url)
     if scheme in ("http:", "https:"):
         return AnthropicImage(AnthropicUrlSource(url))
     if scheme != "data:":
@@ -205,12 +202,7 @@ def _image(part: ImagePart, param: str) -> AnthropicImage:
             f"image URLs other than http(s) and base64 data URLs are not supported by {PROVIDER}",
             f"{param}.image_url.url",
         )
-    header, comma, data = url[5:].partition(",")  # data:<media type>[;<parameter>]*;base64,<data>
-    media_type = header.partition(";")[0].strip().lower()
-    if not comma or not header.lower().endswith(";base64"):
-        raise InvalidRequest(
-            f"data URLs that are not base64 are not supported by {PROVIDER}", f"{param}.image_url.url"
-        )
+    media_type, data = base64_data_url(url, param, PROVIDER)
     if media_type not in IMAGE_MEDIA_TYPES:
         raise InvalidRequest(
             f"image type {media_type!r} is not supported by {PROVIDER} "
@@ -292,21 +284,10 @@ def tool_choice_of(request: ChatRequest) -> AnthropicToolChoice | None:
 
 
 def output_config_of(response_format: ResponseFormat | None) -> AnthropicOutputConfig | None:
-    if response_format is None or response_format.type == "text":
+    required = required_json_schema(response_format, PROVIDER)
+    if required is None:
         return None
-    if response_format.type == "json_object":
-        raise InvalidRequest(
-            f"response_format 'json_object' is not supported by {PROVIDER}: it has no JSON mode without"
-            " a schema; use 'json_schema' with a schema",
-            "response_format",
-        )
-    spec = response_format.json_schema
-    schema = spec.schema_bytes if spec is not None else None
-    if spec is None or schema is None:
-        raise InvalidRequest(
-            f"response_format 'json_schema' needs a 'schema' for {PROVIDER}",
-            "response_format.json_schema.schema",
-        )
+    spec, schema = required
     if spec.description is not None:
         raise InvalidRequest(
             f"'response_format.json_schema.description' is not supported by {PROVIDER}",

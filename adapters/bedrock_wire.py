@@ -18,6 +18,7 @@ from typing import Final, Literal
 import msgspec
 
 from adapters.base import InvalidRequest
+from adapters.request_parts import base64_data_url, refuse_image_detail, required_json_schema, scheme_of
 from adapters.schema import (
     ChatRequest,
     FunctionDef,
@@ -233,25 +234,15 @@ def _user_blocks(content: str | list[TextPart | ImagePart] | None, param: str) -
 
 def _image(part: ImagePart, param: str) -> BedrockImage:
     """Bytes from a `data:` URL; Converse has no URL source, and adapters fetch nothing."""
-    detail = part.image_url.detail
-    if detail is not None and detail != "auto":
-        raise InvalidRequest(
-            f"image 'detail' {detail!r} is not supported by {PROVIDER}", f"{param}.image_url.detail"
-        )
+    refuse_image_detail(part, param, PROVIDER)
     url = part.image_url.url
-    scheme = url[: url.find(":") + 1].lower()
-    if scheme != "data:":
+    if scheme_of(url) != "data:":
         raise InvalidRequest(
             f"image URLs other than base64 data URLs are not supported by {PROVIDER}: Converse takes"
             " image bytes only",
             f"{param}.image_url.url",
         )
-    header, comma, data = url[5:].partition(",")  # data:<media type>[;<parameter>]*;base64,<data>
-    if not comma or not header.lower().endswith(";base64"):
-        raise InvalidRequest(
-            f"data URLs that are not base64 are not supported by {PROVIDER}", f"{param}.image_url.url"
-        )
-    media_type = header.partition(";")[0].strip().lower()
+    media_type, data = base64_data_url(url, param, PROVIDER)
     image_format = IMAGE_FORMATS.get(media_type)
     if image_format is None:
         raise InvalidRequest(
@@ -392,21 +383,10 @@ def tool_config_of(request: ChatRequest, turns: list[BedrockMessage]) -> Bedrock
 def output_config_of(response_format: ResponseFormat | None) -> BedrockOutputConfig | None:
     """`json_schema` as `outputConfig.textFormat` with the schema as a JSON string; `json_object`
     is refused (Converse has no JSON mode without a schema)."""
-    if response_format is None or response_format.type == "text":
+    required = required_json_schema(response_format, PROVIDER)
+    if required is None:
         return None
-    if response_format.type == "json_object":
-        raise InvalidRequest(
-            f"response_format 'json_object' is not supported by {PROVIDER}: it has no JSON mode without"
-            " a schema; use 'json_schema' with a schema",
-            "response_format",
-        )
-    spec = response_format.json_schema
-    schema = spec.schema_bytes if spec is not None else None
-    if spec is None or schema is None:
-        raise InvalidRequest(
-            f"response_format 'json_schema' needs a 'schema' for {PROVIDER}",
-            "response_format.json_schema.schema",
-        )
+    spec, schema = required
     # `strict` has no counterpart: Converse's structured output has no lenient mode to choose.
     definition = BedrockJsonSchema(schema.decode(), spec.name, spec.description)
     return BedrockOutputConfig(BedrockTextFormat(BedrockOutputStructure(definition)))

@@ -16,6 +16,7 @@ from typing import Final, Literal
 import msgspec
 
 from adapters.base import InvalidRequest
+from adapters.request_parts import refuse_image_detail, scheme_of
 from adapters.schema import ChatRequest, ImagePart, Message, TextPart
 
 PROVIDER: Final = "Gemini"
@@ -176,13 +177,9 @@ def _user_parts(content: str | list[TextPart | ImagePart] | None, param: str) ->
 
 def _image(part: ImagePart, param: str) -> GeminiBlob:
     """Inline data from a base64 `data:` URL; anything else is refused."""
-    detail = part.image_url.detail
-    if detail is not None and detail != "auto":
-        raise InvalidRequest(
-            f"image 'detail' {detail!r} is not supported by {PROVIDER}", f"{param}.image_url.detail"
-        )
+    refuse_image_detail(part, param, PROVIDER)
     url = part.image_url.url
-    scheme = url[: url.find(":") + 1].lower()
+    scheme = scheme_of(url)
     if scheme in ("http:", "https:"):
         # Gemini's `fileData.fileUri` takes external URLs only on some models and needs the MIME
         # type, which OpenAI's image_url does not carry; fetching would make the adapter do I/O.

@@ -20,6 +20,7 @@ from typing import Final, Literal
 import msgspec
 
 from adapters.base import InvalidRequest
+from adapters.request_parts import scheme_of
 from adapters.schema import ImagePart, Message, TextPart, Usage, usage_of
 
 PROVIDER: Final = "Mistral"
@@ -238,8 +239,7 @@ def _content(content: str | list[TextPart | ImagePart] | None, param: str) -> st
 def _image(part: ImagePart, param: str) -> MistralImage:
     """Mistral takes an image as an http(s) URL or a base64 `data:` URL."""
     url = part.image_url.url
-    scheme = url[: url.find(":") + 1].lower()
-    if scheme not in ("http:", "https:", "data:"):
+    if scheme_of(url) not in ("http:", "https:", "data:"):
         raise InvalidRequest(
             f"image URLs other than http(s) and base64 data URLs are not supported by {PROVIDER}",
             f"{param}.image_url.url",
