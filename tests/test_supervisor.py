@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import closed_port
+from tests.conftest import closed_port, wait_for
 from tests.test_cli import clean_env
 
 pytestmark = pytest.mark.integration
@@ -26,13 +27,40 @@ models: {demo: {targets: [{provider: mock, model: m}]}}
 """
 
 
-def wait_for(condition, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
+@contextlib.contextmanager
+def supervised(
+    config: Path, tmp_path: Path, workers: int = 2
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`tollway serve --workers N` on a free port, started once it told systemd (a notify socket
+    of ours) that it is ready: the supervisor and the port. SIGTERM on leaving; killed if it has
+    not exited by then."""
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(20)
+    port = closed_port()
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
+    supervisor = subprocess.Popen(
+        [*command, "--workers", str(workers)],
+        env={**clean_env(), "NOTIFY_SOCKET": notify_path},
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert notify.recv(4096).startswith(b"READY=1"), (
+            "the supervisor tells systemd once all workers are ready"
+        )
+        yield supervisor, port
+    finally:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+            try:
+                supervisor.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                supervisor.kill()
+                supervisor.wait()
+        notify.close()
 
 
 def ask(url: str) -> str:
@@ -50,33 +78,7 @@ def ask(url: str) -> str:
 def test_workers_share_the_port_are_replaced_and_stop_cleanly(tmp_path: Path) -> None:
     config = tmp_path / "tollway.yaml"
     config.write_text(CONFIG)
-    notify_path = str(tmp_path / "notify.sock")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
-    notify.settimeout(20)
-    port = closed_port()
-    supervisor = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        env={**clean_env(), "NOTIFY_SOCKET": notify_path},
-        cwd=tmp_path,
-        stderr=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        assert notify.recv(4096).startswith(b"READY=1"), (
-            "the supervisor tells systemd once all workers are ready"
-        )
+    with supervised(config, tmp_path) as (supervisor, port):
         url = f"http://127.0.0.1:{port}"
         prefixes = {ask(url) for _ in range(40)}
         assert len(prefixes) == 2, "both workers serve"
@@ -86,20 +88,18 @@ def test_workers_share_the_port_are_replaced_and_stop_cleanly(tmp_path: Path) ->
         victim = workers[0].pid
         os.kill(victim, signal.SIGKILL)
         assert wait_for(
-            lambda: len([c for c in psutil.Process(supervisor.pid).children() if c.pid != victim]) == 2
+            lambda: len([c for c in psutil.Process(supervisor.pid).children() if c.pid != victim]) == 2,
+            timeout=15.0,
         ), "a killed worker is replaced"
-        assert wait_for(lambda: len({ask(url) for _ in range(20)}) == 2), "and the new one serves"
+        assert wait_for(lambda: len({ask(url) for _ in range(20)}) == 2, timeout=15.0), (
+            "and the new one serves"
+        )
 
         workers = psutil.Process(supervisor.pid).children()
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=20) == 0
         _, alive = psutil.wait_procs(workers, timeout=5)
         assert not alive, "the workers stop with their supervisor"
-    finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
-        notify.close()
 
 
 def test_limits_hold_across_workers_sharing_redis(tmp_path: Path) -> None:
@@ -114,31 +114,7 @@ def test_limits_hold_across_workers_sharing_redis(tmp_path: Path) -> None:
         + "limits: {sync_interval_s: 0.05}\n"
         + f"keys: {{app: {{secret: '{secret}', limits: {{rpm: 20}}}}}}\n"
     )
-    notify_path = str(tmp_path / "notify.sock")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
-    notify.settimeout(20)
-    port = closed_port()
-    supervisor = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        env={**clean_env(), "NOTIFY_SOCKET": notify_path},
-        cwd=tmp_path,
-        stderr=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        assert notify.recv(4096).startswith(b"READY=1")
+    with supervised(config, tmp_path) as (_, port):
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         admitted, served_by = 0, set()
         body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
@@ -154,7 +130,3 @@ def test_limits_hold_across_workers_sharing_redis(tmp_path: Path) -> None:
         # The documented bound for N processes: the limit plus N-1 (one request per process that
         # has not yet synced the key), plus what refills during the burst (20 per minute).
         assert 20 <= admitted <= 20 + 1 + 2, f"{admitted} admitted for rpm 20 across 2 workers"
-    finally:
-        supervisor.send_signal(signal.SIGTERM)
-        supervisor.wait(timeout=20)
-        notify.close()
