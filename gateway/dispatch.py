@@ -329,7 +329,7 @@ class Dispatcher:
             target.target, request.client_wants_usage, request.model, job.response_id, job.created
         )
         try:
-            started = await start_stream(upstream.chunks(), relay, target.provider)
+            started = await start_stream(upstream, relay, target.provider)
         except UpstreamTimeout:
             return timed_out(target)
         except UpstreamUnreachable as exc:

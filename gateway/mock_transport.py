@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Final
 
 import msgspec
@@ -19,7 +19,7 @@ from adapters import mock
 from adapters.base import UpstreamRequest
 from gateway.config import MockProvider, Timeouts
 from gateway.errors import error_body
-from gateway.upstream import UpstreamResponse, UpstreamTimeout
+from gateway.upstream import Delivery, UpstreamResponse, UpstreamTimeout
 
 _JSON: Final = {"content-type": "application/json"}
 _SSE: Final = {"content-type": "text/event-stream"}
@@ -60,7 +60,7 @@ class MockResponse:
     async def read_error(self) -> bytes:
         return self._body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         if self._frames is None:
             yield self._body
             return
@@ -76,6 +76,9 @@ class MockResponse:
 
     def waited_s(self) -> float | None:
         return None  # in process: the whole call is the "provider's" time
+
+    def deliver(self, sink: Callable[[bytes], None]) -> Delivery | None:
+        return None  # its chunks come from a generator in this process: pulled, not pushed
 
 
 class MockTransport:

@@ -6,12 +6,19 @@ the request fall back to another target. `relay_stream` then commits: it prepare
 response, writes those bytes and relays the rest. From the commit on the status line is gone, so
 failures travel in-band as an SSE `data: {"error": ...}` event, which the official SDKs raise as
 APIError: a stream never ends silently truncated.
+
+After the commit the upstream's reads are delivered (gateway/upstream.py `Delivery`): each one
+goes through the relay and out to the client's socket inside the connection's own callback, with
+no task woken per event. That is what lets one process carry hundreds of streams at 20 ms a
+chunk (`python -m bench --streams`). A response that cannot be delivered (the built-in mock, a
+body already read whole, HTTP/1.0) is pulled through `chunks()` instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Final, Protocol
 
 from aiohttp import web
@@ -19,7 +26,7 @@ from aiohttp import web
 from gateway.context import RequestContext
 from gateway.dialects import Relay
 from gateway.errors import GatewayError, error_body
-from gateway.upstream import UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream import Delivery, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
 
 SSE_HEADERS: Final = {
     "Content-Type": "text/event-stream",
@@ -29,6 +36,12 @@ SSE_HEADERS: Final = {
 }
 
 
+# A client further behind than this stops the reading of its upstream until it has caught up.
+WRITE_HIGH_WATER: Final = 64 * 1024
+WRITE_LOW_WATER: Final = 16 * 1024
+DRAIN_POLL_S: Final = 0.01
+
+
 def sse_error_event(err: GatewayError) -> bytes:
     return b"data: " + error_body(err.message, err.type, err.code, err.param) + b"\n\n"
 
@@ -36,12 +49,19 @@ def sse_error_event(err: GatewayError) -> bytes:
 class StartedStream:
     """An upstream stream read up to its first output for the client, not yet committed to."""
 
-    __slots__ = ("chunks", "ended", "first", "provider", "relay")
+    __slots__ = ("chunks", "ended", "first", "provider", "relay", "upstream")
 
     def __init__(
-        self, chunks: AsyncIterator[bytes], relay: Relay, provider: str, first: bytes, ended: bool
+        self,
+        upstream: UpstreamResponse,
+        chunks: AsyncGenerator[bytes, None],
+        relay: Relay,
+        provider: str,
+        first: bytes,
+        ended: bool,
     ) -> None:
-        self.chunks = chunks
+        self.upstream = upstream
+        self.chunks = chunks  # upstream.chunks(), read up to `first`
         self.relay = relay
         self.provider = provider
         self.first = first  # b"" when the upstream ended before producing any output
@@ -57,17 +77,86 @@ class StreamTap(Protocol):
     def close(self) -> bytes: ...
 
 
-async def start_stream(chunks: AsyncIterator[bytes], relay: Relay, provider: str) -> StartedStream:
+class _ChunkedSink:
+    """Takes the upstream's reads as they are delivered (gateway/upstream.py `Delivery`) and
+    writes the relay's output straight to the client's transport, framed as HTTP/1.1 chunks, in
+    the same callback: no task wakes and no coroutine runs per event. aiohttp's response writer
+    framed the first output and frames the end; this writes only whole chunks in between.
+
+    A client that falls behind (its transport holding over WRITE_HIGH_WATER bytes) pauses the
+    upstream until it drains, as awaiting aiohttp's write would have. `busy_s` is the time spent
+    here, the gateway's own work within the wait for the upstream.
+    """
+
+    __slots__ = ("_ctx", "_finished", "_outward", "_paused", "_relay", "_transport", "busy_s", "delivery")
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        relay: Relay,
+        ctx: RequestContext,
+        outward: Callable[[bytes], bytes],
+        finished: Callable[[], bool],
+    ) -> None:
+        self._transport = transport
+        self._relay = relay
+        self._ctx = ctx
+        self._outward = outward
+        self._finished = finished
+        self._paused = False
+        self.busy_s = 0.0
+        self.delivery: Delivery | None = None
+
+    def __call__(self, data: bytes) -> None:
+        began = time.perf_counter()
+        relay = self._relay
+        out = relay.feed(data)
+        if relay.usage is not None:
+            # Set at once: an SDK client closes right after [DONE], cancelling us.
+            self._ctx.usage = relay.usage
+        if out and not self._finished():
+            out = self._outward(out)
+            transport = self._transport
+            if transport.is_closing():
+                raise ConnectionResetError("the client closed the connection")
+            if out:  # (the egress may hold back a piece; an empty chunk would end the body)
+                transport.write(b"%x\r\n%b\r\n" % (len(out), out))
+            if not self._paused and transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                self._pause()
+        self.busy_s += time.perf_counter() - began
+
+    def _pause(self) -> None:
+        if self.delivery is None:
+            return
+        self._paused = True
+        self.delivery.pause()
+        asyncio.get_running_loop().call_later(DRAIN_POLL_S, self._drained)
+
+    def _drained(self) -> None:
+        delivery = self.delivery
+        if delivery is None or delivery.stopped:
+            return
+        if self._transport.is_closing():
+            delivery.stop(ConnectionResetError("the client closed the connection"))
+        elif self._transport.get_write_buffer_size() <= WRITE_LOW_WATER:
+            self._paused = False
+            delivery.resume()
+        else:
+            asyncio.get_running_loop().call_later(DRAIN_POLL_S, self._drained)
+
+
+async def start_stream(upstream: UpstreamResponse, relay: Relay, provider: str) -> StartedStream:
     """Read the upstream stream until the relay produces bytes for the client.
 
     Raises UpstreamTimeout or UpstreamUnreachable as the upstream's reads do. Nothing is written
     to the client here, so the caller may still fall back to another target.
     """
+    chunks = upstream.chunks()
     async for data in chunks:
         out = relay.feed(data)
         if out:
-            return StartedStream(chunks, relay, provider, out, False)
-    return StartedStream(chunks, relay, provider, relay.close(), True)
+            return StartedStream(upstream, chunks, relay, provider, out, False)
+    return StartedStream(upstream, chunks, relay, provider, relay.close(), True)
 
 
 async def relay_stream(
@@ -135,22 +224,36 @@ async def relay_stream(
     try:
         if not stream.ended:
             # Read to the end even after [DONE], so the connection goes back to the pool.
-            # (__anext__ by hand, not `async for`: the wait is timed as upstream time.)
-            chunks = stream.chunks.__aiter__()
-            while True:
+            transport = request.transport
+            delivery: Delivery | None = None
+            if transport is not None and response.headers.get("Transfer-Encoding") == "chunked":
+                sink = _ChunkedSink(transport, relay, ctx, outward, lambda: finished)
+                delivery = stream.upstream.deliver(sink)
+            if delivery is not None:
+                await stream.chunks.aclose()  # parked at its first yield; delivery reads on
+                sink.delivery = delivery
                 waited = clock()
                 try:
-                    data = await chunks.__anext__()
-                except StopAsyncIteration:
+                    await delivery.wait()
+                finally:
+                    ctx.upstream_s += clock() - waited - sink.busy_s
+            else:
+                # (__anext__ by hand, not `async for`: the wait is timed as upstream time.)
+                chunks = stream.chunks.__aiter__()
+                while True:
+                    waited = clock()
+                    try:
+                        data = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        ctx.upstream_s += clock() - waited
+                        break
                     ctx.upstream_s += clock() - waited
-                    break
-                ctx.upstream_s += clock() - waited
-                out = relay.feed(data)
-                if relay.usage is not None:
-                    # Set at once: an SDK client closes right after [DONE], cancelling us.
-                    ctx.usage = relay.usage
-                if out and not finished:
-                    await response.write(outward(out))
+                    out = relay.feed(data)
+                    if relay.usage is not None:
+                        # Set at once: an SDK client closes right after [DONE], cancelling us.
+                        ctx.usage = relay.usage
+                    if out and not finished:
+                        await response.write(outward(out))
             out = relay.close()
             if out and not finished:
                 await response.write(outward(out))

@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Final, Protocol
 
 import aiohttp
@@ -44,13 +44,18 @@ class UpstreamResponse(Protocol):
 
     async def read_error(self) -> bytes: ...
 
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    def chunks(self) -> AsyncGenerator[bytes, None]: ...
 
     def close(self) -> None: ...
 
     def waited_s(self) -> float | None:
         """Seconds from the request going out to the last bytes received so far: the time spent
         waiting on the provider, without the gateway's own work around it (None: unknown)."""
+        ...
+
+    def deliver(self, sink: Callable[[bytes], None]) -> Delivery | None:
+        """Hand the rest of the body to `sink` as each read arrives, or None when this response
+        can only be read through `chunks()` (then nothing is delivered)."""
         ...
 
 
@@ -103,6 +108,116 @@ class WireTimes:
 _sending: Final[contextvars.ContextVar[WireTimes | None]] = contextvars.ContextVar("tollway_sending")
 
 
+class Delivery:
+    """The rest of a response body, handed to a sink from the connection's own callback.
+
+    Read through `chunks()`, every read of a stream wakes a task: a future is resolved, the loop
+    schedules the task, and the body passes up through three async iterators before the gateway
+    sees it. With thousands of streams that machinery, not the gateway's own work, is most of
+    what a relayed event costs. Delivered, a read goes from aiohttp's parser to `sink` in the same
+    call, and the task waits once, in `wait()`, for the end of the body.
+
+    Nothing is delivered before `wait()`. `sink` runs inside the protocol's `data_received`: it
+    must not block, and what it raises ends the delivery (it is raised again by `wait()`).
+    aiohttp's read timeout (the silence between reads) and total timeout keep working; both end
+    the delivery with UpstreamTimeout.
+    """
+
+    __slots__ = ("_content", "_deadline", "_done", "_eof", "_protocol", "_reading", "_sink")
+
+    def __init__(
+        self,
+        content: aiohttp.StreamReader,
+        protocol: TimedResponseHandler,
+        sink: Callable[[bytes], None],
+        deadline: float | None,
+    ) -> None:
+        self._content = content
+        self._deadline = deadline  # loop time when the total timeout runs out
+        self._protocol = protocol
+        self._sink: Callable[[bytes], None] | None = sink
+        self._reading = False
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The end of the body, or its failure (timeout, broken connection), as aiohttp sees it.
+        self._eof = asyncio.ensure_future(content.wait_eof())
+        self._eof.add_done_callback(self._ended)
+        protocol.delivery = self
+
+    def on_read(self) -> None:
+        """After each read of the connection: pass on what the parser made of it."""
+        if self._reading:
+            # Taking data out of the reader can resume a paused parser, which feeds the reader
+            # and calls back here: the outer call's loop delivers that data.
+            return
+        self._reading = True
+        content = self._content
+        try:
+            # A failure (timeout, broken connection) reaches wait() through the end-of-body waiter.
+            while (sink := self._sink) is not None and content.exception() is None:
+                try:
+                    data = content.read_nowait()
+                except TimeoutError:  # the total timeout ran out (aiohttp checks it on reads)
+                    self.stop(UpstreamTimeout())
+                    return
+                if not data:
+                    break
+                sink(data)
+        except Exception as exc:
+            self.stop(exc)
+        finally:
+            self._reading = False
+
+    @property
+    def stopped(self) -> bool:
+        return self._sink is None
+
+    def pause(self) -> None:
+        """Stop reading from the provider (the client is behind); its silence is not timed."""
+        self._protocol.pause_reading()
+
+    def resume(self) -> None:
+        self._protocol.resume_reading()
+
+    def stop(self, exc: BaseException | None = None) -> None:
+        """End the delivery: nothing more reaches the sink; `wait()` returns, or raises `exc`."""
+        if self._sink is None:
+            return
+        self._sink = None
+        if self._protocol.delivery is self:
+            self._protocol.delivery = None
+        if not self._done.done():
+            if exc is None:
+                self._done.set_result(None)
+            else:
+                self._done.set_exception(exc)
+        self._eof.cancel()
+
+    def _ended(self, eof: asyncio.Future[None]) -> None:
+        if eof.cancelled():
+            return
+        exc = eof.exception()
+        if isinstance(exc, TimeoutError):
+            exc = UpstreamTimeout()
+        elif isinstance(exc, aiohttp.ClientError):
+            exc = UpstreamUnreachable(_describe(exc))
+        self.stop(exc)
+
+    async def wait(self) -> None:
+        """Deliver what has arrived already, then wait until the body has been delivered whole.
+
+        Raises UpstreamTimeout or UpstreamUnreachable as `chunks()` would, or what the sink raised.
+        """
+        self.on_read()
+        try:
+            # aiohttp's total timeout cancels only a task reading the body; none does here.
+            async with asyncio.timeout_at(self._deadline):
+                await self._done
+        except TimeoutError:
+            raise UpstreamTimeout() from None
+        finally:
+            self.stop()
+
+
 class TimedResponseHandler(ResponseHandler):
     """aiohttp's client protocol, stamping the wire times of each request on its connection.
 
@@ -113,6 +228,7 @@ class TimedResponseHandler(ResponseHandler):
     """
 
     times: WireTimes | None = None
+    delivery: Delivery | None = None
 
     def set_response_params(self, *args: Any, **kwargs: Any) -> None:
         # aiohttp calls this on the task sending the request, just before writing it.
@@ -126,21 +242,34 @@ class TimedResponseHandler(ResponseHandler):
         if times is not None:
             times.received = time.perf_counter()
         super().data_received(data)
+        delivery = self.delivery
+        if delivery is not None:
+            delivery.on_read()
 
 
 class HttpResponse:
     """An aiohttp response, with its network exceptions mapped."""
 
-    __slots__ = ("_response", "_times", "headers", "status")
+    __slots__ = ("_deadline", "_response", "_times", "headers", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse, times: WireTimes | None = None) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, times: WireTimes | None = None, deadline: float | None = None
+    ) -> None:
         self._response = response
         self._times = times
+        self._deadline = deadline  # loop time when the total timeout runs out (None: never)
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
 
     def waited_s(self) -> float | None:
         return None if self._times is None else self._times.waited()
+
+    def deliver(self, sink: Callable[[bytes], None]) -> Delivery | None:
+        connection = self._response.connection
+        protocol = connection.protocol if connection is not None else None
+        if not isinstance(protocol, TimedResponseHandler):
+            return None  # the body is already whole, or the connection is not ours
+        return Delivery(self._response.content, protocol, sink, self._deadline)
 
     async def read(self) -> bytes:
         try:
@@ -156,7 +285,7 @@ class HttpResponse:
         except (TimeoutError, aiohttp.ClientError):
             return b""
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         try:
             async for data in self._response.content.iter_any():
                 yield data
@@ -203,6 +332,7 @@ class HttpTransport:
             timeout = self._timeouts[timeouts] = client_timeout(timeouts)
         url = yarl.URL(request.url, encoded=True) if self._exact_urls else request.url
         times = WireTimes()
+        deadline = asyncio.get_running_loop().time() + timeout.total if timeout.total else None
         _sending.set(times)
         try:
             response = await self._session.request(
@@ -214,7 +344,7 @@ class HttpTransport:
             raise UpstreamUnreachable(_describe(exc)) from None
         finally:
             _sending.set(None)
-        return HttpResponse(response, times)
+        return HttpResponse(response, times, deadline)
 
     async def aclose(self) -> None:
         await self._session.close()

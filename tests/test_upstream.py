@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
 
 from adapters.base import UpstreamRequest
 from gateway.config import Timeouts
-from gateway.upstream import HttpTransport, TimedResponseHandler
+from gateway.upstream import HttpTransport, TimedResponseHandler, UpstreamTimeout, UpstreamUnreachable
+from tests.servers import start_site
 
 PAUSE_S = 0.1
 
@@ -26,11 +27,7 @@ async def slow_upstream() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await start_site(app)
     yield f"http://127.0.0.1:{port}/v1/chat/completions"
     await runner.cleanup()
 
@@ -61,6 +58,163 @@ async def test_connections_use_the_timed_protocol(slow_upstream: str) -> None:
         await response.read()
         protocol = response._response._protocol  # type: ignore[attr-defined]
         assert isinstance(protocol, TimedResponseHandler)
+        response.close()
+    finally:
+        await transport.aclose()
+
+
+# ---- delivery: a body handed over from the connection's own callback ------------------------------
+
+
+@pytest.fixture
+async def scripted_upstream() -> AsyncIterator[tuple[str, list[tuple[str, float]]]]:
+    """An upstream whose streamed answer follows `script`: ("send", pause before), ("hang", s),
+    ("cut", 0) to drop the connection mid-body. Tests fill the script before sending."""
+    script: list[tuple[str, float]] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i, (step, seconds) in enumerate(script):
+            await asyncio.sleep(seconds)
+            if step == "send":
+                await response.write(b"piece %d;" % i)
+            elif step == "cut":
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner, port = await start_site(app)
+    yield f"http://127.0.0.1:{port}/v1/chat/completions", script
+    await runner.cleanup()
+
+
+async def _deliver_all(url: str, timeouts: Timeouts, sink: Callable[[bytes], None]) -> None:
+    transport = HttpTransport({}, 4)
+    try:
+        response = await transport.send(
+            UpstreamRequest(method="POST", url=url, headers=(), body=b"{}"), timeouts
+        )
+        try:
+            delivery = response.deliver(sink)
+            assert delivery is not None
+            await delivery.wait()
+        finally:
+            response.close()
+    finally:
+        await transport.aclose()
+
+
+async def test_delivery_hands_every_read_to_the_sink_outside_any_task(
+    scripted_upstream: tuple[str, list[tuple[str, float]]],
+) -> None:
+    url, script = scripted_upstream
+    script.extend([("send", 0.0)] + [("send", 0.005)] * 30)
+    received: list[bytes] = []
+    in_tasks: list[bool] = []
+
+    def sink(data: bytes) -> None:
+        received.append(data)
+        in_tasks.append(asyncio.current_task() is not None)
+
+    await _deliver_all(url, Timeouts(), sink)
+    assert b"".join(received) == b"".join(b"piece %d;" % i for i in range(31))
+    assert len(received) > 10  # paced: one read per piece, not the whole body at the end
+    # The first piece had arrived before wait(), which hands it over; every later read goes to
+    # the sink from the protocol callback, with no task scheduled for it.
+    assert not any(in_tasks[1:]), "a delivered read must not wait for a task to be scheduled"
+
+
+async def test_delivery_times_out_on_silence(scripted_upstream: tuple[str, list[tuple[str, float]]]) -> None:
+    url, script = scripted_upstream
+    script.extend([("send", 0.0), ("hang", 1.5)])
+    received: list[bytes] = []
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        await _deliver_all(url, Timeouts(first_byte_s=0.3), received.append)
+    assert 0.25 < time.monotonic() - started < 2.0
+    assert b"".join(received) == b"piece 0;"
+
+
+async def test_delivery_keeps_the_total_timeout(
+    scripted_upstream: tuple[str, list[tuple[str, float]]],
+) -> None:
+    url, script = scripted_upstream
+    script.extend([("send", 0.05)] * 100)  # never silent for long, but 5 s in all
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        await _deliver_all(url, Timeouts(first_byte_s=1.0, total_s=0.5), lambda data: None)
+    assert time.monotonic() - started < 1.5
+
+
+async def test_a_connection_cut_mid_body_is_unreachable(
+    scripted_upstream: tuple[str, list[tuple[str, float]]],
+) -> None:
+    url, script = scripted_upstream
+    script.extend([("send", 0.0), ("send", 0.01), ("cut", 0.01)])
+    received: list[bytes] = []
+    with pytest.raises(UpstreamUnreachable):
+        await _deliver_all(url, Timeouts(), received.append)
+    assert b"".join(received) == b"piece 0;piece 1;"
+
+
+async def test_what_the_sink_raises_ends_the_delivery(
+    scripted_upstream: tuple[str, list[tuple[str, float]]],
+) -> None:
+    url, script = scripted_upstream
+    script.extend([("send", 0.0)] + [("send", 0.01)] * 20)
+    calls: list[bytes] = []
+
+    def sink(data: bytes) -> None:
+        calls.append(data)
+        if len(calls) == 3:
+            raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await _deliver_all(url, Timeouts(), sink)
+    assert len(calls) == 3  # nothing reaches the sink after it failed
+
+
+async def test_a_paused_delivery_reads_nothing_until_resumed(
+    scripted_upstream: tuple[str, list[tuple[str, float]]],
+) -> None:
+    url, script = scripted_upstream
+    script.extend([("send", 0.0)] + [("send", 0.01)] * 10)
+    transport = HttpTransport({}, 4)
+    received: list[bytes] = []
+    try:
+        response = await transport.send(
+            UpstreamRequest(method="POST", url=url, headers=(), body=b"{}"), Timeouts(first_byte_s=0.2)
+        )
+        delivery = response.deliver(received.append)
+        assert delivery is not None
+        waiting = asyncio.ensure_future(delivery.wait())
+        await asyncio.sleep(0.02)
+        delivery.pause()
+        seen = len(b"".join(received))
+        await asyncio.sleep(0.4)  # longer than the silence limit: a pause is not the upstream's
+        assert len(b"".join(received)) == seen
+        assert not waiting.done()
+        delivery.resume()
+        await waiting
+        response.close()
+    finally:
+        await transport.aclose()
+    assert b"".join(received) == b"".join(b"piece %d;" % i for i in range(11))
+
+
+async def test_a_body_already_whole_is_pulled_not_delivered(slow_upstream: str) -> None:
+    transport = HttpTransport({}, 4)
+    try:
+        response = await transport.send(
+            UpstreamRequest(method="POST", url=slow_upstream, headers=(), body=b"{}"), Timeouts()
+        )
+        assert [piece async for piece in response.chunks()] == [b'{"ok": true}']
+        assert response.deliver(lambda data: None) is None  # released: nothing left to deliver
         response.close()
     finally:
         await transport.aclose()
