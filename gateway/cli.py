@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.app import build_app, reload
+from gateway.arrival import stamp_arrivals
 from gateway.cli_admin import add_admin_commands, run_admin
 from gateway.config import Config, ConfigError, load_config, resolve_config_path
 from gateway.sdnotify import Notifier
@@ -53,6 +54,7 @@ async def serve(config: Config, source: Path, host: str, port: int, reuse_port: 
     # connection, so the provider stops generating (and billing) an answer nobody reads.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace_s)
     await runner.setup()
+    stamp_arrivals(runner)
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_port=reuse_port or None)
     await site.start()
     server = site._server  # aiohttp exposes the bound sockets only here (port 0 resolves on bind)

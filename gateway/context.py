@@ -53,10 +53,11 @@ class RequestContext:
         "user",
     )
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, arrived: float | None = None) -> None:
         self.request_id = new_request_id()
         self.endpoint = endpoint
-        self.started = time.perf_counter()
+        # From the request's first bytes when the server noted them (gateway/arrival.py).
+        self.started = time.perf_counter() if arrived is None else arrived
         self.started_wall = time.time()
         self.status = 500
         self.key_id: str | None = None

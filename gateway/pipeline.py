@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
 from adapters.schema import usage_of
+from gateway.arrival import forget_arrival, take_arrival
 from gateway.attempts import Plan
 from gateway.auth import KeyRing, Principal
 from gateway.bookkeeping import Booking, answer_for_record, prompt_text, record, settle
@@ -97,7 +98,7 @@ class Gateway:
 
     async def count_message_tokens(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages/count_tokens`, for models an Anthropic provider serves."""
-        ctx = RequestContext(COUNT_TOKENS_LABEL)
+        ctx = RequestContext(COUNT_TOKENS_LABEL, take_arrival(request))
         try:
             principal = self._identify(request, ctx)
             principal.check_endpoint("chat")
@@ -134,7 +135,7 @@ class Gateway:
     async def _serve(self, request: web.Request, door: FrontDoor) -> web.StreamResponse:
         services = self.services
         endpoint = door.endpoint
-        ctx = RequestContext(door.label)
+        ctx = RequestContext(door.label, take_arrival(request))
         span = services.tracer.start(ctx, request.headers)
         booking = Booking()
         policy = services.content_policy
@@ -222,6 +223,8 @@ class Gateway:
                 # log line and the histogram (taken in the finally) includes writing the answer.
                 # The record is taken first: an answer is on record before its bytes go out.
                 self._finish(ctx, booking, policy)
+                # As late as a header can be: all but the writing of the answer that carries it.
+                response.headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
                 await response.prepare(request)
                 await response.write_eof()
                 return response
@@ -330,6 +333,8 @@ class Gateway:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise body_too_large(limit) from None
+        finally:
+            forget_arrival(request)  # reads from here on are the next request's
 
     def _answer(
         self,
@@ -355,7 +360,6 @@ class Gateway:
         ctx.mark_first_byte()
         ctx.status = 200
         ctx.completed = True
-        headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
         return web.Response(body=body, content_type="application/json", headers=headers)
 
     def _observe(self, ctx: RequestContext) -> None:

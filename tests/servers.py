@@ -14,6 +14,7 @@ import uvloop
 from aiohttp import web
 
 from gateway.app import build_app
+from gateway.arrival import stamp_arrivals
 from gateway.config import parse_config
 
 T = TypeVar("T")
@@ -36,9 +37,14 @@ class LoopThread:
         self.loop.close()
 
 
-async def start_site(app: web.Application, **runner_kwargs: Any) -> tuple[web.AppRunner, int]:
+async def start_site(
+    app: web.Application, set_up: Callable[[web.AppRunner], None] | None = None, **runner_kwargs: Any
+) -> tuple[web.AppRunner, int]:
+    """Serve `app` on a free port of 127.0.0.1; `set_up` sees the runner before the site starts."""
     runner = web.AppRunner(app, access_log=None, **runner_kwargs)
     await runner.setup()
+    if set_up is not None:
+        set_up(runner)
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port: int = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -205,5 +211,6 @@ async def start_upstream(state: Upstream) -> web.AppRunner:
 
 async def start_gateway(config_yaml: str, env: dict[str, str]) -> tuple[web.AppRunner, str]:
     config = parse_config(config_yaml, env, "test.yaml")
-    runner, port = await start_site(build_app(config), handler_cancellation=True)
+    # As `tollway serve` runs it: overheads timed from each request's first bytes.
+    runner, port = await start_site(build_app(config), stamp_arrivals, handler_cancellation=True)
     return runner, f"http://127.0.0.1:{port}"
