@@ -122,11 +122,25 @@ class Delivery:
 
     Nothing is delivered before `wait()`. `sink` runs inside the protocol's `data_received`: it
     must not block, and what it raises ends the delivery (it is raised again by `wait()`).
-    aiohttp's read timeout (the silence between reads) and total timeout keep working; both end
-    the delivery with UpstreamTimeout.
+    The total timeout and the limit on silence between reads end the delivery with
+    UpstreamTimeout. Silence is watched here, by one timer that looks at the wire times, rather
+    than by aiohttp's read timeout, which cancels and re-arms a loop timer on every read.
     """
 
-    __slots__ = ("_content", "_deadline", "_done", "_eof", "_protocol", "_reading", "_sink")
+    __slots__ = (
+        "_content",
+        "_deadline",
+        "_done",
+        "_eof",
+        "_paused",
+        "_protocol",
+        "_quiet_since",
+        "_reading",
+        "_silence_s",
+        "_sink",
+        "_times",
+        "_watch",
+    )
 
     def __init__(
         self,
@@ -134,9 +148,16 @@ class Delivery:
         protocol: TimedResponseHandler,
         sink: Callable[[bytes], None],
         deadline: float | None,
+        silence_s: float | None,
+        times: WireTimes,
     ) -> None:
         self._content = content
         self._deadline = deadline  # loop time when the total timeout runs out
+        self._silence_s = silence_s  # the longest quiet allowed between two reads
+        self._times = times  # `received`: when the provider's last bytes came in
+        self._paused = False
+        self._quiet_since = 0.0  # perf_counter of the last resume: a pause is not silence
+        self._watch: asyncio.TimerHandle | None = None
         self._protocol = protocol
         self._sink: Callable[[bytes], None] | None = sink
         self._reading = False
@@ -176,10 +197,25 @@ class Delivery:
 
     def pause(self) -> None:
         """Stop reading from the provider (the client is behind); its silence is not timed."""
+        self._paused = True
         self._protocol.pause_reading()
 
     def resume(self) -> None:
+        self._paused = False
+        self._quiet_since = time.perf_counter()
         self._protocol.resume_reading()
+
+    def _watch_silence(self) -> None:
+        self._watch = None
+        silence_s = self._silence_s
+        if self._sink is None or silence_s is None:
+            return
+        quiet_s = time.perf_counter() - max(self._times.received, self._quiet_since)
+        if not self._paused and quiet_s >= silence_s:
+            self.stop(UpstreamTimeout())
+            return
+        due_in = silence_s if self._paused else silence_s - quiet_s
+        self._watch = asyncio.get_running_loop().call_later(due_in, self._watch_silence)
 
     def stop(self, exc: BaseException | None = None) -> None:
         """End the delivery: nothing more reaches the sink; `wait()` returns, or raises `exc`."""
@@ -188,6 +224,9 @@ class Delivery:
         self._sink = None
         if self._protocol.delivery is self:
             self._protocol.delivery = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if not self._done.done():
             if exc is None:
                 self._done.set_result(None)
@@ -210,6 +249,11 @@ class Delivery:
 
         Raises UpstreamTimeout or UpstreamUnreachable as `chunks()` would, or what the sink raised.
         """
+        if self._silence_s is not None:
+            # From here on silence is ours to time: aiohttp would re-arm its timer on every read.
+            self._protocol.read_timeout = None
+            self._quiet_since = time.perf_counter()
+            self._watch = asyncio.get_running_loop().call_later(self._silence_s, self._watch_silence)
         self.on_read()
         try:
             # aiohttp's total timeout cancels only a task reading the body; none does here.
@@ -260,14 +304,19 @@ class TimedResponseHandler(ResponseHandler):
 class HttpResponse:
     """An aiohttp response, with its network exceptions mapped."""
 
-    __slots__ = ("_deadline", "_response", "_times", "headers", "status")
+    __slots__ = ("_deadline", "_response", "_silence_s", "_times", "headers", "status")
 
     def __init__(
-        self, response: aiohttp.ClientResponse, times: WireTimes | None = None, deadline: float | None = None
+        self,
+        response: aiohttp.ClientResponse,
+        times: WireTimes | None = None,
+        deadline: float | None = None,
+        silence_s: float | None = None,
     ) -> None:
         self._response = response
         self._times = times
         self._deadline = deadline  # loop time when the total timeout runs out (None: never)
+        self._silence_s = silence_s  # the longest quiet allowed between reads (None: no limit)
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
 
@@ -277,9 +326,9 @@ class HttpResponse:
     def deliver(self, sink: Callable[[bytes], None]) -> Delivery | None:
         connection = self._response.connection
         protocol = connection.protocol if connection is not None else None
-        if not isinstance(protocol, TimedResponseHandler):
+        if not isinstance(protocol, TimedResponseHandler) or self._times is None:
             return None  # the body is already whole, or the connection is not ours
-        return Delivery(self._response.content, protocol, sink, self._deadline)
+        return Delivery(self._response.content, protocol, sink, self._deadline, self._silence_s, self._times)
 
     async def read(self) -> bytes:
         try:
@@ -354,7 +403,7 @@ class HttpTransport:
             raise UpstreamUnreachable(_describe(exc)) from None
         finally:
             _sending.set(None)
-        return HttpResponse(response, times, deadline)
+        return HttpResponse(response, times, deadline, timeout.sock_read)
 
     async def aclose(self) -> None:
         await self._session.close()
