@@ -97,6 +97,7 @@ def record(services: Services, ctx: RequestContext, policy: ContentPolicy) -> No
             cache_hit=ctx.cache_hit,
             client_ip=ctx.client_ip,
             error_code=ctx.error_code,
+            overhead_us=round(ctx.overhead_ms() * 1000.0),
             content_policy=policy,
             prompt=apply_policy(policy, ctx.prompt_text, mask_text),
             answer=ctx.answer_digest or apply_policy(policy, ctx.answer_text, mask_text),

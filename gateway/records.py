@@ -57,6 +57,9 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     cache_hit: bool = False  # answered from the gateway's response cache
     client_ip: str | None = None
     error_code: str | None = None
+    # The gateway's own time (total less the wait on providers) up to when the record was taken,
+    # just before the end of the answer went out; None in records from before it was kept.
+    overhead_us: int | None = None
     content_policy: ContentPolicy = "none"
     prompt: str | None = None
     answer: str | None = None
