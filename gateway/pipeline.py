@@ -219,6 +219,7 @@ class Gateway:
                         request, answer.stream, ctx, headers, tap, before_end, door.egress(model)
                     )
                 response = self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
+                answer.close()  # read whole: the connection goes back to the pool before the write
                 # Sent here rather than by aiohttp after we return, so that the overhead in the
                 # log line and the histogram (taken in the finally) includes writing the answer.
                 # The record is taken first: an answer is on record before its bytes go out.

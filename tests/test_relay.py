@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anthropic
+import msgspec
 import openai
 import pytest
 from aiohttp import web
@@ -166,3 +167,29 @@ def test_openai_streams_from_a_paced_upstream_arrive_whole(upstream: Upstream, g
             text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
             assert text == "upstream echo: one two three four five"
             assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 7
+
+
+@pytest.mark.integration
+def test_an_http_1_0_client_gets_the_stream_unchunked(upstream: Upstream, gateway: Gateway) -> None:
+    # No chunked framing in HTTP/1.0: the stream is pulled and written by aiohttp, and the end of
+    # the answer is the end of the connection.
+    upstream.chunk_pause_s = 0.005
+    host, port = gateway.url.removeprefix("http://").split(":")
+    body = b'{"model": "up-model", "stream": true, "messages": [{"role": "user", "content": "a b c"}]}'
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer "
+            + MASTER_KEY.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        received = _read_all(sock)
+    head, _, payload = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") and b"chunked" not in head.lower()
+    assert payload.startswith(b"data: {") and b"data: [DONE]\n\n" in payload
+    text = b"".join(
+        msgspec.json.decode(line[6:]).get("choices", [{}])[0].get("delta", {}).get("content", "").encode()
+        for line in payload.split(b"\n\n")
+        if line.startswith(b"data: {") and b'"choices":[{' in line
+    )
+    assert text == b"upstream echo: a b c"
