@@ -128,6 +128,7 @@ class Delivery:
     """
 
     __slots__ = (
+        "_again",
         "_content",
         "_deadline",
         "_done",
@@ -161,6 +162,7 @@ class Delivery:
         self._protocol = protocol
         self._sink: Callable[[bytes], None] | None = sink
         self._reading = False
+        self._again = False  # data arrived while a delivery was under way
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # The end of the body, or its failure (timeout, broken connection), as aiohttp sees it.
         self._eof = asyncio.ensure_future(content.wait_eof())
@@ -171,21 +173,24 @@ class Delivery:
         """After each read of the connection: pass on what the parser made of it."""
         if self._reading:
             # Taking data out of the reader can resume a paused parser, which feeds the reader
-            # and calls back here: the outer call's loop delivers that data.
+            # and calls back here: the outer call goes round again to deliver that data.
+            self._again = True
             return
         self._reading = True
         content = self._content
         try:
+            again = True
             # A failure (timeout, broken connection) reaches wait() through the end-of-body waiter.
-            while (sink := self._sink) is not None and content.exception() is None:
+            while again and (sink := self._sink) is not None and content.exception() is None:
+                self._again = False
                 try:
-                    data = content.read_nowait()
+                    data = content.read_nowait()  # all that is buffered
                 except TimeoutError:  # the total timeout ran out (aiohttp checks it on reads)
                     self.stop(UpstreamTimeout())
                     return
-                if not data:
-                    break
-                sink(data)
+                if data:
+                    sink(data)
+                again = self._again
         except Exception as exc:
             self.stop(exc)
         finally:

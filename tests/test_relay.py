@@ -109,7 +109,9 @@ models:
     assert held_back < MAY_BUFFER_BYTES, f"the upstream wrote {held_back} bytes to a client reading none"
     assert flood.finished
     assert received.startswith(b"HTTP/1.1 200 OK")
-    for i in (0, EVENTS // 2, EVENTS - 1):  # all of it arrived once the client read
+    # All of it arrived once the client read (the gateway writes whole events, one per chunk).
+    assert received.count(b'"content":"') == EVENTS
+    for i in (0, EVENTS // 2, EVENTS - 1):
         assert b'"content":"' + b"%08d" % i in received
     assert b"data: [DONE]\n\n" in received
 
