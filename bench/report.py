@@ -255,6 +255,10 @@ def compute_feature_costs(cells: Sequence[Cell], features: str, baseline_feature
     return out
 
 
+# How far the overhead tollway reports may be from the added latency measured outside.
+AGREEMENT: Final = 0.2
+
+
 def overhead_of(
     direct_p50_ms: float,
     tollway_p50_ms: float,
@@ -290,17 +294,24 @@ def overhead_line(overhead: Overhead | None) -> str | None:
         gateway, ratio = "n/a (no x-tollway-overhead-ms header)", "n/a"
     else:
         gateway = f"{overhead.gateway_p50_ms:.3f} ms ({overhead.samples} of {overhead.requests} answers)"
-        ratio = _fmt(overhead.ratio)
+        ratio = _fmt(overhead.ratio) + _agreement(overhead.ratio)
     logged = ""
     if overhead.logged_p50_ms is not None:
         logged = (
             f"; request log (answer written) p50 {overhead.logged_p50_ms:.3f} ms, "
-            f"ratio {_fmt(overhead.logged_ratio)}"
+            f"ratio {_fmt(overhead.logged_ratio)}{_agreement(overhead.logged_ratio)}"
         )
     return (
         f"overhead at c=1, non-streamed: tollway-reported p50 {gateway}; "
         f"bench-measured added p50 (tollway - direct) {overhead.added_p50_ms:.3f} ms; ratio {ratio}" + logged
     )
+
+
+def _agreement(ratio: float | None) -> str:
+    """Whether a reported overhead is within AGREEMENT of what the bench measured (issue #12)."""
+    if ratio is None:
+        return ""
+    return " (agrees)" if abs(ratio - 1.0) <= AGREEMENT else f" (off by more than {AGREEMENT:.0%})"
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

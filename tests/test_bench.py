@@ -632,7 +632,10 @@ def test_overhead_against_added_latency() -> None:
     assert (measured.gateway_p50_ms, measured.added_p50_ms, measured.samples) == (0.25, 0.3, 3)
     assert measured.ratio == pytest.approx(0.833)
     line = report.overhead_line(measured)
-    assert line is not None and "0.250 ms" in line and "0.300 ms" in line and "ratio 0.83" in line
+    assert line is not None and "0.250 ms" in line and "0.300 ms" in line and "ratio 0.83 (agrees)" in line
+    logged = report.overhead_of(0.1, 0.4, [0.2], requests=1, logged_ms=[0.27])
+    line = report.overhead_line(logged)
+    assert line is not None and "ratio 0.67 (off by more than 20%)" in line and "ratio 0.90 (agrees)" in line
     absent = report.overhead_of(0.1, 0.4, [], requests=100)
     assert (absent.gateway_p50_ms, absent.ratio) == (None, None)
     line = report.overhead_line(absent)
