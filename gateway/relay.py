@@ -78,49 +78,35 @@ class StreamTap(Protocol):
 
 
 class _ChunkedSink:
-    """Takes the upstream's reads as they are delivered (gateway/upstream.py `Delivery`) and
-    writes the relay's output straight to the client's transport, framed as HTTP/1.1 chunks, in
-    the same callback: no task wakes and no coroutine runs per event. aiohttp's response writer
-    framed the first output and frames the end; this writes only whole chunks in between.
+    """Takes the upstream's reads as they are delivered (gateway/upstream.py `Delivery`), turns
+    each into the client's bytes with `step` and writes them straight to the client's transport,
+    framed as HTTP/1.1 chunks, in the same callback: no task wakes and no coroutine runs per
+    event. aiohttp's response writer framed the first output and frames the end; this writes only
+    whole chunks in between.
 
     A client that falls behind (its transport holding over WRITE_HIGH_WATER bytes) pauses the
     upstream until it drains, as awaiting aiohttp's write would have. `busy_s` is the time spent
     here, the gateway's own work within the wait for the upstream.
     """
 
-    __slots__ = ("_ctx", "_finished", "_outward", "_paused", "_relay", "_transport", "busy_s", "delivery")
+    __slots__ = ("_paused", "_step", "_transport", "busy_s", "delivery")
 
-    def __init__(
-        self,
-        transport: asyncio.Transport,
-        relay: Relay,
-        ctx: RequestContext,
-        outward: Callable[[bytes], bytes],
-        finished: Callable[[], bool],
-    ) -> None:
+    def __init__(self, transport: asyncio.Transport, step: Callable[[bytes], bytes]) -> None:
         self._transport = transport
-        self._relay = relay
-        self._ctx = ctx
-        self._outward = outward
-        self._finished = finished
+        self._step = step
         self._paused = False
         self.busy_s = 0.0
         self.delivery: Delivery | None = None
 
     def __call__(self, data: bytes) -> None:
         began = time.perf_counter()
-        relay = self._relay
-        out = relay.feed(data)
-        if relay.usage is not None:
-            # Set at once: an SDK client closes right after [DONE], cancelling us.
-            self._ctx.usage = relay.usage
-        if out and not self._finished():
-            out = self._outward(out)
+        out = self._step(data)
+        # Nothing to write can mean an egress holding a piece back: an empty chunk ends the body.
+        if out:
             transport = self._transport
             if transport.is_closing():
                 raise ConnectionResetError("the client closed the connection")
-            if out:  # (the egress may hold back a piece; an empty chunk would end the body)
-                transport.write(b"%x\r\n%b\r\n" % (len(out), out))
+            transport.write(b"%x\r\n%b\r\n" % (len(out), out))
             if not self._paused and transport.get_write_buffer_size() > WRITE_HIGH_WATER:
                 self._pause()
         self.busy_s += time.perf_counter() - began
@@ -220,6 +206,14 @@ async def relay_stream(
             out += finish()
         return out
 
+    def step(data: bytes) -> bytes:
+        """One read of the upstream through the relay: the bytes for the client (b"" for none)."""
+        out = relay.feed(data)
+        if relay.usage is not None:
+            # Set at once: an SDK client closes right after [DONE], cancelling us.
+            ctx.usage = relay.usage
+        return outward(out) if out and not finished else b""
+
     await response.write(outward(stream.first))
     try:
         if not stream.ended:
@@ -227,7 +221,7 @@ async def relay_stream(
             transport = request.transport
             delivery: Delivery | None = None
             if transport is not None and response.headers.get("Transfer-Encoding") == "chunked":
-                sink = _ChunkedSink(transport, relay, ctx, outward, lambda: finished)
+                sink = _ChunkedSink(transport, step)
                 delivery = stream.upstream.deliver(sink)
             if delivery is not None:
                 await stream.chunks.aclose()  # parked at its first yield; delivery reads on
@@ -248,12 +242,9 @@ async def relay_stream(
                         ctx.upstream_s += clock() - waited
                         break
                     ctx.upstream_s += clock() - waited
-                    out = relay.feed(data)
-                    if relay.usage is not None:
-                        # Set at once: an SDK client closes right after [DONE], cancelling us.
-                        ctx.usage = relay.usage
-                    if out and not finished:
-                        await response.write(outward(out))
+                    out = step(data)
+                    if out:
+                        await response.write(out)
             out = relay.close()
             if out and not finished:
                 await response.write(outward(out))
