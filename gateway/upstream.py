@@ -90,6 +90,19 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+# What aiohttp raises for a provider that is slow or unreachable; `_as_gateway_error` maps it.
+_NETWORK_ERRORS: Final = (TimeoutError, aiohttp.ClientError)
+
+
+def _as_gateway_error(exc: BaseException) -> BaseException:
+    """The gateway's own exception for one of _NETWORK_ERRORS (anything else is left as it is)."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout()
+    if isinstance(exc, aiohttp.ClientError):
+        return UpstreamUnreachable(_describe(exc))
+    return exc
+
+
 class WireTimes:
     """When one request went out and when bytes of its answer last came in (perf_counter)."""
 
@@ -243,11 +256,7 @@ class Delivery:
         if eof.cancelled():
             return
         exc = eof.exception()
-        if isinstance(exc, TimeoutError):
-            exc = UpstreamTimeout()
-        elif isinstance(exc, aiohttp.ClientError):
-            exc = UpstreamUnreachable(_describe(exc))
-        self.stop(exc)
+        self.stop(None if exc is None else _as_gateway_error(exc))
 
     async def wait(self) -> None:
         """Deliver what has arrived already, then wait until the body has been delivered whole.
@@ -338,25 +347,21 @@ class HttpResponse:
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(_describe(exc)) from None
+        except _NETWORK_ERRORS as exc:
+            raise _as_gateway_error(exc) from None
 
     async def read_error(self) -> bytes:
         try:
             return await self._response.content.read(MAX_ERROR_BODY)
-        except (TimeoutError, aiohttp.ClientError):
+        except _NETWORK_ERRORS:
             return b""
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         try:
             async for data in self._response.content.iter_any():
                 yield data
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(_describe(exc)) from None
+        except _NETWORK_ERRORS as exc:
+            raise _as_gateway_error(exc) from None
 
     def close(self) -> None:
         # close(), not release(): when the body was not read to the end (a client that hung up),
@@ -402,10 +407,8 @@ class HttpTransport:
             response = await self._session.request(
                 request.method, url, data=request.body, headers=request.headers, timeout=timeout
             )
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(_describe(exc)) from None
+        except _NETWORK_ERRORS as exc:
+            raise _as_gateway_error(exc) from None
         finally:
             _sending.set(None)
         return HttpResponse(response, times, deadline, timeout.sock_read)
