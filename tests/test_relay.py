@@ -70,6 +70,19 @@ def flood(loop_thread: LoopThread) -> Iterator[Flood]:
     loop_thread.run(runner.cleanup())
 
 
+def _post_chat(sock: socket.socket, body: bytes, version_and_host: bytes) -> None:
+    """A chat completion request with the master key, written by hand (`version_and_host`: the
+    rest of the request line, and a Host header when the version needs one)."""
+    sock.sendall(
+        b"POST /v1/chat/completions "
+        + version_and_host
+        + b"\r\nAuthorization: Bearer "
+        + MASTER_KEY.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
 def _read_all(sock: socket.socket) -> bytes:
     parts: list[bytes] = []
     while True:
@@ -97,12 +110,7 @@ models:
     body = b'{"model": "flood", "stream": true, "messages": [{"role": "user", "content": "x"}]}'
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "
-            + MASTER_KEY.encode()
-            + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-            + body
-        )
+        _post_chat(sock, body, b"HTTP/1.1\r\nHost: gw")
         time.sleep(1.5)  # reading nothing
         held_back = flood.written
         received = _read_all(sock)
@@ -179,12 +187,7 @@ def test_an_http_1_0_client_gets_the_stream_unchunked(upstream: Upstream, gatewa
     host, port = gateway.url.removeprefix("http://").split(":")
     body = b'{"model": "up-model", "stream": true, "messages": [{"role": "user", "content": "a b c"}]}'
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer "
-            + MASTER_KEY.encode()
-            + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-            + body
-        )
+        _post_chat(sock, body, b"HTTP/1.0")
         received = _read_all(sock)
     head, _, payload = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200") and b"chunked" not in head.lower()
