@@ -25,7 +25,7 @@ from bench.config import Features, parse_features
 from bench.procs import REPO_ROOT
 from bench.report import DIRECT, FLOOR, TOLLWAY, TOLLWAY_BASE, render_table, write_json
 from bench.run import Options, options_problem, progress, run_bench, smoke_failed
-from bench.scenario import Scenario
+from bench.scenario import Door, Scenario
 
 Mode = Literal["table", "smoke", "sweep", "streams"]
 RESULTS: Final = REPO_ROOT / "bench" / "results"
@@ -158,6 +158,14 @@ def parse_args(argv: list[str] | None) -> Invocation:
         default=1,
         help="rounds of the targets at each setting, alternating; each cell keeps the medians (default 1)",
     )
+    parser.add_argument(
+        "--doors",
+        type=_choices(tuple(d for d in get_args(Door) if d != "chat")),
+        default=(),
+        help="also measure tollway's translated front doors (messages,responses) to the same "
+        "upstream, as targets tollway-<door>; the report gives their req/s and CPU per request "
+        "over tollway's chat passthrough",
+    )
     parser.add_argument("--peer", action="append", default=[], help="add a peer gateway (litellm)")
     parser.add_argument(
         "--peer-python", help="interpreter that has the peer installed (e.g. venv/bin/python)"
@@ -189,6 +197,7 @@ def parse_args(argv: list[str] | None) -> Invocation:
         features=_features(parser, args.features),
         baseline_features=baseline,
         repeat=args.repeat,
+        doors=args.doors,
     )
     problem = options_problem(options)
     if problem is not None:

@@ -25,13 +25,13 @@ import msgspec
 import uvloop
 
 from bench.http1 import FramingError, header_value, parse_chunk_size
-from bench.scenario import chat_body
+from bench.scenario import CHAT_STREAM_END, DEFAULT_TAIL_BYTES, StreamEnd, chat_body
 
 # Answers still in flight this long after the duration are cut off and counted as
 # errors: the run ends on time even against a server that stopped answering.
 GRACE_S: Final = 5.0
 DEFAULT_MAX_REQUESTS: Final = 5_000_000
-_DONE_MARK: Final = b"data: [DONE]"
+
 # What the gateway says it spent on a request itself (issue 12), when it says so.
 OVERHEAD_HEADER: Final = b"x-tollway-overhead-ms:"
 _MAX_ERROR_SAMPLES: Final = 5
@@ -69,7 +69,8 @@ def build_request(
 class ResponseParser:
     """Incremental parser of one HTTP/1.1 response; `reset()` before the next."""
 
-    def __init__(self) -> None:
+    def __init__(self, tail_bytes: int = DEFAULT_TAIL_BYTES) -> None:
+        self._tail_bytes = tail_bytes
         self.reset()
 
     def reset(self) -> None:
@@ -169,15 +170,15 @@ class ResponseParser:
     def _payload(self, buf: bytearray, start: int, end: int) -> None:
         if not self.first_data_at:
             self.first_data_at = perf_counter()
-        # 128 bytes: [DONE] may be followed by a short trailer (tollway's overhead comment).
-        self.tail = (self.tail + bytes(buf[max(start, end - 128) : end]))[-128:]
+        keep = self._tail_bytes
+        self.tail = (self.tail + bytes(buf[max(start, end - keep) : end]))[-keep:]
 
 
 class Connection(asyncio.Protocol):
     """One keep-alive client connection carrying one request at a time."""
 
-    def __init__(self) -> None:
-        self.parser = ResponseParser()
+    def __init__(self, tail_bytes: int = DEFAULT_TAIL_BYTES) -> None:
+        self.parser = ResponseParser(tail_bytes)
         self.transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[None] | None = None
 
@@ -216,11 +217,14 @@ class Connection(asyncio.Protocol):
 class _Run:
     """Shared state of one load run: counters, samples and the open connections."""
 
-    def __init__(self, host: str, port: int, request: bytes, stream: bool, max_requests: int) -> None:
+    def __init__(
+        self, host: str, port: int, request: bytes, stream: bool, max_requests: int, end: StreamEnd
+    ) -> None:
         self.host = host
         self.port = port
         self.request = request
         self.stream = stream
+        self.end = end
         self.budget = max_requests
         self.result = LoadResult()
         self.connections: set[Connection] = set()
@@ -231,7 +235,8 @@ class _Run:
             self.result.error_samples.append(what)
 
     async def connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
-        _, conn = await loop.create_connection(Connection, self.host, self.port)
+        tail_bytes = self.end.tail_bytes
+        _, conn = await loop.create_connection(lambda: Connection(tail_bytes), self.host, self.port)
         self.connections.add(conn)
         return conn
 
@@ -267,8 +272,8 @@ class _Run:
             parser = conn.parser
             if parser.status != 200:
                 self.error(f"HTTP {parser.status}")
-            elif self.stream and _DONE_MARK not in parser.tail:
-                self.error("stream ended without data: [DONE]")
+            elif self.stream and self.end.mark not in parser.tail:
+                self.error(f"stream ended without {self.end.mark.decode()}")
             else:
                 result.requests += 1
                 latencies.append(finished - started)
@@ -292,6 +297,7 @@ async def run_load(
     duration: float,
     stream: bool = False,
     max_requests: int = DEFAULT_MAX_REQUESTS,
+    end: StreamEnd = CHAT_STREAM_END,
 ) -> LoadResult:
     """Keep `concurrency` requests in flight for `duration` seconds (or max_requests).
 
@@ -299,7 +305,7 @@ async def run_load(
     non-200, a stream without `[DONE]`) are counted, never raised.
     """
     loop = asyncio.get_running_loop()
-    run = _Run(host, port, request, stream, max_requests)
+    run = _Run(host, port, request, stream, max_requests, end)
     opened = await asyncio.gather(*(run.connect(loop) for _ in range(concurrency)), return_exceptions=True)
     conns: list[Connection | None] = []
     for item in opened:

@@ -97,6 +97,19 @@ class FeatureCost(msgspec.Struct, frozen=True):
     cpu_ratio: float | None
 
 
+class DoorCost(msgspec.Struct, frozen=True):
+    """Tollway's `door` (a translated front door: Messages or Responses to the OpenAI-format
+    upstream) against its chat passthrough at one setting, the same process in the same run:
+    throughput_ratio = door req/s / chat req/s, cpu_ratio = door CPU per request / chat's (over 1:
+    what the translation costs)."""
+
+    scenario: Scenario
+    concurrency: int
+    door: str
+    throughput_ratio: float | None
+    cpu_ratio: float | None
+
+
 class Report(msgspec.Struct):
     created: str
     loadgen: str
@@ -112,6 +125,7 @@ class Report(msgspec.Struct):
     machine: str = ""
     repeat: int = 1  # runs per cell (--repeat): cells hold their medians
     feature_cost: list[FeatureCost] = []
+    door_cost: list[DoorCost] = []
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -231,28 +245,40 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def compute_feature_costs(cells: Sequence[Cell], features: str, baseline_features: str) -> list[FeatureCost]:
-    """tollway against tollway-base at every setting where both ran, in the order measured."""
+_Compared = tuple[Cell, float | None, float | None]
+
+
+def _against(cells: Sequence[Cell], target: str, baseline: str) -> list[_Compared]:
+    """(cell of `target`, throughput ratio, CPU-per-request ratio) against `baseline` at every
+    setting where both ran, in the order measured."""
     by_key = {(c.target, c.scenario, c.concurrency): c for c in cells}
-    out: list[FeatureCost] = []
+    out: list[_Compared] = []
     for cell in cells:
-        base = by_key.get((TOLLWAY_BASE, cell.scenario, cell.concurrency))
-        if cell.target != TOLLWAY or base is None:
+        base = by_key.get((baseline, cell.scenario, cell.concurrency))
+        if cell.target != target or base is None:
             continue
         cpu = None
         if cell.cpu_us_per_req is not None and base.cpu_us_per_req is not None:
             cpu = ratio(cell.cpu_us_per_req, base.cpu_us_per_req)
-        out.append(
-            FeatureCost(
-                scenario=cell.scenario,
-                concurrency=cell.concurrency,
-                features=features,
-                baseline_features=baseline_features,
-                throughput_ratio=_round(ratio(cell.rps, base.rps)),
-                cpu_ratio=_round(cpu),
-            )
-        )
+        out.append((cell, _round(ratio(cell.rps, base.rps)), _round(cpu)))
     return out
+
+
+def compute_feature_costs(cells: Sequence[Cell], features: str, baseline_features: str) -> list[FeatureCost]:
+    """tollway against tollway-base at every setting where both ran, in the order measured."""
+    return [
+        FeatureCost(cell.scenario, cell.concurrency, features, baseline_features, tput, cpu)
+        for cell, tput, cpu in _against(cells, TOLLWAY, TOLLWAY_BASE)
+    ]
+
+
+def compute_door_costs(cells: Sequence[Cell], doors: dict[str, str]) -> list[DoorCost]:
+    """Each door target (name -> door) against tollway's chat at every setting where both ran."""
+    return [
+        DoorCost(cell.scenario, cell.concurrency, door, tput, cpu)
+        for name, door in doors.items()
+        for cell, tput, cpu in _against(cells, name, TOLLWAY)
+    ]
 
 
 # How far the overhead tollway reports may be from the added latency measured outside.
@@ -368,6 +394,31 @@ def feature_cost_lines(report: Report) -> list[str]:
     ]
 
 
+_DOOR_COLUMNS: Final = (
+    ("door", "<"),
+    ("scenario", "<"),
+    ("conc", ">"),
+    ("tput ratio", ">"),
+    ("cpu/req ratio", ">"),
+)
+
+
+def door_cost_lines(report: Report) -> list[str]:
+    """What each translated front door costs over tollway's chat passthrough; [] without --doors."""
+    if not report.door_cost:
+        return []
+    rows = [
+        (d.door, d.scenario, str(d.concurrency), _fmt(d.throughput_ratio, 3), _fmt(d.cpu_ratio, 3))
+        for d in report.door_cost
+    ]
+    return [
+        "door cost: tollway's translated doors vs its chat passthrough (same process, same run)",
+        *_layout(_DOOR_COLUMNS, rows),
+        "tput ratio = door req/s / chat req/s; cpu/req ratio = door cpu µs/req / chat's "
+        "(over 1: what translating the door's format costs)",
+    ]
+
+
 def render_table(report: Report) -> str:
     """One plain-text table: a row per cell, ratios on the gateway rows, then a footer."""
     ratios = {(r.target, r.scenario, r.concurrency): r for r in report.ratios}
@@ -404,9 +455,9 @@ def render_table(report: Report) -> str:
         "ttfb = time to first streamed chunk (own loadgen); cpu µs/req = CPU time (user + system) of "
         "the target's server process per completed request (direct: the mock upstream's)"
     )
-    cost = feature_cost_lines(report)
-    if cost:
-        out += ["", *cost, ""]
+    for cost in (feature_cost_lines(report), door_cost_lines(report)):
+        if cost:
+            out += ["", *cost, ""]
     if report.peak_rss_mib:
         out.append(
             "peak RSS (VmHWM): " + ", ".join(f"{k} {v:.1f} MiB" for k, v in report.peak_rss_mib.items())

@@ -29,10 +29,10 @@ from bench.loadgen import LoadResult, build_request, run_load
 from bench.procs import Child, Children, cpu_seconds, free_port, peak_rss_bytes, raise_fd_limit
 from bench.report import DIRECT, FLOOR, HEADROOM_MIN, TOLLWAY, TOLLWAY_BASE, Cell, Overhead, Report
 from bench.scenario import (
-    CHAT_PATH,
     GATEWAY_MODEL,
     UPSTREAM_KEY,
     UPSTREAM_MODEL,
+    Door,
     Scenario,
     Target,
 )
@@ -67,6 +67,9 @@ class Options(msgspec.Struct, frozen=True):
     # Features of tollway-base, a second tollway measured right after tollway; None: no such target.
     baseline_features: Features | None = None
     repeat: int = 1  # rounds of the targets at each setting; cells keep the medians
+    # Translated front doors of tollway measured beside its chat passthrough, as targets named
+    # tollway-<door> on the same process (so CPU per request compares like with like).
+    doors: tuple[Door, ...] = ()
 
     def settings(self) -> list[tuple[Scenario, int]]:
         if self.smoke:
@@ -83,6 +86,8 @@ def options_problem(options: Options) -> str | None:
         return "--baseline-features compares tollway with a second one: it needs tollway among --targets"
     if options.repeat < 1:
         return "--repeat must be at least 1"
+    if options.doors and TOLLWAY not in options.targets:
+        return "--doors measures tollway's other doors beside its chat: it needs tollway among --targets"
     return None
 
 
@@ -100,7 +105,7 @@ def gateway_importable() -> bool:
 
 
 def _own(target: Target, scenario: Scenario, concurrency: int, duration: float) -> LoadResult:
-    request = build_request("127.0.0.1", target.port, CHAT_PATH, target.body(scenario), target.headers)
+    request = build_request("127.0.0.1", target.port, target.path, target.body(scenario), target.headers)
     return uvloop.run(
         run_load(
             "127.0.0.1",
@@ -109,6 +114,7 @@ def _own(target: Target, scenario: Scenario, concurrency: int, duration: float) 
             concurrency=concurrency,
             duration=duration,
             stream=scenario == "stream",
+            end=target.stream_end,
         )
     )
 
@@ -140,7 +146,7 @@ def measure_wrk(
 ) -> Cell:
     """One cell with wrk; no TTFB (wrk cannot see it)."""
     result = wrk.run_wrk(
-        f"http://127.0.0.1:{target.port}{CHAT_PATH}",
+        f"http://127.0.0.1:{target.port}{target.path}",
         target.body(scenario),
         target.headers,
         concurrency=concurrency,
@@ -241,6 +247,11 @@ def start_servers(options: Options, children: Children, work_dir: Path, warnings
         target, child = start_tollway(name, features, children, work_dir, upstream_port)
         servers.targets.append(target)
         servers.measured[name] = child
+        if name == TOLLWAY:
+            for door in options.doors:
+                door_target = msgspec.structs.replace(target, name=door_target_name(door), door=door)
+                servers.targets.append(door_target)
+                servers.pids[door_target.name] = child.pid
 
     for name in options.peers:
         if name != "litellm":
@@ -488,7 +499,13 @@ def run_bench(options: Options) -> Report:
         machine=about,
         repeat=options.repeat,
         feature_cost=_feature_costs(options, cells),
+        door_cost=report.compute_door_costs(cells, {door_target_name(d): d for d in options.doors}),
     )
+
+
+def door_target_name(door: Door) -> str:
+    """The target name under which tollway's `door` is measured."""
+    return f"{TOLLWAY}-{door}"
 
 
 def _feature_costs(options: Options, cells: list[Cell]) -> list[report.FeatureCost]:

@@ -27,7 +27,7 @@ from bench.loadgen import ResponseParser, build_request, run_load
 from bench.procs import Children, cpu_seconds, http_get, peak_rss_bytes, process_tree, raise_fd_limit
 from bench.report import Cell, Ratios, Report
 from bench.run import SMOKE_SETTINGS, Options, measure_with_cpu, run_bench, smoke_failed
-from bench.scenario import CHAT_PATH, chat_body
+from bench.scenario import CHAT_PATH, chat_body, door_body
 from bench.streamload import StreamLoadResult
 from bench.upstream import CONTENT_PIECES, MODEL, start_upstream, stream_events
 
@@ -877,3 +877,51 @@ def test_bench_runs_tollway_against_its_baseline(tmp_path: Path) -> None:
     assert (cost.features, cost.baseline_features) == ("all", "none")
     assert cost.throughput_ratio is not None and cost.cpu_ratio is not None
     assert set(result.peak_rss_mib) == {"tollway", "tollway-base"}
+
+
+DOOR_CELLS = [
+    _with_cpu(_cell("tollway", "nonstream", 32, 1000, 2.0), 1000.0),
+    _with_cpu(_cell("tollway-messages", "nonstream", 32, 800, 2.0), 1250.0),
+    _with_cpu(_cell("tollway", "stream", 1, 500, 1.0), 900.0),
+]
+
+
+def test_door_cost_compares_each_door_with_the_chat_passthrough(tmp_path: Path) -> None:
+    costs = report.compute_door_costs(DOOR_CELLS, {"tollway-messages": "messages"})
+    assert [(c.door, c.scenario, c.concurrency) for c in costs] == [("messages", "nonstream", 32)]
+    assert (costs[0].throughput_ratio, costs[0].cpu_ratio) == (0.8, 1.25)
+    assert report.compute_door_costs(DOOR_CELLS, {}) == []
+    lines = report.render_table(_report(cells=DOOR_CELLS, ratios=[], headroom=None, door_cost=costs)).splitlines()
+    at = lines.index("door cost: tollway's translated doors vs its chat passthrough (same process, same run)")
+    assert lines[at + 3].split() == ["messages", "nonstream", "32", "0.800", "1.250"]
+    assert "door cost" not in report.render_table(_report())
+
+
+def test_door_bodies_ask_the_same_question_in_each_format() -> None:
+    chat = msgspec.json.decode(chat_body("m", stream=False))
+    messages = msgspec.json.decode(door_body("messages", "m", stream=True))
+    responses = msgspec.json.decode(door_body("responses", "m", stream=False))
+    assert messages["system"] == chat["messages"][0]["content"] == responses["instructions"]
+    assert messages["messages"] == chat["messages"][1:]
+    assert responses["input"] == chat["messages"][1]["content"]
+    assert (messages["max_tokens"], messages["stream"]) == (16, True)
+    assert responses["max_output_tokens"] == 16 and "stream" not in responses
+    assert door_body("chat", "m", stream=False) == chat_body("m", stream=False)
+    assert parse_args(["--doors", "messages,responses"]).options.doors == ("messages", "responses")
+    for bad in (["--doors", "chat"], ["--doors", "grpc"], ["--targets", "floor", "--doors", "messages"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+@pytest.mark.integration
+def test_bench_measures_the_messages_door_beside_chat() -> None:
+    """End to end (~8 s): tollway's /v1/messages to the OpenAI-format upstream, streamed and
+    not, on the same process as its chat, with CPU per request for both."""
+    options = parse_args(
+        ["--targets", "tollway", "--doors", "messages", "--concurrency", "2", "--duration", "0.5", "--loadgen", "own"]
+    ).options
+    result = run_bench(msgspec.structs.replace(options, overhead_probe=False))
+    assert result.failed_requests == 0, result.warnings
+    assert [c.target for c in result.cells] == ["tollway", "tollway-messages"] * 2
+    assert [(d.door, d.scenario) for d in result.door_cost] == [("messages", "nonstream"), ("messages", "stream")]
+    assert all(d.cpu_ratio is not None and d.throughput_ratio for d in result.door_cost)
