@@ -19,6 +19,8 @@ A key that sets nothing for a field takes the team's.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -35,6 +37,8 @@ _NESTS_IN: Final[dict[Period, frozenset[Period]]] = {
     "month": frozenset({"month", "total"}),
     "total": frozenset({"total"}),
 }
+_GLOB: Final = re.compile(r"[*?\[]")
+_GLOB_OR_CLASS_END: Final = re.compile(r"[*?\[\]]")  # what bounds a pattern's literal ends
 # A key named in a refusal of a team change: this many, then "and N more".
 MAX_NAMED_KEYS: Final = 5
 
@@ -78,21 +82,42 @@ def _one_within(key: str, team: str) -> bool:
     return False
 
 
+# The key sync checks every key after each change; patterns repeat across keys, so the answers do.
+@functools.lru_cache(maxsize=4096)
 def pattern_within(key: str, team: str) -> bool:
     """Whether every model name `key` matches is matched by `team` (sound, by the patterns' shape:
     a pattern it cannot prove within is refused)."""
-    k, t = _tokens(key), _tokens(team)
-    # within[i][j]: the key's tokens from i fall within the team's from j. Filled from the end.
-    within = [[False] * (len(t) + 1) for _ in range(len(k) + 1)]
-    within[len(k)][len(t)] = True
-    for i in range(len(k), -1, -1):
-        for j in range(len(t) - 1, -1, -1):
-            if t[j] == "*":
-                # The team's star matches nothing, or absorbs the key's next token whatever it is.
-                within[i][j] = within[i][j + 1] or (i < len(k) and within[i + 1][j])
-            elif i < len(k) and k[i] != "*":
-                within[i][j] = _one_within(k[i], t[j]) and within[i + 1][j + 1]
-    return within[0][0]
+    if not _GLOB.search(key):
+        return fnmatch.fnmatchcase(key, team)  # a plain name: exactly whether the team's matches it
+    # The team's literal ends must be the key's too (a literal covers only itself): most pairs of
+    # unrelated patterns are told apart here, without the table below.
+    parts = _GLOB_OR_CLASS_END.split(team)
+    head, tail = parts[0], parts[-1]
+    if not (key.startswith(head) and key.endswith(tail)):
+        return False
+    return _tokens_within(_tokens(key), _tokens(team))
+
+
+def _tokens_within(k: list[str], t: list[str]) -> bool:
+    """Wildcard matching with the key's tokens as the text: a team `*` absorbs any run of them,
+    every other team token exactly one it covers. Greedy, backing up to the last team `*` (each
+    run between stars is best matched as early as it can be), so linear in practice."""
+    i = j = 0
+    star, mark = -1, 0
+    while i < len(k):
+        if j < len(t) and t[j] != "*" and k[i] != "*" and _one_within(k[i], t[j]):
+            i, j = i + 1, j + 1
+        elif j < len(t) and t[j] == "*":
+            star, mark = j, i
+            j += 1
+        elif star != -1:
+            mark += 1  # the last team `*` absorbs one more key token; retry from there
+            i, j = mark, star + 1
+        else:
+            return False
+    while j < len(t) and t[j] == "*":
+        j += 1
+    return j == len(t)
 
 
 def _models(key: list[str], team: list[str]) -> list[Excess]:

@@ -22,7 +22,7 @@ from gateway.app import config_principals
 from gateway.config import parse_config
 from gateway.keys import KeyRecord, TeamRecord, hash_secret
 from gateway.store import open_store
-from tests.conftest import MASTER_KEY, Gateway
+from tests.conftest import MASTER_KEY, Gateway, wait_for
 from tests.servers import LoopThread
 from tests.test_cli import Served, start, stop
 
@@ -479,3 +479,16 @@ def test_a_stored_key_beyond_its_team_is_reported_and_served_only_what_both_allo
         assert httpx.get(gateway.url + "/health/ready").json()["degraded"] == []
         assert "tollway_keys_beyond_team 0.0" in httpx.get(gateway.url + "/metrics").text
         assert "0 key(s) ask for more than their team allows" in caplog.text
+
+    # The team narrowed behind the admin API's back: its key is checked again.
+    async def narrow_team() -> None:
+        store = open_store(url)
+        try:
+            moved = msgspec.structs.replace(team, models=["demo-slow"], updated_at=datetime.now(UTC))
+            await store.put_team(moved)
+        finally:
+            await store.close()
+
+    loop_thread.run(narrow_team())
+    assert wait_for(lambda: httpx.get(gateway.url + "/health/ready").json()["degraded"] != [])
+    assert "tollway_keys_beyond_team 1.0" in httpx.get(gateway.url + "/metrics").text

@@ -39,6 +39,9 @@ from tests.test_auth import NOW, key, team
         ("*", "*", True),
         ("", "*", True),
         ("demo", "", False),
+        ("*a", "*[ab]", True),
+        ("x*-yz", "x*[ab]yz", False),
+        ("x*ayz", "x*[ab]yz", True),
         ("a[", "a[", True),  # an unclosed bracket is a literal, as in fnmatch
         ("a[", "a?", True),
     ],
