@@ -125,7 +125,9 @@ def build_app(config: Config) -> web.Application:
     created = int(time.time())
     storage = config.storage
     store = open_store(storage.database_url) if storage.database_url else None
-    sync = KeySync(ring, store, storage.key_refresh_s, storage.redis_url) if store is not None else None
+    sync = (
+        KeySync(ring, store, storage.key_refresh_s, storage.redis_url, metrics) if store is not None else None
+    )
     admin = AdminApi(ring, store, sync, storage.redis_url)
     admin.add_routes(app.router)
 
@@ -216,6 +218,8 @@ def build_app(config: Config) -> web.Application:
         degraded = []
         if sync is not None and sync.degraded:
             degraded.append("store: keys served from memory")
+        if sync is not None and sync.beyond_team:
+            degraded.append(f"keys: {len(sync.beyond_team)} ask for more than their team allows")
         if accountant is not None and accountant.degraded:
             degraded.append("store: audit records spooled to disk")
         serving = holder.current.config if holder.current is not None else config

@@ -14,26 +14,40 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Final
 
 import msgspec
 
-from gateway.errors import GatewayError, unauthorized
+from gateway.errors import GatewayError, model_not_found, unauthorized
 from gateway.keys import Budget, KeyRecord, Limits, TeamRecord
 from gateway.records import ContentPolicy
 
 
 class ModelMatcher:
-    """Logical model names or shell-style patterns (`gpt-4o*`, `claude-?-*`), compiled once."""
+    """Logical model names or shell-style patterns (`gpt-4o*`, `claude-?-*`), compiled once.
 
-    __slots__ = ("_regex", "patterns")
+    `within`: a second list a name must match as well, so that a key in a team serves only what
+    both allow (one regex: the key's patterns as a lookahead before the team's).
+    """
 
-    def __init__(self, patterns: Iterable[str]) -> None:
+    __slots__ = ("_regex", "patterns", "within")
+
+    def __init__(self, patterns: Iterable[str], within: Iterable[str] | None = None) -> None:
         self.patterns = tuple(patterns)
-        self._regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.patterns) or "(?!)")
+        self.within = tuple(within) if within is not None else None
+        regex = _any_of(self.patterns)
+        if self.within is not None:
+            regex = f"(?={regex}){_any_of(self.within)}"
+        self._regex = re.compile(regex)
 
     def __call__(self, model: str) -> bool:
         return self._regex.match(model) is not None
+
+
+def _any_of(patterns: tuple[str, ...]) -> str:
+    # fnmatch.translate anchors each pattern at the end (`\Z`); re.match anchors the start.
+    return "(?:" + ("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)") + ")"
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -54,16 +68,10 @@ class Principal(msgspec.Struct, frozen=True):
     log_content: ContentPolicy | None = None  # the key's, else its team's; None: logging.content
 
     def check_model(self, model: str) -> None:
-        """Raise GatewayError (403) when this key may not use the logical model."""
+        """Raise GatewayError 404 when this key may not use the logical model: the same answer as
+        for a model that does not exist, so that a restricted key cannot map the routes."""
         if self.models is not None and not self.models(model):
-            raise GatewayError(
-                403,
-                f"the key '{self.name}' may not use the model '{model}'",
-                type="permission_error",
-                code="model_not_allowed",
-                param="model",
-                fault="policy",
-            )
+            raise model_not_found(model)
 
     def check_endpoint(self, endpoint: str) -> None:
         if self.endpoints is not None and endpoint not in self.endpoints:
@@ -94,22 +102,37 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
+def _models(key: KeyRecord, team: TeamRecord | None) -> ModelMatcher | None:
+    team_models = team.models if team is not None else None
+    if key.models is None:
+        return ModelMatcher(team_models) if team_models is not None else None
+    return ModelMatcher(key.models, within=team_models)
+
+
+def _regions(key: KeyRecord, team: TeamRecord | None) -> tuple[str, ...] | None:
+    team_regions = team.regions if team is not None else None
+    if key.regions is None:
+        return tuple(team_regions) if team_regions is not None else None
+    return tuple(r for r in key.regions if team_regions is None or r in team_regions)
+
+
 def principal_of(key: KeyRecord, team: TeamRecord | None) -> Principal:
-    """What a key may do: its own settings, falling back to its team's."""
-    models = key.models if key.models is not None else (team.models if team is not None else None)
-    regions = key.regions if key.regions is not None else (team.regions if team is not None else None)
+    """What a key may do: its own settings within its team's. Models and regions are what both
+    allow (a key stored before the admin API refused wider ones serves no more than its team);
+    limits and budgets are both enforced, as key and team subjects. A key that sets none of a
+    field takes the team's."""
     log_content = key.log_content or (team.log_content if team is not None else None)
     return Principal(
         key_id=key.id,
         name=key.name,
         team_id=key.team_id,
-        models=ModelMatcher(models) if models is not None else None,
+        models=_models(key, team),
         endpoints=frozenset(key.endpoints) if key.endpoints is not None else None,
         limits=key.limits,
         budget=key.budget,
         team_limits=team.limits if team is not None else None,
         team_budget=team.budget if team is not None else None,
-        regions=tuple(regions) if regions is not None else None,
+        regions=_regions(key, team),
         expires_at=_epoch(key.expires_at),
         revoked=key.revoked_at is not None or (team is not None and team.deleted_at is not None),
         log_content=log_content,
@@ -202,3 +225,7 @@ class KeyRing:
                 by_hash[record.secret_hash] = principal_of(record, owner)
             self._by_hash = by_hash  # one assignment: a request never sees a half-built ring
         return changed
+
+    def records(self) -> tuple[Mapping[str, KeyRecord], Mapping[str, TeamRecord]]:
+        """The store's keys and teams as last applied, by id (read-only views)."""
+        return MappingProxyType(self._keys), MappingProxyType(self._teams)

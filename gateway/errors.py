@@ -87,8 +87,13 @@ def unauthorized() -> GatewayError:
 
 
 def model_not_found(model: str) -> GatewayError:
+    """A model that is not configured, or one the key may not use: one answer for both (OpenAI's
+    wording), so that a restricted key cannot tell which models exist."""
     return GatewayError(
-        404, f"the model '{model}' does not exist on this gateway", code="model_not_found", param="model"
+        404,
+        f"the model '{model}' does not exist or you do not have access to it",
+        code="model_not_found",
+        param="model",
     )
 
 

@@ -7,12 +7,14 @@ status the admin API answers, and nothing is written when validation fails.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from gateway import teamrules
 from gateway.budgetpolicy import BudgetStatus
 from gateway.errors import GatewayError
 from gateway.keys import (
@@ -33,6 +35,7 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 Endpoint = Literal["chat", "embeddings"]
 Region = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,8}(-[a-z0-9]+)*$")]
 MetaValue = Annotated[str, msgspec.Meta(max_length=1000)]
+KEY_PAGE: Final = 500  # keys read at once when checking a team change against its keys
 
 
 class _Input(msgspec.Struct, forbid_unknown_fields=True):
@@ -155,17 +158,36 @@ def not_found(kind: str, ident: str) -> GatewayError:
     return GatewayError(404, f"no {kind} with id '{ident}'", code=f"{kind}_not_found")
 
 
-async def _require_team(store: Store, team_id: str | None) -> None:
+async def _require_team(store: Store, team_id: str | None) -> TeamRecord | None:
     if team_id is None:
-        return
+        return None
     team = await store.get_team(team_id)
     if team is None or team.deleted_at is not None:
         raise GatewayError(400, f"no active team with id '{team_id}'", code="team_not_found", param="team_id")
+    return team
+
+
+def _require_within(key: KeyRecord, team: TeamRecord | None) -> None:
+    """GatewayError 400 naming the field when the key asks for more than its team allows."""
+    if team is None:
+        return
+    found = teamrules.excesses(key, team)
+    if found:
+        raise teamrules.key_beyond_team(found)
+
+
+async def _active_keys_of(store: Store, team_id: str) -> AsyncIterator[KeyRecord]:
+    after = None
+    while page := await store.list_keys(limit=KEY_PAGE, after=after, team_id=team_id):
+        for key in page:
+            if key.revoked_at is None:
+                yield key
+        after = page[-1].id
 
 
 async def create_key(store: Store, body: KeyCreate) -> tuple[KeyRecord, str]:
     """A new key and its secret (the only time the secret exists outside the caller)."""
-    await _require_team(store, body.team_id)
+    team = await _require_team(store, body.team_id)
     secret = new_secret()
     moment = now_utc()
     record = KeyRecord(
@@ -175,6 +197,7 @@ async def create_key(store: Store, body: KeyCreate) -> tuple[KeyRecord, str]:
         updated_at=moment,
         **msgspec.structs.asdict(body),
     )
+    _require_within(record, team)
     await store.put_key(record)
     return record, secret
 
@@ -188,9 +211,13 @@ async def patch_key(store: Store, key_id: str, patch: KeyPatch) -> KeyRecord:
     record = await store.get_key(key_id)
     if record is None:
         raise not_found("key", key_id)
-    if patch.team_id is not UNSET:
-        await _require_team(store, patch.team_id)
     updated = KeyRecord(**_patched(record, patch))  # type: ignore[arg-type]
+    if patch.team_id is not UNSET:
+        team = await _require_team(store, updated.team_id)
+    else:
+        # The key's current team, even if deleted since: its keys serve nothing anyway.
+        team = await store.get_team(updated.team_id) if updated.team_id is not None else None
+    _require_within(updated, team)
     await store.put_key(updated)
     return updated
 
@@ -222,6 +249,15 @@ async def patch_team(store: Store, team_id: str, patch: TeamPatch) -> TeamRecord
     if record is None:
         raise not_found("team", team_id)
     updated = TeamRecord(**_patched(record, patch))  # type: ignore[arg-type]
+    # Refused rather than applied and reported: a team's keys are always within it, whoever
+    # changes what. The operator narrows or revokes the named keys first.
+    beyond = [
+        (key, found)
+        async for key in _active_keys_of(store, team_id)
+        if (found := teamrules.excesses(key, updated))
+    ]
+    if beyond:
+        raise teamrules.team_below_keys(beyond)
     await store.put_team(updated)
     return updated
 

@@ -15,7 +15,9 @@ from typing import Final
 
 import redis.asyncio as aioredis
 
+from gateway import teamrules
 from gateway.auth import KeyRing
+from gateway.metrics import Metrics
 from gateway.store import Store, StoreUnavailable
 from gateway.tasks import stop_tasks
 
@@ -30,8 +32,18 @@ OVERLAP: Final = timedelta(seconds=5)
 class KeySync:
     """Background loading of keys and teams into a KeyRing."""
 
-    def __init__(self, ring: KeyRing, store: Store, refresh_s: float, redis_url: str | None) -> None:
+    def __init__(
+        self,
+        ring: KeyRing,
+        store: Store,
+        refresh_s: float,
+        redis_url: str | None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._ring = ring
+        self._metrics = metrics
+        # Keys that ask for more than their team allows, by id: what was last reported of each.
+        self.beyond_team: dict[str, str] = {}
         self._store = store
         self._refresh_s = refresh_s
         self._redis_url = redis_url
@@ -64,9 +76,43 @@ class KeySync:
         started = datetime.now(UTC)
         keys, teams = await self._store.changed_since(self._since)
         changed = self._ring.apply(keys, teams)
+        if changed:
+            self._report_beyond_team({k.id for k in keys}, {t.id for t in teams})
         self._since = started - OVERLAP
         self.loaded.set()
         return changed
+
+    def _report_beyond_team(self, changed_keys: set[str], changed_teams: set[str]) -> None:
+        """Log each key that asks for more than its team allows (once, and again if that changes),
+        and how many there are. Such keys were stored before the admin API refused them, or
+        written to the store directly; they are served only what key and team both allow.
+
+        Only the keys that changed, or whose team did, are checked again: on the event loop, a
+        change must not cost a pass over every key (10,000 keys with globs: about 0.25 s)."""
+        keys, teams = self._ring.records()
+        rechecked = changed_keys | {k.id for k in keys.values() if k.team_id in changed_teams}
+        found = {key_id: detail for key_id, detail in self.beyond_team.items() if key_id not in rechecked}
+        fresh = {
+            key_id: teamrules.describe(excess)
+            for key_id, excess in teamrules.beyond_team((keys[i] for i in rechecked), teams).items()
+        }
+        for key_id, detail in fresh.items():
+            found[key_id] = detail
+            if self.beyond_team.get(key_id) != detail:
+                key = keys[key_id]
+                log.warning(
+                    "key %s ('%s') asks for more than its team %s allows; it is served only what both "
+                    "allow: %s",
+                    key_id,
+                    key.name,
+                    key.team_id,
+                    detail,
+                )
+        if found.keys() != self.beyond_team.keys():
+            log.warning("%d key(s) ask for more than their team allows", len(found))
+        self.beyond_team = found
+        if self._metrics is not None:
+            self._metrics.keys_beyond_team.set(len(found))
 
     async def _load_loop(self) -> None:
         while True:

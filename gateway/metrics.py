@@ -162,6 +162,11 @@ class Metrics:
             "1 when the last write to the store succeeded, 0 when it failed.",
             registry=self.registry,
         )
+        self.keys_beyond_team = Gauge(
+            "tollway_keys_beyond_team",
+            "Active keys that ask for more than their team allows (served only what both allow).",
+            registry=self.registry,
+        )
         # Fallback, retries, hedging and breakers (gateway/dispatch.py, gateway/breaker.py).
         # `target` is "provider/model" from the config, so its cardinality is bounded by it.
         self.attempts = Counter(

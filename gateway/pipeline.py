@@ -107,8 +107,8 @@ class Gateway:
                 ctx.model = model = openai_format.decode_model(body)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
+            principal.check_model(model)  # first: a forbidden model is a 404 like an unknown one
             plan = self.router.plan(model, principal.regions)
-            principal.check_model(model)
             return await count_tokens(ctx, body, plan.route.targets)
         except GatewayError as err:
             ctx.status = err.status
@@ -155,8 +155,8 @@ class Gateway:
             body = client_request.body
             ctx.model = model = client_request.model
             ctx.stream = client_request.stream
+            principal.check_model(model)  # first: a forbidden model is a 404 like an unknown one
             plan = self.router.plan(model, principal.regions)
-            principal.check_model(model)
             facts = request_facts(client_request.fields)
             ctx.user = facts.user
             if policy in ("full", "masked") and endpoint == "chat":

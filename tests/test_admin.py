@@ -3,10 +3,12 @@ client, SQLite and the real PostgreSQL as stores, two processes sharing PostgreS
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ import pytest
 
 from gateway.app import config_principals
 from gateway.config import parse_config
-from tests.conftest import MASTER_KEY, Gateway
+from gateway.keys import KeyRecord, TeamRecord, hash_secret
+from gateway.store import open_store
+from tests.conftest import MASTER_KEY, Gateway, wait_for
 from tests.servers import LoopThread
 from tests.test_cli import Served, start, stop
 
@@ -108,20 +112,22 @@ def test_key_lifecycle_create_use_restrict_revoke(admin_gateway: Gateway) -> Non
         assert {m.id for m in client.models.list()} == {"demo", "demo-slow"}, (
             "the team's models are inherited"
         )
-        with pytest.raises(openai.PermissionDeniedError) as denied:
+        with pytest.raises(openai.NotFoundError) as denied:
             client.chat.completions.create(model="other", messages=USER)
         assert "other" in denied.value.message
 
-        patched = admin(admin_gateway, "PATCH", f"/keys/{view['id']}", {"models": ["other"]})
-        assert patched.status_code == 200 and patched.json()["models"] == ["other"]
-        assert client.chat.completions.create(model="other", messages=USER).choices
-        with pytest.raises(openai.PermissionDeniedError):
+        beyond = admin(admin_gateway, "PATCH", f"/keys/{view['id']}", {"models": ["other"]})
+        assert beyond.status_code == 400 and beyond.json()["error"]["param"] == "models", beyond.text
+        patched = admin(admin_gateway, "PATCH", f"/keys/{view['id']}", {"models": ["demo-slow"]})
+        assert patched.status_code == 200 and patched.json()["models"] == ["demo-slow"]
+        assert client.chat.completions.create(model="demo-slow", messages=USER).choices
+        with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="demo", messages=USER)
 
         revoked = admin(admin_gateway, "DELETE", f"/keys/{view['id']}")
         assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
         with pytest.raises(openai.AuthenticationError) as gone:
-            client.chat.completions.create(model="other", messages=USER)
+            client.chat.completions.create(model="demo-slow", messages=USER)
         assert "revoked" in gone.value.message
     assert admin(admin_gateway, "GET", f"/keys/{view['id']}").json()["revoked_at"], "the record stays"
 
@@ -188,7 +194,7 @@ def test_keys_declared_in_the_config(start_gateway_with: Callable[[str], Gateway
     gateway = start_gateway_with("keys:\n  ci: {secret: 'ci-secret-0123456789', models: [demo]}\n" + MODELS)
     with sdk(gateway, "ci-secret-0123456789") as client:
         assert client.chat.completions.create(model="demo", messages=USER).choices
-        with pytest.raises(openai.PermissionDeniedError):
+        with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="other", messages=USER)
     no_store = admin(gateway, "POST", "/keys", {"name": "x"})
     assert no_store.status_code == 503 and no_store.json()["error"]["code"] == "no_store"
@@ -317,3 +323,172 @@ def test_a_config_keys_log_content_reaches_its_principal() -> None:
     )
     by_name = {principal.name: principal for _, principal in config_principals(config)}
     assert by_name["quiet"].log_content == "none" and by_name["plain"].log_content is None
+
+
+# --- a key within its team ---------------------------------------------------------------------
+
+CEILING = {
+    "name": "demo-team",
+    "models": ["demo*"],
+    "limits": {"rpm": 60, "max_parallel": 4},
+    "budget": {"amount": 10, "currency": "USD", "period": "month"},
+    "regions": ["eu", "ch"],
+}
+BEYOND = [
+    ({"models": ["secret-model"]}, "models"),
+    ({"models": ["demo", "*"]}, "models"),
+    ({"limits": {"rpm": 61}}, "limits.rpm"),
+    ({"limits": {"max_parallel": 5}}, "limits.max_parallel"),
+    ({"budget": {"amount": 10.5}}, "budget.amount"),
+    ({"budget": {"amount": 1, "currency": "CHF"}}, "budget"),
+    ({"budget": {"amount": 1, "period": "total"}}, "budget"),
+    ({"regions": ["eu", "us"]}, "regions"),
+]
+
+
+def test_the_admin_api_refuses_a_key_beyond_its_team(admin_gateway: Gateway) -> None:
+    team_id = admin(admin_gateway, "POST", "/teams", CEILING).json()["id"]
+    for fields, param in BEYOND:
+        refused = admin(admin_gateway, "POST", "/keys", {"name": "k", "team_id": team_id, **fields})
+        assert refused.status_code == 400, (fields, refused.text)
+        error = refused.json()["error"]
+        assert error["param"] == param and error["code"] == "beyond_team", (fields, error)
+        assert param in error["message"]
+    assert admin(admin_gateway, "GET", "/keys").json()["data"] == [], "nothing written"
+
+    within = {
+        "models": ["demo", "demo-*"],
+        "limits": {"rpm": 60, "tpm": 1000},
+        "budget": {"amount": 2, "period": "day"},
+        "regions": ["ch"],
+    }
+    made = admin(admin_gateway, "POST", "/keys", {"name": "fits", "team_id": team_id, **within})
+    assert made.status_code == 201, made.text
+    key_id = made.json()["id"]
+    for fields, param in BEYOND:
+        refused = admin(admin_gateway, "PATCH", f"/keys/{key_id}", fields)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == param, refused.text
+    assert admin(admin_gateway, "GET", f"/keys/{key_id}").json()["models"] == ["demo", "demo-*"]
+
+    # A key that fits no team moved into a narrow one; a key without a team is free.
+    free = admin(admin_gateway, "POST", "/keys", {"name": "free", "models": ["other"]})
+    assert free.status_code == 201, free.text
+    moved = admin(admin_gateway, "PATCH", f"/keys/{free.json()['id']}", {"team_id": team_id})
+    assert moved.status_code == 400 and moved.json()["error"]["param"] == "models", moved.text
+
+
+def test_a_team_is_not_narrowed_below_its_keys(admin_gateway: Gateway) -> None:
+    team_id = admin(admin_gateway, "POST", "/teams", CEILING).json()["id"]
+    key = admin(
+        admin_gateway, "POST", "/keys", {"name": "wide", "team_id": team_id, "limits": {"rpm": 50}}
+    ).json()
+    narrowed = admin(admin_gateway, "PATCH", f"/teams/{team_id}", {"limits": {"rpm": 40}})
+    assert narrowed.status_code == 400, narrowed.text
+    error = narrowed.json()["error"]
+    assert error["code"] == "team_below_keys" and error["param"] == "limits.rpm"
+    assert key["id"] in error["message"] and "'wide'" in error["message"]
+    assert admin(admin_gateway, "GET", f"/teams/{team_id}").json()["limits"]["rpm"] == 60, "unchanged"
+    # Models only: the key sets none, so it takes whatever the team allows.
+    assert admin(admin_gateway, "PATCH", f"/teams/{team_id}", {"models": ["demo"]}).status_code == 200
+    assert admin(admin_gateway, "DELETE", f"/keys/{key['id']}").status_code == 200
+    revoked_ok = admin(admin_gateway, "PATCH", f"/teams/{team_id}", {"limits": {"rpm": 40}})
+    assert revoked_ok.status_code == 200, "a revoked key does not hold its team back"
+
+
+def _error_of(response: httpx.Response, model: str) -> tuple[int, object]:
+    """Status and error (message, type, code, param) with the model's name taken out."""
+    error = msgspec.json.decode(response.content.replace(model.encode(), b"<model>"))["error"]
+    return response.status_code, error
+
+
+def test_a_forbidden_model_looks_like_an_unknown_one(start_gateway_with: Callable[[str], Gateway]) -> None:
+    gateway = start_gateway_with(
+        "keys:\n  narrow: {secret: 'narrow-secret-0123456789', models: ['demo*']}\n" + MODELS
+    )
+    headers = {"authorization": "Bearer narrow-secret-0123456789"}
+    bodies: dict[str, Callable[[str], dict[str, Any]]] = {
+        "/v1/chat/completions": lambda m: {"model": m, "messages": USER},
+        "/v1/embeddings": lambda m: {"model": m, "input": "hi"},
+        "/v1/messages": lambda m: {"model": m, "max_tokens": 5, "messages": USER},
+        "/v1/messages/count_tokens": lambda m: {"model": m, "messages": USER},
+    }
+    for path, body in bodies.items():
+        answers = {
+            model: _error_of(
+                httpx.post(gateway.url + path, json=body(model), headers=headers, timeout=10), model
+            )
+            # exists but forbidden; exists nowhere; matches the key's pattern but exists nowhere
+            for model in ("other", "nope", "demo-nope")
+        }
+        assert answers["other"][0] == 404, (path, answers)
+        assert answers["other"] == answers["nope"] == answers["demo-nope"], (path, answers)
+    listed = httpx.get(gateway.v1 + "/models", headers=headers).json()["data"]
+    assert sorted(m["id"] for m in listed) == ["demo", "demo-slow"]
+
+
+def test_a_stored_key_beyond_its_team_is_reported_and_served_only_what_both_allow(
+    start_gateway_with: Callable[[str], Gateway],
+    loop_thread: LoopThread,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A key written before the admin API refused wide keys (here: straight into the store)."""
+    url = f"sqlite:///{tmp_path}/old.sqlite"
+    moment = datetime.now(UTC)
+    team = TeamRecord(id="team_old", name="demo-only", created_at=moment, updated_at=moment, models=["demo"])
+    wide = KeyRecord(
+        id="key_wide",
+        name="legacy",
+        secret_hash=hash_secret("legacy-secret-0123456789"),
+        created_at=moment,
+        updated_at=moment,
+        team_id="team_old",
+        models=["other", "demo*"],
+    )
+
+    async def seed() -> None:
+        store = open_store(url)
+        try:
+            await store.migrate()
+            await store.put_team(team)
+            await store.put_key(wide)
+        finally:
+            await store.close()
+
+    loop_thread.run(seed())
+    caplog.set_level(logging.WARNING, logger="tollway")
+    gateway = start_gateway_with(f'storage: {{database_url: "{url}", key_refresh_s: 0.2}}\n' + MODELS)
+    wait_ready(gateway.url)
+
+    warned = [r.getMessage() for r in caplog.records if "key_wide" in r.getMessage()]
+    assert len(warned) == 1 and "'legacy'" in warned[0] and "team_old" in warned[0] and "models" in warned[0]
+    assert "1 key(s) ask for more than their team allows" in caplog.text
+    degraded = httpx.get(gateway.url + "/health/ready").json()["degraded"]
+    assert degraded == ["keys: 1 ask for more than their team allows"]
+    assert "tollway_keys_beyond_team 1.0" in httpx.get(gateway.url + "/metrics").text
+
+    with sdk(gateway, "legacy-secret-0123456789") as client:
+        assert client.chat.completions.create(model="demo", messages=USER).choices, "in both"
+        for outside in ("other", "demo-slow"):  # the key's only; the key's pattern, not the team's
+            with pytest.raises(openai.NotFoundError):
+                client.chat.completions.create(model=outside, messages=USER)
+        assert [m.id for m in client.models.list()] == ["demo"]
+
+        fixed = admin(gateway, "PATCH", "/keys/key_wide", {"models": ["demo"]})
+        assert fixed.status_code == 200, fixed.text
+        assert httpx.get(gateway.url + "/health/ready").json()["degraded"] == []
+        assert "tollway_keys_beyond_team 0.0" in httpx.get(gateway.url + "/metrics").text
+        assert "0 key(s) ask for more than their team allows" in caplog.text
+
+    # The team narrowed behind the admin API's back: its key is checked again.
+    async def narrow_team() -> None:
+        store = open_store(url)
+        try:
+            moved = msgspec.structs.replace(team, models=["demo-slow"], updated_at=datetime.now(UTC))
+            await store.put_team(moved)
+        finally:
+            await store.close()
+
+    loop_thread.run(narrow_team())
+    assert wait_for(lambda: httpx.get(gateway.url + "/health/ready").json()["degraded"] != [])
+    assert "tollway_keys_beyond_team 1.0" in httpx.get(gateway.url + "/metrics").text

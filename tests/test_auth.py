@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.auth import ANONYMOUS, MASTER, KeyRing, ModelMatcher, presented_key, principal_of
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, model_not_found
 from gateway.keys import KeyRecord, Limits, TeamRecord, hash_secret, new_secret
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -94,15 +94,30 @@ def test_expired_key() -> None:
     assert ring.authenticate(bearer(SECRET)).key_id == "key_1"
 
 
-def test_team_defaults_are_inherited_and_key_settings_win() -> None:
+def test_team_defaults_are_inherited_and_key_settings_narrow_them() -> None:
     research = team(models=["claude-*"], regions=["eu"], limits=Limits(rpm=100))
     inherited = principal_of(key(team_id="team_1"), research)
     assert (
         inherited.models is not None and inherited.models("claude-sonnet") and not inherited.models("gpt-4o")
     )
     assert inherited.regions == ("eu",) and inherited.team_limits == Limits(rpm=100)
-    own = principal_of(key(team_id="team_1", models=["gpt-4o"]), research)
-    assert own.models is not None and own.models("gpt-4o") and not own.models("claude-sonnet")
+    own = principal_of(key(team_id="team_1", models=["claude-3*"], regions=["eu", "us"]), research)
+    assert own.models is not None and own.models("claude-3-opus") and not own.models("claude-sonnet")
+    assert own.regions == ("eu",), "a key's regions count only where its team's allow them"
+
+
+def test_a_key_wider_than_its_team_is_held_to_both() -> None:
+    """A key stored with models outside its team's (before the admin API refused it) serves
+    only what both allow: the team's list is a ceiling, not a default."""
+    demo_only = team(models=["demo*"], regions=["eu"])
+    wide = principal_of(key(team_id="team_1", models=["secret-model", "demo-?"], regions=["us"]), demo_only)
+    assert wide.models is not None
+    assert not wide.models("secret-model"), "outside the team's models"
+    assert wide.models("demo-1") and not wide.models("demo-12") and not wide.models("demo")
+    assert wide.regions == (), "no region both allow: the key's requests find no target"
+    with pytest.raises(GatewayError) as caught:
+        wide.check_model("secret-model")
+    assert caught.value.status == 404
 
 
 def test_deleted_team_disables_its_keys() -> None:
@@ -114,13 +129,20 @@ def test_deleted_team_disables_its_keys() -> None:
         ring.authenticate(bearer(SECRET))
 
 
-def test_model_and_endpoint_checks_are_403() -> None:
+def test_a_forbidden_model_is_a_404_like_an_unknown_one_and_an_endpoint_a_403() -> None:
     principal = principal_of(key(models=["demo", "gpt-4o*"], endpoints=["chat"]), None)
     principal.check_model("demo")
     principal.check_model("gpt-4o-mini")
     with pytest.raises(GatewayError) as caught:
         principal.check_model("demo-slow")
-    assert caught.value.status == 403 and "demo-slow" in caught.value.message
+    unknown = model_not_found("demo-slow")
+    assert (caught.value.status, caught.value.code, caught.value.message, caught.value.type) == (
+        unknown.status,
+        unknown.code,
+        unknown.message,
+        unknown.type,
+    )
+    assert caught.value.status == 404 and "demo-slow" in caught.value.message
     principal.check_endpoint("chat")
     with pytest.raises(GatewayError) as denied:
         principal.check_endpoint("embeddings")

@@ -131,3 +131,50 @@ def test_cli_sets_log_content_on_teams_and_keys(tmp_path: Path) -> None:
     assert "log_content" not in inherits, "without the option the key inherits"
     bad = tollway("keys", "create", "--name", "x", "--log-content", "everything", config=config)
     assert bad.returncode == 2 and b"--log-content" in bad.stderr and b"invalid choice" in bad.stderr
+
+
+def test_cli_refuses_a_key_beyond_its_team(tmp_path: Path) -> None:
+    config = tmp_path / "tollway.yaml"
+    config.write_text(f'storage: {{database_url: "sqlite:///{tmp_path}/keys.sqlite"}}\n')
+    made = tollway(
+        "teams",
+        "create",
+        "--name",
+        "demo-only",
+        "--models",
+        "demo*",
+        "--rpm",
+        "60",
+        "--budget",
+        "10",
+        config=config,
+    )
+    assert made.returncode == 0, made.stderr
+    team = msgspec.json.decode(made.stdout)
+    for options, field in (
+        (["--models", "secret-model"], b"models"),
+        (["--models", "demo,*"], b"models"),
+        (["--rpm", "61"], b"limits.rpm"),
+        (["--budget", "11"], b"budget.amount"),
+        (["--budget", "5", "--currency", "CHF"], b"budget"),
+    ):
+        refused = tollway("keys", "create", "--name", "k", "--team", team["id"], *options, config=config)
+        assert refused.returncode == 1, (options, refused.stdout)
+        assert b"asks for more than its team allows" in refused.stderr and field in refused.stderr
+        assert b"sk-tw-" not in refused.stdout, "no secret for a key that was not made"
+    assert tollway("keys", "list", config=config).stdout == b"", "nothing written"
+    fits = tollway(
+        "keys",
+        "create",
+        "--name",
+        "k",
+        "--team",
+        team["id"],
+        "--models",
+        "demo-1",
+        "--rpm",
+        "60",
+        config=config,
+    )
+    assert fits.returncode == 0, fits.stderr
+    assert msgspec.json.decode(fits.stdout)["models"] == ["demo-1"]
