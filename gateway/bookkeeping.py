@@ -5,31 +5,53 @@ go out, so that a completed answer is always on record)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Final
 
 import msgspec
 
-from adapters.schema import Usage
+from adapters.schema import Usage, usage_of
 from gateway.budgets import Reservation
 from gateway.context import RequestContext
 from gateway.limits import Admission
 from gateway.masking import mask_text
+from gateway.outputmeter import OutputMeter
 from gateway.records import Attempt, AuditRecord, ContentPolicy, apply_policy
 from gateway.services import Services
 
+log = logging.getLogger("tollway")
+
 
 class Booking:
-    """What a request holds until it ends: its admission and its budget reservation."""
+    """What a request holds until it ends: its admission and its budget reservation, and what
+    its usage is estimated from when the upstream reports none."""
 
-    __slots__ = ("admission", "kind", "reservation", "worst_case_micros")
+    __slots__ = (
+        "admission",
+        "answer_tokens",
+        "kind",
+        "max_tokens",
+        "meter",
+        "prompt_tokens",
+        "reservation",
+        "worst_case_micros",
+    )
 
     def __init__(self) -> None:
         self.admission: Admission | None = None
         self.reservation: Reservation | None = None
         self.worst_case_micros = 0
         self.kind: str | None = None  # the provider kind of the target that answered
+        self.max_tokens: int | None = None  # the client's output ceiling, when it set one
+        self.prompt_tokens = 0  # the prompt's estimate, as reserved
+        self.meter: OutputMeter | None = None  # a stream's relayed output
+        self.answer_tokens: int | None = None  # a whole answer's output, when it had no usage
+
+    def relayed_tokens(self) -> int | None:
+        """The output tokens relayed, estimated; None when nothing was."""
+        return self.meter.tokens if self.meter is not None else self.answer_tokens
 
 
 def _utc(epoch: float) -> datetime:
@@ -39,10 +61,15 @@ def _utc(epoch: float) -> datetime:
 def settle(services: Services, ctx: RequestContext, booking: Booking) -> None:
     """Correct the token bucket and the budget to the real usage and cost; release the slot."""
     usage = ctx.usage
+    if usage is None and not ctx.cache_hit and (relayed := booking.relayed_tokens()) is not None:
+        # An answer came without usage (or was cut before it): priced from what was relayed.
+        usage = ctx.usage = usage_of(booking.prompt_tokens, relayed)
+        ctx.usage_estimated = True
     if ctx.cache_hit:
         ctx.cost_micros = 0  # answered from the cache: no upstream cost
     elif usage is not None and ctx.provider is not None and ctx.target_model is not None:
         ctx.cost_micros = services.prices.cost_for(ctx.provider, ctx.target_model, usage)
+        _check_ceiling(services, ctx, booking, usage.completion_tokens)
     admission = booking.admission
     if admission is not None:
         if usage is not None:
@@ -51,10 +78,36 @@ def settle(services: Services, ctx: RequestContext, booking: Booking) -> None:
         booking.admission = None
     reservation = booking.reservation
     if reservation is not None:
-        # Sent upstream but no usage came back (a cut stream): charge the worst case, not zero.
-        charged = ctx.cost_micros if usage is not None or not ctx.attempts else booking.worst_case_micros
+        # Sent upstream but no usage came back (a broken or cut stream, a failed call): charge
+        # at least the worst case, as the provider may have written more than was relayed.
+        charged = ctx.cost_micros
+        if ctx.attempts and (usage is None or (ctx.usage_estimated and not ctx.completed)):
+            charged = max(charged, booking.worst_case_micros)
         reservation.settle(charged)
         booking.reservation = None
+
+
+def _check_ceiling(services: Services, ctx: RequestContext, booking: Booking, output: int) -> None:
+    """Note an answer longer than its output ceiling: the upstream's fault, charged in full."""
+    assert ctx.provider is not None and ctx.target_model is not None
+    ceiling = booking.max_tokens
+    source = "the request's max_tokens"
+    if ceiling is None:
+        ceiling = services.prices.max_output_tokens(ctx.provider, ctx.target_model)
+        source = "the price table's max_output_tokens (raise it under pricing.models)"
+    if output <= ceiling:
+        return
+    ctx.overrun = "cut" if ctx.error_code == "upstream_overrun" else "charged"
+    log.warning(
+        "provider %s (%s) answered %d output tokens%s, %s is %d: %s",
+        ctx.provider,
+        ctx.target_model,
+        output,
+        " (estimated)" if ctx.usage_estimated else "",
+        source,
+        ceiling,
+        "the stream was cut" if ctx.overrun == "cut" else "charged in full",
+    )
 
 
 def record(services: Services, ctx: RequestContext, policy: ContentPolicy) -> None:
@@ -98,6 +151,7 @@ def record(services: Services, ctx: RequestContext, policy: ContentPolicy) -> No
             client_ip=ctx.client_ip,
             error_code=ctx.error_code,
             overhead_us=round(ctx.overhead_ms() * 1000.0),
+            usage_estimated=ctx.usage_estimated,
             content_policy=policy,
             prompt=apply_policy(policy, ctx.prompt_text, mask_text),
             answer=ctx.answer_digest or apply_policy(policy, ctx.answer_text, mask_text),

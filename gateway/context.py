@@ -39,6 +39,7 @@ class RequestContext:
         "flags",
         "key_id",
         "model",
+        "overrun",
         "prompt_text",
         "provider",
         "request_id",
@@ -50,6 +51,7 @@ class RequestContext:
         "team_id",
         "upstream_s",
         "usage",
+        "usage_estimated",
         "user",
     )
 
@@ -67,6 +69,10 @@ class RequestContext:
         self.stream = False
         self.first_byte_at: float | None = None
         self.usage: Usage | None = None
+        # The upstream reported no usage: `usage` was estimated from what was relayed.
+        self.usage_estimated = False
+        # The answer ran past its output ceiling: "cut" (a stream the relay stopped) or "charged".
+        self.overrun: str | None = None
         self.error_code: str | None = None
         self.error_kind: str | None = None
         self.attempts: list[AttemptRecord] = []  # every upstream call, in the order they started

@@ -131,6 +131,21 @@ class Metrics:
             ("model",),
             registry=self.registry,
         )
+        # An upstream that reports no usage, or answers past its ceiling (gateway/outputmeter.py).
+        # `provider` is a provider name from the config.
+        self.usage_estimated = Counter(
+            "tollway_usage_estimated",
+            "Answers priced from what was relayed because the upstream reported no usage, by provider.",
+            ("provider",),
+            registry=self.registry,
+        )
+        self.upstream_overrun = Counter(
+            "tollway_upstream_overrun",
+            "Answers longer than their output ceiling (max_tokens or max_output_tokens), by provider "
+            "and action (cut: a stream stopped by the relay; charged: the excess was charged).",
+            ("provider", "action"),
+            registry=self.registry,
+        )
         self.accounting_queue_depth = Gauge(
             "tollway_accounting_queue_depth",
             "Audit records in memory waiting to be written to the store.",
@@ -280,6 +295,14 @@ class Metrics:
             self.limit_refusals.labels(err_type).inc()
         elif code is not None and code.startswith("budget_"):
             self.budget_refusals.labels(code.removeprefix("budget_")).inc()
+
+    def observe_usage_fault(self, provider: str | None, estimated: bool, overrun: str | None) -> None:
+        """An answer whose usage was estimated, or that ran past its ceiling (rare: no cache)."""
+        name = provider or "(none)"
+        if estimated:
+            self.usage_estimated.labels(name).inc()
+        if overrun is not None:
+            self.upstream_overrun.labels(name, overrun).inc()
 
     def observe_overhead(self, route: str, seconds: float) -> None:
         child = self._overhead_by_route.get(route)

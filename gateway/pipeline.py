@@ -33,8 +33,9 @@ from gateway.facts import request_facts
 from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor
 from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
-from gateway.limitpolicy import estimate_tokens
+from gateway.limitpolicy import CHARS_PER_TOKEN, estimate_tokens
 from gateway.metrics import Metrics
+from gateway.outputmeter import OutputMeter, answer_tokens, output_ceiling
 from gateway.records import ContentPolicy
 from gateway.relay import SSE_HEADERS, relay_stream
 from gateway.requestlog import RequestLog, RequestRecord
@@ -44,7 +45,8 @@ from gateway.taps import AnswerTap
 
 CLIENT_CLOSED: Final = 499  # nginx's convention for "the client hung up before the answer"
 OVERHEAD_HEADER: Final = "x-tollway-overhead-ms"
-# Output tokens assumed for limits and budgets when the client sets no max_tokens.
+# Output tokens assumed for rate limits when the client sets no max_tokens (budgets reserve the
+# target's max_output_tokens instead: gateway/outputmeter.py).
 DEFAULT_OUTPUT_ESTIMATE: Final = 1024
 # Streamed answers longer than this are accounted by their hash only.
 MAX_ACCOUNTED_ANSWER_BYTES: Final = 1024 * 1024
@@ -191,8 +193,10 @@ class Gateway:
                 services.limit_policy.subjects(principal, model, None, ctx.user), estimated_tokens
             )
             budget_subjects = services.budget_policy.subjects(principal, ctx.user)
+            booking.max_tokens = facts.max_tokens
+            booking.prompt_tokens = max(1, len(body) // CHARS_PER_TOKEN)
             if budget_subjects:
-                booking.worst_case_micros = self._worst_case(plan, len(body), facts.max_tokens)
+                booking.worst_case_micros = self._worst_case(plan, booking.prompt_tokens, facts.max_tokens)
                 booking.reservation = services.book.reserve(budget_subjects, booking.worst_case_micros)
 
             job = Job(
@@ -209,15 +213,21 @@ class Gateway:
                 headers.update(booking.admission.headers)
                 if answer.stream is not None:
                     tap = self._stream_tap(cache_plan, guard, screened, policy)
+                    # Measured (a parse per event) only where a budget is at stake.
+                    ceiling = output_ceiling(services.prices, answer.target, facts.max_tokens)
+                    booking.meter = OutputMeter(ceiling, measured=booking.reservation is not None)
 
                     def before_end() -> None:
                         if tap is not None:
                             tap.finish(ctx)
                         self._finish(ctx, booking, policy)
 
+                    egress = door.egress(model)
                     return await relay_stream(
-                        request, answer.stream, ctx, headers, tap, before_end, door.egress(model)
+                        request, answer.stream, ctx, headers, tap, before_end, egress, booking.meter
                     )
+                if answer.usage is None and endpoint == "chat":
+                    booking.answer_tokens = answer_tokens(answer.body)
                 response = self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
                 answer.close()  # read whole: the connection goes back to the pool before the write
                 # Sent here rather than by aiohttp after we return, so that the overhead in the
@@ -254,13 +264,18 @@ class Gateway:
         record(self.services, ctx, policy)
         ctx.accounted = True
 
-    def _worst_case(self, plan: Plan, prompt_bytes: int, max_tokens: int | None) -> int:
-        """The most this request can cost on any target of its plan: the reservation."""
-        prompt = max(1, prompt_bytes // 4)
-        usage = usage_of(prompt, max_tokens or DEFAULT_OUTPUT_ESTIMATE)
+    def _worst_case(self, plan: Plan, prompt_tokens: int, max_tokens: int | None) -> int:
+        """The most this request can cost on any target of its plan: the reservation. Without
+        `max_tokens`, each target's own ceiling (its max_output_tokens)."""
         prices = self.services.prices
         return max(
-            (prices.cost_for(t.provider, t.target.model, usage) for step in plan.route.chain for t in step),
+            (
+                prices.cost_for(
+                    t.provider, t.target.model, usage_of(prompt_tokens, output_ceiling(prices, t, max_tokens))
+                )
+                for step in plan.route.chain
+                for t in step
+            ),
             default=0,
         )
 
@@ -384,6 +399,8 @@ class Gateway:
         self.metrics.observe(
             label, ctx.status, ctx.endpoint, duration_s, first_byte_s, prompt_tokens, completion_tokens
         )
+        if ctx.usage_estimated or ctx.overrun is not None:
+            self.metrics.observe_usage_fault(ctx.provider, ctx.usage_estimated, ctx.overrun)
         self.request_log.write(
             RequestRecord(
                 ts=ctx.started_wall,

@@ -37,6 +37,9 @@ _BEDROCK_VERSION: Final = re.compile(r"-v\d+(?::\d+)?$")
 _BEDROCK_PROFILE: Final = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.(?=[a-z]+\.)")
 # Memoised lookups: target models come from the config, so this is a bound that never bites.
 _MAX_MEMO: Final = 4096
+# The output ceiling of a model whose kind states none: larger than any listed model's, since a
+# ceiling too low lets a budget be overspent and one too high only reserves more for a while.
+DEFAULT_MAX_OUTPUT_TOKENS: Final = 128_000
 
 UsdPerMillion = Annotated[float, msgspec.Meta(ge=0)]
 
@@ -54,10 +57,16 @@ class LongContextPrice(_Prices, frozen=True, forbid_unknown_fields=True):
     threshold: Annotated[int, msgspec.Meta(ge=1)] = 200_000
 
 
+OutputTokens = Annotated[int, msgspec.Meta(ge=1)]
+
+
 class ModelPrice(_Prices, frozen=True, forbid_unknown_fields=True):
-    """USD per million tokens: uncached input, output, cached input, cache writes."""
+    """USD per million tokens: uncached input, output, cached input, cache writes; and the most
+    output tokens the model writes in one answer (the budget reservation of a request without
+    `max_tokens`)."""
 
     long_context: LongContextPrice | None = None
+    max_output_tokens: OutputTokens | None = None
 
 
 class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -70,6 +79,7 @@ class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class _KindPrices(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     same_as: str | None = None  # another kind whose table this one uses for what it lacks
     default: ModelPrice | None = None  # for every model not listed (self-hosted: zero)
+    max_output_tokens: OutputTokens | None = None  # for models that do not list their own
     models: dict[str, ModelPrice] = {}
 
 
@@ -110,6 +120,11 @@ def _price(model: ModelPrice) -> Price:
     return Price(_rates(model), long.threshold if long else None, _rates(long) if long else None)
 
 
+def _names(model: str) -> tuple[str, str]:
+    """A model's name as configured, and without its version, date and inference-profile prefix."""
+    return model, _VERSION_SUFFIX.sub("", _BEDROCK_VERSION.sub("", _BEDROCK_PROFILE.sub("", model)))
+
+
 def load_price_file(path: Path = PRICE_FILE) -> PriceFile:
     """The shipped table; msgspec.ValidationError names the bad entry (a packaging bug)."""
     return msgspec.convert(yaml.safe_load(path.read_text(encoding="utf-8")), PriceFile, strict=False)
@@ -131,6 +146,12 @@ class PriceTable:
         self._provider_kinds = dict(provider_kinds or {})
         self._metrics = metrics
         self._memo: dict[tuple[str, str], Price | None] = {}
+        self._override_ceilings = {
+            name: price.max_output_tokens
+            for name, price in (overrides or {}).items()
+            if price.max_output_tokens is not None
+        }
+        self._ceilings: dict[tuple[str, str], int] = {}
         # One warning and one cached label child per unpriced model (bounded like the memo).
         self._unpriced_counters: dict[str, _CounterChild | None] = {}
 
@@ -182,10 +203,48 @@ class PriceTable:
         kind = self._provider_kinds.get(provider, provider)
         return self.cost_micros(kind, model, usage, cache_write_tokens)
 
+    def max_output_tokens(self, provider: str, model: str) -> int:
+        """The most output tokens one answer of a provider's model may hold: the config's
+        override, else the shipped table's entry, else its kind's default, else
+        DEFAULT_MAX_OUTPUT_TOKENS."""
+        key = (self._provider_kinds.get(provider, provider), model)
+        found = self._ceilings.get(key)
+        if found is None:
+            found = self._find_ceiling(key[0], model) or DEFAULT_MAX_OUTPUT_TOKENS
+            if len(self._ceilings) < _MAX_MEMO:
+                self._ceilings[key] = found
+        return found
+
+    def _find_ceiling(self, kind: str, model: str) -> int | None:
+        names = _names(model)
+        for name in names:
+            override = self._override_ceilings.get(f"{kind}/{name}")
+            if override is not None:
+                return override
+        # The model's own entry anywhere along `same_as`, before any kind's default.
+        chain = self._chain(kind)
+        for table in chain:
+            for name in names:
+                listed = table.models.get(name)
+                if listed is not None and listed.max_output_tokens is not None:
+                    return listed.max_output_tokens
+        return next((t.max_output_tokens for t in chain if t.max_output_tokens is not None), None)
+
+    def _chain(self, kind: str) -> list[_KindPrices]:
+        """A kind's table, then the tables its `same_as` leads to (each once)."""
+        chain: list[_KindPrices] = []
+        seen: set[str] = set()
+        name: str | None = kind
+        while name is not None and name not in seen and (table := self._kinds.get(name)) is not None:
+            seen.add(name)
+            chain.append(table)
+            name = table.same_as
+        return chain
+
     def _find(self, kind: str, model: str, seen: set[str]) -> Price | None:
-        bare = _VERSION_SUFFIX.sub("", _BEDROCK_VERSION.sub("", _BEDROCK_PROFILE.sub("", model)))
+        names = _names(model)
         if not seen:  # overrides are for their own kind; `same_as` inherits the shipped table only
-            for name in (model, bare):
+            for name in names:
                 override = self._overrides.get(f"{kind}/{name}")
                 if override is not None:
                     return override
@@ -193,7 +252,7 @@ class PriceTable:
         table = self._kinds.get(kind)
         if table is None:
             return None
-        for name in (model, bare):
+        for name in names:
             listed = table.models.get(name)
             if listed is not None:
                 return _price(listed)

@@ -60,6 +60,9 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # The gateway's own time (total less the wait on providers) up to when the record was taken,
     # just before the end of the answer went out; None in records from before it was kept.
     overhead_us: int | None = None
+    # The upstream reported no usage: the tokens are estimated from what was relayed. Left out of
+    # the record when false, so records from before it existed keep their hashes.
+    usage_estimated: bool = False
     content_policy: ContentPolicy = "none"
     prompt: str | None = None
     answer: str | None = None

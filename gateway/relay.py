@@ -26,6 +26,7 @@ from aiohttp import web
 from gateway.context import RequestContext
 from gateway.dialects import Relay
 from gateway.errors import GatewayError, error_body
+from gateway.outputmeter import OutputMeter, OutputOverrun
 from gateway.upstream import Delivery, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
 
 SSE_HEADERS: Final = {
@@ -153,6 +154,7 @@ async def relay_stream(
     tap: StreamTap | None = None,
     before_end: Callable[[], None] | None = None,
     egress: StreamTap | None = None,
+    meter: OutputMeter | None = None,
 ) -> web.StreamResponse:
     """Commit to a started stream: prepare the client response (with `headers`), send its first
     output and relay the rest as OpenAI SSE (the dialect's relay does any translation); usage
@@ -160,6 +162,8 @@ async def relay_stream(
     written; `before_end` runs before the end of the answer goes out (the audit record is taken
     there, so a completed answer is never unaccounted). `egress`, when given, turns everything written,
     errors included, into the client's stream format (Anthropic's events for `/v1/messages`).
+    `meter`, when given, sees the relay's output before it goes out, and cuts the stream (an
+    in-band `upstream_overrun` error, the upstream closed) once it runs past its ceiling.
 
     Returns the prepared response. A client that hangs up ends the loop (ConnectionResetError or
     cancellation); the caller closes the upstream, which stops the provider.
@@ -212,10 +216,16 @@ async def relay_stream(
         if relay.usage is not None:
             # Set at once: an SDK client closes right after [DONE], cancelling us.
             ctx.usage = relay.usage
-        return outward(out) if out and not finished else b""
+        if not out or finished:
+            return b""
+        if meter is not None:
+            meter.feed(out)
+        return outward(out)
 
-    await response.write(outward(stream.first))
     try:
+        if meter is not None:
+            meter.feed(stream.first)
+        await response.write(outward(stream.first))
         if not stream.ended:
             # Read to the end even after [DONE], so the connection goes back to the pool.
             transport = request.transport
@@ -247,6 +257,8 @@ async def relay_stream(
                         await response.write(out)
             out = relay.close()
             if out and not finished:
+                if meter is not None:
+                    meter.feed(out)
                 await response.write(outward(out))
         if not relay.done and relay.error is None:
             failure = GatewayError(
@@ -262,6 +274,14 @@ async def relay_stream(
             f"provider '{provider}' stopped sending in time",
             type="upstream_error",
             code="upstream_timeout",
+            fault="provider",
+        )
+    except OutputOverrun as exc:
+        failure = GatewayError(
+            502,
+            f"provider '{provider}' answered more than the request allows ({exc}): the stream was cut",
+            type="upstream_error",
+            code="upstream_overrun",
             fault="provider",
         )
     except UpstreamUnreachable as exc:

@@ -34,6 +34,11 @@ class Fault:
     event_pause_s: float = 0.0  # between stream events
     first_event_delay_s: float = 0.0  # after a stream's headers, before its first event
     error_event: bytes | None = None  # a stream's first (and only) event: an in-band error
+    # A misbehaving upstream: answer this many tokens (" tok", one token each) whatever the
+    # request's max_tokens; `events_per_write` of them go out in one write.
+    answer_tokens: int | None = None
+    events_per_write: int = 1
+    usage: bool = True  # False: no usage at all, neither in the body nor in the stream
 
 
 OK = Fault()
@@ -82,6 +87,7 @@ class FaultyUpstream:
     requests: list[dict[str, Any]] = field(default_factory=list)
     cancelled: int = 0  # requests whose client went away before the answer was complete
     completed: int = 0  # requests answered in full
+    tokens_sent: int = 0  # output tokens written (what a provider would bill for)
 
     def then(self, *faults: Fault) -> FaultyUpstream:
         """Answer the next requests with these faults, in order."""
@@ -101,11 +107,16 @@ def _reset(request: web.Request) -> None:
     transport.close()
 
 
-def _events(name: str, body: dict[str, Any]) -> list[bytes]:
-    text = f"{name} says: {body['messages'][-1].get('content')}"
+def _words(name: str, body: dict[str, Any], fault: Fault) -> list[str]:
+    if fault.answer_tokens is not None:
+        return ["tok"] * fault.answer_tokens
+    return f"{name} says: {body['messages'][-1].get('content')}".split(" ")
+
+
+def _events(name: str, body: dict[str, Any], fault: Fault) -> list[bytes]:
     base = {"id": f"chatcmpl-{name}", "object": "chat.completion.chunk", "created": 1700000000}
     base["model"] = body["model"]
-    words = text.split(" ")
+    words = _words(name, body, fault)
     chunks: list[dict[str, Any]] = [
         {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
     ]
@@ -114,26 +125,34 @@ def _events(name: str, body: dict[str, Any]) -> list[bytes]:
         for i, w in enumerate(words)
     ]
     chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    if (body.get("stream_options") or {}).get("include_usage"):
+    if (body.get("stream_options") or {}).get("include_usage") and fault.usage:
         usage = {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)}
         chunks.append({**base, "choices": [], "usage": usage})
     return [b"data: " + msgspec.json.encode(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
 
 
-def _answer(name: str, body: dict[str, Any]) -> bytes:
-    text = f"{name} says: {body['messages'][-1].get('content')}"
-    return msgspec.json.encode(
-        {
-            "id": f"chatcmpl-{name}",
-            "object": "chat.completion",
-            "created": 1700000000,
-            "model": body["model"],
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+def _answer(name: str, body: dict[str, Any], fault: Fault) -> bytes:
+    words = _words(name, body, fault)
+    answer: dict[str, Any] = {
+        "id": f"chatcmpl-{name}",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": " ".join(words)},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    if fault.usage:
+        answer["usage"] = {
+            "prompt_tokens": 5,
+            "completion_tokens": len(words),
+            "total_tokens": 5 + len(words),
         }
-    )
+    return msgspec.json.encode(answer)
 
 
 def faulty_app(state: FaultyUpstream) -> web.Application:
@@ -166,9 +185,10 @@ async def _serve(
             status=fault.status, body=fault.body, headers=dict(fault.headers), content_type="application/json"
         )
     if not body.get("stream"):
-        answer = _answer(state.name, body)
+        answer = _answer(state.name, body, fault)
         if fault.die_after is None:
             state.completed += 1
+            state.tokens_sent += len(_words(state.name, body, fault))
             return web.Response(body=answer, content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.content_length = len(answer)
@@ -184,13 +204,20 @@ async def _serve(
         await response.write(b"data: " + fault.error_event + b"\n\n")
         state.completed += 1
         return response
-    for index, event in enumerate(_events(state.name, body)):
-        if fault.die_after is not None and index == fault.die_after:
+    events = _events(state.name, body, fault)
+    per_write = fault.events_per_write
+    for index in range(0, len(events), per_write):
+        if fault.die_after is not None and index >= fault.die_after:
             _reset(request)
             return response
         if index and fault.event_pause_s:
             await asyncio.sleep(fault.event_pause_s)
-        await response.write(event)
+        batch = events[index : index + per_write]
+        await response.write(b"".join(batch))
+        state.tokens_sent += sum(
+            1 for event in batch if b'"content":"' in event and b'"content":""' not in event
+        )
+        await asyncio.sleep(0)  # as a provider does: the tokens come as they are made
     state.completed += 1
     return response
 

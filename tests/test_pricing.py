@@ -11,7 +11,7 @@ import pytest
 from adapters.schema import Usage, usage_of
 from gateway.config import PROVIDER_KINDS, parse_config
 from gateway.metrics import Metrics
-from gateway.pricing import PRICE_FILE, ModelPrice, PriceTable, load_price_file
+from gateway.pricing import DEFAULT_MAX_OUTPUT_TOKENS, PRICE_FILE, ModelPrice, PriceTable, load_price_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -138,3 +138,15 @@ def test_bedrock_model_ids_are_priced_without_version_date_or_profile_prefix(tab
         assert table.cost_micros("bedrock", model, usage) == sonnet, model
     assert table.cost_micros("bedrock", "amazon.nova-pro-v1:0", usage) == 800_000 + 3_200_000
     assert table.cost_micros("bedrock", "eu.amazon.nova-lite-v1:0", usage) == 60_000 + 240_000
+
+
+def test_output_ceilings_from_the_model_its_kind_or_the_default() -> None:
+    overrides = {"openai/tuned": ModelPrice(input=1, output=2, max_output_tokens=900)}
+    table = PriceTable(load_price_file(), overrides, {"az": "azure", "up": "openai"})
+    assert table.max_output_tokens("up", "gpt-4o-2024-08-06") == 16_384  # the model, its date dropped
+    assert table.max_output_tokens("az", "gpt-4o") == 16_384  # azure: same_as openai
+    assert table.max_output_tokens("up", "tuned") == 900  # the config's override
+    assert table.max_output_tokens("anthropic", "claude-sonnet-4-5-20250929") == 64_000
+    assert table.max_output_tokens("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0") == 64_000
+    assert table.max_output_tokens("cohere", "command-new") == 32_768  # the kind's default
+    assert table.max_output_tokens("unknown-kind", "x") == DEFAULT_MAX_OUTPUT_TOKENS

@@ -1,0 +1,161 @@
+"""How much output an answer carried, measured from what the gateway relayed: the guard that cuts
+a stream running past its output ceiling, and the estimate that prices an answer whose upstream
+reported no usage.
+
+A request's output ceiling is its `max_tokens` (or `max_completion_tokens`), else its target's
+`max_output_tokens` from the price table: what its budget reservation was made for. An upstream
+that answers more is at fault. A stream is cut once its metered output passes
+`CUT_RATIO x ceiling + CUT_SLACK_TOKENS`; the ratio absorbs the error of counting tokens from
+characters, the slack the events around the content (role, finish, usage).
+
+Two ways to meter a stream, both over the OpenAI SSE bytes the relays produce:
+  - counted (every stream without a budget): events, one `bytes.count` per read and no parse.
+    Providers send about one token an event, so this is close, but an upstream that packs many
+    tokens into an event gets through with that many times the ceiling.
+  - measured (a request that holds a budget reservation, where the money is at stake): each
+    event's `data` is decoded for the lengths of its content, reasoning, refusal and tool-call
+    arguments; tokens are those characters over CHARS_PER_TOKEN, and at least one an event that
+    carried any. Packed events are then measured as what they hold.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from gateway.limitpolicy import CHARS_PER_TOKEN
+
+if TYPE_CHECKING:
+    from gateway.pricing import PriceTable
+    from gateway.router import RouteTarget
+
+CUT_RATIO: Final = 1.5
+CUT_SLACK_TOKENS: Final = 32
+_DONE: Final = b"[DONE]"
+
+
+class OutputOverrun(Exception):
+    """A stream's output passed its ceiling by more than the margin: the relay cuts it."""
+
+    def __init__(self, tokens: int, ceiling: int) -> None:
+        super().__init__(f"{tokens} output tokens relayed, {ceiling} asked for")
+        self.tokens = tokens
+        self.ceiling = ceiling
+
+
+class _Function(msgspec.Struct):
+    arguments: str | None = None
+
+
+class _ToolCall(msgspec.Struct):
+    function: _Function | None = None
+
+
+class _Output(msgspec.Struct):
+    """What of a stream delta (or an answer's message) is output the provider bills for."""
+
+    content: str | None = None
+    reasoning_content: str | None = None  # vLLM's and DeepSeek's reasoning, sent before content
+    refusal: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+    def chars(self) -> int:
+        total = len(self.content or "") + len(self.reasoning_content or "") + len(self.refusal or "")
+        for call in self.tool_calls or ():
+            if call.function is not None and call.function.arguments:
+                total += len(call.function.arguments)
+        return total
+
+
+class _ChunkChoice(msgspec.Struct):
+    delta: _Output | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_ChunkChoice] | None = None
+
+
+class _AnswerChoice(msgspec.Struct):
+    message: _Output | None = None
+
+
+class _Answer(msgspec.Struct):
+    choices: list[_AnswerChoice] | None = None
+
+
+_decode_chunk: Final = msgspec.json.Decoder(_Chunk)
+_decode_answer: Final = msgspec.json.Decoder(_Answer)
+
+
+def output_ceiling(prices: PriceTable, target: RouteTarget, max_tokens: int | None) -> int:
+    """The most output a request may get from `target`: its max_tokens, else the target's
+    max_output_tokens."""
+    return max_tokens or prices.max_output_tokens(target.provider, target.target.model)
+
+
+def tokens_of_chars(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def answer_tokens(body: bytes) -> int:
+    """The output tokens of a complete OpenAI chat answer, estimated from its text; a body that
+    is not one counts at CHARS_PER_TOKEN bytes a token, whole."""
+    try:
+        choices = _decode_answer.decode(body).choices or []
+    except msgspec.DecodeError:
+        return tokens_of_chars(len(body))
+    return tokens_of_chars(sum(c.message.chars() for c in choices if c.message is not None))
+
+
+class OutputMeter:
+    """Meters the OpenAI SSE bytes of one stream on their way out; `feed` raises OutputOverrun
+    once they pass the limit. `tokens` is the estimate of what was relayed."""
+
+    __slots__ = ("_chars", "_content_events", "_events", "ceiling", "limit", "measured")
+
+    def __init__(self, ceiling: int, measured: bool) -> None:
+        self.ceiling = ceiling
+        self.limit = int(ceiling * CUT_RATIO) + CUT_SLACK_TOKENS
+        self.measured = measured
+        self._events = 0
+        self._chars = 0
+        self._content_events = 0
+
+    @property
+    def tokens(self) -> int:
+        if self.measured:
+            return max(self._content_events, tokens_of_chars(self._chars))
+        return self._events
+
+    def feed(self, out: bytes) -> None:
+        """Count `out` (whole SSE events); raises OutputOverrun past the limit."""
+        if not self.measured:
+            self._events += out.count(b"\n\n")
+            if self._events > self.limit:
+                raise OutputOverrun(self._events, self.ceiling)
+            return
+        for event in out.split(b"\n\n"):
+            self._measure(event)
+        tokens = self.tokens
+        if tokens > self.limit:
+            raise OutputOverrun(tokens, self.ceiling)
+
+    def _measure(self, event: bytes) -> None:
+        start = event.find(b"data:")
+        if start < 0:
+            return  # a comment, or the empty piece after the last event
+        data = event[start + 5 :]
+        if b"\ndata:" in data:  # several data lines: one payload, joined by newlines
+            data = b"\n".join(line[5:] for line in event[start:].split(b"\n") if line.startswith(b"data:"))
+        data = data.strip()
+        if data == _DONE:
+            return
+        try:
+            choices = _decode_chunk.decode(data).choices or []
+            chars = sum(c.delta.chars() for c in choices if c.delta is not None)
+        except msgspec.DecodeError:
+            chars = len(data)  # not a chunk we know: relayed all the same, so counted whole
+        if chars:
+            self._chars += chars
+            self._content_events += 1
