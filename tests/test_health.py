@@ -10,13 +10,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import LoopThread, start_gateway
-from tests.stores import DATABASE_URL, TcpProxy
+from tests.stores import TcpProxy
+from tests.test_admin import fresh_pg_database  # noqa: F401 - a fixture: a database of the test's own
 
 pytestmark = pytest.mark.integration
 
@@ -44,28 +44,16 @@ def proxies(loop_thread: LoopThread) -> Iterator[tuple[TcpProxy, TcpProxy]]:
 
 
 @pytest.fixture
-def database(loop_thread: LoopThread) -> Iterator[str]:
-    """A new PostgreSQL database for one test, dropped after: its name."""
-    name = f"tollway_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(DATABASE_URL)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    loop_thread.run(admin(f'CREATE DATABASE "{name}"'))
-    yield name
-    loop_thread.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture
 def gateway(
-    loop_thread: LoopThread, proxies: tuple[TcpProxy, TcpProxy], database: str, tmp_path: Path
+    loop_thread: LoopThread,
+    proxies: tuple[TcpProxy, TcpProxy],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> Iterator[Callable[[], str]]:
-    """Starts the gateway on the proxies when called (so a test can break things first): its URL."""
+    """Starts the gateway on the proxies when called (so a test can break things first): its URL.
+    The store is a database of the test's own (dropped after the gateway stops)."""
     redis, pg = proxies
+    database = request.getfixturevalue("fresh_pg_database").rsplit("/", 1)[1]
     pg_url = pg.dsn.rsplit("/", 1)[0] + "/" + database
     config = f"""
 storage: {{database_url: "{pg_url}", redis_url: "redis://127.0.0.1:{redis.port}/0",
