@@ -107,13 +107,20 @@ class Accountant:
         self._unsynced = False
         # Told (with the queue length) when records start going to the disk spool: an alert.
         self.on_spooling: Callable[[int], None] | None = None
+        metrics.spooling.set_function(lambda: float(self.spooling))
 
     # --- the request path ---------------------------------------------------------------------
 
     @property
-    def degraded(self) -> bool:
-        """Records are going to the disk spool (the store is down, slow or behind)."""
+    def spooling(self) -> bool:
+        """Records wait in the disk spool for a store that does not take them (down, slow, or
+        behind with the queue full): what readiness says and `tollway_accounting_spooling` shows."""
         return self._spooling or self._store_warned
+
+    @property
+    def store_failing(self) -> bool:
+        """The last write to the store failed."""
+        return self._store_warned
 
     def record(self, record: AuditRecord) -> bool:
         """Account one request; never blocks on the store, never raises. True when the record is
@@ -325,7 +332,6 @@ class Accountant:
         self._live.clear()
         self._queue.clear()
         self._queue_bytes = 0
-        self._metrics.spooling.set(1)
 
     def _stop_spooling(self) -> None:
         """The backlog is replayed: seal what was spooled meanwhile (replayed next), then queue again."""
@@ -333,7 +339,6 @@ class Accountant:
         self._backlog.extend(segment for segment in self._spooled if segment.lines)
         self._spooled.clear()
         self._spooling = False
-        self._metrics.spooling.set(0)
         log.info("the accounting spool is replayed; queueing in memory again")
 
     def _drop(self, reason: str, count: int) -> None:

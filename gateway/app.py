@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.context import new_request_id
 from gateway.errors import GatewayError, error_response
 from gateway.frontdoor import ANTHROPIC_DOOR
+from gateway.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
 from gateway.keys import KeyRecord, hash_secret
 from gateway.keysync import KeySync
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -156,19 +157,38 @@ def build_app(config: Config) -> web.Application:
     # Read at scrape time from whichever runtime serves (nothing before start-up).
     metrics.track_targets(lambda: holder.gateway.router.target_states() if holder.current else ())
 
+    # What readiness and the gauges report (gateway/health.py): the store and the spool here,
+    # the Redis users in each runtime.
+    dependencies: list[Dependency] = []
+
+    def all_dependencies() -> list[Dependency]:
+        return dependencies + (holder.current.dependencies if holder.current is not None else [])
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Everything that holds a ClientSession, a Redis client or a task needs a running loop,
         # so it is made here, not above.
         alerter = Alerter(config.alerts)
         alerter.start()
+        stored = store_probe(store) if store is not None else None
+        redis = redis_probe(storage.redis_url) if storage.redis_url else None
+        probes = [probe for probe in (stored, redis) if probe is not None]
+        dependencies.extend(shared_dependencies(stored, redis, sync, accountant))
         if accountant is not None:
             accountant.on_spooling = lambda queued: alerter.notify(
                 spooling_started(reason="store unavailable or slow", queued=queued)
             )
             await accountant.start()
-        shared = Shared(ring, store, accountant, alerter, metrics)
+        shared = Shared(ring, store, accountant, alerter, metrics, redis)
         app[SHARED] = shared
-        holder.current = await build_runtime(config, shared)
+        runtime = await build_runtime(config, shared)  # migrates the store: then it can be probed
+        for probe in probes:  # the first answers before readiness or a gauge reports anything
+            await probe.start()
+        holder.current = runtime
+        if store is not None:
+            metrics.store_up.set_function(up_of(all_dependencies, "store"))
+        if redis is not None:
+            for component in ("limits", "budgets"):
+                metrics.fleet_sync_up.labels(component).set_function(up_of(all_dependencies, component))
         if sync is not None:
             sync.start()
         yield
@@ -182,6 +202,8 @@ def build_app(config: Config) -> web.Application:
             await accountant.aclose()
         if isinstance(writer, WriterProcess):
             await close_within(writer.close)
+        for probe in probes:
+            await close_within(probe.aclose)
         if store is not None:
             await close_within(store.close)
         await close_within(alerter.aclose)
@@ -215,15 +237,11 @@ def build_app(config: Config) -> web.Application:
             return _json_response({"status": "starting"}, status=503)
         if sync is not None and not sync.loaded.is_set():
             return _json_response({"status": "loading keys"}, status=503)
-        degraded = []
-        if sync is not None and sync.degraded:
-            degraded.append("store: keys served from memory")
+        serving = holder.current.config
+        named = degraded(all_dependencies())
         if sync is not None and sync.beyond_team:
-            degraded.append(f"keys: {len(sync.beyond_team)} ask for more than their team allows")
-        if accountant is not None and accountant.degraded:
-            degraded.append("store: audit records spooled to disk")
-        serving = holder.current.config if holder.current is not None else config
-        return _json_response({"status": "ready", "models": len(serving.models), "degraded": degraded})
+            named.append(f"keys: {len(sync.beyond_team)} ask for more than their team allows")
+        return _json_response({"status": "ready", "models": len(serving.models), "degraded": named})
 
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})

@@ -90,6 +90,15 @@ class RedisTier:
         self.errors = 0
         self.dropped_writes = 0
 
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def up(self) -> bool:
+        """False from a failed Redis call until one succeeds again (for readiness)."""
+        return not self._warned
+
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._write_loop(), name="tollway-cache-write"))
         self._tasks.append(asyncio.create_task(self._listen(), name="tollway-cache-index"))
@@ -179,6 +188,7 @@ class RedisTier:
                     await pubsub.subscribe(self._channel)
                     await self._load_index()
                     self.indexed.set()
+                    self._recovered()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._announced(message["data"])

@@ -17,9 +17,10 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.app import build_app, reload
-from gateway.arrival import stamp_arrivals
 from gateway.cli_admin import add_admin_commands, run_admin
 from gateway.config import Config, ConfigError, load_config, resolve_config_path
+from gateway.connections import guard_connections
+from gateway.listen import BACKLOG, bind_listeners, cannot_listen_reason
 from gateway.sdnotify import Notifier
 from gateway.supervisor import Supervisor
 
@@ -44,28 +45,66 @@ def _print_config_errors(err: ConfigError) -> None:
         print(f"  {line}", file=sys.stderr)
 
 
-async def serve(config: Config, source: Path, host: str, port: int, reuse_port: bool = False) -> None:
+async def serve(config: Config, source: Path, host: str, port: int, reuse_port: bool = False) -> int:
     """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to
-    server.shutdown_grace_s), flush what is queued, and stop."""
+    server.shutdown_grace_s), flush what is queued, and stop; 0. 1 when it cannot listen."""
     notifier = Notifier()
+    try:
+        listeners = bind_listeners(host, port, reuse_port=reuse_port)
+    except OSError as exc:
+        report_cannot_listen(notifier, http_address(host, port), exc)
+        return 1
     app = build_app(config)
-    grace_s = config.server.shutdown_grace_s
     # handler_cancellation: a client that hangs up cancels its handler, which closes the upstream
     # connection, so the provider stops generating (and billing) an answer nobody reads.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=grace_s)
-    await runner.setup()
-    stamp_arrivals(runner)
-    site = web.TCPSite(runner, host, port, backlog=2048, reuse_port=reuse_port or None)
-    await site.start()
-    server = site._server  # aiohttp exposes the bound sockets only here (port 0 resolves on bind)
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
-    shown_host = f"[{host}]" if ":" in host else host
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_grace_s,
+        keepalive_timeout=config.server.keepalive_timeout_s,
+    )
+    watchdog = asyncio.create_task(notifier.watchdog())  # pings through start-up and the drain
+    try:
+        await runner.setup()
+        guard_connections(runner, config.server)
+        for sock in listeners:
+            await web.SockSite(runner, sock, backlog=BACKLOG).start()
+        address = http_address(host, listeners[0].getsockname()[1])
+        await _serve_until_stopped(config, source, app, notifier, address)
+    finally:
+        # Early only after a failure: what started must still be stopped here, since left to
+        # asyncio.run, a Redis loop that swallows its cancellation would keep the process alive.
+        await runner.cleanup()
+        watchdog.cancel()
+        notifier.close()
+        for sock in listeners:
+            sock.close()
+    log.info("stopped")
+    return 0
+
+
+def http_address(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def report_cannot_listen(notifier: Notifier, address: str, exc: OSError) -> None:
+    """One log line naming the address, and the same to systemd (STATUS and ERRNO)."""
+    reason = cannot_listen_reason(exc)
+    log.error("cannot listen on %s: %s", address, reason, extra={"fields": {"address": address}})
+    errno_line = f"\nERRNO={exc.errno}" if exc.errno else ""
+    notifier.send(f"STATUS=cannot listen on {address}: {reason}{errno_line}")
+    notifier.close()
+
+
+async def _serve_until_stopped(
+    config: Config, source: Path, app: web.Application, notifier: Notifier, address: str
+) -> None:
     log.info(
         "listening",
         extra={
             "fields": {
-                "address": f"http://{shown_host}:{bound_port}",
+                "address": address,
                 "models": list(config.models),
                 "config": str(source),
                 "auth": "master_key" if config.server.master_key else "none",
@@ -79,8 +118,7 @@ async def serve(config: Config, source: Path, host: str, port: int, reuse_port: 
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    notifier.ready(f"serving {len(config.models)} models on {shown_host}:{bound_port}")
-    watchdog = asyncio.create_task(notifier.watchdog())
+    notifier.ready(f"serving {len(config.models)} models on {address}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,11 +149,7 @@ async def serve(config: Config, source: Path, host: str, port: int, reuse_port: 
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stop.wait()
     notifier.stopping()
-    log.info("stopping", extra={"fields": {"grace_s": grace_s}})
-    await runner.cleanup()
-    watchdog.cancel()
-    notifier.close()
-    log.info("stopped")
+    log.info("stopping", extra={"fields": {"grace_s": config.server.shutdown_grace_s}})
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -138,10 +172,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if args.workers > 1:
         worker_args = ["serve", "--config", str(source), "--host", host, "--port", str(port), "--reuse-port"]
-        supervisor = Supervisor(worker_args, args.workers, config.server.shutdown_grace_s, Notifier())
+        notifier = Notifier()
+        try:  # a port the workers could not share: say so once, rather than restart them forever
+            for sock in bind_listeners(host, port, reuse_port=True):
+                sock.close()
+        except OSError as exc:
+            report_cannot_listen(notifier, http_address(host, port), exc)
+            return 1
+        supervisor = Supervisor(worker_args, args.workers, config.server.shutdown_grace_s, notifier)
         return uvloop.run(supervisor.run())
-    uvloop.run(serve(config, source, host, port, reuse_port=args.reuse_port))
-    return 0
+    return uvloop.run(serve(config, source, host, port, reuse_port=args.reuse_port))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -55,6 +55,15 @@ class ServerConfig(_Section, frozen=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
     # After SIGTERM: how long in-flight requests and streams may take to finish before they are cut.
     shutdown_grace_s: Seconds = 30.0
+    # A client must send a request's whole head (request line and headers) within this long of its
+    # first byte (of connecting, for the first request), or the connection is closed: slow-loris.
+    header_timeout_s: Seconds = 10.0
+    # An idle keep-alive connection is closed after this long (longer than clients' own pool
+    # expiry, 5 s in httpx and the OpenAI SDKs, so the client is the one that lets go first).
+    keepalive_timeout_s: Seconds = 75.0
+    # Client connections open at once; one more is closed at once (each is a file descriptor, and
+    # LimitNOFILE in the unit file is 65536 for clients and upstreams together).
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 10_000
 
 
 class LoggingConfig(_Section, frozen=True):

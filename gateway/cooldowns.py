@@ -89,6 +89,11 @@ class CooldownSync:
             self._pending[label] = until_wall
         self._wake.set()
 
+    @property
+    def up(self) -> bool:
+        """False from a failed Redis call until one succeeds again (for readiness)."""
+        return not self._warned
+
     def start(self) -> None:
         for name, loop in (("publish", self._publish_loop), ("listen", self._listen_loop)):
             self._tasks.append(asyncio.create_task(loop(), name=f"tollway-cooldown-{name}"))

@@ -53,6 +53,7 @@ class KeySync:
         self.loaded = asyncio.Event()  # set after the first successful full load
         self._warned = False
         self._migrated = False
+        self.listening = True  # False while the Redis subscription is lost (changes come by polling)
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._load_loop(), name="tollway-key-sync"))
@@ -137,6 +138,7 @@ class KeySync:
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
+                    self.listening = True
                     if warned:
                         log.info("redis reachable again: key changes are pushed again")
                         warned = False
@@ -145,6 +147,7 @@ class KeySync:
                         if message.get("type") == "message":
                             self._wake.set()
             except (aioredis.RedisError, OSError) as exc:
+                self.listening = False
                 if not warned:
                     log.warning("redis unreachable, key changes arrive by polling: %s", type(exc).__name__)
                     warned = True

@@ -158,7 +158,7 @@ class Metrics:
         )
         self.spooling = Gauge(
             "tollway_accounting_spooling",
-            "1 while records are replayed from the spool (the store was down, slow or behind).",
+            "1 while audit records wait in the disk spool for the store (down, slow or behind).",
             registry=self.registry,
         )
         self.records_written = Counter(
@@ -174,7 +174,7 @@ class Metrics:
         )
         self.store_up = Gauge(
             "tollway_store_up",
-            "1 when the last write to the store succeeded, 0 when it failed.",
+            "1 while the store answers (checked every 0.5 s) and takes keys and audit records.",
             registry=self.registry,
         )
         self.keys_beyond_team = Gauge(

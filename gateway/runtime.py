@@ -26,6 +26,7 @@ from gateway.config import Config
 from gateway.cooldowns import CooldownSync
 from gateway.fleetsync import FleetSync
 from gateway.guardrails import GuardrailSet
+from gateway.health import Dependency, Probe
 from gateway.hooks import breaker_hook, budget_hook
 from gateway.limitpolicy import LimitPolicy
 from gateway.limits import Limiter
@@ -62,15 +63,22 @@ class Shared:
     accountant: Accountant | None
     alerter: Alerter
     metrics: Metrics
+    redis_probe: Probe | None = None  # PINGs storage.redis_url (gateway/health.py)
 
 
 class Runtime:
     def __init__(
-        self, config: Config, gateway: Gateway, closers: list[Callable[[], Awaitable[None]]]
+        self,
+        config: Config,
+        gateway: Gateway,
+        closers: list[Callable[[], Awaitable[None]]],
+        dependencies: list[Dependency] | None = None,
     ) -> None:
         self.config = config
         self.gateway = gateway
         self._closers = closers
+        # The Redis users of this runtime, for readiness and the gauges (gateway/health.py).
+        self.dependencies = dependencies or []
 
     async def aclose(self, drain_s: float = 0.0) -> None:
         """Close once the requests that started on this runtime have finished (up to `drain_s`)."""
@@ -86,6 +94,17 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
     """Build (and start) the request path's objects for `config`; call inside the running loop."""
     metrics, alerter, store, storage = shared.metrics, shared.alerter, shared.store, config.storage
     closers: list[Callable[[], Awaitable[None]]] = []
+    dependencies: list[Dependency] = []
+    probe = shared.redis_probe
+
+    def redis_part(key: str, label: str, up: Callable[[], bool], url: str | None = storage.redis_url) -> None:
+        # Down when the part's own calls fail, or when the probe finds Redis hung (before the
+        # part's own timeout runs out); the probe watches storage.redis_url only.
+        watched = probe if probe is not None and url == storage.redis_url else None
+        dependencies.append(
+            Dependency(key, "redis: " + label, lambda: up() and (watched is None or watched.up))
+        )
+
     router = Router(config, on_breaker_change=breaker_hook(metrics, alerter, lambda: router))
     closers.append(router.aclose)
     if storage.redis_url:
@@ -93,6 +112,7 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
         cooldowns = CooldownSync(storage.redis_url, router.breakers, metrics)
         cooldowns.start()
         closers.append(cooldowns.aclose)
+        redis_part("cooldowns", "cooldowns not shared across processes", lambda: cooldowns.up)
     limiter = Limiter(retry_hint_s=config.limits.sync_interval_s)
     book = BudgetBook(
         config.budgets, on_threshold=budget_hook(alerter), retry_hint_s=config.budgets.sync_interval_s
@@ -120,9 +140,13 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
             )
             fleet.start()
             closers.append(fleet.aclose)
+            redis_part(name, f"{name} enforced per process", functools.partial(_fleet_up, fleet))
     cache = ResponseCache(config.cache, {n: m.cache for n, m in config.models.items()}, storage.redis_url)
     cache.start()
     closers.append(cache.aclose)
+    if cache.redis is not None:
+        tier = cache.redis
+        redis_part("cache", "answer cache in process memory only", lambda: tier.up, tier.url)
     tracer = build_tracer(config.tracing)
     closers.append(tracer.aclose)
     services = Services(
@@ -144,7 +168,11 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
 
     closers.insert(0, close_log)  # closed last: lines of the last requests still go out
     gateway = Gateway(shared.ring, router, metrics, request_log, config.server.max_body_bytes, services)
-    return Runtime(config, gateway, closers)
+    return Runtime(config, gateway, closers, dependencies)
+
+
+def _fleet_up(fleet: FleetSync) -> bool:
+    return fleet.up is not False  # None: not tried yet
 
 
 class Holder:

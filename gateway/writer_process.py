@@ -207,8 +207,14 @@ async def serve(reader: asyncio.StreamReader, reply_fd: int) -> None:
             except asyncio.IncompleteReadError:
                 return  # the gateway closed the pipe, or died
             reply = frame(_encoder.encode(await write_batch(store, body)))
-            # A blocking write of a few bytes, which the gateway is waiting to read.
-            os.write(reply_fd, reply)
+            try:
+                # A blocking write of a few bytes, which the gateway is waiting to read.
+                os.write(reply_fd, reply)
+            except BrokenPipeError:
+                # The gateway died (killed) while this batch was written; its next start replays
+                # the spool, and the store keeps each record once.
+                log.warning("the gateway is gone, exiting: it replays its spool when it starts")
+                return
     finally:
         await store.close()
 

@@ -14,8 +14,8 @@ import uvloop
 from aiohttp import web
 
 from gateway.app import build_app
-from gateway.arrival import stamp_arrivals
 from gateway.config import parse_config
+from gateway.connections import guard_connections
 
 T = TypeVar("T")
 
@@ -211,6 +211,12 @@ async def start_upstream(state: Upstream) -> web.AppRunner:
 
 async def start_gateway(config_yaml: str, env: dict[str, str]) -> tuple[web.AppRunner, str]:
     config = parse_config(config_yaml, env, "test.yaml")
-    # As `tollway serve` runs it: overheads timed from each request's first bytes.
-    runner, port = await start_site(build_app(config), stamp_arrivals, handler_cancellation=True)
+    # As `tollway serve` runs it: overheads timed from each request's first bytes, heads with a
+    # deadline, connections capped.
+    runner, port = await start_site(
+        build_app(config),
+        lambda runner: guard_connections(runner, config.server),
+        handler_cancellation=True,
+        keepalive_timeout=config.server.keepalive_timeout_s,
+    )
     return runner, f"http://127.0.0.1:{port}"

@@ -104,8 +104,9 @@ async def execute_sql(store: Store, sql: str) -> None:
 
 
 class TcpProxy:
-    """Forwards a local port to PostgreSQL; `cut()` closes the listener and every connection
-    (an outage as the driver sees it), `restore()` listens again on the same port."""
+    """Forwards a local port to PostgreSQL (or another TCP server); `cut()` closes the listener and
+    every connection (an outage as the driver sees it), `restore()` listens again on the same port.
+    `hung = True` makes it a server that accepts and never answers: bytes are dropped both ways."""
 
     def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5432) -> None:
         self._target = (target_host, target_port)
@@ -113,6 +114,7 @@ class TcpProxy:
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.hung = False
 
     @property
     def dsn(self) -> str:
@@ -148,6 +150,8 @@ class TcpProxy:
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
             while data := await source.read(65536):
+                if self.hung:
+                    continue
                 sink.write(data)
                 await sink.drain()
         except (OSError, asyncio.IncompleteReadError):

@@ -1,11 +1,20 @@
-"""systemd/: the unit file passes `systemd-analyze verify` and keeps the settings operators rely on."""
+"""systemd/: the unit file passes `systemd-analyze verify` and keeps the settings operators rely on;
+a start that cannot listen fails at once under the notify protocol."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import msgspec
+import pytest
+
+from tests.test_cli import clean_env
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "tollway.service"
@@ -39,3 +48,54 @@ def test_unit_has_notify_watchdog_and_hardening() -> None:
     assert int(settings["TimeoutStopSec"]) > 30, "longer than the default shutdown grace"
     env_example = (REPO / "systemd" / "tollway.env.example").read_text()
     assert "TOLLWAY_MASTER_KEY=" in env_example
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_taken_port_fails_the_start_at_once_with_one_line(tmp_path: Path, workers: int) -> None:
+    """Under the notify protocol as systemd speaks it (a datagram socket in $NOTIFY_SOCKET): a port
+    that is taken ends `tollway serve` within 2 s, non-zero, with one log line naming the address
+    and no READY=1, rather than hanging until systemd's start timeout. With Redis configured, as
+    when it used to hang."""
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(0.1)
+    config = tmp_path / "tollway.yaml"
+    config.write_text(TAKEN_PORT_CONFIG)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
+        started = time.monotonic()
+        result = subprocess.run(
+            [*command, "--workers", str(workers)],
+            env={**clean_env(), "NOTIFY_SOCKET": notify_path},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        took = time.monotonic() - started
+    messages = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            messages.append(notify.recv(4096).decode())
+    notify.close()
+    assert result.returncode == 1
+    assert took < 2.0, f"took {took:.2f} s"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    line = msgspec.json.decode(lines[0])
+    assert line["level"] == "error" and line["address"] == f"http://127.0.0.1:{port}"
+    assert "address already in use" in line["msg"]
+    assert messages == [f"STATUS=cannot listen on http://127.0.0.1:{port}: address already in use\nERRNO=98"]
+
+
+TAKEN_PORT_CONFIG = """
+logging: {request_log: "off"}
+storage: {redis_url: "redis://127.0.0.1:6379/0"}
+providers: {mock: {kind: mock}}
+models: {demo: {targets: [{provider: mock, model: m}]}}
+"""

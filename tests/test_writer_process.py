@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from gateway.records import encode_record
 from gateway.store import Store, StoreUnavailable
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SQLiteStore
-from gateway.writer_process import RecordRefused, WriterProcess, audit_writer
+from gateway.writer_process import Hello, RecordRefused, WriterProcess, _encoder, audit_writer, frame
 from tests.stores import DATABASE_URL, T0, make_record, opened_store
 
 
@@ -152,3 +154,26 @@ async def test_an_in_memory_database_is_written_in_process() -> None:
         assert isinstance(audit_writer(memory, "sqlite:///x.sqlite"), WriterProcess)
     finally:
         await memory.close()
+
+
+def test_a_child_whose_gateway_died_mid_batch_exits_with_one_line(tmp_path: Path) -> None:
+    """The gateway killed while the child writes a batch: the reply has no reader. The child
+    says so in one line and exits 0, with no BrokenPipeError traceback in the journal."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gateway.writer_process"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # the dead gateway's end of the reply pipe
+    hello = _encoder.encode(Hello(f"sqlite:///{tmp_path / 'audit.sqlite'}"))
+    batch = _encoder.encode([make_record(0)])
+    with contextlib.suppress(BrokenPipeError):
+        child.stdin.write(frame(hello) + frame(batch))
+        child.stdin.close()
+    assert child.wait(timeout=20) == 0
+    lines = child.stderr.read().decode().splitlines()
+    child.stderr.close()
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert "the gateway is gone" in lines[0]
