@@ -81,6 +81,50 @@ class SSEDecoder:
             self._event = value.decode("utf-8", "replace")
 
 
+class SSEFrames:
+    """Whole SSE events as the bytes that came, for relays that pass a stream on unchanged: `feed`
+    returns the complete events received so far (each ending in a blank line) and holds a partial
+    one until its end arrives; `close` gives a last event that lacked its blank line. Line ends are
+    normalised to LF, and a trailing CR is held back in case its LF follows in the next read."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._held_cr = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._held_cr:
+            data = b"\r" + data
+            self._held_cr = False
+        if b"\r" in data:
+            if data.endswith(b"\r"):
+                data = data[:-1]
+                self._held_cr = True
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._pending + data if self._pending else data
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._pending = buf
+            return b""
+        end += 2
+        self._pending = buf[end:]
+        return buf[:end]
+
+    def close(self) -> bytes:
+        rest = self._pending.strip(b"\n")
+        self._pending = b""
+        return rest + b"\n\n" if rest else b""
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The joined `data:` lines of one SSE event (LF line ends, no blank line), or None when it
+    has none (a comment, say)."""
+    lines = [line for line in event.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    parts = [line[6:] if line.startswith(b"data: ") else line[5:] for line in lines]
+    return b"\n".join(parts).strip()
+
+
 class NDJSONDecoder:
     """Newline-delimited JSON: one complete line per item, blank lines skipped."""
 

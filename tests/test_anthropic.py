@@ -287,9 +287,6 @@ REFUSALS = {
     "reasoning_effort": Refusal(
         {"reasoning_effort": "low"}, "reasoning_effort", "'reasoning_effort' is not supported"
     ),
-    "unmodelled": Refusal(
-        {"prediction": {"type": "content"}}, "prediction", "'prediction' is not supported by Anthropic"
-    ),
     "temperature": Refusal(
         {"temperature": 1.5},
         "temperature",

@@ -197,7 +197,6 @@ PNG = "data:image/png;base64,iVBORw0KGgo="
     [
         (chat(logprobs=True), "logprobs", "'logprobs' is not supported by Gemini"),
         (chat(reasoning_effort="low"), "reasoning_effort", "'reasoning_effort' is not supported by Gemini"),
-        (chat(x_vendor_flag=1), "x_vendor_flag", "'x_vendor_flag' is not supported by Gemini"),
         (chat(n=2, stream=True), "n", "'n' above 1 is not supported by Gemini when streaming"),
         (chat(tools=TOOLS, parallel_tool_calls=False), "parallel_tool_calls", "'parallel_tool_calls': false"),
         (chat(tool_choice="required"), "tool_choice", "'tool_choice' requires 'tools'"),
