@@ -730,21 +730,46 @@ def test_ignorable_fields_are_not_unmodeled(fields: dict[str, Any]) -> None:
         ({"cache_control": {"type": "ephemeral"}}, None),
         (
             {
-                "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+                "system": [
+                    {"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+                ],
                 "tools": [{**TOOLS[0], "cache_control": {"type": "ephemeral"}}],
                 "messages": [
-                    {"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}]}
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}],
+                    }
                 ],
             },
             ("cache_control",),
         ),
-        ({"tools": [{**TOOLS[0], "defer_loading": True}, {**TOOLS[0], "defer_loading": True}]}, ("defer_loading",)),
+        (
+            {"tools": [{**TOOLS[0], "defer_loading": True}, {**TOOLS[0], "defer_loading": True}]},
+            ("defer_loading",),
+        ),
         # What the neutral form carries, or the gateway reads, is not dropped.
-        ({"metadata": {"user_id": "u"}, "thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}, ()),
+        (
+            {
+                "metadata": {"user_id": "u"},
+                "thinking": {"type": "adaptive"},
+                "output_config": {"effort": "low"},
+            },
+            (),
+        ),
         # Only a key counts: the words in a prompt are not a cache breakpoint.
         ({"messages": [{"role": "user", "content": 'what does "cache_control" do?'}]}, ()),
     ],
-    ids=["context", "platform", "beta", "unknown", "top-level-cache", "cache-everywhere", "defer", "none", "text"],
+    ids=[
+        "context",
+        "platform",
+        "beta",
+        "unknown",
+        "top-level-cache",
+        "cache-everywhere",
+        "defer",
+        "none",
+        "text",
+    ],
 )
 def test_what_only_tunes_the_call_is_named_in_dropped(
     fields: dict[str, Any], dropped: tuple[str, ...] | None
@@ -764,11 +789,24 @@ def test_what_only_tunes_the_call_is_named_in_dropped(
         ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "low"),
         ({"thinking": {"type": "enabled", "budget_tokens": 8000}}, "medium"),
         ({"thinking": {"type": "enabled", "budget_tokens": 32000}}, "high"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "xhigh"}}, "xhigh"),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "xhigh"}},
+            "xhigh",
+        ),
         ({"thinking": {"type": "disabled"}}, None),
         ({}, None),
     ],
-    ids=["effort", "adaptive", "effort-alone", "small-budget", "budget", "large-budget", "both", "disabled", "none"],
+    ids=[
+        "effort",
+        "adaptive",
+        "effort-alone",
+        "small-budget",
+        "budget",
+        "large-budget",
+        "both",
+        "disabled",
+        "none",
+    ],
 )
 def test_thinking_and_effort_become_the_reasoning_effort(fields: dict[str, Any], effort: str | None) -> None:
     body = openai_body(**fields)

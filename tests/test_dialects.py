@@ -128,7 +128,9 @@ def test_fields_the_neutral_form_lacks_are_dropped_by_name_not_refused() -> None
 
 def test_a_same_format_upstream_drops_nothing_of_the_chat_doors() -> None:
     same = dialect_for("openai")
-    request = client_request(b'{"model": "x", "store": true, "messages": [{"role": "user", "content": "hi"}]}')
+    request = client_request(
+        b'{"model": "x", "store": true, "messages": [{"role": "user", "content": "hi"}]}'
+    )
     assert same.dropped(request) == () and same.native_way(request, "chat") is None
 
 
