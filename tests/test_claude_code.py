@@ -171,8 +171,12 @@ def run_claude_code(gateway: Gateway, workdir: Path, home: Path) -> dict[str, An
         "DISABLE_AUTOUPDATER": "1",
     }
     done = subprocess.run(
-        [str(CLAUDE), "-p", "What is the secret word in notes.txt?", "--model", MODEL]
-        + ["--output-format", "json", "--allowedTools", "Read"],
+        [
+            str(CLAUDE),
+            "-p",
+            "What is the secret word in notes.txt?",
+            *("--model", MODEL, "--output-format", "json", "--allowedTools", "Read"),
+        ],
         cwd=workdir,
         env=env,
         stdin=subprocess.DEVNULL,
