@@ -39,7 +39,7 @@ from adapters.base import (
     UpstreamRequest,
     refuse_unsupported,
 )
-from adapters.framing import SSEDecoder, SSEEvent, SSEFrames, event_data
+from adapters.framing import SSEDecoder, SSEEvent, WholeEventRelay, event_data
 from adapters.openai import retry_after_seconds
 from adapters.schema import (
     ChatChunk,
@@ -364,26 +364,18 @@ def native_answer(body: bytes, model: str) -> tuple[bytes, Usage | None]:
     return _encode_raw.encode(fields), _usage(usage) if usage is not None else None
 
 
-class NativeStreamRelay:
+class NativeStreamRelay(WholeEventRelay):
     """An Anthropic stream for a client of Anthropic's format: whole events passed on as the bytes
     that came (a partial one held until its end arrives), scanned only for the counts of
     `message_start` and `message_delta`, the end (`message_stop`) and an `error` event, whose
     data is kept as `error`. Events that do not parse are relayed all the same."""
 
     def __init__(self) -> None:
-        self._frames = SSEFrames()
+        super().__init__()
         self._counts: wire.AnthropicUsage | None = None
         self.usage: Usage | None = None
         self.done = False
         self.error: bytes | None = None
-
-    def feed(self, data: bytes) -> bytes:
-        complete = self._frames.feed(data)
-        return self._scan(complete) if complete else b""
-
-    def close(self) -> bytes:
-        rest = self._frames.close()
-        return self._scan(rest) if rest else b""
 
     def _scan(self, complete: bytes) -> bytes:
         if any(mark in complete for mark in _NATIVE_MARKS):

@@ -115,6 +115,27 @@ class SSEFrames:
         return rest + b"\n\n" if rest else b""
 
 
+class WholeEventRelay:
+    """Base of the relays that pass a stream on as whole events (SSEFrames): `feed` and `close`
+    hand each run of complete events to `_scan`, which reads what it needs and returns the bytes
+    for the client."""
+
+    def __init__(self) -> None:
+        self._frames = SSEFrames()
+
+    def feed(self, data: bytes) -> bytes:
+        complete = self._frames.feed(data)
+        return self._scan(complete) if complete else b""
+
+    def close(self) -> bytes:
+        """What is left when the upstream closed: a last event that lacked its blank line."""
+        rest = self._frames.close()
+        return self._scan(rest) if rest else b""
+
+    def _scan(self, complete: bytes) -> bytes:
+        raise NotImplementedError
+
+
 def event_data(event: bytes) -> bytes | None:
     """The joined `data:` lines of one SSE event (LF line ends, no blank line), or None when it
     has none (a comment, say)."""

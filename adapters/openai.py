@@ -22,7 +22,7 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
 )
-from adapters.framing import SSEFrames, event_data
+from adapters.framing import WholeEventRelay, event_data
 from adapters.schema import Usage
 
 Fields = dict[str, msgspec.Raw]
@@ -197,7 +197,7 @@ _DONE: Final = b"[DONE]"
 _ERROR_MARK: Final = b'"error"'
 
 
-class StreamRelay:
+class StreamRelay(WholeEventRelay):
     """Incremental relay of an OpenAI-format SSE stream.
 
     `feed(data)` returns the bytes to pass to the client now: the complete events received so far,
@@ -207,21 +207,12 @@ class StreamRelay:
     """
 
     def __init__(self, strip_usage_chunk: bool) -> None:
+        super().__init__()
         self._strip_usage_chunk = strip_usage_chunk
-        self._frames = SSEFrames()
         self.usage: Usage | None = None
         self.done = False
         self.error: bytes | None = None
         self.events = 0
-
-    def feed(self, data: bytes) -> bytes:
-        complete = self._frames.feed(data)
-        return self._scan(complete) if complete else b""
-
-    def close(self) -> bytes:
-        """What is left when the upstream closed: a last event that lacked its blank line."""
-        rest = self._frames.close()
-        return self._scan(rest) if rest else b""
 
     def _scan(self, complete: bytes) -> bytes:
         self.events += complete.count(b"\n\n")
