@@ -39,7 +39,7 @@ from adapters.base import (
     UpstreamRequest,
     refuse_unsupported,
 )
-from adapters.framing import SSEDecoder, SSEEvent
+from adapters.framing import SSEDecoder, SSEEvent, WholeEventRelay, event_data
 from adapters.openai import retry_after_seconds
 from adapters.schema import (
     ChatChunk,
@@ -325,15 +325,100 @@ class AnthropicStreamParser:
         return []  # citations_delta, the empty first fragment
 
     def _merge_usage(self, update: wire.AnthropicUsage) -> None:
-        """message_delta counts are cumulative: each one present replaces message_start's."""
-        present = {
-            name: value for name in update.__struct_fields__ if (value := getattr(update, name)) is not None
-        }
-        self._usage = msgspec.structs.replace(self._usage or wire.AnthropicUsage(), **present)
+        self._usage = _merged(self._usage, update)
+
+
+def _merged(usage: wire.AnthropicUsage | None, update: wire.AnthropicUsage) -> wire.AnthropicUsage:
+    """message_delta counts are cumulative: each one present replaces message_start's."""
+    present = {
+        name: value for name in update.__struct_fields__ if (value := getattr(update, name)) is not None
+    }
+    return msgspec.structs.replace(usage or wire.AnthropicUsage(), **present)
 
 
 def stream_parser(target: Target) -> AnthropicStreamParser:
     return AnthropicStreamParser()
+
+
+# --- answers to a client of Anthropic's own format -------------------------------------------
+
+_decode_answer_usage: Final = msgspec.json.Decoder(wire.AnthropicUsage | None)
+# Only events holding one of these are parsed: the rest (text, thinking and tool input deltas,
+# pings, server-tool blocks) pass as the bytes that came. In JSON a bare `"error"` is a key or a
+# whole string; a quote inside text is escaped.
+_NATIVE_MARKS: Final = (b'"message_start"', b'"message_delta"', b'"message_stop"', b'"error"')
+
+
+def native_answer(body: bytes, model: str) -> tuple[bytes, Usage | None]:
+    """An answer for a client that sent its request in Anthropic's format: the provider's body with
+    only `model` relabelled to the gateway's name (every block, stop reason and field as they
+    came: thinking, server-tool results, citations, `pause_turn`...), and its usage in OpenAI
+    terms. Raises InvalidUpstreamAnswer when the body is not a JSON object."""
+    try:
+        fields = _decode_fields.decode(body)
+        usage_raw = fields.get("usage")
+        usage = _decode_answer_usage.decode(usage_raw) if usage_raw is not None else None
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
+        raise InvalidUpstreamAnswer(f"upstream answer is not an Anthropic message: {exc}") from None
+    fields["model"] = msgspec.Raw(_encode_raw.encode(model))
+    return _encode_raw.encode(fields), _usage(usage) if usage is not None else None
+
+
+class NativeStreamRelay(WholeEventRelay):
+    """An Anthropic stream for a client of Anthropic's format: whole events passed on as the bytes
+    that came (a partial one held until its end arrives), scanned only for the counts of
+    `message_start` and `message_delta`, the end (`message_stop`) and an `error` event, whose
+    data is kept as `error`. Events that do not parse are relayed all the same."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._counts: wire.AnthropicUsage | None = None
+        self.usage: Usage | None = None
+        self.done = False
+        self.error: bytes | None = None
+
+    def _scan(self, complete: bytes) -> bytes:
+        if any(mark in complete for mark in _NATIVE_MARKS):
+            for event in complete.split(b"\n\n")[:-1]:
+                self._event(event)
+        return complete
+
+    def _event(self, event: bytes) -> None:
+        data = event_data(event)
+        if data is None:
+            return
+        try:
+            decoded = wire.decode_event(data)
+        except msgspec.DecodeError:
+            return  # not ours to judge: the client's SDK sees it as it came
+        kind = decoded.type
+        if kind == "message_start" and decoded.message is not None and decoded.message.usage is not None:
+            self._counts = decoded.message.usage
+        elif kind == "message_delta" and decoded.usage is not None:
+            self._counts = _merged(self._counts, decoded.usage)
+        elif kind == "message_stop":
+            self.done = True
+        elif kind == "error":
+            self.error = data
+        else:
+            return
+        if self._counts is not None:
+            self.usage = _usage(self._counts)
+
+
+class _NativeWay:
+    """Messages in, Messages out (gateway/dialects.py `NativeWay`)."""
+
+    @staticmethod
+    def answer(raw: bytes, model: str) -> tuple[bytes, Usage | None]:
+        return native_answer(raw, model)
+
+    @staticmethod
+    def stream_relay() -> NativeStreamRelay:
+        return NativeStreamRelay()
+
+
+NATIVE: Final = _NativeWay()
 
 
 # --- errors ----------------------------------------------------------------------------------

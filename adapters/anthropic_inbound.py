@@ -33,7 +33,13 @@ from adapters.schema import (
     Usage,
 )
 
-__all__ = ["MessagesStreamTranslator", "decode_request", "encode_response", "error_body"]
+__all__ = [
+    "MessagesStreamTranslator",
+    "NativeStreamErrors",
+    "decode_request",
+    "encode_response",
+    "error_body",
+]
 
 _encode: Final = msgspec.json.Encoder().encode
 _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
@@ -489,6 +495,25 @@ class MessagesStreamTranslator:
     def _fail(self, error_type: str, message: str, out: list[bytes]) -> None:
         out.append(_ERROR + _encode(_AnthropicError(_AnthropicErrorDetail(error_type, message))) + _END)
         self._ended = True
+
+
+# The gateway's own in-band error frame (gateway/relay.py `sse_error_event`), OpenAI-shaped.
+_GATEWAY_ERROR: Final = b'data: {"error"'
+
+
+class NativeStreamErrors:
+    """For a stream relayed as an Anthropic upstream's own events: passes them on unchanged, and
+    turns the gateway's in-band errors (a stream cut, a timeout) into Anthropic `error` events.
+    The gateway writes each error as a frame of its own, and upstream events start with `event:`
+    or `data: {"type"`, so the first bytes tell the two apart."""
+
+    def feed(self, data: bytes) -> bytes:
+        if data.startswith(_GATEWAY_ERROR):
+            return MessagesStreamTranslator("").feed(data)
+        return data
+
+    def close(self) -> bytes:
+        return b""
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -14,9 +14,15 @@ Mapping choices:
   takes. A result holding images keeps its parts, images included: the neutral form carries them
   and an Anthropic upstream takes them; an OpenAI upstream refuses them itself.
   `is_error: true` prefixes the text with "Error:", the only way left to tell the model.
+- A `system` message inside `messages` (mid-conversation instructions) stays a system message at
+  its place; its text blocks are joined with a newline.
 - Thinking and redacted-thinking blocks in the history are dropped: the neutral form has no place
-  for them, and they matter only with `thinking` on, which is recorded as unmodeled itself
-  (unless `{"type": "disabled"}`).
+  for them, and no other provider could check their signatures.
+- `thinking` and `output_config.effort` become `reasoning_effort`, which each translating adapter
+  turns into its provider's reasoning control: the effort as given (Anthropic's low, medium, high,
+  xhigh and max are all OpenAI names too); without one, adaptive thinking is "high" (Anthropic's
+  default) and a manual `budget_tokens` the effort it resembles (under 4096 low, under 16384
+  medium, else high); thinking disabled and no effort set nothing.
 - `max_tokens` maps to `max_tokens` (not `max_completion_tokens`: more OpenAI-compatible servers
   know it). `temperature` is copied (Anthropic's 0-1 lies inside OpenAI's 0-2).
   `stop_sequences` → `stop`; `metadata.user_id` → `user`.
@@ -31,29 +37,34 @@ Mapping choices:
 - Unknown content block types and malformed values are an InvalidRequest naming the path
   (`messages[2].content[0].type`). Unknown fields inside blocks are ignored, as decode_chat does.
 
-What cannot be carried is recorded in `ChatRequest.unmodeled` by path, for the gateway to refuse
-by name: top-level fields we do not map (`top_k`, `thinking`, `container`, `inference_geo`,
-`mcp_servers`, `context_management`, any unknown one), `output_config.effort`, server tools
-(`tools[1]`), a tool's `input_examples`, `allowed_callers` beyond "direct" and `defer_loading:
-true`, block types with no neutral form (`document`, `search_result`, server-tool blocks,
-`container_upload`: the block's path, like `messages[1].content[0]`), file image sources
-(`….source`), image `transformations`, and a `tool_use`'s `caller` other than direct and its
-`toolset_name`. The block or tool itself is left out of the request.
+Nothing unknown is refused here (adapters/dropped.py has the rule). What the neutral form cannot
+carry and whose loss would change the answer is recorded in `ChatRequest.unmodeled` by path, for
+a translated upstream to refuse by name (an Anthropic upstream gets the client's body and honours
+it): `top_k`, `mcp_servers`, the beta `output_format`, server tools (`tools[1]`), a tool's
+`input_examples` and `allowed_callers` beyond "direct", block types with no neutral form, known or
+not (`document`, `search_result`, server-tool blocks, `container_upload`, `mid_conv_system`: the
+block's path, like `messages[1].content[0]`), file image sources (`….source`), image
+`transformations`, and a `tool_use`'s `caller` other than direct and its `toolset_name`. The block
+or tool itself is left out of the request.
 
-Ignored, because they do not change the answer: `service_tier` and `speed` (capacity and latency
-tiers), `cache_control` anywhere (a caching hint; OpenAI caches on its own), `diagnostics`
-(cache-miss reporting), metadata beyond `user_id`, `citations` on text blocks (annotations of text
-we keep), `eager_input_streaming` on tools (only how finely tool input streams).
+What only tunes the call, and every top-level field we do not know, is named in
+`ChatRequest.dropped` and left out for a translated upstream: `context_management`, `container`,
+`service_tier`, `speed`, `inference_geo`, `diagnostics`, `cache_control` wherever it stands (found
+as a key in the body, so a tool schema property of that name counts too), a tool's
+`defer_loading`. Ignored without a word, as they are part of what we keep: metadata beyond
+`user_id`, `citations` on text blocks, `eager_input_streaming` on tools, `thinking.display`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Final, Literal, TypeVar
 
 import msgspec
 
 from adapters.base import InvalidRequest
+from adapters.dropped import note
 from adapters.schema import (
     ChatRequest,
     ContentPart,
@@ -124,7 +135,7 @@ class _AnthropicBlock(msgspec.Struct):
 
 
 class _AnthropicTurn(msgspec.Struct):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[_AnthropicBlock]
 
 
@@ -163,6 +174,7 @@ class _AnthropicOutputConfig(msgspec.Struct):
 
 class _AnthropicThinking(msgspec.Struct):
     type: str
+    budget_tokens: int | None = None
 
 
 class _AnthropicRequest(msgspec.Struct):
@@ -188,28 +200,17 @@ _decode_source: Final = msgspec.json.Decoder(_AnthropicSource).decode
 _decode_result: Final = msgspec.json.Decoder(str | list[_AnthropicBlock]).decode
 
 _MAPPED_FIELDS: Final = frozenset(_AnthropicRequest.__struct_fields__)
-# Dropped without a word because they do not change the answer (see the module docstring).
-_IGNORED_FIELDS: Final = frozenset({"service_tier", "speed", "cache_control", "diagnostics"})
+# Top-level fields that change the answer and that only Anthropic can honour (sampling, remote MCP
+# tools, the deprecated top-level structured-output schema); every other field we do not map only
+# tunes the call, or is unknown to us, and is dropped by name for a translated upstream.
+_NATIVE_ONLY_FIELDS: Final = frozenset({"top_k", "mcp_servers", "output_format"})
+# A prompt-cache breakpoint as a key anywhere in the body (blocks, tools, system, top level).
+_CACHE_CONTROL: Final = re.compile(rb'"cache_control"\s*:')
+# `thinking: enabled` gives a budget, not an effort: the effort whose thinking it resembles
+# (below 4k tokens little, below 16k some, more is a lot).
+_BUDGET_EFFORTS: Final = ((4096, "low"), (16384, "medium"))
 # History the neutral form has no place for; it matters only with `thinking` on (itself unmodeled).
 _DROPPED_BLOCKS: Final = frozenset({"thinking", "redacted_thinking"})
-# Anthropic block types (SDK `ContentBlockParam`, tool_result `Content`) with no neutral form.
-_UNMODELED_BLOCKS: Final = frozenset(
-    {
-        "document",
-        "search_result",
-        "server_tool_use",
-        "web_search_tool_result",
-        "web_fetch_tool_result",
-        "code_execution_tool_result",
-        "bash_code_execution_tool_result",
-        "text_editor_code_execution_tool_result",
-        "tool_search_tool_result",
-        "mcp_tool_use",
-        "mcp_tool_result",
-        "container_upload",
-        "tool_reference",
-    }
-)
 _TOOL_CHOICES: Final[dict[str, ToolChoice]] = {"auto": "auto", "any": "required", "none": "none"}
 _TOOL_ERROR_MARK: Final = "Error:"
 
@@ -240,18 +241,24 @@ def decode_request(body: bytes) -> ChatRequest:
     if not turns:
         raise InvalidRequest("messages: at least one message is required", "messages")
 
-    unmodeled = [name for name in names if name not in _MAPPED_FIELDS and name not in _IGNORED_FIELDS]
+    unmodeled: list[str] = []
+    dropped: list[str] = []
+    for name in names:
+        if name in _NATIVE_ONLY_FIELDS:
+            unmodeled.append(name)
+        elif name not in _MAPPED_FIELDS:
+            note(dropped, name)
+    if _CACHE_CONTROL.search(body) is not None:
+        note(dropped, "cache_control")
     messages: list[Message] = []
     system = _system(request.system)
     if system is not None:
         messages.append(system)
     for i, turn in enumerate(turns):
         messages.extend(_messages_of(turn, i, unmodeled))
-    tools = _tools(request.tools or [], unmodeled)
+    tools = _tools(request.tools or [], unmodeled, dropped)
     tool_choice, parallel = _tool_choice(request.tool_choice, bool(request.tools), bool(tools))
-    response_format = _response_format(request.output_config, unmodeled)
-    if request.thinking is not None and request.thinking.type != "disabled":
-        unmodeled.append("thinking")
+    response_format = _response_format(request.output_config)
     return ChatRequest(
         model,
         messages,
@@ -266,7 +273,9 @@ def decode_request(body: bytes) -> ChatRequest:
         parallel_tool_calls=parallel,
         response_format=response_format,
         user=request.metadata.user_id if request.metadata is not None else None,
+        reasoning_effort=_reasoning_effort(request.thinking, request.output_config),
         unmodeled=tuple(unmodeled),
+        dropped=tuple(dropped),
     )
 
 
@@ -292,10 +301,6 @@ def _required(value: _T | None, param: str) -> _T:
     return value
 
 
-def _unknown_block(kind: str, path: str) -> InvalidRequest:
-    return InvalidRequest(f"{path}.type: unknown content block type {kind!r}", f"{path}.type")
-
-
 def _misplaced_block(kind: str, path: str, where: str) -> InvalidRequest:
     return InvalidRequest(f"{path}.type: {kind!r} blocks are not allowed in {where}", f"{path}.type")
 
@@ -318,9 +323,24 @@ def _messages_of(turn: _AnthropicTurn, i: int, unmodeled: list[str]) -> list[Mes
     content = turn.content
     if isinstance(content, str):
         return [Message(turn.role, content)]
+    if turn.role == "system":
+        return [_system_turn(content, i, unmodeled)]
     if turn.role == "assistant":
         return [_assistant(content, i, unmodeled)]
     return _user(content, i, unmodeled)
+
+
+def _system_turn(blocks: list[_AnthropicBlock], i: int, unmodeled: list[str]) -> Message:
+    """A `system` message inside `messages` (Anthropic's mid-conversation instructions): a system
+    message at the same place, its text blocks joined with a newline as the top-level one's are."""
+    texts: list[str] = []
+    for j, block in enumerate(blocks):
+        path = f"messages[{i}].content[{j}]"
+        if block.type == "text":
+            texts.append(_required(block.text, f"{path}.text"))
+        else:
+            unmodeled.append(path)  # `mid_conv_system` and whatever else: Anthropic's to read
+    return Message("system", "\n".join(texts))
 
 
 def _user(blocks: list[_AnthropicBlock], i: int, unmodeled: list[str]) -> list[Message]:
@@ -338,12 +358,10 @@ def _user(blocks: list[_AnthropicBlock], i: int, unmodeled: list[str]) -> list[M
                 parts.append(image)
         elif kind == "tool_result":
             results.append(_tool_result(block, path, unmodeled))
-        elif kind in _UNMODELED_BLOCKS:
-            unmodeled.append(path)
         elif kind == "tool_use":
             raise _misplaced_block(kind, path, "user messages")
         elif kind not in _DROPPED_BLOCKS:
-            raise _unknown_block(kind, path)
+            unmodeled.append(path)  # Anthropic's own block types, known or not
     if parts or not results:
         results.append(Message("user", parts))
     return results
@@ -359,12 +377,10 @@ def _assistant(blocks: list[_AnthropicBlock], i: int, unmodeled: list[str]) -> M
             texts.append(_required(block.text, f"{path}.text"))
         elif kind == "tool_use":
             calls.append(_tool_call(block, path, unmodeled))
-        elif kind in _UNMODELED_BLOCKS:
-            unmodeled.append(path)
         elif kind in ("image", "tool_result"):
             raise _misplaced_block(kind, path, "assistant messages")
         elif kind not in _DROPPED_BLOCKS:
-            raise _unknown_block(kind, path)
+            unmodeled.append(path)
     # OpenAI wants content on an assistant message unless it has tool calls.
     content = "".join(texts) if texts else (None if calls else "")
     return Message("assistant", content, tool_calls=calls or None)
@@ -444,16 +460,14 @@ def _result_parts(blocks: list[_AnthropicBlock], param: str, unmodeled: list[str
             image = _image(block, path, unmodeled)
             if image is not None:
                 parts.append(image)
-        elif block.type in _UNMODELED_BLOCKS:
-            unmodeled.append(path)
         else:
-            raise _unknown_block(block.type, path)
+            unmodeled.append(path)
     if all(isinstance(part, TextPart) for part in parts):
         return "\n".join(part.text for part in parts if isinstance(part, TextPart))
     return parts
 
 
-def _tools(tools: list[_AnthropicTool], unmodeled: list[str]) -> list[Tool]:
+def _tools(tools: list[_AnthropicTool], unmodeled: list[str], dropped: list[str]) -> list[Tool]:
     functions: list[Tool] = []
     for k, tool in enumerate(tools):
         path = f"tools[{k}]"
@@ -468,7 +482,7 @@ def _tools(tools: list[_AnthropicTool], unmodeled: list[str]) -> list[Tool]:
         if tool.allowed_callers is not None and any(caller != "direct" for caller in tool.allowed_callers):
             unmodeled.append(f"{path}.allowed_callers")  # programmatic calls from code execution
         if tool.defer_loading:
-            unmodeled.append(f"{path}.defer_loading")
+            note(dropped, "defer_loading")
         functions.append(Tool(FunctionDef(name, tool.description, tool.input_schema, tool.strict)))
     return functions
 
@@ -494,11 +508,29 @@ def _tool_choice(
     return _TOOL_CHOICES[choice.type], parallel
 
 
-def _response_format(config: _AnthropicOutputConfig | None, unmodeled: list[str]) -> ResponseFormat | None:
+def _reasoning_effort(
+    thinking: _AnthropicThinking | None, config: _AnthropicOutputConfig | None
+) -> str | None:
+    """The neutral `reasoning_effort` (OpenAI's names, which include all of Anthropic's) for
+    `thinking` and `output_config.effort`: the effort as given; else, with thinking on, the one a
+    manual budget resembles, or "high" (Anthropic's default) for adaptive thinking. None with
+    thinking disabled and no effort: the target's default, not "none", which older reasoning
+    models refuse."""
+    effort = config.effort if config is not None else None
+    if effort is not None:
+        return effort
+    if thinking is None or thinking.type == "disabled":
+        return None
+    if thinking.type == "enabled" and thinking.budget_tokens is not None:
+        for below, budget_effort in _BUDGET_EFFORTS:
+            if thinking.budget_tokens < below:
+                return budget_effort
+    return "high"
+
+
+def _response_format(config: _AnthropicOutputConfig | None) -> ResponseFormat | None:
     if config is None:
         return None
-    if config.effort is not None:
-        unmodeled.append("output_config.effort")
     spec = config.format
     if spec is None:
         return None

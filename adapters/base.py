@@ -144,7 +144,9 @@ def refuse_unsupported(request: ChatRequest, provider: str, supported: frozenset
 
     `supported` lists the ChatRequest fields the adapter translates; `model`, `messages` and
     `stream` are always supported, and IGNORABLE_FIELDS may be dropped. Dropping anything else
-    silently would change the answer the client asked for.
+    the neutral form models would change the answer the client asked for. Fields it does not model
+    (`unmodeled`) are left out: a door never refuses a field it does not know, and names what it
+    dropped (adapters/dropped.py).
     """
     for name in request.__struct_fields__:
         if name in supported or name in _ALWAYS or name in IGNORABLE_FIELDS:
@@ -154,9 +156,6 @@ def refuse_unsupported(request: ChatRequest, provider: str, supported: frozenset
         if value is None or value is False or (name == "n" and value == 1):
             continue
         raise InvalidRequest(f"'{name}' is not supported by {provider}", name)
-    for name in request.unmodeled:
-        if name not in IGNORABLE_FIELDS:
-            raise InvalidRequest(f"'{name}' is not supported by {provider}", name)
 
 
-_ALWAYS: Final = frozenset({"model", "messages", "stream", "unmodeled"})
+_ALWAYS: Final = frozenset({"model", "messages", "stream", "unmodeled", "dropped"})

@@ -81,6 +81,71 @@ class SSEDecoder:
             self._event = value.decode("utf-8", "replace")
 
 
+class SSEFrames:
+    """Whole SSE events as the bytes that came, for relays that pass a stream on unchanged: `feed`
+    returns the complete events received so far (each ending in a blank line) and holds a partial
+    one until its end arrives; `close` gives a last event that lacked its blank line. Line ends are
+    normalised to LF, and a trailing CR is held back in case its LF follows in the next read."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._held_cr = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._held_cr:
+            data = b"\r" + data
+            self._held_cr = False
+        if b"\r" in data:
+            if data.endswith(b"\r"):
+                data = data[:-1]
+                self._held_cr = True
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._pending + data if self._pending else data
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._pending = buf
+            return b""
+        end += 2
+        self._pending = buf[end:]
+        return buf[:end]
+
+    def close(self) -> bytes:
+        rest = self._pending.strip(b"\n")
+        self._pending = b""
+        return rest + b"\n\n" if rest else b""
+
+
+class WholeEventRelay:
+    """Base of the relays that pass a stream on as whole events (SSEFrames): `feed` and `close`
+    hand each run of complete events to `_scan`, which reads what it needs and returns the bytes
+    for the client."""
+
+    def __init__(self) -> None:
+        self._frames = SSEFrames()
+
+    def feed(self, data: bytes) -> bytes:
+        complete = self._frames.feed(data)
+        return self._scan(complete) if complete else b""
+
+    def close(self) -> bytes:
+        """What is left when the upstream closed: a last event that lacked its blank line."""
+        rest = self._frames.close()
+        return self._scan(rest) if rest else b""
+
+    def _scan(self, complete: bytes) -> bytes:
+        raise NotImplementedError
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The joined `data:` lines of one SSE event (LF line ends, no blank line), or None when it
+    has none (a comment, say)."""
+    lines = [line for line in event.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    parts = [line[6:] if line.startswith(b"data: ") else line[5:] for line in lines]
+    return b"\n".join(parts).strip()
+
+
 class NDJSONDecoder:
     """Newline-delimited JSON: one complete line per item, blank lines skipped."""
 

@@ -17,8 +17,10 @@ Choices where the two APIs differ (see also providers.md §5):
   `candidateCount`, refused above 1 on streams (the stream parser follows one candidate).
 - `json_object` is `responseMimeType: application/json`; `json_schema` adds `responseJsonSchema`.
 - Refused: http(s) image URLs (only base64 data URLs), image `detail` other than auto,
-  `parallel_tool_calls: false`, `logprobs`, `reasoning_effort`, message `name`. Dropped, as it
-  changes no answer: `user`.
+  `parallel_tool_calls: false`, `logprobs`, message `name`. Dropped, as it changes no answer:
+  `user`.
+- `reasoning_effort` is `generationConfig.thinkingConfig`: `thinkingLevel` minimal, low, medium or
+  high (xhigh and max are high, Gemini's most), "none" a `thinkingBudget` of 0.
 - A prompt Gemini blocks (HTTP 200, no candidates, `promptFeedback.blockReason`) is an error, never
   an empty success: a 400-class `content_filter` UpstreamError, raised as GeminiPromptBlocked from
   parse_response and as StreamFailure in a stream. Safety finish reasons of an answer are
@@ -80,6 +82,7 @@ SUPPORTED_FIELDS: Final = frozenset(
         "tool_choice",
         "parallel_tool_calls",
         "response_format",
+        "reasoning_effort",
         "user",  # an end-user id for abuse tracking; Gemini has none, and it changes no answer
     }
 )

@@ -86,6 +86,11 @@ class GeminiToolConfig(msgspec.Struct, rename="camel"):
     function_calling_config: GeminiFunctionCallingConfig
 
 
+class GeminiThinkingConfig(msgspec.Struct, omit_defaults=True, rename="camel"):
+    thinking_level: str | None = None  # minimal | low | medium | high (Gemini 3)
+    thinking_budget: int | None = None  # 0: no thinking
+
+
 class GeminiGenerationConfig(msgspec.Struct, omit_defaults=True, rename="camel"):
     temperature: float | None = None
     top_p: float | None = None
@@ -97,6 +102,33 @@ class GeminiGenerationConfig(msgspec.Struct, omit_defaults=True, rename="camel")
     frequency_penalty: float | None = None
     response_mime_type: str | None = None
     response_json_schema: msgspec.Raw | None = None
+    thinking_config: GeminiThinkingConfig | None = None
+
+
+# OpenAI's reasoning efforts as Gemini 3's thinking levels: the levels stop at "high".
+_THINKING_LEVELS: Final = {
+    "minimal": "minimal",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
+
+
+def thinking_config_of(effort: str | None) -> GeminiThinkingConfig | None:
+    """`reasoning_effort` as Gemini's `thinkingConfig`: a thinking level, or a zero budget for
+    "none". Raises InvalidRequest for an effort Gemini has no level for."""
+    if effort is None:
+        return None
+    if effort == "none":
+        return GeminiThinkingConfig(thinking_budget=0)
+    level = _THINKING_LEVELS.get(effort)
+    if level is None:
+        raise InvalidRequest(
+            f"'reasoning_effort' {effort!r} is not supported by {PROVIDER}", "reasoning_effort"
+        )
+    return GeminiThinkingConfig(thinking_level=level)
 
 
 _NO_CONFIG: Final = GeminiGenerationConfig()
@@ -327,6 +359,7 @@ def generation_config_of(request: ChatRequest) -> GeminiGenerationConfig | None:
         frequency_penalty=request.frequency_penalty,
         response_mime_type=mime_type,
         response_json_schema=schema,
+        thinking_config=thinking_config_of(request.reasoning_effort),
     )
     return None if config == _NO_CONFIG else config
 

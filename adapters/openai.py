@@ -22,6 +22,7 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
 )
+from adapters.framing import WholeEventRelay, event_data
 from adapters.schema import Usage
 
 Fields = dict[str, msgspec.Raw]
@@ -48,6 +49,12 @@ class PassthroughRequest(msgspec.Struct):
     native_only: tuple[str, ...] = ()
     # Protocol headers of the native format that go along with `native` (`anthropic-beta`).
     native_headers: tuple[tuple[str, str], ...] = ()
+    # Which format `native` is in ("messages", "responses"): only a dialect that serves that
+    # format takes it as it is.
+    native_format: str = ""
+    # Fields a translated upstream does not get because they only tune the call, or are unknown
+    # (adapters/dropped.py): named in the answer's header when such an upstream served it.
+    dropped: tuple[str, ...] = ()
 
 
 class _StreamOptions(msgspec.Struct):
@@ -190,7 +197,7 @@ _DONE: Final = b"[DONE]"
 _ERROR_MARK: Final = b'"error"'
 
 
-class StreamRelay:
+class StreamRelay(WholeEventRelay):
     """Incremental relay of an OpenAI-format SSE stream.
 
     `feed(data)` returns the bytes to pass to the client now: the complete events received so far,
@@ -200,37 +207,12 @@ class StreamRelay:
     """
 
     def __init__(self, strip_usage_chunk: bool) -> None:
+        super().__init__()
         self._strip_usage_chunk = strip_usage_chunk
-        self._pending = b""
-        self._held_cr = False
         self.usage: Usage | None = None
         self.done = False
         self.error: bytes | None = None
         self.events = 0
-
-    def feed(self, data: bytes) -> bytes:
-        if self._held_cr:
-            data = b"\r" + data
-            self._held_cr = False
-        if b"\r" in data:
-            if data.endswith(b"\r"):
-                data = data[:-1]
-                self._held_cr = True
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buf = self._pending + data if self._pending else data
-        end = buf.rfind(b"\n\n")
-        if end < 0:
-            self._pending = buf
-            return b""
-        end += 2
-        self._pending = buf[end:]
-        return self._scan(buf[:end])
-
-    def close(self) -> bytes:
-        """What is left when the upstream closed: a last event that lacked its blank line."""
-        rest = self._pending.strip(b"\n")
-        self._pending = b""
-        return self._scan(rest + b"\n\n") if rest else b""
 
     def _scan(self, complete: bytes) -> bytes:
         self.events += complete.count(b"\n\n")
@@ -248,7 +230,7 @@ class StreamRelay:
         return b"\n\n".join(kept) + b"\n\n" if kept else b""
 
     def _keep(self, event: bytes) -> bool:
-        data = _event_data(event)
+        data = event_data(event)
         if data is None:
             return True
         if data == _DONE:
@@ -265,15 +247,6 @@ class StreamRelay:
             if self._strip_usage_chunk and not probe.choices:
                 return False
         return True
-
-
-def _event_data(event: bytes) -> bytes | None:
-    """The joined `data:` lines of one SSE event, or None when it has none (a comment, say)."""
-    lines = [line for line in event.split(b"\n") if line.startswith(b"data:")]
-    if not lines:
-        return None
-    parts = [line[6:] if line.startswith(b"data: ") else line[5:] for line in lines]
-    return b"\n".join(parts).strip()
 
 
 class _OpenAIErrorBody(msgspec.Struct):

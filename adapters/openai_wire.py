@@ -9,6 +9,7 @@ encoded as the OpenAI body that the gateway's pipeline runs on.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final
 
 import msgspec
@@ -34,7 +35,7 @@ from adapters.schema import (
 )
 
 _decode_request: Final = msgspec.json.Decoder(ChatRequest)
-_MODELLED: Final = frozenset(ChatRequest.__struct_fields__) - {"unmodeled"}
+_MODELLED: Final = frozenset(ChatRequest.__struct_fields__) - {"unmodeled", "dropped"}
 _PATH: Final = re.compile(r" - at `\$\.?(.*)`$")
 
 
@@ -60,10 +61,16 @@ def decode_chat(body: bytes, field_names: list[str], provider: str) -> ChatReque
         ) from None
     except msgspec.DecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
-    unmodeled = tuple(name for name in field_names if name not in _MODELLED)
+    unmodeled = unmodeled_names(field_names)
     if unmodeled:
         request = msgspec.structs.replace(request, unmodeled=unmodeled)
     return request
+
+
+def unmodeled_names(fields: Iterable[str]) -> tuple[str, ...]:
+    """The names among a chat body's top-level `fields` that the neutral form does not model:
+    what a translating adapter leaves out (`store`, `metadata`, `prediction`, unknown ones)."""
+    return tuple(name for name in fields if name not in _MODELLED)
 
 
 # The neutral Structs leave out some fields equal to their defaults that OpenAI requires all the
@@ -129,6 +136,7 @@ def encode_request(request: ChatRequest) -> bytes:
         tools=tools,
         response_format=_wire_response_format(request.response_format),
         unmodeled=(),
+        dropped=(),
     )
     return _encode(wire)
 

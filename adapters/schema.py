@@ -145,6 +145,9 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     reasoning_effort: str | None = None
     # Names of body fields this form does not model (set by the decoder, never by clients).
     unmodeled: tuple[str, ...] = ()
+    # Fields of another format's body left out of this form because they only tune the call
+    # (adapters/dropped.py); set by that format's decoder, never by clients.
+    dropped: tuple[str, ...] = ()
 
     @property
     def max_output_tokens(self) -> int | None:

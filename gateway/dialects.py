@@ -4,6 +4,12 @@ request is forwarded as bytes (OpenAI-format upstreams) or translated through th
 A Dialect builds the upstream request, turns a complete answer into the OpenAI body for the
 client, makes the relay for a stream, and classifies error answers. The pipeline calls only these
 four, whatever the provider.
+
+A request that came through another front door (Anthropic's Messages; OpenAI's Responses) and
+whose target speaks that same format goes both ways as bytes: `native_way` gives what builds it
+(the client's body, model swapped) and what relays its answer unchanged, scanning for usage only.
+Any other way, the target is served a translation, which leaves out the request's `dropped`
+fields (adapters/dropped.py); `dropped` says which.
 """
 
 from __future__ import annotations
@@ -42,7 +48,27 @@ class Relay(Protocol):
     def close(self) -> bytes: ...
 
 
+class NativeWay(Protocol):
+    """A request served in the client's own format: the answer relayed as its bytes."""
+
+    def answer(self, raw: bytes, model: str) -> tuple[bytes, Usage | None]:
+        """The upstream's complete answer for the client (only `model` relabelled) and its usage."""
+        ...
+
+    def stream_relay(self) -> Relay:
+        """The relay of the upstream's stream: events passed on as they came, usage read."""
+        ...
+
+
 class Dialect(Protocol):
+    def native_way(self, request: ClientRequest, endpoint: str) -> NativeWay | None:
+        """How this target serves `request` in the client's own format; None when it is translated."""
+        ...
+
+    def dropped(self, request: ClientRequest) -> tuple[str, ...]:
+        """The client's fields a translated request to this target leaves out (tune-only or unknown)."""
+        ...
+
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest: ...
 
     def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]: ...
@@ -65,6 +91,12 @@ class SameFormat:
         self._kind = kind
         self._builders = {"chat": build_chat, "embeddings": build_embeddings}
         self._classify = classify
+
+    def native_way(self, request: ClientRequest, endpoint: str) -> NativeWay | None:
+        return None  # the chat door's own format; the Responses door brings its own way
+
+    def dropped(self, request: ClientRequest) -> tuple[str, ...]:
+        return request.dropped  # nothing of the chat door's; what another door translated away
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
         refuse_native_only(request, self._kind)
@@ -98,6 +130,15 @@ class Translated:
         self._kind = kind
         self._adapter = adapter
 
+    def native_way(self, request: ClientRequest, endpoint: str) -> NativeWay | None:
+        return None
+
+    def dropped(self, request: ClientRequest) -> tuple[str, ...]:
+        if request.native_format:
+            return request.dropped
+        # The chat door: its body's fields the neutral form does not model (`store`, `metadata`...).
+        return openai_wire.unmodeled_names(request.fields)
+
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
         if endpoint != "chat":
             raise InvalidRequest(f"{endpoint} is not supported by provider kind '{self._kind}'")
@@ -122,15 +163,27 @@ class Translated:
 
 class AnthropicDialect(Translated):
     """Anthropic: a request that came in Anthropic's own format (`native`) is passed through with
-    only the model swapped, so fields the neutral form lacks reach the provider; its answer takes
-    the translated way back like any other, as the rest of the request path reads OpenAI format."""
+    only the model swapped, so fields the neutral form lacks reach the provider; its answer comes
+    back as the provider's bytes (`native_way`), or, when the pipeline needs the OpenAI form of it
+    (the answer cache, output guardrails, the audit record's text), takes the translated way."""
 
-    def __init__(self, adapter: ChatAdapter, passthrough: Callable[[bytes, Target], UpstreamRequest]) -> None:
+    def __init__(
+        self,
+        adapter: ChatAdapter,
+        passthrough: Callable[[bytes, Target], UpstreamRequest],
+        native: NativeWay,
+    ) -> None:
         super().__init__("anthropic", adapter)
         self._passthrough = passthrough
+        self._native = native
+
+    def native_way(self, request: ClientRequest, endpoint: str) -> NativeWay | None:
+        if request.native is not None and request.native_format == "messages" and endpoint == "chat":
+            return self._native
+        return None
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
-        if request.native is not None and endpoint == "chat":
+        if request.native is not None and self.native_way(request, endpoint) is not None:
             upstream = self._passthrough(request.native, target)
             if request.native_headers:
                 upstream = msgspec.structs.replace(
@@ -219,7 +272,11 @@ def dialect_for(kind: str) -> Dialect:
         )
     if kind == "anthropic":
         anthropic = importlib.import_module("adapters.anthropic")
-        return AnthropicDialect(cast(ChatAdapter, anthropic.ADAPTER), anthropic.build_passthrough_request)
+        return AnthropicDialect(
+            cast(ChatAdapter, anthropic.ADAPTER),
+            anthropic.build_passthrough_request,
+            cast(NativeWay, anthropic.NATIVE),
+        )
     if kind in TRANSLATED_KINDS:
         module = importlib.import_module(f"adapters.{kind}")
         return Translated(kind, cast(ChatAdapter, module.ADAPTER))

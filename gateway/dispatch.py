@@ -36,7 +36,7 @@ from gateway.attempts import (
     counts_against_target,
 )
 from gateway.context import RequestContext
-from gateway.dialects import ClientRequest
+from gateway.dialects import ClientRequest, NativeWay
 from gateway.errors import GatewayError, bad_request
 from gateway.failures import failure_of, stream_error, timed_out, unreachable
 from gateway.limitpolicy import Subject
@@ -54,23 +54,46 @@ HEDGE_WIDTH: Final = 2
 class Job:
     """What every call of one request needs: the client's request and how to shape the answer."""
 
-    __slots__ = ("created", "endpoint", "estimated_tokens", "request", "response_id")
+    __slots__ = ("created", "endpoint", "estimated_tokens", "native_answers", "request", "response_id")
 
     def __init__(
-        self, request: ClientRequest, endpoint: str, response_id: str, created: int, estimated_tokens: int = 0
+        self,
+        request: ClientRequest,
+        endpoint: str,
+        response_id: str,
+        created: int,
+        estimated_tokens: int = 0,
+        native_answers: bool = False,
     ) -> None:
         self.request = request
         self.endpoint = endpoint
         self.response_id = response_id
         self.created = created
         self.estimated_tokens = estimated_tokens  # for the providers' quotas (tpm)
+        # A target that serves the client's own format may answer in it, as its bytes; off when
+        # the pipeline reads the OpenAI form of the answer (cache, output guardrails, its text).
+        self.native_answers = native_answers
 
 
 class Answer:
     """A call that answered: its target and upstream response, with the client's body and usage
-    (non-streamed) or the stream started up to its first output. `close` once done with it."""
+    (non-streamed) or the stream started up to its first output. `close` once done with it.
 
-    __slots__ = ("_open", "body", "call", "quota", "record", "stream", "upstream", "usage")
+    `native`: the body or stream is already in the client's own format (a Messages client served
+    by Anthropic), not OpenAI's. `dropped`: the client's fields this target was not given."""
+
+    __slots__ = (
+        "_open",
+        "body",
+        "call",
+        "dropped",
+        "native",
+        "quota",
+        "record",
+        "stream",
+        "upstream",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -80,12 +103,15 @@ class Answer:
         body: bytes = b"",
         usage: Usage | None = None,
         stream: StartedStream | None = None,
+        native: bool = False,
     ) -> None:
         self.call = call
         self.upstream = upstream
         self.body = body
         self.usage = usage
         self.stream = stream
+        self.native = native
+        self.dropped: tuple[str, ...] = ()
         self.record: AttemptRecord | None = None
         self.quota: Admission | None = None  # the gateway's own quota at this provider, if any
         self._open = True
@@ -216,6 +242,10 @@ class Dispatcher:
                 await asyncio.sleep(call.delay_s)
             request = msgspec.structs.replace(job.request, fields=dict(job.request.fields))
             upstream_request = target.dialect.build(request, target.target, job.endpoint)
+            way = target.dialect.native_way(request, job.endpoint)
+            dropped = target.dialect.dropped(request) if way is None else ()
+            if not job.native_answers:
+                way = None
         except InvalidRequest as exc:
             target.breaker.release(call.probe)
             raise bad_request(exc.message, exc.param) from None
@@ -252,11 +282,12 @@ class Dispatcher:
                 if upstream.status >= 400:
                     outcome = await failure_of(upstream, target)
                 elif job.request.stream:
-                    outcome = await self._start_stream(call, upstream, job)
+                    outcome = await self._start_stream(call, upstream, job, way)
                 else:
-                    outcome = await self._read_answer(call, upstream, job)
+                    outcome = await self._read_answer(call, upstream, job, way)
             if isinstance(outcome, Answer):
                 outcome.quota, quota = quota, None
+                outcome.dropped = dropped
             return outcome
         finally:
             if quota is not None:
@@ -301,7 +332,9 @@ class Dispatcher:
         else:
             target.breaker.record_success(call.probe)  # it answered; the request was at fault
 
-    async def _read_answer(self, call: Call, upstream: UpstreamResponse, job: Job) -> Answer | Failure:
+    async def _read_answer(
+        self, call: Call, upstream: UpstreamResponse, job: Job, way: NativeWay | None
+    ) -> Answer | Failure:
         target = call.target
         try:
             raw = await upstream.read()
@@ -310,7 +343,10 @@ class Dispatcher:
         except UpstreamUnreachable as exc:
             return unreachable(target, exc)
         try:
-            body, usage = target.dialect.answer(raw, job.request.model, target.target)
+            if way is not None:
+                body, usage = way.answer(raw, job.request.model)
+            else:
+                body, usage = target.dialect.answer(raw, job.request.model, target.target)
         except InvalidUpstreamAnswer:
             error = GatewayError(
                 502,
@@ -320,14 +356,19 @@ class Dispatcher:
                 fault="provider",
             )
             return Failure(INVALID_ANSWER, error, upstream.status)
-        return Answer(call, upstream, body=body, usage=usage)
+        return Answer(call, upstream, body=body, usage=usage, native=way is not None)
 
-    async def _start_stream(self, call: Call, upstream: UpstreamResponse, job: Job) -> Answer | Failure:
+    async def _start_stream(
+        self, call: Call, upstream: UpstreamResponse, job: Job, way: NativeWay | None
+    ) -> Answer | Failure:
         target = call.target
         request = job.request
-        relay = target.dialect.stream_relay(
-            target.target, request.client_wants_usage, request.model, job.response_id, job.created
-        )
+        if way is not None:
+            relay = way.stream_relay()
+        else:
+            relay = target.dialect.stream_relay(
+                target.target, request.client_wants_usage, request.model, job.response_id, job.created
+            )
         try:
             started = await start_stream(upstream, relay, target.provider)
         except UpstreamTimeout:
@@ -345,7 +386,7 @@ class Dispatcher:
                 fault="provider",
             )
             return Failure(ErrorKind.SERVER.value, error, upstream.status)
-        return Answer(call, upstream, stream=started)
+        return Answer(call, upstream, stream=started, native=way is not None)
 
 
 def _retry_after(refused: GatewayError) -> float | None:

@@ -46,6 +46,11 @@ class FrontDoor(Protocol):
         """What turns the OpenAI SSE stream into the client's stream; None when nothing does."""
         ...
 
+    def native_egress(self) -> StreamTap | None:
+        """For a stream relayed in the client's own format (gateway/dialects.py `NativeWay`): what
+        turns the gateway's own in-band errors into that format; None when nothing does."""
+        ...
+
     def error(self, err: GatewayError, request_id: str) -> web.Response:
         """An error answer in the client's format."""
         ...
@@ -68,6 +73,9 @@ class OpenAIDoor:
     def egress(self, model: str) -> StreamTap | None:
         return None
 
+    def native_egress(self) -> StreamTap | None:
+        return None
+
     def error(self, err: GatewayError, request_id: str) -> web.Response:
         return error_response(err, request_id)
 
@@ -84,7 +92,9 @@ class AnthropicDoor:
         neutral = anthropic_inbound.decode_request(body)
         request = openai_format.decode_chat_request(openai_wire.encode_request(neutral))
         request.native = body
+        request.native_format = "messages"
         request.native_only = neutral.unmodeled
+        request.dropped = neutral.dropped
         beta = headers.get("anthropic-beta")
         if beta:
             # Beta features the client's body may use: an Anthropic upstream needs the flag too.
@@ -96,6 +106,9 @@ class AnthropicDoor:
 
     def egress(self, model: str) -> StreamTap | None:
         return anthropic_inbound.MessagesStreamTranslator(model)
+
+    def native_egress(self) -> StreamTap | None:
+        return anthropic_inbound.NativeStreamErrors()
 
     def error(self, err: GatewayError, request_id: str) -> web.Response:
         # Anthropic's SDK reads the request id from `request-id`.

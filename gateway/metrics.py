@@ -16,6 +16,8 @@ from prometheus_client.metrics import Histogram as _HistogramChild
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from adapters import dropped
+
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # The gateway's own time per request is counted in fractions of a millisecond.
 OVERHEAD_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -221,6 +223,16 @@ class Metrics:
             ("component",),
             registry=self.registry,
         )
+        # A front door's tune-only fields left out for a translated upstream (adapters/dropped.py);
+        # `field` is one of adapters.dropped.TUNE_ONLY or "other", so the label set stays bounded.
+        self.dropped_fields = Counter(
+            "tollway_dropped_fields",
+            "Request fields not given to a translated upstream because they only tune the call, "
+            "by front door and field.",
+            ("door", "field"),
+            registry=self.registry,
+        )
+        self._dropped_children: dict[tuple[str, str], _CounterChild] = {}
         self._attempt_children: dict[tuple[str, str], _CounterChild] = {}
         self._by_outcome: dict[tuple[str, int, str], tuple[_CounterChild, _HistogramChild]] = {}
         self._by_model: dict[str, tuple[_HistogramChild, _CounterChild, _CounterChild]] = {}
@@ -312,6 +324,15 @@ class Metrics:
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(provider, kind).inc()
+
+    def count_dropped(self, door: str, fields: Iterable[str]) -> None:
+        """Count each field a translated upstream was not given (`door` is a door's label)."""
+        for field in fields:
+            key = (door, dropped.metric_label(field))
+            child = self._dropped_children.get(key)
+            if child is None:
+                child = self._dropped_children[key] = self.dropped_fields.labels(*key)
+            child.inc()
 
     def attempt(self, target: str, outcome: str) -> None:
         """Count one upstream call by its outcome."""

@@ -8,7 +8,8 @@ that answers more is at fault. A stream is cut once its metered output passes
 `CUT_RATIO x ceiling + CUT_SLACK_TOKENS`; the ratio absorbs the error of counting tokens from
 characters, the slack the events around the content (role, finish, usage).
 
-Two ways to meter a stream, both over the OpenAI SSE bytes the relays produce:
+Two ways to meter a stream, both over the SSE bytes the relays produce (OpenAI's, or Anthropic's
+events where the Messages door relays them as they came):
   - counted (every stream without a budget): events, one `bytes.count` per read and no parse.
     Providers send about one token an event, so this is close, but an upstream that packs many
     tokens into an event gets through with that many times the ceiling.
@@ -72,16 +73,45 @@ class _ChunkChoice(msgspec.Struct):
     delta: _Output | None = None
 
 
+class _NativeDelta(msgspec.Struct):
+    """The output in an Anthropic `content_block_delta` (relayed as it came on the Messages
+    door's passthrough): text, thinking or a tool call's JSON."""
+
+    text: str | None = None
+    thinking: str | None = None
+    partial_json: str | None = None
+
+    def chars(self) -> int:
+        return len(self.text or "") + len(self.thinking or "") + len(self.partial_json or "")
+
+
 class _Chunk(msgspec.Struct):
     choices: list[_ChunkChoice] | None = None
+    delta: _NativeDelta | None = None  # an Anthropic event; OpenAI chunks have none
+
+    def chars(self) -> int:
+        total = sum(c.delta.chars() for c in self.choices or () if c.delta is not None)
+        return total + (self.delta.chars() if self.delta is not None else 0)
 
 
 class _AnswerChoice(msgspec.Struct):
     message: _Output | None = None
 
 
+class _NativeBlock(msgspec.Struct):
+    text: str | None = None
+    thinking: str | None = None
+
+
 class _Answer(msgspec.Struct):
     choices: list[_AnswerChoice] | None = None
+    content: list[_NativeBlock] | None = None  # an Anthropic answer, relayed as it came
+
+    def chars(self) -> int:
+        total = sum(c.message.chars() for c in self.choices or () if c.message is not None)
+        for block in self.content or ():
+            total += len(block.text or "") + len(block.thinking or "")
+        return total
 
 
 _decode_chunk: Final = msgspec.json.Decoder(_Chunk)
@@ -99,13 +129,13 @@ def tokens_of_chars(chars: int) -> int:
 
 
 def answer_tokens(body: bytes) -> int:
-    """The output tokens of a complete OpenAI chat answer, estimated from its text; a body that
-    is not one counts at CHARS_PER_TOKEN bytes a token, whole."""
+    """The output tokens of a complete chat answer (OpenAI's, or Anthropic's on the Messages
+    passthrough), estimated from its text; a body that is neither counts at CHARS_PER_TOKEN bytes
+    a token, whole."""
     try:
-        choices = _decode_answer.decode(body).choices or []
+        return tokens_of_chars(_decode_answer.decode(body).chars())
     except msgspec.DecodeError:
         return tokens_of_chars(len(body))
-    return tokens_of_chars(sum(c.message.chars() for c in choices if c.message is not None))
 
 
 class OutputMeter:
@@ -152,8 +182,7 @@ class OutputMeter:
         if data == _DONE:
             return
         try:
-            choices = _decode_chunk.decode(data).choices or []
-            chars = sum(c.delta.chars() for c in choices if c.delta is not None)
+            chars = _decode_chunk.decode(data).chars()
         except msgspec.DecodeError:
             chars = len(data)  # not a chunk we know: relayed all the same, so counted whole
         if chars:

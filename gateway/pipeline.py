@@ -15,6 +15,7 @@ from typing import Final
 
 from aiohttp import web
 
+from adapters import dropped
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
 from adapters.schema import usage_of
@@ -60,6 +61,18 @@ EMBEDDINGS_DOOR: Final = OpenAIDoor("embeddings", openai_format.decode_embedding
 def _stream_guard(guard: Guardrails | None, screened: Screened | None) -> StreamGuard | None:
     """The output guardrails for a streamed answer, when the model has any."""
     return guard.stream_guard(screened) if guard is not None and screened is not None else None
+
+
+def _native_answers(
+    cache_plan: CachePlan | None, guard: Guardrails | None, screened: Screened | None, policy: ContentPolicy
+) -> bool:
+    """Whether an answer may come back in the client's own format, as the upstream's bytes (a
+    Messages client served by Anthropic): only when nothing on the way reads the OpenAI form of it,
+    that is no answer cache, no output guardrails and no answer text for the audit record (the
+    hash policy digests the bytes as they are). Otherwise the answer takes the translated way."""
+    if cache_plan is not None or policy in ("full", "masked"):
+        return False
+    return guard is None or screened is None or not guard.checks_answer(screened)
 
 
 def label_model(model: str | None, router: Router) -> str:
@@ -205,12 +218,16 @@ class Gateway:
                 "chatcmpl-" + ctx.request_id[4:],
                 int(ctx.started_wall),
                 estimated_tokens,
+                _native_answers(cache_plan, guard, screened, policy),
             )
             answer = await self.dispatcher.dispatch(plan, job, ctx)
             try:
                 headers["x-tollway-target"] = answer.target.label
                 headers["x-tollway-attempts"] = str(plan.calls)
                 headers.update(booking.admission.headers)
+                if answer.dropped:
+                    headers[dropped.HEADER] = dropped.header_value(answer.dropped)
+                    self.metrics.count_dropped(door.label, answer.dropped)
                 if answer.stream is not None:
                     tap = self._stream_tap(cache_plan, guard, screened, policy)
                     # Measured (a parse per event) only where a budget is at stake.
@@ -222,7 +239,7 @@ class Gateway:
                             tap.finish(ctx)
                         self._finish(ctx, booking, policy)
 
-                    egress = door.egress(model)
+                    egress = door.native_egress() if answer.native else door.egress(model)
                     return await relay_stream(
                         request, answer.stream, ctx, headers, tap, before_end, egress, booking.meter
                     )
@@ -372,7 +389,8 @@ class Gateway:
             body, flags = guard.check_answer(body, screened)
             ctx.flags.extend(flags)
         ctx.answer_text = answer_for_record(body, policy)
-        body = door.answer(body, ctx.model or "")
+        if not answer.native:
+            body = door.answer(body, ctx.model or "")
         ctx.mark_first_byte()
         ctx.status = 200
         ctx.completed = True

@@ -20,9 +20,11 @@ from adapters import openai_wire
 from adapters.anthropic import (
     ADAPTER,
     AnthropicStreamParser,
+    NativeStreamRelay,
     build_request,
     classify_error,
     finish_reason,
+    native_answer,
     parse_response,
 )
 from adapters.base import (
@@ -286,9 +288,6 @@ REFUSALS = {
     ),
     "reasoning_effort": Refusal(
         {"reasoning_effort": "low"}, "reasoning_effort", "'reasoning_effort' is not supported"
-    ),
-    "unmodelled": Refusal(
-        {"prediction": {"type": "content"}}, "prediction", "'prediction' is not supported by Anthropic"
     ),
     "temperature": Refusal(
         {"temperature": 1.5},
@@ -1135,3 +1134,32 @@ def test_e2e_refused_feature_is_a_400_naming_it(
     assert text in caught.value.message
     assert caught.value.param == param
     assert native_upstream.requests == [], "a refused request never reaches the provider"
+
+
+# --- answers for a client of Anthropic's own format --------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1), max_size=12))
+def test_native_stream_relay_passes_the_events_on_and_reads_their_usage(cuts: list[int]) -> None:
+    events = fixture("streams/thinking_citations_context_exceeded.sse")
+    relay = NativeStreamRelay()
+    edges = sorted({0, len(events), *(cut % len(events) for cut in cuts)})
+    out = b"".join(relay.feed(events[a:b]) for a, b in itertools.pairwise(edges)) + relay.close()
+    assert out == events
+    assert relay.done and relay.error is None
+    assert relay.usage == usage_of(198012 + 1024, 61, 1024)
+
+
+def test_native_stream_relay_keeps_an_error_event_and_answers_keep_their_bytes() -> None:
+    relay = NativeStreamRelay()
+    error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n'
+    assert relay.feed(error) == error
+    assert relay.error is not None and not relay.done
+    body = fixture("responses/server_tools_pause_turn.json")
+    relabelled, usage = native_answer(body, "claude")
+    fields = msgspec.json.decode(relabelled)
+    assert fields == {**msgspec.json.decode(body), "model": "claude"}
+    assert usage == usage_of(2095 + 1800, 503, 1800)
+    with pytest.raises(InvalidUpstreamAnswer):
+        native_answer(b"[1]", "claude")

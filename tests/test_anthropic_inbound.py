@@ -499,13 +499,10 @@ def test_output_config_format_becomes_a_strict_json_schema() -> None:
     ("fields", "unmodeled"),
     [
         ({"top_k": 5}, ("top_k",)),
-        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, ("thinking",)),
-        ({"thinking": {"type": "adaptive"}}, ("thinking",)),
         (
-            {"container": "cntr_1", "inference_geo": "us", "mcp_servers": []},
-            ("container", "inference_geo", "mcp_servers"),
+            {"container": "cntr_1", "inference_geo": "us", "mcp_servers": [], "output_format": {}},
+            ("mcp_servers", "output_format"),
         ),
-        ({"output_config": {"effort": "high"}}, ("output_config.effort",)),
         (
             {"tools": [*TOOLS, {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]},
             ("tools[1]",),
@@ -521,7 +518,7 @@ def test_output_config_format_becomes_a_strict_json_schema() -> None:
                     }
                 ]
             },
-            ("tools[0].input_examples", "tools[0].allowed_callers", "tools[0].defer_loading"),
+            ("tools[0].input_examples", "tools[0].allowed_callers"),
         ),
         (
             {
@@ -612,19 +609,40 @@ def test_output_config_format_becomes_a_strict_json_schema() -> None:
                 "messages[2].content[0].content[1]",
             ),
         ),
-        ({"brand_new_field": {"x": 1}}, ("brand_new_field",)),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "hologram"}]},
+                    {"role": "assistant", "content": [{"type": "hologram"}]},
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "tool_result",
+                                "tool_use_id": "t",
+                                "content": [{"type": "text", "text": "a"}, {"type": "hologram"}],
+                            }
+                        ],
+                    },
+                    {"role": "system", "content": [{"type": "mid_conv_system", "content": []}]},
+                ]
+            },
+            (
+                "messages[0].content[1]",
+                "messages[1].content[0]",
+                "messages[2].content[0].content[1]",
+                "messages[3].content[0]",
+            ),
+        ),
     ],
     ids=[
         "top_k",
-        "thinking",
-        "adaptive-thinking",
         "platform",
-        "effort",
         "server-tool",
         "tool-extras",
         "user-blocks",
         "assistant-blocks",
-        "unknown-field",
+        "unknown-blocks",
     ],
 )
 def test_what_the_neutral_form_cannot_carry_is_named_in_unmodeled(
@@ -702,6 +720,127 @@ def test_ignorable_fields_are_not_unmodeled(fields: dict[str, Any]) -> None:
     assert decoded(**fields).unmodeled == ()
 
 
+@pytest.mark.parametrize(
+    ("fields", "dropped"),
+    [
+        ({"context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}}, None),
+        ({"container": "cntr_1", "inference_geo": "us", "service_tier": "auto"}, None),
+        ({"speed": "fast", "diagnostics": {}}, None),
+        ({"brand_new_field": {"x": 1}, "another": 2}, None),
+        ({"cache_control": {"type": "ephemeral"}}, None),
+        (
+            {
+                "system": [
+                    {"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+                ],
+                "tools": [{**TOOLS[0], "cache_control": {"type": "ephemeral"}}],
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}],
+                    }
+                ],
+            },
+            ("cache_control",),
+        ),
+        (
+            {"tools": [{**TOOLS[0], "defer_loading": True}, {**TOOLS[0], "defer_loading": True}]},
+            ("defer_loading",),
+        ),
+        # What the neutral form carries, or the gateway reads, is not dropped.
+        (
+            {
+                "metadata": {"user_id": "u"},
+                "thinking": {"type": "adaptive"},
+                "output_config": {"effort": "low"},
+            },
+            (),
+        ),
+        # Only a key counts: the words in a prompt are not a cache breakpoint.
+        ({"messages": [{"role": "user", "content": 'what does "cache_control" do?'}]}, ()),
+    ],
+    ids=[
+        "context",
+        "platform",
+        "beta",
+        "unknown",
+        "top-level-cache",
+        "cache-everywhere",
+        "defer",
+        "none",
+        "text",
+    ],
+)
+def test_what_only_tunes_the_call_is_named_in_dropped(
+    fields: dict[str, Any], dropped: tuple[str, ...] | None
+) -> None:
+    expected = tuple(name for name in fields) if dropped is None else dropped
+    request = decoded(**fields)
+    assert request.dropped == expected
+    assert request.unmodeled == ()
+
+
+@pytest.mark.parametrize(
+    ("fields", "effort"),
+    [
+        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}, "max"),
+        ({"thinking": {"type": "adaptive", "display": "omitted"}}, "high"),
+        ({"output_config": {"effort": "low"}}, "low"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "low"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 8000}}, "medium"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 32000}}, "high"),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "xhigh"}},
+            "xhigh",
+        ),
+        ({"thinking": {"type": "disabled"}}, None),
+        ({}, None),
+    ],
+    ids=[
+        "effort",
+        "adaptive",
+        "effort-alone",
+        "small-budget",
+        "budget",
+        "large-budget",
+        "both",
+        "disabled",
+        "none",
+    ],
+)
+def test_thinking_and_effort_become_the_reasoning_effort(fields: dict[str, Any], effort: str | None) -> None:
+    body = openai_body(**fields)
+    assert body.get("reasoning_effort") == effort
+    assert decoded(**fields).unmodeled == ()
+
+
+def test_system_messages_inside_messages_keep_their_place() -> None:
+    messages = openai_messages(
+        [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi."},
+            {"role": "system", "content": "From now on, answer in French."},
+            {"role": "user", "content": "How are you?"},
+            {
+                "role": "system",
+                "content": [
+                    {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": "No lists."},
+                ],
+            },
+        ],
+        system="You are helpful.",
+    )
+    assert messages == [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi."},
+        {"role": "system", "content": "From now on, answer in French."},
+        {"role": "user", "content": "How are you?"},
+        {"role": "system", "content": "Be brief.\nNo lists."},
+    ]
+
+
 def test_unmodeled_blocks_and_tools_are_left_out() -> None:
     request = decoded(
         messages=[
@@ -742,18 +881,13 @@ REFUSALS = {
     "empty-messages": Refusal(body_of(messages=[]), "messages", "at least one message"),
     "model-type": Refusal(body_of(model=3), "model", "Expected `str | null`, got `int`"),
     "max-tokens-type": Refusal(body_of(max_tokens="5"), "max_tokens", "Expected `int | null`"),
-    "system-role": Refusal(
-        body_of(messages=[{"role": "system", "content": "x"}]),
+    "unknown-role": Refusal(
+        body_of(messages=[{"role": "narrator", "content": "x"}]),
         "messages[0].role",
-        "Invalid enum value 'system'",
+        "Invalid enum value 'narrator'",
     ),
     "no-content": Refusal(
         body_of(messages=[{"role": "user"}]), "messages[0]", "missing required field `content`"
-    ),
-    "unknown-block": Refusal(
-        user_blocks({"type": "text", "text": "a"}, {"type": "hologram"}),
-        "messages[0].content[1].type",
-        "unknown content block type 'hologram'",
     ),
     "block-without-type": Refusal(
         user_blocks({"text": "a"}), "messages[0].content[0]", "missing required field `type`"
@@ -809,9 +943,6 @@ REFUSALS = {
         "messages[1].content[0].type",
         "not allowed in assistant messages",
     ),
-    "unknown-assistant-block": Refusal(
-        assistant_blocks({"type": "hologram"}), "messages[1].content[0].type", "unknown content block type"
-    ),
     "tool-use-without-id": Refusal(
         assistant_blocks({"type": "tool_use", "name": "f", "input": {}}),
         "messages[1].content[0].id",
@@ -841,17 +972,6 @@ REFUSALS = {
         user_blocks({"type": "tool_result", "tool_use_id": "t", "content": 5}),
         "messages[0].content[0].content",
         "Expected `str | array`, got `int`",
-    ),
-    "tool-result-inner-block": Refusal(
-        user_blocks(
-            {
-                "type": "tool_result",
-                "tool_use_id": "t",
-                "content": [{"type": "text", "text": "a"}, {"type": "hologram"}],
-            }
-        ),
-        "messages[0].content[0].content[1].type",
-        "unknown content block type",
     ),
     "tool-result-inner-text": Refusal(
         user_blocks({"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": 1}]}),

@@ -319,9 +319,6 @@ REFUSALS = {
     "presence_penalty": Refusal({"presence_penalty": 0.5}, "presence_penalty", "is not supported"),
     "frequency_penalty": Refusal({"frequency_penalty": -1}, "frequency_penalty", "is not supported"),
     "reasoning_effort": Refusal({"reasoning_effort": "low"}, "reasoning_effort", "is not supported"),
-    "unmodelled": Refusal(
-        {"prediction": {"type": "content"}}, "prediction", "'prediction' is not supported by Bedrock"
-    ),
     "temperature": Refusal(
         {"temperature": 1.5},
         "temperature",

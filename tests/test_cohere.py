@@ -117,7 +117,6 @@ IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}
         ({"logprobs": True}, "logprobs", "'logprobs' is not supported by Cohere"),
         ({"top_logprobs": 3}, "top_logprobs", "'top_logprobs' is not supported by Cohere"),
         ({"reasoning_effort": "low"}, "reasoning_effort", "'reasoning_effort' is not supported by Cohere"),
-        ({"x_vendor_flag": 1}, "x_vendor_flag", "'x_vendor_flag' is not supported by Cohere"),
         (
             {"parallel_tool_calls": False, "tools": [TOOL]},
             "parallel_tool_calls",

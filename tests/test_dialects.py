@@ -99,7 +99,6 @@ def test_translated_build_decodes_the_neutral_request() -> None:
         (b'"logprobs": true', "logprobs"),
         (b'"n": 2', "n"),
         (b'"seed": 0', "seed"),  # zero is a setting, not an absence
-        (b'"x_vendor_flag": 1', "x_vendor_flag"),  # unmodelled fields are refused, not dropped
     ],
 )
 def test_translated_build_refuses_what_the_provider_lacks(extra: bytes, param: str) -> None:
@@ -113,6 +112,26 @@ def test_translated_build_refuses_what_the_provider_lacks(extra: bytes, param: s
 def test_translated_build_ignores_openai_platform_fields_and_n_of_one() -> None:
     body = b'{"model": "x", "n": 1, "store": true, "metadata": {"a": "b"}, "messages": [{"role": "user", "content": "hi"}]}'
     DIALECT.build(client_request(body), TARGET, "chat")
+
+
+def test_fields_the_neutral_form_lacks_are_dropped_by_name_not_refused() -> None:
+    body = (
+        b'{"model": "x", "store": true, "x_vendor_flag": 1, "prediction": {"type": "content"}, '
+        b'"temperature": 0, "messages": [{"role": "user", "content": "hi"}]}'
+    )
+    request = client_request(body)
+    built = DIALECT.build(request, TARGET, "chat")
+    assert msgspec.json.decode(built.body) == {"prompt": "hi", "temperature": 0}
+    assert DIALECT.dropped(request) == ("store", "x_vendor_flag", "prediction")
+    assert DIALECT.native_way(request, "chat") is None
+
+
+def test_a_same_format_upstream_drops_nothing_of_the_chat_doors() -> None:
+    same = dialect_for("openai")
+    request = client_request(
+        b'{"model": "x", "store": true, "messages": [{"role": "user", "content": "hi"}]}'
+    )
+    assert same.dropped(request) == () and same.native_way(request, "chat") is None
 
 
 def test_unsupported_content_part_names_the_provider() -> None:

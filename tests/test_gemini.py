@@ -175,6 +175,19 @@ def test_json_schema_without_a_schema_is_plain_json_mode() -> None:
     assert "generationConfig" not in sent(chat(response_format={"type": "text"}))
 
 
+@pytest.mark.parametrize(
+    ("effort", "config"),
+    [
+        ("low", {"thinkingLevel": "low"}),
+        ("high", {"thinkingLevel": "high"}),
+        ("max", {"thinkingLevel": "high"}),
+        ("none", {"thinkingBudget": 0}),
+    ],
+)
+def test_reasoning_effort_becomes_the_thinking_config(effort: str, config: dict[str, object]) -> None:
+    assert sent(chat(reasoning_effort=effort))["generationConfig"] == {"thinkingConfig": config}
+
+
 def image(url: str, detail: str | None = None) -> dict[str, Any]:
     part: dict[str, Any] = {"type": "image_url", "image_url": {"url": url}}
     if detail is not None:
@@ -196,8 +209,11 @@ PNG = "data:image/png;base64,iVBORw0KGgo="
     ("body", "param", "fragment"),
     [
         (chat(logprobs=True), "logprobs", "'logprobs' is not supported by Gemini"),
-        (chat(reasoning_effort="low"), "reasoning_effort", "'reasoning_effort' is not supported by Gemini"),
-        (chat(x_vendor_flag=1), "x_vendor_flag", "'x_vendor_flag' is not supported by Gemini"),
+        (
+            chat(reasoning_effort="extreme"),
+            "reasoning_effort",
+            "'reasoning_effort' 'extreme' is not supported by Gemini",
+        ),
         (chat(n=2, stream=True), "n", "'n' above 1 is not supported by Gemini when streaming"),
         (chat(tools=TOOLS, parallel_tool_calls=False), "parallel_tool_calls", "'parallel_tool_calls': false"),
         (chat(tool_choice="required"), "tool_choice", "'tool_choice' requires 'tools'"),

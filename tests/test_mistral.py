@@ -137,7 +137,6 @@ USER_IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/a.p
             "'top_logprobs' is not supported by Mistral",
             id="top-logprobs",
         ),
-        pytest.param({"x_vendor": 1}, "x_vendor", "'x_vendor' is not supported by Mistral", id="unmodelled"),
         pytest.param(
             {"reasoning_effort": "medium"},
             "reasoning_effort",

@@ -125,7 +125,6 @@ def with_call(arguments: str) -> list[dict[str, Any]]:
         ({"logprobs": True}, "logprobs", "'logprobs' is not supported by Ollama"),
         ({"top_logprobs": 3}, "top_logprobs", "'top_logprobs' is not supported by Ollama"),
         ({"reasoning_effort": "high"}, "reasoning_effort", "'reasoning_effort' is not supported by Ollama"),
-        ({"x_keep_alive": "5m"}, "x_keep_alive", "'x_keep_alive' is not supported by Ollama"),
         (
             {"parallel_tool_calls": False, "tools": [TOOL]},
             "parallel_tool_calls",

@@ -47,3 +47,30 @@ def test_a_whole_answers_output() -> None:
     )
     assert answer_tokens(body) == 3
     assert answer_tokens(b"<html>bad gateway</html>") == 6
+
+
+def native_event(kind: str, body: dict[str, object]) -> bytes:
+    return f"event: {kind}\n".encode() + b"data: " + msgspec.json.encode({"type": kind, **body}) + b"\n\n"
+
+
+def test_anthropic_events_relayed_as_they_came_are_measured_too() -> None:
+    """The Messages door's passthrough relays Anthropic's own events: their text, thinking and
+    tool JSON count, so a packed Anthropic stream is cut like an OpenAI one."""
+    meter = OutputMeter(10, measured=True)
+    meter.feed(
+        native_event("message_start", {"message": {"usage": {"input_tokens": 3}}})
+        + native_event("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": "t" * 8}})
+        + native_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "abcd" * 5}})
+        + native_event("content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": "{}"}})
+        + native_event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}})
+    )
+    assert meter.tokens == 8  # 8 + 20 + 2 characters, rounded up
+    with pytest.raises(OutputOverrun):
+        meter.feed(native_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "w" * 800}}))
+
+
+def test_a_whole_anthropic_answers_output() -> None:
+    body = msgspec.json.encode(
+        {"type": "message", "content": [{"type": "thinking", "thinking": "abcd"}, {"type": "text", "text": "efgh"}]}
+    )
+    assert answer_tokens(body) == 2

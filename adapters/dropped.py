@@ -1,0 +1,70 @@
+"""Fields a front door lets go of for a translated upstream because they only tune or optimise:
+the one rule every door (Messages, Responses, Chat) follows for what the gateway does not model.
+
+- A same-format upstream gets every field as the client sent it, unknown ones included.
+- A translated upstream does not get fields that only tune or optimise the call (context
+  management, prompt-cache keys and hints, service tier, metadata, store, include lists...): the
+  door names them in the request's `dropped` (short paths, each once, in the order met), and the
+  gateway names them in the answer's `x-tollway-dropped-fields` header and counts them in
+  `tollway_dropped_fields_total{door, field}`. A field the door does not know at all is dropped
+  the same way: a door never refuses a request for a field it does not know.
+- Fields whose loss would change what the client gets (`n` > 1, a schema the target cannot
+  enforce, logprobs, `top_k`, server tools...) are not dropped: the door lists them as
+  `native_only` and a translated upstream refuses the request with a 400 naming field and
+  provider.
+
+Pure data and two helpers; the header and the metric are set by gateway/pipeline.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+HEADER: Final = "x-tollway-dropped-fields"
+# The metric's `field` label for a dropped name outside TUNE_ONLY: the label set stays bounded.
+OTHER: Final = "other"
+
+TUNE_ONLY: Final = frozenset(
+    {
+        # Anthropic Messages
+        "cache_control",  # prompt-cache breakpoints (on any block, tool or the top level)
+        "context_management",  # server-side edits of the context (clearing, compaction)
+        "container",  # a code-execution container id: nothing without Anthropic's server tools
+        "service_tier",
+        "speed",
+        "inference_geo",
+        "diagnostics",
+        "defer_loading",  # tool search's lazy loading: the tool is simply there from the start
+        "eager_input_streaming",
+        # OpenAI Chat Completions and Responses
+        "metadata",
+        "store",
+        "include",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "safety_identifier",
+        "stream_options",
+        "truncation",
+        "text.verbosity",
+        "reasoning.summary",
+    }
+)
+
+
+def metric_label(field: str) -> str:
+    """The `field` label of a dropped name: the name when it is a known tune-only one, else OTHER."""
+    return field if field in TUNE_ONLY else OTHER
+
+
+def header_value(dropped: Iterable[str]) -> str:
+    """The `x-tollway-dropped-fields` value: the names, comma-separated."""
+    return ",".join(dropped)
+
+
+def note(dropped: list[str], field: str) -> None:
+    """Add `field` to a door's dropped list unless it is there already (the list stays short:
+    twenty tools with `cache_control` name it once)."""
+    if field not in dropped:
+        dropped.append(field)
