@@ -151,7 +151,9 @@ DEEP = b"[" * 1200 + b"]" * 1200
     ("body", "param", "text"),
     [
         pytest.param(b'{"model": "de\xffmo", "messages": [{}]}', "model", "UTF-8", id="model-utf8"),
-        pytest.param(b'{"model": "m", "messages": [{}], "x": ' + DEEP + b"}", None, "nested", id="deep-field"),
+        pytest.param(
+            b'{"model": "m", "messages": [{}], "x": ' + DEEP + b"}", None, "nested", id="deep-field"
+        ),
         pytest.param(b'{"x": ' * 1200 + b"1" + b"}" * 1200, None, "nested", id="deep-objects"),
     ],
 )
