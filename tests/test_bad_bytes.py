@@ -214,3 +214,31 @@ def test_an_anthropic_429_reaches_either_door_in_its_own_shape(limited: Callable
     assert assert_anthropic_error(response, 429)["type"] == "rate_limit_error"
     assert response.headers["retry-after"] == "17"
     assert msgspec.json.decode(response.body)["error"]["message"] == "slow down"
+
+
+@pytest.mark.parametrize("model", ["demo", "up-model", "claude", "cached", "guarded"])
+def test_no_depth_near_the_decoders_limit_is_a_5xx(hostile_gateway: HostileGateway, model: str) -> None:
+    # The door decodes at one stack depth, and later decoders (the cache key, guardrails, a
+    # translation, the mock provider) deeper down: a body the door just took must not trip them.
+    seen = set()
+    for depth in range(940, 1000):
+        nest = b"[" * depth + b"]" * depth
+        name = model.encode()
+        for body in (
+            b'{"model": "' + name + b'", "messages": ' + USER + b', "extra": ' + nest + b"}",
+            b'{"model": "' + name + b'", "messages": [{"role": "user", "content": ' + nest + b"}]}",
+            b'{"model": "' + name + b'", "messages": ' + USER + b', "tools": [{"type": "function", '
+            b'"function": {"name": "f", "parameters": {"a": ' + nest + b"}}}]}",
+        ):
+            response = exchange(
+                hostile_gateway.url, request_bytes("POST", "/v1/chat/completions", body, AUTH)
+            )
+            assert response.status < 500, (depth, response.body)
+            seen.add(response.status)
+        messages = (
+            b'{"model": "' + name + b'", "max_tokens": 5, "messages": ' + USER + b', "extra": ' + nest + b"}"
+        )
+        for path in ("/v1/messages", "/v1/messages/count_tokens"):
+            response = exchange(hostile_gateway.url, request_bytes("POST", path, messages, AUTH))
+            assert response.status < 500, (path, depth, response.body)
+    assert 200 in seen and 400 in seen, "the sweep crosses the limit"
