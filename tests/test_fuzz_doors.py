@@ -182,7 +182,7 @@ def bodies(draw: st.DrawFn, door: Door) -> bytes:
     body = msgspec.json.encode(fields)
     mutation = draw(
         st.sampled_from(
-            ["none", "none", "nest", "nest-field", "utf8", "encoding", "duplicate", "size", "truncate"]
+            ["none"] * 5 + ["nest", "nest-field", "utf8", "encoding", "duplicate", "size", "truncate"]
         )
     )
     if mutation == "nest":
@@ -236,21 +236,16 @@ class Sent:
 def requests(draw: st.DrawFn, door: Door) -> Sent:
     body = draw(bodies(door))
     headers: list[tuple[bytes, bytes]] = []
-    key = draw(
-        st.one_of(
-            st.just(MASTER_KEY.encode()),
-            st.just(MASTER_KEY.encode()),
-            st.just(MASTER_KEY.encode()),
-            st.just(MASTER_KEY.encode()),
-            st.none(),
-            st.just(b"\xff\xfe\xc3"),
-            st.just(MASTER_KEY.encode() + b"\xff"),
-            header_bytes,
+    key: bytes | None = MASTER_KEY.encode()
+    if draw(st.integers(0, 2)) == 0:  # a third of the cases: another key, or none
+        key = draw(
+            st.one_of(
+                st.none(), st.sampled_from([b"\xff\xfe\xc3", MASTER_KEY.encode() + b"\xff"]), header_bytes
+            )
         )
-    )
     if key is not None:
         header = draw(st.sampled_from([b"Authorization", b"x-api-key"]))
-        schemes = [b"Bearer ", b"Bearer ", b"bearer ", b"Basic ", b""]
+        schemes = [b"Bearer "] * 6 + [b"bearer ", b"Basic ", b""]
         scheme = draw(st.sampled_from(schemes)) if header == b"Authorization" else b""
         headers.append((header, scheme + key))
     content_type = draw(
