@@ -37,6 +37,7 @@ from adapters.base import (
     Target,
     UpstreamError,
     UpstreamRequest,
+    nested_too_deeply,
     refuse_unsupported,
 )
 from adapters.framing import SSEDecoder, SSEEvent, WholeEventRelay, event_data
@@ -131,6 +132,8 @@ def build_passthrough_request(body: bytes, target: Target) -> UpstreamRequest:
         fields = _decode_fields.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise InvalidRequest("the request body must be a JSON object") from None
+    except RecursionError:  # decoded deeper in the stack than the door, which took it just so
+        raise nested_too_deeply() from None
     fields["model"] = msgspec.Raw(_encode_raw.encode(target.model))
     version = target.api_version or DEFAULT_API_VERSION
     headers = _DEFAULT_HEADERS if version == DEFAULT_API_VERSION else _headers(version)

@@ -63,7 +63,7 @@ from typing import Final, Literal, TypeVar
 
 import msgspec
 
-from adapters.base import InvalidRequest
+from adapters.base import InvalidRequest, nested_too_deeply
 from adapters.dropped import note
 from adapters.schema import (
     ChatRequest,
@@ -231,10 +231,14 @@ def decode_request(body: bytes) -> ChatRequest:
         raise InvalidRequest("the request body must be a JSON object") from None
     except msgspec.DecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
+    except RecursionError:
+        raise nested_too_deeply() from None
     try:
         request = _decode_body(body)
     except msgspec.ValidationError as exc:
         raise _invalid(exc, "") from None
+    except msgspec.DecodeError as exc:  # the first pass skipped values: invalid UTF-8 inside one
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     model = _required(request.model, "model")
     max_tokens = _required(request.max_tokens, "max_tokens")
     turns = _required(request.messages, "messages")

@@ -77,6 +77,13 @@ class InvalidRequest(ValueError):
         self.param = param
 
 
+def nested_too_deeply() -> InvalidRequest:
+    """A body whose JSON nests deeper than the decoder can go (msgspec raises RecursionError at
+    Python's recursion limit, about 1,000 levels less the stack already in use): no real request
+    comes near that, so it is the client's 400, not the gateway's failure."""
+    return InvalidRequest("the request body is nested too deeply")
+
+
 class InvalidUpstreamAnswer(ValueError):
     """The provider answered 2xx with something that is not its documented format (a 502)."""
 

@@ -301,6 +301,8 @@ def _decode(body: bytes, decoder: msgspec.json.Decoder[_T]) -> _T:
         raise MockInputError(str(exc), (found.group(1) or None) if found else None) from None
     except msgspec.DecodeError as exc:
         raise MockInputError(f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:  # as a real server would refuse it; the gateway's door may have let it by
+        raise MockInputError("The request body is nested too deeply.") from None
 
 
 def _plan(body: bytes, response_id: str) -> _Plan:

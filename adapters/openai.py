@@ -21,6 +21,7 @@ from adapters.base import (
     Target,
     UpstreamError,
     UpstreamRequest,
+    nested_too_deeply,
 )
 from adapters.framing import WholeEventRelay, event_data
 from adapters.schema import Usage
@@ -62,10 +63,16 @@ class _StreamOptions(msgspec.Struct):
 
 
 def _decode_raw(raw: msgspec.Raw, kind: Any, param: str, expected: str) -> Any:
+    # The body's first pass skipped over this value without reading it, so it can still be
+    # malformed here: invalid UTF-8 inside a string, say.
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError:
         raise InvalidRequest(f"'{param}' must be {expected}", param) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"'{param}' is not valid JSON: {exc}", param) from None
+    except RecursionError:
+        raise nested_too_deeply() from None
 
 
 def _decode_body(body: bytes) -> Fields:
@@ -75,6 +82,8 @@ def _decode_body(body: bytes) -> Fields:
         raise InvalidRequest("the request body must be a JSON object") from None
     except msgspec.DecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
+    except RecursionError:
+        raise nested_too_deeply() from None
 
 
 def _require_model(fields: Fields) -> str:

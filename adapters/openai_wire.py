@@ -14,7 +14,7 @@ from typing import Final
 
 import msgspec
 
-from adapters.base import InvalidRequest
+from adapters.base import InvalidRequest, nested_too_deeply
 from adapters.schema import (
     ChatChunk,
     ChatRequest,
@@ -61,6 +61,8 @@ def decode_chat(body: bytes, field_names: list[str], provider: str) -> ChatReque
         ) from None
     except msgspec.DecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
+    except RecursionError:
+        raise nested_too_deeply() from None
     unmodeled = unmodeled_names(field_names)
     if unmodeled:
         request = msgspec.structs.replace(request, unmodeled=unmodeled)

@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway import keyadmin
 from gateway.auth import KeyRing
 from gateway.budgetpolicy import BudgetStatus
-from gateway.context import new_request_id
+from gateway.context import request_id_of
 from gateway.errors import GatewayError, error_response, unauthorized
 from gateway.keys import KeyRecord
 from gateway.keysync import KeySync, announce_change
@@ -122,12 +122,12 @@ class AdminApi:
                     )
                 return await handler(request)
             except GatewayError as err:
-                return error_response(err, new_request_id())
+                return error_response(err, request_id_of(request))
             except StoreUnavailable:
                 down = GatewayError(
                     503, "the store is unavailable; try again", type="server_error", code="store_unavailable"
                 )
-                return error_response(down, new_request_id())
+                return error_response(down, request_id_of(request))
 
         return guarded
 

@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.auth import KeyRing
-from gateway.context import new_request_id
+from gateway.context import request_id_of
 from gateway.errors import GatewayError, error_response, unauthorized
 from gateway.router import TargetState
 
@@ -55,7 +55,7 @@ def targets_handler(
         try:
             check_master(request)
         except GatewayError as err:
-            return error_response(err, new_request_id())
+            return error_response(err, request_id_of(request))
         body = _encode.encode(TargetList(list(states())))
         return web.Response(body=body, content_type="application/json")
 

@@ -18,7 +18,7 @@ from gateway.alerts import Alerter, spooling_started
 from gateway.auth import KeyRing, Principal, principal_of
 from gateway.budgetpolicy import BudgetStatus, BudgetSubject
 from gateway.config import Config
-from gateway.context import new_request_id
+from gateway.context import request_id_of
 from gateway.errors import GatewayError, error_response
 from gateway.frontdoor import ANTHROPIC_DOOR
 from gateway.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
@@ -64,24 +64,26 @@ def _error_shape(request: web.Request) -> Callable[[GatewayError, str], web.Resp
 
 @web.middleware
 async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure the handlers did not answer themselves, in the OpenAI error shape.
+    """The request's one id on its answer, and every failure the handlers did not answer
+    themselves in the OpenAI error shape.
 
-    Unknown routes and methods become 404/405 bodies a client SDK can read; an unexpected
-    exception becomes a 500 that names no internals, and the log line holds the exception's type
-    and where it was raised, not a stack trace.
+    The id is made here, before any handler runs, and the pipeline's log line uses the same one
+    (gateway/context.py `request_id_of`). Unknown routes and methods become 404/405 bodies a
+    client SDK can read; an unexpected exception becomes a 500 that names no internals, and the
+    log line holds the exception's type and where it was raised, not a stack trace.
     """
+    request_id = request_id_of(request)
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         shape = _error_shape(request)
         shaped = GatewayError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
-        return shape(shaped, new_request_id())
+        return shape(shaped, request_id)
     except GatewayError as err:
-        return _error_shape(request)(err, new_request_id())
+        return _error_shape(request)(err, request_id)
     except Exception as exc:
-        request_id = new_request_id()
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
@@ -91,6 +93,9 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
             500, "internal gateway error", type="server_error", code="internal_error", fault="gateway"
         )
         return _error_shape(request)(internal, request_id)
+    if not response.prepared:  # a stream has sent its headers, the id among them
+        response.headers.setdefault("x-request-id", request_id)
+    return response
 
 
 def config_principals(config: Config) -> list[tuple[str, Principal]]:

@@ -139,8 +139,15 @@ def principal_of(key: KeyRecord, team: TeamRecord | None) -> Principal:
     )
 
 
+def _sent_bytes(key: str) -> bytes:
+    """The key as the bytes the client sent. aiohttp decodes header values as UTF-8 with
+    `surrogateescape`, so a header holding non-UTF-8 bytes (`Bearer \\xff\\xfe`) arrives with
+    lone surrogates that a plain `encode()` refuses; given back as sent, it is just a wrong key."""
+    return key.encode("utf-8", "surrogateescape")
+
+
 def _hash(secret: str) -> str:
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(_sent_bytes(secret)).hexdigest()
 
 
 class KeyRing:
@@ -179,7 +186,9 @@ class KeyRing:
     def is_master(self, headers: Mapping[str, str]) -> bool:
         key = presented_key(headers)
         return (
-            self._master is not None and key is not None and hmac.compare_digest(key.encode(), self._master)
+            self._master is not None
+            and key is not None
+            and hmac.compare_digest(_sent_bytes(key), self._master)
         )
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
@@ -190,7 +199,7 @@ class KeyRing:
             if self.open:
                 return ANONYMOUS
             raise unauthorized()
-        if self._master is not None and hmac.compare_digest(key.encode(), self._master):
+        if self._master is not None and hmac.compare_digest(_sent_bytes(key), self._master):
             return MASTER
         principal = self._by_hash.get(_hash(key))
         if principal is None:

@@ -7,6 +7,8 @@ import os
 import time
 from typing import Final
 
+from aiohttp import web
+
 from adapters.schema import Usage
 from gateway.requestlog import AttemptRecord
 
@@ -18,6 +20,19 @@ _COUNTER: Final = itertools.count(1)
 
 def new_request_id() -> str:
     return f"{_PREFIX}{next(_COUNTER):012x}"
+
+
+# One id per request, made when it arrives (gateway/app.py's middleware): its answer's
+# `x-request-id`, its log line, its audit record and any error shaped for it all carry this one.
+REQUEST_ID: Final = web.RequestKey("request_id", str)
+
+
+def request_id_of(request: web.Request) -> str:
+    """The request's id, made on first asking and the same on every later one."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is None:
+        request_id = request[REQUEST_ID] = new_request_id()
+    return request_id
 
 
 class RequestContext:
@@ -55,8 +70,8 @@ class RequestContext:
         "user",
     )
 
-    def __init__(self, endpoint: str, arrived: float | None = None) -> None:
-        self.request_id = new_request_id()
+    def __init__(self, endpoint: str, arrived: float | None = None, request_id: str | None = None) -> None:
+        self.request_id = request_id or new_request_id()
         self.endpoint = endpoint
         # From the request's first bytes when the server noted them (gateway/arrival.py).
         self.started = time.perf_counter() if arrived is None else arrived

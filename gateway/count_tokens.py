@@ -13,6 +13,7 @@ from typing import Final
 from aiohttp import web
 
 from adapters.anthropic import count_tokens_request
+from adapters.base import InvalidRequest
 from gateway.breaker import BreakerState
 from gateway.context import RequestContext
 from gateway.errors import bad_request
@@ -43,7 +44,11 @@ async def count_tokens(ctx: RequestContext, body: bytes, targets: tuple[RouteTar
         )
     ctx.provider, ctx.target_model = target.provider, target.target.model
     try:
-        upstream = await target.transport.send(count_tokens_request(body, target.target), target.timeouts)
+        request = count_tokens_request(body, target.target)
+    except InvalidRequest as exc:
+        raise bad_request(exc.message, exc.param) from None
+    try:
+        upstream = await target.transport.send(request, target.timeouts)
         try:
             if upstream.status >= 400:
                 raise (await failure_of(upstream, target)).error

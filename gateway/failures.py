@@ -54,11 +54,14 @@ async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure
         headers = None
         if error.retry_after_s is not None:
             headers = {"Retry-After": str(max(1, round(error.retry_after_s)))}
+        err_type, code = error.type or "invalid_request_error", error.code
+        if upstream.status == 429:
+            err_type, code = _openai_429(err_type, code)
         client_error = GatewayError(
             upstream.status,
             message,
-            type=error.type or "invalid_request_error",
-            code=error.code,
+            type=err_type,
+            code=code,
             param=error.param,
             fault="caller" if upstream.status != 429 else "provider",
             headers=headers,
@@ -72,6 +75,21 @@ async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure
             fault="provider",
         )
     return Failure(kind, client_error, upstream.status, error.retry_after_s)
+
+
+# What OpenAI's own 429s carry (its SDK and clients written against it read these): a spent quota
+# is `insufficient_quota` in both; a rate limit is code `rate_limit_exceeded` with the limit that
+# was hit as the type, `requests` or `tokens`.
+_QUOTA: Final = "insufficient_quota"
+_RATE_LIMIT_TYPES: Final = frozenset({"requests", "tokens"})
+
+
+def _openai_429(err_type: str, code: str | None) -> tuple[str, str]:
+    """A provider's 429 (Azure's code "429", Anthropic's `rate_limit_error`, Gemini's
+    `RESOURCE_EXHAUSTED`...) as the type and code OpenAI gives its own."""
+    if _QUOTA in (err_type, code):
+        return _QUOTA, _QUOTA
+    return (err_type if err_type in _RATE_LIMIT_TYPES else "requests"), "rate_limit_exceeded"
 
 
 class _StreamErrorDetail(msgspec.Struct):

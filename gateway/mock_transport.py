@@ -116,7 +116,7 @@ class MockTransport:
         delay_s = provider.latency_ms_per_token / 1000.0
         try:
             stream = _decode_stream_flag.decode(body).stream is True
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             stream = False  # answer_chat reports the malformed body properly
         if stream:
             frames = mock.stream_chat(body, response_id=response_id, created=created)

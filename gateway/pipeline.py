@@ -25,7 +25,7 @@ from gateway.auth import KeyRing, Principal
 from gateway.bookkeeping import Booking, answer_for_record, prompt_text, record, settle
 from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
 from gateway.cache_stream import AnswerAccumulator, replay_stream
-from gateway.context import RequestContext
+from gateway.context import RequestContext, request_id_of
 from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.count_tokens import count_tokens
 from gateway.dispatch import Answer, Dispatcher, Job
@@ -113,7 +113,7 @@ class Gateway:
 
     async def count_message_tokens(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages/count_tokens`, for models an Anthropic provider serves."""
-        ctx = RequestContext(COUNT_TOKENS_LABEL, take_arrival(request))
+        ctx = RequestContext(COUNT_TOKENS_LABEL, take_arrival(request), request_id_of(request))
         try:
             principal = self._identify(request, ctx)
             principal.check_endpoint("chat")
@@ -150,7 +150,7 @@ class Gateway:
     async def _serve(self, request: web.Request, door: FrontDoor) -> web.StreamResponse:
         services = self.services
         endpoint = door.endpoint
-        ctx = RequestContext(door.label, take_arrival(request))
+        ctx = RequestContext(door.label, take_arrival(request), request_id_of(request))
         span = services.tracer.start(ctx, request.headers)
         booking = Booking()
         policy = services.content_policy

@@ -63,6 +63,19 @@ def test_master_key_and_wrong_keys() -> None:
         assert caught.value.status == 401
 
 
+@pytest.mark.parametrize("name", ["Authorization", "x-api-key"])
+def test_a_key_of_non_utf8_bytes_is_a_wrong_key(name: str) -> None:
+    # aiohttp hands such a header over decoded with surrogateescape: b"\xff\xfe\xc3" is this.
+    sent = b"\xff\xfe\xc3".decode("utf-8", "surrogateescape")
+    headers = {name: f"Bearer {sent}" if name == "Authorization" else sent}
+    ring = KeyRing("master-secret")
+    ring.apply([key()], [])
+    with pytest.raises(GatewayError) as caught:
+        ring.authenticate(headers)
+    assert caught.value.status == 401
+    assert not ring.is_master(headers) and not ring.presents_virtual_key(headers)
+
+
 def test_open_only_without_any_key() -> None:
     assert KeyRing(None).authenticate({}) is ANONYMOUS
     ring = KeyRing(None)

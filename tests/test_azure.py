@@ -538,7 +538,7 @@ def test_e2e_embeddings(sdk: openai.OpenAI, native_upstream: NativeUpstream) -> 
             "rate_limited.json",
             {"Retry-After": "7"},
             429,
-            "429",
+            "rate_limit_exceeded",  # Azure's code "429" reaches the client as OpenAI's own 429 code
             "Please retry after 7 seconds",
             id="429",
         ),

@@ -746,7 +746,7 @@ def test_e2e_tool_with_parameters_passes_the_neutral_decoder(
 @pytest.mark.parametrize(
     ("name", "status", "client_status", "client_code"),
     [
-        ("rate_limited", 429, 429, "RESOURCE_EXHAUSTED"),
+        ("rate_limited", 429, 429, "rate_limit_exceeded"),  # OpenAI's code for its own 429s
         ("bad_request", 400, 400, "INVALID_ARGUMENT"),
         ("context_length", 400, 400, "context_length_exceeded"),
         ("not_found", 404, 404, "NOT_FOUND"),

@@ -144,6 +144,26 @@ def test_decode_chat_request_rejects(body: bytes, param: str | None) -> None:
         assert param in caught.value.message
 
 
+DEEP = b"[" * 1200 + b"]" * 1200
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "text"),
+    [
+        pytest.param(b'{"model": "de\xffmo", "messages": [{}]}', "model", "UTF-8", id="model-utf8"),
+        pytest.param(
+            b'{"model": "m", "messages": [{}], "x": ' + DEEP + b"}", None, "nested", id="deep-field"
+        ),
+        pytest.param(b'{"x": ' * 1200 + b"1" + b"}" * 1200, None, "nested", id="deep-objects"),
+    ],
+)
+def test_decode_chat_request_rejects_bad_bytes(body: bytes, param: str | None, text: str) -> None:
+    for decode in (decode_chat_request, decode_embeddings_request, decode_model):
+        with pytest.raises(InvalidRequest) as caught:
+            decode(body)
+        assert caught.value.param == param and text in caught.value.message
+
+
 def test_stream_without_options_asks_upstream_for_usage() -> None:
     out = build_chat_request(decode_chat_request(chat_body(stream=True)), TARGET)
     sent = raw_fields(out.body)
