@@ -14,10 +14,12 @@ requests between `admit` and `Admission.release`. An absent limit is no limit; 0
 Accuracy across N processes sharing a Redis (sync interval T, lease lifetime H = max(1 s, 5T)):
   - steady state: the fleet admits no more than one bucket allows. Leases are carved atomically
     from what is left, so `used + sum(leases) <= limit` holds in Redis at all times.
-  - a process that has not synced a subject yet (the first T + RTT after it first sees it, or
-    after 60 s without traffic for it) admits up to limit / N on its own. If the rest of the fleet
-    has already used the bucket, that is an overshoot of at most (k / N) x limit for k such
-    processes, at most (N - 1) / N x limit, once per subject per such episode.
+  - a process that has not synced a subject yet (the first RTT after it first sees it, or after
+    60 s without traffic for it) admits one request for it on its own: if the rest of the fleet
+    has already used the bucket, an overshoot of one request per such process, at most N - 1.
+  - and not less than the limit while every process has traffic: leases are whole requests (no
+    fraction stranded in each of two leases), and a process whose lease ran out while the fleet
+    had room left at the last sync asks for more at once rather than after MIN_GAP x T.
   - a lease that shrinks while a push is in flight: at most what one process admits within one
     Redis round trip (about a millisecond).
   - a process that cannot reach Redis enforces each limit alone once its leases lapse (after H):
@@ -81,6 +83,14 @@ class _Dim(Lease):
         if fleet_up:  # Redis works but this dimension has no lease yet: one request, then wait
             return self.capacity - self.used(now) if self.charged <= 0.0 else 0.0
         return self.capacity - self.used(now)
+
+    def unclaimed(self, now: float) -> float:
+        """What the fleet had neither used nor leased to anyone at the last sync (refilled since):
+        a process whose lease ran out can have it at its next sync."""
+        used = self.fleet_used
+        if self.rate > 0.0:
+            used = max(0.0, used - (now - self.fleet_at) * self.rate)
+        return self.capacity - used - self.others_hold - max(self.lease, self.outstanding)
 
     def clip(self, now: float) -> None:
         """Before a push: never send more than still counts in a token bucket. After an outage the
@@ -267,7 +277,9 @@ class Limiter:
                     self._poke(True)  # first sight of this subject: sync now, not at the next tick
                 if dim.room(now, self.fleet_up) < cost:
                     if self.fleet_up:
-                        self._poke(False)  # this share is used up: ask for a new one soon
+                        # This share is used up: ask for a new one at once if the fleet had room
+                        # left at the last sync (a burst ends before a later sync would), else soon.
+                        self._poke(dim.leased(now) and dim.unclaimed(now) >= cost)
                     raise self._refusal(bucket, dim, kind, cost, now)
         for bucket in buckets:
             for dim, cost in ((bucket.req, 1.0), (bucket.tok, tokens), (bucket.par, 1.0)):

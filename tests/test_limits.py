@@ -262,6 +262,31 @@ def test_newcomer_lease_and_alone_modes() -> None:
     assert admitted == 6
 
 
+def test_a_used_up_lease_asks_for_a_sync_at_once_when_the_fleet_had_room_left() -> None:
+    """A burst ends before a deferred sync would: while the last sync left part of the limit
+    unclaimed, a refusal asks for the next sync now; once nothing is left, it waits its turn."""
+    clock = Clock()
+    limiter = Limiter(clock)
+    pokes: list[bool] = []
+    limiter.attach(pokes.append)
+    key = subject(rpm=60)
+    limiter.fleet_state(True, 2)
+    limiter.admit([key], 0)
+    [(_, lease, _)] = list(limiter.leases())
+    delta, _, _, _ = lease.begin_push()
+    # Redis: 20 used, 5 granted to us, 10 held by the other process: 25 unclaimed.
+    lease.finish_push(delta, [b"20", b"5", b"10", b"0", b"2"], clock.now, 1.0, clock.now)
+    for _ in range(5):
+        limiter.admit([key], 0)
+    refused(limiter, [key])
+    assert pokes[-1] is True
+    delta, _, _, _ = lease.begin_push()
+    # Now 55 used, 5 held by the other: the 0 granted to us leave nothing to ask for.
+    lease.finish_push(delta, [b"55", b"0", b"5", b"0", b"2"], clock.now, 1.0, clock.now)
+    refused(limiter, [key])
+    assert pokes[-1] is False
+
+
 def test_a_failed_push_is_pushed_again_and_a_long_outage_does_not_pile_up() -> None:
     clock = Clock()
     limiter = Limiter(clock)
