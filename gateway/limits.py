@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final
 
 from gateway.errors import GatewayError
@@ -136,6 +136,16 @@ class _Bucket:
         if self.par is not None:
             yield "par", self.par
 
+    def charges(self, tokens: float | None) -> Iterator[tuple[_Dim, float, str]]:
+        """The dimensions one request draws on, with its cost in each: tokens None leaves the
+        token bucket out."""
+        if self.req is not None:
+            yield self.req, 1.0, "req"
+        if self.tok is not None and tokens is not None:
+            yield self.tok, tokens, "tok"
+        if self.par is not None:
+            yield self.par, 1.0, "par"
+
     def busy(self) -> bool:
         """Requests in flight. (Unpushed consumption does not count: after IDLE_S a token bucket
         has refilled, so it no longer matters.)"""
@@ -187,11 +197,11 @@ class Admission:
 
     __slots__ = ("_buckets", "_estimate", "_limiter", "_released", "_settled")
 
-    def __init__(self, limiter: Limiter, buckets: list[_Bucket], estimate: int) -> None:
+    def __init__(self, limiter: Limiter, buckets: list[_Bucket], estimate: int | None) -> None:
         self._limiter = limiter
         self._buckets = buckets
-        self._estimate = estimate
-        self._settled = False
+        self._estimate = estimate or 0
+        self._settled = estimate is None  # no tokens charged: nothing to correct
         self._released = False
 
     @property
@@ -244,8 +254,10 @@ class Limiter:
     def attach(self, poke: Callable[[bool], None]) -> None:
         self._poke = poke
 
-    def admit(self, subjects: Sequence[Subject], estimated_tokens: int) -> Admission:
+    def admit(self, subjects: Sequence[Subject], estimated_tokens: int | None) -> Admission:
         """Take one request and `estimated_tokens` from every subject's buckets, or none of them.
+        `estimated_tokens` None: the request spends no tokens (a cache hit), so `tpm` neither
+        refuses nor charges it.
 
         Raises GatewayError 429 (OpenAI's shape, Retry-After, retry-after-ms, x-ratelimit-*) naming
         the first limit that does not fit.
@@ -260,19 +272,12 @@ class Limiter:
                 bucket.update(subject)
             bucket.last = now
             buckets.append(bucket)
-        tokens = float(estimated_tokens)
+        tokens = None if estimated_tokens is None else float(estimated_tokens)
         for bucket in buckets:
-            for dim, cost in ((bucket.req, 1.0), (bucket.tok, tokens), (bucket.par, 1.0)):
-                if dim is not None:
-                    dim.demand(cost)
+            for dim, cost, _ in bucket.charges(tokens):
+                dim.demand(cost)
         for bucket in buckets:
-            for dim, cost, kind in (
-                (bucket.req, 1.0, "req"),
-                (bucket.tok, tokens, "tok"),
-                (bucket.par, 1.0, "par"),
-            ):
-                if dim is None:
-                    continue
+            for dim, cost, kind in bucket.charges(tokens):
                 if self.fleet_up and not dim.leased(now):
                     self._poke(True)  # first sight of this subject: sync now, not at the next tick
                 if dim.room(now, self.fleet_up) < cost:
@@ -282,9 +287,8 @@ class Limiter:
                         self._poke(dim.leased(now) and dim.unclaimed(now) >= cost)
                     raise self._refusal(bucket, dim, kind, cost, now)
         for bucket in buckets:
-            for dim, cost in ((bucket.req, 1.0), (bucket.tok, tokens), (bucket.par, 1.0)):
-                if dim is not None:
-                    dim.take(cost, now)
+            for dim, cost, _ in bucket.charges(tokens):
+                dim.take(cost, now)
         self._admitted += 1
         if self._admitted % SWEEP_EVERY == 0:
             self._sweep(now)

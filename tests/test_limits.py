@@ -262,6 +262,23 @@ def test_newcomer_lease_and_alone_modes() -> None:
     assert admitted == 6
 
 
+def test_a_request_without_tokens_counts_against_rpm_and_max_parallel_only() -> None:
+    """A cache hit: a request in flight like any other, but no provider tokens, so a spent tpm
+    does not refuse it and its replayed usage is not charged."""
+    limiter = Limiter(Clock())
+    key = subject(rpm=3, tpm=100, max_parallel=1)
+    limiter.admit([key], 100).release()  # the tpm is spent
+    assert "TPM" in refused(limiter, [key], 1).message
+    hit = limiter.admit([key], None)
+    hit.settle(18)  # nothing to correct: no tokens were charged
+    assert "concurrent" in refused(limiter, [key], None).message  # the hit holds the one slot
+    hit.release()
+    limiter.admit([key], None).release()
+    assert "RPM" in refused(limiter, [key], None).message  # the 4th request in the minute
+    [tok] = [lease for name, lease, _ in limiter.leases() if name.endswith(":tok")]
+    assert tok.unpushed == 100
+
+
 def test_a_used_up_lease_asks_for_a_sync_at_once_when_the_fleet_had_room_left() -> None:
     """A burst ends before a deferred sync would: while the last sync left part of the limit
     unclaimed, a refusal asks for the next sync now; once nothing is left, it waits its turn."""
