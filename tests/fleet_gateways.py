@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import sys
 import time
 import uuid
@@ -26,16 +25,11 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
+from tests.conftest import closed_port
+
 SECRET = "sk-tw-fleet-" + "0" * 24
 CALLERS = 4  # concurrent callers per process
 SYNC_INTERVAL_S = 0.2  # the default of limits.sync_interval_s
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -87,12 +81,12 @@ async def redis_server(port: int) -> asyncio.subprocess.Process:
 @contextlib.asynccontextmanager
 async def fleet(size: int, rpm: int, workdir: Path, max_parallel: int | None = None) -> AsyncIterator[Fleet]:
     """`size` gateway processes on one fresh redis-server, each registered in the fleet."""
-    redis_port = free_port()
+    redis_port = closed_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     server = await redis_server(redis_port)
     config = workdir / f"fleet-{uuid.uuid4().hex[:8]}.yaml"
     config.write_text(fleet_config(redis_url, rpm, max_parallel))
-    ports = [free_port() for _ in range(size)]
+    ports = [closed_port() for _ in range(size)]
     gateways: list[asyncio.subprocess.Process] = []
     client = aioredis.from_url(redis_url)
     try:

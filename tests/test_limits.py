@@ -219,16 +219,22 @@ def test_token_estimate_is_prompt_bytes_over_four_plus_the_output_ceiling() -> N
     assert estimate_tokens(4000, 256) == 1256
 
 
+def fleet_limiter(clock: Clock, size: int) -> tuple[Limiter, list[bool]]:
+    """A Limiter as FleetSync leaves it with Redis up and `size` processes, and its pokes."""
+    limiter = Limiter(clock)
+    pokes: list[bool] = []
+    limiter.attach(pokes.append)
+    limiter.fleet_state(True, size)
+    return limiter, pokes
+
+
 def test_newcomer_lease_and_alone_modes() -> None:
     """What FleetSync drives: with Redis up and no lease yet, a process admits one request and
     asks for a sync at once; with a lease, up to the lease; once the lease lapses with Redis down,
     the whole limit alone, counting the fleet's last known level."""
     clock = Clock()
-    limiter = Limiter(clock)
-    pokes: list[bool] = []
-    limiter.attach(pokes.append)
+    limiter, pokes = fleet_limiter(clock, 3)
     key = subject(rpm=60)
-    limiter.fleet_state(True, 3)
     limiter.admit([key], 0)
     assert pokes == [True]  # a subject without a lease asks for a sync at once
     err = refused(limiter, [key])
@@ -283,11 +289,8 @@ def test_a_used_up_lease_asks_for_a_sync_at_once_when_the_fleet_had_room_left() 
     """A burst ends before a deferred sync would: while the last sync left part of the limit
     unclaimed, a refusal asks for the next sync now; once nothing is left, it waits its turn."""
     clock = Clock()
-    limiter = Limiter(clock)
-    pokes: list[bool] = []
-    limiter.attach(pokes.append)
+    limiter, pokes = fleet_limiter(clock, 2)
     key = subject(rpm=60)
-    limiter.fleet_state(True, 2)
     limiter.admit([key], 0)
     [(_, lease, _)] = list(limiter.leases())
     delta, _, _, _ = lease.begin_push()
