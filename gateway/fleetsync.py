@@ -22,7 +22,8 @@ twice what it was asked for in the last two intervals (refused requests included
 largest single request lately. When the processes want less than is free, each gets what it wants
 and an equal part of the rest (`live`: the processes alive in the fleet); when they want more,
 they share in proportion to their wants. A lease smaller than one of the process's requests is
-rounded to one request if `avail` has room for it, else to nothing (fragments would deadlock). A
+rounded to one request if `avail` has room for it, else to nothing (fragments would deadlock), and
+every lease is a whole number of units (two halves of a request in two leases serve nobody). A
 process serving one pinned client gets nearly everything, and busy processes share fairly, within
 about one sync interval as the others renew their leases. Because every lease is carved from
 `avail` atomically, `used + sum(holds) <= capacity` holds in Redis: the fleet does not overshoot
@@ -113,7 +114,9 @@ else
   if target < unit then
     if avail >= unit then target = unit else target = 0 end
   end
-  lease = math.max(0, math.min(avail, target))
+  -- Whole units only: two processes each left with half a request would refuse the request
+  -- they could serve together. Rounding up takes from `avail`, so the next process gets less.
+  lease = math.max(0, math.min(math.floor(avail + 1e-9), math.ceil(target - 1e-9)))
   local hold = math.max(lease, outstanding)
   redis.call('HSET', KEYS[2], pid, string.format('%.17g|%.17g|%.17g|%d', hold, outstanding, want, now))
   redis.call('PEXPIRE', KEYS[2], hold_ttl * 2)
@@ -132,8 +135,9 @@ class LeaseSource(Protocol):
     def now(self) -> float: ...
 
     def attach(self, poke: Callable[[bool], None]) -> None:
-        """`poke(urgent)` asks for a sync now: urgent for a dimension without a lease, not for a
-        lease used up (FleetSync.poke)."""
+        """`poke(urgent)` asks for a sync now: urgent for a dimension without a lease or a lease
+        used up while the fleet had room left at the last sync, not for a lease used up when
+        nothing was left (FleetSync.poke)."""
         ...
 
     def leases(self) -> Iterable[tuple[str, Lease, int]]:
@@ -187,9 +191,10 @@ class FleetSync:
         self._task = asyncio.create_task(self._run(), name=f"tollway-{self._component}-sync")
 
     def poke(self, urgent: bool) -> None:
-        """Sync before the interval is up: at once when `urgent` (a dimension without a lease), at
-        least MIN_GAP x interval after the last sync otherwise (a lease used up), so that a flood
-        of refusals does not become a flood of round trips."""
+        """Sync before the interval is up: at once when `urgent` (a dimension without a lease, or
+        room left to lease), at least MIN_GAP x interval after the last sync otherwise (a lease
+        used up, nothing left), so that a flood of refusals does not become a flood of round
+        trips. Each urgent sync for room left gets some of it, so those are few."""
         self._urgent = self._urgent or urgent
         self._wake.set()
 

@@ -14,10 +14,12 @@ requests between `admit` and `Admission.release`. An absent limit is no limit; 0
 Accuracy across N processes sharing a Redis (sync interval T, lease lifetime H = max(1 s, 5T)):
   - steady state: the fleet admits no more than one bucket allows. Leases are carved atomically
     from what is left, so `used + sum(leases) <= limit` holds in Redis at all times.
-  - a process that has not synced a subject yet (the first T + RTT after it first sees it, or
-    after 60 s without traffic for it) admits up to limit / N on its own. If the rest of the fleet
-    has already used the bucket, that is an overshoot of at most (k / N) x limit for k such
-    processes, at most (N - 1) / N x limit, once per subject per such episode.
+  - a process that has not synced a subject yet (the first RTT after it first sees it, or after
+    60 s without traffic for it) admits one request for it on its own: if the rest of the fleet
+    has already used the bucket, an overshoot of one request per such process, at most N - 1.
+  - and not less than the limit while every process has traffic: leases are whole requests (no
+    fraction stranded in each of two leases), and a process whose lease ran out while the fleet
+    had room left at the last sync asks for more at once rather than after MIN_GAP x T.
   - a lease that shrinks while a push is in flight: at most what one process admits within one
     Redis round trip (about a millisecond).
   - a process that cannot reach Redis enforces each limit alone once its leases lapse (after H):
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final
 
 from gateway.errors import GatewayError
@@ -82,6 +84,14 @@ class _Dim(Lease):
             return self.capacity - self.used(now) if self.charged <= 0.0 else 0.0
         return self.capacity - self.used(now)
 
+    def unclaimed(self, now: float) -> float:
+        """What the fleet had neither used nor leased to anyone at the last sync (refilled since):
+        a process whose lease ran out can have it at its next sync."""
+        used = self.fleet_used
+        if self.rate > 0.0:
+            used = max(0.0, used - (now - self.fleet_at) * self.rate)
+        return self.capacity - used - self.others_hold - max(self.lease, self.outstanding)
+
     def clip(self, now: float) -> None:
         """Before a push: never send more than still counts in a token bucket. After an outage the
         consumption that piled up has partly refilled; `own` decays, `unpushed` does not."""
@@ -125,6 +135,16 @@ class _Bucket:
             yield "tok", self.tok
         if self.par is not None:
             yield "par", self.par
+
+    def charges(self, tokens: float | None) -> Iterator[tuple[_Dim, float, str]]:
+        """The dimensions one request draws on, with its cost in each: tokens None leaves the
+        token bucket out."""
+        if self.req is not None:
+            yield self.req, 1.0, "req"
+        if self.tok is not None and tokens is not None:
+            yield self.tok, tokens, "tok"
+        if self.par is not None:
+            yield self.par, 1.0, "par"
 
     def busy(self) -> bool:
         """Requests in flight. (Unpushed consumption does not count: after IDLE_S a token bucket
@@ -177,11 +197,11 @@ class Admission:
 
     __slots__ = ("_buckets", "_estimate", "_limiter", "_released", "_settled")
 
-    def __init__(self, limiter: Limiter, buckets: list[_Bucket], estimate: int) -> None:
+    def __init__(self, limiter: Limiter, buckets: list[_Bucket], estimate: int | None) -> None:
         self._limiter = limiter
         self._buckets = buckets
-        self._estimate = estimate
-        self._settled = False
+        self._estimate = estimate or 0
+        self._settled = estimate is None  # no tokens charged: nothing to correct
         self._released = False
 
     @property
@@ -234,8 +254,10 @@ class Limiter:
     def attach(self, poke: Callable[[bool], None]) -> None:
         self._poke = poke
 
-    def admit(self, subjects: Sequence[Subject], estimated_tokens: int) -> Admission:
+    def admit(self, subjects: Sequence[Subject], estimated_tokens: int | None) -> Admission:
         """Take one request and `estimated_tokens` from every subject's buckets, or none of them.
+        `estimated_tokens` None: the request spends no tokens (a cache hit), so `tpm` neither
+        refuses nor charges it.
 
         Raises GatewayError 429 (OpenAI's shape, Retry-After, retry-after-ms, x-ratelimit-*) naming
         the first limit that does not fit.
@@ -250,29 +272,23 @@ class Limiter:
                 bucket.update(subject)
             bucket.last = now
             buckets.append(bucket)
-        tokens = float(estimated_tokens)
+        tokens = None if estimated_tokens is None else float(estimated_tokens)
         for bucket in buckets:
-            for dim, cost in ((bucket.req, 1.0), (bucket.tok, tokens), (bucket.par, 1.0)):
-                if dim is not None:
-                    dim.demand(cost)
+            for dim, cost, _ in bucket.charges(tokens):
+                dim.demand(cost)
         for bucket in buckets:
-            for dim, cost, kind in (
-                (bucket.req, 1.0, "req"),
-                (bucket.tok, tokens, "tok"),
-                (bucket.par, 1.0, "par"),
-            ):
-                if dim is None:
-                    continue
+            for dim, cost, kind in bucket.charges(tokens):
                 if self.fleet_up and not dim.leased(now):
                     self._poke(True)  # first sight of this subject: sync now, not at the next tick
                 if dim.room(now, self.fleet_up) < cost:
                     if self.fleet_up:
-                        self._poke(False)  # this share is used up: ask for a new one soon
+                        # This share is used up: ask for a new one at once if the fleet had room
+                        # left at the last sync (a burst ends before a later sync would), else soon.
+                        self._poke(dim.leased(now) and dim.unclaimed(now) >= cost)
                     raise self._refusal(bucket, dim, kind, cost, now)
         for bucket in buckets:
-            for dim, cost in ((bucket.req, 1.0), (bucket.tok, tokens), (bucket.par, 1.0)):
-                if dim is not None:
-                    dim.take(cost, now)
+            for dim, cost, _ in bucket.charges(tokens):
+                dim.take(cost, now)
         self._admitted += 1
         if self._admitted % SWEEP_EVERY == 0:
             self._sweep(now)

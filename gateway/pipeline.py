@@ -191,20 +191,24 @@ class Gateway:
                 endpoint, client_request, request.headers, ctx.key_id, ctx.team_id
             )
             headers = {"x-request-id": ctx.request_id}
+            limited = services.limit_policy.subjects(principal, model, None, ctx.user)
             if cache_plan is not None:
                 headers.update(MISS_HEADERS)
                 hit = await services.cache.lookup(cache_plan)
-                (self.metrics.cache_misses if hit is None else self.metrics.cache_hits).labels(model).inc()
-                if hit is not None:
+                if hit is None:
+                    self.metrics.cache_misses.labels(model).inc()
+                else:
+                    # A hit is a request (rpm, max_parallel) that spends no provider tokens (not
+                    # tpm, not the budget); a refused one is not served from the cache either.
+                    booking.admission = services.limiter.admit(limited, None)
+                    self.metrics.cache_hits.labels(model).inc()
                     return await self._serve_hit(
-                        request, hit, client_request, guard, screened, ctx, headers, policy, door
+                        request, hit, client_request, guard, screened, ctx, headers, policy, door, booking
                     )
 
             # Limits and budget: decided in memory, settled in the finally.
             estimated_tokens = estimate_tokens(len(body), facts.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
-            booking.admission = services.limiter.admit(
-                services.limit_policy.subjects(principal, model, None, ctx.user), estimated_tokens
-            )
+            booking.admission = services.limiter.admit(limited, estimated_tokens)
             budget_subjects = services.budget_policy.subjects(principal, ctx.user)
             booking.max_tokens = facts.max_tokens
             booking.prompt_tokens = max(1, len(body) // CHARS_PER_TOKEN)
@@ -325,11 +329,15 @@ class Gateway:
         headers: dict[str, str],
         policy: ContentPolicy,
         door: FrontDoor,
+        booking: Booking,
     ) -> web.StreamResponse:
-        """Answer from the cache: no upstream call, no limit or budget charged beyond the request."""
+        """Answer from the cache: no upstream call; `booking` holds the hit's admission (a request,
+        no tokens), released once the answer is on record."""
         ctx.cache_hit = True
         ctx.usage = hit.usage
         headers.update(hit_headers(hit))
+        if booking.admission is not None:
+            headers.update(booking.admission.headers)
         ctx.answer_text = answer_for_record(hit.body, policy)
         if client_request.stream:
             out = replay_stream(hit.body, client_request.client_wants_usage)
@@ -344,7 +352,7 @@ class Gateway:
             ctx.status = 200
             ctx.mark_first_byte()
             ctx.completed = True
-            self._finish(ctx, Booking(), policy)
+            self._finish(ctx, booking, policy)
             await response.write(out)
             await response.write_eof()
             return response

@@ -30,6 +30,7 @@ from gateway.limits import Limiter
 from gateway.metrics import Metrics
 from tests import fleet_workers as workers
 from tests.conftest import closed_port
+from tests.fleet_gateways import redis_server
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +117,43 @@ def test_concurrent_reservations_across_processes_do_not_overspend(fleet: FleetR
     assert fleet.budget_used == spent  # every process pushed its last spend when it left
 
 
+async def test_leases_are_whole_requests_so_no_fraction_of_the_limit_is_stranded() -> None:
+    """Two processes splitting an odd rest: halves of a request, one in each lease, would each
+    refuse the request they could serve together."""
+    prefix = f"tollway-test:{uuid.uuid4().hex}:"
+    key = Subject("key:odd", "key 'odd'", Limits(rpm=40))
+    limiters = [Limiter(), Limiter()]
+    syncs = [FleetSync(lim, REDIS_URL, prefix=prefix, interval_s=0.1, component="limits") for lim in limiters]
+    admitted = 0
+    try:
+        for sync in syncs * 2:
+            assert await sync.sync_once()  # both know the fleet's size before the key is first seen
+        for limiter in limiters:
+            limiter.admit([key], 0)  # a newcomer's one request
+            admitted += 1
+        for _ in range(3):  # sync, then serve from the lease until it is used up
+            for sync in syncs:
+                assert await sync.sync_once()
+            for limiter in limiters:
+                leases = [lease for _, lease, _ in limiter.leases()]
+                assert all(lease.lease == int(lease.lease) for lease in leases), "a whole number"
+                while True:
+                    try:
+                        limiter.admit([key], 0)
+                    except GatewayError:
+                        break
+                    admitted += 1
+    finally:
+        for sync in syncs:
+            await sync.aclose()
+        client = aioredis.from_url(REDIS_URL)
+        keys = [k async for k in client.scan_iter(f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+    assert admitted == 40
+
+
 async def _admit_forever(limiter: Limiter, book: BudgetBook, stats: dict[str, int]) -> None:
     key = Subject("key:k", "key 'k'", Limits(rpm=6000, max_parallel=50))
     budget = BudgetSubject("key:k", "key 'k'", Budget(1000, period="total"))
@@ -175,25 +213,7 @@ async def own_redis() -> AsyncIterator[tuple[str, Servers]]:
 
 
 async def start_redis(url: str, servers: Servers) -> None:
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    servers.append(
-        await asyncio.create_subprocess_exec(
-            *("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-    )
-    client = aioredis.from_url(url)
-    try:
-        for _ in range(200):
-            try:
-                await client.ping()
-                return
-            except (aioredis.RedisError, OSError):
-                await asyncio.sleep(0.02)
-        raise AssertionError("redis-server did not start")
-    finally:
-        await client.aclose()
+    servers.append(await redis_server(int(url.rsplit(":", 1)[1].split("/")[0])))
 
 
 async def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> None:

@@ -219,16 +219,22 @@ def test_token_estimate_is_prompt_bytes_over_four_plus_the_output_ceiling() -> N
     assert estimate_tokens(4000, 256) == 1256
 
 
+def fleet_limiter(clock: Clock, size: int) -> tuple[Limiter, list[bool]]:
+    """A Limiter as FleetSync leaves it with Redis up and `size` processes, and its pokes."""
+    limiter = Limiter(clock)
+    pokes: list[bool] = []
+    limiter.attach(pokes.append)
+    limiter.fleet_state(True, size)
+    return limiter, pokes
+
+
 def test_newcomer_lease_and_alone_modes() -> None:
     """What FleetSync drives: with Redis up and no lease yet, a process admits one request and
     asks for a sync at once; with a lease, up to the lease; once the lease lapses with Redis down,
     the whole limit alone, counting the fleet's last known level."""
     clock = Clock()
-    limiter = Limiter(clock)
-    pokes: list[bool] = []
-    limiter.attach(pokes.append)
+    limiter, pokes = fleet_limiter(clock, 3)
     key = subject(rpm=60)
-    limiter.fleet_state(True, 3)
     limiter.admit([key], 0)
     assert pokes == [True]  # a subject without a lease asks for a sync at once
     err = refused(limiter, [key])
@@ -260,6 +266,45 @@ def test_newcomer_lease_and_alone_modes() -> None:
         admitted += 1
     # The fleet's 50 decayed by 1 a second to 49, plus our 5 since the last push: 6 left.
     assert admitted == 6
+
+
+def test_a_request_without_tokens_counts_against_rpm_and_max_parallel_only() -> None:
+    """A cache hit: a request in flight like any other, but no provider tokens, so a spent tpm
+    does not refuse it and its replayed usage is not charged."""
+    limiter = Limiter(Clock())
+    key = subject(rpm=3, tpm=100, max_parallel=1)
+    limiter.admit([key], 100).release()  # the tpm is spent
+    assert "TPM" in refused(limiter, [key], 1).message
+    hit = limiter.admit([key], None)
+    hit.settle(18)  # nothing to correct: no tokens were charged
+    assert "concurrent" in refused(limiter, [key], None).message  # the hit holds the one slot
+    hit.release()
+    limiter.admit([key], None).release()
+    assert "RPM" in refused(limiter, [key], None).message  # the 4th request in the minute
+    [tok] = [lease for name, lease, _ in limiter.leases() if name.endswith(":tok")]
+    assert tok.unpushed == 100
+
+
+def test_a_used_up_lease_asks_for_a_sync_at_once_when_the_fleet_had_room_left() -> None:
+    """A burst ends before a deferred sync would: while the last sync left part of the limit
+    unclaimed, a refusal asks for the next sync now; once nothing is left, it waits its turn."""
+    clock = Clock()
+    limiter, pokes = fleet_limiter(clock, 2)
+    key = subject(rpm=60)
+    limiter.admit([key], 0)
+    [(_, lease, _)] = list(limiter.leases())
+    delta, _, _, _ = lease.begin_push()
+    # Redis: 20 used, 5 granted to us, 10 held by the other process: 25 unclaimed.
+    lease.finish_push(delta, [b"20", b"5", b"10", b"0", b"2"], clock.now, 1.0, clock.now)
+    for _ in range(5):
+        limiter.admit([key], 0)
+    refused(limiter, [key])
+    assert pokes[-1] is True
+    delta, _, _, _ = lease.begin_push()
+    # Now 55 used, 5 held by the other: the 0 granted to us leave nothing to ask for.
+    lease.finish_push(delta, [b"55", b"0", b"5", b"0", b"2"], clock.now, 1.0, clock.now)
+    refused(limiter, [key])
+    assert pokes[-1] is False
 
 
 def test_a_failed_push_is_pushed_again_and_a_long_outage_does_not_pile_up() -> None:

@@ -84,6 +84,36 @@ def test_cache_hits_plain_and_streamed(
     assert 'tollway_cache_misses_total{model="cached"} 1.0' in metrics
 
 
+def test_cache_hits_count_against_rpm_but_spend_no_tokens(
+    start_gateway_with: Callable[[str], Gateway], upstream: Upstream
+) -> None:
+    """A hit is a request: rpm counts it and a refused one is not served from the cache. It
+    spends no provider tokens: tpm is not charged the usage it replays."""
+    gateway = start_gateway_with(
+        f"keys: {{app: {{secret: '{APP_KEY}', limits: {{rpm: 4, tpm: 60}}}}}}\n"
+        f'providers: {{up: {{kind: openai, base_url: "{upstream.url}", api_key: k}}}}\n'
+        "models: {cached: {targets: [{provider: up, model: real}], cache: {ttl_s: 60}}}\n"
+    )
+    ask = {"model": "cached", "messages": USER, "temperature": 0, "max_tokens": 10}
+    with sdk(gateway, APP_KEY) as client:
+        # The miss reserves about 35 tokens (the prompt and max_tokens), settled to the 18 used.
+        assert client.chat.completions.with_raw_response.create(**ask).headers["x-tollway-cache"] == "miss"
+        hit = client.chat.completions.with_raw_response.create(**ask)
+        assert hit.headers["x-tollway-cache"] == "hit"
+        assert hit.headers["x-ratelimit-remaining-requests"] == "2"
+        assert list(client.chat.completions.create(**ask, stream=True))  # a streamed hit: the 3rd
+        # The hits charged none of their 18 tokens: 18 + 35 for a new prompt fits in 60.
+        other = {**ask, "messages": [{"role": "user", "content": "hello again"}]}
+        assert client.chat.completions.with_raw_response.create(**other).headers["x-tollway-cache"] == "miss"
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(**ask)  # would be a hit: the 5th request in the minute
+    assert "requests per min" in refused.value.message
+    assert len(upstream.requests) == 2, "both misses, and nothing for the hits or the refusal"
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'tollway_cache_hits_total{model="cached"} 2.0' in metrics  # answers the cache served
+    assert "tollway_in_flight_requests 0.0" in metrics
+
+
 def test_pii_is_masked_before_the_upstream_and_blocked_where_configured(
     start_gateway_with: Callable[[str], Gateway], upstream: Upstream
 ) -> None:
