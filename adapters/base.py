@@ -37,6 +37,7 @@ class Target(msgspec.Struct, frozen=True):
     api_version: str | None = None  # Azure's `api-version`, Anthropic's `anthropic-version`
     default_max_tokens: int = DEFAULT_MAX_TOKENS  # for APIs that require a limit the client did not give
     region: str | None = None  # AWS region (Bedrock)
+    serves_responses: bool = False  # has OpenAI's /responses (requests there pass through as bytes)
 
 
 class ErrorKind(enum.Enum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -48,6 +48,12 @@ class PassthroughRequest(msgspec.Struct):
     native_only: tuple[str, ...] = ()
     # Protocol headers of the native format that go along with `native` (`anthropic-beta`).
     native_headers: tuple[tuple[str, str], ...] = ()
+    # Which format `native` is in: Anthropic's Messages, or OpenAI's Responses (/v1/responses).
+    native_format: Literal["messages", "responses"] = "messages"
+    # Fields the client sent that a translated upstream does without (tune-only ones, by name),
+    # and the tools it does without (by type): named in the answer's headers.
+    dropped: tuple[str, ...] = ()
+    dropped_tools: tuple[str, ...] = ()
 
 
 class _StreamOptions(msgspec.Struct):

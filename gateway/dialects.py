@@ -15,7 +15,7 @@ from typing import Final, Protocol, cast
 import msgspec
 
 from adapters import openai as openai_format
-from adapters import openai_wire
+from adapters import openai_wire, responses_passthrough
 from adapters.base import (
     ChatAdapter,
     InvalidRequest,
@@ -130,7 +130,7 @@ class AnthropicDialect(Translated):
         self._passthrough = passthrough
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
-        if request.native is not None and endpoint == "chat":
+        if request.native is not None and request.native_format == "messages" and endpoint == "chat":
             upstream = self._passthrough(request.native, target)
             if request.native_headers:
                 upstream = msgspec.structs.replace(
@@ -138,6 +138,38 @@ class AnthropicDialect(Translated):
                 )
             return upstream
         return super().build(request, target, endpoint)
+
+
+class ResponsesPassthrough:
+    """`/v1/responses` to a provider that serves it: the client's Responses body out, the
+    provider's Responses answer and events back, as bytes (adapters/responses_passthrough.py)."""
+
+    def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
+        assert request.native is not None  # chosen by native_dialect only for such requests
+        return responses_passthrough.build_request(request.native, target)
+
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
+        return responses_passthrough.parse_answer(raw)
+
+    def stream_relay(
+        self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
+    ) -> Relay:
+        return responses_passthrough.ResponsesRelay()
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        return openai_format.classify_error(status, headers, body)
+
+
+RESPONSES_PASSTHROUGH: Final = ResponsesPassthrough()
+
+
+def native_dialect(request: ClientRequest, target: Target) -> Dialect | None:
+    """The dialect that forwards the client's own body to `target` and its answer back unchanged,
+    when the target speaks the client's format natively (a Responses request to a provider that
+    serves /v1/responses); None when the request goes the usual way."""
+    if request.native is not None and request.native_format == "responses" and target.serves_responses:
+        return RESPONSES_PASSTHROUGH
+    return None
 
 
 class _ErrorDetail(msgspec.Struct):

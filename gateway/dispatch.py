@@ -36,7 +36,7 @@ from gateway.attempts import (
     counts_against_target,
 )
 from gateway.context import RequestContext
-from gateway.dialects import ClientRequest
+from gateway.dialects import ClientRequest, Dialect, native_dialect
 from gateway.errors import GatewayError, bad_request
 from gateway.failures import failure_of, stream_error, timed_out, unreachable
 from gateway.limitpolicy import Subject
@@ -70,7 +70,7 @@ class Answer:
     """A call that answered: its target and upstream response, with the client's body and usage
     (non-streamed) or the stream started up to its first output. `close` once done with it."""
 
-    __slots__ = ("_open", "body", "call", "quota", "record", "stream", "upstream", "usage")
+    __slots__ = ("_open", "body", "call", "native", "quota", "record", "stream", "upstream", "usage")
 
     def __init__(
         self,
@@ -86,6 +86,8 @@ class Answer:
         self.body = body
         self.usage = usage
         self.stream = stream
+        # The body or stream is already in the client's format (gateway/dialects.py native_dialect).
+        self.native = False
         self.record: AttemptRecord | None = None
         self.quota: Admission | None = None  # the gateway's own quota at this provider, if any
         self._open = True
@@ -215,7 +217,8 @@ class Dispatcher:
             if call.delay_s:
                 await asyncio.sleep(call.delay_s)
             request = msgspec.structs.replace(job.request, fields=dict(job.request.fields))
-            upstream_request = target.dialect.build(request, target.target, job.endpoint)
+            dialect = native_dialect(request, target.target) or target.dialect
+            upstream_request = dialect.build(request, target.target, job.endpoint)
         except InvalidRequest as exc:
             target.breaker.release(call.probe)
             raise bad_request(exc.message, exc.param) from None
@@ -252,11 +255,12 @@ class Dispatcher:
                 if upstream.status >= 400:
                     outcome = await failure_of(upstream, target)
                 elif job.request.stream:
-                    outcome = await self._start_stream(call, upstream, job)
+                    outcome = await self._start_stream(call, upstream, job, dialect)
                 else:
-                    outcome = await self._read_answer(call, upstream, job)
+                    outcome = await self._read_answer(call, upstream, job, dialect)
             if isinstance(outcome, Answer):
                 outcome.quota, quota = quota, None
+                outcome.native = dialect is not target.dialect
             return outcome
         finally:
             if quota is not None:
@@ -301,7 +305,9 @@ class Dispatcher:
         else:
             target.breaker.record_success(call.probe)  # it answered; the request was at fault
 
-    async def _read_answer(self, call: Call, upstream: UpstreamResponse, job: Job) -> Answer | Failure:
+    async def _read_answer(
+        self, call: Call, upstream: UpstreamResponse, job: Job, dialect: Dialect
+    ) -> Answer | Failure:
         target = call.target
         try:
             raw = await upstream.read()
@@ -310,7 +316,7 @@ class Dispatcher:
         except UpstreamUnreachable as exc:
             return unreachable(target, exc)
         try:
-            body, usage = target.dialect.answer(raw, job.request.model, target.target)
+            body, usage = dialect.answer(raw, job.request.model, target.target)
         except InvalidUpstreamAnswer:
             error = GatewayError(
                 502,
@@ -322,10 +328,12 @@ class Dispatcher:
             return Failure(INVALID_ANSWER, error, upstream.status)
         return Answer(call, upstream, body=body, usage=usage)
 
-    async def _start_stream(self, call: Call, upstream: UpstreamResponse, job: Job) -> Answer | Failure:
+    async def _start_stream(
+        self, call: Call, upstream: UpstreamResponse, job: Job, dialect: Dialect
+    ) -> Answer | Failure:
         target = call.target
         request = job.request
-        relay = target.dialect.stream_relay(
+        relay = dialect.stream_relay(
             target.target, request.client_wants_usage, request.model, job.response_id, job.created
         )
         try:

@@ -176,6 +176,14 @@ class Metrics:
             ("model",),
             registry=self.registry,
         )
+        # Fields a front door's translation left out (gateway/dropped.py); `field` is bounded to
+        # each door's table of known names, anything else counted as "other".
+        self.dropped_fields = Counter(
+            "tollway_dropped_fields",
+            "Client request fields dropped for a translated upstream, by front door and field.",
+            ("door", "field"),
+            registry=self.registry,
+        )
         self.hedges = Counter(
             "tollway_hedged_calls",
             "Extra calls started because the current one was slow to a first byte, by logical model.",

@@ -28,9 +28,10 @@ from gateway.context import RequestContext
 from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.count_tokens import count_tokens
 from gateway.dispatch import Answer, Dispatcher, Job
+from gateway.dropped import dropped_headers
 from gateway.errors import GatewayError, bad_request, body_too_large
 from gateway.facts import request_facts
-from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor
+from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor, ResponsesDoor
 from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import estimate_tokens
@@ -95,6 +96,11 @@ class Gateway:
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages`: the same pipeline behind another front door."""
         return await self._forward(request, ANTHROPIC_DOOR)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's `/v1/responses`: the same pipeline behind another front door (one per
+        request: it keeps what the response object echoes)."""
+        return await self._forward(request, ResponsesDoor())
 
     async def count_message_tokens(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages/count_tokens`, for models an Anthropic provider serves."""
@@ -175,6 +181,12 @@ class Gateway:
             cache_plan = services.cache.plan(
                 endpoint, client_request, request.headers, ctx.key_id, ctx.team_id
             )
+            if client_request.native_format == "responses" and (
+                guard is not None or cache_plan is not None or policy in ("full", "masked")
+            ):
+                # Guardrails, the cache and the audit text read answers in OpenAI's chat format:
+                # a Responses answer passed through unchanged would escape them.
+                client_request.native = None
             headers = {"x-request-id": ctx.request_id}
             if cache_plan is not None:
                 headers.update(MISS_HEADERS)
@@ -207,17 +219,18 @@ class Gateway:
                 headers["x-tollway-target"] = answer.target.label
                 headers["x-tollway-attempts"] = str(plan.calls)
                 headers.update(booking.admission.headers)
+                if not answer.native:
+                    headers.update(dropped_headers(client_request, door.label, self.metrics))
                 if answer.stream is not None:
-                    tap = self._stream_tap(cache_plan, guard, screened, policy)
+                    tap = None if answer.native else self._stream_tap(cache_plan, guard, screened, policy)
 
                     def before_end() -> None:
                         if tap is not None:
                             tap.finish(ctx)
                         self._finish(ctx, booking, policy)
 
-                    return await relay_stream(
-                        request, answer.stream, ctx, headers, tap, before_end, door.egress(model)
-                    )
+                    egress = None if answer.native else door.egress(model)
+                    return await relay_stream(request, answer.stream, ctx, headers, tap, before_end, egress)
                 response = self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
                 answer.close()  # read whole: the connection goes back to the pool before the write
                 # Sent here rather than by aiohttp after we return, so that the overhead in the
@@ -357,7 +370,8 @@ class Gateway:
             body, flags = guard.check_answer(body, screened)
             ctx.flags.extend(flags)
         ctx.answer_text = answer_for_record(body, policy)
-        body = door.answer(body, ctx.model or "")
+        if not answer.native:
+            body = door.answer(body, ctx.model or "")
         ctx.mark_first_byte()
         ctx.status = 200
         ctx.completed = True
