@@ -145,6 +145,8 @@ def decode_request(body: bytes) -> DecodedRequest:
         raise InvalidRequest("the request body must be a JSON object") from None
     except msgspec.DecodeError:
         raise InvalidRequest("the request body is not valid JSON") from None
+    if "model" not in fields:
+        raise InvalidRequest("you must provide a model parameter", "model")
     for name in STATEFUL:
         raw = fields.get(name)
         if raw is not None and given(raw):
