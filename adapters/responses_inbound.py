@@ -195,7 +195,11 @@ def _chat_request(request: ResponsesRequest, sorter: _Sorter) -> ChatRequest:
         for i, item in enumerate(request.input):
             _add_item(item, f"input[{i}]", messages, sorter)
     if not any(message.role != "system" for message in messages):
-        raise InvalidRequest("'input' must hold at least one message", "input")
+        if not sorter.native_only:
+            raise InvalidRequest("'input' must hold at least one message", "input")
+        # Only items a Responses upstream can read (an item_reference, say): any other target
+        # refuses them by name, so this stand-in never reaches a provider.
+        messages.append(Message("user", ""))
     tools = _tools(request.tools, sorter)
     tool_choice = _tool_choice(request.tool_choice, tools, sorter)
     if tools is not None and isinstance(request.tool_choice, ResponsesToolChoice):
