@@ -12,7 +12,7 @@ import msgspec
 
 from adapters.base import InvalidUpstreamAnswer, Target, UpstreamRequest
 from adapters.openai import StreamRelay, _event_data
-from adapters.responses_wire import EventUsageProbe, LooseUsage, ResponseUsageProbe
+from adapters.responses_wire import EventUsageProbe, LooseUsage, ResponseUsageProbe, given
 from adapters.schema import Usage, usage_of
 
 Fields = dict[str, msgspec.Raw]
@@ -81,4 +81,7 @@ class ResponsesRelay(StreamRelay):
             if probe.response is not None:
                 self.usage = _usage(probe.response.usage) or self.usage
         elif probe.type in _FAILS and self.error is None:
-            self.error = data
+            failed = probe.response
+            # `response.failed` nests its {code, message} in the response; the gateway reads
+            # errors in OpenAI's `{"error": {...}}` envelope, as the `error` event has them.
+            self.error = b'{"error":' + bytes(failed.error) + b"}" if failed and given(failed.error) else data

@@ -369,12 +369,6 @@ StreamEvent = (
 # --- what a passthrough reads -----------------------------------------------------------------
 
 
-class UsageProbe(msgspec.Struct):
-    """The usage of a Responses answer (or of `response.completed`'s `response`)."""
-
-    usage: ResponsesUsage | None = None
-
-
 class _LooseInputDetails(msgspec.Struct):
     cached_tokens: int = 0
 
@@ -389,7 +383,11 @@ class LooseUsage(msgspec.Struct):
 
 
 class ResponseUsageProbe(msgspec.Struct):
+    """A Responses object (an answer, or the `response` of a lifecycle event) as a passthrough
+    reads it: the usage, and the error of a failed one."""
+
     usage: LooseUsage | None = None
+    error: msgspec.Raw = msgspec.field(default_factory=absent)
 
 
 class EventUsageProbe(msgspec.Struct):

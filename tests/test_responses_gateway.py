@@ -131,6 +131,7 @@ models:
   compat: {{targets: [{{provider: compat, model: llama}}]}}
   anthropic: {{targets: [{{provider: claude, model: claude-x}}]}}
   gemini: {{targets: [{{provider: gem, model: gemini-x}}]}}
+  fallback: {{targets: [{{provider: oai, model: gpt-5.5}}, {{provider: mock, model: mock-1}}]}}
 """
     )
 
@@ -305,6 +306,49 @@ def test_compatible_server_gets_chat_and_the_dropped_names(
     assert native_upstream.last.path_qs == "/v1/chat/completions"
     sent = upstream_json(native_upstream)
     assert [tool["function"]["name"] for tool in sent["tools"]] == ["get_weather"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stream", [False, True])
+def test_fallback_from_passthrough_to_a_translated_target(
+    stream: bool, sdk: openai.OpenAI, native_upstream: NativeUpstream
+) -> None:
+    if stream:
+        failed = (
+            b'event: response.failed\ndata: {"type":"response.failed","sequence_number":0,"response":'
+            b'{"id":"resp_f","status":"failed","error":{"code":"server_error","message":"overloaded"}}}\n\n'
+        )
+        native_upstream.queue(Answer(failed, content_type=SSE))
+    else:
+        native_upstream.queue(Answer(b'{"error":{"message":"busy","type":"server_error"}}', status=503))
+    raw = sdk.responses.with_raw_response.create(
+        model="fallback", input="Hello there", stream=stream, tools=[{"type": "web_search"}]
+    )
+    assert raw.headers["x-tollway-target"] == "mock/mock-1"
+    assert raw.headers["x-tollway-dropped-tools"] == "web_search"  # the answering target's way
+    if stream:
+        events = list(raw.parse())
+        assert events[-1].type == "response.completed"
+        assert events[-1].response.output_text == "You said: Hello there"  # type: ignore[union-attr]
+    else:
+        assert raw.parse().output_text == "You said: Hello there"  # type: ignore[union-attr]
+    assert native_upstream.last.path_qs == "/v1/responses"
+
+
+@pytest.mark.integration
+def test_passthrough_error_answer_is_an_openai_error(
+    sdk: openai.OpenAI, native_upstream: NativeUpstream
+) -> None:
+    native_upstream.queue(
+        Answer(
+            b'{"error":{"message":"Unsupported parameter: \'temperature\'","type":"invalid_request_error",'
+            b'"param":"temperature","code":"unsupported_parameter"}}',
+            status=400,
+        )
+    )
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.responses.create(model="openai", input="x", temperature=0.5)
+    assert refused.value.param == "temperature"  # type: ignore[attr-defined]
 
 
 # --- refusals and errors ----------------------------------------------------------------------
