@@ -222,7 +222,8 @@ class Gateway:
                 if not answer.native:
                     headers.update(dropped_headers(client_request, door.label, self.metrics))
                 if answer.stream is not None:
-                    tap = None if answer.native else self._stream_tap(cache_plan, guard, screened, policy)
+                    # (A native answer has no cache plan or guard: at most the hash policy's digest.)
+                    tap = self._stream_tap(cache_plan, guard, screened, policy)
 
                     def before_end() -> None:
                         if tap is not None:
