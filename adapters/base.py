@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
@@ -76,6 +77,19 @@ class InvalidRequest(ValueError):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+# msgspec's ValidationError ends with "- at `$.path`"; it is the only place the path is given.
+_VALIDATION_PATH: Final = re.compile(r" - at `\$\.?(.*)`$")
+
+
+def validation_error(exc: msgspec.ValidationError) -> tuple[str, str | None]:
+    """msgspec's message without its path, and the path (`messages[0].role`) when it gives one."""
+    message = str(exc)
+    match = _VALIDATION_PATH.search(message)
+    if match is None:
+        return message, None
+    return message[: match.start()], match.group(1)
 
 
 class InvalidUpstreamAnswer(ValueError):

@@ -81,6 +81,22 @@ class SSEDecoder:
             self._event = value.decode("utf-8", "replace")
 
 
+class SSEComment(SSEEvent, frozen=True):
+    """A comment line (`: …`), whole, in `data`."""
+
+
+class CommentKeepingSSEDecoder(SSEDecoder):
+    """SSEDecoder that reports comment lines too, as SSEComment events. SSEDecoder skips them,
+    which is right for upstreams; but in the gateway's own stream, which the front doors
+    translate, the comments (`: x-tollway-overhead-ms=0.12`) are for the client."""
+
+    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+        if line.startswith(b":"):
+            events.append(SSEComment("", line))
+        else:
+            super()._line(line, events)
+
+
 class NDJSONDecoder:
     """Newline-delimited JSON: one complete line per item, blank lines skipped."""
 

@@ -33,12 +33,13 @@ Refused outright: `previous_response_id` and `conversation` (the gateway keeps n
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import msgspec
 
-from adapters.base import InvalidRequest
+from adapters.base import InvalidRequest, validation_error
+from adapters.openai import Fields
+from adapters.openai import _decode_body as decode_body  # the same 400s as every door
 from adapters.responses_wire import (
     ResponsesItem,
     ResponsesPart,
@@ -68,11 +69,7 @@ from adapters.schema import (
     ToolChoice,
 )
 
-Fields = dict[str, msgspec.Raw]
-
-_decode_fields: Final = msgspec.json.Decoder(Fields)
 _decode_request: Final = msgspec.json.Decoder(ResponsesRequest)
-_PATH: Final = re.compile(r" - at `\$\.?(.*)`$")
 
 # What translation reads (ResponsesRequest's fields).
 MODELLED: Final = frozenset(ResponsesRequest.__struct_fields__)
@@ -139,12 +136,7 @@ def decode_request(body: bytes) -> DecodedRequest:
     Raises InvalidRequest (a 400) for a body that is not a JSON object, lacks `model` or `input`,
     holds a value of the wrong shape (naming its path), or builds on a stored response.
     """
-    try:
-        fields = _decode_fields.decode(body)
-    except msgspec.ValidationError:
-        raise InvalidRequest("the request body must be a JSON object") from None
-    except msgspec.DecodeError:
-        raise InvalidRequest("the request body is not valid JSON") from None
+    fields = decode_body(body)
     if "model" not in fields:
         raise InvalidRequest("you must provide a model parameter", "model")
     for name in STATEFUL:
@@ -158,10 +150,7 @@ def decode_request(body: bytes) -> DecodedRequest:
     try:
         request = _decode_request.decode(body)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _PATH.search(message)
-        param = match.group(1) if match else None
-        text = message[: match.start()] if match else message
+        text, param = validation_error(exc)
         where = f" at '{param}'" if param else ""
         raise InvalidRequest(f"invalid request: {text}{where}", param) from None
     if not request.model:

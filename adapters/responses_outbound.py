@@ -18,7 +18,7 @@ from typing import Final
 import msgspec
 
 from adapters.base import InvalidUpstreamAnswer
-from adapters.framing import SSEDecoder, SSEEvent
+from adapters.framing import CommentKeepingSSEDecoder, SSEComment, SSEEvent
 from adapters.responses_wire import (
     ArgumentsDeltaEvent,
     ArgumentsDoneEvent,
@@ -259,21 +259,6 @@ def encode_response(chat_body: bytes, model: str, fields: Fields) -> bytes:
 # --- streams ----------------------------------------------------------------------------------
 
 
-class _SSEComment(SSEEvent, frozen=True):
-    """A comment line (`: …`), whole, in `data`."""
-
-
-class _CommentKeepingSSEDecoder(SSEDecoder):
-    """SSEDecoder that reports comment lines: the gateway's own (`: x-tollway-overhead-ms=…`)
-    are for the client."""
-
-    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
-        if line.startswith(b":"):
-            events.append(_SSEComment("", line))
-        else:
-            super()._line(line, events)
-
-
 class _Item:
     """An output item being streamed: its index, id, and what has arrived so far."""
 
@@ -312,7 +297,7 @@ class ResponsesStreamTranslator:
     def __init__(self, model: str, fields: Fields) -> None:
         self._model = model
         self._fields = fields
-        self._decoder = _CommentKeepingSSEDecoder()
+        self._decoder = CommentKeepingSSEDecoder()
         self._seq = 0
         self._started = False
         self._ended = False
@@ -345,7 +330,7 @@ class ResponsesStreamTranslator:
 
     def _translate(self, events: list[SSEEvent], out: list[bytes]) -> None:
         for event in events:
-            if isinstance(event, _SSEComment):
+            if isinstance(event, SSEComment):
                 out.append(event.data + _END)
             elif not self._ended:
                 self._on_data(event.data, out)
