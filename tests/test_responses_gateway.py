@@ -132,6 +132,7 @@ models:
   anthropic: {{targets: [{{provider: claude, model: claude-x}}]}}
   gemini: {{targets: [{{provider: gem, model: gemini-x}}]}}
   fallback: {{targets: [{{provider: oai, model: gpt-5.5}}, {{provider: mock, model: mock-1}}]}}
+  cached: {{targets: [{{provider: oai, model: gpt-5.5}}], cache: {{ttl_s: 60, scope: global}}}}
 """
     )
 
@@ -349,6 +350,30 @@ def test_passthrough_error_answer_is_an_openai_error(
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.responses.create(model="openai", input="x", temperature=0.5)
     assert refused.value.param == "temperature"  # type: ignore[attr-defined]
+
+
+@pytest.mark.integration
+def test_with_the_cache_on_a_responses_upstream_gets_chat(
+    sdk: openai.OpenAI, native_upstream: NativeUpstream
+) -> None:
+    """The cache stores answers in chat form: a model with it on takes the translated way, and a
+    repeat is served from the cache in the Responses shape."""
+    native_upstream.queue(
+        Answer(
+            b'{"id":"chatcmpl-k1","object":"chat.completion","created":1,"model":"gpt-5.5","choices":[{"index":0,'
+            b'"message":{"role":"assistant","content":"Cached hi"},"finish_reason":"stop"}],'
+            b'"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}'
+        )
+    )
+    first = sdk.responses.with_raw_response.create(model="cached", input="Hi", temperature=0)
+    assert native_upstream.last.path_qs == "/v1/chat/completions"
+    assert first.parse().output_text == "Cached hi"
+    again = sdk.responses.with_raw_response.create(model="cached", input="Hi", temperature=0)
+    assert again.headers["x-tollway-cache"] == "hit"
+    assert again.parse().output_text == "Cached hi"
+    streamed = list(sdk.responses.create(model="cached", input="Hi", temperature=0, stream=True))
+    assert streamed[-1].response.output_text == "Cached hi"  # type: ignore[union-attr]
+    assert len(native_upstream.requests) == 1
 
 
 # --- refusals and errors ----------------------------------------------------------------------
