@@ -28,7 +28,9 @@ from adapters.anthropic_wire import (
     AnthropicToolUse,
 )
 from adapters.base import InvalidUpstreamAnswer
-from adapters.framing import SSEDecoder, SSEEvent
+from adapters.framing import CommentKeepingSSEDecoder as _CommentKeepingSSEDecoder
+from adapters.framing import SSEComment as _SSEComment
+from adapters.framing import SSEEvent
 from adapters.schema import (
     Usage,
 )
@@ -300,21 +302,6 @@ _MESSAGE_STOP: Final = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 _ERROR: Final = b"event: error\ndata: "
 _END: Final = b"\n\n"
 _DONE: Final = b"[DONE]"
-
-
-class _SSEComment(SSEEvent, frozen=True):
-    """A comment line (`: …`), whole, in `data`."""
-
-
-class _CommentKeepingSSEDecoder(SSEDecoder):
-    """SSEDecoder that reports comment lines too. It skips them, which is right for upstreams; but
-    the gateway's own comments (`: x-tollway-overhead-ms=0.12`) are for the client."""
-
-    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
-        if line.startswith(b":"):
-            events.append(_SSEComment("", line))
-        else:
-            super()._line(line, events)
 
 
 class MessagesStreamTranslator:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
@@ -37,6 +38,7 @@ class Target(msgspec.Struct, frozen=True):
     api_version: str | None = None  # Azure's `api-version`, Anthropic's `anthropic-version`
     default_max_tokens: int = DEFAULT_MAX_TOKENS  # for APIs that require a limit the client did not give
     region: str | None = None  # AWS region (Bedrock)
+    serves_responses: bool = False  # has OpenAI's /responses (requests there pass through as bytes)
 
 
 class ErrorKind(enum.Enum):
@@ -82,6 +84,17 @@ def nested_too_deeply() -> InvalidRequest:
     Python's recursion limit, about 1,000 levels less the stack already in use): no real request
     comes near that, so it is the client's 400, not the gateway's failure."""
     return InvalidRequest("the request body is nested too deeply")
+# msgspec's ValidationError ends with "- at `$.path`"; it is the only place the path is given.
+_VALIDATION_PATH: Final = re.compile(r" - at `\$\.?(.*)`$")
+
+
+def validation_error(exc: msgspec.ValidationError) -> tuple[str, str | None]:
+    """msgspec's message without its path, and the path (`messages[0].role`) when it gives one."""
+    message = str(exc)
+    match = _VALIDATION_PATH.search(message)
+    if match is None:
+        return message, None
+    return message[: match.start()], match.group(1)
 
 
 class InvalidUpstreamAnswer(ValueError):

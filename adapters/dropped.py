@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from typing import Final
 
 HEADER: Final = "x-tollway-dropped-fields"
+# The types of tools (hosted ones: `web_search`, `mcp`...) a translated upstream was not given.
+TOOLS_HEADER: Final = "x-tollway-dropped-tools"
 # The metric's `field` label for a dropped name outside TUNE_ONLY: the label set stays bounded.
 OTHER: Final = "other"
 
@@ -49,13 +51,18 @@ TUNE_ONLY: Final = frozenset(
         "truncation",
         "text.verbosity",
         "reasoning.summary",
+        "max_tool_calls",
+        "personality",
     }
 )
+# Dropped names the metric labels besides TUNE_ONLY: a Responses request whose tools were all
+# hosted ones goes without `tools` and `tool_choice` (the tools named in TOOLS_HEADER).
+_ALSO_LABELLED: Final = frozenset({"tools", "tool_choice"})
 
 
 def metric_label(field: str) -> str:
-    """The `field` label of a dropped name: the name when it is a known tune-only one, else OTHER."""
-    return field if field in TUNE_ONLY else OTHER
+    """The `field` label of a dropped name: the name when it is a known one, else OTHER."""
+    return field if field in TUNE_ONLY or field in _ALSO_LABELLED else OTHER
 
 
 def header_value(dropped: Iterable[str]) -> str:

@@ -144,6 +144,20 @@ def event_data(event: bytes) -> bytes | None:
         return None
     parts = [line[6:] if line.startswith(b"data: ") else line[5:] for line in lines]
     return b"\n".join(parts).strip()
+class SSEComment(SSEEvent, frozen=True):
+    """A comment line (`: …`), whole, in `data`."""
+
+
+class CommentKeepingSSEDecoder(SSEDecoder):
+    """SSEDecoder that reports comment lines too, as SSEComment events. SSEDecoder skips them,
+    which is right for upstreams; but in the gateway's own stream, which the front doors
+    translate, the comments (`: x-tollway-overhead-ms=0.12`) are for the client."""
+
+    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+        if line.startswith(b":"):
+            events.append(SSEComment("", line))
+        else:
+            super()._line(line, events)
 
 
 class NDJSONDecoder:

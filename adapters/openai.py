@@ -50,12 +50,14 @@ class PassthroughRequest(msgspec.Struct):
     native_only: tuple[str, ...] = ()
     # Protocol headers of the native format that go along with `native` (`anthropic-beta`).
     native_headers: tuple[tuple[str, str], ...] = ()
-    # Which format `native` is in ("messages", "responses"): only a dialect that serves that
-    # format takes it as it is.
+    # Which format `native` is in ("messages": Anthropic's; "responses": OpenAI's /v1/responses):
+    # only a dialect that serves that format takes it as it is.
     native_format: str = ""
     # Fields a translated upstream does not get because they only tune the call, or are unknown
-    # (adapters/dropped.py): named in the answer's header when such an upstream served it.
+    # (adapters/dropped.py), and the tools it does without (by type): named in the answer's
+    # headers when such an upstream served it.
     dropped: tuple[str, ...] = ()
+    dropped_tools: tuple[str, ...] = ()
 
 
 class _StreamOptions(msgspec.Struct):

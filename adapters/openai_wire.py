@@ -8,13 +8,12 @@ encoded as the OpenAI body that the gateway's pipeline runs on.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Final
 
 import msgspec
 
-from adapters.base import InvalidRequest, nested_too_deeply
+from adapters.base import InvalidRequest, nested_too_deeply, validation_error
 from adapters.schema import (
     ChatChunk,
     ChatRequest,
@@ -36,7 +35,6 @@ from adapters.schema import (
 
 _decode_request: Final = msgspec.json.Decoder(ChatRequest)
 _MODELLED: Final = frozenset(ChatRequest.__struct_fields__) - {"unmodeled", "dropped"}
-_PATH: Final = re.compile(r" - at `\$\.?(.*)`$")
 
 
 def decode_chat(body: bytes, field_names: list[str], provider: str) -> ChatRequest:
@@ -48,10 +46,7 @@ def decode_chat(body: bytes, field_names: list[str], provider: str) -> ChatReque
     try:
         request = _decode_request.decode(body)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _PATH.search(message)
-        param = match.group(1) if match else None
-        text = message[: match.start()] if match else message
+        text, param = validation_error(exc)
         if param is not None and ".content[" in param and param.endswith(".type"):
             raise InvalidRequest(
                 f"{text.replace('Invalid value', 'content part type')} is not supported by {provider}", param

@@ -224,6 +224,9 @@ def build_app(config: Config) -> web.Application:
     async def messages(request: web.Request) -> web.StreamResponse:
         return await holder.gateway.messages(request)
 
+    async def responses(request: web.Request) -> web.StreamResponse:
+        return await holder.gateway.responses(request)
+
     async def count_message_tokens(request: web.Request) -> web.StreamResponse:
         return await holder.gateway.count_message_tokens(request)
 
@@ -255,6 +258,7 @@ def build_app(config: Config) -> web.Application:
         app.router.add_post(prefix + "/chat/completions", chat_completions)
         app.router.add_post(prefix + "/embeddings", embeddings)
         app.router.add_get(prefix + "/models", list_models)
+        app.router.add_post(prefix + "/responses", responses)
     # Anthropic's paths (its SDK appends /v1/messages to the base URL).
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_message_tokens)

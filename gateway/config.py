@@ -143,6 +143,16 @@ class OpenAIProvider(_HttpProvider, frozen=True, kw_only=True, tag="openai"):
     """OpenAI or any server that speaks its API (vLLM, TGI, llama.cpp, Ollama's /v1)."""
 
     base_url: HttpUrl = "https://api.openai.com/v1"
+    # Whether the server has OpenAI's Responses API (`POST {base_url}/responses`): then requests
+    # to the gateway's /v1/responses are passed through to it byte for byte. Unset: only when
+    # `base_url` is OpenAI's own; OpenAI-compatible servers get such requests translated to chat.
+    serves_responses: bool | None = None
+
+    @property
+    def responses_passthrough(self) -> bool:
+        if self.serves_responses is not None:
+            return self.serves_responses
+        return self.base_url.rstrip("/").startswith("https://api.openai.com/")
 
 
 class AzureProvider(_HttpProvider, frozen=True, kw_only=True, tag="azure"):

@@ -21,7 +21,7 @@ from typing import Final, Protocol, cast
 import msgspec
 
 from adapters import openai as openai_format
-from adapters import openai_wire
+from adapters import openai_wire, responses_passthrough
 from adapters.base import (
     ChatAdapter,
     InvalidRequest,
@@ -61,8 +61,8 @@ class NativeWay(Protocol):
 
 
 class Dialect(Protocol):
-    def native_way(self, request: ClientRequest, endpoint: str) -> NativeWay | None:
-        """How this target serves `request` in the client's own format; None when it is translated."""
+    def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
+        """How `target` serves `request` in the client's own format; None when it is translated."""
         ...
 
     def dropped(self, request: ClientRequest) -> tuple[str, ...]:
@@ -92,13 +92,24 @@ class SameFormat:
         self._builders = {"chat": build_chat, "embeddings": build_embeddings}
         self._classify = classify
 
-    def native_way(self, request: ClientRequest, endpoint: str) -> NativeWay | None:
-        return None  # the chat door's own format; the Responses door brings its own way
+    def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
+        # The chat door's own format is this dialect's: it is forwarded as bytes anyway. A
+        # Responses request goes as it came to an upstream that serves /v1/responses.
+        if (
+            request.native is not None
+            and request.native_format == "responses"
+            and target.serves_responses
+            and endpoint == "chat"
+        ):
+            return RESPONSES_NATIVE
+        return None
 
     def dropped(self, request: ClientRequest) -> tuple[str, ...]:
         return request.dropped  # nothing of the chat door's; what another door translated away
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
+        if request.native is not None and self.native_way(request, target, endpoint) is not None:
+            return responses_passthrough.build_request(request.native, target)
         refuse_native_only(request, self._kind)
         return self._builders[endpoint](request, target)
 
@@ -130,7 +141,7 @@ class Translated:
         self._kind = kind
         self._adapter = adapter
 
-    def native_way(self, request: ClientRequest, endpoint: str) -> NativeWay | None:
+    def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
         return None
 
     def dropped(self, request: ClientRequest) -> tuple[str, ...]:
@@ -177,13 +188,13 @@ class AnthropicDialect(Translated):
         self._passthrough = passthrough
         self._native = native
 
-    def native_way(self, request: ClientRequest, endpoint: str) -> NativeWay | None:
+    def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
         if request.native is not None and request.native_format == "messages" and endpoint == "chat":
             return self._native
         return None
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
-        if request.native is not None and self.native_way(request, endpoint) is not None:
+        if request.native is not None and self.native_way(request, target, endpoint) is not None:
             upstream = self._passthrough(request.native, target)
             if request.native_headers:
                 upstream = msgspec.structs.replace(
@@ -191,6 +202,21 @@ class AnthropicDialect(Translated):
                 )
             return upstream
         return super().build(request, target, endpoint)
+
+
+class ResponsesNativeWay:
+    """`/v1/responses` served by a provider that serves it: its Responses answer and events back
+    as the bytes that came, read only for usage and the stream's end
+    (adapters/responses_passthrough.py)."""
+
+    def answer(self, raw: bytes, model: str) -> tuple[bytes, Usage | None]:
+        return responses_passthrough.parse_answer(raw)
+
+    def stream_relay(self) -> Relay:
+        return responses_passthrough.ResponsesRelay()
+
+
+RESPONSES_NATIVE: Final = ResponsesNativeWay()
 
 
 class _ErrorDetail(msgspec.Struct):

@@ -242,7 +242,7 @@ class Dispatcher:
                 await asyncio.sleep(call.delay_s)
             request = msgspec.structs.replace(job.request, fields=dict(job.request.fields))
             upstream_request = target.dialect.build(request, target.target, job.endpoint)
-            way = target.dialect.native_way(request, job.endpoint)
+            way = target.dialect.native_way(request, target.target, job.endpoint)
             dropped = target.dialect.dropped(request) if way is None else ()
             if not job.native_answers:
                 way = None

@@ -1,7 +1,8 @@
-"""The two front doors of the chat pipeline: OpenAI's `/v1/chat/completions` (and embeddings),
-and Anthropic's `/v1/messages`. Everything between them works in OpenAI's format; a door turns
-the client's body into that format on the way in, and the answers, streams and errors back into
-the client's format on the way out. The OpenAI door does nothing either way.
+"""The front doors of the chat pipeline: OpenAI's `/v1/chat/completions` (and embeddings),
+Anthropic's `/v1/messages` and OpenAI's `/v1/responses`. Everything between them works in
+OpenAI's chat format; a door turns the client's body into that format on the way in, and the
+answers, streams and errors back into the client's format on the way out.
+The OpenAI door does nothing either way.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from typing import Final, Protocol
 
 from aiohttp import web
 
-from adapters import anthropic_inbound, openai_wire
+from adapters import (
+    anthropic_inbound,
+    openai_wire,
+    responses_inbound,
+    responses_outbound,
+    responses_passthrough,
+)
 from adapters import openai as openai_format
 from gateway.errors import GatewayError, error_response
 from gateway.relay import StreamTap
@@ -117,3 +124,41 @@ class AnthropicDoor:
 
 
 ANTHROPIC_DOOR: Final = AnthropicDoor()
+
+
+class ResponsesDoor:
+    """`/v1/responses` in OpenAI's Responses format, for `client.responses.create`, the Agents SDK
+    and Codex. One per request: it keeps the client's fields, which the response object echoes.
+    The request is translated to OpenAI's chat format through the neutral types; the original
+    body rides along (`native`) so that an upstream serving /v1/responses gets it unchanged, and
+    its answer comes back unchanged too (`Answer.native`: then only `native_egress` is used).
+    What a translated upstream drops is named in `request.dropped` for the response headers."""
+
+    endpoint: Final = "chat"
+    label: Final = "responses"
+
+    def __init__(self) -> None:
+        self._fields: responses_outbound.Fields = {}
+
+    def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
+        decoded = responses_inbound.decode_request(body)
+        self._fields = decoded.fields
+        request = openai_format.decode_chat_request(openai_wire.encode_request(decoded.chat))
+        request.native = body
+        request.native_format = "responses"
+        request.native_only = decoded.native_only
+        request.dropped = decoded.dropped
+        request.dropped_tools = decoded.dropped_tools
+        return request
+
+    def answer(self, body: bytes, model: str) -> bytes:
+        return responses_outbound.encode_response(body, model, self._fields)
+
+    def egress(self, model: str) -> StreamTap | None:
+        return responses_outbound.ResponsesStreamTranslator(model, self._fields)
+
+    def native_egress(self) -> StreamTap | None:
+        return responses_passthrough.NativeStreamErrors()
+
+    def error(self, err: GatewayError, request_id: str) -> web.Response:
+        return error_response(err, request_id)

@@ -31,7 +31,7 @@ from gateway.count_tokens import count_tokens
 from gateway.dispatch import Answer, Dispatcher, Job
 from gateway.errors import GatewayError, bad_request, body_too_large
 from gateway.facts import request_facts
-from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor
+from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor, ResponsesDoor
 from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import CHARS_PER_TOKEN, estimate_tokens
@@ -110,6 +110,11 @@ class Gateway:
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages`: the same pipeline behind another front door."""
         return await self._forward(request, ANTHROPIC_DOOR)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's `/v1/responses`: the same pipeline behind another front door (one per
+        request: it keeps what the response object echoes)."""
+        return await self._forward(request, ResponsesDoor())
 
     async def count_message_tokens(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages/count_tokens`, for models an Anthropic provider serves."""
@@ -190,6 +195,11 @@ class Gateway:
             cache_plan = services.cache.plan(
                 endpoint, client_request, request.headers, ctx.key_id, ctx.team_id
             )
+            native_answers = _native_answers(cache_plan, guard, screened, policy)
+            if client_request.native_format == "responses" and not native_answers:
+                # Guardrails, the cache and the audit text read answers in OpenAI's chat format,
+                # and a Responses answer has no way back into it: the request is translated.
+                client_request.native = None
             headers = {"x-request-id": ctx.request_id}
             limited = services.limit_policy.subjects(principal, model, None, ctx.user)
             if cache_plan is not None:
@@ -222,7 +232,7 @@ class Gateway:
                 "chatcmpl-" + ctx.request_id[4:],
                 int(ctx.started_wall),
                 estimated_tokens,
-                _native_answers(cache_plan, guard, screened, policy),
+                native_answers,
             )
             answer = await self.dispatcher.dispatch(plan, job, ctx)
             try:
@@ -232,7 +242,10 @@ class Gateway:
                 if answer.dropped:
                     headers[dropped.HEADER] = dropped.header_value(answer.dropped)
                     self.metrics.count_dropped(door.label, answer.dropped)
+                if client_request.dropped_tools and not answer.native:
+                    headers[dropped.TOOLS_HEADER] = dropped.header_value(client_request.dropped_tools)
                 if answer.stream is not None:
+                    # (A native answer has no cache plan or guard: at most the hash policy's digest.)
                     tap = self._stream_tap(cache_plan, guard, screened, policy)
                     # Measured (a parse per event) only where a budget is at stake.
                     ceiling = output_ceiling(services.prices, answer.target, facts.max_tokens)

@@ -28,6 +28,7 @@ from gateway.config import (
     Config,
     MockProvider,
     ModelConfig,
+    OpenAIProvider,
     Provider,
     Timeouts,
 )
@@ -113,7 +114,10 @@ def build_target(name: str, provider: Provider, model: str) -> Target:
     if isinstance(provider, AnthropicProvider):
         default_max_tokens = provider.default_max_tokens
     aws_region = provider.aws_region if isinstance(provider, BedrockProvider) else None
-    return Target(name, provider.base_url.rstrip("/"), model, api_version, default_max_tokens, aws_region)
+    responses = isinstance(provider, OpenAIProvider) and provider.responses_passthrough
+    return Target(
+        name, provider.base_url.rstrip("/"), model, api_version, default_max_tokens, aws_region, responses
+    )
 
 
 class TargetState(msgspec.Struct, frozen=True):
