@@ -3,7 +3,8 @@ body decoded into a ChatRequest, and neutral answers and chunks encoded as OpenA
 way too, for clients that speak something else (adapters/anthropic_inbound.py): a neutral request
 encoded as the OpenAI body that the gateway's pipeline runs on.
 
-(Same-format traffic never comes here: adapters/openai.py forwards it as bytes.)
+(Same-format traffic never comes here: adapters/openai.py forwards it as bytes.) The wire Structs
+themselves are adapters/openai_shapes.py's.
 """
 
 from __future__ import annotations
@@ -14,23 +15,38 @@ from typing import Final
 import msgspec
 
 from adapters.base import InvalidRequest, nested_too_deeply, validation_error
+from adapters.openai_shapes import (
+    OpenAIAnswerMessage,
+    OpenAIChoice,
+    OpenAIChunk,
+    OpenAIChunkChoice,
+    OpenAICompletion,
+    OpenAIDelta,
+    OpenAIFunctionDelta,
+    OpenAIImagePart,
+    OpenAIImageUrl,
+    OpenAIJsonSchema,
+    OpenAIMessage,
+    OpenAIRedactedThinkingBlock,
+    OpenAIResponseFormat,
+    OpenAIThinkingBlock,
+    OpenAIThinkingBlockDelta,
+    OpenAITool,
+    OpenAIToolCall,
+    OpenAIToolCallDelta,
+    OpenAIUsageChunk,
+)
 from adapters.schema import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
-    FinishReason,
-    FunctionCall,
-    FunctionDef,
     ImagePart,
     Message,
     ReasoningBlock,
     ReasoningDelta,
     ResponseFormat,
     ResponseMessage,
-    Role,
     TextPart,
-    ToolCall,
-    Usage,
 )
 
 _decode_request: Final = msgspec.json.Decoder(ChatRequest)
@@ -70,49 +86,6 @@ def unmodeled_names(fields: Iterable[str]) -> tuple[str, ...]:
     return tuple(name for name in fields if name not in _MODELLED)
 
 
-# The neutral Structs leave out some fields equal to their defaults that OpenAI requires all the
-# same ("Missing required parameter: 'tools[0].type'"), and send an image's absent `detail` as
-# null, which is not one of its values: these spell the first out and leave the second out.
-class _OpenAIToolCall(msgspec.Struct):
-    id: str
-    type: str
-    function: FunctionCall
-
-
-class _OpenAIImageUrl(msgspec.Struct, omit_defaults=True):
-    url: str
-    detail: str | None = None
-
-
-class _OpenAIImagePart(msgspec.Struct, tag="image_url", tag_field="type"):
-    image_url: _OpenAIImageUrl
-
-
-class _OpenAIMessage(msgspec.Struct, omit_defaults=True):
-    role: Role
-    content: str | list[TextPart | _OpenAIImagePart] | None = None
-    name: str | None = None
-    tool_calls: list[_OpenAIToolCall] | None = None
-    tool_call_id: str | None = None
-
-
-class _OpenAITool(msgspec.Struct):
-    type: str
-    function: FunctionDef
-
-
-class _OpenAIJsonSchema(msgspec.Struct, omit_defaults=True):
-    name: str
-    description: str | None = None
-    schema: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    strict: bool | None = None
-
-
-class _OpenAIResponseFormat(msgspec.Struct, omit_defaults=True):
-    type: str
-    json_schema: _OpenAIJsonSchema | None = None
-
-
 def encode_request(request: ChatRequest) -> bytes:
     """A neutral request as an OpenAI chat-completions body: unset fields left out, JSON Schemas
     (tool parameters, `json_schema.schema`) copied byte for byte. `unmodeled` is not part of the
@@ -124,7 +97,7 @@ def encode_request(request: ChatRequest) -> bytes:
     ]
     tools = None
     if request.tools is not None:
-        tools = [_OpenAITool(tool.type, tool.function) for tool in request.tools]
+        tools = [OpenAITool(tool.type, tool.function) for tool in request.tools]
     # replace() does not check types: the copy holds the wire Structs above where the neutral
     # ones would drop a required field.
     wire = msgspec.structs.replace(
@@ -142,11 +115,11 @@ def _has_image(message: Message) -> bool:
     return isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content)
 
 
-def _wire_message(message: Message) -> _OpenAIMessage:
-    content: str | list[TextPart | _OpenAIImagePart] | None
+def _wire_message(message: Message) -> OpenAIMessage:
+    content: str | list[TextPart | OpenAIImagePart] | None
     if isinstance(message.content, list):
         content = [
-            _OpenAIImagePart(_OpenAIImageUrl(part.image_url.url, part.image_url.detail))
+            OpenAIImagePart(OpenAIImageUrl(part.image_url.url, part.image_url.detail))
             if isinstance(part, ImagePart)
             else part
             for part in message.content
@@ -155,108 +128,19 @@ def _wire_message(message: Message) -> _OpenAIMessage:
         content = message.content
     calls = None
     if message.tool_calls is not None:
-        calls = [_OpenAIToolCall(call.id, call.type, call.function) for call in message.tool_calls]
-    return _OpenAIMessage(message.role, content, message.name, calls, message.tool_call_id)
+        calls = [OpenAIToolCall(call.id, call.type, call.function) for call in message.tool_calls]
+    return OpenAIMessage(message.role, content, message.name, calls, message.tool_call_id)
 
 
-def _wire_response_format(response_format: ResponseFormat | None) -> _OpenAIResponseFormat | None:
+def _wire_response_format(response_format: ResponseFormat | None) -> OpenAIResponseFormat | None:
     if response_format is None:
         return None
     spec = response_format.json_schema
     if spec is None:
-        return _OpenAIResponseFormat(response_format.type)
-    return _OpenAIResponseFormat(
-        response_format.type, _OpenAIJsonSchema(spec.name, spec.description, spec.schema, spec.strict)
+        return OpenAIResponseFormat(response_format.type)
+    return OpenAIResponseFormat(
+        response_format.type, OpenAIJsonSchema(spec.name, spec.description, spec.schema, spec.strict)
     )
-
-
-# Reasoning goes out in fields OpenAI does not define, which its clients ignore: `reasoning_content`
-# (the thinking text, as DeepSeek, vLLM and others name it) and `thinking_blocks`, Anthropic's own
-# blocks as they must be sent back. UNSET when there is none, so such answers keep their bytes.
-class _ThinkingBlock(msgspec.Struct, tag="thinking", tag_field="type"):
-    thinking: str
-    signature: str
-
-
-class _RedactedThinkingBlock(msgspec.Struct, tag="redacted_thinking", tag_field="type"):
-    data: str
-
-
-class _ThinkingBlockDelta(msgspec.Struct, omit_defaults=True):
-    """A piece of one of `thinking_blocks`; `index` counts them from 0 and a new one starts a block."""
-
-    index: int
-    type: str
-    thinking: str | None = None
-    signature: str | None = None
-    data: str | None = None
-
-
-class _Message(msgspec.Struct):
-    content: str | None
-    tool_calls: list[ToolCall] | None
-    role: str
-    reasoning_content: str | msgspec.UnsetType = msgspec.UNSET
-    thinking_blocks: list[_ThinkingBlock | _RedactedThinkingBlock] | msgspec.UnsetType = msgspec.UNSET
-
-
-class _Choice(msgspec.Struct):
-    index: int
-    message: _Message
-    finish_reason: FinishReason | None
-    logprobs: None = None
-
-
-class _Completion(msgspec.Struct):
-    id: str
-    created: int
-    model: str
-    choices: list[_Choice]
-    usage: Usage | None
-    object: str = "chat.completion"
-
-
-class _FunctionDelta(msgspec.Struct, omit_defaults=True):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolCallDelta(msgspec.Struct, omit_defaults=True):
-    index: int
-    function: _FunctionDelta
-    id: str | None = None
-    type: str | None = None
-
-
-class _Delta(msgspec.Struct, omit_defaults=True):
-    role: str | None = None
-    content: str | None = None
-    tool_calls: list[_ToolCallDelta] | None = None
-    reasoning_content: str | None = None
-    thinking_blocks: list[_ThinkingBlockDelta] | None = None
-
-
-class _ChunkChoice(msgspec.Struct):
-    index: int
-    delta: _Delta
-    finish_reason: FinishReason | None
-
-
-class _Chunk(msgspec.Struct):
-    id: str
-    created: int
-    model: str
-    choices: list[_ChunkChoice]
-    object: str = "chat.completion.chunk"
-
-
-class _UsageChunk(msgspec.Struct):
-    id: str
-    created: int
-    model: str
-    usage: Usage
-    choices: tuple[()] = ()
-    object: str = "chat.completion.chunk"
 
 
 _encode: Final = msgspec.json.encode
@@ -266,12 +150,12 @@ DONE_FRAME: Final = b"data: [DONE]\n\n"
 def encode_response(response: ChatResponse, model: str) -> bytes:
     """A neutral answer as an OpenAI `chat.completion` body labelled with `model`; reasoning, when
     there is some, as the extension fields `reasoning_content` and `thinking_blocks`."""
-    choices = [_Choice(c.index, _message(c.message), c.finish_reason) for c in response.choices]
-    return _encode(_Completion(response.id, response.created, model, choices, response.usage))
+    choices = [OpenAIChoice(c.index, _message(c.message), c.finish_reason) for c in response.choices]
+    return _encode(OpenAICompletion(response.id, response.created, model, choices, response.usage))
 
 
-def _message(message: ResponseMessage) -> _Message:
-    wire = _Message(message.content, message.tool_calls, message.role)
+def _message(message: ResponseMessage) -> OpenAIAnswerMessage:
+    wire = OpenAIAnswerMessage(message.content, message.tool_calls, message.role)
     if message.reasoning:
         wire.thinking_blocks = [_thinking_block(block) for block in message.reasoning]
         text = "".join(block.text or "" for block in message.reasoning if block.type == "thinking")
@@ -280,14 +164,14 @@ def _message(message: ResponseMessage) -> _Message:
     return wire
 
 
-def _thinking_block(block: ReasoningBlock) -> _ThinkingBlock | _RedactedThinkingBlock:
+def _thinking_block(block: ReasoningBlock) -> OpenAIThinkingBlock | OpenAIRedactedThinkingBlock:
     if block.type == "redacted_thinking":
-        return _RedactedThinkingBlock(block.data or "")
-    return _ThinkingBlock(block.text or "", block.signature or "")
+        return OpenAIRedactedThinkingBlock(block.data or "")
+    return OpenAIThinkingBlock(block.text or "", block.signature or "")
 
 
-def _thinking_delta(delta: ReasoningDelta) -> _ThinkingBlockDelta:
-    return _ThinkingBlockDelta(delta.index, delta.type, delta.text, delta.signature, delta.data)
+def _thinking_delta(delta: ReasoningDelta) -> OpenAIThinkingBlockDelta:
+    return OpenAIThinkingBlockDelta(delta.index, delta.type, delta.text, delta.signature, delta.data)
 
 
 def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -> bytes:
@@ -300,21 +184,23 @@ def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -
         and chunk.finish_reason is None
         and chunk.reasoning is None
     ):
-        return b"data: " + _encode(_UsageChunk(response_id, created, model, chunk.usage)) + b"\n\n"
+        return b"data: " + _encode(OpenAIUsageChunk(response_id, created, model, chunk.usage)) + b"\n\n"
     tool_calls = None
     if chunk.tool_calls:
         tool_calls = [
-            _ToolCallDelta(
+            OpenAIToolCallDelta(
                 call.index,
-                _FunctionDelta(call.name, call.arguments),
+                OpenAIFunctionDelta(call.name, call.arguments),
                 call.id,
                 "function" if call.id is not None else None,
             )
             for call in chunk.tool_calls
         ]
-    delta = _Delta(chunk.role, chunk.content, tool_calls)
+    delta = OpenAIDelta(chunk.role, chunk.content, tool_calls)
     if chunk.reasoning is not None:
         delta.reasoning_content = chunk.reasoning.text or None
         delta.thinking_blocks = [_thinking_delta(chunk.reasoning)]
-    frame = _Chunk(response_id, created, model, [_ChunkChoice(chunk.index, delta, chunk.finish_reason)])
+    frame = OpenAIChunk(
+        response_id, created, model, [OpenAIChunkChoice(chunk.index, delta, chunk.finish_reason)]
+    )
     return b"data: " + _encode(frame) + b"\n\n"
