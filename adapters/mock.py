@@ -17,6 +17,24 @@ from typing import Final, TypeVar
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from adapters.openai_shapes import (
+    OpenAIChatRequestProbe,
+    OpenAIEmbedding,
+    OpenAIEmbeddingList,
+    OpenAIEmbeddingRequestProbe,
+    OpenAIFunctionDefProbe,
+    OpenAIMessageProbe,
+    OpenAIResponseFormatProbe,
+    OpenAISchemaProbe,
+    OpenAIServerChoice,
+    OpenAIServerCompletion,
+    OpenAIServerFunction,
+    OpenAIServerMessage,
+    OpenAIServerToolCall,
+    OpenAIServerUsage,
+    OpenAIToolProbe,
+)
+
 _PIECE: Final = re.compile(r"\s*\w+|\s*[^\w\s]")
 # msgspec's ValidationError ends with "- at `$.path`"; it is the only place the path is given.
 _ERROR_PATH: Final = re.compile(r" - at `\$\.?(.*)`$")
@@ -40,138 +58,14 @@ class MockInputError(ValueError):
         self.param = param
 
 
-# --- request shapes (only the fields read here) ------------------------------------------------
-
-
-class _Part(msgspec.Struct):
-    # Not a tagged union on purpose: unknown part types (input_audio, file, refusal, and whatever
-    # comes next) must decode and be skipped, as an upstream would accept them.
-    type: str = ""
-    text: str | None = None
-
-
-class _Message(msgspec.Struct):
-    role: str | None = None
-    content: str | list[_Part] | None = None
-
-
-class _Schema(msgspec.Struct):
-    # JSON Schema allows `true`/`false` as a schema; those get null like any unknown type.
-    type: str | list[str] | None = None
-    enum: list[msgspec.Raw] | None = None  # Raw: the first value is echoed byte for byte
-    properties: "dict[str, _Schema | bool] | None" = None
-
-
-class _FunctionDef(msgspec.Struct):
-    name: str
-    parameters: _Schema | None = None
-
-
-class _Tool(msgspec.Struct):
-    # Also decodes tool_choice {type: "function", function: {name}}, the same shape minus schema.
-    type: str = "function"
-    function: _FunctionDef | None = None  # absent for the newer `custom` tools
-
-
-class _JsonSchemaFormat(msgspec.Struct):
-    schema: _Schema | None = None
-
-
-class _ResponseFormat(msgspec.Struct):
-    type: str = "text"
-    json_schema: _JsonSchemaFormat | None = None
-
-
-class _StreamOptions(msgspec.Struct):
-    include_usage: bool | None = None
-
-
-class _ChatRequest(msgspec.Struct):
-    model: str = ""
-    messages: list[_Message] | None = None
-    n: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    tools: list[_Tool] | None = None
-    tool_choice: str | _Tool | None = None
-    response_format: _ResponseFormat | None = None
-    stream_options: _StreamOptions | None = None
-
-
-class _EmbeddingRequest(msgspec.Struct):
-    model: str = ""
-    # msgspec allows one array type per union, so the four OpenAI forms are checked by hand.
-    input: str | list[str | int | list[int]] | None = None
-    dimensions: int | None = None
-    encoding_format: str | None = None
-
-
-# --- response shapes ---------------------------------------------------------------------------
-
-
-class _Usage(msgspec.Struct, kw_only=True):
-    prompt_tokens: int
-    completion_tokens: int | UnsetType = UNSET  # embeddings have none
-    total_tokens: int
-
-
-class _Function(msgspec.Struct, kw_only=True):
-    name: str | UnsetType = UNSET
-    arguments: str
-
-
-class _ToolCall(msgspec.Struct, kw_only=True):
-    index: int | UnsetType = UNSET  # only in stream deltas
-    id: str | UnsetType = UNSET
-    type: str | UnsetType = UNSET
-    function: _Function
-
-
-class _OutMessage(msgspec.Struct, kw_only=True):
-    """A choice's `message`, or a stream's `delta` (where any field may be absent)."""
-
-    role: str | UnsetType = UNSET
-    content: str | UnsetType | None = UNSET
-    tool_calls: list[_ToolCall] | UnsetType = UNSET
-
-
-class _Choice(msgspec.Struct, kw_only=True):
-    index: int
-    message: _OutMessage | UnsetType = UNSET
-    delta: _OutMessage | UnsetType = UNSET
-    logprobs: None = None
-    finish_reason: str | None = None
-
-
-class _Completion(msgspec.Struct, kw_only=True):
-    """A `chat.completion` or a `chat.completion.chunk`."""
-
-    id: str
-    object: str
-    created: int
-    model: str
-    choices: list[_Choice]
-    usage: _Usage | UnsetType | None = UNSET  # chunks: null with include_usage, else absent
-
-
-class _Embedding(msgspec.Struct, kw_only=True):
-    object: str = "embedding"
-    index: int
-    embedding: list[float] | str
-
-
-class _EmbeddingList(msgspec.Struct, kw_only=True):
-    object: str = "list"
-    data: list[_Embedding]
-    model: str
-    usage: _Usage
+# --- internal values (the wire shapes are adapters/openai_shapes.py's) ---------------------------
 
 
 class _Answer(msgspec.Struct, frozen=True, kw_only=True):
     """One choice's answer, shared by the streamed and non-streamed encoders."""
 
     content: str | None
-    tool_call: _ToolCall | None
+    tool_call: OpenAIServerToolCall | None
     finish_reason: str
     completion_tokens: int
 
@@ -182,13 +76,13 @@ class _Plan(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     n: int
     answer: _Answer
-    usage: _Usage
+    usage: OpenAIServerUsage
     include_usage: bool
 
 
 _ENCODER: Final = msgspec.json.Encoder()
-_CHAT_DECODER: Final = msgspec.json.Decoder(_ChatRequest)
-_EMBEDDING_DECODER: Final = msgspec.json.Decoder(_EmbeddingRequest)
+_CHAT_DECODER: Final = msgspec.json.Decoder(OpenAIChatRequestProbe)
+_EMBEDDING_DECODER: Final = msgspec.json.Decoder(OpenAIEmbeddingRequestProbe)
 
 _T = TypeVar("_T")
 
@@ -210,10 +104,13 @@ def answer_chat(body: bytes, *, response_id: str, created: int) -> bytes:
     plan = _plan(body, response_id)
     answer = plan.answer
     calls = [answer.tool_call] if answer.tool_call is not None else UNSET
-    message = _OutMessage(role="assistant", content=answer.content, tool_calls=calls)
-    choices = [_Choice(index=i, message=message, finish_reason=answer.finish_reason) for i in range(plan.n)]
+    message = OpenAIServerMessage(role="assistant", content=answer.content, tool_calls=calls)
+    choices = [
+        OpenAIServerChoice(index=i, message=message, finish_reason=answer.finish_reason)
+        for i in range(plan.n)
+    ]
     return _ENCODER.encode(
-        _Completion(
+        OpenAIServerCompletion(
             id=response_id,
             object="chat.completion",
             created=created,
@@ -237,8 +134,10 @@ def stream_chat(body: bytes, *, response_id: str, created: int) -> list[bytes]:
     # null value"; without it, no usage key at all.
     empty_usage: UnsetType | None = None if plan.include_usage else UNSET
 
-    def frame(choices: list[_Choice], usage: _Usage | UnsetType | None = empty_usage) -> bytes:
-        chunk = _Completion(
+    def frame(
+        choices: list[OpenAIServerChoice], usage: OpenAIServerUsage | UnsetType | None = empty_usage
+    ) -> bytes:
+        chunk = OpenAIServerCompletion(
             id=response_id,
             object="chat.completion.chunk",
             created=created,
@@ -251,8 +150,10 @@ def stream_chat(body: bytes, *, response_id: str, created: int) -> list[bytes]:
     deltas = _deltas(plan.answer)
     frames: list[bytes] = []
     for index in range(plan.n):
-        frames.extend(frame([_Choice(index=index, delta=delta)]) for delta in deltas)
-        finish = _Choice(index=index, delta=_OutMessage(), finish_reason=plan.answer.finish_reason)
+        frames.extend(frame([OpenAIServerChoice(index=index, delta=delta)]) for delta in deltas)
+        finish = OpenAIServerChoice(
+            index=index, delta=OpenAIServerMessage(), finish_reason=plan.answer.finish_reason
+        )
         frames.append(frame([finish]))
     if plan.include_usage:
         frames.append(frame([], plan.usage))
@@ -274,7 +175,7 @@ def answer_embeddings(body: bytes, *, default_dimensions: int) -> bytes:
     if encoding not in ("float", "base64"):
         raise MockInputError("encoding_format must be 'float' or 'base64'.", "encoding_format")
     items = _embedding_inputs(request.input)
-    data: list[_Embedding] = []
+    data: list[OpenAIEmbedding] = []
     for index, (text, _tokens) in enumerate(items):
         packed = _vector(text, dimensions)
         embedding: list[float] | str
@@ -283,10 +184,10 @@ def answer_embeddings(body: bytes, *, default_dimensions: int) -> bytes:
         else:
             # Read back from the float32 bytes so both encodings carry exactly the same numbers.
             embedding = list(struct.unpack(f"<{dimensions}f", packed))
-        data.append(_Embedding(index=index, embedding=embedding))
+        data.append(OpenAIEmbedding(index=index, embedding=embedding))
     prompt_tokens = sum(tokens for _text, tokens in items)
-    usage = _Usage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
-    return _ENCODER.encode(_EmbeddingList(data=data, model=request.model, usage=usage))
+    usage = OpenAIServerUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
+    return _ENCODER.encode(OpenAIEmbeddingList(data=data, model=request.model, usage=usage))
 
 
 # --- chat --------------------------------------------------------------------------------------
@@ -323,7 +224,7 @@ def _plan(body: bytes, response_id: str) -> _Plan:
     prompt_tokens = sum(count_tokens(_text_of(m)) + _PER_MESSAGE_TOKENS for m in messages)
     # Every choice is generated (and billed) separately upstream, so usage counts all n.
     completion_tokens = answer.completion_tokens * n
-    usage = _Usage(
+    usage = OpenAIServerUsage(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
@@ -332,7 +233,7 @@ def _plan(body: bytes, response_id: str) -> _Plan:
     return _Plan(model=request.model, n=n, answer=answer, usage=usage, include_usage=include_usage)
 
 
-def _answer(request: _ChatRequest, messages: list[_Message], response_id: str) -> _Answer:
+def _answer(request: OpenAIChatRequestProbe, messages: list[OpenAIMessageProbe], response_id: str) -> _Answer:
     """Answer the last user or tool message: a tool call, an echo, or a JSON-mode object."""
     answerable = [i for i, m in enumerate(messages) if m.role in ("user", "tool")]
     if not answerable:
@@ -343,10 +244,10 @@ def _answer(request: _ChatRequest, messages: list[_Message], response_id: str) -
     if function is not None and messages[-1].role == "user":
         arguments = _ENCODER.encode(_object_for(function.parameters, user_text)).decode()
         digest = hashlib.sha256((response_id + function.name).encode()).hexdigest()
-        call = _ToolCall(
+        call = OpenAIServerToolCall(
             id="call_" + digest[:24],
             type="function",
-            function=_Function(name=function.name, arguments=arguments),
+            function=OpenAIServerFunction(name=function.name, arguments=arguments),
         )
         tokens = count_tokens(function.name) + count_tokens(arguments)
         return _Answer(content=None, tool_call=call, finish_reason="tool_calls", completion_tokens=tokens)
@@ -370,11 +271,11 @@ def _answer(request: _ChatRequest, messages: list[_Message], response_id: str) -
     )
 
 
-def _chosen_function(request: _ChatRequest) -> _FunctionDef | None:
+def _chosen_function(request: OpenAIChatRequestProbe) -> OpenAIFunctionDefProbe | None:
     """The function to call, or None for a text answer; raises on a bad `tool_choice`."""
     functions = [t.function for t in request.tools or () if t.type == "function" and t.function is not None]
     choice = request.tool_choice
-    if isinstance(choice, _Tool):
+    if isinstance(choice, OpenAIToolProbe):
         if choice.type != "function":
             # The newer `allowed_tools` form restricts a set; the mock treats it as "auto".
             return functions[0] if functions else None
@@ -392,7 +293,7 @@ def _chosen_function(request: _ChatRequest) -> _FunctionDef | None:
     return functions[0]
 
 
-def _json_mode(response_format: _ResponseFormat | None, text: str, user_text: str) -> str:
+def _json_mode(response_format: OpenAIResponseFormatProbe | None, text: str, user_text: str) -> str:
     """The content for the requested response_format; plain `text` unless JSON was asked for."""
     if response_format is None:
         return text
@@ -404,14 +305,14 @@ def _json_mode(response_format: _ResponseFormat | None, text: str, user_text: st
     return text
 
 
-def _object_for(schema: _Schema | None, user_text: str) -> dict[str, object]:
+def _object_for(schema: OpenAISchemaProbe | None, user_text: str) -> dict[str, object]:
     """A JSON object with every property of `schema`, in order, filled by `_value_for`."""
     if schema is None or schema.properties is None:
         return {}
     return {name: _value_for(prop, user_text) for name, prop in schema.properties.items()}
 
 
-def _value_for(schema: _Schema | bool, user_text: str) -> object:
+def _value_for(schema: OpenAISchemaProbe | bool, user_text: str) -> object:
     """A plausible value for one schema: enum's first, else by type; null when unknown."""
     if isinstance(schema, bool):
         return None
@@ -428,7 +329,7 @@ def _value_for(schema: _Schema | bool, user_text: str) -> object:
     return _FILLERS.get(kind) if isinstance(kind, str) else None
 
 
-def _text_of(message: _Message) -> str:
+def _text_of(message: OpenAIMessageProbe) -> str:
     """A message's text: the string, or its text parts joined by a space ("[image]" per image)."""
     content = message.content
     if content is None:
@@ -454,21 +355,25 @@ def _pieces(text: str) -> list[str]:
     return pieces
 
 
-def _deltas(answer: _Answer) -> list[_OutMessage]:
+def _deltas(answer: _Answer) -> list[OpenAIServerMessage]:
     """The deltas of one choice, before its finish chunk."""
     call = answer.tool_call
     if call is None:
         pieces = _pieces(answer.content or "")
-        return [_OutMessage(role="assistant", content="")] + [_OutMessage(content=p) for p in pieces]
+        return [OpenAIServerMessage(role="assistant", content="")] + [
+            OpenAIServerMessage(content=p) for p in pieces
+        ]
     # As OpenAI's recorded streams do: role and the call's header share the first delta, content
     # null (so the accumulated message matches the non-streamed one), then argument fragments.
     name = call.function.name
-    header = _ToolCall(index=0, id=call.id, type="function", function=_Function(name=name, arguments=""))
-    deltas = [_OutMessage(role="assistant", content=None, tool_calls=[header])]
+    header = OpenAIServerToolCall(
+        index=0, id=call.id, type="function", function=OpenAIServerFunction(name=name, arguments="")
+    )
+    deltas = [OpenAIServerMessage(role="assistant", content=None, tool_calls=[header])]
     arguments = call.function.arguments
     for start in range(0, len(arguments), _ARGUMENT_FRAGMENT):
-        fragment = _Function(arguments=arguments[start : start + _ARGUMENT_FRAGMENT])
-        deltas.append(_OutMessage(tool_calls=[_ToolCall(index=0, function=fragment)]))
+        fragment = OpenAIServerFunction(arguments=arguments[start : start + _ARGUMENT_FRAGMENT])
+        deltas.append(OpenAIServerMessage(tool_calls=[OpenAIServerToolCall(index=0, function=fragment)]))
     return deltas
 
 
