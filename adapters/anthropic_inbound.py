@@ -31,6 +31,14 @@ from adapters.base import InvalidUpstreamAnswer
 from adapters.framing import CommentKeepingSSEDecoder as _CommentKeepingSSEDecoder
 from adapters.framing import SSEComment as _SSEComment
 from adapters.framing import SSEEvent
+from adapters.openai_shapes import (
+    OpenAIChunkChoiceProbe,
+    OpenAIChunkProbe,
+    OpenAICompletionProbe,
+    OpenAIStreamErrorProbe,
+    OpenAIThinkingBlockProbe,
+    OpenAIToolCallDeltaProbe,
+)
 from adapters.schema import (
     Usage,
 )
@@ -50,46 +58,7 @@ _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
 # --- answers ---------------------------------------------------------------------------------
 
 
-class _OpenAIFunction(msgspec.Struct):
-    name: str = ""
-    arguments: str = ""
-
-
-class _OpenAIToolCall(msgspec.Struct):
-    function: _OpenAIFunction
-    id: str = ""
-
-
-class _OpenAIThinkingBlock(msgspec.Struct):
-    """One of the extension field `thinking_blocks` (adapters/openai_wire.py); in a stream, a
-    piece of one, `index` counting them from 0."""
-
-    type: str = "thinking"
-    thinking: str | None = None
-    signature: str | None = None
-    data: str | None = None
-    index: int = 0
-
-
-class _OpenAIAnswer(msgspec.Struct):
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[_OpenAIToolCall] | None = None
-    thinking_blocks: list[_OpenAIThinkingBlock] | None = None
-
-
-class _OpenAIChoice(msgspec.Struct):
-    message: _OpenAIAnswer
-    finish_reason: str | None = None
-
-
-class _OpenAICompletion(msgspec.Struct):
-    id: str = ""
-    choices: list[_OpenAIChoice] = []
-    usage: Usage | None = None
-
-
-_decode_completion: Final = msgspec.json.Decoder(_OpenAICompletion).decode
+_decode_completion: Final = msgspec.json.Decoder(OpenAICompletionProbe).decode
 
 
 class _AnthropicUsage(msgspec.Struct, omit_defaults=True):
@@ -101,7 +70,7 @@ class _AnthropicUsage(msgspec.Struct, omit_defaults=True):
 _AnthropicBlock = AnthropicThinking | AnthropicRedactedThinking | AnthropicText | AnthropicToolUse
 
 
-def _reasoning_block(block: _OpenAIThinkingBlock) -> AnthropicThinking | AnthropicRedactedThinking | None:
+def _reasoning_block(block: OpenAIThinkingBlockProbe) -> AnthropicThinking | AnthropicRedactedThinking | None:
     if block.type == "thinking":
         return AnthropicThinking(block.thinking or "", block.signature or "")
     if block.type == "redacted_thinking":
@@ -195,44 +164,7 @@ def encode_response(openai_body: bytes, model: str) -> bytes:
 # --- streams ---------------------------------------------------------------------------------
 
 
-class _OpenAIFunctionDelta(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _OpenAIToolCallDelta(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    function: _OpenAIFunctionDelta | None = None
-
-
-class _OpenAIDelta(msgspec.Struct):
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[_OpenAIToolCallDelta] | None = None
-    thinking_blocks: list[_OpenAIThinkingBlock] | None = None
-
-
-class _OpenAIChunkChoice(msgspec.Struct):
-    index: int = 0
-    delta: _OpenAIDelta | None = None
-    finish_reason: str | None = None
-
-
-class _OpenAIStreamError(msgspec.Struct):
-    message: str = ""
-    type: str | None = None
-    code: str | int | None = None
-
-
-class _OpenAIChunk(msgspec.Struct):
-    id: str = ""
-    choices: list[_OpenAIChunkChoice] | None = None
-    usage: Usage | None = None
-    error: _OpenAIStreamError | str | None = None  # the gateway's in-band error (providers.md §2.4)
-
-
-_decode_chunk: Final = msgspec.json.Decoder(_OpenAIChunk).decode
+_decode_chunk: Final = msgspec.json.Decoder(OpenAIChunkProbe).decode
 
 
 class _AnthropicMessageStart(msgspec.Struct, tag="message_start", tag_field="type"):
@@ -384,7 +316,7 @@ class MessagesStreamTranslator:
         if self._stop_reason is not None and chunk.usage is not None:
             self._finish(self._stop_reason, out)
 
-    def _on_choice(self, choice: _OpenAIChunkChoice, out: list[bytes]) -> None:
+    def _on_choice(self, choice: OpenAIChunkChoiceProbe, out: list[bytes]) -> None:
         delta = choice.delta
         if delta is not None:
             for thinking in delta.thinking_blocks or ():
@@ -422,7 +354,7 @@ class MessagesStreamTranslator:
             self._open_block(AnthropicText(""), True, out)
         out.append(_BLOCK_DELTA + _encode(_AnthropicBlockDelta(self._open, _AnthropicTextDelta(text))) + _END)
 
-    def _thinking(self, piece: _OpenAIThinkingBlock, out: list[bytes]) -> None:
+    def _thinking(self, piece: OpenAIThinkingBlockProbe, out: list[bytes]) -> None:
         index = self._thinking_blocks.get(piece.index)
         if index is None:
             block = _reasoning_block(msgspec.structs.replace(piece, thinking="", signature=""))
@@ -439,7 +371,7 @@ class MessagesStreamTranslator:
             delta = _AnthropicBlockDelta(index, _AnthropicSignatureDelta(piece.signature))
             out.append(_BLOCK_DELTA + _encode(delta) + _END)
 
-    def _tool_call(self, call: _OpenAIToolCallDelta, out: list[bytes]) -> None:
+    def _tool_call(self, call: OpenAIToolCallDeltaProbe, out: list[bytes]) -> None:
         function = call.function
         index = self._tool_blocks.get(call.index)
         if index is None:
@@ -548,7 +480,7 @@ _ERROR_TYPE_BY_TYPE: Final = {
 }
 
 
-def _stream_error(error: _OpenAIStreamError | str) -> tuple[str, str]:
+def _stream_error(error: OpenAIStreamErrorProbe | str) -> tuple[str, str]:
     """Anthropic's error type and the message for an in-band OpenAI-format error."""
     if isinstance(error, str):
         return "api_error", error or "upstream error"

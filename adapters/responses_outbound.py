@@ -19,6 +19,14 @@ import msgspec
 
 from adapters.base import InvalidUpstreamAnswer
 from adapters.framing import CommentKeepingSSEDecoder, SSEComment, SSEEvent
+from adapters.openai_shapes import (
+    OpenAIBodyChoiceProbe,
+    OpenAIBodyMessageProbe,
+    OpenAIBodyProbe,
+    OpenAIDetailedUsageProbe,
+    OpenAIFunctionDeltaProbe,
+    OpenAIToolCallDeltaProbe,
+)
 from adapters.responses_wire import (
     ArgumentsDeltaEvent,
     ArgumentsDoneEvent,
@@ -69,76 +77,10 @@ ECHOED: Final = (
 )
 
 
-# --- what is read of the pipeline's OpenAI format ---------------------------------------------
+# --- what is read of the pipeline's OpenAI format (adapters/openai_shapes.py) ---------------------
 
 
-class _Function(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolCall(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    function: _Function | None = None
-
-
-class _ThinkingBlock(msgspec.Struct):
-    type: str = "thinking"
-    thinking: str | None = None
-    index: int = 0
-
-
-class _ChatMessage(msgspec.Struct):
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[_ToolCall] | None = None
-    reasoning_content: str | None = None
-    thinking_blocks: list[_ThinkingBlock] | None = None
-
-
-class _PromptDetails(msgspec.Struct):
-    cached_tokens: int | None = None
-    cache_write_tokens: int | None = None
-
-
-class _CompletionDetails(msgspec.Struct):
-    reasoning_tokens: int | None = None
-
-
-class _ChatUsage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int | None = None
-    prompt_tokens_details: _PromptDetails | None = None
-    completion_tokens_details: _CompletionDetails | None = None
-
-
-class _ChatChoice(msgspec.Struct):
-    index: int = 0
-    message: _ChatMessage | None = None
-    delta: _ChatMessage | None = None
-    finish_reason: str | None = None
-
-
-class _StreamError(msgspec.Struct):
-    message: str = ""
-    type: str | None = None
-    code: str | int | None = None
-    param: str | None = None
-
-
-class _ChatBody(msgspec.Struct):
-    """A `chat.completion` or one `chat.completion.chunk` (or the gateway's in-band error)."""
-
-    id: str = ""
-    created: int = 0
-    choices: list[_ChatChoice] | None = None
-    usage: _ChatUsage | None = None
-    error: _StreamError | str | None = None
-
-
-_decode_body: Final = msgspec.json.Decoder(_ChatBody).decode
+_decode_body: Final = msgspec.json.Decoder(OpenAIBodyProbe).decode
 
 
 # --- shared pieces ----------------------------------------------------------------------------
@@ -151,7 +93,7 @@ def response_id(chat_id: str) -> str:
     return "resp_" + (chat_id.removeprefix("chatcmpl-") or "tollway")
 
 
-def _usage(usage: _ChatUsage | None) -> ResponsesUsage:
+def _usage(usage: OpenAIDetailedUsageProbe | None) -> ResponsesUsage:
     if usage is None:
         return ResponsesUsage(0, 0, 0, InputTokensDetails(), OutputTokensDetails())
     prompt = usage.prompt_tokens_details
@@ -198,7 +140,7 @@ def _response(
     return response
 
 
-def _thinking_text(message: _ChatMessage) -> str | None:
+def _thinking_text(message: OpenAIBodyMessageProbe) -> str | None:
     """The reasoning of an answer or delta, or None when it has none."""
     if message.thinking_blocks:
         return "".join(b.thinking or "" for b in message.thinking_blocks if b.type == "thinking")
@@ -238,7 +180,7 @@ def encode_response(chat_body: bytes, model: str, fields: Fields) -> bytes:
         if parts:
             output.append(OutputMessage(f"msg_{suffix}", "completed", parts))
         for k, call in enumerate(message.tool_calls or ()):
-            function = call.function or _Function()
+            function = call.function or OpenAIFunctionDeltaProbe()
             output.append(
                 OutputFunctionCall(
                     f"fc_{suffix}_{k}",
@@ -309,7 +251,7 @@ class ResponsesStreamTranslator:
         self._calls: dict[int, _Item] = {}  # chat tool-call index → its item
         self._finish: str | None = None
         self._finished = False  # a finish reason came (it may be null on [DONE] alone)
-        self._usage: _ChatUsage | None = None
+        self._usage: OpenAIDetailedUsageProbe | None = None
 
     def feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
@@ -369,7 +311,7 @@ class ResponsesStreamTranslator:
         if self._finished and chunk.usage is not None:
             self._complete(out)
 
-    def _on_choice(self, choice: _ChatChoice, out: list[bytes]) -> None:
+    def _on_choice(self, choice: OpenAIBodyChoiceProbe, out: list[bytes]) -> None:
         delta = choice.delta
         if delta is not None:
             thinking = _thinking_text(delta)
@@ -449,7 +391,7 @@ class ResponsesStreamTranslator:
                 RefusalDeltaEvent(0, item.id, item.index, content_index, text), b"response.refusal.delta", out
             )
 
-    def _tool_call(self, call: _ToolCall, out: list[bytes]) -> None:
+    def _tool_call(self, call: OpenAIToolCallDeltaProbe, out: list[bytes]) -> None:
         function = call.function
         item = self._calls.get(call.index)
         if item is None:
