@@ -24,7 +24,12 @@ from adapters.base import (
     nested_too_deeply,
 )
 from adapters.framing import WholeEventRelay, event_data
-from adapters.schema import Usage
+from adapters.openai_shapes import (
+    OpenAIRelayChunkProbe,
+    OpenAIUpstreamErrorDetailProbe,
+    OpenAIUpstreamErrorProbe,
+)
+from adapters.schema import StreamOptions, Usage
 
 Fields = dict[str, msgspec.Raw]
 
@@ -58,10 +63,6 @@ class PassthroughRequest(msgspec.Struct):
     # headers when such an upstream served it.
     dropped: tuple[str, ...] = ()
     dropped_tools: tuple[str, ...] = ()
-
-
-class _StreamOptions(msgspec.Struct):
-    include_usage: bool | None = None
 
 
 def _decode_raw(raw: msgspec.Raw, kind: Any, param: str, expected: str) -> Any:
@@ -125,8 +126,8 @@ def decode_chat_request(body: bytes) -> PassthroughRequest:
     wants_usage = False
     options_raw = fields.get("stream_options")
     if options_raw is not None:
-        options: _StreamOptions | None = _decode_raw(
-            options_raw, _StreamOptions | None, "stream_options", "an object"
+        options: StreamOptions | None = _decode_raw(
+            options_raw, StreamOptions | None, "stream_options", "an object"
         )
         wants_usage = options is not None and options.include_usage is True
     return PassthroughRequest(fields, model, stream, wants_usage, body)
@@ -168,13 +169,6 @@ def build_embeddings_request(req: PassthroughRequest, target: Target) -> Upstrea
     return UpstreamRequest("POST", target.base_url + "/embeddings", _JSON_HEADERS, _encode(req.fields))
 
 
-class _AnswerUsage(msgspec.Struct):
-    usage: Usage | None = None
-
-
-_decode_answer_usage: Final = msgspec.json.Decoder(_AnswerUsage)
-
-
 def parse_response(body: bytes, model: str) -> tuple[bytes, Usage | None]:
     """A non-streamed answer (chat or embeddings) relabelled with the gateway's model name.
 
@@ -191,16 +185,7 @@ def parse_response(body: bytes, model: str) -> tuple[bytes, Usage | None]:
     return _encode(fields), usage
 
 
-class _ChunkProbe(msgspec.Struct):
-    """The only parts of a stream chunk the relay reads."""
-
-    choices: list[msgspec.Raw] | None = None
-    usage: Usage | None = None
-    # Empty when absent: msgspec decodes a Raw inside an Optional only as null, so no `| None`.
-    error: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
-
-
-_decode_probe: Final = msgspec.json.Decoder(_ChunkProbe)
+_decode_probe: Final = msgspec.json.Decoder(OpenAIRelayChunkProbe)
 # Cheap pre-filters: only events containing one of these are parsed at all. Every chunk of a
 # stream with include_usage carries `"usage":null`, so the filter looks for an object after it.
 _USAGE_MARKS: Final = (b'"usage":{', b'"usage": {')
@@ -260,20 +245,7 @@ class StreamRelay(WholeEventRelay):
         return True
 
 
-class _OpenAIErrorBody(msgspec.Struct):
-    message: str | None = None
-    type: str | None = None
-    code: str | int | None = None
-    param: str | None = None
-
-
-class _OpenAIErrorEnvelope(msgspec.Struct):
-    error: _OpenAIErrorBody | str | None = None
-    message: str | None = None  # some OpenAI-compatible servers answer {"message": ...}
-    detail: str | None = None  # and some (FastAPI-based) {"detail": ...}
-
-
-_decode_error: Final = msgspec.json.Decoder(_OpenAIErrorEnvelope)
+_decode_error: Final = msgspec.json.Decoder(OpenAIUpstreamErrorProbe)
 
 _KIND_BY_STATUS: Final = {
     400: ErrorKind.BAD_REQUEST,
@@ -323,7 +295,7 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
     except msgspec.DecodeError:
         envelope = None
     if envelope is not None:
-        if isinstance(envelope.error, _OpenAIErrorBody):
+        if isinstance(envelope.error, OpenAIUpstreamErrorDetailProbe):
             message = envelope.error.message or message
             err_type = envelope.error.type
             code = None if envelope.error.code is None else str(envelope.error.code)

@@ -13,6 +13,7 @@ import msgspec
 from adapters.base import InvalidUpstreamAnswer, Target, UpstreamRequest
 from adapters.framing import event_data
 from adapters.openai import StreamRelay
+from adapters.openai_shapes import OpenAIGatewayErrorFrameProbe, OpenAIGatewayErrorProbe
 from adapters.responses_wire import (
     ErrorDetail,
     ErrorEvent,
@@ -95,17 +96,7 @@ class ResponsesRelay(StreamRelay):
             self.error = b'{"error":' + bytes(failed.error) + b"}" if failed and given(failed.error) else data
 
 
-class _GatewayError(msgspec.Struct):
-    message: str = "upstream error"
-    code: str | int | None = None
-    type: str | None = None
-
-
-class _GatewayErrorFrame(msgspec.Struct):
-    error: _GatewayError
-
-
-_decode_gateway_error: Final = msgspec.json.Decoder(_GatewayErrorFrame)
+_decode_gateway_error: Final = msgspec.json.Decoder(OpenAIGatewayErrorFrameProbe)
 _GATEWAY_ERROR: Final = b'data: {"error"'
 
 
@@ -125,7 +116,7 @@ class NativeStreamErrors:
         try:
             error = _decode_gateway_error.decode(event_data(data.split(b"\n\n", 1)[0]) or b"").error
         except msgspec.DecodeError:
-            error = _GatewayError()
+            error = OpenAIGatewayErrorProbe()
         code = error.code if isinstance(error.code, str) else error.type or "server_error"
         event = ErrorEvent(self._events, ErrorDetail(code, error.message))
         self._events += 1
