@@ -13,118 +13,33 @@ from typing import Final
 import msgspec
 
 from adapters.framing import SSEDecoder
+from adapters.openai_shapes import (
+    OpenAICachedChoice,
+    OpenAICachedCompletion,
+    OpenAICachedFunction,
+    OpenAICachedMessage,
+    OpenAICachedToolCall,
+    OpenAIContentChoiceProbe,
+    OpenAIContentChunkProbe,
+    OpenAIReplayChoice,
+    OpenAIReplayChunk,
+    OpenAIReplayDelta,
+    OpenAIReplayFunction,
+    OpenAIReplayToolCall,
+    OpenAIStoredCompletionProbe,
+)
 from adapters.schema import Usage
 
-# --- what the accumulator reads from each chunk ------------------------------------------------
-
-
-def _absent() -> msgspec.Raw:
-    # msgspec decodes a Raw inside an Optional only as null, so "absent" is an empty Raw.
-    return msgspec.Raw(b"")
+# The shapes read and written here are adapters/openai_shapes.py's: the chunks the accumulator
+# reads, the completion the cache stores, and the chunks a replay writes.
 
 
 def _present(raw: msgspec.Raw) -> bool:
     return len(raw) > 0 and bytes(raw) != b"null"
 
 
-class _FunctionDelta(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolCallDelta(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    function: _FunctionDelta | None = None
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[_ToolCallDelta] | None = None
-
-
-class _ChunkChoice(msgspec.Struct):
-    index: int = 0
-    delta: _Delta | None = None
-    finish_reason: str | None = None
-    logprobs: msgspec.Raw = msgspec.field(default_factory=_absent)
-
-
-class _Chunk(msgspec.Struct):
-    id: str = ""
-    created: int = 0
-    model: str = ""
-    choices: list[_ChunkChoice] | None = None
-    usage: Usage | None = None
-    error: msgspec.Raw = msgspec.field(default_factory=_absent)
-    system_fingerprint: str | None = None
-
-
-# --- the complete answer, as stored and replayed -----------------------------------------------
-
-
-class _Function(msgspec.Struct):
-    name: str
-    arguments: str
-
-
-class _ToolCall(msgspec.Struct):
-    id: str
-    function: _Function
-    type: str = "function"
-
-
-class _Message(msgspec.Struct, omit_defaults=True):
-    # No defaults on what must always be written: omit_defaults would leave it out.
-    role: str
-    content: str | None  # null next to tool calls, as OpenAI writes it
-    refusal: str | None = None
-    tool_calls: list[_ToolCall] | None = None
-
-
-class _Choice(msgspec.Struct):
-    index: int
-    message: _Message
-    finish_reason: str | None
-    logprobs: None = None
-
-
-class _Completion(msgspec.Struct, omit_defaults=True):
-    id: str
-    object: str
-    created: int
-    model: str
-    choices: list[_Choice]
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
-
-
-class _StoredMessage(msgspec.Struct):
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[_ToolCall] | None = None
-
-
-class _StoredChoice(msgspec.Struct):
-    message: _StoredMessage
-    index: int = 0
-    finish_reason: str | None = None
-
-
-class _StoredCompletion(msgspec.Struct):
-    """A stored answer as replay reads it: lenient about fields some servers leave out."""
-
-    choices: list[_StoredChoice]
-    id: str = ""
-    created: int = 0
-    model: str = ""
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
-
-
-_decode_chunk: Final = msgspec.json.Decoder(_Chunk)
-_decode_completion: Final = msgspec.json.Decoder(_StoredCompletion)
+_decode_chunk: Final = msgspec.json.Decoder(OpenAIContentChunkProbe)
+_decode_completion: Final = msgspec.json.Decoder(OpenAIStoredCompletionProbe)
 _encode: Final = msgspec.json.encode
 _DONE: Final = b"[DONE]"
 
@@ -153,7 +68,7 @@ class AnswerAccumulator:
         self._decoder = SSEDecoder()
         self._choices: dict[int, _Building] = {}
         self._budget = max_bytes
-        self._head = _Chunk()
+        self._head = OpenAIContentChunkProbe()
         self._usage: Usage | None = None
         self.done = False
         self.failed = False
@@ -185,7 +100,7 @@ class AnswerAccumulator:
         for choice in chunk.choices or ():
             self._choice(choice)
 
-    def _choice(self, choice: _ChunkChoice) -> None:
+    def _choice(self, choice: OpenAIContentChoiceProbe) -> None:
         if _present(choice.logprobs):
             self.failed = True
             return
@@ -229,14 +144,16 @@ class AnswerAccumulator:
             if building.finish_reason is None:
                 return None
             tools = [
-                _ToolCall("".join(ids), _Function("".join(names), "".join(arguments)))
+                OpenAICachedToolCall("".join(ids), OpenAICachedFunction("".join(names), "".join(arguments)))
                 for _, (ids, names, arguments) in sorted(building.tools.items())
             ]
             content = "".join(building.content) if building.content or not tools else None
-            message = _Message("assistant", content, "".join(building.refusal) or None, tools or None)
-            choices.append(_Choice(index, message, building.finish_reason))
+            message = OpenAICachedMessage(
+                "assistant", content, "".join(building.refusal) or None, tools or None
+            )
+            choices.append(OpenAICachedChoice(index, message, building.finish_reason))
         head = self._head
-        completion = _Completion(
+        completion = OpenAICachedCompletion(
             head.id,
             "chat.completion",
             head.created,
@@ -249,42 +166,6 @@ class AnswerAccumulator:
 
 
 # --- replay -----------------------------------------------------------------------------------
-
-
-class _FunctionOut(msgspec.Struct, omit_defaults=True):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolCallOut(msgspec.Struct):
-    index: int
-    id: str
-    function: _FunctionOut
-    type: str = "function"
-
-
-class _DeltaOut(msgspec.Struct, omit_defaults=True):
-    role: str | None = None
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[_ToolCallOut] | None = None
-
-
-class _ChoiceOut(msgspec.Struct):
-    index: int
-    delta: _DeltaOut
-    finish_reason: str | None = None
-    logprobs: None = None
-
-
-class _ChunkOut(msgspec.Struct, omit_defaults=True):
-    id: str
-    object: str
-    created: int
-    model: str
-    choices: list[_ChoiceOut]
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
 
 
 class StoredAnswerInvalid(ValueError):
@@ -304,8 +185,8 @@ def replay_stream(body: bytes, include_usage: bool) -> bytes:
         raise StoredAnswerInvalid(str(exc)) from None
     frames: list[bytes] = []
 
-    def frame(choices: list[_ChoiceOut], usage: Usage | None = None) -> None:
-        chunk = _ChunkOut(
+    def frame(choices: list[OpenAIReplayChoice], usage: Usage | None = None) -> None:
+        chunk = OpenAIReplayChunk(
             completion.id,
             "chat.completion.chunk",
             completion.created,
@@ -318,18 +199,20 @@ def replay_stream(body: bytes, include_usage: bool) -> bytes:
 
     for choice in completion.choices:
         message = choice.message
-        frame([_ChoiceOut(choice.index, _DeltaOut(role="assistant", content=""))])
+        frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(role="assistant", content=""))])
         if message.content:
-            frame([_ChoiceOut(choice.index, _DeltaOut(content=message.content))])
+            frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(content=message.content))])
         if message.refusal:
-            frame([_ChoiceOut(choice.index, _DeltaOut(refusal=message.refusal))])
+            frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(refusal=message.refusal))])
         if message.tool_calls:
             calls = [
-                _ToolCallOut(i, call.id, _FunctionOut(call.function.name, call.function.arguments))
+                OpenAIReplayToolCall(
+                    i, call.id, OpenAIReplayFunction(call.function.name, call.function.arguments)
+                )
                 for i, call in enumerate(message.tool_calls)
             ]
-            frame([_ChoiceOut(choice.index, _DeltaOut(tool_calls=calls))])
-        frame([_ChoiceOut(choice.index, _DeltaOut(), choice.finish_reason)])
+            frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(tool_calls=calls))])
+        frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(), choice.finish_reason)])
     if include_usage and completion.usage is not None:
         frame([], completion.usage)
     frames.append(b"data: [DONE]\n\n")
