@@ -12,6 +12,7 @@ from typing import Final
 
 import msgspec
 
+from adapters.openai_shapes import OpenAIPromptProbe, OpenAITextAnswerProbe
 from adapters.schema import Usage, usage_of
 from gateway.budgets import Reservation
 from gateway.context import RequestContext
@@ -162,19 +163,10 @@ def record(services: Services, ctx: RequestContext, policy: ContentPolicy) -> No
 _NO_USAGE: Final = Usage()
 
 
-class _Text(msgspec.Struct):
-    content: str | list[dict[str, object]] | None = None
-    role: str = ""
-
-
-class _Messages(msgspec.Struct):
-    messages: list[_Text] = []
-
-
 def prompt_text(body: bytes) -> str | None:
     """The prompt's text (each message's text, one per line) for the audit record."""
     try:
-        messages = msgspec.json.decode(body, type=_Messages).messages
+        messages = msgspec.json.decode(body, type=OpenAIPromptProbe).messages
     except msgspec.DecodeError:
         return None
     lines = []
@@ -188,22 +180,10 @@ def prompt_text(body: bytes) -> str | None:
     return "\n".join(lines)
 
 
-class _AnswerMessage(msgspec.Struct):
-    content: str | None = None
-
-
-class _AnswerChoice(msgspec.Struct):
-    message: _AnswerMessage | None = None
-
-
-class _Answer(msgspec.Struct):
-    choices: list[_AnswerChoice] = []
-
-
 def answer_text(body: bytes) -> str | None:
     """The answer's text from an OpenAI chat.completion body."""
     try:
-        choices = msgspec.json.decode(body, type=_Answer).choices
+        choices = msgspec.json.decode(body, type=OpenAITextAnswerProbe).choices
     except msgspec.DecodeError:
         return None
     texts = [c.message.content for c in choices if c.message is not None and c.message.content]

@@ -30,6 +30,7 @@ from typing import Annotated, Final, Literal, NamedTuple
 import msgspec
 
 from adapters.openai import PassthroughRequest
+from adapters.openai_shapes import OpenAIStorableProbe
 from adapters.schema import Usage
 from gateway.cache_redis import CacheEntry, RedisTier
 from gateway.cache_stream import AnswerAccumulator
@@ -184,17 +185,7 @@ def hit_headers(answer: CachedAnswer) -> dict[str, str]:
     return {CACHE_HEADER: "hit", "age": str(answer.age_s)}
 
 
-class _ProbeChoice(msgspec.Struct):
-    finish_reason: str | None = None
-
-
-class _Probe(msgspec.Struct):
-    choices: list[_ProbeChoice] | None = None
-    data: list[msgspec.Raw] | None = None  # embeddings
-    usage: Usage | None = None
-
-
-_decode_probe: Final = msgspec.json.Decoder(_Probe)
+_decode_probe: Final = msgspec.json.Decoder(OpenAIStorableProbe)
 
 
 def _number(raw: msgspec.Raw | None) -> float | None:

@@ -17,6 +17,7 @@ import msgspec
 
 from adapters import mock
 from adapters.base import UpstreamRequest
+from adapters.openai_shapes import OpenAIStreamFlagProbe, OpenAIUsageTokensProbe
 from gateway.config import MockProvider, Timeouts
 from gateway.errors import error_body
 from gateway.upstream import Delivery, UpstreamResponse, UpstreamTimeout
@@ -25,11 +26,7 @@ _JSON: Final = {"content-type": "application/json"}
 _SSE: Final = {"content-type": "text/event-stream"}
 
 
-class _StreamFlag(msgspec.Struct):
-    stream: bool | None = None
-
-
-_decode_stream_flag: Final = msgspec.json.Decoder(_StreamFlag)
+_decode_stream_flag: Final = msgspec.json.Decoder(OpenAIStreamFlagProbe)
 
 
 class MockResponse:
@@ -127,7 +124,7 @@ class MockTransport:
         answer = mock.answer_chat(body, response_id=response_id, created=created)
         if first_delay_s or delay_s:
             # A real server answers a non-streamed request once the whole answer is generated.
-            tokens = msgspec.json.decode(answer, type=_MockUsageProbe).usage.completion_tokens
+            tokens = msgspec.json.decode(answer, type=OpenAIUsageTokensProbe).usage.completion_tokens
             wait_s = first_delay_s + delay_s * tokens
             if wait_s > timeouts.first_byte_s:
                 await asyncio.sleep(timeouts.first_byte_s)
@@ -137,11 +134,3 @@ class MockTransport:
 
     async def aclose(self) -> None:
         return None
-
-
-class _MockUsage(msgspec.Struct):
-    completion_tokens: int = 0
-
-
-class _MockUsageProbe(msgspec.Struct):
-    usage: _MockUsage = msgspec.field(default_factory=_MockUsage)
