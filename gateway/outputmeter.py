@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from adapters.openai_shapes import OpenAIOutputAnswerProbe, OpenAIOutputChunkProbe, OpenAIOutputProbe
 from gateway.limitpolicy import CHARS_PER_TOKEN
 
 if TYPE_CHECKING:
@@ -45,32 +46,13 @@ class OutputOverrun(Exception):
         self.ceiling = ceiling
 
 
-class _Function(msgspec.Struct):
-    arguments: str | None = None
-
-
-class _ToolCall(msgspec.Struct):
-    function: _Function | None = None
-
-
-class _Output(msgspec.Struct):
+def _output_chars(output: OpenAIOutputProbe) -> int:
     """What of a stream delta (or an answer's message) is output the provider bills for."""
-
-    content: str | None = None
-    reasoning_content: str | None = None  # vLLM's and DeepSeek's reasoning, sent before content
-    refusal: str | None = None
-    tool_calls: list[_ToolCall] | None = None
-
-    def chars(self) -> int:
-        total = len(self.content or "") + len(self.reasoning_content or "") + len(self.refusal or "")
-        for call in self.tool_calls or ():
-            if call.function is not None and call.function.arguments:
-                total += len(call.function.arguments)
-        return total
-
-
-class _ChunkChoice(msgspec.Struct):
-    delta: _Output | None = None
+    total = len(output.content or "") + len(output.reasoning_content or "") + len(output.refusal or "")
+    for call in output.tool_calls or ():
+        if call.function is not None and call.function.arguments:
+            total += len(call.function.arguments)
+    return total
 
 
 class _NativeDelta(msgspec.Struct):
@@ -85,17 +67,14 @@ class _NativeDelta(msgspec.Struct):
         return len(self.text or "") + len(self.thinking or "") + len(self.partial_json or "")
 
 
-class _Chunk(msgspec.Struct):
-    choices: list[_ChunkChoice] | None = None
+# An OpenAI chunk's `choices` (adapters/openai_shapes.py's probe) or an Anthropic event's `delta`,
+# read in one decode.
+class _Chunk(OpenAIOutputChunkProbe):
     delta: _NativeDelta | None = None  # an Anthropic event; OpenAI chunks have none
 
     def chars(self) -> int:
-        total = sum(c.delta.chars() for c in self.choices or () if c.delta is not None)
+        total = sum(_output_chars(c.delta) for c in self.choices or () if c.delta is not None)
         return total + (self.delta.chars() if self.delta is not None else 0)
-
-
-class _AnswerChoice(msgspec.Struct):
-    message: _Output | None = None
 
 
 class _NativeBlock(msgspec.Struct):
@@ -103,12 +82,11 @@ class _NativeBlock(msgspec.Struct):
     thinking: str | None = None
 
 
-class _Answer(msgspec.Struct):
-    choices: list[_AnswerChoice] | None = None
+class _Answer(OpenAIOutputAnswerProbe):
     content: list[_NativeBlock] | None = None  # an Anthropic answer, relayed as it came
 
     def chars(self) -> int:
-        total = sum(c.message.chars() for c in self.choices or () if c.message is not None)
+        total = sum(_output_chars(c.message) for c in self.choices or () if c.message is not None)
         for block in self.content or ():
             total += len(block.text or "") + len(block.thinking or "")
         return total
