@@ -31,6 +31,7 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
 )
+from adapters.openai_shapes import OpenAIStreamError, OpenAIStreamErrorDetail
 from adapters.schema import ChatChunk, Usage
 
 ClientRequest = openai_format.PassthroughRequest
@@ -219,16 +220,6 @@ class ResponsesNativeWay:
 RESPONSES_NATIVE: Final = ResponsesNativeWay()
 
 
-class _ErrorDetail(msgspec.Struct):
-    message: str
-    type: str
-    code: str | None
-
-
-class _ErrorEvent(msgspec.Struct):
-    error: _ErrorDetail
-
-
 class TranslatingRelay:
     """A provider's stream, parsed into neutral chunks and encoded as OpenAI SSE frames."""
 
@@ -260,7 +251,9 @@ class TranslatingRelay:
             chunks = []
             error = failure.error
             self.error = msgspec.json.encode(
-                _ErrorEvent(_ErrorDetail(error.message, error.type or error.kind.value, error.code))
+                OpenAIStreamError(
+                    OpenAIStreamErrorDetail(error.message, error.type or error.kind.value, error.code)
+                )
             )
         for chunk in chunks:
             if chunk.usage is not None:

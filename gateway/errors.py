@@ -9,17 +9,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-
-class _ErrorDetail(msgspec.Struct):
-    message: str
-    type: str
-    code: str | None
-    param: str | None
-
-
-class _ErrorEnvelope(msgspec.Struct):
-    error: _ErrorDetail
-
+from adapters.openai_shapes import OpenAIError, OpenAIErrorDetail
 
 _encode: Final = msgspec.json.Encoder()
 
@@ -53,7 +43,7 @@ class GatewayError(Exception):
 
 def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
     """The OpenAI error body as bytes."""
-    return _encode.encode(_ErrorEnvelope(_ErrorDetail(message, type, code, param)))
+    return _encode.encode(OpenAIError(OpenAIErrorDetail(message, type, code, param)))
 
 
 def error_response(

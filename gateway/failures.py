@@ -14,6 +14,7 @@ from typing import Final
 import msgspec
 
 from adapters.base import ErrorKind
+from adapters.openai_shapes import OpenAIErrorDetailProbe, OpenAIErrorEnvelopeProbe
 from gateway.attempts import UNREACHABLE, Failure
 from gateway.credentials import redact
 from gateway.errors import GatewayError, upstream_timeout, upstream_unreachable
@@ -92,19 +93,8 @@ def _openai_429(err_type: str, code: str | None) -> tuple[str, str]:
     return (err_type if err_type in _RATE_LIMIT_TYPES else "requests"), "rate_limit_exceeded"
 
 
-class _StreamErrorDetail(msgspec.Struct):
-    message: str = ""
-    type: str | None = None
-    code: str | int | None = None
-    param: str | None = None
-
-
-class _StreamErrorEnvelope(msgspec.Struct):
-    error: _StreamErrorDetail | None = None
-
-
-_decode_envelope: Final = msgspec.json.Decoder(_StreamErrorEnvelope)
-_decode_detail: Final = msgspec.json.Decoder(_StreamErrorDetail)
+_decode_envelope: Final = msgspec.json.Decoder(OpenAIErrorEnvelopeProbe)
+_decode_detail: Final = msgspec.json.Decoder(OpenAIErrorDetailProbe)
 # `type` values of an in-band error that say the request itself was refused (the OpenAI type,
 # and the ErrorKind values the translating relay uses when a provider gives no type).
 _CLIENT_ERROR_TYPES: Final = frozenset({"invalid_request_error", "bad_request", "context_length"})
@@ -120,7 +110,7 @@ def stream_error(raw: bytes, target: RouteTarget) -> Failure:
     try:
         detail = _decode_envelope.decode(raw).error or _decode_detail.decode(raw)
     except msgspec.DecodeError:
-        detail = _StreamErrorDetail()
+        detail = OpenAIErrorDetailProbe()
     message = redact(detail.message, target.secrets) or "no message"
     code = None if detail.code is None else str(detail.code)
     if detail.type in _CLIENT_ERROR_TYPES:
