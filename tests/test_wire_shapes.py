@@ -1,0 +1,115 @@
+"""One module owns each OpenAI wire shape (STYLE.md: "One module owns each shape; everything else
+imports it"): a msgspec Struct that looks like an OpenAI chat or embeddings shape may be declared
+only in adapters/openai_shapes.py, or in adapters/schema.py (the neutral form, OpenAI-shaped by
+design). Other providers' own wire modules (`<provider>_wire.py`) may look alike: Mistral's chat
+format is OpenAI's nearly field for field, but it is Mistral's to change.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OWNERS = {"adapters/openai_shapes.py", "adapters/schema.py"}
+OTHER_PROVIDERS_WIRE = {
+    "adapters/anthropic_wire.py",
+    "adapters/bedrock_wire.py",
+    "adapters/cohere_wire.py",
+    "adapters/gemini_wire.py",
+    "adapters/mistral_wire.py",
+    "adapters/ollama_wire.py",
+    "adapters/responses_wire.py",
+}
+# In-memory values that happen to carry such a field name; no body is decoded into them or
+# encoded from them.
+NOT_WIRE = {
+    "adapters/base.py:UpstreamError (error detail)",  # the neutral error every classify_error returns
+    "adapters/mock.py:_Answer (usage)",  # one planned answer, before it is encoded
+    "adapters/mock.py:_Plan (stream options)",
+}
+
+# Field names, or sets of them, that only OpenAI's chat and embeddings shapes use among ours.
+_SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("completion or chunk", frozenset({"choices"})),
+    ("choice", frozenset({"finish_reason", "delta"})),
+    ("choice", frozenset({"finish_reason", "message"})),
+    ("usage", frozenset({"prompt_tokens"})),
+    ("usage", frozenset({"completion_tokens"})),
+    ("message or delta", frozenset({"tool_calls"})),
+    ("message", frozenset({"tool_call_id"})),
+    ("reasoning extension", frozenset({"thinking_blocks"})),
+    ("reasoning extension", frozenset({"reasoning_content"})),
+    ("stream options", frozenset({"include_usage"})),
+    ("request", frozenset({"stream_options"})),
+    ("request", frozenset({"max_completion_tokens"})),
+    ("response format", frozenset({"json_schema"})),
+    ("embeddings", frozenset({"embedding"})),
+    ("embeddings request", frozenset({"encoding_format"})),
+    ("error detail", frozenset({"message", "type", "code"})),
+    ("error envelope", frozenset({"error", "message", "detail"})),
+)
+
+
+def _is_struct(node: ast.ClassDef) -> bool:
+    return any("Struct" in ast.unparse(base) for base in node.bases)
+
+
+def _fields(node: ast.ClassDef) -> set[str]:
+    return {
+        item.target.id
+        for item in node.body
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+    }
+
+
+def openai_shaped(source: str) -> list[str]:
+    """`Class (kind)` for every Struct declared in `source` that matches an OpenAI signature."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ClassDef) or not _is_struct(node):
+            continue
+        fields = _fields(node)
+        for kind, signature in _SIGNATURES:
+            if signature <= fields:
+                found.append(f"{node.name} ({kind})")
+                break
+    return found
+
+
+def _modules() -> list[str]:
+    modules = (p for folder in ("adapters", "gateway") for p in (ROOT / folder).rglob("*.py"))
+    return sorted(p.relative_to(ROOT).as_posix() for p in modules)
+
+
+def test_openai_wire_shapes_are_declared_only_in_their_owner() -> None:
+    allowed = OWNERS | OTHER_PROVIDERS_WIRE
+    strays = [
+        f"{module}:{hit}"
+        for module in _modules()
+        if module not in allowed
+        for hit in openai_shaped((ROOT / module).read_text())
+        if f"{module}:{hit}" not in NOT_WIRE
+    ]
+    assert strays == []
+
+
+def test_the_owner_declares_them() -> None:
+    # The guard above must be able to see a shape: the owner's own ones match the signatures.
+    owned = openai_shaped((ROOT / "adapters/openai_shapes.py").read_text())
+    kinds = {hit.split(" (", 1)[1] for hit in owned}
+    assert {"completion or chunk)", "usage)", "message or delta)", "error detail)"} <= kinds
+
+
+def test_a_copy_elsewhere_is_caught() -> None:
+    copy = (
+        "import msgspec\n"
+        "class _Chunk(msgspec.Struct):\n"
+        "    id: str = ''\n"
+        "    choices: list[int] | None = None\n"
+        "class _Err(msgspec.Struct):\n"
+        "    message: str = ''\n"
+        "    type: str | None = None\n"
+        "    code: str | None = None\n"
+    )
+    assert openai_shaped(copy) == ["_Chunk (completion or chunk)", "_Err (error detail)"]
