@@ -9,7 +9,7 @@ that answers more is at fault. A stream is cut once its metered output passes
 characters, the slack the events around the content (role, finish, usage).
 
 Two ways to meter a stream, both over the SSE bytes the relays produce (OpenAI's, or Anthropic's
-events where the Messages door relays them as they came):
+and OpenAI Responses' events where the Messages and Responses doors relay them as they came):
   - counted (every stream without a budget): events, one `bytes.count` per read and no parse.
     Providers send about one token an event, so this is close, but an upstream that packs many
     tokens into an event gets through with that many times the ceiling.
@@ -87,11 +87,17 @@ class _NativeDelta(msgspec.Struct):
 
 class _Chunk(msgspec.Struct):
     choices: list[_ChunkChoice] | None = None
-    delta: _NativeDelta | None = None  # an Anthropic event; OpenAI chunks have none
+    # An Anthropic event's delta; or a Responses `*.delta` event's text (relayed as it came on
+    # that door's passthrough), whose other events repeat output already counted. OpenAI chunks
+    # have none.
+    delta: _NativeDelta | str | None = None
 
     def chars(self) -> int:
         total = sum(c.delta.chars() for c in self.choices or () if c.delta is not None)
-        return total + (self.delta.chars() if self.delta is not None else 0)
+        delta = self.delta
+        if isinstance(delta, str):
+            return total + len(delta)
+        return total + (delta.chars() if delta is not None else 0)
 
 
 class _AnswerChoice(msgspec.Struct):
