@@ -418,3 +418,53 @@ def test_cell(door: str, way: str, stream: bool, world: World) -> None:
     assert spend(world, hashed["id"])["spent_micros"] == 3 * cost
     assert spend(world, hashed["id"])["reserved_micros"] == 0
     assert spend(world, full["id"])["spent_micros"] == cost
+
+
+# --- the cache across doors ---------------------------------------------------------------------
+
+
+def test_a_messages_body_sent_as_it_came_is_keyed_by_what_only_anthropic_reads(world: World) -> None:
+    """With the cache on, a Messages request to an Anthropic target still goes as the client's
+    bytes: `top_k` (which the OpenAI form has no place for) reaches the provider, so two requests
+    that differ only in it are two answers, not one served from the other's entry."""
+    key = admin_key(world, "messages-native-key", "hash")
+    body = door_body("messages", "claude-cached", "Pick a number", stream=False)
+    answers = [
+        httpx.post(
+            world.url + "/v1/messages",
+            json={**body, "top_k": k},
+            headers=door_headers("messages", key["key"]),
+        )
+        for k in (5, 40, 40)
+    ]
+    assert [a.headers["x-tollway-cache"] for a in answers] == ["miss", "miss", "hit"]
+    sent = [msgspec.json.decode(b) for b in world.upstream.bodies("/v1/messages")[-2:]]
+    assert [b["top_k"] for b in sent] == [5, 40]
+    assert (
+        read_answer("messages", answers[2].content, False, "claude-cached") == f"{ECHO_PREFIX} Pick a number"
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_chat_answer_in_the_cache_is_replayed_to_a_responses_client_in_its_format(
+    world: World, stream: bool
+) -> None:
+    """Both go to the upstream as the same OpenAI chat request, so they share the entry (a
+    Messages request does not: gateway/cache.py); the hit
+    is a Response object (or Responses events), not the chat.completion that was stored."""
+    key = admin_key(world, f"cross-door-{stream}", "hash")
+    prompt = f"Shared between doors ({stream})"
+    chat = door_body("chat", "oai-cached", prompt, stream)
+    chat["max_completion_tokens"] = chat.pop("max_tokens")  # what max_output_tokens becomes
+    miss = httpx.post(
+        world.url + "/v1/chat/completions",
+        json=chat,
+        headers=door_headers("chat", key["key"]),
+    )
+    hit = httpx.post(
+        world.url + "/v1/responses",
+        json=door_body("responses", "oai-cached", prompt, stream),
+        headers=door_headers("responses", key["key"]),
+    )
+    assert (miss.headers["x-tollway-cache"], hit.headers["x-tollway-cache"]) == ("miss", "hit")
+    assert read_answer("responses", hit.content, stream, "oai-cached") == f"{ECHO_PREFIX} {prompt}"
