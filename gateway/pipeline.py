@@ -164,9 +164,9 @@ class Gateway:
             # global one.
             policy = principal.log_content or services.content_policy
             principal.check_endpoint(endpoint)
-            body = await self._read_body(request)
+            sent = await self._read_body(request)
             try:
-                client_request = door.decode(body, request.headers)
+                client_request = door.decode(sent, request.headers)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
             # What the rest of the path reads: the body in OpenAI's format (the same bytes,
@@ -181,7 +181,7 @@ class Gateway:
             if policy in ("full", "masked") and endpoint == "chat":
                 ctx.prompt_text = prompt_text(body)
             elif policy == "hash":
-                ctx.prompt_text = body  # hashed as the bytes that came: no decode on the default path
+                ctx.prompt_text = sent  # hashed as the bytes that came: no decode on the default path
 
             # Guardrails first: the cache key and the upstream see the masked prompt.
             guard = services.rails.for_model(model) if endpoint == "chat" else None

@@ -401,6 +401,8 @@ def test_cell(door: str, way: str, stream: bool, world: World) -> None:
             assert record.content_policy == "hash"
             digest = "sha256:" + hashlib.sha256(client_bytes(s.response.content, stream)).hexdigest()
             assert record.answer == digest, f"{s.what}: the digest is of the bytes the client got"
+            digest = "sha256:" + hashlib.sha256(s.response.request.content).hexdigest()
+            assert record.prompt == digest, f"{s.what}: the digest is of the bytes the client sent"
         line = lines[request_id]
         assert (line["endpoint"], line["status"], line["model"], line["stream"]) == (
             door,
