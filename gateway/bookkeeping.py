@@ -190,10 +190,10 @@ def answer_text(body: bytes) -> str | None:
     return "\n".join(texts) if texts else None
 
 
-def answer_for_record(body: bytes, policy: ContentPolicy) -> str | bytes | None:
-    """What of a complete OpenAI answer body the audit record needs under `policy`: the body's
-    bytes for `hash` (digested as they are, no decode on the default path), its text for `full`
-    and `masked`, nothing for `none`."""
+def answer_for_record(body: bytes, policy: ContentPolicy, sent: bytes | None = None) -> str | bytes | None:
+    """What of a complete OpenAI answer body the audit record needs under `policy`: for `hash`
+    the bytes the client got (`sent`, when a door turned `body` into its own format; digested as
+    they are, no decode on the default path), its text for `full` and `masked`, nothing for `none`."""
     if policy == "hash":
-        return body
+        return body if sent is None else sent
     return None if policy == "none" else answer_text(body)

@@ -186,6 +186,7 @@ def hit_headers(answer: CachedAnswer) -> dict[str, str]:
 
 
 _decode_probe: Final = msgspec.json.Decoder(OpenAIStorableProbe)
+_decode_fields: Final = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 def _number(raw: msgspec.Raw | None) -> float | None:
@@ -314,6 +315,12 @@ class ResponseCache:
         )
         if not cacheable or not (control.lookup or control.store):
             return CachePlan(None, endpoint, False, False, ttl_s)
+        if request.native is not None and request.native_format == "messages":
+            # An Anthropic target is sent the client's Messages body as it came, with the cache on
+            # too: the key is made of that body, or what the OpenAI form leaves out (`top_k`,
+            # documents, server tools, `context_management`...) would not tell requests apart. (A
+            # Responses body with the cache on is always translated: its OpenAI form is exact.)
+            fields = _decode_fields(request.native)
         key = cache_key(endpoint, request.model, fields, scope_of(settings.scope, key_id, team_id))
         return CachePlan(key, endpoint, control.lookup, control.store and ttl_s > 0, ttl_s)
 

@@ -9,7 +9,7 @@ that answers more is at fault. A stream is cut once its metered output passes
 characters, the slack the events around the content (role, finish, usage).
 
 Two ways to meter a stream, both over the SSE bytes the relays produce (OpenAI's, or Anthropic's
-events where the Messages door relays them as they came):
+and OpenAI Responses' events where the Messages and Responses doors relay them as they came):
   - counted (every stream without a budget): events, one `bytes.count` per read and no parse.
     Providers send about one token an event, so this is close, but an upstream that packs many
     tokens into an event gets through with that many times the ceiling.
@@ -67,14 +67,18 @@ class _NativeDelta(msgspec.Struct):
         return len(self.text or "") + len(self.thinking or "") + len(self.partial_json or "")
 
 
-# An OpenAI chunk's `choices` (adapters/openai_shapes.py's probe) or an Anthropic event's `delta`,
-# read in one decode.
+# An OpenAI chunk's `choices` (adapters/openai_shapes.py's probe), an Anthropic event's `delta`,
+# or a Responses `*.delta` event's text (relayed as it came on that door's passthrough; its other
+# events repeat output already counted), read in one decode.
 class _Chunk(OpenAIOutputChunkProbe):
-    delta: _NativeDelta | None = None  # an Anthropic event; OpenAI chunks have none
+    delta: _NativeDelta | str | None = None  # OpenAI chunks have none
 
     def chars(self) -> int:
         total = sum(_output_chars(c.delta) for c in self.choices or () if c.delta is not None)
-        return total + (self.delta.chars() if self.delta is not None else 0)
+        delta = self.delta
+        if isinstance(delta, str):
+            return total + len(delta)
+        return total + (delta.chars() if delta is not None else 0)
 
 
 class _NativeBlock(msgspec.Struct):

@@ -9,7 +9,6 @@ anything has been sent; only then is the client response written.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from typing import Final
 
@@ -42,7 +41,7 @@ from gateway.relay import SSE_HEADERS, relay_stream
 from gateway.requestlog import RequestLog, RequestRecord
 from gateway.router import Router
 from gateway.services import Services
-from gateway.taps import AnswerTap
+from gateway.taps import AnswerTap, DigestTap
 
 CLIENT_CLOSED: Final = 499  # nginx's convention for "the client hung up before the answer"
 OVERHEAD_HEADER: Final = "x-tollway-overhead-ms"
@@ -165,9 +164,9 @@ class Gateway:
             # global one.
             policy = principal.log_content or services.content_policy
             principal.check_endpoint(endpoint)
-            body = await self._read_body(request)
+            sent = await self._read_body(request)
             try:
-                client_request = door.decode(body, request.headers)
+                client_request = door.decode(sent, request.headers)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
             # What the rest of the path reads: the body in OpenAI's format (the same bytes,
@@ -182,7 +181,7 @@ class Gateway:
             if policy in ("full", "masked") and endpoint == "chat":
                 ctx.prompt_text = prompt_text(body)
             elif policy == "hash":
-                ctx.prompt_text = body  # hashed as the bytes that came: no decode on the default path
+                ctx.prompt_text = sent  # hashed as the bytes that came: no decode on the default path
 
             # Guardrails first: the cache key and the upstream see the masked prompt.
             guard = services.rails.for_model(model) if endpoint == "chat" else None
@@ -251,14 +250,26 @@ class Gateway:
                     ceiling = output_ceiling(services.prices, answer.target, facts.max_tokens)
                     booking.meter = OutputMeter(ceiling, measured=booking.reservation is not None)
 
+                    egress = door.native_egress() if answer.native else door.egress(model)
+                    # The hash policy digests the stream as the client gets it, in its door's format.
+                    digest = DigestTap(egress) if policy == "hash" else None
+
                     def before_end() -> None:
                         if tap is not None:
                             tap.finish(ctx)
+                        if digest is not None:
+                            ctx.answer_digest = digest.result()
                         self._finish(ctx, booking, policy)
 
-                    egress = door.native_egress() if answer.native else door.egress(model)
                     return await relay_stream(
-                        request, answer.stream, ctx, headers, tap, before_end, egress, booking.meter
+                        request,
+                        answer.stream,
+                        ctx,
+                        headers,
+                        tap,
+                        before_end,
+                        egress if digest is None else digest,
+                        booking.meter,
                     )
                 if answer.usage is None and endpoint == "chat":
                     booking.answer_tokens = answer_tokens(answer.body)
@@ -323,13 +334,11 @@ class Gateway:
         accumulator = None
         if cache_plan is not None or policy in ("full", "masked"):
             accumulator = AnswerAccumulator(MAX_ACCOUNTED_ANSWER_BYTES)
-        # The hash policy keeps a digest of the stream's bytes, taken as they go out: no parse of
-        # each chunk on the default path.
-        digest = hashlib.sha256() if policy == "hash" else None
         stream_guard = _stream_guard(guard, screened)
-        if accumulator is None and stream_guard is None and digest is None:
+        if accumulator is None and stream_guard is None:
             return None
-        return AnswerTap(self.services.cache, cache_plan, accumulator, stream_guard, digest)
+        keep_text = policy in ("full", "masked")
+        return AnswerTap(self.services.cache, cache_plan, accumulator, stream_guard, keep_text)
 
     async def _serve_hit(
         self,
@@ -351,7 +360,6 @@ class Gateway:
         headers.update(hit_headers(hit))
         if booking.admission is not None:
             headers.update(booking.admission.headers)
-        ctx.answer_text = answer_for_record(hit.body, policy)
         if client_request.stream:
             out = replay_stream(hit.body, client_request.client_wants_usage)
             stream_guard = _stream_guard(guard, screened)
@@ -360,6 +368,7 @@ class Gateway:
             egress = door.egress(client_request.model)
             if egress is not None:
                 out = egress.feed(out) + egress.close()
+            ctx.answer_text = answer_for_record(hit.body, policy, out)
             response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
             await response.prepare(request)
             ctx.status = 200
@@ -376,8 +385,9 @@ class Gateway:
         ctx.status = 200
         ctx.mark_first_byte()
         headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
-        body = door.answer(body, client_request.model)
-        return web.Response(body=body, content_type="application/json", headers=headers)
+        sent = door.answer(body, client_request.model)
+        ctx.answer_text = answer_for_record(body, policy, sent)
+        return web.Response(body=sent, content_type="application/json", headers=headers)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.max_body_bytes
@@ -409,9 +419,9 @@ class Gateway:
         if guard is not None and screened is not None:
             body, flags = guard.check_answer(body, screened)
             ctx.flags.extend(flags)
-        ctx.answer_text = answer_for_record(body, policy)
-        if not answer.native:
-            body = door.answer(body, ctx.model or "")
+        sent = body if answer.native else door.answer(body, ctx.model or "")
+        ctx.answer_text = answer_for_record(body, policy, sent)
+        body = sent
         ctx.mark_first_byte()
         ctx.status = 200
         ctx.completed = True

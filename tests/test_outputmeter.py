@@ -69,6 +69,27 @@ def test_anthropic_events_relayed_as_they_came_are_measured_too() -> None:
         meter.feed(native_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "w" * 800}}))
 
 
+def test_responses_events_relayed_as_they_came_count_their_deltas_only() -> None:
+    """The Responses door's passthrough relays OpenAI's Responses events, whose `done` and
+    `completed` events repeat the output the deltas carried: only the deltas count, so a short
+    answer is not cut for the size of its events (it was, counted whole as unknown events)."""
+    item = {"id": "msg_1", "type": "message", "content": [{"type": "output_text", "text": "abcd" * 5}]}
+    response = {"id": "resp_1", "object": "response", "status": "completed", "output": [item]}
+    meter = OutputMeter(10, measured=True)
+    meter.feed(
+        native_event("response.created", {"response": {**response, "status": "in_progress", "output": []}})
+        + native_event("response.output_item.added", {"output_index": 0, "item": item})
+        + native_event("response.output_text.delta", {"item_id": "msg_1", "delta": "abcd" * 5})
+        + native_event("response.function_call_arguments.delta", {"item_id": "fc_1", "delta": "{}"})
+        + native_event("response.output_text.done", {"item_id": "msg_1", "text": "abcd" * 5})
+        + native_event("response.output_item.done", {"output_index": 0, "item": item})
+        + native_event("response.completed", {"response": response})
+    )
+    assert meter.tokens == 6  # 20 + 2 characters, rounded up
+    with pytest.raises(OutputOverrun):
+        meter.feed(native_event("response.output_text.delta", {"item_id": "msg_1", "delta": "w" * 800}))
+
+
 def test_a_whole_anthropic_answers_output() -> None:
     body = msgspec.json.encode(
         {"type": "message", "content": [{"type": "thinking", "thinking": "abcd"}, {"type": "text", "text": "efgh"}]}
