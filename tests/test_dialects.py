@@ -122,7 +122,7 @@ def test_fields_the_neutral_form_lacks_are_dropped_by_name_not_refused() -> None
     request = client_request(body)
     built = DIALECT.build(request, TARGET, "chat")
     assert msgspec.json.decode(built.body) == {"prompt": "hi", "temperature": 0}
-    assert DIALECT.dropped(request) == ("store", "x_vendor_flag", "prediction")
+    assert DIALECT.dropped(request, TARGET) == ("store", "x_vendor_flag", "prediction")
     assert DIALECT.native_way(request, TARGET, "chat") is None
 
 
@@ -131,7 +131,7 @@ def test_a_same_format_upstream_drops_nothing_of_the_chat_doors() -> None:
     request = client_request(
         b'{"model": "x", "store": true, "messages": [{"role": "user", "content": "hi"}]}'
     )
-    assert same.dropped(request) == () and same.native_way(request, TARGET, "chat") is None
+    assert same.dropped(request, TARGET) == () and same.native_way(request, TARGET, "chat") is None
 
 
 def test_unsupported_content_part_names_the_provider() -> None:
