@@ -288,17 +288,19 @@ def test_passthrough_forwards_the_body_with_only_the_model_swapped(
     assert {k: bytes(v) for k, v in fields.items()} == {k: bytes(v) for k, v in expected.items()}
 
 
+# A chat answer from an OpenAI-compatible server.
+CHAT_HI = (
+    b'{"id":"chatcmpl-c1","object":"chat.completion","created":1,"model":"llama","choices":[{"index":0,'
+    b'"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
+)
+
+
 @pytest.mark.integration
 def test_compatible_server_gets_chat_and_the_dropped_names(
     sdk: openai.OpenAI, native_upstream: NativeUpstream
 ) -> None:
-    native_upstream.queue(
-        Answer(
-            b'{"id":"chatcmpl-c1","object":"chat.completion","created":1,"model":"llama","choices":[{"index":0,'
-            b'"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],'
-            b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
-        )
-    )
+    native_upstream.queue(Answer(CHAT_HI))
     tools: Any = [{"type": "web_search"}, *TOOLS]
     raw = sdk.responses.with_raw_response.create(
         model="compat", input="Hi", tools=tools, metadata={"a": "b"}, reasoning={"summary": "auto"}
@@ -460,13 +462,6 @@ def test_openai_agents_sdk_turn_with_a_tool(kind: str, gw: Gateway, native_upstr
     if kind == "anthropic":
         tool_result = upstream_json(native_upstream)["messages"][-1]["content"][0]
         assert tool_result["type"] == "tool_result" and tool_result["content"] == "sunny in Paris"
-
-
-CHAT_HI = (
-    b'{"id":"chatcmpl-c1","object":"chat.completion","created":1,"model":"gpt-4.1","choices":[{"index":0,'
-    b'"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],'
-    b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
-)
 
 
 @pytest.mark.integration
