@@ -16,6 +16,8 @@ Choices where the two APIs differ (see also providers.md §4):
 - Thinking and redacted_thinking blocks are kept as the neutral `reasoning` (never in `content`),
   numbered among reasoning blocks only, so that an Anthropic client of `/v1/messages` gets them
   back to send on its next tool turn ("must be sent back unchanged in tool loops").
+- `reasoning_effort` is `thinking` (adaptive with `output_config.effort`, or a `budget_tokens` for
+  older models) as adapters/claude_thinking.py says; `none` sends none.
 - The wait on a 429 comes from `retry-after` only: the `anthropic-ratelimit-*-reset` headers are
   RFC 3339 times, and an adapter reads no clock.
 """
@@ -28,6 +30,7 @@ from typing import Final
 import msgspec
 
 from adapters import anthropic_wire as wire
+from adapters import claude_thinking
 from adapters.base import (
     ErrorKind,
     FunctionAdapter,
@@ -72,6 +75,7 @@ SUPPORTED_FIELDS: Final = frozenset(
         "parallel_tool_calls",
         "response_format",
         "user",
+        "reasoning_effort",
     }
 )
 
@@ -91,9 +95,16 @@ def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
 
     Raises InvalidRequest naming the field for what Anthropic cannot do as asked: n > 1, logprobs,
     seed, penalties, temperature above 1, json_object mode, message names, image URLs that are
-    neither base64 data URLs nor http(s), tool-call arguments that are not a JSON object.
+    neither base64 data URLs nor http(s), tool-call arguments that are not a JSON object, a
+    `reasoning_effort` the model has no control for (the gateway drops those before this).
     """
     refuse_unsupported(request, PROVIDER, SUPPORTED_FIELDS)
+    effort = request.reasoning_effort
+    if effort is not None and not claude_thinking.takes_effort(effort, target.model):
+        raise InvalidRequest(
+            f"'reasoning_effort' {effort!r} is not supported by {PROVIDER} model {target.model!r}",
+            "reasoning_effort",
+        )
     if request.temperature is not None and request.temperature > 1:
         raise InvalidRequest(
             f"'temperature' {request.temperature} is not supported by {PROVIDER}: its range is 0 to 1",
@@ -101,9 +112,14 @@ def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
         )
     system, messages = wire.messages_of(request.messages)
     max_tokens = request.max_output_tokens
+    if max_tokens is None:
+        max_tokens = target.default_max_tokens
+    reasoning = claude_thinking.reasoning_of(effort, target.model, max_tokens)
+    if reasoning is not None and reasoning.max_tokens is not None:
+        max_tokens = reasoning.max_tokens
     body = wire.AnthropicRequest(
         model=target.model,
-        max_tokens=max_tokens if max_tokens is not None else target.default_max_tokens,
+        max_tokens=max_tokens,
         messages=messages,
         system=system,
         stop_sequences=request.stop_sequences or None,
@@ -112,7 +128,10 @@ def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
         tools=[wire.tool_of(tool.function) for tool in request.tools] if request.tools else None,
         tool_choice=wire.tool_choice_of(request),
         metadata=wire.AnthropicMetadata(request.user) if request.user is not None else None,
-        output_config=wire.output_config_of(request.response_format),
+        output_config=wire.output_config_of(
+            request.response_format, reasoning.effort if reasoning is not None else None
+        ),
+        thinking=reasoning.thinking if reasoning is not None else None,
         stream=True if request.stream else None,
     )
     version = target.api_version or DEFAULT_API_VERSION
@@ -341,6 +360,12 @@ def _merged(usage: wire.AnthropicUsage | None, update: wire.AnthropicUsage) -> w
 
 def stream_parser(target: Target) -> AnthropicStreamParser:
     return AnthropicStreamParser()
+
+
+def takes_effort(effort: str, target: Target) -> bool:
+    """Whether the target's model has a thinking control for `effort` (gateway/dialects.py drops
+    and names one it has not)."""
+    return claude_thinking.takes_effort(effort, target.model)
 
 
 # --- answers to a client of Anthropic's own format -------------------------------------------

@@ -16,6 +16,7 @@ from typing import Final, Literal
 import msgspec
 
 from adapters.base import InvalidRequest
+from adapters.claude_thinking import ClaudeThinking
 from adapters.request_parts import base64_data_url, refuse_image_detail, required_json_schema, scheme_of
 from adapters.schema import (
     ChatRequest,
@@ -100,8 +101,9 @@ class AnthropicJsonSchemaFormat(msgspec.Struct, tag="json_schema", tag_field="ty
     schema: msgspec.Raw
 
 
-class AnthropicOutputConfig(msgspec.Struct):
-    format: AnthropicJsonSchemaFormat
+class AnthropicOutputConfig(msgspec.Struct, omit_defaults=True):
+    format: AnthropicJsonSchemaFormat | None = None
+    effort: str | None = None  # with adaptive thinking (adapters/claude_thinking.py)
 
 
 class AnthropicRequest(msgspec.Struct, omit_defaults=True):
@@ -116,6 +118,7 @@ class AnthropicRequest(msgspec.Struct, omit_defaults=True):
     tool_choice: AnthropicToolChoice | None = None
     metadata: AnthropicMetadata | None = None
     output_config: AnthropicOutputConfig | None = None
+    thinking: ClaudeThinking | None = None
     stream: bool | None = None
 
 
@@ -283,10 +286,13 @@ def tool_choice_of(request: ChatRequest) -> AnthropicToolChoice | None:
     return AnthropicToolChoice("tool", choice.function.name, disable_parallel)
 
 
-def output_config_of(response_format: ResponseFormat | None) -> AnthropicOutputConfig | None:
+def output_config_of(
+    response_format: ResponseFormat | None, effort: str | None = None
+) -> AnthropicOutputConfig | None:
+    """`output_config`: the `json_schema` format and the thinking effort; None when neither."""
     required = required_json_schema(response_format, PROVIDER)
     if required is None:
-        return None
+        return AnthropicOutputConfig(effort=effort) if effort is not None else None
     spec, schema = required
     if spec.description is not None:
         raise InvalidRequest(
@@ -294,7 +300,7 @@ def output_config_of(response_format: ResponseFormat | None) -> AnthropicOutputC
             "response_format.json_schema.description",
         )
     # `strict` needs no translation: Anthropic's structured outputs always follow the schema.
-    return AnthropicOutputConfig(AnthropicJsonSchemaFormat(msgspec.Raw(schema)))
+    return AnthropicOutputConfig(AnthropicJsonSchemaFormat(msgspec.Raw(schema)), effort)
 
 
 # --- answers ---------------------------------------------------------------------------------

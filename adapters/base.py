@@ -39,6 +39,9 @@ class Target(msgspec.Struct, frozen=True):
     default_max_tokens: int = DEFAULT_MAX_TOKENS  # for APIs that require a limit the client did not give
     region: str | None = None  # AWS region (Bedrock)
     serves_responses: bool = False  # has OpenAI's /responses (requests there pass through as bytes)
+    # False: the models take no reasoning control (gpt-4.1, most vLLM models): a
+    # `reasoning_effort` is dropped and named by the gateway rather than sent.
+    reasoning: bool = True
 
 
 class ErrorKind(enum.Enum):
@@ -84,6 +87,8 @@ def nested_too_deeply() -> InvalidRequest:
     Python's recursion limit, about 1,000 levels less the stack already in use): no real request
     comes near that, so it is the client's 400, not the gateway's failure."""
     return InvalidRequest("the request body is nested too deeply")
+
+
 # msgspec's ValidationError ends with "- at `$.path`"; it is the only place the path is given.
 _VALIDATION_PATH: Final = re.compile(r" - at `\$\.?(.*)`$")
 

@@ -24,11 +24,17 @@ Choices where the two APIs differ (see also providers.md §6):
 - `response_format: json_schema` maps to `outputConfig.textFormat` (the schema as a JSON string),
   so a model without structured output answers with its own 400 rather than a silently
   unstructured answer; `json_object` is refused (no JSON mode without a schema).
-- Refused: `n` > 1, `logprobs`, `seed`, penalties, `reasoning_effort` (each model family takes its
-  own `additionalModelRequestFields`), `parallel_tool_calls: false`, message `name`, image
-  `detail` other than auto. Dropped, as it changes no answer: `user`.
+- `reasoning_effort` for a Claude model (its id names one) is Anthropic's `thinking` and
+  `output_config.effort` in `additionalModelRequestFields`, as adapters/claude_thinking.py says;
+  a budget that needs a larger `maxTokens` gets it. Other model families take their own fields:
+  `takes_effort` is false for them, and the gateway drops the effort and names it.
+- Refused: `n` > 1, `logprobs`, `seed`, penalties, `parallel_tool_calls: false`, message `name`,
+  image `detail` other than auto. Dropped, as it changes no answer: `user`.
 - Answers carry no id: the id is `bedrock-` and a hash of the body, stable for one answer.
-  `created` is 0 (no timestamp, and an adapter reads no clock). Reasoning blocks are dropped.
+  `created` is 0 (no timestamp, and an adapter reads no clock). `reasoningContent` blocks are the
+  neutral reasoning: `reasoningText` a thinking block with its signature, `redactedContent` a
+  redacted one whose data is that base64 text. Streamed, a block's first reasoning delta opens it
+  (ConverseStream has no start event for them).
 - Streams: `metadata` (the usage) comes after `messageStop`, so the finish chunk goes out at
   `messageStop` and the usage chunk at `metadata`. `done` needs both; at close, `messageStop`
   alone will do (the answer is whole, only its usage is missing). Exception and error frames
@@ -51,6 +57,7 @@ from urllib.parse import quote
 import msgspec
 
 from adapters import bedrock_wire as wire
+from adapters import claude_thinking
 from adapters.base import (
     ErrorKind,
     FunctionAdapter,
@@ -76,6 +83,8 @@ from adapters.schema import (
     Choice,
     FinishReason,
     FunctionCall,
+    ReasoningBlock,
+    ReasoningDelta,
     ResponseMessage,
     ToolCall,
     ToolCallDelta,
@@ -95,6 +104,7 @@ SUPPORTED_FIELDS: Final = frozenset(
         "tool_choice",
         "parallel_tool_calls",
         "response_format",
+        "reasoning_effort",
         "user",  # an end-user id for abuse tracking; Converse has none, and it changes no answer
     }
 )
@@ -123,13 +133,25 @@ def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
             f"'temperature' {request.temperature} is not supported by {PROVIDER}: its range is 0 to 1",
             "temperature",
         )
+    effort = request.reasoning_effort
+    if effort is not None and not takes_effort(effort, target):
+        raise InvalidRequest(
+            f"'reasoning_effort' {effort!r} is not supported by {PROVIDER} model {target.model!r}",
+            "reasoning_effort",
+        )
+    reasoning = claude_thinking.reasoning_of(effort, target.model, request.max_output_tokens)
+    inference_config = wire.inference_config_of(request)
+    if reasoning is not None and reasoning.max_tokens is not None:
+        assert inference_config is not None  # a raised limit means the client gave one
+        inference_config = msgspec.structs.replace(inference_config, max_tokens=reasoning.max_tokens)
     system, turns = wire.messages_of(request.messages)
     body = wire.BedrockRequest(
         messages=turns,
         system=system or None,
-        inference_config=wire.inference_config_of(request),
+        inference_config=inference_config,
         tool_config=wire.tool_config_of(request, turns),
         output_config=wire.output_config_of(request.response_format),
+        additional_model_request_fields=wire.claude_fields_of(reasoning),
     )
     model = quote(target.model, safe=_PATH_SAFE)
     if request.stream:
@@ -191,9 +213,12 @@ def parse_response(body: bytes, target: Target) -> ChatResponse:
         raise InvalidUpstreamAnswer(f"{PROVIDER} answered without an output message")
     texts: list[str] = []
     calls: list[ToolCall] = []
+    reasoning: list[ReasoningBlock] = []
     for block in message.content:
         if block.text is not None:
             texts.append(block.text)
+        elif block.reasoning_content is not None:
+            reasoning.append(_reasoning_block(block.reasoning_content))
         elif block.tool_use is not None:
             tool_use = block.tool_use
             calls.append(
@@ -201,12 +226,19 @@ def parse_response(body: bytes, target: Target) -> ChatResponse:
             )
     choice = Choice(
         0,
-        ResponseMessage("".join(texts) if texts else None, calls or None),
+        ResponseMessage("".join(texts) if texts else None, calls or None, reasoning=reasoning or None),
         finish_reason(answer.stop_reason, bool(calls)),
     )
     usage = _usage(answer.usage) if answer.usage is not None else None
     response_id = "bedrock-" + hashlib.blake2b(body, digest_size=12).hexdigest()
     return ChatResponse(response_id, 0, [choice], usage)
+
+
+def _reasoning_block(content: wire.BedrockReasoningContent) -> ReasoningBlock:
+    if content.redacted_content is not None:
+        return ReasoningBlock("redacted_thinking", data=content.redacted_content)
+    text = content.reasoning_text or wire.BedrockReasoningText()
+    return ReasoningBlock("thinking", text.text, text.signature or "")
 
 
 class BedrockStreamParser:
@@ -228,6 +260,7 @@ class BedrockStreamParser:
         self._frames = EventStreamDecoder()
         self._tools: dict[int, int] = {}  # Converse content block index -> OpenAI tool call index
         self._tool_has_arguments: dict[int, bool] = {}
+        self._reasoning: dict[int, int] = {}  # Converse content block index -> reasoning block index
         self._stopped = False
         self._reported_usage = False
         self._failure: StreamFailure | None = None
@@ -336,7 +369,23 @@ class BedrockStreamParser:
             assert index is not None
             self._tool_has_arguments[index] = True
             return [ChatChunk(tool_calls=[ToolCallDelta(self._tools[index], arguments=delta.tool_use.input)])]
-        return []  # reasoningContent, citations, empty fragments
+        if delta.reasoning_content is not None and index is not None:
+            return self._reasoning_delta(index, delta.reasoning_content)
+        return []  # citations, empty fragments
+
+    def _reasoning_delta(self, index: int, delta: wire.BedrockReasoningDelta) -> list[ChatChunk]:
+        number = self._reasoning.setdefault(index, len(self._reasoning))
+        if delta.redacted_content is not None:
+            return [
+                ChatChunk(reasoning=ReasoningDelta(number, "redacted_thinking", data=delta.redacted_content))
+            ]
+        if not delta.text and not delta.signature:
+            return []
+        return [
+            ChatChunk(
+                reasoning=ReasoningDelta(number, "thinking", delta.text or None, delta.signature or None)
+            )
+        ]
 
     def _block_stop(self, event: wire.BedrockStreamEvent) -> list[ChatChunk]:
         index = event.content_block_index
@@ -350,6 +399,12 @@ class BedrockStreamParser:
 
 def stream_parser(target: Target) -> BedrockStreamParser:
     return BedrockStreamParser()
+
+
+def takes_effort(effort: str, target: Target) -> bool:
+    """Whether the target's model has a reasoning control for `effort`: only Claude's thinking is
+    mapped (gateway/dialects.py drops and names the effort for other models)."""
+    return claude_thinking.is_claude(target.model) and claude_thinking.takes_effort(effort, target.model)
 
 
 def _garbled(message: str) -> UpstreamError:

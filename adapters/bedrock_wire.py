@@ -18,6 +18,7 @@ from typing import Final, Literal
 import msgspec
 
 from adapters.base import InvalidRequest
+from adapters.claude_thinking import ClaudeReasoning, ClaudeThinking
 from adapters.request_parts import base64_data_url, refuse_image_detail, required_json_schema, scheme_of
 from adapters.schema import (
     ChatRequest,
@@ -140,6 +141,17 @@ class BedrockOutputConfig(msgspec.Struct, rename="camel"):
     text_format: BedrockTextFormat
 
 
+class BedrockClaudeOutputConfig(msgspec.Struct):
+    effort: str
+
+
+class BedrockClaudeFields(msgspec.Struct, omit_defaults=True):
+    """`additionalModelRequestFields` for a Claude model: Anthropic's own fields, as it names them."""
+
+    thinking: ClaudeThinking
+    output_config: BedrockClaudeOutputConfig | None = None
+
+
 class BedrockRequest(msgspec.Struct, omit_defaults=True, rename="camel"):
     """A Converse body; the model is in the URL, not here."""
 
@@ -148,6 +160,7 @@ class BedrockRequest(msgspec.Struct, omit_defaults=True, rename="camel"):
     inference_config: BedrockInferenceConfig | None = None
     tool_config: BedrockToolConfig | None = None
     output_config: BedrockOutputConfig | None = None
+    additional_model_request_fields: BedrockClaudeFields | None = None
 
 
 encode: Final = msgspec.json.Encoder().encode
@@ -380,6 +393,14 @@ def tool_config_of(request: ChatRequest, turns: list[BedrockMessage]) -> Bedrock
     return BedrockToolConfig(tools, BedrockToolChoice(tool=BedrockSpecificTool(choice.function.name)))
 
 
+def claude_fields_of(reasoning: ClaudeReasoning | None) -> BedrockClaudeFields | None:
+    """Claude's thinking fields for `additionalModelRequestFields`; None without reasoning."""
+    if reasoning is None:
+        return None
+    effort = BedrockClaudeOutputConfig(reasoning.effort) if reasoning.effort is not None else None
+    return BedrockClaudeFields(reasoning.thinking, effort)
+
+
 def output_config_of(response_format: ResponseFormat | None) -> BedrockOutputConfig | None:
     """`json_schema` as `outputConfig.textFormat` with the schema as a JSON string; `json_object`
     is refused (Converse has no JSON mode without a schema)."""
@@ -415,12 +436,26 @@ class BedrockAnswerToolUse(msgspec.Struct, rename="camel"):
     input: msgspec.Raw = msgspec.field(default_factory=_no_input)
 
 
+class BedrockReasoningText(msgspec.Struct):
+    text: str = ""
+    signature: str | None = None
+
+
+class BedrockReasoningContent(msgspec.Struct, rename="camel"):
+    """A union: the reasoning text with the signature that vouches for it, or the encrypted
+    reasoning (`redactedContent`, base64), opaque to us."""
+
+    reasoning_text: BedrockReasoningText | None = None
+    redacted_content: str | None = None
+
+
 class BedrockAnswerBlock(msgspec.Struct, rename="camel"):
-    """An answer's content block; members we do not read (reasoningContent, citationsContent,
-    future ones) decode and are skipped."""
+    """An answer's content block; members we do not read (citationsContent, future ones) decode
+    and are skipped."""
 
     text: str | None = None
     tool_use: BedrockAnswerToolUse | None = None
+    reasoning_content: BedrockReasoningContent | None = None
 
 
 class BedrockAnswerMessage(msgspec.Struct):
@@ -450,9 +485,18 @@ class BedrockToolUseDelta(msgspec.Struct):
     input: str = ""
 
 
+class BedrockReasoningDelta(msgspec.Struct, rename="camel"):
+    """A union: a fragment of the reasoning text, of its signature, or the encrypted reasoning."""
+
+    text: str | None = None
+    signature: str | None = None
+    redacted_content: str | None = None
+
+
 class BedrockBlockDelta(msgspec.Struct, rename="camel"):
     text: str | None = None
     tool_use: BedrockToolUseDelta | None = None
+    reasoning_content: BedrockReasoningDelta | None = None
 
 
 class BedrockStreamEvent(msgspec.Struct, rename="camel"):

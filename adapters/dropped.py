@@ -56,8 +56,9 @@ TUNE_ONLY: Final = frozenset(
     }
 )
 # Dropped names the metric labels besides TUNE_ONLY: a Responses request whose tools were all
-# hosted ones goes without `tools` and `tool_choice` (the tools named in TOOLS_HEADER).
-_ALSO_LABELLED: Final = frozenset({"tools", "tool_choice"})
+# hosted ones goes without `tools` and `tool_choice` (the tools named in TOOLS_HEADER); a
+# `reasoning_effort` goes to no target without a control for it (gateway/dialects.py).
+_ALSO_LABELLED: Final = frozenset({"tools", "tool_choice", "reasoning_effort"})
 
 
 def metric_label(field: str) -> str:

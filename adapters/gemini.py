@@ -336,6 +336,12 @@ def stream_parser(target: Target) -> GeminiStreamParser:
     return GeminiStreamParser()
 
 
+def takes_effort(effort: str, target: Target) -> bool:
+    """Whether Gemini has a thinking control for `effort` (gateway/dialects.py drops and names one
+    it has not)."""
+    return wire.has_thinking_level(effort)
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 _KIND_BY_CODE_NAME: Final = {

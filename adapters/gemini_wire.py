@@ -116,6 +116,11 @@ _THINKING_LEVELS: Final = {
 }
 
 
+def has_thinking_level(effort: str) -> bool:
+    """Whether `effort` has a Gemini thinking control (a level, or no thinking for "none")."""
+    return effort == "none" or effort in _THINKING_LEVELS
+
+
 def thinking_config_of(effort: str | None) -> GeminiThinkingConfig | None:
     """`reasoning_effort` as Gemini's `thinkingConfig`: a thinking level, or a zero budget for
     "none". Raises InvalidRequest for an effort Gemini has no level for."""

@@ -10,7 +10,9 @@ Choices where the two APIs differ:
   must call one or more tools"); `developer` messages are sent as `system` messages.
 - `temperature` is passed as given: Mistral enforces its own upper bound (it has moved between 1
   and 1.5 and is not documented), and its 422 names the limit, which reaches the client as is.
-- `reasoning_effort` is passed for Mistral's two values, "none" and "high"; the others are refused.
+- `reasoning_effort` is passed for Mistral's two values, "none" and "high"; for the others
+  `takes_effort` is false and the gateway drops the effort and names it (called directly, this
+  adapter refuses them).
 - Tool call ids are rewritten to what Mistral accepts ("Tool call id was X but must be a-z, A-Z,
   0-9, with a length of 9"): ids Mistral gave are kept, others (`call_…`, `toolu_…`) are hashed
   to 9 characters, the same way every time, so a call and its result still match.
@@ -327,6 +329,11 @@ class MistralStreamParser:
 
 def stream_parser(target: Target) -> MistralStreamParser:
     return MistralStreamParser()
+
+
+def takes_effort(effort: str, target: Target) -> bool:
+    """Whether Mistral has `effort` (gateway/dialects.py drops and names one it has not)."""
+    return effort in REASONING_EFFORTS
 
 
 # --- errors ------------------------------------------------------------------------------------

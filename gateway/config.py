@@ -137,6 +137,10 @@ class _HttpProvider(_Provider, frozen=True, kw_only=True):
     # makes the next stream wait for one to end. 1024 file descriptors fit well in the unit's
     # LimitNOFILE (65536).
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    # false: the provider's models take no reasoning control (gpt-4.1 behind `openai`, a vLLM
+    # model, Claude 3.5): a `reasoning_effort`, however it came, is dropped and named in
+    # `x-tollway-dropped-fields` rather than sent.
+    reasoning: bool = True
 
 
 class OpenAIProvider(_HttpProvider, frozen=True, kw_only=True, tag="openai"):

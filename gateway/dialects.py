@@ -10,6 +10,11 @@ whose target speaks that same format goes both ways as bytes: `native_way` gives
 (the client's body, model swapped) and what relays its answer unchanged, scanning for usage only.
 Any other way, the target is served a translation, which leaves out the request's `dropped`
 fields (adapters/dropped.py); `dropped` says which.
+
+`reasoning_effort` only tunes how hard a model thinks, so a target that has no control for the
+effort asked (a provider without one, a model the adapter says cannot take it, or a provider
+configured `reasoning: false`) is not given it, and `dropped` names it; a chat client's own
+`reasoning_effort` still reaches an OpenAI-format upstream byte for byte unless that is set.
 """
 
 from __future__ import annotations
@@ -66,8 +71,8 @@ class Dialect(Protocol):
         """How `target` serves `request` in the client's own format; None when it is translated."""
         ...
 
-    def dropped(self, request: ClientRequest) -> tuple[str, ...]:
-        """The client's fields a translated request to this target leaves out (tune-only or unknown)."""
+    def dropped(self, request: ClientRequest, target: Target) -> tuple[str, ...]:
+        """The client's fields a translated request to `target` leaves out (tune-only or unknown)."""
         ...
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest: ...
@@ -83,6 +88,21 @@ class Dialect(Protocol):
 
 Build = Callable[[ClientRequest, Target], UpstreamRequest]
 Classify = Callable[[int, Mapping[str, str], bytes], UpstreamError]
+# Whether a target has a reasoning control for an effort (each adapter module's `takes_effort`).
+TakesEffort = Callable[[str, Target], bool]
+EFFORT: Final = "reasoning_effort"
+_decode_effort: Final = msgspec.json.Decoder(str | None)
+
+
+def _effort(request: ClientRequest) -> str | None:
+    """The request's `reasoning_effort` when it is a string (any other value is the build's 400)."""
+    raw = request.fields.get(EFFORT)
+    if raw is None:
+        return None
+    try:
+        return _decode_effort.decode(raw)
+    except msgspec.DecodeError:
+        return None
 
 
 class SameFormat:
@@ -105,13 +125,19 @@ class SameFormat:
             return RESPONSES_NATIVE
         return None
 
-    def dropped(self, request: ClientRequest) -> tuple[str, ...]:
-        return request.dropped  # nothing of the chat door's; what another door translated away
+    def dropped(self, request: ClientRequest, target: Target) -> tuple[str, ...]:
+        # Nothing of the chat door's but an effort for a model configured without reasoning;
+        # what another door translated away.
+        if not target.reasoning and EFFORT in request.fields:
+            return (*request.dropped, EFFORT)
+        return request.dropped
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
         if request.native is not None and self.native_way(request, target, endpoint) is not None:
             return responses_passthrough.build_request(request.native, target)
         refuse_native_only(request, self._kind)
+        if not target.reasoning:
+            request.fields.pop(EFFORT, None)
         return self._builders[endpoint](request, target)
 
     def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
@@ -136,26 +162,53 @@ def refuse_native_only(request: ClientRequest, kind: str) -> None:
 
 
 class Translated:
-    """Providers with their own wire format: the client's body goes through the neutral form."""
+    """Providers with their own wire format: the client's body goes through the neutral form.
 
-    def __init__(self, kind: str, adapter: ChatAdapter) -> None:
+    `takes_effort` says which reasoning efforts a target has a control for (None: none at all);
+    `shows_thinking` that the provider returns the thinking text, which then stands for the
+    Responses door's `reasoning.summary` (its reasoning items carry it)."""
+
+    def __init__(
+        self,
+        kind: str,
+        adapter: ChatAdapter,
+        takes_effort: TakesEffort | None = None,
+        shows_thinking: bool = False,
+    ) -> None:
         self._kind = kind
         self._adapter = adapter
+        self._takes_effort = takes_effort
+        self._shows_thinking = shows_thinking
 
     def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
         return None
 
-    def dropped(self, request: ClientRequest) -> tuple[str, ...]:
+    def _keeps(self, effort: str, target: Target) -> bool:
+        return target.reasoning and self._takes_effort is not None and self._takes_effort(effort, target)
+
+    def dropped(self, request: ClientRequest, target: Target) -> tuple[str, ...]:
         if request.native_format:
-            return request.dropped
-        # The chat door: its body's fields the neutral form does not model (`store`, `metadata`...).
-        return openai_wire.unmodeled_names(request.fields)
+            dropped = request.dropped
+        else:
+            # The chat door: its body's fields the neutral form does not model (`store`, `metadata`...).
+            dropped = openai_wire.unmodeled_names(request.fields)
+        effort = _effort(request)
+        if effort is None:
+            return dropped
+        if not self._keeps(effort, target):
+            return (*dropped, EFFORT)
+        if self._shows_thinking and effort != "none":
+            return tuple(name for name in dropped if name != "reasoning.summary")
+        return dropped
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
         if endpoint != "chat":
             raise InvalidRequest(f"{endpoint} is not supported by provider kind '{self._kind}'")
         refuse_native_only(request, self._kind)
         neutral = openai_wire.decode_chat(request.body, list(request.fields), f"provider kind '{self._kind}'")
+        effort = neutral.reasoning_effort
+        if effort is not None and not self._keeps(effort, target):
+            neutral = msgspec.structs.replace(neutral, reasoning_effort=None)  # named by `dropped`
         return self._adapter.build_request(neutral, target)
 
     def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
@@ -184,8 +237,9 @@ class AnthropicDialect(Translated):
         adapter: ChatAdapter,
         passthrough: Callable[[bytes, Target], UpstreamRequest],
         native: NativeWay,
+        takes_effort: TakesEffort,
     ) -> None:
-        super().__init__("anthropic", adapter)
+        super().__init__("anthropic", adapter, takes_effort, shows_thinking=True)
         self._passthrough = passthrough
         self._native = native
 
@@ -273,6 +327,12 @@ class TranslatingRelay:
 
 SAME_FORMAT_KINDS: Final = ("openai", "mock")
 TRANSLATED_KINDS: Final = ("anthropic", "gemini", "mistral", "cohere", "ollama", "bedrock")
+# Kinds whose adapter maps `reasoning_effort` (each module's `takes_effort` says for which
+# efforts and models); Cohere's and Ollama's adapters have no reasoning control.
+_EFFORT_KINDS: Final = frozenset({"gemini", "mistral", "bedrock"})
+# Kinds that return the thinking text (Claude's, on Anthropic or Bedrock); Gemini is not asked
+# for its thoughts, and Mistral's are dropped (adapters/mistral.py).
+_SHOWS_THINKING: Final = frozenset({"bedrock"})
 
 
 def dialect_for(kind: str) -> Dialect:
@@ -295,8 +355,10 @@ def dialect_for(kind: str) -> Dialect:
             cast(ChatAdapter, anthropic.ADAPTER),
             anthropic.build_passthrough_request,
             cast(NativeWay, anthropic.NATIVE),
+            anthropic.takes_effort,
         )
     if kind in TRANSLATED_KINDS:
         module = importlib.import_module(f"adapters.{kind}")
-        return Translated(kind, cast(ChatAdapter, module.ADAPTER))
+        takes_effort = cast(TakesEffort, module.takes_effort) if kind in _EFFORT_KINDS else None
+        return Translated(kind, cast(ChatAdapter, module.ADAPTER), takes_effort, kind in _SHOWS_THINKING)
     raise ValueError(f"no dialect for provider kind {kind!r}")

@@ -241,9 +241,10 @@ class Dispatcher:
             if call.delay_s:
                 await asyncio.sleep(call.delay_s)
             request = msgspec.structs.replace(job.request, fields=dict(job.request.fields))
-            upstream_request = target.dialect.build(request, target.target, job.endpoint)
             way = target.dialect.native_way(request, target.target, job.endpoint)
-            dropped = target.dialect.dropped(request) if way is None else ()
+            # Before the build, which may take fields out of the copy (a dropped effort).
+            dropped = target.dialect.dropped(request, target.target) if way is None else ()
+            upstream_request = target.dialect.build(request, target.target, job.endpoint)
             if not job.native_answers:
                 way = None
         except InvalidRequest as exc:

@@ -116,7 +116,14 @@ def build_target(name: str, provider: Provider, model: str) -> Target:
     aws_region = provider.aws_region if isinstance(provider, BedrockProvider) else None
     responses = isinstance(provider, OpenAIProvider) and provider.responses_passthrough
     return Target(
-        name, provider.base_url.rstrip("/"), model, api_version, default_max_tokens, aws_region, responses
+        name,
+        provider.base_url.rstrip("/"),
+        model,
+        api_version,
+        default_max_tokens,
+        aws_region,
+        responses,
+        provider.reasoning,
     )
 
 

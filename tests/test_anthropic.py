@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from adapters import openai_wire
+from adapters import anthropic, openai_wire
 from adapters.anthropic import (
     ADAPTER,
     AnthropicStreamParser,
@@ -94,6 +94,65 @@ def test_build_request_matches_the_golden_body(name: str) -> None:
     # Protocol headers only: the credential (x-api-key) is the gateway's to add.
     assert dict(built.headers) == {"content-type": "application/json", "anthropic-version": "2023-06-01"}
     assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{name}.anthropic.json"))
+
+
+@pytest.mark.parametrize(
+    ("name", "model"), [("reasoning_budget", MODEL), ("reasoning_adaptive", "claude-opus-4-7")]
+)
+def test_reasoning_effort_is_claudes_thinking(name: str, model: str) -> None:
+    target = msgspec.structs.replace(TARGET, model=model)
+    built = build_request(neutral(fixture(f"requests/{name}.openai.json")), target)
+    assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{name}.anthropic.json"))
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "thinking", "output_config", "max_tokens"),
+    [
+        ("claude-opus-4-6", "minimal", {"type": "adaptive"}, {"effort": "low"}, 4096),  # Claude's least
+        ("claude-sonnet-4-6", "max", {"type": "adaptive"}, {"effort": "max"}, 4096),
+        (
+            "claude-fable-9",
+            "high",
+            {"type": "adaptive"},
+            {"effort": "high"},
+            4096,
+        ),  # unknown: the current way
+        ("claude-3-7-sonnet-latest", "low", {"type": "enabled", "budget_tokens": 2048}, None, 4096),
+        ("claude-opus-4-1-20250805", "high", {"type": "enabled", "budget_tokens": 16384}, None, 16384 + 4096),
+        ("claude-opus-4-7", "none", None, None, 4096),  # no thinking at all: the newest refuse "disabled"
+    ],
+)
+def test_each_effort_becomes_the_thinking_the_model_takes(
+    model: str, effort: str, thinking: Any, output_config: Any, max_tokens: int
+) -> None:
+    target = msgspec.structs.replace(TARGET, model=model)
+    body = msgspec.json.decode(build_request(request_of(reasoning_effort=effort), target).body)
+    assert (body.get("thinking"), body.get("output_config"), body["max_tokens"]) == (
+        thinking,
+        output_config,
+        max_tokens,
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "takes"),
+    [
+        ("claude-opus-4-7", "medium", True),
+        ("claude-sonnet-4-5-20250929", "none", True),
+        ("claude-3-5-haiku-20241022", "low", False),  # cannot think
+        ("claude-opus-4-7", "extreme", False),  # no such effort
+    ],
+)
+def test_takes_effort(model: str, effort: str, takes: bool) -> None:
+    assert anthropic.takes_effort(effort, msgspec.structs.replace(TARGET, model=model)) is takes
+
+
+def test_an_effort_the_model_cannot_take_is_refused_when_called_directly() -> None:
+    # The gateway drops such an effort (and names it) before the adapter sees it.
+    target = msgspec.structs.replace(TARGET, model="claude-3-5-haiku-20241022")
+    with pytest.raises(InvalidRequest) as caught:
+        build_request(request_of(reasoning_effort="low"), target)
+    assert caught.value.param == "reasoning_effort"
 
 
 SCHEMA = b'{"type": "object", "properties": {"q": {"type": "string", "description": "caf\\u00e9"}}}'
@@ -285,9 +344,6 @@ REFUSALS = {
     ),
     "frequency_penalty": Refusal(
         {"frequency_penalty": -1}, "frequency_penalty", "'frequency_penalty' is not supported"
-    ),
-    "reasoning_effort": Refusal(
-        {"reasoning_effort": "low"}, "reasoning_effort", "'reasoning_effort' is not supported"
     ),
     "temperature": Refusal(
         {"temperature": 1.5},

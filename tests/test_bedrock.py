@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import openai_wire
+from adapters import bedrock, openai_wire
 from adapters.base import (
     ChatAdapter,
     ErrorKind,
@@ -42,6 +42,8 @@ from adapters.schema import (
     FunctionDef,
     JsonSchemaFormat,
     Message,
+    ReasoningBlock,
+    ReasoningDelta,
     ResponseFormat,
     ResponseMessage,
     Tool,
@@ -93,6 +95,60 @@ def test_build_request_matches_the_golden_body(name: str) -> None:
     # Protocol headers only: the gateway signs the request afterwards.
     assert dict(built.headers) == {"content-type": "application/json", "accept": "application/json"}
     assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{name}.bedrock.json"))
+
+
+OPUS_4_7 = "us.anthropic.claude-opus-4-7"  # adaptive thinking only
+SONNET_4_5 = "anthropic.claude-sonnet-4-5-20250929-v1:0"  # thinking with a budget only
+
+
+@pytest.mark.parametrize(
+    ("name", "model"), [("reasoning_adaptive", OPUS_4_7), ("reasoning_budget", SONNET_4_5)]
+)
+def test_reasoning_effort_is_claudes_thinking_in_the_additional_fields(name: str, model: str) -> None:
+    built = build_request(
+        neutral(fixture(f"requests/{name}.openai.json")), Target("bedrock", BASE_URL, model)
+    )
+    assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{name}.bedrock.json"))
+
+
+@pytest.mark.parametrize(
+    ("effort", "max_tokens", "fields", "sent_max_tokens"),
+    [
+        (
+            "high",
+            None,
+            {"thinking": {"type": "enabled", "budget_tokens": 16384}},
+            None,
+        ),  # the model's maximum
+        ("low", 8000, {"thinking": {"type": "enabled", "budget_tokens": 2048}}, 8000),  # room enough already
+        ("none", 100, None, 100),
+    ],
+)
+def test_a_thinking_budget_leaves_the_answer_its_allowance(
+    effort: str, max_tokens: int | None, fields: dict[str, Any] | None, sent_max_tokens: int | None
+) -> None:
+    request = request_of(
+        reasoning_effort=effort, **({} if max_tokens is None else {"max_tokens": max_tokens})
+    )
+    body = msgspec.json.decode(build_request(request, Target("bedrock", BASE_URL, SONNET_4_5)).body)
+    assert body.get("additionalModelRequestFields") == fields
+    assert body.get("inferenceConfig", {}).get("maxTokens") == sent_max_tokens
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "takes"),
+    [
+        (OPUS_4_7, "max", True),
+        (OPUS_4_7, "none", True),
+        ("arn:aws:bedrock:us-east-1:1:inference-profile/eu.anthropic.claude-sonnet-4-6", "medium", True),
+        (OPUS_4_7, "extreme", False),  # no such effort: dropped, not refused
+        ("anthropic.claude-3-5-sonnet-20240620-v1:0", "high", False),  # cannot think
+        ("amazon.nova-pro-v1:0", "high", False),  # its own reasoningConfig, not mapped
+        ("meta.llama3-70b-instruct-v1:0", "low", False),
+    ],
+)
+def test_takes_effort_only_for_claude_models_that_think(model: str, effort: str, takes: bool) -> None:
+    assert bedrock.takes_effort(effort, Target("bedrock", BASE_URL, model)) is takes
 
 
 def test_a_stream_goes_to_converse_stream_and_accepts_the_event_stream() -> None:
@@ -422,16 +478,28 @@ def test_build_request_refuses_what_converse_cannot_do(case: Refusal) -> None:
 # --- parse_response --------------------------------------------------------------------------
 
 
-def test_parse_text_answer_drops_reasoning_and_joins_text_blocks() -> None:
+def test_parse_text_answer_keeps_reasoning_and_joins_text_blocks() -> None:
     body = fixture("responses/text.json")
     answer = parse_response(body, TARGET)
+    thinking = ReasoningBlock(
+        "thinking", "The capital of Austria is Vienna; answer in French.", "EqQBCkgIARABGAIiQL"
+    )
     assert answer == ChatResponse(
         answer.id,
         0,  # Converse gives no timestamp, and adapters read no clock
-        [Choice(0, ResponseMessage("Vienne. Grüß Gott!"), "stop")],
+        [Choice(0, ResponseMessage("Vienne. Grüß Gott!", reasoning=[thinking]), "stop")],
         usage_of(31, 12),
     )
     assert answer.id.startswith("bedrock-") and len(answer.id) == len("bedrock-") + 24
+
+
+def test_redacted_reasoning_is_a_redacted_thinking_block_with_the_base64_text() -> None:
+    message = parse_response(fixture("responses/redacted_reasoning.json"), TARGET).choices[0].message
+    assert message.reasoning == [
+        ReasoningBlock("thinking", "Euclid: take the product of all primes, add one.", "sig-1"),
+        ReasoningBlock("redacted_thinking", data="ZW5jcnlwdGVkIHJlYXNvbmluZw=="),
+    ]
+    assert message.content is not None and message.content.startswith("Suppose")
 
 
 def test_parse_tool_use_answer() -> None:
@@ -560,6 +628,8 @@ STREAMS = {
     "tool_use.json": StreamCase(
         [
             ChatChunk(role="assistant"),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="The user wants weather and time.")),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature="EqQBCkgIARAB")),
             ChatChunk(content="I'll check the weather and the time."),
             # Numbered among tool blocks only: block 2 is call 0, block 3 call 1.
             ChatChunk(tool_calls=[ToolCallDelta(0, "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "get_weather", "")]),
@@ -569,6 +639,21 @@ STREAMS = {
             ChatChunk(tool_calls=[ToolCallDelta(1, arguments="{}")]),  # no input streamed: "{}"
             ChatChunk(finish_reason="tool_calls"),
             ChatChunk(usage=usage_of(377 + 2048, 89, 2048)),
+        ],
+        done=True,
+    ),
+    "reasoning.json": StreamCase(
+        [
+            ChatChunk(role="assistant"),
+            # No start event for reasoning: the first delta of a block opens it.
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="Euclid: ")),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="product of primes, plus one.")),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature="sig-")),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature="1")),
+            ChatChunk(reasoning=ReasoningDelta(1, "redacted_thinking", data="ZW5jcnlwdGVk")),
+            ChatChunk(content="Infinitely many."),
+            ChatChunk(finish_reason="stop"),
+            ChatChunk(usage=usage_of(14, 120)),
         ],
         done=True,
     ),

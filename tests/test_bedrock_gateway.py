@@ -44,6 +44,7 @@ SECRETS = (AKID, SECRET, TEMP_AKID, TEMP_SECRET, TOKEN, BEARER)
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 THROTTLED = "meta.llama3-70b-instruct-v1:0"
+OPUS = "us.anthropic.claude-opus-4-7"  # adaptive thinking
 PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"
 EVENTSTREAM = "application/vnd.amazon.eventstream"
 SIGNATURE_MISMATCH = (
@@ -294,6 +295,8 @@ models:
   profile: {{targets: [{{provider: bed, model: "{PROFILE_ARN}"}}]}}
   keyed: {{targets: [{{provider: bed-key, model: "{CLAUDE}"}}]}}
   fallback: {{targets: [{{provider: bed, model: "{THROTTLED}"}}, {{provider: bed-temp, model: "{HAIKU}"}}]}}
+  opus: {{targets: [{{provider: bed, model: "{OPUS}"}}]}}
+  llama: {{targets: [{{provider: bed, model: "{THROTTLED}"}}]}}
 """
 
 
@@ -599,3 +602,88 @@ def test_anthropic_sdk_clients_reach_bedrock_through_v1_messages(gw: Gateway, be
         "system": [{"text": "Be brief."}],
         "inferenceConfig": {"maxTokens": 50},
     }
+
+
+THINKING = "Vienna is the capital; the user wants one word."
+SIGNATURE = "EqQBCkgIARABGAIiQLm2"
+
+
+def thinking_answer() -> Reply:
+    content = [
+        {"reasoningContent": {"reasoningText": {"text": THINKING, "signature": SIGNATURE}}},
+        {"text": "Vienna."},
+    ]
+    body = {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 20, "outputTokens": 40, "totalTokens": 60},
+    }
+    return Reply(msgspec.json.encode(body))
+
+
+def thinking_frames() -> list[bytes]:
+    def reasoning(delta: dict[str, str]) -> bytes:
+        return event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": delta}})
+
+    return [
+        event("messageStart", {"role": "assistant"}),
+        reasoning({"text": THINKING[:20]}),
+        reasoning({"text": THINKING[20:]}),
+        reasoning({"signature": SIGNATURE}),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "Vienna."}}),
+        event("contentBlockStop", {"contentBlockIndex": 1}),
+        event("messageStop", {"stopReason": "end_turn"}),
+        event("metadata", {"usage": {"inputTokens": 20, "outputTokens": 40, "totalTokens": 60}}),
+    ]
+
+
+@pytest.mark.integration
+def test_claude_code_thinking_reaches_bedrock_and_comes_back_as_thinking_blocks(
+    gw: Gateway, bedrock: MockBedrock
+) -> None:
+    """The anthropic SDK with adaptive thinking and an effort: Claude's thinking fields in
+    additionalModelRequestFields, and Bedrock's reasoningContent back as a thinking block."""
+    bedrock.queue(OPUS, thinking_answer())
+    bedrock.queue(OPUS, stream(*thinking_frames()))
+    question: Any = [{"role": "user", "content": "Capital of Austria, one word?"}]
+    with anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=10) as client:
+        message = client.messages.create(
+            model="opus",
+            max_tokens=2000,
+            thinking={"type": "adaptive"},
+            output_config={"effort": "medium"},
+            messages=question,
+        )
+        with client.messages.stream(
+            model="opus", max_tokens=2000, thinking={"type": "adaptive"}, messages=question
+        ) as streamed:
+            final = streamed.get_final_message()
+    for answer in (message, final):
+        thinking, text = answer.content
+        assert thinking.type == "thinking" and thinking.thinking == THINKING
+        assert thinking.signature == SIGNATURE
+        assert text.type == "text" and text.text == "Vienna."
+    sent = [msgspec.json.decode(received.body) for received in bedrock.received]
+    assert sent[0]["additionalModelRequestFields"] == {
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "medium"},
+    }
+    # Adaptive thinking without an effort is Anthropic's default effort, high.
+    assert sent[1]["additionalModelRequestFields"]["output_config"] == {"effort": "high"}
+
+
+@pytest.mark.integration
+def test_an_effort_for_a_model_without_claudes_thinking_is_dropped_and_named(
+    gw: Gateway, bedrock: MockBedrock
+) -> None:
+    bedrock.queue(THROTTLED, converse_answer("Hi."))
+    response = httpx.post(
+        f"{gw.v1}/chat/completions",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        json={"model": "llama", "messages": MESSAGES, "reasoning_effort": "high"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-tollway-dropped-fields"] == "reasoning_effort"
+    assert "additionalModelRequestFields" not in msgspec.json.decode(bedrock.received[0].body)

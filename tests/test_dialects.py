@@ -122,7 +122,7 @@ def test_fields_the_neutral_form_lacks_are_dropped_by_name_not_refused() -> None
     request = client_request(body)
     built = DIALECT.build(request, TARGET, "chat")
     assert msgspec.json.decode(built.body) == {"prompt": "hi", "temperature": 0}
-    assert DIALECT.dropped(request) == ("store", "x_vendor_flag", "prediction")
+    assert DIALECT.dropped(request, TARGET) == ("store", "x_vendor_flag", "prediction")
     assert DIALECT.native_way(request, TARGET, "chat") is None
 
 
@@ -131,7 +131,73 @@ def test_a_same_format_upstream_drops_nothing_of_the_chat_doors() -> None:
     request = client_request(
         b'{"model": "x", "store": true, "messages": [{"role": "user", "content": "hi"}]}'
     )
-    assert same.dropped(request) == () and same.native_way(request, TARGET, "chat") is None
+    assert same.dropped(request, TARGET) == () and same.native_way(request, TARGET, "chat") is None
+
+
+EFFORT_BODY = b'{"model": "x", "reasoning_effort": "low", "messages": [{"role": "user", "content": "hi"}]}'
+
+
+@pytest.mark.parametrize("kind", ["cohere", "ollama"])
+def test_a_provider_without_reasoning_controls_drops_the_effort_and_names_it(kind: str) -> None:
+    dialect = dialect_for(kind)
+    target = Target(kind, "http://upstream.test", "some-model")
+    request = client_request(EFFORT_BODY)
+    assert dialect.dropped(request, target) == ("reasoning_effort",)
+    sent = msgspec.json.decode(dialect.build(request, target, "chat").body)
+    assert "reasoning_effort" not in sent and "thinking" not in sent and "think" not in sent
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "effort", "kept"),
+    [
+        ("mistral", "magistral-medium-latest", "high", True),
+        ("mistral", "magistral-medium-latest", "low", False),  # Mistral has none and high only
+        ("gemini", "gemini-3-pro", "minimal", True),
+        ("gemini", "gemini-3-pro", "extreme", False),
+        ("anthropic", "claude-opus-4-7", "high", True),
+        ("anthropic", "claude-3-5-haiku-latest", "high", False),  # cannot think
+        ("bedrock", "us.anthropic.claude-opus-4-7", "medium", True),
+        ("bedrock", "amazon.nova-pro-v1:0", "medium", False),
+    ],
+)
+def test_an_effort_is_kept_only_where_the_target_has_a_control_for_it(
+    kind: str, model: str, effort: str, kept: bool
+) -> None:
+    dialect = dialect_for(kind)
+    target = Target(kind, "http://upstream.test", model, region="us-east-1")
+    request = client_request(EFFORT_BODY.replace(b'"low"', b'"%s"' % effort.encode()))
+    dropped = dialect.dropped(request, target)
+    dialect.build(request, target, "chat")  # no 400 either way
+    assert ("reasoning_effort" not in dropped) is kept
+
+
+def test_reasoning_false_drops_the_effort_even_where_the_provider_has_controls() -> None:
+    dialect = dialect_for("anthropic")
+    target = Target("anthropic", "http://upstream.test", "claude-opus-4-7", reasoning=False)
+    request = client_request(EFFORT_BODY)
+    assert dialect.dropped(request, target) == ("reasoning_effort",)
+    assert "thinking" not in msgspec.json.decode(dialect.build(request, target, "chat").body)
+
+
+def test_an_openai_format_upstream_gets_a_chat_clients_effort_unless_configured_without_reasoning() -> None:
+    same = dialect_for("openai")
+    forwarded = client_request(EFFORT_BODY)
+    assert same.dropped(forwarded, TARGET) == ()
+    assert b'"reasoning_effort":"low"' in same.build(forwarded, TARGET, "chat").body
+    no_reasoning = Target("vllm", "http://vllm.test/v1", "llama", reasoning=False)
+    dropped = client_request(EFFORT_BODY)
+    assert same.dropped(dropped, no_reasoning) == ("reasoning_effort",)
+    assert b"reasoning_effort" not in same.build(dropped, no_reasoning, "chat").body
+
+
+def test_reasoning_summary_is_not_named_where_the_thinking_comes_back_as_the_summary() -> None:
+    request = client_request(EFFORT_BODY)
+    request.native_format = "responses"
+    request.dropped = ("reasoning.summary",)
+    claude = Target("anthropic", "http://upstream.test", "claude-opus-4-7")
+    assert dialect_for("anthropic").dropped(request, claude) == ()
+    gemini = Target("gemini", "http://upstream.test", "gemini-3-pro")
+    assert dialect_for("gemini").dropped(request, gemini) == ("reasoning.summary",)  # thoughts not asked for
 
 
 def test_unsupported_content_part_names_the_provider() -> None:

@@ -87,9 +87,11 @@ def gateway(native_upstream: NativeUpstream, start_gateway_with: Callable[[str],
 providers:
   claude-api: {{kind: anthropic, base_url: "{native_upstream.url}", api_key: "{ANTHROPIC_KEY}"}}
   gpt-api: {{kind: openai, base_url: "{native_upstream.url}/v1", api_key: "{OPENAI_KEY}"}}
+  vllm: {{kind: openai, base_url: "{native_upstream.url}/v1", reasoning: false}}
 models:
   claude: {{targets: [{{provider: claude-api, model: claude-opus-4-8}}]}}
   gpt: {{targets: [{{provider: gpt-api, model: gpt-5.5}}]}}
+  local: {{targets: [{{provider: vllm, model: qwen-coder}}]}}
 """
     )
 
@@ -238,6 +240,23 @@ def test_openai_upstream_gets_reasoning_effort_and_the_dropped_fields_are_named(
     )
     assert (
         metric_value(gateway, "tollway_dropped_fields_total", door="messages", field="defer_loading") == calls
+    )
+
+
+def test_a_model_without_reasoning_controls_gets_no_effort_and_it_is_named(
+    client: anthropic.Anthropic, native_upstream: NativeUpstream, gateway: Gateway
+) -> None:
+    """A vLLM model configured `reasoning: false`: the agent's thinking only tuned the call."""
+    native_upstream.queue(Answer(fixture("openai/chat_response.json")))
+    raw = client.messages.with_raw_response.create(**agent_request("local"))
+    assert raw.parse().stop_reason == "tool_use"
+    body = sent(native_upstream)[2]
+    assert body["model"] == "qwen-coder" and "reasoning_effort" not in body
+    assert raw.headers["x-tollway-dropped-fields"] == (
+        "service_tier,context_management,cache_control,defer_loading,reasoning_effort"
+    )
+    assert (
+        metric_value(gateway, "tollway_dropped_fields_total", door="messages", field="reasoning_effort") == 1
     )
 
 

@@ -125,12 +125,14 @@ providers:
   compat: {{kind: openai, base_url: "{url}/v1", api_key: "sk-compat-0123456789", {timeout}}}
   claude: {{kind: anthropic, base_url: "{url}", api_key: "sk-ant-0123456789", {timeout}}}
   gem: {{kind: gemini, base_url: "{url}/v1beta", api_key: "AIza-gem-0123456789", {timeout}}}
+  plain: {{kind: openai, base_url: "{url}/v1", api_key: "sk-plain-0123456789", reasoning: false, {timeout}}}
 models:
   mock: {{targets: [{{provider: mock, model: mock-1}}]}}
   openai: {{targets: [{{provider: oai, model: gpt-5.5}}]}}
   compat: {{targets: [{{provider: compat, model: llama}}]}}
   anthropic: {{targets: [{{provider: claude, model: claude-x}}]}}
   gemini: {{targets: [{{provider: gem, model: gemini-x}}]}}
+  plain: {{targets: [{{provider: plain, model: gpt-4.1}}]}}
   fallback: {{targets: [{{provider: oai, model: gpt-5.5}}, {{provider: mock, model: mock-1}}]}}
   cached: {{targets: [{{provider: oai, model: gpt-5.5}}], cache: {{ttl_s: 60, scope: global}}}}
 """
@@ -286,17 +288,19 @@ def test_passthrough_forwards_the_body_with_only_the_model_swapped(
     assert {k: bytes(v) for k, v in fields.items()} == {k: bytes(v) for k, v in expected.items()}
 
 
+# A chat answer from an OpenAI-compatible server.
+CHAT_HI = (
+    b'{"id":"chatcmpl-c1","object":"chat.completion","created":1,"model":"llama","choices":[{"index":0,'
+    b'"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
+)
+
+
 @pytest.mark.integration
 def test_compatible_server_gets_chat_and_the_dropped_names(
     sdk: openai.OpenAI, native_upstream: NativeUpstream
 ) -> None:
-    native_upstream.queue(
-        Answer(
-            b'{"id":"chatcmpl-c1","object":"chat.completion","created":1,"model":"llama","choices":[{"index":0,'
-            b'"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],'
-            b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
-        )
-    )
+    native_upstream.queue(Answer(CHAT_HI))
     tools: Any = [{"type": "web_search"}, *TOOLS]
     raw = sdk.responses.with_raw_response.create(
         model="compat", input="Hi", tools=tools, metadata={"a": "b"}, reasoning={"summary": "auto"}
@@ -458,3 +462,50 @@ def test_openai_agents_sdk_turn_with_a_tool(kind: str, gw: Gateway, native_upstr
     if kind == "anthropic":
         tool_result = upstream_json(native_upstream)["messages"][-1]["content"][0]
         assert tool_result["type"] == "tool_result" and tool_result["content"] == "sunny in Paris"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_effort_becomes_claudes_thinking_and_comes_back_as_a_reasoning_item(
+    stream: bool, sdk: openai.OpenAI, native_upstream: NativeUpstream
+) -> None:
+    if stream:
+        native_upstream.queue(stream_of("anthropic/streams/thinking_tool_use.sse"))
+        with sdk.responses.stream(
+            model="anthropic", input="Weather in Zürich?", reasoning={"effort": "high", "summary": "auto"}
+        ) as events:
+            response = events.get_final_response()
+        thinking = "The user wants the weather in Zürich; I should call get_weather."
+    else:
+        native_upstream.queue(Answer(fixture("anthropic/responses/thinking_tool_use.json")))
+        raw = sdk.responses.with_raw_response.create(
+            model="anthropic", input="Weather in Bern?", reasoning={"effort": "high", "summary": "auto"}
+        )
+        # The thinking comes back as the summary: nothing was left out.
+        assert "x-tollway-dropped-fields" not in raw.headers
+        response = raw.parse()
+        thinking = "The user wants the weather in Bern; I should call get_weather."
+    sent = upstream_json(native_upstream)
+    assert sent["thinking"] == {"type": "adaptive"}  # claude-x: a name of no older model
+    assert sent["output_config"] == {"effort": "high"}
+    reasoning = [item for item in response.output if item.type == "reasoning"]
+    assert reasoning and reasoning[0].summary[0].text == thinking
+    assert response.output[-1].type == "function_call"
+
+
+@pytest.mark.integration
+def test_a_provider_configured_without_reasoning_does_not_get_the_effort(
+    gw: Gateway, sdk: openai.OpenAI, native_upstream: NativeUpstream
+) -> None:
+    """gpt-4.1 behind `kind: openai` with `reasoning: false`: dropped and named, whichever door."""
+    native_upstream.queue(Answer(CHAT_HI))
+    native_upstream.queue(Answer(CHAT_HI))
+    raw = sdk.responses.with_raw_response.create(model="plain", input="Hi", reasoning={"effort": "high"})
+    assert raw.parse().output_text == "Hi"
+    assert raw.headers["x-tollway-dropped-fields"] == "reasoning_effort"
+    assert "reasoning_effort" not in upstream_json(native_upstream)
+    chat = sdk.chat.completions.with_raw_response.create(
+        model="plain", messages=[{"role": "user", "content": "Hi"}], reasoning_effort="low"
+    )
+    assert chat.headers["x-tollway-dropped-fields"] == "reasoning_effort"
+    assert "reasoning_effort" not in upstream_json(native_upstream)
