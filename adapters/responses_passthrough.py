@@ -13,6 +13,7 @@ import msgspec
 from adapters.base import InvalidUpstreamAnswer, Target, UpstreamRequest
 from adapters.framing import event_data
 from adapters.openai import StreamRelay
+from adapters.openai import _decode_body as decode_body  # the same 400s as every door
 from adapters.responses_wire import (
     ErrorDetail,
     ErrorEvent,
@@ -34,6 +35,29 @@ _JSON_HEADERS: Final = (("content-type", "application/json"),)
 _MARKS: Final = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"', b'"error"')
 _ENDS: Final = frozenset({"response.completed", "response.incomplete"})
 _FAILS: Final = frozenset({"response.failed", "error"})
+
+
+def decode_fields(body: bytes) -> Fields:
+    """A Responses body's top-level fields, values as their bytes; InvalidRequest (a 400, the
+    same as every door's) when it is not a JSON object."""
+    return decode_body(body)
+
+
+def response_id_in(events: bytes) -> str:
+    """The response id a run of whole Responses stream events carries ('' when none does)."""
+    if b'"response"' not in events:
+        return ""
+    for event in events.split(b"\n\n"):
+        data = event_data(event)
+        if data is None:
+            continue
+        try:
+            probe = _decode_event.decode(data)
+        except msgspec.DecodeError:
+            continue
+        if probe.response is not None and probe.response.id:
+            return probe.response.id
+    return ""
 
 
 def build_request(body: bytes, target: Target) -> UpstreamRequest:

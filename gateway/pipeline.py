@@ -114,7 +114,7 @@ class Gateway:
     async def responses(self, request: web.Request) -> web.StreamResponse:
         """OpenAI's `/v1/responses`: the same pipeline behind another front door (one per
         request: it keeps what the response object echoes)."""
-        return await self._forward(request, ResponsesDoor())
+        return await self._forward(request, ResponsesDoor(self.services.responses))
 
     async def count_message_tokens(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages/count_tokens`, for models an Anthropic provider serves."""
@@ -167,6 +167,7 @@ class Gateway:
             principal.check_endpoint(endpoint)
             body = await self._read_body(request)
             try:
+                body = await door.prepare(body, principal, ctx.request_id)
                 client_request = door.decode(body, request.headers)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
@@ -235,6 +236,7 @@ class Gateway:
                 native_answers,
             )
             answer = await self.dispatcher.dispatch(plan, job, ctx)
+            door.served(answer.target.label, answer.native, answer.body)
             try:
                 headers["x-tollway-target"] = answer.target.label
                 headers["x-tollway-attempts"] = str(plan.calls)
