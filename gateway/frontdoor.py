@@ -179,7 +179,7 @@ class ResponsesDoor:
         self._rid: str | None = None
         self._model = ""
         self._upstream_keeps = False  # the previous response is a Responses upstream's
-        self._continued: list[msgspec.Raw] = []  # the kept conversation put in front of the input
+        self._continued: msgspec.Raw | None = None  # the previous_response_id a kept one answered
         self._keeps = False
         self._target: str | None = None  # the label of a target that answered in Responses format
 
@@ -205,8 +205,9 @@ class ResponsesDoor:
             self._upstream_keeps = True  # the upstream that served it has it: passed through
             return body
         summary = responses_items.summarise(bytes(stored.response))
-        self._continued = [*stored.input, *(summary.output if summary is not None else ())]
-        return responses_items.continue_from(fields, self._continued, self._rid)
+        earlier = [*stored.input, *(summary.output if summary is not None else ())]
+        self._continued = raw
+        return responses_items.continue_from(fields, earlier, self._rid)
 
     def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
         decoded = responses_inbound.decode_request(body, self._upstream_keeps)
@@ -215,6 +216,8 @@ class ResponsesDoor:
         store = fields.get("store")
         self._keeps = self._state.keeps and (store is None or bytes(store).strip() != b"false")
         fields["store"] = _TRUE if self._keeps else _FALSE
+        if self._continued is not None:
+            fields["previous_response_id"] = self._continued  # echoed, though the gateway expanded it
         request = openai_format.decode_chat_request(openai_wire.encode_request(decoded.chat))
         request.native = body
         request.native_format = "responses"
