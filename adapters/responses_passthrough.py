@@ -6,6 +6,7 @@ answer, or in the terminal event's `response.usage`) and for how the stream ende
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Final
 
 import msgspec
@@ -43,20 +44,25 @@ def decode_fields(body: bytes) -> Fields:
     return decode_body(body)
 
 
-def response_id_in(events: bytes) -> str:
-    """The response id a run of whole Responses stream events carries ('' when none does)."""
-    if b'"response"' not in events:
-        return ""
-    for event in events.split(b"\n\n"):
+def _probes(events: bytes) -> Iterator[tuple[EventUsageProbe, bytes]]:
+    """Each whole event of a run that reads as a Responses event, with its data; others are
+    skipped (not ours to judge: relayed as they came)."""
+    for event in events.split(b"\n\n")[:-1]:
         data = event_data(event)
         if data is None:
             continue
         try:
-            probe = _decode_event.decode(data)
+            yield _decode_event.decode(data), data
         except msgspec.DecodeError:
             continue
-        if probe.response is not None and probe.response.id:
-            return probe.response.id
+
+
+def response_id_in(events: bytes) -> str:
+    """The response id a run of whole Responses stream events carries ('' when none does)."""
+    if b'"response"' in events:
+        for probe, _ in _probes(events):
+            if probe.response is not None and probe.response.id:
+                return probe.response.id
     return ""
 
 
@@ -96,18 +102,11 @@ class ResponsesRelay(StreamRelay):
     def _scan(self, complete: bytes) -> bytes:
         self.events += complete.count(b"\n\n")
         if any(mark in complete for mark in _MARKS):
-            for event in complete.split(b"\n\n")[:-1]:
-                self._note(event)
+            for probe, data in _probes(complete):
+                self._note(probe, data)
         return complete
 
-    def _note(self, event: bytes) -> None:
-        data = event_data(event)
-        if data is None:
-            return
-        try:
-            probe = _decode_event.decode(data)
-        except msgspec.DecodeError:
-            return  # not ours to judge: relayed as it came
+    def _note(self, probe: EventUsageProbe, data: bytes) -> None:
         if probe.type in _ENDS:
             self.done = True
             if probe.response is not None:

@@ -8,13 +8,11 @@ refusing; retention. And a Responses upstream's operations passed through, scope
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx
 import msgspec
 import openai
@@ -25,8 +23,9 @@ from gateway.responses_state import ResponsesState
 from gateway.store.responses import StoredResponse
 from tests.conftest import MASTER_KEY, Gateway
 from tests.native_upstream import Answer, NativeUpstream
-from tests.servers import LoopThread
-from tests.stores import DATABASE_URL, opened_store
+from tests.stores import opened_store
+from tests.test_admin import fresh_pg_database  # noqa: F401 - a fixture
+from tests.test_responses_gateway import anthropic_text
 
 pytestmark = pytest.mark.integration
 
@@ -53,28 +52,12 @@ models:
 """
 
 
-@pytest.fixture
-def fresh_database(loop_thread: LoopThread) -> Iterator[str]:
-    name = f"tollway_test_{os.urandom(6).hex()}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(DATABASE_URL)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    loop_thread.run(admin(f'create database "{name}"'))
-    yield DATABASE_URL.rsplit("/", 1)[0] + "/" + name
-    loop_thread.run(admin(f'drop database if exists "{name}" with (force)'))
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def kept_gw(request: pytest.FixtureRequest, tmp_path: Path, native_upstream: NativeUpstream) -> Gateway:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/store.sqlite"
     else:
-        url = request.getfixturevalue("fresh_database")
+        url = request.getfixturevalue("fresh_pg_database")
     # After the database, so that the gateway stops before the database is dropped.
     start_gateway_with: Callable[[str], Gateway] = request.getfixturevalue("start_gateway_with")
     return start_gateway_with(
@@ -85,21 +68,6 @@ def kept_gw(request: pytest.FixtureRequest, tmp_path: Path, native_upstream: Nat
 
 def client(gw: Gateway, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.v1, api_key=key, max_retries=0, timeout=10)
-
-
-def anthropic_text(text: str) -> bytes:
-    return msgspec.json.encode(
-        {
-            "id": "msg_x1",
-            "type": "message",
-            "role": "assistant",
-            "model": "claude-x",
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": 20, "output_tokens": 9},
-        }
-    )
 
 
 # --- kept responses ---------------------------------------------------------------------------
