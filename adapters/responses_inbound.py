@@ -29,7 +29,9 @@ Only a Responses upstream can honour (`native_only`, by path): `top_logprobs`, `
 `prompt`, `moderation`, `item_reference` and other item types,
 `file_id` images, `input_file` parts, images in a function call's output.
 
-Refused outright: `previous_response_id` and `conversation` (the gateway keeps no responses).
+Refused outright: `previous_response_id` and `conversation` (the gateway keeps no responses;
+gateway/frontdoor.py puts a kept conversation in `input` before this decodes the body, or, for a
+response a Responses upstream keeps, lets `previous_response_id` through as `native_only`).
 """
 
 from __future__ import annotations
@@ -134,8 +136,9 @@ class _Sorter:
             self.dropped.append(name)
 
 
-def decode_request(body: bytes) -> DecodedRequest:
-    """A Responses create body in neutral form.
+def decode_request(body: bytes, upstream_keeps: bool = False) -> DecodedRequest:
+    """A Responses create body in neutral form. `upstream_keeps`: its `previous_response_id` names
+    a response a Responses upstream keeps (only such an upstream can serve it: `native_only`).
 
     Raises InvalidRequest (a 400) for a body that is not a JSON object, lacks `model` or `input`,
     holds a value of the wrong shape (naming its path), or builds on a stored response.
@@ -145,6 +148,8 @@ def decode_request(body: bytes) -> DecodedRequest:
         raise InvalidRequest("you must provide a model parameter", "model")
     for name in STATEFUL:
         raw = fields.get(name)
+        if upstream_keeps and name == "previous_response_id":
+            continue
         if raw is not None and given(raw):
             raise InvalidRequest(
                 f"'{name}' is not supported: this gateway keeps no responses, so each request "
@@ -160,6 +165,8 @@ def decode_request(body: bytes) -> DecodedRequest:
     if not request.model:
         raise InvalidRequest("'model' must not be empty", "model")
     sorter = _Sorter()
+    if upstream_keeps:
+        sorter.native_only.append("previous_response_id")
     for name, raw in fields.items():
         if name in MODELLED or name in STATEFUL or not given(raw):
             continue

@@ -74,6 +74,8 @@ ECHOED: Final = (
     "text",
     "metadata",
     "user",
+    "store",
+    "previous_response_id",
 )
 
 
@@ -150,9 +152,10 @@ def _thinking_text(message: OpenAIBodyMessageProbe) -> str | None:
 # --- answers ----------------------------------------------------------------------------------
 
 
-def encode_response(chat_body: bytes, model: str, fields: Fields) -> bytes:
+def encode_response(chat_body: bytes, model: str, fields: Fields, rid: str | None = None) -> bytes:
     """An OpenAI `chat.completion` body (its first choice) as a Responses object labelled `model`;
-    `fields` are the client's top-level request fields, echoed.
+    `fields` are the client's top-level request fields, echoed. `rid`: the response id (by
+    default derived from the answer's id).
 
     Raises InvalidUpstreamAnswer when the body is not a chat completion.
     """
@@ -160,7 +163,7 @@ def encode_response(chat_body: bytes, model: str, fields: Fields) -> bytes:
         body = _decode_body(chat_body)
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
         raise InvalidUpstreamAnswer(f"answer is not an OpenAI chat completion: {exc}") from None
-    rid = response_id(body.id)
+    rid = rid or response_id(body.id)
     suffix = rid.removeprefix("resp_")
     output: list[OutputItem] = []
     finish_reason = None
@@ -234,11 +237,15 @@ class ResponsesStreamTranslator:
     `response.completed` or `response.incomplete` carries the whole output and the usage. An
     in-band error, or a stream that ends before its finish, gives an `error` event and
     `response.failed`; nothing but comments follows. Comment lines pass through as they came.
+    `rid` is the response id (by default derived from the first chunk's id); `final` is the
+    response object of the terminal event once it has been written.
     """
 
-    def __init__(self, model: str, fields: Fields) -> None:
+    def __init__(self, model: str, fields: Fields, rid: str | None = None) -> None:
         self._model = model
         self._fields = fields
+        self._rid = rid
+        self.final: bytes | None = None
         self._decoder = CommentKeepingSSEDecoder()
         self._seq = 0
         self._started = False
@@ -332,7 +339,7 @@ class ResponsesStreamTranslator:
 
     def _start(self, chat_id: str, created: int, out: list[bytes]) -> None:
         self._started = True
-        self._id = response_id(chat_id)
+        self._id = self._rid or response_id(chat_id)
         self._suffix = self._id.removeprefix("resp_")
         self._created = created
         skeleton = self._response("in_progress", [], None)
@@ -474,6 +481,7 @@ class ResponsesStreamTranslator:
             response.completed_at = self._created
         name = b"response.completed" if status == "completed" else b"response.incomplete"
         self._emit(ResponseLifecycleEvent(name.decode(), 0, response), name, out)
+        self.final = _encode(response)
         self._ended = True
 
     def _fail(self, code: str, message: str, out: list[bytes]) -> None:
@@ -484,6 +492,7 @@ class ResponsesStreamTranslator:
         response = self._response("failed", output, _usage(self._usage) if self._usage else None)
         response.error = ResponseError(code, message)
         self._emit(ResponseLifecycleEvent("response.failed", 0, response), b"response.failed", out)
+        self.final = _encode(response)
         self._ended = True
 
     def _emit(self, event: StreamEvent, name: bytes, out: list[bytes]) -> None:

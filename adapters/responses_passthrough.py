@@ -6,6 +6,7 @@ answer, or in the terminal event's `response.usage`) and for how the stream ende
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Final
 
 import msgspec
@@ -13,6 +14,7 @@ import msgspec
 from adapters.base import InvalidUpstreamAnswer, Target, UpstreamRequest
 from adapters.framing import event_data
 from adapters.openai import StreamRelay
+from adapters.openai import _decode_body as decode_body  # the same 400s as every door
 from adapters.openai_shapes import OpenAIGatewayErrorFrameProbe, OpenAIGatewayErrorProbe
 from adapters.responses_wire import (
     ErrorDetail,
@@ -35,6 +37,34 @@ _JSON_HEADERS: Final = (("content-type", "application/json"),)
 _MARKS: Final = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"', b'"error"')
 _ENDS: Final = frozenset({"response.completed", "response.incomplete"})
 _FAILS: Final = frozenset({"response.failed", "error"})
+
+
+def decode_fields(body: bytes) -> Fields:
+    """A Responses body's top-level fields, values as their bytes; InvalidRequest (a 400, the
+    same as every door's) when it is not a JSON object."""
+    return decode_body(body)
+
+
+def _probes(events: bytes) -> Iterator[tuple[EventUsageProbe, bytes]]:
+    """Each whole event of a run that reads as a Responses event, with its data; others are
+    skipped (not ours to judge: relayed as they came)."""
+    for event in events.split(b"\n\n")[:-1]:
+        data = event_data(event)
+        if data is None:
+            continue
+        try:
+            yield _decode_event.decode(data), data
+        except msgspec.DecodeError:
+            continue
+
+
+def response_id_in(events: bytes) -> str:
+    """The response id a run of whole Responses stream events carries ('' when none does)."""
+    if b'"response"' in events:
+        for probe, _ in _probes(events):
+            if probe.response is not None and probe.response.id:
+                return probe.response.id
+    return ""
 
 
 def build_request(body: bytes, target: Target) -> UpstreamRequest:
@@ -73,18 +103,11 @@ class ResponsesRelay(StreamRelay):
     def _scan(self, complete: bytes) -> bytes:
         self.events += complete.count(b"\n\n")
         if any(mark in complete for mark in _MARKS):
-            for event in complete.split(b"\n\n")[:-1]:
-                self._note(event)
+            for probe, data in _probes(complete):
+                self._note(probe, data)
         return complete
 
-    def _note(self, event: bytes) -> None:
-        data = event_data(event)
-        if data is None:
-            return
-        try:
-            probe = _decode_event.decode(data)
-        except msgspec.DecodeError:
-            return  # not ours to judge: relayed as it came
+    def _note(self, probe: EventUsageProbe, data: bytes) -> None:
         if probe.type in _ENDS:
             self.done = True
             if probe.response is not None:

@@ -221,8 +221,8 @@ class ResponseObject(msgspec.Struct):
     user: msgspec.Raw = msgspec.Raw(b"null")
     object: Literal["response"] = "response"
     background: bool = False
-    store: bool = False
-    previous_response_id: None = None
+    store: msgspec.Raw = msgspec.Raw(b"false")
+    previous_response_id: msgspec.Raw = msgspec.Raw(b"null")
     truncation: str = "disabled"
     completed_at: int | None = None
 
@@ -384,8 +384,9 @@ class LooseUsage(msgspec.Struct):
 
 class ResponseUsageProbe(msgspec.Struct):
     """A Responses object (an answer, or the `response` of a lifecycle event) as a passthrough
-    reads it: the usage, and the error of a failed one."""
+    reads it: its id, the usage, and the error of a failed one."""
 
+    id: str = ""
     usage: LooseUsage | None = None
     error: msgspec.Raw = msgspec.field(default_factory=absent)
 

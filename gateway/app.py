@@ -27,6 +27,8 @@ from gateway.keysync import KeySync
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.reports import add_report_routes
+from gateway.responses_routes import ResponsesRoutes
+from gateway.responses_state import ResponsesState
 from gateway.runtime import Holder, Shared, build_runtime, close_within
 from gateway.store import open_store
 from gateway.writer_process import WriterProcess, audit_writer
@@ -148,6 +150,9 @@ def build_app(config: Config) -> web.Application:
         add_report_routes(app.router, admin.guard, store, rates)
     holder = Holder()
     app[HOLDER] = holder
+    kept = config.responses
+    responses_state = ResponsesState(store, kept.store, kept.retention_days)
+    ResponsesRoutes(ring, responses_state, lambda: holder.gateway.router).add_routes(app.router)
 
     def budget_status(record: KeyRecord) -> BudgetStatus | None:
         if holder.current is None or record.budget is None:
@@ -183,7 +188,8 @@ def build_app(config: Config) -> web.Application:
                 spooling_started(reason="store unavailable or slow", queued=queued)
             )
             await accountant.start()
-        shared = Shared(ring, store, accountant, alerter, metrics, redis)
+        responses_state.start()
+        shared = Shared(ring, store, accountant, alerter, metrics, redis, responses_state)
         app[SHARED] = shared
         runtime = await build_runtime(config, shared)  # migrates the store: then it can be probed
         for probe in probes:  # the first answers before readiness or a gauge reports anything
@@ -201,6 +207,7 @@ def build_app(config: Config) -> web.Application:
         if sync is not None:
             await close_within(sync.aclose)
         await holder.current.aclose()
+        await responses_state.aclose()
         if accountant is not None:
             # Not bounded: the accountant spools what the store does not take, with its own
             # timeouts, and cutting it short could lose records.

@@ -89,6 +89,16 @@ class StorageConfig(_Section, frozen=True):
     spool_dir: Annotated[str, msgspec.Meta(min_length=1)] = "tollway-spool"
 
 
+class ResponsesConfig(_Section, frozen=True):
+    """What `/v1/responses` keeps. Off: nothing (`previous_response_id` and `conversation` are
+    refused with a 400). On: each response served with the client's `store` not false is kept in
+    the store (storage.database_url), for `previous_response_id` and GET/DELETE/input_items."""
+
+    store: bool = False
+    # Kept responses older than this many days are deleted (checked hourly).
+    retention_days: Annotated[int, msgspec.Meta(ge=1)] = 30
+
+
 class ConfigKey(_Section, frozen=True):
     """A virtual key declared in the config file, for setups without admin calls. Give exactly
     one of `secret` (usually "${VAR}") or `secret_hash` ("sha256:<hex>")."""
@@ -359,6 +369,7 @@ class Config(_Section, frozen=True):
     alerts: AlertsConfig = AlertsConfig()
     tracing: TracingConfig = TracingConfig()
     cache: CacheConfig = CacheConfig()
+    responses: ResponsesConfig = ResponsesConfig()
 
 
 class ConfigError(Exception):
@@ -561,6 +572,7 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     alerts = _convert(_section(tree, "alerts"), AlertsConfig, "alerts", errors)
     tracing = _convert(_section(tree, "tracing"), TracingConfig, "tracing", errors)
     cache = _convert(_section(tree, "cache"), CacheConfig, "cache", errors)
+    responses = _convert(_section(tree, "responses"), ResponsesConfig, "responses", errors)
     for name, key in keys.items():
         if (key.secret is None) == (key.secret_hash is None):
             errors.append(f"keys.{name}: give exactly one of secret or secret_hash")
@@ -577,7 +589,10 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
         alerts=alerts or AlertsConfig(),
         tracing=tracing or TracingConfig(),
         cache=cache or CacheConfig(),
+        responses=responses or ResponsesConfig(),
     )
+    if config.responses.store and not config.storage.database_url:
+        errors.append("responses.store: keeping responses needs a store (set storage.database_url)")
     errors.extend(cache_config_errors(config.cache, config.storage.redis_url))
     provider_tree = tree.get("providers")
     provider_names = {str(name) for name in provider_tree} if isinstance(provider_tree, dict) else set()

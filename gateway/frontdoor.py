@@ -10,18 +10,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
+import msgspec
 from aiohttp import web
 
 from adapters import (
     anthropic_inbound,
     openai_wire,
     responses_inbound,
+    responses_items,
     responses_outbound,
     responses_passthrough,
+    responses_wire,
 )
 from adapters import openai as openai_format
+from adapters.base import InvalidRequest
+from gateway.auth import Principal
 from gateway.errors import GatewayError, error_response
 from gateway.relay import StreamTap
+from gateway.responses_state import ResponsesState, not_found
+from gateway.store.responses import StoredResponse
 
 Decode = Callable[[bytes], openai_format.PassthroughRequest]
 
@@ -40,9 +47,19 @@ class FrontDoor(Protocol):
         """The name in logs, metrics and the audit record ("chat", "embeddings", "messages")."""
         ...
 
+    async def prepare(self, body: bytes, caller: Principal, request_id: str) -> bytes:
+        """The body to decode: the client's, or one the door completed (a Responses request that
+        continues a kept response); InvalidRequest or GatewayError when it cannot be."""
+        ...
+
     def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
         """The client's body (and headers) as an OpenAI-format request; InvalidRequest when
         unusable."""
+        ...
+
+    def served(self, target: str, native: bool, body: bytes) -> None:
+        """Which target answered (its label), whether in the client's own format, and the whole
+        answer when not streamed: before the answer is written."""
         ...
 
     def answer(self, body: bytes, model: str) -> bytes:
@@ -71,8 +88,14 @@ class OpenAIDoor:
         self.label = endpoint
         self._decode = decode
 
+    async def prepare(self, body: bytes, caller: Principal, request_id: str) -> bytes:
+        return body
+
     def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
         return self._decode(body)
+
+    def served(self, target: str, native: bool, body: bytes) -> None:
+        return None
 
     def answer(self, body: bytes, model: str) -> bytes:
         return body
@@ -94,6 +117,12 @@ class AnthropicDoor:
 
     endpoint: Final = "chat"
     label: Final = "messages"
+
+    async def prepare(self, body: bytes, caller: Principal, request_id: str) -> bytes:
+        return body
+
+    def served(self, target: str, native: bool, body: bytes) -> None:
+        return None
 
     def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
         neutral = anthropic_inbound.decode_request(body)
@@ -132,33 +161,172 @@ class ResponsesDoor:
     The request is translated to OpenAI's chat format through the neutral types; the original
     body rides along (`native`) so that an upstream serving /v1/responses gets it unchanged, and
     its answer comes back unchanged too (`Answer.native`: then only `native_egress` is used).
-    What a translated upstream drops is named in `request.dropped` for the response headers."""
+    What a translated upstream drops is named in `request.dropped` for the response headers.
+
+    State (gateway/responses_state.py): `prepare` puts a kept response's input and output items
+    in front of the input when the request names it in `previous_response_id`, or leaves the id
+    for the Responses upstream that keeps it. Once the answer is whole, the response is kept
+    (responses.store on, the client's `store` not false), and a native one's owner and upstream
+    are remembered either way."""
 
     endpoint: Final = "chat"
     label: Final = "responses"
 
-    def __init__(self) -> None:
+    def __init__(self, state: ResponsesState) -> None:
+        self._state = state
         self._fields: responses_outbound.Fields = {}
+        self._caller: Principal | None = None
+        self._rid: str | None = None
+        self._model = ""
+        self._upstream_keeps = False  # the previous response is a Responses upstream's
+        self._continued: msgspec.Raw | None = None  # the previous_response_id a kept one answered
+        self._keeps = False
+        self._target: str | None = None  # the label of a target that answered in Responses format
+
+    async def prepare(self, body: bytes, caller: Principal, request_id: str) -> bytes:
+        self._caller = caller
+        self._rid = "resp_" + request_id.removeprefix("req_")
+        if b'"previous_response_id"' not in body:
+            return body
+        fields = responses_passthrough.decode_fields(body)
+        raw = fields.get("previous_response_id")
+        if raw is None or not responses_wire.given(raw):
+            return body
+        try:
+            previous = msgspec.json.decode(raw, type=str)
+        except msgspec.ValidationError:
+            raise InvalidRequest("'previous_response_id' must be a string", "previous_response_id") from None
+        stored = await self._state.find(previous, caller.key_id, caller.team_id)
+        if stored is None:
+            if not self._state.keeps:
+                return body  # refused by the decoder: the gateway keeps no responses
+            raise not_found(previous, "previous_response_id")
+        if stored.target is not None:
+            self._upstream_keeps = True  # the upstream that served it has it: passed through
+            return body
+        summary = responses_items.summarise(bytes(stored.response))
+        earlier = [*stored.input, *(summary.output if summary is not None else ())]
+        self._continued = raw
+        return responses_items.continue_from(fields, earlier, self._rid)
 
     def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
-        decoded = responses_inbound.decode_request(body)
-        self._fields = decoded.fields
+        decoded = responses_inbound.decode_request(body, self._upstream_keeps)
+        fields = self._fields = decoded.fields
+        self._model = decoded.chat.model
+        store = fields.get("store")
+        self._keeps = self._state.keeps and (store is None or bytes(store).strip() != b"false")
+        fields["store"] = _TRUE if self._keeps else _FALSE
+        if self._continued is not None:
+            fields["previous_response_id"] = self._continued  # echoed, though the gateway expanded it
         request = openai_format.decode_chat_request(openai_wire.encode_request(decoded.chat))
         request.native = body
         request.native_format = "responses"
         request.native_only = decoded.native_only
-        request.dropped = decoded.dropped
+        # Kept: `store` is honoured by the gateway, whichever upstream answers.
+        request.dropped = tuple(name for name in decoded.dropped if not (self._keeps and name == "store"))
         request.dropped_tools = decoded.dropped_tools
         return request
 
+    def served(self, target: str, native: bool, body: bytes) -> None:
+        if not native:
+            return
+        self._target = target
+        if body:
+            summary = responses_items.summarise(body)
+            if summary is not None and summary.id:
+                self._remember_native(summary.id, summary.status)
+
     def answer(self, body: bytes, model: str) -> bytes:
-        return responses_outbound.encode_response(body, model, self._fields)
+        answer = responses_outbound.encode_response(body, model, self._fields, self._rid)
+        self._keep(answer)
+        return answer
 
     def egress(self, model: str) -> StreamTap | None:
-        return responses_outbound.ResponsesStreamTranslator(model, self._fields)
+        translator = responses_outbound.ResponsesStreamTranslator(model, self._fields, self._rid)
+        return _KeepOnEnd(translator, self._keep) if self._keeps else translator
 
     def native_egress(self) -> StreamTap | None:
-        return responses_passthrough.NativeStreamErrors()
+        return _NativeIds(responses_passthrough.NativeStreamErrors(), self._remember_native)
 
     def error(self, err: GatewayError, request_id: str) -> web.Response:
         return error_response(err, request_id)
+
+    def _keep(self, response: bytes) -> None:
+        """Keep a response the gateway made (responses.store on, the client's store not false)."""
+        caller = self._caller
+        if not self._keeps or caller is None:
+            return
+        summary = responses_items.summarise(response)
+        if summary is None or not summary.id:
+            return
+        own = self._fields.get("input")
+        # (A continued request's input holds the kept conversation in front, already normalised.)
+        items = responses_items.normalise_input(own, summary.id) if own is not None else []
+        self._state.remember(
+            StoredResponse(
+                summary.id,
+                caller.key_id,
+                caller.team_id,
+                self._state.now(),
+                self._model,
+                summary.status,
+                response=msgspec.Raw(response),
+                input=items,
+            )
+        )
+
+    def _remember_native(self, response_id: str, status: str = "in_progress") -> None:
+        caller = self._caller
+        if caller is None or self._target is None:
+            return
+        now = self._state.now()
+        self._state.remember(
+            StoredResponse(response_id, caller.key_id, caller.team_id, now, self._model, status, self._target)
+        )
+
+
+_TRUE: Final = msgspec.Raw(b"true")
+_FALSE: Final = msgspec.Raw(b"false")
+
+
+class _KeepOnEnd:
+    """A Responses stream translator that hands its final response object on once written."""
+
+    def __init__(
+        self, translator: responses_outbound.ResponsesStreamTranslator, keep: Callable[[bytes], None]
+    ) -> None:
+        self._translator = translator
+        self._keep = keep
+
+    def feed(self, data: bytes) -> bytes:
+        return self._seen(self._translator.feed(data))
+
+    def close(self) -> bytes:
+        return self._seen(self._translator.close())
+
+    def _seen(self, out: bytes) -> bytes:
+        final = self._translator.final
+        if final is not None:
+            self._translator.final = None
+            self._keep(final)
+        return out
+
+
+class _NativeIds:
+    """A native Responses stream's tap that reads the response id off its first events (relayed
+    whole: gateway/relay.py) and hands it on, once."""
+
+    def __init__(self, inner: StreamTap, found: Callable[[str, str], None]) -> None:
+        self._inner = inner
+        self._found: Callable[[str, str], None] | None = found
+
+    def feed(self, data: bytes) -> bytes:
+        if self._found is not None:
+            response_id = responses_passthrough.response_id_in(data)
+            if response_id:
+                self._found(response_id, "in_progress")
+                self._found = None
+        return self._inner.feed(data)
+
+    def close(self) -> bytes:
+        return self._inner.close()

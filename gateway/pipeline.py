@@ -113,7 +113,7 @@ class Gateway:
     async def responses(self, request: web.Request) -> web.StreamResponse:
         """OpenAI's `/v1/responses`: the same pipeline behind another front door (one per
         request: it keeps what the response object echoes)."""
-        return await self._forward(request, ResponsesDoor())
+        return await self._forward(request, ResponsesDoor(self.services.responses))
 
     async def count_message_tokens(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages/count_tokens`, for models an Anthropic provider serves."""
@@ -166,7 +166,8 @@ class Gateway:
             principal.check_endpoint(endpoint)
             sent = await self._read_body(request)
             try:
-                client_request = door.decode(sent, request.headers)
+                body = await door.prepare(sent, principal, ctx.request_id)
+                client_request = door.decode(body, request.headers)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
             # What the rest of the path reads: the body in OpenAI's format (the same bytes,
@@ -234,6 +235,7 @@ class Gateway:
                 native_answers,
             )
             answer = await self.dispatcher.dispatch(plan, job, ctx)
+            door.served(answer.target.label, answer.native, answer.body)
             try:
                 headers["x-tollway-target"] = answer.target.label
                 headers["x-tollway-attempts"] = str(plan.calls)

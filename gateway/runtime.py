@@ -34,6 +34,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Gateway
 from gateway.pricing import PriceTable
 from gateway.requestlog import RequestLog
+from gateway.responses_state import ResponsesState
 from gateway.router import Router
 from gateway.services import Services
 from gateway.spendsource import StoreSpendSource
@@ -64,6 +65,7 @@ class Shared:
     alerter: Alerter
     metrics: Metrics
     redis_probe: Probe | None = None  # PINGs storage.redis_url (gateway/health.py)
+    responses: ResponsesState | None = None  # what /v1/responses remembers
 
 
 class Runtime:
@@ -160,6 +162,7 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
         tracer=tracer,
         accountant=shared.accountant,
         content_policy=config.logging.content,
+        responses=shared.responses or ResponsesState(),
     )
     request_log = RequestLog(config.logging.request_log)
 

@@ -4,7 +4,7 @@ takes one argument for all of them and tests can build it from any config."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.accounting import Accountant
 from gateway.budgetpolicy import BudgetPolicy
@@ -15,6 +15,7 @@ from gateway.limitpolicy import LimitPolicy
 from gateway.limits import Limiter
 from gateway.pricing import PriceTable
 from gateway.records import ContentPolicy
+from gateway.responses_state import ResponsesState
 from gateway.tracing import Tracer
 
 
@@ -30,3 +31,5 @@ class Services:
     tracer: Tracer
     accountant: Accountant | None  # None without a store: the request log is the only record
     content_policy: ContentPolicy
+    # What /v1/responses remembers (outlives a reload: made with the store, in gateway/app.py).
+    responses: ResponsesState = field(default_factory=ResponsesState)

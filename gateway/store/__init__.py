@@ -16,6 +16,7 @@ from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 
 if TYPE_CHECKING:
     from gateway.store.ledger import SpendGroup
+    from gateway.store.responses import StoredResponse
 
 
 class StoreUnavailable(Exception):
@@ -95,6 +96,20 @@ class Store(Protocol):
     async def prune_records(self, before: datetime) -> int:
         """Delete the oldest audit records, up to the first one started at or after `before`
         (rollups stay); moves the chain's anchor to the last one deleted. How many went."""
+        ...
+
+    async def put_responses(self, responses: Sequence[StoredResponse]) -> None:
+        """Insert or replace kept responses by id, in one transaction. Raises StoreUnavailable."""
+        ...
+
+    async def get_response(self, response_id: str) -> StoredResponse | None: ...
+
+    async def delete_response(self, response_id: str) -> bool:
+        """Delete a kept response; whether there was one."""
+        ...
+
+    async def prune_responses(self, before: datetime) -> int:
+        """Delete the responses created before `before`; how many went."""
         ...
 
     async def close(self) -> None: ...

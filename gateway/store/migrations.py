@@ -101,6 +101,23 @@ SQLITE_MIGRATIONS: Final[tuple[Migration, ...]] = (
             )""",
         ),
     ),
+    # Responses kept for /v1/responses (gateway/store/responses.py).
+    Migration(
+        3,
+        (
+            """create table tollway_responses (
+                id text primary key,
+                key_id text not null,
+                team_id text,
+                created_at text not null,
+                model text not null,
+                status text not null,
+                target text,
+                data text not null
+            )""",
+            "create index tollway_responses_created_at on tollway_responses (created_at)",
+        ),
+    ),
 )
 
 # Ids compare in the "C" collation so that PostgreSQL orders and pages them byte by byte, as SQLite
@@ -177,6 +194,23 @@ POSTGRES_MIGRATIONS: Final[tuple[Migration, ...]] = (
                 cost_micros bigint not null,
                 primary key (day, key_id, team_id, model, end_user)
             )""",
+        ),
+    ),
+    # Responses kept for /v1/responses (gateway/store/responses.py).
+    Migration(
+        3,
+        (
+            """create table tollway_responses (
+                id text collate "C" primary key,
+                key_id text collate "C" not null,
+                team_id text collate "C",
+                created_at timestamptz not null,
+                model text not null,
+                status text not null,
+                target text,
+                data text not null
+            )""",
+            "create index tollway_responses_created_at on tollway_responses (created_at)",
         ),
     ),
 )

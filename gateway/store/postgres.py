@@ -19,6 +19,7 @@ import asyncpg  # type: ignore[import-untyped]
 from gateway.keys import KeyRecord, TeamRecord
 from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 from gateway.store import StoreUnavailable, postgres_audit
+from gateway.store import responses as kept
 from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import (
     KEY_COLUMNS,
@@ -72,6 +73,8 @@ def _upsert(table: str, columns: tuple[str, ...]) -> str:
 
 _PUT_KEY: Final = _upsert("tollway_keys", KEY_COLUMNS)
 _PUT_TEAM: Final = _upsert("tollway_teams", TEAM_COLUMNS)
+_RESPONSE_LIST: Final = ", ".join((*kept.COLUMNS, "data"))
+_PUT_RESPONSE: Final = _upsert("tollway_responses", kept.COLUMNS)
 _SCHEMA_TABLE: Final = (
     "create table if not exists tollway_schema"
     " (version integer primary key, applied_at timestamptz not null default now())"
@@ -252,6 +255,27 @@ class PostgresStore:
 
     async def prune_records(self, before: datetime) -> int:
         return await self._with_connection(lambda conn: postgres_audit.prune_records(conn, before))
+
+    async def put_responses(self, responses: Sequence[kept.StoredResponse]) -> None:
+        rows = [kept.to_row(stored) for stored in responses]
+        pool = await self._open()
+        with self._unavailable():
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(_PUT_RESPONSE, rows)
+
+    async def get_response(self, response_id: str) -> kept.StoredResponse | None:
+        rows = await self._fetch(f"select {_RESPONSE_LIST} from tollway_responses where id = $1", response_id)
+        return kept.from_row(rows[0]) if rows else None
+
+    async def delete_response(self, response_id: str) -> bool:
+        rows = await self._fetch("delete from tollway_responses where id = $1 returning id", response_id)
+        return bool(rows)
+
+    async def prune_responses(self, before: datetime) -> int:
+        if before.utcoffset() is None:
+            raise ValueError("before must be timezone-aware")
+        rows = await self._fetch("delete from tollway_responses where created_at < $1 returning id", before)
+        return len(rows)
 
     async def _with_connection(self, work: Callable[[_Connection], Awaitable[T]]) -> T:
         pool = await self._open()

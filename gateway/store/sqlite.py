@@ -16,6 +16,7 @@ from typing import Final, TypeVar
 from gateway.keys import KeyRecord, TeamRecord
 from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 from gateway.store import StoreUnavailable, sqlite_audit
+from gateway.store import responses as kept
 from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import (
     KEY_COLUMNS,
@@ -46,6 +47,8 @@ def _upsert(table: str, columns: tuple[str, ...]) -> str:
 
 _PUT_KEY: Final = _upsert("tollway_keys", KEY_COLUMNS)
 _PUT_TEAM: Final = _upsert("tollway_teams", TEAM_COLUMNS)
+_RESPONSE_LIST: Final = ", ".join((*kept.COLUMNS, "data"))
+_PUT_RESPONSE: Final = _upsert("tollway_responses", kept.COLUMNS)
 _SCHEMA_TABLE: Final = (
     "create table if not exists tollway_schema (version integer primary key, applied_at text not null)"
 )
@@ -191,6 +194,39 @@ class SQLiteStore:
 
     async def prune_records(self, before: datetime) -> int:
         return await self._run(lambda conn: sqlite_audit.prune_records(conn, before))
+
+    async def put_responses(self, responses: Sequence[kept.StoredResponse]) -> None:
+        rows = [tuple(map(_param, kept.to_row(stored))) for stored in responses]
+
+        def put(conn: sqlite3.Connection) -> None:
+            conn.execute("begin")
+            try:
+                conn.executemany(_PUT_RESPONSE, rows)
+            except BaseException:
+                conn.execute("rollback")
+                raise
+            conn.execute("commit")
+
+        await self._run(put)
+
+    async def get_response(self, response_id: str) -> kept.StoredResponse | None:
+        sql = f"select {_RESPONSE_LIST} from tollway_responses where id = ?"
+        rows = await self._run(_select(sql, (response_id,)))
+        return kept.from_row(rows[0]) if rows else None
+
+    async def delete_response(self, response_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            return conn.execute("delete from tollway_responses where id = ?", (response_id,)).rowcount > 0
+
+        return await self._run(delete)
+
+    async def prune_responses(self, before: datetime) -> int:
+        cutoff = utc_text(before)
+
+        def prune(conn: sqlite3.Connection) -> int:
+            return conn.execute("delete from tollway_responses where created_at < ?", (cutoff,)).rowcount
+
+        return await self._run(prune)
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread; calls after this raise StoreUnavailable."""
