@@ -26,6 +26,7 @@ from gateway.bookkeeping import Booking, answer_for_record, prompt_text, record,
 from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
 from gateway.cache_stream import AnswerAccumulator, replay_stream
 from gateway.context import RequestContext, request_id_of
+from gateway.coststamp import CostStamp
 from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.count_tokens import count_tokens
 from gateway.dispatch import Answer, Dispatcher, Job
@@ -280,6 +281,8 @@ class Gateway:
                         self._finish(ctx, booking, policy)
 
                     egress = door.native_egress() if answer.native else door.egress(model)
+                    if egress is None and client_request.client_wants_usage:
+                        egress = CostStamp(services.prices, ctx)  # OpenAI's format: usage.cost
                     return await relay_stream(
                         request, answer.stream, ctx, headers, tap, before_end, egress, booking.meter
                     )

@@ -91,7 +91,7 @@ def test_completions_plain_and_streamed_with_cost(surface: Gateway, upstream: Up
     ) as streamed:
         text = b"".join(streamed.iter_bytes()).decode()
     assert '"text":"once"' in text and '"text":" upon"' in text
-    assert '"usage":{"prompt_tokens":5' in text
+    assert '"usage":{"cost":0.000014,"prompt_tokens":5' in text  # the cost the header says too
     assert ": x-tollway-cost-usd=0.000014" in text
 
     chunks = list(client(surface).completions.create(model="instruct", prompt="tell me", stream=True))
