@@ -29,6 +29,7 @@ from urllib.parse import quote
 import msgspec
 
 from adapters import openai as openai_format
+from adapters import openai_surface
 from adapters.base import Target, UpstreamError, UpstreamRequest
 
 # The gateway's default (gateway/config.py `AzureProvider.api_version`), for a Target built
@@ -75,6 +76,13 @@ def build_embeddings_request(req: openai_format.PassthroughRequest, target: Targ
     """The client's embeddings body with `model` set to the deployment, at its embeddings URL."""
     built = openai_format.build_embeddings_request(req, target)
     return msgspec.structs.replace(built, url=deployment_url(target, "embeddings"))
+
+
+def build_surface_request(req: openai_format.PassthroughRequest, target: Target) -> UpstreamRequest:
+    """A request of the rest of the surface (images, audio, completions...) at the deployment's
+    URL for it (`.../deployments/{deployment}/images/generations?api-version=...`)."""
+    built = openai_surface.build_request(req, target)
+    return msgspec.structs.replace(built, url=deployment_url(target, req.operation))
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Final, Protocol
 
 import msgspec
@@ -23,6 +23,9 @@ class UpstreamRequest(msgspec.Struct, frozen=True):
     url: str
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    # What follows `body` on the wire, read as it is sent: the rest of a client's multipart
+    # upload, streamed through rather than held in memory (adapters/openai_surface.py).
+    more: AsyncIterable[bytes] | None = None
 
 
 DEFAULT_MAX_TOKENS: Final = 4096

@@ -9,7 +9,7 @@ the usage record, the `[DONE]` sentinel and in-band errors.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -63,6 +63,23 @@ class PassthroughRequest(msgspec.Struct):
     # headers when such an upstream served it.
     dropped: tuple[str, ...] = ()
     dropped_tools: tuple[str, ...] = ()
+    # The rest of OpenAI's surface (adapters/openai_surface.py): the upstream path of a request
+    # that is neither chat nor embeddings ("images/edits"), and for a multipart upload the part
+    # read so far and what streams the rest (read once: such a request is not retried).
+    operation: str = ""
+    upload: UploadHead | None = None
+    upload_rest: AsyncIterable[bytes] | None = None
+
+
+class UploadHead(msgspec.Struct, frozen=True):
+    """The start of a multipart upload, read as far as routing needs: `head` is every byte read
+    from the client so far, `model_at` the span of the `model` field's value in it, and
+    `content_length` the client's whole body length when it gave one."""
+
+    head: bytes
+    model_at: tuple[int, int]
+    content_type: str
+    content_length: int | None = None
 
 
 def _decode_raw(raw: msgspec.Raw, kind: Any, param: str, expected: str) -> Any:
@@ -121,6 +138,13 @@ def decode_chat_request(body: bytes) -> PassthroughRequest:
         raise InvalidRequest("'messages' must be an array", "messages")
     if not text[1:-1].strip():
         raise InvalidRequest("'messages' must not be empty", "messages")
+    stream, wants_usage = stream_flags(fields)
+    return PassthroughRequest(fields, model, stream, wants_usage, body)
+
+
+def stream_flags(fields: Fields) -> tuple[bool, bool]:
+    """Whether a body asks for a stream, and for usage in it (`stream_options.include_usage`);
+    InvalidRequest when either is of the wrong type."""
     stream_raw = fields.get("stream")
     stream = stream_raw is not None and _decode_raw(stream_raw, bool | None, "stream", "a boolean") is True
     wants_usage = False
@@ -130,7 +154,7 @@ def decode_chat_request(body: bytes) -> PassthroughRequest:
             options_raw, StreamOptions | None, "stream_options", "an object"
         )
         wants_usage = options is not None and options.include_usage is True
-    return PassthroughRequest(fields, model, stream, wants_usage, body)
+    return stream, wants_usage
 
 
 def decode_embeddings_request(body: bytes) -> PassthroughRequest:
@@ -154,13 +178,19 @@ def _with_usage_requested(options_raw: msgspec.Raw | None) -> msgspec.Raw:
 
 def build_chat_request(req: PassthroughRequest, target: Target) -> UpstreamRequest:
     """The client's body with only `model` swapped (and usage asked for on streams)."""
+    return build_json_request(req, target, "/chat/completions")
+
+
+def build_json_request(req: PassthroughRequest, target: Target, path: str) -> UpstreamRequest:
+    """The client's JSON body with only `model` swapped (and usage asked for on streams), to
+    `path` under the target's base URL."""
     fields = req.fields
     fields["model"] = msgspec.Raw(_encode(target.model))
     if req.stream and not req.client_wants_usage:
         # Without include_usage OpenAI sends no usage at all in a stream, and we account by it;
         # StreamRelay strips the extra usage chunk again for a client that did not ask.
         fields["stream_options"] = _with_usage_requested(fields.get("stream_options"))
-    return UpstreamRequest("POST", target.base_url + "/chat/completions", _JSON_HEADERS, _encode(fields))
+    return UpstreamRequest("POST", target.base_url + path, _JSON_HEADERS, _encode(fields))
 
 
 def build_embeddings_request(req: PassthroughRequest, target: Target) -> UpstreamRequest:

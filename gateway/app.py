@@ -11,6 +11,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
+from adapters.openai_surface import OPERATIONS
 from gateway.accounting import Accountant
 from gateway.admin import AdminApi
 from gateway.admin_targets import targets_handler
@@ -19,7 +20,7 @@ from gateway.auth import KeyRing, Principal, principal_of
 from gateway.budgetpolicy import BudgetStatus, BudgetSubject
 from gateway.config import Config
 from gateway.context import request_id_of
-from gateway.errors import GatewayError, error_response
+from gateway.errors import GatewayError, error_response, model_not_found
 from gateway.frontdoor import ANTHROPIC_DOOR
 from gateway.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
 from gateway.keys import KeyRecord, hash_secret
@@ -56,6 +57,43 @@ def models_body(names: list[str], created: int) -> bytes:
     return msgspec.json.encode(_ModelList([_Model(name, created) for name in names]))
 
 
+# OpenAI API paths the gateway knows of but does not pass through (yet): a client calling one is
+# told so, rather than that the path does not exist.
+NOT_PASSED_THROUGH: Final = (
+    "/v1/files",
+    "/v1/batches",
+    "/v1/uploads",
+    "/v1/rerank",
+    "/v1/fine_tuning",
+    "/v1/vector_stores",
+    "/v1/assistants",
+    "/v1/threads",
+    "/v1/realtime",
+    "/v1/chat/completions/",
+)
+
+
+def unknown_path(method: str, path: str) -> GatewayError:
+    """The 404 of a path with no route: whether the gateway knows the endpoint but does not serve
+    it, or does not serve it at all (the path is cut short: it is the client's own text)."""
+    shown = path[:200]
+    if any(
+        path == known.rstrip("/") or path.startswith(known.rstrip("/") + "/") for known in NOT_PASSED_THROUGH
+    ):
+        message = (
+            f"{method} {shown} is an OpenAI endpoint the gateway knows but does not serve: no provider"
+            " is reached through it (see the README's endpoint table)"
+        )
+    else:
+        message = f"{method} {shown} is not an endpoint the gateway serves (see the README's endpoint table)"
+    return GatewayError(404, message, code="not_found")
+
+
+def model_body(name: str, created: int) -> bytes:
+    """The `GET /v1/models/{model}` answer: one logical model in OpenAI's Model shape."""
+    return msgspec.json.encode(_Model(name, created))
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -81,6 +119,8 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
         if exc.status < 400:
             raise
         shape = _error_shape(request)
+        if exc.status == 404:
+            return shape(unknown_path(request.method, request.path), request_id)
         shaped = GatewayError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
         return shape(shaped, request_id)
     except GatewayError as err:
@@ -244,6 +284,21 @@ def build_app(config: Config) -> web.Application:
         names = [name for name in served if allowed is None or allowed(name)]
         return web.Response(body=models_body(names, created), content_type="application/json")
 
+    async def retrieve_model(request: web.Request) -> web.Response:
+        principal = ring.authenticate(request.headers)
+        name = request.match_info["model"]
+        served = holder.current.config.models if holder.current is not None else config.models
+        if name not in served:
+            raise model_not_found(name)
+        principal.check_model(name)  # a forbidden model: the same 404 as an unknown one
+        return web.Response(body=model_body(name, created), content_type="application/json")
+
+    def surface(operation: str) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await holder.gateway.surface(request, operation)
+
+        return handler
+
     async def live(request: web.Request) -> web.Response:
         return _json_response({"status": "ok"})
 
@@ -265,6 +320,9 @@ def build_app(config: Config) -> web.Application:
         app.router.add_post(prefix + "/chat/completions", chat_completions)
         app.router.add_post(prefix + "/embeddings", embeddings)
         app.router.add_get(prefix + "/models", list_models)
+        app.router.add_get(prefix + "/models/{model:.+}", retrieve_model)
+        for operation in OPERATIONS:
+            app.router.add_post(f"{prefix}/{operation}", surface(operation))
         app.router.add_post(prefix + "/responses", responses)
     # Anthropic's paths (its SDK appends /v1/messages to the base URL).
     app.router.add_post("/v1/messages", messages)

@@ -84,6 +84,7 @@ class Plan:
 
     __slots__ = (
         "_index",
+        "_once",
         "_only_larger",
         "_pool_rest",
         "_retry",
@@ -106,6 +107,12 @@ class Plan:
         self.calls = 0
         self.last_call: Call | None = None
         self.last_failure: Failure | None = None
+        self._once = False
+
+    def once(self) -> None:
+        """Make at most one call: the request's body is read as it is sent (a streamed upload),
+        so there is nothing to send again to a retry, a fallback or a hedge."""
+        self._once = True
 
     @property
     def hedge_after_s(self) -> float | None:
@@ -113,6 +120,8 @@ class Plan:
 
     def next(self) -> Call | None:
         """The next call to make, or None when the chain is exhausted."""
+        if self._once and self.calls:
+            return None
         retry = self._retry
         if retry is not None:
             self._retry = None

@@ -71,6 +71,9 @@ def settle(services: Services, ctx: RequestContext, booking: Booking) -> None:
     elif usage is not None and ctx.provider is not None and ctx.target_model is not None:
         ctx.cost_micros = services.prices.cost_for(ctx.provider, ctx.target_model, usage)
         _check_ceiling(services, ctx, booking, usage.completion_tokens)
+    if ctx.units is not None and ctx.completed and ctx.provider is not None and ctx.target_model is not None:
+        # Images and audio: priced per image, second or character besides any tokens.
+        ctx.cost_micros += services.prices.unit_cost_for(ctx.provider, ctx.target_model, ctx.units)
     admission = booking.admission
     if admission is not None:
         if usage is not None:

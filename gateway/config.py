@@ -22,7 +22,7 @@ from gateway.alerts import AlertsConfig
 from gateway.cache import CacheConfig, ModelCacheConfig
 from gateway.cache import config_errors as cache_config_errors
 from gateway.guardrails import GuardrailsConfig
-from gateway.keys import Budget, Currency, Limits
+from gateway.keys import Budget, Currency, Endpoint, Limits
 from gateway.pricing import ModelPrice, PricingConfig
 from gateway.records import ContentPolicy
 from gateway.tracing import TracingConfig
@@ -106,7 +106,7 @@ class ConfigKey(_Section, frozen=True):
     secret: Annotated[str, msgspec.Meta(min_length=16)] | None = None
     secret_hash: Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
     models: list[str] | None = None
-    endpoints: list[Literal["chat", "embeddings"]] | None = None
+    endpoints: list[Endpoint] | None = None
     limits: Limits | None = None
     budget: Budget | None = None
     regions: list[str] | None = None

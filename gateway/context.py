@@ -9,6 +9,7 @@ from typing import Final
 
 from aiohttp import web
 
+from adapters.openai_surface import Units
 from adapters.schema import Usage
 from gateway.requestlog import AttemptRecord
 
@@ -64,6 +65,7 @@ class RequestContext:
         "stream",
         "target_model",
         "team_id",
+        "units",
         "upstream_s",
         "usage",
         "usage_estimated",
@@ -97,6 +99,8 @@ class RequestContext:
         self.cache_hit = False
         self.flags: list[str] = []  # guardrail findings (categories, never values)
         self.cost_micros = 0
+        # What an images or audio answer is priced by besides tokens (adapters/openai_surface.py).
+        self.units: Units | None = None
         # Time spent waiting on upstreams; what is left of the total is the gateway's overhead.
         self.upstream_s = 0.0
         # The answer went out whole ([DONE] relayed): a client hanging up after it is not a 499.

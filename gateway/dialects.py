@@ -26,7 +26,7 @@ from typing import Final, Protocol, cast
 import msgspec
 
 from adapters import openai as openai_format
-from adapters import openai_wire, responses_passthrough
+from adapters import openai_surface, openai_wire, responses_passthrough
 from adapters.base import (
     ChatAdapter,
     InvalidRequest,
@@ -108,12 +108,19 @@ def _effort(request: ClientRequest) -> str | None:
 class SameFormat:
     """OpenAI-format upstreams (OpenAI, Azure, vLLM..., the mock): bytes forwarded, model swapped."""
 
-    def __init__(self, kind: str, build_chat: Build, build_embeddings: Build, classify: Classify) -> None:
+    def __init__(
+        self, kind: str, build_chat: Build, build_embeddings: Build, classify: Classify, build_surface: Build
+    ) -> None:
         self._kind = kind
         self._builders = {"chat": build_chat, "embeddings": build_embeddings}
+        self._build_surface = build_surface
         self._classify = classify
 
     def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
+        if request.operation:
+            # The rest of the surface (images, audio...): answers come back as they came.
+            binary = openai_surface.OPERATIONS[request.operation].binary
+            return openai_surface.PassthroughWay(binary, request.client_wants_usage)
         # The chat door's own format is this dialect's: it is forwarded as bytes anyway. A
         # Responses request goes as it came to an upstream that serves /v1/responses.
         if (
@@ -135,6 +142,8 @@ class SameFormat:
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
         if request.native is not None and self.native_way(request, target, endpoint) is not None:
             return responses_passthrough.build_request(request.native, target)
+        if request.operation:
+            return self._build_surface(request, target)
         refuse_native_only(request, self._kind)
         if not target.reasoning:
             request.fields.pop(EFFORT, None)
@@ -202,6 +211,11 @@ class Translated:
         return dropped
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
+        if request.operation:
+            raise InvalidRequest(
+                f"/v1/{request.operation} is not served by provider kind '{self._kind}' (model"
+                f" '{request.model}'): only OpenAI-format kinds (openai, azure) serve it"
+            )
         if endpoint != "chat":
             raise InvalidRequest(f"{endpoint} is not supported by provider kind '{self._kind}'")
         refuse_native_only(request, self._kind)
@@ -343,11 +357,16 @@ def dialect_for(kind: str) -> Dialect:
             openai_format.build_chat_request,
             openai_format.build_embeddings_request,
             openai_format.classify_error,
+            openai_surface.build_request,
         )
     if kind == "azure":
         azure = importlib.import_module("adapters.azure")
         return SameFormat(
-            "azure", azure.build_chat_request, azure.build_embeddings_request, azure.classify_error
+            "azure",
+            azure.build_chat_request,
+            azure.build_embeddings_request,
+            azure.classify_error,
+            azure.build_surface_request,
         )
     if kind == "anthropic":
         anthropic = importlib.import_module("adapters.anthropic")

@@ -7,6 +7,7 @@ The OpenAI door does nothing either way.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from adapters import (
     anthropic_inbound,
+    openai_surface,
     openai_wire,
     responses_inbound,
     responses_items,
@@ -83,9 +85,9 @@ class FrontDoor(Protocol):
 class OpenAIDoor:
     """`/v1/chat/completions` and `/v1/embeddings`: already the pipeline's own format."""
 
-    def __init__(self, endpoint: str, decode: Decode) -> None:
+    def __init__(self, endpoint: str, decode: Decode, label: str | None = None) -> None:
         self.endpoint = endpoint
-        self.label = endpoint
+        self.label = label or endpoint
         self._decode = decode
 
     async def prepare(self, body: bytes, caller: Principal, request_id: str) -> bytes:
@@ -108,6 +110,33 @@ class OpenAIDoor:
 
     def error(self, err: GatewayError, request_id: str) -> web.Response:
         return error_response(err, request_id)
+
+
+class UploadDoor(OpenAIDoor):
+    """A multipart upload of OpenAI's surface (image edits, transcriptions): its body is not
+    read whole but up to its `model` field (gateway/pipeline.py `_read_upload`), so `decode` is
+    not called."""
+
+    def __init__(self, endpoint: str, operation: str) -> None:
+        super().__init__(endpoint, _no_decode, operation.replace("/", "."))
+        self.operation = operation
+
+
+def _no_decode(body: bytes) -> openai_format.PassthroughRequest:
+    raise AssertionError("an upload is read by the pipeline, not decoded from a body")
+
+
+def surface_door(operation: str) -> OpenAIDoor:
+    """The door of one operation of the rest of OpenAI's surface (adapters/openai_surface.py):
+    the key right it needs is its endpoint, its label the operation ("images.generations")."""
+    spec = openai_surface.OPERATIONS[operation]
+    if spec.upload:
+        return UploadDoor(spec.right, operation)
+    return OpenAIDoor(
+        spec.right,
+        functools.partial(openai_surface.decode_json_request, operation=spec),
+        operation.replace("/", "."),
+    )
 
 
 class AnthropicDoor:

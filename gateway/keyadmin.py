@@ -19,6 +19,7 @@ from gateway.budgetpolicy import BudgetStatus
 from gateway.errors import GatewayError
 from gateway.keys import (
     Budget,
+    Endpoint,
     KeyRecord,
     Limits,
     Name,
@@ -32,7 +33,6 @@ from gateway.records import ContentPolicy
 from gateway.store import Store
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
-Endpoint = Literal["chat", "embeddings"]
 Region = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,8}(-[a-z0-9]+)*$")]
 MetaValue = Annotated[str, msgspec.Meta(max_length=1000)]
 KEY_PAGE: Final = 500  # keys read at once when checking a team change against its keys

@@ -25,6 +25,14 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
+# The endpoint rights a key can be limited to (`endpoints`): chat covers /v1/chat/completions,
+# /v1/responses and /v1/messages; the others are the endpoints of the same names (images: both
+# generations and edits; audio: transcriptions, translations and speech).
+Endpoint = Literal[
+    "chat", "embeddings", "completions", "images", "audio", "moderations", "files", "batches", "rerank"
+]
+
+
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Requests and tokens per minute, and requests in flight at once."""
 

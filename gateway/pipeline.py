@@ -14,7 +14,7 @@ from typing import Final
 
 from aiohttp import web
 
-from adapters import dropped
+from adapters import dropped, openai_surface
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
 from adapters.schema import usage_of
@@ -25,17 +25,19 @@ from gateway.bookkeeping import Booking, answer_for_record, prompt_text, record,
 from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
 from gateway.cache_stream import AnswerAccumulator, replay_stream
 from gateway.context import RequestContext, request_id_of
+from gateway.coststamp import CostStamp
 from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.count_tokens import count_tokens
 from gateway.dispatch import Answer, Dispatcher, Job
 from gateway.errors import GatewayError, bad_request, body_too_large
 from gateway.facts import request_facts
-from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor, ResponsesDoor
+from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor, ResponsesDoor, UploadDoor, surface_door
 from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import CHARS_PER_TOKEN, estimate_tokens
 from gateway.metrics import Metrics
 from gateway.outputmeter import OutputMeter, answer_tokens, output_ceiling
+from gateway.pricing import COST_HEADER, usd_text
 from gateway.records import ContentPolicy
 from gateway.relay import SSE_HEADERS, relay_stream
 from gateway.requestlog import RequestLog, RequestRecord
@@ -55,6 +57,8 @@ _STREAM_FAILURES: Final = frozenset({502, 504})
 
 CHAT_DOOR: Final = OpenAIDoor("chat", openai_format.decode_chat_request)
 EMBEDDINGS_DOOR: Final = OpenAIDoor("embeddings", openai_format.decode_embeddings_request)
+# The rest of OpenAI's surface, by operation ("images/generations"): adapters/openai_surface.py.
+SURFACE_DOORS: Final = {operation: surface_door(operation) for operation in openai_surface.OPERATIONS}
 
 
 def _stream_guard(guard: Guardrails | None, screened: Screened | None) -> StreamGuard | None:
@@ -105,6 +109,11 @@ class Gateway:
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._forward(request, EMBEDDINGS_DOOR)
+
+    async def surface(self, request: web.Request, operation: str) -> web.StreamResponse:
+        """One operation of the rest of OpenAI's surface (`/v1/images/generations`...): the same
+        pipeline, passed through to OpenAI-format upstreams."""
+        return await self._forward(request, SURFACE_DOORS[operation])
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages`: the same pipeline behind another front door."""
@@ -164,12 +173,17 @@ class Gateway:
             # global one.
             policy = principal.log_content or services.content_policy
             principal.check_endpoint(endpoint)
-            sent = await self._read_body(request)
             try:
-                body = await door.prepare(sent, principal, ctx.request_id)
-                client_request = door.decode(body, request.headers)
+                if isinstance(door, UploadDoor):
+                    client_request = await self._read_upload(request, door.operation)
+                    sent = client_request.body  # the upload's head: its parts stream on unread
+                else:
+                    sent = await self._read_body(request)
+                    body = await door.prepare(sent, principal, ctx.request_id)
+                    client_request = door.decode(body, request.headers)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
+            operation = client_request.operation
             # What the rest of the path reads: the body in OpenAI's format (the same bytes,
             # unless the client came through another door).
             body = client_request.body
@@ -177,6 +191,10 @@ class Gateway:
             ctx.stream = client_request.stream
             principal.check_model(model)  # first: a forbidden model is a 404 like an unknown one
             plan = self.router.plan(model, principal.regions)
+            if client_request.upload_rest is not None:
+                plan.once()  # the upload is read as it is sent: there is no second copy to send
+            if operation:
+                ctx.units = openai_surface.request_units(operation, client_request.fields)
             facts = request_facts(client_request.fields)
             ctx.user = facts.user
             if policy in ("full", "masked") and endpoint == "chat":
@@ -192,10 +210,13 @@ class Gateway:
                 client_request.native = None
             if screened is not None:
                 ctx.flags.extend(screened.flags)
-            cache_plan = services.cache.plan(
-                endpoint, client_request, request.headers, ctx.key_id, ctx.team_id
+            cache_plan = (
+                services.cache.plan(endpoint, client_request, request.headers, ctx.key_id, ctx.team_id)
+                if not operation
+                else None
             )
-            native_answers = _native_answers(cache_plan, guard, screened, policy)
+            # The surface's answers (images, audio) have no OpenAI chat form: always as they came.
+            native_answers = bool(operation) or _native_answers(cache_plan, guard, screened, policy)
             if client_request.native_format == "responses" and not native_answers:
                 # Guardrails, the cache and the audit text read answers in OpenAI's chat format,
                 # and a Responses answer has no way back into it: the request is translated.
@@ -245,6 +266,11 @@ class Gateway:
                     self.metrics.count_dropped(door.label, answer.dropped)
                 if client_request.dropped_tools and not answer.native:
                     headers[dropped.TOOLS_HEADER] = dropped.header_value(client_request.dropped_tools)
+                if operation and openai_surface.OPERATIONS[operation].binary:
+                    # A speech answer is audio: its own Content-Type, not SSE.
+                    headers["Content-Type"] = answer.upstream.headers.get(
+                        "Content-Type", "application/octet-stream"
+                    )
                 if answer.stream is not None:
                     # (A native answer has no cache plan or guard: at most the hash policy's digest.)
                     tap = self._stream_tap(cache_plan, guard, screened, policy)
@@ -253,6 +279,8 @@ class Gateway:
                     booking.meter = OutputMeter(ceiling, measured=booking.reservation is not None)
 
                     egress = door.native_egress() if answer.native else door.egress(model)
+                    if egress is None and client_request.client_wants_usage:
+                        egress = CostStamp(services.prices, ctx)  # OpenAI's format: usage.cost
                     # The hash policy digests the stream as the client gets it, in its door's format.
                     digest = DigestTap(egress) if policy == "hash" else None
 
@@ -276,11 +304,17 @@ class Gateway:
                 if answer.usage is None and endpoint == "chat":
                     booking.answer_tokens = answer_tokens(answer.body)
                 response = self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
+                if operation:
+                    content_type = answer.upstream.headers.get("Content-Type", "application/json")
+                    response.headers["Content-Type"] = content_type
+                    if operation.startswith("audio/trans"):
+                        ctx.units = openai_surface.Units(seconds=openai_surface.answer_seconds(answer.body))
                 answer.close()  # read whole: the connection goes back to the pool before the write
                 # Sent here rather than by aiohttp after we return, so that the overhead in the
                 # log line and the histogram (taken in the finally) includes writing the answer.
                 # The record is taken first: an answer is on record before its bytes go out.
                 self._finish(ctx, booking, policy)
+                response.headers[COST_HEADER] = usd_text(ctx.cost_micros)
                 # As late as a header can be: all but the writing of the answer that carries it.
                 response.headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
                 await response.prepare(request)
@@ -387,6 +421,7 @@ class Gateway:
         ctx.status = 200
         ctx.mark_first_byte()
         headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
+        headers[COST_HEADER] = usd_text(0)  # answered from the cache: no upstream cost
         sent = door.answer(body, client_request.model)
         ctx.answer_text = answer_for_record(body, policy, sent)
         return web.Response(body=sent, content_type="application/json", headers=headers)
@@ -401,6 +436,31 @@ class Gateway:
             raise body_too_large(limit) from None
         finally:
             forget_arrival(request)  # reads from here on are the next request's
+
+    async def _read_upload(self, request: web.Request, operation: str) -> openai_format.PassthroughRequest:
+        """A multipart upload read up to its `model` field and the text fields around it
+        (adapters/openai_surface.py `MultipartHead`), at most `max_body_bytes` of it; the rest is
+        left on the connection and streamed to the upstream as the call sends it.
+
+        Raises InvalidRequest for a body that is not multipart or names no model, GatewayError
+        413 when the model does not come within the limit."""
+        limit = self.max_body_bytes
+        content_type = request.headers.get("Content-Type", "")
+        head = openai_surface.MultipartHead(openai_surface.boundary_of(content_type))
+        try:
+            while not head.done:
+                data = await request.content.readany()
+                if not data:
+                    break
+                head.feed(data)
+                if head.size > limit and not head.done:
+                    raise body_too_large(limit)
+        finally:
+            forget_arrival(request)
+        upload = head.request(operation, content_type, request.content_length)
+        if not head.ended:
+            upload.upload_rest = request.content.iter_any()
+        return upload
 
     def _answer(
         self,

@@ -19,6 +19,7 @@ import msgspec
 import yaml
 from prometheus_client.metrics import Counter as _CounterChild
 
+from adapters.openai_surface import Units
 from adapters.schema import Usage
 
 if TYPE_CHECKING:
@@ -42,6 +43,15 @@ _MAX_MEMO: Final = 4096
 DEFAULT_MAX_OUTPUT_TOKENS: Final = 128_000
 
 UsdPerMillion = Annotated[float, msgspec.Meta(ge=0)]
+Usd = Annotated[float, msgspec.Meta(ge=0)]
+# The answer header that says what a non-streamed call cost (a stream says it in its usage
+# chunk and its trailer comment: gateway/relay.py).
+COST_HEADER: Final = "x-tollway-cost-usd"
+
+
+def usd_text(micros: int) -> str:
+    """Integer micro-USD as a decimal string of USD, exact: 123 -> "0.000123"."""
+    return f"{micros // USD_PER_MILLION}.{micros % USD_PER_MILLION:06d}"
 
 
 class _Prices(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -63,10 +73,17 @@ OutputTokens = Annotated[int, msgspec.Meta(ge=1)]
 class ModelPrice(_Prices, frozen=True, forbid_unknown_fields=True):
     """USD per million tokens: uncached input, output, cached input, cache writes; and the most
     output tokens the model writes in one answer (the budget reservation of a request without
-    `max_tokens`)."""
+    `max_tokens`). Images and audio models are priced by other units besides (or instead of)
+    tokens: `per_image` in USD by "size/quality", "size" or "default" (the first that matches),
+    `per_second` of audio heard in USD, `per_million_characters` of text spoken in USD."""
 
+    input: UsdPerMillion = 0
+    output: UsdPerMillion = 0
     long_context: LongContextPrice | None = None
     max_output_tokens: OutputTokens | None = None
+    per_image: dict[str, Usd] | None = None
+    per_second: Usd | None = None
+    per_million_characters: UsdPerMillion | None = None
 
 
 class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -97,10 +114,20 @@ class Rates(NamedTuple):
     cache_write: int
 
 
+class UnitRates(NamedTuple):
+    """Micro-USD per image (by "size/quality", "size" or "default"), per second of audio, and per
+    million characters of speech, as integers."""
+
+    per_image: Mapping[str, int]
+    per_second: int
+    per_million_characters: int
+
+
 class Price(NamedTuple):
     base: Rates
     long_threshold: int | None
     long: Rates | None
+    units: UnitRates | None = None
 
 
 def _rates(price: _Prices) -> Rates:
@@ -117,7 +144,14 @@ def _rates(price: _Prices) -> Rates:
 
 def _price(model: ModelPrice) -> Price:
     long = model.long_context
-    return Price(_rates(model), long.threshold if long else None, _rates(long) if long else None)
+    units = None
+    if model.per_image or model.per_second or model.per_million_characters:
+        units = UnitRates(
+            {name: round(usd * USD_PER_MILLION) for name, usd in (model.per_image or {}).items()},
+            round((model.per_second or 0) * USD_PER_MILLION),
+            round((model.per_million_characters or 0) * USD_PER_MILLION),
+        )
+    return Price(_rates(model), long.threshold if long else None, _rates(long) if long else None, units)
 
 
 def _names(model: str) -> tuple[str, str]:
@@ -202,6 +236,24 @@ class PriceTable:
         """`cost_micros` for a provider named in the config (its kind looked up)."""
         kind = self._provider_kinds.get(provider, provider)
         return self.cost_micros(kind, model, usage, cache_write_tokens)
+
+    def unit_cost_for(self, provider: str, model: str, units: Units) -> int:
+        """What a provider's model charges for `units` (images, seconds, characters) in micro-USD,
+        rounded half up; 0 when its price names no such unit."""
+        price = self.price(self._provider_kinds.get(provider, provider), model)
+        rates = price.units if price is not None else None
+        if rates is None:
+            return 0
+        total = 0.0
+        if units.images:
+            by_size = rates.per_image
+            each = by_size.get(f"{units.image_size}/{units.image_quality}")
+            if each is None:
+                each = by_size.get(units.image_size, by_size.get("default", 0))
+            total += units.images * each
+        total += units.seconds * rates.per_second
+        total += units.characters * rates.per_million_characters / USD_PER_MILLION
+        return int(total + 0.5)
 
     def max_output_tokens(self, provider: str, model: str) -> int:
         """The most output tokens one answer of a provider's model may hold: the config's

@@ -27,6 +27,7 @@ from gateway.context import RequestContext
 from gateway.dialects import Relay
 from gateway.errors import GatewayError, error_body
 from gateway.outputmeter import OutputMeter, OutputOverrun
+from gateway.pricing import usd_text
 from gateway.upstream import Delivery, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
 
 SSE_HEADERS: Final = {
@@ -307,8 +308,13 @@ async def relay_stream(
         if tail:
             await response.write(tail)
     try:
-        # The gateway's own time, for clients that want it: an SSE comment, which parsers skip.
-        await response.write(b": x-tollway-overhead-ms=%.3f\n\n" % ctx.overhead_ms())
+        if response.content_type == SSE_HEADERS["Content-Type"]:  # not into a binary answer (speech)
+            # The gateway's own time and the call's cost (settled in `finish`), for clients that
+            # want them: SSE comments, which parsers skip.
+            await response.write(
+                b": x-tollway-overhead-ms=%.3f\n\n: x-tollway-cost-usd=%s\n\n"
+                % (ctx.overhead_ms(), usd_text(ctx.cost_micros).encode())
+            )
         await response.write_eof()
     except ConnectionResetError:
         if not ctx.completed:

@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import functools
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping
 from typing import Any, Final, Protocol
 
 import aiohttp
@@ -403,9 +403,10 @@ class HttpTransport:
         times = WireTimes()
         deadline = asyncio.get_running_loop().time() + timeout.total if timeout.total else None
         _sending.set(times)
+        data = request.body if request.more is None else _chained(request.body, request.more)
         try:
             response = await self._session.request(
-                request.method, url, data=request.body, headers=request.headers, timeout=timeout
+                request.method, url, data=data, headers=request.headers, timeout=timeout
             )
         except _NETWORK_ERRORS as exc:
             raise _as_gateway_error(exc) from None
@@ -417,6 +418,13 @@ class HttpTransport:
         await self._session.close()
         # Let the connector's transports finish closing before the loop goes away.
         await asyncio.sleep(0)
+
+
+async def _chained(first: bytes, more: AsyncIterable[bytes]) -> AsyncGenerator[bytes, None]:
+    """A body whose start is in memory and whose rest is read as it is sent (an upload)."""
+    yield first
+    async for data in more:
+        yield data
 
 
 SignRequest = Callable[[UpstreamRequest], tuple[tuple[str, str], ...]]

@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.config import parse_config
 from gateway.connections import guard_connections
+from tests.surface_upstream import add_surface_routes
 
 T = TypeVar("T")
 
@@ -69,6 +70,7 @@ class Upstream:
     disconnected: asyncio.Event | None = None
     answer_body: bytes | None = None  # overrides the non-streamed answer
     cut_after: int | None = None  # drop the connection after this many stream events
+    raw: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)  # tests/surface_upstream.py
 
 
 def _chat_answer(model: str, text: str, tool_call: dict[str, Any] | None) -> dict[str, Any]:
@@ -135,9 +137,10 @@ def upstream_app(state: Upstream) -> web.Application:
         }
         return web.Response(body=msgspec.json.encode(answer), content_type="application/json")
 
-    app = web.Application()
+    app = web.Application(client_max_size=16 * 1024 * 1024)  # uploads of a few MB (test_surface.py)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
+    add_surface_routes(app, state)
     return app
 
 

@@ -188,7 +188,8 @@ def test_a_stream_cut_short_ends_in_an_anthropic_error_event(
     native_upstream.queue(streamed(events[: events.index(b"event: message_delta")]))
     with client.messages.with_streaming_response.create(**agent_request("claude"), stream=True) as response:
         relayed = b"".join(response.iter_bytes())
-    tail = relayed.split(b"\n\n")[-3]
+    # The last event before the gateway's trailing comments (overhead, cost).
+    tail = [event for event in relayed.split(b"\n\n") if event and not event.startswith(b":")][-1]
     assert tail.startswith(b"event: error\ndata: ")
     error = msgspec.json.decode(tail.partition(b"data: ")[2])
     assert error["type"] == "error" and error["error"]["type"] == "api_error"
