@@ -104,6 +104,117 @@ def messages_fields(draw: st.DrawFn) -> dict[str, Any]:
     return fields
 
 
+RESPONSES_MODELS = [*MODELS, "responses-up"]
+FUNCTION_TOOL = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+response_parts = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"type": st.just("input_text"), "text": st.text(max_size=10)}),
+        st.fixed_dictionaries(
+            {"type": st.just("input_image"), "image_url": st.sampled_from(["https://x/a.png", "data:,"])}
+        ),
+        st.fixed_dictionaries(
+            {
+                "type": st.sampled_from(["output_text", "refusal", "input_file", "nope"]),
+                "text": st.text(max_size=5),
+            }
+        ),
+    ),
+    max_size=3,
+)
+response_items = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "assistant", "system", "developer", "tool", "nope"]),
+            "content": st.one_of(st.text(max_size=10), response_parts),
+        }
+    ),
+    st.just({"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}),
+    st.just({"type": "function_call_output", "call_id": "c1", "output": "ok"}),
+    st.just(
+        {
+            "type": "function_call_output",
+            "call_id": "c1",
+            "output": [{"type": "input_image", "image_url": "https://x"}],
+        }
+    ),
+    st.just({"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "x"}),
+    st.just({"type": "item_reference", "id": "msg_1"}),
+    st.fixed_dictionaries({"type": st.text(max_size=8)}),  # an item type that does not exist
+    json_values,  # not an item at all
+)
+
+
+PLAUSIBLE_ITEMS = [
+    {"role": "user", "content": "hi"},
+    {"role": "developer", "content": [{"type": "input_text", "text": "be brief"}]},
+    {"role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+    {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+]
+
+
+def responses_fields(draw: st.DrawFn) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "model": draw(st.sampled_from(RESPONSES_MODELS)),
+        "input": draw(
+            st.one_of(
+                st.text(max_size=10),
+                st.lists(st.sampled_from(PLAUSIBLE_ITEMS), min_size=1, max_size=4),
+                st.lists(response_items, max_size=4),
+            )
+        ),
+    }
+    optional = {
+        "stream": st.booleans(),
+        "instructions": st.sampled_from(["be brief", "", "sé breve ✓"]),
+        "max_output_tokens": st.integers(1, 64),
+        "store": st.booleans(),
+        "tools": st.sampled_from(
+            [[FUNCTION_TOOL], [{"type": "web_search"}], [FUNCTION_TOOL, {"type": "mcp"}]]
+        ),
+        "tool_choice": st.sampled_from(["auto", "required", "none", {"type": "function", "name": "f"}]),
+        "text": st.sampled_from([{"format": {"type": "json_object"}}, {"verbosity": "low"}]),
+        "reasoning": st.sampled_from([{"effort": "low"}, {"summary": "auto"}]),
+        "temperature": st.floats(0, 2),
+        "truncation": st.sampled_from(["auto", "disabled"]),
+        "background": st.booleans(),
+    }
+    for name, value in optional.items():
+        if draw(st.booleans()):
+            fields[name] = draw(value)
+    if draw(st.integers(0, 7)) == 0:  # refused outright: rarer, so that the rest is reached
+        fields[draw(st.sampled_from(["previous_response_id", "conversation"]))] = "resp_1"
+    return fields
+
+
+def responses_mutation(draw: st.DrawFn, fields: dict[str, Any]) -> bytes:
+    """Bodies only the Responses door reads this way: `input` nested past the decoder's depth
+    (as the list itself, an item's content, a part's text), invalid UTF-8 in `instructions`,
+    `tools` arrays of hundreds of entries."""
+    kind = draw(
+        st.sampled_from(["deep-input", "deep-content", "deep-part", "utf8-instructions", "huge-tools"])
+    )
+    depth = draw(st.one_of(st.integers(900, 1010), st.sampled_from([64, 500, 1200, 5000])))
+    fields = {name: value for name, value in fields.items() if name not in ("input", "instructions", "tools")}
+    head = msgspec.json.encode(fields)[:-1] + b", "
+    if kind == "deep-input":
+        return head + b'"input": ' + b"[" * depth + b'"hi"' + b"]" * depth + b"}"
+    if kind == "deep-content":
+        nest = b"[" * depth + b"]" * depth
+        return head + b'"input": [{"role": "user", "content": ' + nest + b"}]}"
+    if kind == "deep-part":
+        nest = b'{"a": ' * depth + b"1" + b"}" * depth
+        return (
+            head + b'"input": [{"role": "user", "content": [{"type": "input_text", "text": ' + nest + b"}]}]}"
+        )
+    if kind == "utf8-instructions":
+        bad = draw(st.sampled_from(BAD_UTF8))
+        return head + b'"input": "hi", "instructions": "be ' + bad + b' brief"}'
+    count = draw(st.integers(100, 700))
+    tool = draw(st.sampled_from([FUNCTION_TOOL, {"type": "web_search"}, {"type": "function", "name": "f"}]))
+    return head + b'"input": "hi", "tools": ' + msgspec.json.encode([tool] * count) + b"}"
+
+
 @dataclass(frozen=True)
 class Door:
     method: str
@@ -111,6 +222,7 @@ class Door:
     fields: Any = None  # a draw function for a plausible body; None: the route takes no body
     query: tuple[str, ...] = ()  # query parameter names worth varying
     logged: bool = False  # served by the pipeline, which writes a log line per request
+    special: Any = None  # (draw, fields) -> body: mutations only this door's format has
 
     @property
     def anthropic(self) -> bool:
@@ -130,6 +242,8 @@ FRONT_DOORS = [
     Door("GET", "/models"),
     Door("POST", "/v1/messages", messages_fields, logged=True),
     Door("POST", "/v1/messages/count_tokens", _const(model="claude", messages=USER), logged=True),
+    Door("POST", "/v1/responses", responses_fields, logged=True, special=responses_mutation),
+    Door("POST", "/responses", responses_fields, logged=True, special=responses_mutation),
 ]
 ADMIN_DOORS = [
     Door(
@@ -174,6 +288,8 @@ def bodies(draw: st.DrawFn, door: Door) -> bytes:
     if kind == "raw":
         return draw(st.binary(max_size=200))
     fields: dict[str, Any] = door.fields(draw)
+    if door.special is not None and draw(st.integers(0, 3)) == 0:
+        return bytes(door.special(draw, fields))
     if kind == "wrong-type" and fields:
         name = draw(st.sampled_from(sorted(fields)))
         fields[name] = draw(json_values)
@@ -363,6 +479,37 @@ def test_front_door_answers_hostile_input_below_500_in_its_shape(
         # their own.
         assert wait_for(lambda: tally.ids <= hostile_gateway.log_ids(), timeout=5)
         assert len(hostile_gateway.log_ids() - tally.ids) <= tally.unanswered
+    assert_healthy(hostile_gateway)
+
+
+RESPONSES_DOOR = FRONT_DOORS[-2]
+
+
+@st.composite
+def keyed_bodies(draw: st.DrawFn, door: Door) -> Sent:
+    """A body behind the master key and a JSON content type: every case reaches the decoder."""
+    headers = [(b"Authorization", b"Bearer " + MASTER_KEY.encode()), (b"Content-Type", b"application/json")]
+    return Sent(request_bytes(door.method, door.path, draw(bodies(door)), headers))
+
+
+def test_responses_bodies_behind_a_valid_key_answer_below_500(hostile_gateway: HostileGateway) -> None:
+    # The door fuzz above spends a third of its cases on keys, refused before any body is read.
+    tally = Tally()
+
+    @FUZZ
+    @given(keyed_bodies(RESPONSES_DOOR))
+    def one(sent: Sent) -> None:
+        tally.cases += 1
+        response = send(hostile_gateway, sent)
+        assert response is not None
+        check(RESPONSES_DOOR, response, tally)
+
+    one()
+    print(
+        f"\nfuzz POST /v1/responses behind a key: {tally.cases} cases, statuses {sorted(tally.statuses.items())}"
+    )
+    assert wait_for(lambda: tally.ids <= hostile_gateway.log_ids(), timeout=5)
+    assert {200, 400} <= set(tally.statuses), tally.statuses
     assert_healthy(hostile_gateway)
 
 
