@@ -726,3 +726,22 @@ class OpenAIStreamError(msgspec.Struct):
     `param`, as it has always been written, so its bytes stay what they were."""
 
     error: OpenAIStreamErrorDetail
+
+
+# The usage of the rest of the surface (adapters/openai_surface.py): completions, images, audio.
+
+
+class OpenAISurfaceUsageProbe(msgspec.Struct):
+    """Usage as these endpoints report it: chat's names (completions), the Responses names
+    (gpt-image-1, gpt-4o-transcribe), or seconds of audio (whisper-1)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+
+
+class OpenAISurfaceAnswerProbe(msgspec.Struct):
+    usage: OpenAISurfaceUsageProbe | None = None
+    duration: float | None = None  # verbose_json transcriptions

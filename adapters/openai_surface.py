@@ -27,6 +27,7 @@ from adapters.openai import (
     parse_response,
     stream_flags,
 )
+from adapters.openai_shapes import OpenAISurfaceAnswerProbe
 from adapters.schema import Usage, usage_of
 
 _encode: Final = msgspec.json.encode
@@ -86,23 +87,7 @@ def build_request(req: PassthroughRequest, target: Target) -> UpstreamRequest:
     return UpstreamRequest("POST", f"{target.base_url}/{req.operation}", headers, head, req.upload_rest)
 
 
-class _SurfaceUsage(msgspec.Struct):
-    """Usage as these endpoints report it: chat's names (completions), the Responses names
-    (gpt-image-1, gpt-4o-transcribe), or seconds of audio (whisper-1)."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    seconds: float = 0.0
-
-
-class _SurfaceAnswer(msgspec.Struct):
-    usage: _SurfaceUsage | None = None
-    duration: float | None = None  # verbose_json transcriptions
-
-
-_decode_answer: Final = msgspec.json.Decoder(_SurfaceAnswer)
+_decode_answer: Final = msgspec.json.Decoder(OpenAISurfaceAnswerProbe)
 
 
 class PassthroughWay:

@@ -40,7 +40,7 @@ from typing import Final
 
 import msgspec
 
-from adapters.base import InvalidRequest, validation_error
+from adapters.base import InvalidRequest, nested_too_deeply, validation_error
 from adapters.openai import Fields
 from adapters.openai import _decode_body as decode_body  # the same 400s as every door
 from adapters.responses_wire import (
@@ -162,6 +162,11 @@ def decode_request(body: bytes, upstream_keeps: bool = False) -> DecodedRequest:
         text, param = validation_error(exc)
         where = f" at '{param}'" if param else ""
         raise InvalidRequest(f"invalid request: {text}{where}", param) from None
+    except msgspec.DecodeError as exc:
+        # Past the first decode, which leaves field values raw: e.g. invalid UTF-8 in a string.
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # typed, this decode recurses where the first one skipped
+        raise nested_too_deeply() from None
     if not request.model:
         raise InvalidRequest("'model' must not be empty", "model")
     sorter = _Sorter()

@@ -20,7 +20,7 @@ from gateway.auth import KeyRing, Principal, principal_of
 from gateway.budgetpolicy import BudgetStatus, BudgetSubject
 from gateway.config import Config
 from gateway.context import request_id_of
-from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.errors import GatewayError, error_response, malformed_body, model_not_found
 from gateway.frontdoor import ANTHROPIC_DOOR
 from gateway.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
 from gateway.keys import KeyRecord, hash_secret
@@ -125,6 +125,8 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return shape(shaped, request_id)
     except GatewayError as err:
         return _error_shape(request)(err, request_id)
+    except web.RequestPayloadError:  # a body whose framing or encoding broke as it was read
+        return _error_shape(request)(malformed_body(), request_id)
     except Exception as exc:
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:

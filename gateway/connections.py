@@ -8,19 +8,27 @@ connecting, for a connection's first request); past it, the connection is closed
 connection, armed only while a head is incomplete: a head that arrives in one read, as almost
 all do, costs a length check, no timer. Past `server.max_connections`, a new connection gets a 503
 and is closed at once, so those already open (and their requests) go on.
+
+Bytes aiohttp's parser refuses are answered in the client's error shape (gateway/malformed.py),
+and what aiohttp would log about a connection goes to the service log without the client's bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+import logging
+from typing import Any, Final
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 
 from gateway.arrival import ArrivalStampingHandler
 from gateway.config import ServerConfig
 from gateway.errors import error_body
+from gateway.malformed import refusal
+
+log = logging.getLogger("tollway")
 
 _BUSY_BODY: Final = error_body(
     "the gateway has too many open connections; retry shortly", "server_error", "too_many_connections"
@@ -31,17 +39,23 @@ BUSY_RESPONSE: Final = (
 )
 
 
+_INTERNAL_BODY: Final = error_body("internal gateway error", "server_error", "internal_error")
+
+
 class GuardedHandler(ArrivalStampingHandler):
-    """aiohttp's server protocol (arrival-stamping), with a deadline for each request's head.
+    """aiohttp's server protocol (arrival-stamping), with a deadline for each request's head, and
+    parser refusals answered in the client's error shape.
 
-    Reads aiohttp's private `_messages` (heads parsed, not yet handled) and `_request_in_progress`:
-    tests/test_connections.py fails if aiohttp renames them."""
+    Reads aiohttp's private `_messages` (heads parsed, not yet handled, or `_ErrInfo` for bytes
+    the parser refused) and `_request_in_progress`: tests/test_connections.py and
+    tests/test_malformed.py fail if aiohttp renames them."""
 
-    __slots__ = ("_head_timer",)
+    __slots__ = ("_head_timer", "_refused_read")
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._refused_read = b""  # the read the parser refused, for the shape of its answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -56,6 +70,9 @@ class GuardedHandler(ArrivalStampingHandler):
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
+            if isinstance(self._messages[-1][0], _ErrInfo):
+                self._refused_read = data
+                self._fail_body_in_reading()
         elif starting and self.transport is not None:
             self._arm()
 
@@ -64,6 +81,50 @@ class GuardedHandler(ArrivalStampingHandler):
             self._head_timer.cancel()
             self._head_timer = None
         super().connection_lost(exc)
+
+    def _fail_body_in_reading(self) -> None:
+        """Bytes refused in the middle of a body (chunked framing that breaks after the head was
+        handed to a handler): aiohttp drops the body without an end, and the handler's read would
+        wait for the client to hang up. Failing the read makes it a 400 instead
+        (gateway/pipeline.py `_read_body`)."""
+        request = self._current_request
+        if request is not None and not request.content.is_eof():
+            # Soon, not now: the same read may have woken the handler (the end of a chunk), and
+            # aiohttp's reader looks for an exception only before it waits again.
+            self._loop.call_soon(
+                request.content.set_exception, RequestPayloadError("the body's framing broke")
+            )
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's answer for bytes its parser refused (an HttpProcessingError), and for an
+        exception that escaped the handler and every middleware; the connection closes after it.
+
+        Handlers' own failures never come here: gateway/app.py's `shape_errors` answers them."""
+        if isinstance(exc, HttpProcessingError):
+            head, self._refused_read = self._refused_read, b""
+            return refusal(exc, head, self.max_line_size)
+        if request.writer.output_size > 0:  # as aiohttp: the answer has begun, only a cut is left
+            raise ConnectionError("the answer had begun when the handler failed")
+        log.error("unexpected error %s outside the middlewares", type(exc).__name__)
+        response = web.Response(status=500, body=_INTERNAL_BODY, content_type="application/json")
+        response.force_close()
+        return response
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """What aiohttp logs about a connection (its message and the exception's class), without
+        the exception's text, which may quote the client's bytes."""
+        exc = kwargs.get("exc_info")
+        name = type(exc).__name__ if isinstance(exc, BaseException) else None
+        # A body whose framing broke after its request was answered: the client's fault, and
+        # already in the request's log line (gateway/pipeline.py).
+        level = logging.DEBUG if isinstance(exc, RequestPayloadError | HttpProcessingError) else logging.ERROR
+        log.log(level, "connection: %s", args[0] if args else "error", extra={"fields": {"error": name}})
 
     def _arm(self) -> None:
         server = self._manager

@@ -67,6 +67,16 @@ def bad_request(message: str, param: str | None = None, code: str = "invalid_req
     return GatewayError(400, message, code=code, param=param)
 
 
+def malformed_body() -> GatewayError:
+    """A body whose framing (chunked encoding) or content encoding (gzip, deflate) is broken,
+    found while reading it: the head was fine, so the request reached a handler."""
+    return GatewayError(
+        400,
+        "the request body could not be read: its chunked framing or content encoding is invalid",
+        code="malformed_request",
+    )
+
+
 def unauthorized() -> GatewayError:
     return GatewayError(
         401,

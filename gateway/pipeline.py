@@ -29,7 +29,7 @@ from gateway.coststamp import CostStamp
 from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.count_tokens import count_tokens
 from gateway.dispatch import Answer, Dispatcher, Job
-from gateway.errors import GatewayError, bad_request, body_too_large
+from gateway.errors import GatewayError, bad_request, body_too_large, malformed_body
 from gateway.facts import request_facts
 from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor, ResponsesDoor, UploadDoor, surface_door
 from gateway.guardrails import Guardrails, Screened
@@ -434,6 +434,8 @@ class Gateway:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise body_too_large(limit) from None
+        except web.RequestPayloadError:  # broken chunked framing or gzip: the client's bytes
+            raise malformed_body() from None
         finally:
             forget_arrival(request)  # reads from here on are the next request's
 

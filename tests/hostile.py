@@ -2,7 +2,7 @@
 behind upstreams that always answer well, so that any 5xx is the gateway's own.
 
 The steady upstream answers every call with recorded wire bytes of its format (OpenAI chat,
-streamed or not, and embeddings; Anthropic messages, streamed or not, and count_tokens), whatever
+streamed or not, embeddings and responses; Anthropic messages, streamed or not, and count_tokens), whatever
 the request held: the gateway forwards unknown bodies byte for byte, and a scripted upstream that
 tripped over them would blur whose failure a 5xx was.
 """
@@ -40,6 +40,7 @@ def steady_upstream_app() -> web.Application:
         "/v1/embeddings": (_fixture("openai/embeddings_response.json"), None),
         "/v1/messages": (_fixture("anthropic/responses/text.json"), _fixture("anthropic/streams/text.sse")),
         "/v1/messages/count_tokens": (b'{"input_tokens": 3}', None),
+        "/v1/responses": (_fixture("responses/openai_text.json"), _fixture("responses/openai_text.sse")),
     }
 
     async def answer(request: web.Request) -> web.Response:
@@ -77,12 +78,14 @@ providers:
   mock: {{kind: mock}}
   up: {{kind: openai, base_url: "{upstream_url}/v1", api_key: "sk-up-secret-0123456789"}}
   claude: {{kind: anthropic, base_url: "{upstream_url}", api_key: "sk-ant-secret-0123456789"}}
+  native: {{kind: openai, base_url: "{upstream_url}/v1", api_key: "sk-up-secret-0123456789", serves_responses: true}}
 models:
   demo: {{targets: [{{provider: mock, model: mock-1}}]}}
   up-model: {{targets: [{{provider: up, model: real-model}}]}}
   claude: {{targets: [{{provider: claude, model: claude-x}}]}}
   cached: {{targets: [{{provider: mock, model: mock-1}}], cache: {{ttl_s: 60, allow_nonzero_temperature: true}}}}
   guarded: {{targets: [{{provider: mock, model: mock-1}}], guardrails: {{pii: mask, output_pii: mask, injection: flag}}}}
+  responses-up: {{targets: [{{provider: native, model: real-model}}]}}
 pricing:
   models:
     openai/real-model: {{input: 1, output: 2}}

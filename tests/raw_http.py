@@ -91,3 +91,37 @@ def _dechunk(data: bytes) -> bytes:
         out += data[:size]
         data = data[size + 2 :]
     return bytes(out)
+
+
+def first_answer(url: str, raw: bytes, timeout: float = 10.0) -> RawResponse | None:
+    """Send `raw` and return the first response as soon as it is whole, the connection left
+    open or not (bytes that break a request's framing may leave it open for the next one);
+    None when the server closes without answering."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=timeout) as sock:
+        with contextlib.suppress(OSError):  # the server may refuse and close before all is sent
+            sock.sendall(raw)
+        received = bytearray()
+        while (whole := _whole_response(bytes(received))) is None:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return parse_response(bytes(received)) if received else None
+            received += chunk
+    return whole
+
+
+def _whole_response(data: bytes) -> RawResponse | None:
+    head, found, rest = data.partition(b"\r\n\r\n")
+    if not found:
+        return None
+    lowered = head.lower()
+    if b"transfer-encoding: chunked" in lowered:
+        return parse_response(data) if rest.endswith(b"0\r\n\r\n") else None
+    marker = b"content-length: "
+    if marker not in lowered:
+        return None  # read until the server closes
+    length = int(lowered.split(marker)[1].split(b"\r\n")[0])
+    return parse_response(data) if len(rest) >= length else None

@@ -242,3 +242,42 @@ def test_no_depth_near_the_decoders_limit_is_a_5xx(hostile_gateway: HostileGatew
             response = exchange(hostile_gateway.url, request_bytes("POST", path, messages, AUTH))
             assert response.status < 500, (path, depth, response.body)
     assert 200 in seen and 400 in seen, "the sweep crosses the limit"
+
+
+# --- the Responses door ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/responses", "/responses"])
+def test_invalid_utf8_in_responses_instructions_is_a_400(hostile_gateway: HostileGateway, path: str) -> None:
+    # The door's first decode leaves field values raw; its typed decode met the bytes: a 500.
+    body = b'{"model": "demo", "input": "hi", "instructions": "be \xff brief"}'
+    response = exchange(hostile_gateway.url, request_bytes("POST", path, body, AUTH))
+    assert "UTF-8" in str(assert_openai_error(response, 400)["message"])
+
+
+@pytest.mark.parametrize("model", ["demo", "up-model", "responses-up"])
+def test_no_responses_depth_near_the_decoders_limit_is_a_5xx(
+    hostile_gateway: HostileGateway, model: str
+) -> None:
+    seen = set()
+    name = model.encode()
+    for depth in range(940, 1000, 2):
+        nest = b'{"a": ' * depth + b"1" + b"}" * depth
+        for body in (
+            b'{"model": "' + name + b'", "input": ' + b"[" * depth + b'"hi"' + b"]" * depth + b"}",
+            b'{"model": "'
+            + name
+            + b'", "input": [{"role": "user", "content": '
+            + b"[" * depth
+            + b"]" * depth
+            + b"}]}",
+            b'{"model": "' + name + b'", "input": "hi", "metadata": ' + nest + b"}",
+            b'{"model": "' + name + b'", "input": "hi", "tools": [{"type": "function", "name": "f", '
+            b'"parameters": ' + nest + b"}]}",
+            b'{"model": "' + name + b'", "input": "hi", "text": {"format": {"type": "json_schema", '
+            b'"name": "x", "schema": ' + nest + b"}}}",
+        ):
+            response = exchange(hostile_gateway.url, request_bytes("POST", "/v1/responses", body, AUTH))
+            assert response.status < 500, (depth, body[:80], response.body)
+            seen.add(response.status)
+    assert {200, 400} <= seen, "the sweep crosses the limit"
