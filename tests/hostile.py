@@ -41,6 +41,21 @@ def steady_upstream_app() -> web.Application:
         "/v1/messages": (_fixture("anthropic/responses/text.json"), _fixture("anthropic/streams/text.sse")),
         "/v1/messages/count_tokens": (b'{"input_tokens": 3}', None),
         "/v1/responses": (_fixture("responses/openai_text.json"), _fixture("responses/openai_text.sse")),
+        # The rest of the OpenAI surface, answered as the OpenAPI description shapes it.
+        "/v1/completions": (
+            b'{"id":"cmpl-1","object":"text_completion","created":1,"model":"real-model","choices":'
+            b'[{"text":"hi","index":0,"logprobs":null,"finish_reason":"stop"}],'
+            b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}',
+            b'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"real-model","choices":'
+            b'[{"text":"hi","index":0,"logprobs":null,"finish_reason":"stop"}]}\n\n'
+            b'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"real-model","choices":[],'
+            b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}\n\ndata: [DONE]\n\n',
+        ),
+        "/v1/moderations": (
+            b'{"id":"modr-1","model":"real-model","results":[{"flagged":false,"categories":{},"category_scores":{}}]}',
+            None,
+        ),
+        "/v1/images/generations": (b'{"created":1,"data":[{"url":"https://example.invalid/a.png"}]}', None),
     }
 
     async def answer(request: web.Request) -> web.Response:

@@ -248,6 +248,15 @@ FRONT_DOORS = [
     Door("POST", "/v1/messages/count_tokens", _const(model="claude", messages=USER), logged=True),
     Door("POST", "/v1/responses", responses_fields, logged=True, special=responses_mutation),
     Door("POST", "/responses", responses_fields, logged=True, special=responses_mutation),
+    # The rest of the OpenAI surface, and the Responses routes that read what the gateway keeps.
+    Door("POST", "/v1/completions", _const(model="up-model", prompt="hi", max_tokens=5), logged=True),
+    Door("POST", "/v1/moderations", _const(model="up-model", input="hi"), logged=True),
+    Door("POST", "/v1/images/generations", _const(model="up-model", prompt="a cat", n=1), logged=True),
+    Door("POST", "/v1/audio/transcriptions", _const(model="up-model", file="x")),
+    Door("GET", "/v1/models/{id}"),
+    Door("GET", "/v1/responses/{id}"),
+    Door("DELETE", "/v1/responses/{id}"),
+    Door("GET", "/v1/responses/{id}/input_items", query=("limit", "after", "order")),
 ]
 ADMIN_DOORS = [
     Door(
@@ -486,7 +495,7 @@ def test_front_door_answers_hostile_input_below_500_in_its_shape(
     assert_healthy(hostile_gateway)
 
 
-RESPONSES_DOOR = FRONT_DOORS[-2]
+RESPONSES_DOOR = next(door for door in FRONT_DOORS if door.path == "/v1/responses")
 
 
 @st.composite
