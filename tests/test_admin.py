@@ -167,7 +167,7 @@ def test_lists_are_paginated(admin_gateway: Gateway) -> None:
         ({"name": "x", "budget": {"amount": 5, "currency": "GBP"}}, "budget.currency"),
         ({"name": "x", "limits": {"rpm": -3}}, "limits.rpm"),
         ({"name": "x", "expires_at": "2027-01-01T00:00:00"}, "expires_at"),  # no time zone
-        ({"name": "x", "endpoints": ["images"]}, "endpoints[0]"),
+        ({"name": "x", "endpoints": ["telepathy"]}, "endpoints[0]"),
         (b"{not json", None),
     ],
 )
