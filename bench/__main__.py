@@ -173,6 +173,12 @@ def parse_args(argv: list[str] | None) -> Invocation:
         "upstream, as targets tollway-<door>; the report gives their req/s and CPU per request "
         "over tollway's chat passthrough",
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="processes of tollway (serve --workers N) and of each yardstick (default 1)",
+    )
     parser.add_argument("--peer", action="append", default=[], help="add a peer gateway (litellm)")
     parser.add_argument(
         "--peer-python", help="interpreter that has the peer installed (e.g. venv/bin/python)"
@@ -206,6 +212,7 @@ def parse_args(argv: list[str] | None) -> Invocation:
         baseline_features=baseline,
         repeat=args.repeat,
         doors=args.doors,
+        workers=args.workers,
     )
     problem = options_problem(options)
     if problem is not None:

@@ -76,6 +76,17 @@ def die_with_parent() -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def fork_servers(processes: int) -> None:
+    """Fork `processes` - 1 copies of this process before it serves, each dying with it, so that
+    a yardstick serves from as many processes as tollway's --workers (they share the port with
+    SO_REUSEPORT; the bench reads their CPU as the first one's descendants). Call before the
+    event loop starts; the first process returns as the parent."""
+    for _ in range(processes - 1):
+        if os.fork() == 0:
+            die_with_parent()
+            return
+
+
 def child_env() -> dict[str, str]:
     """The environment for children: the repo importable whatever the caller's cwd."""
     env = dict(os.environ)

@@ -28,7 +28,7 @@ from aiohttp.http_parser import RawRequestMessage
 from multidict import CIMultiDictProxy
 
 from bench.http1 import LAST_CHUNK
-from bench.procs import raise_fd_limit
+from bench.procs import fork_servers, raise_fd_limit
 
 # The parsers' payload buffers pause their protocol above twice this; every read is drained
 # at once, so this only has to exceed one socket read.
@@ -311,7 +311,9 @@ class Client(_Paced, asyncio.Protocol):
         self.transport = None
 
 
-async def start_raw_forwarder(host: str, port: int, upstream: str) -> tuple[asyncio.Server, Pool]:
+async def start_raw_forwarder(
+    host: str, port: int, upstream: str, reuse_port: bool = False
+) -> tuple[asyncio.Server, Pool]:
     """Serve the raw forwarder on host:port (0 picks a free port) in front of `upstream`
     (http://host:port); returns the server and its upstream pool."""
     loop = asyncio.get_running_loop()
@@ -319,12 +321,12 @@ async def start_raw_forwarder(host: str, port: int, upstream: str) -> tuple[asyn
     if target.scheme != "http" or target.hostname is None or target.port is None:
         raise ValueError(f"upstream must be http://host:port, not {upstream!r}")
     pool = Pool(loop, target.hostname, target.port)
-    server = await loop.create_server(lambda: Client(pool), host, port, backlog=1024)
+    server = await loop.create_server(lambda: Client(pool), host, port, backlog=1024, reuse_port=reuse_port)
     return server, pool
 
 
-async def _serve(host: str, port: int, upstream: str) -> None:
-    server, pool = await start_raw_forwarder(host, port, upstream)
+async def _serve(host: str, port: int, upstream: str, reuse_port: bool) -> None:
+    server, pool = await start_raw_forwarder(host, port, upstream, reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -343,9 +345,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:9001")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="serve from this many processes (SO_REUSEPORT)"
+    )
     args = parser.parse_args(argv)
     raise_fd_limit()
-    uvloop.run(_serve(args.host, args.port, args.upstream))
+    fork_servers(args.processes)
+    uvloop.run(_serve(args.host, args.port, args.upstream, args.processes > 1))
 
 
 if __name__ == "__main__":
