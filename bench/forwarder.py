@@ -9,7 +9,6 @@ what tollway adds; what this costs is the price of aiohttp itself.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +18,7 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
-from bench.procs import fork_servers, raise_fd_limit
+from bench.procs import forwarder_args
 
 SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM: Final = web.AppKey("upstream", str)
@@ -99,16 +98,7 @@ async def _serve(host: str, port: int, upstream: str, reuse_port: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.forwarder", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:9001")
-    parser.add_argument(
-        "--processes", type=int, default=1, help="serve from this many processes (SO_REUSEPORT)"
-    )
-    args = parser.parse_args(argv)
-    raise_fd_limit()
-    fork_servers(args.processes)
+    args = forwarder_args("python -m bench.forwarder", __doc__.split("\n")[0], argv)
     uvloop.run(_serve(args.host, args.port, args.upstream, args.processes > 1))
 
 

@@ -12,7 +12,6 @@ costs beyond it is aiohttp's generic machinery.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 from collections import deque
@@ -28,7 +27,7 @@ from aiohttp.http_parser import RawRequestMessage
 from multidict import CIMultiDictProxy
 
 from bench.http1 import LAST_CHUNK
-from bench.procs import fork_servers, raise_fd_limit
+from bench.procs import forwarder_args
 
 # The parsers' payload buffers pause their protocol above twice this; every read is drained
 # at once, so this only has to exceed one socket read.
@@ -341,16 +340,7 @@ async def _serve(host: str, port: int, upstream: str, reuse_port: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.rawforwarder", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:9001")
-    parser.add_argument(
-        "--processes", type=int, default=1, help="serve from this many processes (SO_REUSEPORT)"
-    )
-    args = parser.parse_args(argv)
-    raise_fd_limit()
-    fork_servers(args.processes)
+    args = forwarder_args("python -m bench.rawforwarder", __doc__.split("\n")[0], argv)
     uvloop.run(_serve(args.host, args.port, args.upstream, args.processes > 1))
 
 
