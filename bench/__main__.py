@@ -23,7 +23,7 @@ import msgspec
 from bench import streams, sweep
 from bench.config import Features, parse_features
 from bench.procs import REPO_ROOT
-from bench.report import DIRECT, FLOOR, TOLLWAY, TOLLWAY_BASE, render_table, write_json
+from bench.report import DIRECT, FLOOR, RAW, TOLLWAY, TOLLWAY_BASE, render_table, write_json
 from bench.run import Options, options_problem, progress, run_bench, smoke_failed
 from bench.scenario import Door, Scenario
 
@@ -41,6 +41,14 @@ _DEFAULTS: Final[dict[Mode, tuple[float, tuple[int, ...]]]] = {
     "smoke": (5.0, (1, 32)),
     "sweep": (sweep.SWEEP_CELL_S, sweep.SWEEP_LEVELS),
     "streams": (streams.STREAM_CELL_S, streams.STREAM_LEVELS),
+}
+# Per mode: the targets when --targets is not given. The table and the smoke run measure both
+# yardsticks; the sweep and the streams keep to the aiohttp floor, which holds their run times.
+_TARGETS: Final[dict[Mode, tuple[str, ...]]] = {
+    "table": (DIRECT, FLOOR, RAW, TOLLWAY),
+    "smoke": (DIRECT, FLOOR, RAW, TOLLWAY),
+    "sweep": (DIRECT, FLOOR, TOLLWAY),
+    "streams": (DIRECT, FLOOR, TOLLWAY),
 }
 
 
@@ -104,10 +112,9 @@ def parse_args(argv: list[str] | None) -> Invocation:
     )
     parser.add_argument(
         "--targets",
-        type=_choices((DIRECT, FLOOR, TOLLWAY, TOLLWAY_BASE)),
-        default=(DIRECT, FLOOR, TOLLWAY),
-        help="which of direct,floor,tollway to run (default all); tollway-base comes with "
-        "--baseline-features, which needs tollway",
+        type=_choices((DIRECT, FLOOR, RAW, TOLLWAY, TOLLWAY_BASE)),
+        help="which of direct,floor,raw,tollway to run (default all; --sweep and --streams leave "
+        "out raw); tollway-base comes with --baseline-features, which needs tollway",
     )
     parser.add_argument(
         "--json",
@@ -166,6 +173,12 @@ def parse_args(argv: list[str] | None) -> Invocation:
         "upstream, as targets tollway-<door>; the report gives their req/s and CPU per request "
         "over tollway's chat passthrough",
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="processes of tollway (serve --workers N) and of each yardstick (default 1)",
+    )
     parser.add_argument("--peer", action="append", default=[], help="add a peer gateway (litellm)")
     parser.add_argument(
         "--peer-python", help="interpreter that has the peer installed (e.g. venv/bin/python)"
@@ -181,14 +194,15 @@ def parse_args(argv: list[str] | None) -> Invocation:
     baseline = None if args.baseline_features is None else _features(parser, args.baseline_features)
     if chosen == "streams" and (baseline is not None or args.repeat != 1):
         parser.error("--streams takes neither --baseline-features nor --repeat")
-    if TOLLWAY_BASE in args.targets and baseline is None:
+    targets: tuple[str, ...] = _TARGETS[chosen] if args.targets is None else args.targets
+    if TOLLWAY_BASE in targets and baseline is None:
         parser.error("tollway-base is the second tollway of --baseline-features FEATURES: give that")
     options = Options(
         duration=duration,
         concurrency=default_levels if args.concurrency is None else args.concurrency,
         scenarios=args.scenarios,
         # tollway-base is started for baseline_features, not for its name among the targets.
-        targets=tuple(t for t in args.targets if t != TOLLWAY_BASE),
+        targets=tuple(t for t in targets if t != TOLLWAY_BASE),
         loadgen=args.loadgen,
         smoke=args.smoke,
         chunk_delay_ms=args.chunk_delay_ms,
@@ -198,6 +212,7 @@ def parse_args(argv: list[str] | None) -> Invocation:
         baseline_features=baseline,
         repeat=args.repeat,
         doors=args.doors,
+        workers=args.workers,
     )
     problem = options_problem(options)
     if problem is not None:

@@ -9,7 +9,6 @@ what tollway adds; what this costs is the price of aiohttp itself.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +18,7 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
-from bench.procs import raise_fd_limit
+from bench.procs import forwarder_args
 
 SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM: Final = web.AppKey("upstream", str)
@@ -73,18 +72,20 @@ def make_app(upstream: str) -> web.Application:
     return app
 
 
-async def start_forwarder(host: str, port: int, upstream: str) -> tuple[web.AppRunner, int]:
+async def start_forwarder(
+    host: str, port: int, upstream: str, reuse_port: bool = False
+) -> tuple[web.AppRunner, int]:
     """Serve the floor on host:port (0 picks a free port); returns the runner and bound port."""
     runner = web.AppRunner(make_app(upstream), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port)
     await site.start()
     bound: int = runner.addresses[0][1]
     return runner, bound
 
 
-async def _serve(host: str, port: int, upstream: str) -> None:
-    runner, bound = await start_forwarder(host, port, upstream)
+async def _serve(host: str, port: int, upstream: str, reuse_port: bool) -> None:
+    runner, bound = await start_forwarder(host, port, upstream, reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,13 +98,8 @@ async def _serve(host: str, port: int, upstream: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.forwarder", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:9001")
-    args = parser.parse_args(argv)
-    raise_fd_limit()
-    uvloop.run(_serve(args.host, args.port, args.upstream))
+    args = forwarder_args("python -m bench.forwarder", __doc__.split("\n")[0], argv)
+    uvloop.run(_serve(args.host, args.port, args.upstream, args.processes > 1))
 
 
 if __name__ == "__main__":

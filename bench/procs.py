@@ -9,6 +9,7 @@ outlives a run.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import http.client
 import os
@@ -21,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Protocol, Self
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 _PR_SET_PDEATHSIG: Final = 1
@@ -74,6 +75,40 @@ def die_with_parent() -> None:
     """
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def fork_servers(processes: int) -> None:
+    """Fork `processes` - 1 copies of this process before it serves, each dying with it, so that
+    a yardstick serves from as many processes as tollway's --workers (they share the port with
+    SO_REUSEPORT; the bench reads their CPU as the first one's descendants). Call before the
+    event loop starts; the first process returns as the parent."""
+    for _ in range(processes - 1):
+        if os.fork() == 0:
+            die_with_parent()
+            return
+
+
+class ForwarderArgs(Protocol):
+    host: str
+    port: int
+    upstream: str
+    processes: int
+
+
+def forwarder_args(prog: str, description: str, argv: list[str] | None) -> ForwarderArgs:
+    """The command line both yardsticks take, parsed; the fd limit raised and the extra
+    --processes forked, so that the caller goes on to serve."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:9001")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="serve from this many processes (SO_REUSEPORT)"
+    )
+    args: ForwarderArgs = parser.parse_args(argv)
+    raise_fd_limit()
+    fork_servers(args.processes)
+    return args
 
 
 def child_env() -> dict[str, str]:

@@ -3,6 +3,9 @@
 Ratios are taken against the floor (bench.forwarder) rather than against the bare
 upstream because the floor already pays for aiohttp's HTTP parsing, a client pool
 and a second hop: what tollway costs beyond it is what tollway's own code costs.
+The raw forwarder (bench.rawforwarder) is the second yardstick, the limit of Python on
+uvloop: throughput over it shows how much of that limit a target reaches, the floor
+included.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bench.scenario import Scenario
 
 DIRECT: Final = "direct"
 FLOOR: Final = "floor"
+RAW: Final = "raw"
 TOLLWAY: Final = "tollway"
 # A second tollway with other features (--baseline-features), measured right after tollway
 # so that what the features cost is a ratio taken within one run.
@@ -53,7 +57,8 @@ class Cell(msgspec.Struct, frozen=True):
 
 
 class Ratios(msgspec.Struct, frozen=True):
-    """A gateway (tollway or a peer) against the floor at one setting; None where undefined."""
+    """A gateway (tollway or a peer) against the floor at one setting, and it or the floor
+    against the raw forwarder (throughput_raw); None where undefined."""
 
     target: str
     scenario: Scenario
@@ -61,6 +66,7 @@ class Ratios(msgspec.Struct, frozen=True):
     throughput: float | None
     added_p50: float | None
     ttfb: float | None
+    throughput_raw: float | None = None
 
 
 class Overhead(msgspec.Struct, frozen=True):
@@ -162,14 +168,21 @@ def added_latency_ratio(direct_ms: float, floor_ms: float, gateway_ms: float) ->
 
 
 def compute_ratios(cells: Sequence[Cell]) -> list[Ratios]:
-    """Ratios for every non-reference target at every setting where floor and direct ran."""
+    """Ratios for every gateway at every setting where the floor ran (added_p50 where direct ran
+    too); the floor's own row carries only its throughput over the raw forwarder's."""
     by_key = {(c.target, c.scenario, c.concurrency): c for c in cells}
     out: list[Ratios] = []
     for cell in cells:
-        if cell.target in (DIRECT, FLOOR):
+        if cell.target in (DIRECT, RAW):
             continue
         floor = by_key.get((FLOOR, cell.scenario, cell.concurrency))
         direct = by_key.get((DIRECT, cell.scenario, cell.concurrency))
+        raw = by_key.get((RAW, cell.scenario, cell.concurrency))
+        over_raw = None if raw is None else ratio(cell.rps, raw.rps)
+        if cell.target == FLOOR:
+            if over_raw is not None:
+                out.append(Ratios(FLOOR, cell.scenario, cell.concurrency, None, None, None, over_raw))
+            continue
         if floor is None:
             continue
         ttfb = None
@@ -185,6 +198,7 @@ def compute_ratios(cells: Sequence[Cell]) -> list[Ratios]:
                 if direct is None
                 else added_latency_ratio(direct.p50_ms, floor.p50_ms, cell.p50_ms),
                 ttfb=ttfb,
+                throughput_raw=over_raw,
             )
         )
     return out
@@ -357,6 +371,7 @@ _COLUMNS: Final = (
     ("tput/floor", ">"),
     ("+p50/floor", ">"),
     ("ttfb/floor", ">"),
+    ("tput/raw", ">"),
 )
 
 
@@ -439,6 +454,7 @@ def render_table(report: Report) -> str:
                 _fmt(r.throughput if r else None),
                 _fmt(r.added_p50 if r else None),
                 _fmt(r.ttfb if r else None),
+                _fmt(r.throughput_raw if r else None),
             )
         )
     laid_out = _layout(_COLUMNS, rows)
@@ -452,7 +468,8 @@ def render_table(report: Report) -> str:
     out.append("")
     out.append(
         "tput/floor = req/s over the floor's; +p50/floor = (p50 - direct p50) / (floor p50 - direct p50); "
-        "ttfb = time to first streamed chunk (own loadgen); cpu µs/req = CPU time (user + system) of "
+        "ttfb = time to first streamed chunk (own loadgen); tput/raw = req/s over the raw-protocol "
+        "forwarder's (the Python limit); cpu µs/req = CPU time (user + system) of "
         "the target's server process per completed request (direct: the mock upstream's)"
     )
     for cost in (feature_cost_lines(report), door_cost_lines(report)):

@@ -27,7 +27,7 @@ from bench import machine, peer, report, wrk
 from bench.config import Features, bench_config, client_key, features_text
 from bench.loadgen import LoadResult, build_request, run_load
 from bench.procs import Child, Children, cpu_seconds, free_port, peak_rss_bytes, raise_fd_limit
-from bench.report import DIRECT, FLOOR, HEADROOM_MIN, TOLLWAY, TOLLWAY_BASE, Cell, Overhead, Report
+from bench.report import DIRECT, FLOOR, HEADROOM_MIN, RAW, TOLLWAY, TOLLWAY_BASE, Cell, Overhead, Report
 from bench.scenario import (
     GATEWAY_MODEL,
     UPSTREAM_KEY,
@@ -54,7 +54,7 @@ class Options(msgspec.Struct, frozen=True):
     duration: float = 5.0
     concurrency: tuple[int, ...] = (1, 32)
     scenarios: tuple[Scenario, ...] = ("nonstream", "stream")
-    targets: tuple[str, ...] = (DIRECT, FLOOR, TOLLWAY)
+    targets: tuple[str, ...] = (DIRECT, FLOOR, RAW, TOLLWAY)
     loadgen: str = "wrk"  # falls back to "own" when wrk is not installed
     smoke: bool = False
     chunk_delay_ms: float = 0.0
@@ -70,6 +70,8 @@ class Options(msgspec.Struct, frozen=True):
     # Translated front doors of tollway measured beside its chat passthrough, as targets named
     # tollway-<door> on the same process (so CPU per request compares like with like).
     doors: tuple[Door, ...] = ()
+    # Processes of tollway (its --workers) and of each yardstick: N against N on one machine.
+    workers: int = 1
 
     def settings(self) -> list[tuple[Scenario, int]]:
         if self.smoke:
@@ -182,7 +184,7 @@ class Servers:
 
 
 def start_tollway(
-    name: str, features: Features, children: Children, work_dir: Path, upstream_port: int
+    name: str, features: Features, children: Children, work_dir: Path, upstream_port: int, workers: int = 1
 ) -> tuple[Target, Child]:
     """A tollway in front of the upstream, ready, under the target name `name`.
 
@@ -197,8 +199,9 @@ def start_tollway(
     config_path.write_text(
         bench_config(port, upstream_port, str(own_dir / "requests.log"), features, str(own_dir))
     )
+    serve = ["serve", "--config", str(config_path), "--port", str(port)]
     child = children.start_module(
-        name, "gateway.cli", "serve", "--config", str(config_path), "--port", str(port)
+        name, "gateway.cli", *serve, *(["--workers", str(workers)] if workers > 1 else [])
     )
     child.wait_ready(port, "/health/ready", READY_TIMEOUT_S)
     return Target(name, port, client_key(features), GATEWAY_MODEL), child
@@ -226,25 +229,24 @@ def start_servers(options: Options, children: Children, work_dir: Path, warnings
     if DIRECT in options.targets:
         servers.targets.append(Target(DIRECT, upstream_port, UPSTREAM_KEY, UPSTREAM_MODEL))
 
-    if FLOOR in options.targets:
-        floor_port = free_port()
-        floor = children.start_module(
-            "floor",
-            "bench.forwarder",
-            "--port",
-            str(floor_port),
-            "--upstream",
-            f"http://127.0.0.1:{upstream_port}",
+    # The two yardsticks: the aiohttp floor and the raw-protocol forwarder.
+    for name, module in ((FLOOR, "bench.forwarder"), (RAW, "bench.rawforwarder")):
+        if name not in options.targets:
+            continue
+        port = free_port()
+        upstream_url = f"http://127.0.0.1:{upstream_port}"
+        child = children.start_module(
+            name, module, "--port", str(port), "--upstream", upstream_url, "--processes", str(options.workers)
         )
-        floor.wait_ready(floor_port, "/health", READY_TIMEOUT_S)  # relayed to the upstream's /health
-        servers.targets.append(Target(FLOOR, floor_port, UPSTREAM_KEY, UPSTREAM_MODEL))
-        servers.measured[FLOOR] = floor
+        child.wait_ready(port, "/health", READY_TIMEOUT_S)  # relayed to the upstream's /health
+        servers.targets.append(Target(name, port, UPSTREAM_KEY, UPSTREAM_MODEL))
+        servers.measured[name] = child
 
     gateways = {TOLLWAY: options.features} if TOLLWAY in options.targets else {}
     if gateways and options.baseline_features is not None:
         gateways[TOLLWAY_BASE] = options.baseline_features
     for name, features in gateways.items():
-        target, child = start_tollway(name, features, children, work_dir, upstream_port)
+        target, child = start_tollway(name, features, children, work_dir, upstream_port, options.workers)
         servers.targets.append(target)
         servers.measured[name] = child
         if name == TOLLWAY:

@@ -25,6 +25,7 @@ from bench.forwarder import start_forwarder
 from bench.http1 import FramingError, chunk, parse_chunked
 from bench.loadgen import ResponseParser, build_request, run_load
 from bench.procs import Children, cpu_seconds, http_get, peak_rss_bytes, process_tree, raise_fd_limit
+from bench.rawforwarder import start_raw_forwarder
 from bench.report import Cell, Ratios, Report
 from bench.run import SMOKE_SETTINGS, Options, measure_with_cpu, run_bench, smoke_failed
 from bench.scenario import CHAT_PATH, chat_body, door_body
@@ -251,6 +252,85 @@ async def test_floor_relays_non_streamed_and_streamed(
         assert resp.status == 404
 
 
+# ---- the raw forwarder ----------------------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_raw_forwarder_relays_answers_and_streams_over_one_upstream_connection(
+    upstream_port: int, session: aiohttp.ClientSession
+) -> None:
+    server, pool = await start_raw_forwarder("127.0.0.1", 0, f"http://127.0.0.1:{upstream_port}")
+    raw_port = server.sockets[0].getsockname()[1]
+    try:
+        for stream in (False, True, False, True):
+            answers = []
+            for port in (upstream_port, raw_port):
+                async with session.post(
+                    f"http://127.0.0.1:{port}{CHAT_PATH}", data=chat_body("m", stream=stream)
+                ) as r:
+                    assert r.status == 200
+                    answers.append(
+                        (r.headers["Content-Type"], r.headers.get("Transfer-Encoding"), await r.read())
+                    )
+            assert answers[0] == answers[1]
+        async with session.post(f"http://127.0.0.1:{raw_port}/v1/nope", data=b"{}") as resp:
+            assert resp.status == 404
+            assert b"not found" in await resp.read()
+        async with aiohttp.ClientSession() as second_client:
+            async with second_client.get(f"http://127.0.0.1:{raw_port}/health") as resp:
+                assert (resp.status, await resp.read()) == (200, b"ok")
+        # Six answers, one at a time, from two client connections: all over one kept-alive connection.
+        assert (pool.created, len(pool.idle)) == (1, 1)
+    finally:
+        server.close()
+        pool.close()
+        await server.wait_closed()
+
+
+@pytest.mark.integration
+async def test_raw_forwarder_frames_for_http10_and_refuses_garbage(upstream_port: int) -> None:
+    server, pool = await start_raw_forwarder("127.0.0.1", 0, f"http://127.0.0.1:{upstream_port}")
+    raw_port = server.sockets[0].getsockname()[1]
+    body = chat_body("m", stream=True)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", raw_port)
+        writer.write(
+            b"POST %s HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (CHAT_PATH.encode(), len(body), body)
+        )
+        answer = await asyncio.wait_for(reader.read(), 5)  # an HTTP/1.0 answer ends with its connection
+        writer.close()
+        head, _, streamed = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert b"transfer-encoding" not in head.lower()
+        assert sse_data(streamed)[-1] == b"[DONE]"
+        reader, writer = await asyncio.open_connection("127.0.0.1", raw_port)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        refused = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert refused.startswith(b"HTTP/1.1 400 ")
+    finally:
+        server.close()
+        pool.close()
+        await server.wait_closed()
+
+
+@pytest.mark.integration
+async def test_raw_forwarder_answers_502_without_an_upstream(session: aiohttp.ClientSession) -> None:
+    gone = await start_upstream("127.0.0.1", 0)
+    gone_port = gone.sockets[0].getsockname()[1]
+    gone.close()
+    await gone.wait_closed()
+    server, pool = await start_raw_forwarder("127.0.0.1", 0, f"http://127.0.0.1:{gone_port}")
+    try:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{CHAT_PATH}"
+        async with session.post(url, data=chat_body("m", stream=False)) as resp:
+            assert resp.status == 502
+    finally:
+        server.close()
+        pool.close()
+        await server.wait_closed()
+
+
 # ---- the load generator -----------------------------------------------------------------------
 
 
@@ -418,6 +498,19 @@ def test_ratios_and_headroom() -> None:
     assert report.ratio(1.0, 0.0) is None
 
 
+def test_ratios_over_the_raw_forwarder() -> None:
+    cells = [*CELLS, _cell("raw", "nonstream", 32, 40000, 0.9)]
+    ratios = {(r.target, r.scenario, r.concurrency): r for r in report.compute_ratios(cells)}
+    assert ratios["floor", "nonstream", 32] == Ratios("floor", "nonstream", 32, None, None, None, 0.2)
+    assert ratios["tollway", "nonstream", 32].throughput_raw == 0.1
+    assert ratios["tollway", "stream", 1].throughput_raw is None  # no raw cell there
+    assert ("floor", "stream", 1) not in ratios
+    table = report.render_table(_report(cells=cells, ratios=list(ratios.values())))
+    floor_row = next(line for line in table.splitlines() if line.startswith("nonstream") and "floor" in line)
+    assert floor_row.split()[-1] == "0.20"
+    assert "tput/raw" in table
+
+
 def _report(**overrides: object) -> Report:
     fields: dict[str, object] = {
         "created": "2026-01-01T00:00:00+00:00",
@@ -441,7 +534,7 @@ def test_table_and_json(tmp_path: Path) -> None:
     tollway_row = next(
         line for line in table.splitlines() if line.startswith("nonstream") and "tollway" in line
     )
-    assert tollway_row.split()[-3:] == ["0.50", "2.00", "-"]
+    assert tollway_row.split()[-4:] == ["0.50", "2.00", "-", "-"]
     assert "tollway 60.5 MiB" in table
     assert "12.5x" in table and "neither limits" in table
     path = tmp_path / "results" / "latest.json"
@@ -891,7 +984,9 @@ def test_door_cost_compares_each_door_with_the_chat_passthrough(tmp_path: Path) 
     assert [(c.door, c.scenario, c.concurrency) for c in costs] == [("messages", "nonstream", 32)]
     assert (costs[0].throughput_ratio, costs[0].cpu_ratio) == (0.8, 1.25)
     assert report.compute_door_costs(DOOR_CELLS, {}) == []
-    lines = report.render_table(_report(cells=DOOR_CELLS, ratios=[], headroom=None, door_cost=costs)).splitlines()
+    lines = report.render_table(
+        _report(cells=DOOR_CELLS, ratios=[], headroom=None, door_cost=costs)
+    ).splitlines()
     at = lines.index("door cost: tollway's translated doors vs its chat passthrough (same process, same run)")
     assert lines[at + 3].split() == ["messages", "nonstream", "32", "0.800", "1.250"]
     assert "door cost" not in report.render_table(_report())
@@ -918,10 +1013,24 @@ def test_bench_measures_the_messages_door_beside_chat() -> None:
     """End to end (~8 s): tollway's /v1/messages to the OpenAI-format upstream, streamed and
     not, on the same process as its chat, with CPU per request for both."""
     options = parse_args(
-        ["--targets", "tollway", "--doors", "messages", "--concurrency", "2", "--duration", "0.5", "--loadgen", "own"]
+        [
+            "--targets",
+            "tollway",
+            "--doors",
+            "messages",
+            "--concurrency",
+            "2",
+            "--duration",
+            "0.5",
+            "--loadgen",
+            "own",
+        ]
     ).options
     result = run_bench(msgspec.structs.replace(options, overhead_probe=False))
     assert result.failed_requests == 0, result.warnings
     assert [c.target for c in result.cells] == ["tollway", "tollway-messages"] * 2
-    assert [(d.door, d.scenario) for d in result.door_cost] == [("messages", "nonstream"), ("messages", "stream")]
+    assert [(d.door, d.scenario) for d in result.door_cost] == [
+        ("messages", "nonstream"),
+        ("messages", "stream"),
+    ]
     assert all(d.cpu_ratio is not None and d.throughput_ratio for d in result.door_cost)
