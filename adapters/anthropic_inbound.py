@@ -28,9 +28,7 @@ from adapters.anthropic_wire import (
     AnthropicToolUse,
 )
 from adapters.base import InvalidUpstreamAnswer
-from adapters.framing import CommentKeepingSSEDecoder as _CommentKeepingSSEDecoder
-from adapters.framing import SSEComment as _SSEComment
-from adapters.framing import SSEEvent
+from adapters.framing import StreamTranslator
 from adapters.openai_shapes import (
     OpenAIChunkChoiceProbe,
     OpenAIChunkProbe,
@@ -236,7 +234,7 @@ _END: Final = b"\n\n"
 _DONE: Final = b"[DONE]"
 
 
-class MessagesStreamTranslator:
+class MessagesStreamTranslator(StreamTranslator):
     """Incremental translation of the gateway's OpenAI SSE stream into Anthropic's (§4.4, §4.6).
 
     `feed(data)` takes whatever a read returned (split anywhere) and returns the Anthropic events
@@ -256,10 +254,9 @@ class MessagesStreamTranslator:
     """
 
     def __init__(self, model: str) -> None:
+        super().__init__()  # `_ended`: message_stop or error sent, only comments pass from here on
         self._model = model
-        self._decoder = _CommentKeepingSSEDecoder()
         self._started = False
-        self._ended = False  # message_stop or error sent: only comments pass from here on
         self._id = ""
         self._next_index = 0
         self._open = -1  # index of the open block, -1 when none is
@@ -270,28 +267,12 @@ class MessagesStreamTranslator:
         self._stop_reason: str | None = None  # set by the finish chunk, sent with the usage
         self._usage: Usage | None = None
 
-    def feed(self, data: bytes) -> bytes:
-        out: list[bytes] = []
-        self._translate(self._decoder.feed(data), out)
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        out: list[bytes] = []
-        self._translate(self._decoder.close(), out)
-        if not self._ended:
-            if self._stop_reason is not None:
-                # The answer is whole; only its usage chunk and [DONE] are missing.
-                self._finish(self._stop_reason, out)
-            else:
-                self._fail("api_error", "the upstream stream ended early", out)
-        return b"".join(out)
-
-    def _translate(self, events: list[SSEEvent], out: list[bytes]) -> None:
-        for event in events:
-            if isinstance(event, _SSEComment):
-                out.append(event.data + _END)
-            elif not self._ended:
-                self._on_data(event.data, out)
+    def _on_end(self, out: list[bytes]) -> None:
+        if self._stop_reason is not None:
+            # The answer is whole; only its usage chunk and [DONE] are missing.
+            self._finish(self._stop_reason, out)
+        else:
+            self._fail("api_error", "the upstream stream ended early", out)
 
     def _on_data(self, data: bytes, out: list[bytes]) -> None:
         if data == _DONE:

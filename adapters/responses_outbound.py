@@ -18,7 +18,7 @@ from typing import Final
 import msgspec
 
 from adapters.base import InvalidUpstreamAnswer
-from adapters.framing import CommentKeepingSSEDecoder, SSEComment, SSEEvent
+from adapters.framing import StreamTranslator
 from adapters.openai_shapes import (
     OpenAIBodyChoiceProbe,
     OpenAIBodyMessageProbe,
@@ -224,7 +224,7 @@ _DONE: Final = b"[DONE]"
 _SSE_EVENT: Final = b"event: %b\ndata: %b\n\n"
 
 
-class ResponsesStreamTranslator:
+class ResponsesStreamTranslator(StreamTranslator):
     """Incremental translation of the gateway's OpenAI SSE stream into Responses events (§1.7,
     §2.3), each with its `event:` line and a `sequence_number` one above the last.
 
@@ -246,10 +246,9 @@ class ResponsesStreamTranslator:
         self._fields = fields
         self._rid = rid
         self.final: bytes | None = None
-        self._decoder = CommentKeepingSSEDecoder()
+        super().__init__()
         self._seq = 0
         self._started = False
-        self._ended = False
         self._id = ""
         self._suffix = ""
         self._created = 0
@@ -260,29 +259,13 @@ class ResponsesStreamTranslator:
         self._finished = False  # a finish reason came (it may be null on [DONE] alone)
         self._usage: OpenAIDetailedUsageProbe | None = None
 
-    def feed(self, data: bytes) -> bytes:
-        out: list[bytes] = []
-        self._translate(self._decoder.feed(data), out)
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        out: list[bytes] = []
-        self._translate(self._decoder.close(), out)
-        if not self._ended:
-            if self._finished:
-                self._complete(out)  # whole; only its usage chunk and [DONE] are missing
-            else:
-                self._fail("server_error", "the upstream stream ended early", out)
-        return b"".join(out)
+    def _on_end(self, out: list[bytes]) -> None:
+        if self._finished:
+            self._complete(out)  # whole; only its usage chunk and [DONE] are missing
+        else:
+            self._fail("server_error", "the upstream stream ended early", out)
 
     # --- input side
-
-    def _translate(self, events: list[SSEEvent], out: list[bytes]) -> None:
-        for event in events:
-            if isinstance(event, SSEComment):
-                out.append(event.data + _END)
-            elif not self._ended:
-                self._on_data(event.data, out)
 
     def _on_data(self, data: bytes, out: list[bytes]) -> None:
         if data == _DONE:
