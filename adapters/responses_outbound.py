@@ -219,7 +219,6 @@ class _Item:
         self.name = ""
 
 
-_END: Final = b"\n\n"
 _DONE: Final = b"[DONE]"
 _SSE_EVENT: Final = b"event: %b\ndata: %b\n\n"
 
