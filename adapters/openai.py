@@ -95,7 +95,9 @@ def _decode_raw(raw: msgspec.Raw, kind: Any, param: str, expected: str) -> Any:
         raise nested_too_deeply() from None
 
 
-def _decode_body(body: bytes) -> Fields:
+def decode_body(body: bytes) -> Fields:
+    """An OpenAI-format body's top-level fields, values kept as their bytes; InvalidRequest (the
+    400 every door gives) when it is not a JSON object."""
     try:
         return _decode_fields.decode(body)
     except msgspec.ValidationError:
@@ -119,7 +121,7 @@ def _require_model(fields: Fields) -> str:
 def decode_model(body: bytes) -> str:
     """The `model` of a JSON request body (any endpoint's); InvalidRequest (a 400) when the body
     is not a JSON object or names no model."""
-    return _require_model(_decode_body(body))
+    return _require_model(decode_body(body))
 
 
 def decode_chat_request(body: bytes) -> PassthroughRequest:
@@ -128,7 +130,7 @@ def decode_chat_request(body: bytes) -> PassthroughRequest:
     Raises InvalidRequest (a 400) for a body that is not a JSON object, or lacks `model` or a
     non-empty `messages` array. Messages themselves are left to the upstream to validate.
     """
-    fields = _decode_body(body)
+    fields = decode_body(body)
     model = _require_model(fields)
     messages = fields.get("messages")
     if messages is None:
@@ -159,7 +161,7 @@ def stream_flags(fields: Fields) -> tuple[bool, bool]:
 
 def decode_embeddings_request(body: bytes) -> PassthroughRequest:
     """Decode an embeddings request far enough to route it; InvalidRequest when unusable."""
-    fields = _decode_body(body)
+    fields = decode_body(body)
     model = _require_model(fields)
     raw_input = fields.get("input")
     if raw_input is None or bytes(raw_input).strip() == b"null":

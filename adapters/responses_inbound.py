@@ -41,8 +41,10 @@ from typing import Final
 import msgspec
 
 from adapters.base import InvalidRequest, nested_too_deeply, validation_error
-from adapters.openai import Fields
-from adapters.openai import _decode_body as decode_body  # the same 400s as every door
+from adapters.openai import (
+    Fields,
+    decode_body,  # the same 400s as every door
+)
 from adapters.responses_wire import (
     ResponsesItem,
     ResponsesPart,

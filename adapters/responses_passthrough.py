@@ -13,8 +13,7 @@ import msgspec
 
 from adapters.base import InvalidUpstreamAnswer, Target, UpstreamRequest
 from adapters.framing import event_data
-from adapters.openai import StreamRelay
-from adapters.openai import _decode_body as decode_body  # the same 400s as every door
+from adapters.openai import Fields, StreamRelay
 from adapters.openai_shapes import OpenAIGatewayErrorFrameProbe, OpenAIGatewayErrorProbe
 from adapters.responses_wire import (
     ErrorDetail,
@@ -26,8 +25,6 @@ from adapters.responses_wire import (
 )
 from adapters.schema import Usage, usage_of
 
-Fields = dict[str, msgspec.Raw]
-
 _decode_fields: Final = msgspec.json.Decoder(Fields)
 _decode_answer: Final = msgspec.json.Decoder(ResponseUsageProbe)
 _decode_event: Final = msgspec.json.Decoder(EventUsageProbe)
@@ -37,12 +34,6 @@ _JSON_HEADERS: Final = (("content-type", "application/json"),)
 _MARKS: Final = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"', b'"error"')
 _ENDS: Final = frozenset({"response.completed", "response.incomplete"})
 _FAILS: Final = frozenset({"response.failed", "error"})
-
-
-def decode_fields(body: bytes) -> Fields:
-    """A Responses body's top-level fields, values as their bytes; InvalidRequest (a 400, the
-    same as every door's) when it is not a JSON object."""
-    return decode_body(body)
 
 
 def _probes(events: bytes) -> Iterator[tuple[EventUsageProbe, bytes]]:

@@ -217,7 +217,7 @@ class ResponsesDoor:
         self._rid = "resp_" + request_id.removeprefix("req_")
         if b'"previous_response_id"' not in body:
             return body
-        fields = responses_passthrough.decode_fields(body)
+        fields = openai_format.decode_body(body)
         raw = fields.get("previous_response_id")
         if raw is None or not responses_wire.given(raw):
             return body

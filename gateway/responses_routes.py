@@ -18,9 +18,9 @@ from urllib.parse import quote
 import msgspec
 from aiohttp import web
 
-from adapters import responses_items, responses_passthrough
+from adapters import responses_items
 from adapters.base import InvalidRequest, UpstreamRequest
-from adapters.openai import decode_model
+from adapters.openai import decode_body, decode_model
 from adapters.responses_wire import given
 from gateway.auth import KeyRing, Principal
 from gateway.context import request_id_of
@@ -123,7 +123,7 @@ class ResponsesRoutes:
         body = await request.read()
         try:
             model = decode_model(body)
-            fields = responses_passthrough.decode_fields(body)
+            fields = decode_body(body)
         except InvalidRequest as exc:
             raise bad_request(exc.message, exc.param) from None
         caller.check_model(model)
