@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import MASTER_KEY, Gateway
+from tests.scripted_sse import anthropic_events, sse
 from tests.servers import LoopThread, start_site
 
 pytestmark = pytest.mark.integration
@@ -56,45 +57,6 @@ def tool_result_text(body: dict[str, Any]) -> str | None:
                         content if isinstance(content, str) else " ".join(b.get("text", "") for b in content)
                     )
     return found
-
-
-def sse(name: str | None, data: dict[str, Any]) -> bytes:
-    line = b"data: " + msgspec.json.encode(data) + b"\n\n"
-    return (f"event: {name}\n".encode() + line) if name else line
-
-
-def anthropic_events(body: dict[str, Any], call: dict[str, Any] | None, text: str) -> list[bytes]:
-    start = {
-        "id": "msg_scripted",
-        "type": "message",
-        "role": "assistant",
-        "model": body["model"],
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 120, "output_tokens": 1},
-    }
-    events = [sse("message_start", {"type": "message_start", "message": start})]
-    if call is not None:
-        block = {"type": "tool_use", "id": "toolu_scripted", "name": "Read", "input": {}}
-        delta = {"type": "input_json_delta", "partial_json": msgspec.json.encode(call).decode()}
-    else:
-        block, delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": text}
-    events += [
-        sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
-        sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
-        sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        sse(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": 9},
-            },
-        ),
-        sse("message_stop", {"type": "message_stop"}),
-    ]
-    return events
 
 
 def openai_events(call: dict[str, Any] | None, text: str) -> list[bytes]:
