@@ -10,7 +10,6 @@ place, and what only tunes the call is dropped by name)."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,8 @@ import msgspec
 import pytest
 from aiohttp import web
 
+from tests.agent_turns import anthropic_events, run_agent, send_stream, sse
 from tests.conftest import MASTER_KEY, Gateway
-from tests.scripted_sse import anthropic_events, sse
 from tests.servers import LoopThread, start_site
 
 pytestmark = pytest.mark.integration
@@ -96,12 +95,7 @@ def scripted_app(model: ScriptedModel) -> web.Application:
         if not body.get("stream"):
             return web.Response(status=400, text="this script only streams")
         events = openai_events(call, text) if openai else anthropic_events(body, call, text)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for event in events:
-            await response.write(event)
-        await response.write_eof()
-        return response
+        return await send_stream(request, events)
 
     app = web.Application()
     app.router.add_post("/v1/messages", handle)
@@ -132,22 +126,14 @@ def run_claude_code(gateway: Gateway, workdir: Path, home: Path) -> dict[str, An
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
     }
-    done = subprocess.run(
-        [
-            str(CLAUDE),
-            "-p",
-            "What is the secret word in notes.txt?",
-            *("--model", MODEL, "--output-format", "json", "--allowedTools", "Read"),
-        ],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    result: dict[str, Any] = msgspec.json.decode(done.stdout.strip().splitlines()[-1])
+    argv = [
+        str(CLAUDE),
+        "-p",
+        "What is the secret word in notes.txt?",
+        *("--model", MODEL, "--output-format", "json", "--allowedTools", "Read"),
+    ]
+    stdout = run_agent(argv, workdir, env, timeout_s=120)
+    result: dict[str, Any] = msgspec.json.decode(stdout.strip().splitlines()[-1])
     return result
 
 

@@ -13,7 +13,6 @@ and its output make the round trip as tool_use and tool_result)."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,9 @@ import msgspec
 import pytest
 from aiohttp import web
 
+from tests.agent_turns import anthropic_events, run_agent, send_stream, sse
 from tests.conftest import MASTER_KEY, Gateway
 from tests.npm_clients import codex_cli, install
-from tests.scripted_sse import anthropic_events, sse
 from tests.servers import LoopThread, start_site
 
 pytestmark = pytest.mark.integration
@@ -139,12 +138,7 @@ def scripted_app(model: ScriptedModel) -> web.Application:
         else:
             call = {"cmd": COMMAND} if output is None else None
             events = anthropic_events(body, call, text, tool=model.tool)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for event in events:
-            await response.write(event)
-        await response.write_eof()
-        return response
+        return await send_stream(request, events)
 
     app = web.Application()
     app.router.add_post("/v1/responses", handle)
@@ -191,7 +185,6 @@ def run_codex(
     """One non-interactive turn of the agent (`codex exec --json`) in its `sandbox`: the events
     it printed."""
     install()  # at once when cached (.ci/run installs first); without npm, this fails
-    cli = codex_cli()
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True)
     (codex_home / "config.toml").write_text(codex_config(gateway))
@@ -201,26 +194,14 @@ def run_codex(
         "CODEX_HOME": str(codex_home),
         "TOLLWAY_API_KEY": MASTER_KEY,
     }
-    done = subprocess.run(
-        [
-            str(cli),
-            "exec",
-            "--json",
-            "--strict-config",
-            "--skip-git-repo-check",
-            "--ephemeral",
-            *("--sandbox", sandbox),
-            "What do the notes say?",
-        ],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return [msgspec.json.decode(line) for line in done.stdout.splitlines() if line.startswith(b"{")]
+    argv = [
+        str(codex_cli()),
+        *("exec", "--json", "--strict-config", "--skip-git-repo-check", "--ephemeral"),
+        *("--sandbox", sandbox),
+        "What do the notes say?",
+    ]
+    stdout = run_agent(argv, workdir, env, timeout_s=60)
+    return [msgspec.json.decode(line) for line in stdout.splitlines() if line.startswith(b"{")]
 
 
 def gateway_for(kind: str, scripted: ScriptedModel, start: Callable[[str], Gateway]) -> Gateway:

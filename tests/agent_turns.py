@@ -1,11 +1,15 @@
-"""What a scripted model streams, for the tests that run real agent clients: SSE events, and a
-Messages answer that is either a tool call or a text."""
+"""What the tests that run real agent clients share: the scripted model's streams (SSE events, a
+Messages answer that is either a tool call or a text) and running one turn of the agent."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
+from aiohttp import web
 
 
 def sse(name: str | None, data: dict[str, Any]) -> bytes:
@@ -49,3 +53,29 @@ def anthropic_events(
         sse("message_stop", {"type": "message_stop"}),
     ]
     return events
+
+
+async def send_stream(request: web.Request, events: list[bytes]) -> web.StreamResponse:
+    """Answers `request` with `events` as an SSE stream, one write each."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for event in events:
+        await response.write(event)
+    await response.write_eof()
+    return response
+
+
+def run_agent(argv: Sequence[str], workdir: Path, env: Mapping[str, str], timeout_s: float) -> bytes:
+    """Runs the agent's command in `workdir` with only `env` and no input; what it printed, after
+    checking that it succeeded."""
+    done = subprocess.run(
+        list(argv),
+        cwd=workdir,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
