@@ -36,6 +36,7 @@ from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import CHARS_PER_TOKEN, estimate_tokens
 from gateway.metrics import Metrics
+from gateway.objects_routes import remember_stored
 from gateway.outputmeter import OutputMeter, answer_tokens, output_ceiling
 from gateway.pricing import COST_HEADER, usd_text
 from gateway.records import ContentPolicy
@@ -257,6 +258,10 @@ class Gateway:
             )
             answer = await self.dispatcher.dispatch(plan, job, ctx)
             door.served(answer.target.label, answer.native, answer.body)
+            if door is CHAT_DOOR and services.objects is not None:
+                remember_stored(
+                    services.objects, principal, answer.target, client_request.fields, answer.body
+                )
             try:
                 headers["x-tollway-target"] = answer.target.label
                 headers["x-tollway-attempts"] = str(plan.calls)
