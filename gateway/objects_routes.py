@@ -51,6 +51,13 @@ _LABELS: Final[dict[ObjectKind, str]] = {
     "batch": "Batch",
     "chat_completion": "ChatCompletion",
 }
+# Where each kind of object lives, under the provider's API root.
+_COLLECTIONS: Final[dict[ObjectKind, str]] = {
+    "file": "files",
+    "upload": "uploads",
+    "batch": "batches",
+    "chat_completion": "chat/completions",
+}
 # The key right each resource needs (gateway/keys.py `Endpoint`).
 _RIGHTS: Final[dict[ObjectKind, str]] = {
     "file": "files",
@@ -351,8 +358,7 @@ class ObjectRoutes:
         object_id = request.match_info["id"]
         owned = await self._owned(caller, kind, object_id)
         provider = self._provider_of(owned) if owned is not None else self._default(request)
-        collection = "chat/completions" if kind == "chat_completion" else kind + "s"
-        return provider, f"{collection}/{openai_objects.quoted(object_id)}"
+        return provider, f"{_COLLECTIONS[kind]}/{openai_objects.quoted(object_id)}"
 
     def _provider_of(self, owned: OwnedObject) -> ObjectProvider:
         provider = self._providers.named(owned.provider)
