@@ -78,7 +78,9 @@ def test_every_operation_passes_through_as_the_description_says(gateway: Gateway
         alice.uploads.cancel(upload.id)
 
         # Stored chat completions Prism made up: only the master key reaches those ids.
-        master.chat.completions.list(model="gpt-4o-mini", metadata={"a": "b"}, after="c", limit=2, order="desc")
+        master.chat.completions.list(
+            model="gpt-4o-mini", metadata={"a": "b"}, after="c", limit=2, order="desc"
+        )
         master.chat.completions.retrieve("chatcmpl-1")
         master.chat.completions.update("chatcmpl-1", metadata={"a": "c"})
         master.chat.completions.messages.list("chatcmpl-1", after="m", limit=2, order="asc")
