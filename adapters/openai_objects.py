@@ -9,6 +9,7 @@ Every request body, query and answer passes through as it came; only these field
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Final
 from urllib.parse import quote
@@ -66,6 +67,15 @@ def probe(body: bytes) -> OpenAIObjectProbe | None:
         return _decode_probe.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+
+
+_ID_MARK: Final = re.compile(rb'"id"\s*:\s*"([^"\\]{1,200})"')
+
+
+def stream_id(data: bytes) -> str | None:
+    """The `id` of the first chunk in a piece of an OpenAI SSE stream (None before it comes)."""
+    found = _ID_MARK.search(data)
+    return found.group(1).decode("utf-8", "replace") if found else None
 
 
 class _BatchRequestProbe(msgspec.Struct):

@@ -33,6 +33,7 @@ from gateway.credentials import redact
 from gateway.errors import GatewayError, upstream_timeout, upstream_unreachable
 from gateway.objects_state import ObjectOwners
 from gateway.objects_upstream import PROVIDER_HEADER, ObjectProvider, ObjectProviders
+from gateway.relay import StreamTap
 from gateway.router import RouteTarget
 from gateway.store.objects import ObjectKind, OwnedObject
 from gateway.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
@@ -89,27 +90,66 @@ def batches_need_unrestricted_key(name: str) -> GatewayError:
     )
 
 
+def _stores(target: RouteTarget, fields: Fields) -> bool:
+    """A chat request with `store: true` to an OpenAI-format provider, which keeps the answer."""
+    stored = fields.get("store")
+    return stored is not None and bytes(stored).strip() == b"true" and target.kind in ("openai", "azure")
+
+
+def _made(owners: ObjectOwners, caller: Principal, target: RouteTarget, completion_id: str) -> OwnedObject:
+    return OwnedObject(
+        completion_id, "chat_completion", target.provider, caller.key_id, caller.team_id, owners.now()
+    )
+
+
 def remember_stored(
     owners: ObjectOwners, caller: Principal, target: RouteTarget, fields: Fields, body: bytes
 ) -> None:
-    """A chat answer relayed for a request with `store: true` by an OpenAI-format provider: the
-    provider keeps it as a stored chat completion, so its id becomes the caller's. (Streamed
-    answers are not read for their id: their completions stay unreachable through the gateway.)"""
-    stored = fields.get("store")
-    if (
-        stored is None
-        or bytes(stored).strip() != b"true"
-        or target.kind not in ("openai", "azure")
-        or not body
-    ):
+    """A whole chat answer the provider keeps as a stored chat completion: its id becomes the
+    caller's. (A stream's id is read by `StoredStreamTap`.)"""
+    if not body or not _stores(target, fields):
         return
     answer = openai_objects.probe(body)
     if answer is not None and answer.id:
-        owners.remember(
-            OwnedObject(
-                answer.id, "chat_completion", target.provider, caller.key_id, caller.team_id, owners.now()
-            )
-        )
+        owners.remember(_made(owners, caller, target, answer.id))
+
+
+class StoredStreamTap:
+    """A StreamTap (gateway/relay.py) that reads a stored chat completion's id from its stream's
+    first chunk (every chunk carries it) and records its owner; the bytes pass as they are, on to
+    `inner` when there is one."""
+
+    __slots__ = ("_caller", "_done", "_inner", "_owners", "_target")
+
+    def __init__(
+        self, owners: ObjectOwners, caller: Principal, target: RouteTarget, inner: StreamTap | None
+    ) -> None:
+        self._owners, self._caller, self._target, self._inner = owners, caller, target, inner
+        self._done = False
+
+    def feed(self, data: bytes) -> bytes:
+        if not self._done:
+            completion_id = openai_objects.stream_id(data)
+            if completion_id:
+                self._done = True
+                self._owners.remember(_made(self._owners, self._caller, self._target, completion_id))
+        return self._inner.feed(data) if self._inner is not None else data
+
+    def close(self) -> bytes:
+        return self._inner.close() if self._inner is not None else b""
+
+
+def stored_stream_tap(
+    owners: ObjectOwners | None,
+    caller: Principal,
+    target: RouteTarget,
+    fields: Fields,
+    inner: StreamTap | None,
+) -> StreamTap | None:
+    """`inner`, behind a StoredStreamTap when the stream is of a stored chat completion."""
+    if owners is None or not _stores(target, fields):
+        return inner
+    return StoredStreamTap(owners, caller, target, inner)
 
 
 class ObjectRoutes:

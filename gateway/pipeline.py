@@ -36,7 +36,7 @@ from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import CHARS_PER_TOKEN, estimate_tokens
 from gateway.metrics import Metrics
-from gateway.objects_routes import remember_stored
+from gateway.objects_routes import remember_stored, stored_stream_tap
 from gateway.outputmeter import OutputMeter, answer_tokens, output_ceiling
 from gateway.pricing import COST_HEADER, usd_text
 from gateway.records import ContentPolicy
@@ -286,6 +286,10 @@ class Gateway:
                     egress = door.native_egress() if answer.native else door.egress(model)
                     if egress is None and client_request.client_wants_usage:
                         egress = CostStamp(services.prices, ctx)  # OpenAI's format: usage.cost
+                    if door is CHAT_DOOR:  # a stored completion's id is read from its stream
+                        egress = stored_stream_tap(
+                            services.objects, principal, answer.target, client_request.fields, egress
+                        )
                     # The hash policy digests the stream as the client gets it, in its door's format.
                     digest = DigestTap(egress) if policy == "hash" else None
 

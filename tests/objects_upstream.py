@@ -208,7 +208,7 @@ def objects_app(state: ObjectsUpstream) -> web.Application:
         batch["status"] = "cancelling"
         return _json(batch)
 
-    async def chat(request: web.Request) -> web.Response:
+    async def chat(request: web.Request) -> web.StreamResponse:
         body = msgspec.json.decode(await request.read())
         completion_id = state.new_id("chatcmpl-")
         message = {"role": "assistant", "content": "stored"}
@@ -216,7 +216,16 @@ def objects_app(state: ObjectsUpstream) -> web.Application:
         answer |= {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": USAGE}
         if body.get("store"):
             state.completions[completion_id] = answer | {"metadata": body.get("metadata") or {}}
-        return _json(answer)
+        if not body.get("stream"):
+            return _json(answer)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+        delta = {"index": 0, "delta": {"role": "assistant", "content": "stored"}, "finish_reason": "stop"}
+        await response.write(b"data: " + _encode(chunk | {"choices": [delta]}) + b"\n\n")
+        await response.write(b"data: " + _encode(chunk | {"choices": [], "usage": USAGE}) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
 
     async def list_completions(request: web.Request) -> web.Response:
         return _page(list(state.completions.values()), request)

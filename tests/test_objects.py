@@ -259,7 +259,15 @@ def test_stored_chat_completions_are_scoped_to_their_key(
         model="mini", messages=[{"role": "user", "content": "hi"}], store=True, metadata={"a": "1"}
     )
     alice.chat.completions.create(model="mini", messages=[{"role": "user", "content": "not kept"}])
-    assert [c.id for c in alice.chat.completions.list()] == [kept.id]
+    chunks = list(
+        alice.chat.completions.create(
+            model="mini", messages=[{"role": "user", "content": "hi"}], store=True, stream=True
+        )
+    )
+    streamed = chunks[0].id
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "stored"
+    assert [c.id for c in alice.chat.completions.list()] == [kept.id, streamed]
+    assert alice.chat.completions.retrieve(streamed).id == streamed
     assert list(bob.chat.completions.list()) == []
     assert alice.chat.completions.retrieve(kept.id).id == kept.id
     updated = alice.chat.completions.update(kept.id, metadata={"a": "2"})
