@@ -13,7 +13,6 @@ this process's memory only, and a restart makes the objects unreachable through 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -24,16 +23,15 @@ from typing import Final
 import msgspec
 
 from gateway.errors import GatewayError
+from gateway.pending import PendingWriter
 from gateway.store import Store, StoreUnavailable
 from gateway.store.objects import OwnedObject
-from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
 
 # Owners held in memory (about 200 bytes each). Past this the oldest are dropped from memory;
 # with a store they are read back when named, without one they become unreachable.
 MEMORY_LIMIT: Final = 200_000
-MAX_PENDING: Final = 10_000
 BATCH: Final = 500
 READ_TIMEOUT_S: Final = 5.0
 
@@ -59,13 +57,13 @@ class ObjectOwners:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self._flush_interval_s = flush_interval_s
         self._clock = clock
         self._memory: OrderedDict[str, OwnedObject] = OrderedDict()
-        self._pending: dict[str, OwnedObject] = {}
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._warned = False
+        self._writer = (
+            PendingWriter(store.put_objects, "object owners", batch=BATCH, flush_interval_s=flush_interval_s)
+            if store is not None
+            else None
+        )
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -82,16 +80,8 @@ class ObjectOwners:
         self._memory[owned.id] = owned
         while len(self._memory) > MEMORY_LIMIT:
             self._memory.popitem(last=False)
-        if self.store is None:
-            return
-        if len(self._pending) >= MAX_PENDING:
-            if not self._warned:
-                self._warned = True
-                log.warning("object owners: the store is behind; newer owners are kept in memory only")
-            return
-        self._pending[owned.id] = owned
-        if len(self._pending) >= BATCH:
-            self._wake.set()
+        if self._writer is not None:
+            self._writer.add(owned.id, owned)
 
     async def find(self, object_id: str) -> OwnedObject | None:
         """The recorded owner of an object, None when the gateway did not create it. Memory
@@ -116,7 +106,8 @@ class ObjectOwners:
     async def forget(self, object_id: str) -> None:
         """Drop an object's owner (it was deleted upstream); GatewayError 503 when the store fails."""
         self._memory.pop(object_id, None)
-        self._pending.pop(object_id, None)
+        if self._writer is not None:
+            self._writer.discard(object_id)
         if self.store is not None:
             try:
                 await asyncio.wait_for(self.store.delete_object(object_id), READ_TIMEOUT_S)
@@ -148,40 +139,14 @@ class ObjectOwners:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.store is not None:
-            self._tasks.append(asyncio.create_task(self._write_loop(), name="tollway-object-owners"))
+        if self._writer is not None:
+            self._writer.start("tollway-object-owners")
 
     async def flush(self) -> None:
         """Write what is pending now (before a read that must see it; shutdown)."""
-        while self._pending and self.store is not None:
-            if not await self._write_some():
-                return
+        if self._writer is not None:
+            await self._writer.flush()
 
     async def aclose(self) -> None:
-        with contextlib.suppress(StoreUnavailable, TimeoutError):
-            await asyncio.wait_for(self.flush(), READ_TIMEOUT_S)
-        await stop_tasks(self._tasks)
-
-    async def _write_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
-            self._wake.clear()
-            if self._pending and not await self._write_some():
-                await asyncio.sleep(1.0)  # the store is down: pending owners wait, bounded
-
-    async def _write_some(self) -> bool:
-        assert self.store is not None
-        batch = list(self._pending.values())[:BATCH]
-        try:
-            await asyncio.wait_for(self.store.put_objects(batch), READ_TIMEOUT_S)
-        except (StoreUnavailable, TimeoutError) as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning("object owners: cannot write to the store, retrying: %s", exc)
-            return False
-        for owned in batch:
-            if self._pending.get(owned.id) is owned:
-                del self._pending[owned.id]
-        self._warned = False
-        return True
+        if self._writer is not None:
+            await self._writer.aclose()

@@ -1,4 +1,4 @@
-"""Prism (`tests/prism/`, installed by .ci/run with `npm ci`) as a real upstream made from
+"""Prism (`tests/prism-cli/`, installed by .ci/run with `npm ci`) as a real upstream made from
 OpenAI's published OpenAPI description (../shared/reference/openai-openapi-2026-08.yaml).
 
 Prism answers every operation of the description with data generated from its schemas (`-d`:
@@ -24,7 +24,7 @@ import msgspec
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PRISM = ROOT / "tests" / "prism" / "node_modules" / ".bin" / "prism"
+PRISM = ROOT / "tests" / "prism-cli" / "node_modules" / ".bin" / "prism"
 DESCRIPTION = ROOT.parent / "shared" / "reference" / "openai-openapi-2026-08.yaml"
 PREFIXES = ("/files", "/uploads", "/batches", "/chat/completions")
 
