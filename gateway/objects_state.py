@@ -22,6 +22,7 @@ from typing import Final
 
 import msgspec
 
+from gateway import errors
 from gateway.errors import GatewayError
 from gateway.pending import PendingWriter
 from gateway.store import Store, StoreUnavailable
@@ -37,13 +38,7 @@ READ_TIMEOUT_S: Final = 5.0
 
 
 def store_unavailable() -> GatewayError:
-    return GatewayError(
-        503,
-        "the store of object owners is unavailable; try again shortly",
-        type="server_error",
-        code="store_unavailable",
-        fault="gateway",
-    )
+    return errors.store_unavailable("object owners")
 
 
 class ObjectOwners:

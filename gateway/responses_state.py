@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from gateway import errors
 from gateway.errors import GatewayError
 from gateway.pending import PendingWriter
 from gateway.store import Store, StoreUnavailable
@@ -55,13 +56,7 @@ def not_found(response_id: str, param: str | None = None) -> GatewayError:
 
 
 def store_unavailable() -> GatewayError:
-    return GatewayError(
-        503,
-        "the store of kept responses is unavailable; try again shortly",
-        type="server_error",
-        code="store_unavailable",
-        fault="gateway",
-    )
+    return errors.store_unavailable("kept responses")
 
 
 class ResponsesState:
