@@ -13,6 +13,7 @@ import pytest
 from adapters import openai_objects
 from adapters.schema import usage_of
 from gateway.batch_accounting import batch_record
+from gateway.config import ConfigError, parse_config
 from gateway.objects_state import ObjectOwners
 from gateway.pricing import PriceTable, load_price_file
 from gateway.store.objects import OwnedObject
@@ -139,3 +140,19 @@ def test_batch_price_is_the_price_less_the_discount() -> None:
     line = openai_objects.BatchUsage("r1", "gpt-4o", usage)
     record = batch_record(_owned("batch_1", kind="batch"), line, 1_750_000, NOW)
     assert record.request_id == "batch_1/r1" and record.key_id == "cfg_alice" and record.endpoint == "batches"
+
+
+def test_files_providers_must_be_openai_or_azure_providers() -> None:
+    text = """
+providers:
+  claude: {kind: anthropic, api_key: "k"}
+  az: {kind: azure, base_url: "https://r.openai.azure.com", api_key: "k"}
+files: {providers: [claude, nope]}
+"""
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text, {}, "t.yaml")
+    assert refused.value.errors == [
+        "files.providers[0]: provider 'claude' is not of kind openai or azure",
+        "files.providers[1]: unknown provider 'nope' (known: az, claude)",
+    ]
+    assert parse_config(text.replace("[claude, nope]", "[]"), {}, "t.yaml").file_providers() == ["az"]
