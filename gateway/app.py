@@ -17,6 +17,7 @@ from gateway.admin import AdminApi
 from gateway.admin_targets import targets_handler
 from gateway.alerts import Alerter, spooling_started
 from gateway.auth import KeyRing, Principal, principal_of
+from gateway.batch_accounting import BatchAccounting
 from gateway.budgetpolicy import BudgetStatus, BudgetSubject
 from gateway.config import Config
 from gateway.context import request_id_of
@@ -27,9 +28,13 @@ from gateway.keys import KeyRecord, hash_secret
 from gateway.keysync import KeySync
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
+from gateway.objects_routes import ObjectRoutes
+from gateway.objects_state import ObjectOwners
+from gateway.objects_upstream import ObjectProviders
 from gateway.reports import add_report_routes
 from gateway.responses_routes import ResponsesRoutes
 from gateway.responses_state import ResponsesState
+from gateway.router import Router
 from gateway.runtime import Holder, Shared, build_runtime, close_within
 from gateway.store import open_store
 from gateway.writer_process import WriterProcess, audit_writer
@@ -60,16 +65,12 @@ def models_body(names: list[str], created: int) -> bytes:
 # OpenAI API paths the gateway knows of but does not pass through (yet): a client calling one is
 # told so, rather than that the path does not exist.
 NOT_PASSED_THROUGH: Final = (
-    "/v1/files",
-    "/v1/batches",
-    "/v1/uploads",
     "/v1/rerank",
     "/v1/fine_tuning",
     "/v1/vector_stores",
     "/v1/assistants",
     "/v1/threads",
     "/v1/realtime",
-    "/v1/chat/completions/",
 )
 
 
@@ -195,6 +196,18 @@ def build_app(config: Config) -> web.Application:
     kept = config.responses
     responses_state = ResponsesState(store, kept.store, kept.retention_days)
     ResponsesRoutes(ring, responses_state, lambda: holder.gateway.router).add_routes(app.router)
+    # Files, uploads, batches and stored chat completions (gateway/objects_routes.py).
+    owners = ObjectOwners(store)
+
+    def serving() -> tuple[Config, Router]:
+        router = holder.gateway.router  # asserts that a runtime serves
+        assert holder.current is not None
+        return holder.current.config, router
+
+    object_providers = ObjectProviders(serving)
+    prices = lambda: holder.gateway.services.prices  # noqa: E731 (the serving runtime's)
+    batches = BatchAccounting(owners, object_providers, prices, accountant, config.files.batch_poll_s)
+    ObjectRoutes(ring, owners, object_providers, batches).add_routes(app.router)
 
     def budget_status(record: KeyRecord) -> BudgetStatus | None:
         if holder.current is None or record.budget is None:
@@ -231,12 +244,14 @@ def build_app(config: Config) -> web.Application:
             )
             await accountant.start()
         responses_state.start()
-        shared = Shared(ring, store, accountant, alerter, metrics, redis, responses_state)
+        owners.start()
+        shared = Shared(ring, store, accountant, alerter, metrics, redis, responses_state, owners)
         app[SHARED] = shared
         runtime = await build_runtime(config, shared)  # migrates the store: then it can be probed
         for probe in probes:  # the first answers before readiness or a gauge reports anything
             await probe.start()
         holder.current = runtime
+        batches.start()
         if store is not None:
             metrics.store_up.set_function(up_of(all_dependencies, "store"))
         if redis is not None:
@@ -248,8 +263,10 @@ def build_app(config: Config) -> web.Application:
         # Shutdown: in-flight requests have finished (or been cut at the grace deadline).
         if sync is not None:
             await close_within(sync.aclose)
+        await batches.aclose()
         await holder.current.aclose()
         await responses_state.aclose()
+        await owners.aclose()
         if accountant is not None:
             # Not bounded: the accountant spools what the store does not take, with its own
             # timeouts, and cutting it short could lose records.

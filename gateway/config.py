@@ -99,6 +99,16 @@ class ResponsesConfig(_Section, frozen=True):
     retention_days: Annotated[int, msgspec.Meta(ge=1)] = 30
 
 
+class FilesConfig(_Section, frozen=True):
+    """Where `/v1/files`, `/v1/uploads` and `/v1/batches` go (gateway/objects_routes.py): the
+    named providers, of kind openai or azure; the first unless the request names another in
+    `x-tollway-provider`. Empty: every openai and azure provider, in the config's order."""
+
+    providers: list[str] = []
+    # How often the gateway asks the provider about the batches it created, to account them.
+    batch_poll_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+
+
 class ConfigKey(_Section, frozen=True):
     """A virtual key declared in the config file, for setups without admin calls. Give exactly
     one of `secret` (usually "${VAR}") or `secret_hash` ("sha256:<hex>")."""
@@ -370,6 +380,13 @@ class Config(_Section, frozen=True):
     tracing: TracingConfig = TracingConfig()
     cache: CacheConfig = CacheConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    files: FilesConfig = FilesConfig()
+
+    def file_providers(self) -> list[str]:
+        """The providers that serve files and batches, the default first."""
+        if self.files.providers:
+            return list(self.files.providers)
+        return [name for name, p in self.providers.items() if isinstance(p, OpenAIProvider | AzureProvider)]
 
 
 class ConfigError(Exception):
@@ -516,6 +533,12 @@ def _check_references(config: Config, provider_names: set[str], errors: list[str
                     f"'{target.provider}' (known: {known})"
                 )
         _check_pools(name, model, errors)
+    for index, name in enumerate(config.files.providers):
+        provider = config.providers.get(name)
+        if name not in provider_names:
+            errors.append(f"files.providers[{index}]: unknown provider '{name}' (known: {known})")
+        elif provider is not None and not isinstance(provider, OpenAIProvider | AzureProvider):
+            errors.append(f"files.providers[{index}]: provider '{name}' is not of kind openai or azure")
 
 
 def _check_pools(name: str, model: ModelConfig, errors: list[str]) -> None:
@@ -573,6 +596,7 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     tracing = _convert(_section(tree, "tracing"), TracingConfig, "tracing", errors)
     cache = _convert(_section(tree, "cache"), CacheConfig, "cache", errors)
     responses = _convert(_section(tree, "responses"), ResponsesConfig, "responses", errors)
+    files = _convert(_section(tree, "files"), FilesConfig, "files", errors)
     for name, key in keys.items():
         if (key.secret is None) == (key.secret_hash is None):
             errors.append(f"keys.{name}: give exactly one of secret or secret_hash")
@@ -590,6 +614,7 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
         tracing=tracing or TracingConfig(),
         cache=cache or CacheConfig(),
         responses=responses or ResponsesConfig(),
+        files=files or FilesConfig(),
     )
     if config.responses.store and not config.storage.database_url:
         errors.append("responses.store: keeping responses needs a store (set storage.database_url)")

@@ -119,3 +119,14 @@ def upstream_unreachable(provider: str, reason: str) -> GatewayError:
         code="upstream_unreachable",
         fault="provider",
     )
+
+
+def store_unavailable(what: str) -> GatewayError:
+    """A 503 for a read of the store on the request path that failed or took too long."""
+    return GatewayError(
+        503,
+        f"the store of {what} is unavailable; try again shortly",
+        type="server_error",
+        code="store_unavailable",
+        fault="gateway",
+    )

@@ -36,6 +36,7 @@ from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import CHARS_PER_TOKEN, estimate_tokens
 from gateway.metrics import Metrics
+from gateway.objects_routes import remember_stored, stored_stream_tap
 from gateway.outputmeter import OutputMeter, answer_tokens, output_ceiling
 from gateway.pricing import COST_HEADER, usd_text
 from gateway.records import ContentPolicy
@@ -257,6 +258,10 @@ class Gateway:
             )
             answer = await self.dispatcher.dispatch(plan, job, ctx)
             door.served(answer.target.label, answer.native, answer.body)
+            if door is CHAT_DOOR and services.objects is not None:
+                remember_stored(
+                    services.objects, principal, answer.target, client_request.fields, answer.body
+                )
             try:
                 headers["x-tollway-target"] = answer.target.label
                 headers["x-tollway-attempts"] = str(plan.calls)
@@ -281,6 +286,10 @@ class Gateway:
                     egress = door.native_egress() if answer.native else door.egress(model)
                     if egress is None and client_request.client_wants_usage:
                         egress = CostStamp(services.prices, ctx)  # OpenAI's format: usage.cost
+                    if door is CHAT_DOOR:  # a stored completion's id is read from its stream
+                        egress = stored_stream_tap(
+                            services.objects, principal, answer.target, client_request.fields, egress
+                        )
                     # The hash policy digests the stream as the client gets it, in its door's format.
                     digest = DigestTap(egress) if policy == "hash" else None
 

@@ -44,6 +44,8 @@ DEFAULT_MAX_OUTPUT_TOKENS: Final = 128_000
 
 UsdPerMillion = Annotated[float, msgspec.Meta(ge=0)]
 Usd = Annotated[float, msgspec.Meta(ge=0)]
+# The share of the standard price taken off requests run through a provider's Batch API.
+BatchDiscount = Annotated[float, msgspec.Meta(ge=0, le=1)]
 # The answer header that says what a non-streamed call cost (a stream says it in its usage
 # chunk and its trailer comment: gateway/relay.py).
 COST_HEADER: Final = "x-tollway-cost-usd"
@@ -84,6 +86,7 @@ class ModelPrice(_Prices, frozen=True, forbid_unknown_fields=True):
     per_image: dict[str, Usd] | None = None
     per_second: Usd | None = None
     per_million_characters: UsdPerMillion | None = None
+    batch_discount: BatchDiscount | None = None  # default: its kind's
 
 
 class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -97,6 +100,7 @@ class _KindPrices(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     same_as: str | None = None  # another kind whose table this one uses for what it lacks
     default: ModelPrice | None = None  # for every model not listed (self-hosted: zero)
     max_output_tokens: OutputTokens | None = None  # for models that do not list their own
+    batch_discount: BatchDiscount | None = None  # for batches of its models (gateway/batch_accounting.py)
     models: dict[str, ModelPrice] = {}
 
 
@@ -186,6 +190,11 @@ class PriceTable:
             if price.max_output_tokens is not None
         }
         self._ceilings: dict[tuple[str, str], int] = {}
+        self._override_discounts = {
+            name: price.batch_discount
+            for name, price in (overrides or {}).items()
+            if price.batch_discount is not None
+        }
         # One warning and one cached label child per unpriced model (bounded like the memo).
         self._unpriced_counters: dict[str, _CounterChild | None] = {}
 
@@ -212,6 +221,36 @@ class PriceTable:
         follow) and the `cache_write_tokens` (Anthropic's cache_creation_input_tokens, which
         Usage does not carry: pass them when known, else they are priced as input).
         """
+        total = self._token_total(kind, model, usage, cache_write_tokens)
+        return (total + USD_PER_MILLION // 2) // USD_PER_MILLION
+
+    def batch_cost_for(self, provider: str, model: str, usage: Usage) -> int:
+        """What one request of a batch cost in micro-USD: its tokens at the standard price less
+        the batch discount (the model's, else its kind's along `same_as`; none: full price),
+        rounded half up once, at the end."""
+        kind = self._provider_kinds.get(provider, provider)
+        total = self._token_total(kind, model, usage, 0)
+        kept = USD_PER_MILLION - round(self.batch_discount(kind, model) * USD_PER_MILLION)
+        scale = USD_PER_MILLION * USD_PER_MILLION
+        return (total * kept + scale // 2) // scale
+
+    def batch_discount(self, kind: str, model: str) -> float:
+        """The share taken off a batch's price for a model of `kind` (0.0 when none is listed)."""
+        for name in _names(model):
+            override = self._override_discounts.get(f"{kind}/{name}")
+            if override is not None:
+                return override
+        for table in self._chain(kind):
+            for name in _names(model):
+                listed = table.models.get(name)
+                if listed is not None and listed.batch_discount is not None:
+                    return listed.batch_discount
+            if table.batch_discount is not None:
+                return table.batch_discount
+        return 0.0
+
+    def _token_total(self, kind: str, model: str, usage: Usage | None, cache_write_tokens: int) -> int:
+        """The tokens' cost in micro-USD times a million (not yet rounded); 0 without a price."""
         if usage is None:
             return 0
         price = self.price(kind, model)
@@ -230,7 +269,7 @@ class PriceTable:
             + written * rates.cache_write
             + usage.completion_tokens * rates.output
         )
-        return (total + USD_PER_MILLION // 2) // USD_PER_MILLION
+        return total
 
     def cost_for(self, provider: str, model: str, usage: Usage | None, cache_write_tokens: int = 0) -> int:
         """`cost_micros` for a provider named in the config (its kind looked up)."""

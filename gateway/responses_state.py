@@ -17,7 +17,6 @@ are unaffected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -25,7 +24,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from gateway import errors
 from gateway.errors import GatewayError
+from gateway.pending import PendingWriter
 from gateway.store import Store, StoreUnavailable
 from gateway.store.responses import StoredResponse
 from gateway.tasks import stop_tasks
@@ -55,13 +56,7 @@ def not_found(response_id: str, param: str | None = None) -> GatewayError:
 
 
 def store_unavailable() -> GatewayError:
-    return GatewayError(
-        503,
-        "the store of kept responses is unavailable; try again shortly",
-        type="server_error",
-        code="store_unavailable",
-        fault="gateway",
-    )
+    return errors.store_unavailable("kept responses")
 
 
 class ResponsesState:
@@ -80,15 +75,23 @@ class ResponsesState:
         self.store = store
         self.keeps = keeps and store is not None
         self._retention = timedelta(days=retention_days)
-        self._flush_interval_s = flush_interval_s
         self._retention_interval_s = retention_interval_s
         self._clock = clock
         self._recent: OrderedDict[str, StoredResponse] = OrderedDict()
         self._native: OrderedDict[str, StoredResponse] = OrderedDict()
-        self._pending: dict[str, StoredResponse] = {}
-        self._wake = asyncio.Event()
+        self._writer = (
+            PendingWriter(
+                store.put_responses,
+                "kept responses",
+                max_pending=MAX_PENDING,
+                batch=BATCH,
+                flush_interval_s=flush_interval_s,
+                timeout_s=READ_TIMEOUT_S,
+            )
+            if store is not None
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
-        self._warned = False
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -104,16 +107,8 @@ class ResponsesState:
         memory.move_to_end(stored.id)
         while len(memory) > limit:
             memory.popitem(last=False)
-        if self.store is None:
-            return
-        if len(self._pending) >= MAX_PENDING:
-            if not self._warned:
-                self._warned = True
-                log.warning("kept responses: the store is behind; newer responses are not written")
-            return
-        self._pending[stored.id] = stored
-        if len(self._pending) >= BATCH:
-            self._wake.set()
+        if self._writer is not None:
+            self._writer.add(stored.id, stored)
 
     async def find(self, response_id: str, key_id: str, team_id: str | None) -> StoredResponse | None:
         """The response `response_id` when this caller may see it (None otherwise, or when it is
@@ -134,7 +129,8 @@ class ResponsesState:
         """Delete a response from memory and the store (GatewayError 503 when the store fails)."""
         self._recent.pop(response_id, None)
         self._native.pop(response_id, None)
-        self._pending.pop(response_id, None)
+        if self._writer is not None:
+            self._writer.discard(response_id)
         if self.store is not None:
             try:
                 await asyncio.wait_for(self.store.delete_response(response_id), READ_TIMEOUT_S)
@@ -145,45 +141,20 @@ class ResponsesState:
 
     def start(self) -> None:
         """Start the writer and the retention task (nothing to start without a store)."""
-        if self.store is None:
+        if self._writer is None:
             return
-        self._tasks.append(asyncio.create_task(self._write_loop(), name="tollway-responses"))
+        self._writer.start("tollway-responses")
         self._tasks.append(asyncio.create_task(self._retention_loop(), name="tollway-responses-retention"))
 
     async def flush(self) -> None:
         """Write what is pending now (tests; shutdown)."""
-        while self._pending and self.store is not None:
-            if not await self._write_some():
-                return
+        if self._writer is not None:
+            await self._writer.flush()
 
     async def aclose(self) -> None:
-        with contextlib.suppress(StoreUnavailable, TimeoutError):
-            await asyncio.wait_for(self.flush(), READ_TIMEOUT_S)
+        if self._writer is not None:
+            await self._writer.aclose()
         await stop_tasks(self._tasks)
-
-    async def _write_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
-            self._wake.clear()
-            if self._pending and not await self._write_some():
-                await asyncio.sleep(1.0)  # the store is down: pending ones wait, bounded
-
-    async def _write_some(self) -> bool:
-        assert self.store is not None
-        batch = list(self._pending.values())[:BATCH]
-        try:
-            await asyncio.wait_for(self.store.put_responses(batch), READ_TIMEOUT_S)
-        except (StoreUnavailable, TimeoutError) as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning("kept responses: cannot write to the store, retrying: %s", exc)
-            return False
-        for stored in batch:
-            if self._pending.get(stored.id) is stored:
-                del self._pending[stored.id]
-        self._warned = False
-        return True
 
     async def _retention_loop(self) -> None:
         assert self.store is not None

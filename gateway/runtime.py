@@ -31,6 +31,7 @@ from gateway.hooks import breaker_hook, budget_hook
 from gateway.limitpolicy import LimitPolicy
 from gateway.limits import Limiter
 from gateway.metrics import Metrics
+from gateway.objects_state import ObjectOwners
 from gateway.pipeline import Gateway
 from gateway.pricing import PriceTable
 from gateway.requestlog import RequestLog
@@ -66,6 +67,7 @@ class Shared:
     metrics: Metrics
     redis_probe: Probe | None = None  # PINGs storage.redis_url (gateway/health.py)
     responses: ResponsesState | None = None  # what /v1/responses remembers
+    objects: ObjectOwners | None = None  # who owns the files, batches... providers keep
 
 
 class Runtime:
@@ -163,6 +165,7 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
         accountant=shared.accountant,
         content_policy=config.logging.content,
         responses=shared.responses or ResponsesState(),
+        objects=shared.objects,
     )
     request_log = RequestLog(config.logging.request_log)
 

@@ -13,6 +13,7 @@ from gateway.cache import ResponseCache
 from gateway.guardrails import GuardrailSet
 from gateway.limitpolicy import LimitPolicy
 from gateway.limits import Limiter
+from gateway.objects_state import ObjectOwners
 from gateway.pricing import PriceTable
 from gateway.records import ContentPolicy
 from gateway.responses_state import ResponsesState
@@ -33,3 +34,5 @@ class Services:
     content_policy: ContentPolicy
     # What /v1/responses remembers (outlives a reload: made with the store, in gateway/app.py).
     responses: ResponsesState = field(default_factory=ResponsesState)
+    # Who owns the objects providers keep (stored chat completions among them): gateway/app.py.
+    objects: ObjectOwners | None = None

@@ -1,4 +1,5 @@
-"""Agent clients that come from the npm registry (Codex CLI), installed where the tests find them.
+"""Programs from the npm registry that the tests run (Codex CLI, Prism), installed where the tests
+find them.
 
 tests/npm/package-lock.json pins them, with the registry's integrity hashes. They are installed
 with `npm ci` into a cache folder named after the lockfile's digest, outside the work tree (the
@@ -35,10 +36,15 @@ def codex_cli() -> Path:
     return install_dir() / "node_modules" / ".bin" / "codex"
 
 
+def _installed() -> bool:
+    bins = install_dir() / "node_modules" / ".bin"
+    return all((bins / name).exists() for name in ("codex", "prism"))
+
+
 def install() -> Path:
     """Installs the pinned clients unless they already are; the folder they are in."""
     target = install_dir()
-    if codex_cli().exists():
+    if _installed():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Installed beside the target and renamed into place: an install cut short is never taken
@@ -56,7 +62,7 @@ def install() -> Path:
         try:
             staging.rename(target)
         except OSError:
-            if not codex_cli().exists():  # else another test process installed it meanwhile
+            if not _installed():  # else another test process installed it meanwhile
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

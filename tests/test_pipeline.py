@@ -289,7 +289,7 @@ def test_provider_key_never_reaches_the_client_or_the_log(gateway: Gateway, upst
 def test_unknown_route_and_method_get_openai_shaped_errors(gateway: Gateway) -> None:
     missing = httpx.get(gateway.v1 + "/nothing-here")
     assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
-    wrong_method = httpx.get(
+    wrong_method = httpx.put(  # (GET lists stored chat completions)
         gateway.v1 + "/chat/completions", headers={"authorization": f"Bearer {MASTER_KEY}"}
     )
     assert wrong_method.status_code == 405 and error_of(wrong_method)

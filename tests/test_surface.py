@@ -185,9 +185,9 @@ def test_unknown_and_unserved_paths_say_which(surface: Gateway) -> None:
     assert unknown.json()["error"]["message"].startswith(
         "POST /v1/no/such/thing is not an endpoint the gateway serves"
     )
-    files = httpx.get(surface.v1 + "/files", headers=headers)
-    assert files.status_code == 404
-    assert "GET /v1/files is an OpenAI endpoint the gateway knows but does not serve" in files.text
+    stores = httpx.get(surface.v1 + "/vector_stores", headers=headers)
+    assert stores.status_code == 404
+    assert "GET /v1/vector_stores is an OpenAI endpoint the gateway knows but does not serve" in stores.text
 
 
 def test_a_provider_kind_that_cannot_serve_the_endpoint_is_a_400(surface: Gateway) -> None:

@@ -16,6 +16,7 @@ from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 
 if TYPE_CHECKING:
     from gateway.store.ledger import SpendGroup
+    from gateway.store.objects import OwnedObject
     from gateway.store.responses import StoredResponse
 
 
@@ -110,6 +111,24 @@ class Store(Protocol):
 
     async def prune_responses(self, before: datetime) -> int:
         """Delete the responses created before `before`; how many went."""
+        ...
+
+    async def put_objects(self, objects: Sequence[OwnedObject]) -> None:
+        """Record the owners of objects; an id already recorded keeps its first owner."""
+        ...
+
+    async def get_objects(self, object_ids: Sequence[str]) -> list[OwnedObject]:
+        """The recorded objects among `object_ids` (any order; unknown ids left out)."""
+        ...
+
+    async def delete_object(self, object_id: str) -> bool: ...
+
+    async def open_batches(self, limit: int) -> list[OwnedObject]:
+        """Batches whose output is not accounted yet, oldest first."""
+        ...
+
+    async def settle_batch(self, batch_id: str, at: datetime) -> bool:
+        """Mark a batch's output accounted; False when it was already (or is unknown)."""
         ...
 
     async def close(self) -> None: ...

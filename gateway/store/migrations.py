@@ -118,6 +118,23 @@ SQLITE_MIGRATIONS: Final[tuple[Migration, ...]] = (
             "create index tollway_responses_created_at on tollway_responses (created_at)",
         ),
     ),
+    # Who owns each object a provider keeps for a key: files, uploads, batches, stored chat
+    # completions (gateway/store/objects.py); `settled_at`: a batch whose output is accounted.
+    Migration(
+        4,
+        (
+            """create table tollway_objects (
+                id text primary key,
+                kind text not null,
+                provider text not null,
+                key_id text not null,
+                team_id text,
+                created_at text not null,
+                settled_at text
+            )""",
+            "create index tollway_objects_open_batches on tollway_objects (kind, settled_at)",
+        ),
+    ),
 )
 
 # Ids compare in the "C" collation so that PostgreSQL orders and pages them byte by byte, as SQLite
@@ -211,6 +228,22 @@ POSTGRES_MIGRATIONS: Final[tuple[Migration, ...]] = (
                 data text not null
             )""",
             "create index tollway_responses_created_at on tollway_responses (created_at)",
+        ),
+    ),
+    # Who owns each object a provider keeps for a key (gateway/store/objects.py).
+    Migration(
+        4,
+        (
+            """create table tollway_objects (
+                id text collate "C" primary key,
+                kind text not null,
+                provider text not null,
+                key_id text collate "C" not null,
+                team_id text collate "C",
+                created_at timestamptz not null,
+                settled_at timestamptz
+            )""",
+            "create index tollway_objects_open_batches on tollway_objects (kind, settled_at)",
         ),
     ),
 )

@@ -19,6 +19,7 @@ import asyncpg  # type: ignore[import-untyped]
 from gateway.keys import KeyRecord, TeamRecord
 from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 from gateway.store import StoreUnavailable, postgres_audit
+from gateway.store import objects as owned
 from gateway.store import responses as kept
 from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import (
@@ -75,6 +76,12 @@ _PUT_KEY: Final = _upsert("tollway_keys", KEY_COLUMNS)
 _PUT_TEAM: Final = _upsert("tollway_teams", TEAM_COLUMNS)
 _RESPONSE_LIST: Final = ", ".join((*kept.COLUMNS, "data"))
 _PUT_RESPONSE: Final = _upsert("tollway_responses", kept.COLUMNS)
+_OBJECT_LIST: Final = ", ".join(owned.COLUMNS)
+_PUT_OBJECT: Final = (
+    f"insert into tollway_objects ({_OBJECT_LIST})"
+    f" values ({', '.join(f'${n}' for n in range(1, len(owned.COLUMNS) + 1))})"
+    " on conflict (id) do nothing"
+)
 _SCHEMA_TABLE: Final = (
     "create table if not exists tollway_schema"
     " (version integer primary key, applied_at timestamptz not null default now())"
@@ -276,6 +283,33 @@ class PostgresStore:
             raise ValueError("before must be timezone-aware")
         rows = await self._fetch("delete from tollway_responses where created_at < $1 returning id", before)
         return len(rows)
+
+    async def put_objects(self, objects: Sequence[owned.OwnedObject]) -> None:
+        rows = [owned.to_row(item) for item in objects]
+        pool = await self._open()
+        with self._unavailable():
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(_PUT_OBJECT, rows)
+
+    async def get_objects(self, object_ids: Sequence[str]) -> list[owned.OwnedObject]:
+        if not object_ids:
+            return []
+        sql = f"select {_OBJECT_LIST} from tollway_objects where id = any($1::text[])"
+        return [owned.from_row(row) for row in await self._fetch(sql, list(object_ids))]
+
+    async def delete_object(self, object_id: str) -> bool:
+        return bool(await self._fetch("delete from tollway_objects where id = $1 returning id", object_id))
+
+    async def open_batches(self, limit: int) -> list[owned.OwnedObject]:
+        sql = (
+            f"select {_OBJECT_LIST} from tollway_objects where kind = 'batch' and settled_at is null"
+            " order by created_at limit $1"
+        )
+        return [owned.from_row(row) for row in await self._fetch(sql, limit)]
+
+    async def settle_batch(self, batch_id: str, at: datetime) -> bool:
+        sql = "update tollway_objects set settled_at = $1 where id = $2 and settled_at is null returning id"
+        return bool(await self._fetch(sql, at, batch_id))
 
     async def _with_connection(self, work: Callable[[_Connection], Awaitable[T]]) -> T:
         pool = await self._open()

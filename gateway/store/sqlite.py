@@ -16,6 +16,7 @@ from typing import Final, TypeVar
 from gateway.keys import KeyRecord, TeamRecord
 from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 from gateway.store import StoreUnavailable, sqlite_audit
+from gateway.store import objects as owned
 from gateway.store import responses as kept
 from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import (
@@ -29,6 +30,8 @@ from gateway.store.migrations import (
 )
 
 T = TypeVar("T")
+# Ids asked for in one `get_objects` (a list page's worth; under SQLite's variable limit).
+_MAX_IDS: Final = 500
 # Timestamps come back as their ISO text, which msgspec.convert parses into aware datetimes.
 Row = tuple[str | None, ...]
 
@@ -49,6 +52,11 @@ _PUT_KEY: Final = _upsert("tollway_keys", KEY_COLUMNS)
 _PUT_TEAM: Final = _upsert("tollway_teams", TEAM_COLUMNS)
 _RESPONSE_LIST: Final = ", ".join((*kept.COLUMNS, "data"))
 _PUT_RESPONSE: Final = _upsert("tollway_responses", kept.COLUMNS)
+_OBJECT_LIST: Final = ", ".join(owned.COLUMNS)
+_PUT_OBJECT: Final = (
+    f"insert into tollway_objects ({_OBJECT_LIST}) values ({', '.join('?' * len(owned.COLUMNS))})"
+    " on conflict (id) do nothing"
+)
 _SCHEMA_TABLE: Final = (
     "create table if not exists tollway_schema (version integer primary key, applied_at text not null)"
 )
@@ -197,17 +205,7 @@ class SQLiteStore:
 
     async def put_responses(self, responses: Sequence[kept.StoredResponse]) -> None:
         rows = [tuple(map(_param, kept.to_row(stored))) for stored in responses]
-
-        def put(conn: sqlite3.Connection) -> None:
-            conn.execute("begin")
-            try:
-                conn.executemany(_PUT_RESPONSE, rows)
-            except BaseException:
-                conn.execute("rollback")
-                raise
-            conn.execute("commit")
-
-        await self._run(put)
+        await self._run(_put_many(_PUT_RESPONSE, rows))
 
     async def get_response(self, response_id: str) -> kept.StoredResponse | None:
         sql = f"select {_RESPONSE_LIST} from tollway_responses where id = ?"
@@ -227,6 +225,38 @@ class SQLiteStore:
             return conn.execute("delete from tollway_responses where created_at < ?", (cutoff,)).rowcount
 
         return await self._run(prune)
+
+    async def put_objects(self, objects: Sequence[owned.OwnedObject]) -> None:
+        rows = [tuple(map(_param, owned.to_row(item))) for item in objects]
+        await self._run(_put_many(_PUT_OBJECT, rows))
+
+    async def get_objects(self, object_ids: Sequence[str]) -> list[owned.OwnedObject]:
+        ids = tuple(object_ids[:_MAX_IDS])
+        if not ids:
+            return []
+        sql = f"select {_OBJECT_LIST} from tollway_objects where id in ({', '.join('?' * len(ids))})"
+        return [owned.from_row(row) for row in await self._run(_select(sql, ids))]
+
+    async def delete_object(self, object_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            return conn.execute("delete from tollway_objects where id = ?", (object_id,)).rowcount > 0
+
+        return await self._run(delete)
+
+    async def open_batches(self, limit: int) -> list[owned.OwnedObject]:
+        sql = (
+            f"select {_OBJECT_LIST} from tollway_objects where kind = 'batch' and settled_at is null"
+            " order by created_at limit ?"
+        )
+        return [owned.from_row(row) for row in await self._run(_select(sql, (limit,)))]
+
+    async def settle_batch(self, batch_id: str, at: datetime) -> bool:
+        sql = "update tollway_objects set settled_at = ? where id = ? and settled_at is null"
+
+        def settle(conn: sqlite3.Connection) -> bool:
+            return conn.execute(sql, (utc_text(at), batch_id)).rowcount > 0
+
+        return await self._run(settle)
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread; calls after this raise StoreUnavailable."""
@@ -313,6 +343,21 @@ def _migrate(conn: sqlite3.Connection) -> int:
 
 def _select(sql: str, params: tuple[str | int, ...]) -> Callable[[sqlite3.Connection], list[Row]]:
     return lambda conn: conn.execute(sql, params).fetchall()
+
+
+def _put_many(sql: str, rows: list[tuple[str | None, ...]]) -> Callable[[sqlite3.Connection], None]:
+    """`sql` for each row, in one transaction."""
+
+    def put(conn: sqlite3.Connection) -> None:
+        conn.execute("begin")
+        try:
+            conn.executemany(sql, rows)
+        except BaseException:
+            conn.execute("rollback")
+            raise
+        conn.execute("commit")
+
+    return put
 
 
 def _param(value: str | datetime | None) -> str | None:
