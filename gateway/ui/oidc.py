@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import aiohttp
 import jwt
@@ -87,6 +87,12 @@ def code_challenge(verifier: str) -> str:
     """RFC 7636 S256: base64url(sha256(verifier)) without padding."""
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def basic_auth(client_id: str, secret: str) -> str:
+    """RFC 6749 2.3.1: each part form-urlencoded before the Basic scheme's base64."""
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def claim_at(claims: Mapping[str, Any], path: str) -> list[str]:
@@ -171,15 +177,15 @@ class OidcClient:
             "code_verifier": pending.verifier,
             "client_id": self.config.client_id,
         }
-        auth = None
+        headers = {"Accept": "application/json"}
         if self.config.client_secret is not None:
             methods = discovery.token_endpoint_auth_methods_supported or ["client_secret_basic"]
             if "client_secret_basic" in methods:
-                auth = aiohttp.BasicAuth(self.config.client_id, self.config.client_secret)
+                headers["Authorization"] = basic_auth(self.config.client_id, self.config.client_secret)
             else:
                 form["client_secret"] = self.config.client_secret
         try:
-            async with self._http().post(discovery.token_endpoint, data=form, auth=auth) as answer:
+            async with self._http().post(discovery.token_endpoint, data=form, headers=headers) as answer:
                 body = await answer.read()
                 if answer.status != 200:
                     raise SignInRefused(f"the token endpoint answered {answer.status}")
