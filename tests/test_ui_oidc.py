@@ -4,8 +4,7 @@ flow with PKCE, the group-to-role mapping, and every kind of bad ID token refuse
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,48 +12,10 @@ import pytest
 from gateway.admin_identity import GroupRole, from_groups
 from gateway.ui.oidc import claim_at, code_challenge
 from tests.conftest import Gateway
-from tests.mock_idp import Forgery, MockIdp, start_idp
-from tests.servers import LoopThread
-from tests.ui_client import UiClient, seed_store
+from tests.mock_idp import Forgery, MockIdp
+from tests.ui_client import UiClient
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def idp(loop_thread: LoopThread) -> Iterator[MockIdp]:
-    state = MockIdp()
-    runner = loop_thread.run(start_idp(state))
-    yield state
-    loop_thread.run(runner.cleanup())
-
-
-def sso_config(idp: MockIdp, database_url: str) -> str:
-    return f"""
-storage: {{database_url: "{database_url}", key_refresh_s: 0.2}}
-providers: {{mock: {{kind: mock}}}}
-models: {{demo: {{targets: [{{provider: mock, model: mock-1}}]}}}}
-ui:
-  enabled: true
-  oidc:
-    issuer: "{idp.url}"
-    client_id: "{idp.client_id}"
-    client_secret: "{idp.client_secret}"
-    redirect_url: "https://tollway.example/ui/sso/callback"
-    display_name: Example IdP
-    roles:
-      tollway-admins: {{role: admin}}
-      research-leads: {{role: team_admin, teams: [team_research]}}
-      auditors: {{role: viewer}}
-"""
-
-
-@pytest.fixture
-def sso_gateway(
-    idp: MockIdp, loop_thread: LoopThread, tmp_path: Path, start_gateway_with: Callable[[str], Gateway]
-) -> Gateway:
-    url = f"sqlite:///{tmp_path}/ui.sqlite"
-    loop_thread.run(seed_store(url))
-    return start_gateway_with(sso_config(idp, url))
 
 
 @pytest.fixture

@@ -4,13 +4,20 @@ CSRF token of the last page, and the two ways to sign in."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from gateway.keys import KeyRecord, TeamRecord, hash_secret
 from gateway.store import open_store
+from tests.mock_idp import MockIdp, start_idp
+from tests.servers import LoopThread
+from tests.stores import make_record
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -40,6 +47,10 @@ async def seed_store(database_url: str) -> None:
                     team_id=team,
                 )
             )
+        # A call by each key, so the audit and spend pages have something to show or to hide.
+        await store.write_records(
+            [make_record(n, key_id=SEEDED_KEYS[team], team_id=team) for n, team in enumerate(TEAMS, start=1)]
+        )
     finally:
         await store.close()
 
@@ -88,3 +99,40 @@ class UiClient:
 
     def signed_in(self) -> bool:
         return self.http.get("/ui").status_code == 200
+
+
+@pytest.fixture
+def idp(loop_thread: LoopThread) -> Iterator[MockIdp]:
+    state = MockIdp()
+    runner = loop_thread.run(start_idp(state))
+    yield state
+    loop_thread.run(runner.cleanup())
+
+
+def sso_config(idp: MockIdp, database_url: str) -> str:
+    return f"""
+storage: {{database_url: "{database_url}", key_refresh_s: 0.2}}
+providers: {{mock: {{kind: mock}}}}
+models: {{demo: {{targets: [{{provider: mock, model: mock-1}}]}}}}
+ui:
+  enabled: true
+  oidc:
+    issuer: "{idp.url}"
+    client_id: "{idp.client_id}"
+    client_secret: "{idp.client_secret}"
+    redirect_url: "https://tollway.example/ui/sso/callback"
+    display_name: Example IdP
+    roles:
+      tollway-admins: {{role: admin}}
+      research-leads: {{role: team_admin, teams: [team_research]}}
+      auditors: {{role: viewer}}
+"""
+
+
+@pytest.fixture
+def sso_gateway(
+    idp: MockIdp, loop_thread: LoopThread, tmp_path: Path, start_gateway_with: Callable[[str], Any]
+) -> Any:
+    url = f"sqlite:///{tmp_path}/ui.sqlite"
+    loop_thread.run(seed_store(url))
+    return start_gateway_with(sso_config(idp, url))
