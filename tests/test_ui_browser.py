@@ -15,12 +15,10 @@ import os
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import openai
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Response, sync_playwright
@@ -30,6 +28,7 @@ from gateway.store import open_store
 from tests.conftest import MASTER_KEY, Gateway
 from tests.servers import LoopThread
 from tests.stores import make_record
+from tests.test_admin import fresh_pg_database  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -55,22 +54,12 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, loop_thread: LoopThread, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/ui.sqlite"
         return
-    name = f"tollway_ui_{uuid.uuid4().hex[:12]}"
-
-    async def run(sql: str) -> None:
-        connection = await asyncpg.connect(PG_URL)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    loop_thread.run(run(f'CREATE DATABASE "{name}"'))
-    yield PG_URL.rsplit("/", 1)[0] + "/" + name
-    loop_thread.run(run(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    # A database of its own, dropped after (the fixture of the admin API's tests).
+    yield request.getfixturevalue("fresh_pg_database")
 
 
 async def seed_history(database_url: str) -> None:
