@@ -136,7 +136,8 @@ class AdminApi:
         assert self._store is not None  # checked by the guard
         return self._store
 
-    async def _changed(self) -> None:
+    async def changed(self) -> None:
+        """Take a write in at once here, and announce it to the other processes (the UI's writes too)."""
         if self._sync is not None:
             await self._sync.load_once()
         await announce_change(self._redis_url)
@@ -144,7 +145,7 @@ class AdminApi:
     async def create_key(self, request: web.Request) -> web.StreamResponse:
         body = decode_body(await request.read(), keyadmin.KeyCreate)
         record, secret = await keyadmin.create_key(self.store, body)
-        await self._changed()
+        await self.changed()
         return _json(keyadmin.key_view(record, secret), status=201)
 
     async def list_keys(self, request: web.Request) -> web.StreamResponse:
@@ -167,18 +168,18 @@ class AdminApi:
     async def patch_key(self, request: web.Request) -> web.StreamResponse:
         patch = decode_body(await request.read(), keyadmin.KeyPatch)
         record = await keyadmin.patch_key(self.store, request.match_info["id"], patch)
-        await self._changed()
+        await self.changed()
         return _json(keyadmin.key_view(record))
 
     async def revoke_key(self, request: web.Request) -> web.StreamResponse:
         record = await keyadmin.revoke_key(self.store, request.match_info["id"])
-        await self._changed()
+        await self.changed()
         return _json(keyadmin.key_view(record))
 
     async def create_team(self, request: web.Request) -> web.StreamResponse:
         body = decode_body(await request.read(), keyadmin.TeamCreate)
         record = await keyadmin.create_team(self.store, body)
-        await self._changed()
+        await self.changed()
         return _json(keyadmin.team_view(record), status=201)
 
     async def list_teams(self, request: web.Request) -> web.StreamResponse:
@@ -196,10 +197,10 @@ class AdminApi:
     async def patch_team(self, request: web.Request) -> web.StreamResponse:
         patch = decode_body(await request.read(), keyadmin.TeamPatch)
         record = await keyadmin.patch_team(self.store, request.match_info["id"], patch)
-        await self._changed()
+        await self.changed()
         return _json(keyadmin.team_view(record))
 
     async def delete_team(self, request: web.Request) -> web.StreamResponse:
         record = await keyadmin.delete_team(self.store, request.match_info["id"])
-        await self._changed()
+        await self.changed()
         return _json(keyadmin.team_view(record))

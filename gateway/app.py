@@ -37,6 +37,7 @@ from gateway.responses_state import ResponsesState
 from gateway.router import Router
 from gateway.runtime import Holder, Shared, build_runtime, close_within
 from gateway.store import open_store
+from gateway.ui import add_ui
 from gateway.writer_process import WriterProcess, audit_writer
 
 HOLDER: Final = web.AppKey("holder", Holder)
@@ -350,6 +351,19 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/admin/targets", targets_handler(ring, lambda: holder.gateway.router.target_states()))
+    if config.ui.enabled:
+        add_ui(
+            app,
+            config,
+            ring=ring,
+            store=store,
+            admin=admin,
+            metrics=metrics,
+            rates={str(currency): rate for currency, rate in config.budgets.rates.items()},
+            degraded=lambda: degraded(all_dependencies()),
+            targets=lambda: holder.gateway.router.target_states() if holder.current else (),
+            models=lambda: holder.current.config.models if holder.current is not None else config.models,
+        )
     return app
 
 

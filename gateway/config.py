@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 import yaml
 
+from gateway.admin_identity import GroupRole
 from gateway.alerts import AlertsConfig
 from gateway.cache import CacheConfig, ModelCacheConfig
 from gateway.cache import config_errors as cache_config_errors
@@ -366,6 +367,39 @@ class BudgetsConfig(_Section, frozen=True):
             raise ValueError("rates.USD must be 1 (rates are units of a currency per US dollar)")
 
 
+SigningAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
+
+
+class OidcConfig(_Section, frozen=True):
+    """Single sign-on for the web UI: OpenID Connect, authorization code flow with PKCE."""
+
+    # The IdP's issuer; its /.well-known/openid-configuration is read at the first sign-in.
+    issuer: HttpUrl
+    client_id: Annotated[str, msgspec.Meta(min_length=1)]
+    # Where the IdP sends the browser back: https://<gateway>/ui/sso/callback, as registered.
+    redirect_url: HttpUrl
+    client_secret: str | None = None
+    # The ID token claim holding the user's groups or roles; a dotted path reaches into objects
+    # (Keycloak's realm roles: realm_access.roles).
+    claim: str = "groups"
+    # IdP group (or role) name -> what it grants; a user in no mapped group cannot sign in.
+    roles: dict[str, GroupRole] = {}
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "email", "profile"])
+    # Signature algorithms accepted on the ID token; "none" and the HMAC family never are.
+    algorithms: list[SigningAlgorithm] = msgspec.field(default_factory=lambda: ["RS256", "PS256", "ES256"])
+    display_name: str = "single sign-on"
+
+
+class UiConfig(_Section, frozen=True):
+    """The admin web UI at /ui (gateway/ui/)."""
+
+    enabled: bool = False
+    # A session ends this long after sign-in, or after an hour without a request.
+    session_ttl_s: Seconds = 8 * 3600.0
+    idle_timeout_s: Seconds = 3600.0
+    oidc: OidcConfig | None = None
+
+
 class Config(_Section, frozen=True):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -381,6 +415,7 @@ class Config(_Section, frozen=True):
     cache: CacheConfig = CacheConfig()
     responses: ResponsesConfig = ResponsesConfig()
     files: FilesConfig = FilesConfig()
+    ui: UiConfig = UiConfig()
 
     def file_providers(self) -> list[str]:
         """The providers that serve files and batches, the default first."""
@@ -597,6 +632,7 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     cache = _convert(_section(tree, "cache"), CacheConfig, "cache", errors)
     responses = _convert(_section(tree, "responses"), ResponsesConfig, "responses", errors)
     files = _convert(_section(tree, "files"), FilesConfig, "files", errors)
+    ui = _convert(_section(tree, "ui"), UiConfig, "ui", errors)
     for name, key in keys.items():
         if (key.secret is None) == (key.secret_hash is None):
             errors.append(f"keys.{name}: give exactly one of secret or secret_hash")
@@ -615,10 +651,13 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
         cache=cache or CacheConfig(),
         responses=responses or ResponsesConfig(),
         files=files or FilesConfig(),
+        ui=ui or UiConfig(),
     )
     if config.responses.store and not config.storage.database_url:
         errors.append("responses.store: keeping responses needs a store (set storage.database_url)")
     errors.extend(cache_config_errors(config.cache, config.storage.redis_url))
+    if config.ui.enabled and not config.server.master_key and config.ui.oidc is None:
+        errors.append("ui.enabled: nobody could sign in: set server.master_key or ui.oidc")
     provider_tree = tree.get("providers")
     provider_names = {str(name) for name in provider_tree} if isinstance(provider_tree, dict) else set()
     _check_references(config, provider_names, errors)

@@ -59,14 +59,24 @@ def test_anthropic_events_relayed_as_they_came_are_measured_too() -> None:
     meter = OutputMeter(10, measured=True)
     meter.feed(
         native_event("message_start", {"message": {"usage": {"input_tokens": 3}}})
-        + native_event("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": "t" * 8}})
-        + native_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "abcd" * 5}})
-        + native_event("content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": "{}"}})
+        + native_event(
+            "content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": "t" * 8}}
+        )
+        + native_event(
+            "content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "abcd" * 5}}
+        )
+        + native_event(
+            "content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": "{}"}}
+        )
         + native_event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}})
     )
     assert meter.tokens == 8  # 8 + 20 + 2 characters, rounded up
     with pytest.raises(OutputOverrun):
-        meter.feed(native_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "w" * 800}}))
+        meter.feed(
+            native_event(
+                "content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "w" * 800}}
+            )
+        )
 
 
 def test_responses_events_relayed_as_they_came_count_their_deltas_only() -> None:
@@ -92,6 +102,9 @@ def test_responses_events_relayed_as_they_came_count_their_deltas_only() -> None
 
 def test_a_whole_anthropic_answers_output() -> None:
     body = msgspec.json.encode(
-        {"type": "message", "content": [{"type": "thinking", "thinking": "abcd"}, {"type": "text", "text": "efgh"}]}
+        {
+            "type": "message",
+            "content": [{"type": "thinking", "thinking": "abcd"}, {"type": "text", "text": "efgh"}],
+        }
     )
     assert answer_tokens(body) == 2

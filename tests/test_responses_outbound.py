@@ -337,7 +337,9 @@ def test_the_gateways_own_error_in_a_relayed_responses_stream_is_a_responses_err
         b'event: response.in_progress\ndata: {"type":"response.in_progress","sequence_number":1}\n\n'
     )
     assert egress.feed(upstream) == upstream
-    cut = egress.feed(b'data: {"error":{"message":"the upstream sent more than asked","type":"server_error","code":"upstream_overrun"}}\n\n')
+    cut = egress.feed(
+        b'data: {"error":{"message":"the upstream sent more than asked","type":"server_error","code":"upstream_overrun"}}\n\n'
+    )
     assert cut.startswith(b"event: error\ndata: ")
     event = msgspec.json.decode(cut.split(b"data: ", 1)[1])
     assert event == {
