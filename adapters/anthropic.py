@@ -98,6 +98,15 @@ def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
     neither base64 data URLs nor http(s), tool-call arguments that are not a JSON object, a
     `reasoning_effort` the model has no control for (the gateway drops those before this).
     """
+    body = request_body(request, target)
+    version = target.api_version or DEFAULT_API_VERSION
+    headers = _DEFAULT_HEADERS if version == DEFAULT_API_VERSION else _headers(version)
+    return UpstreamRequest("POST", f"{target.base_url}/v1/messages", headers, wire.encode(body))
+
+
+def request_body(request: ChatRequest, target: Target) -> wire.AnthropicRequest:
+    """The Messages body for a neutral request, with `model` (Vertex AI takes it out: adapters/
+    vertex.py); raises InvalidRequest as build_request says."""
     refuse_unsupported(request, PROVIDER, SUPPORTED_FIELDS)
     effort = request.reasoning_effort
     if effort is not None and not claude_thinking.takes_effort(effort, target.model):
@@ -117,7 +126,7 @@ def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
     reasoning = claude_thinking.reasoning_of(effort, target.model, max_tokens)
     if reasoning is not None and reasoning.max_tokens is not None:
         max_tokens = reasoning.max_tokens
-    body = wire.AnthropicRequest(
+    return wire.AnthropicRequest(
         model=target.model,
         max_tokens=max_tokens,
         messages=messages,
@@ -134,9 +143,6 @@ def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
         thinking=reasoning.thinking if reasoning is not None else None,
         stream=True if request.stream else None,
     )
-    version = target.api_version or DEFAULT_API_VERSION
-    headers = _DEFAULT_HEADERS if version == DEFAULT_API_VERSION else _headers(version)
-    return UpstreamRequest("POST", f"{target.base_url}/v1/messages", headers, wire.encode(body))
 
 
 _decode_fields: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -147,16 +153,27 @@ def build_passthrough_request(body: bytes, target: Target) -> UpstreamRequest:
     """The `/v1/messages` request for a client that already speaks Anthropic's format: its body
     with only `model` swapped, every other field (thinking, cache_control, top_k...) byte for
     byte. The body was validated by the front door; InvalidRequest if it is not a JSON object."""
+    fields = passthrough_fields(body)
+    fields["model"] = msgspec.Raw(_encode_raw.encode(target.model))
+    version = target.api_version or DEFAULT_API_VERSION
+    headers = _DEFAULT_HEADERS if version == DEFAULT_API_VERSION else _headers(version)
+    return UpstreamRequest("POST", f"{target.base_url}/v1/messages", headers, encode_fields(fields))
+
+
+def passthrough_fields(body: bytes) -> dict[str, msgspec.Raw]:
+    """A client's Messages body as its top-level fields, each value kept as its bytes, for a
+    passthrough to change a field or two; InvalidRequest if it is not a JSON object."""
     try:
-        fields = _decode_fields.decode(body)
+        return _decode_fields.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise InvalidRequest("the request body must be a JSON object") from None
     except RecursionError:  # decoded deeper in the stack than the door, which took it just so
         raise nested_too_deeply() from None
-    fields["model"] = msgspec.Raw(_encode_raw.encode(target.model))
-    version = target.api_version or DEFAULT_API_VERSION
-    headers = _DEFAULT_HEADERS if version == DEFAULT_API_VERSION else _headers(version)
-    return UpstreamRequest("POST", f"{target.base_url}/v1/messages", headers, _encode_raw.encode(fields))
+
+
+def encode_fields(fields: dict[str, msgspec.Raw]) -> bytes:
+    """The body of passthrough_fields' fields again: every value as the bytes it came as."""
+    return _encode_raw.encode(fields)
 
 
 def count_tokens_request(body: bytes, target: Target) -> UpstreamRequest:

@@ -106,8 +106,10 @@ class AnthropicOutputConfig(msgspec.Struct, omit_defaults=True):
     effort: str | None = None  # with adaptive thinking (adapters/claude_thinking.py)
 
 
-class AnthropicRequest(msgspec.Struct, omit_defaults=True):
-    model: str
+class AnthropicRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
+    # Absent on Vertex AI, which takes the model in the URL and its API version in the body.
+    model: str | None = None
+    anthropic_version: str | None = None
     max_tokens: int
     messages: list[AnthropicMessage]
     system: str | None = None

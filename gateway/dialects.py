@@ -252,8 +252,9 @@ class AnthropicDialect(Translated):
         passthrough: Callable[[bytes, Target], UpstreamRequest],
         native: NativeWay,
         takes_effort: TakesEffort,
+        kind: str = "anthropic",
     ) -> None:
-        super().__init__("anthropic", adapter, takes_effort, shows_thinking=True)
+        super().__init__(kind, adapter, takes_effort, shows_thinking=True)
         self._passthrough = passthrough
         self._native = native
 
@@ -347,6 +348,8 @@ _EFFORT_KINDS: Final = frozenset({"gemini", "mistral", "bedrock"})
 # Kinds that return the thinking text (Claude's, on Anthropic or Bedrock); Gemini is not asked
 # for its thoughts, and Mistral's are dropped (adapters/mistral.py).
 _SHOWS_THINKING: Final = frozenset({"bedrock"})
+# Google Vertex AI: Gemini and Claude, each in its own adapter's translation (adapters/vertex.py).
+VERTEX_KINDS: Final = ("vertex", "vertex-anthropic")
 
 
 def dialect_for(kind: str) -> Dialect:
@@ -376,8 +379,26 @@ def dialect_for(kind: str) -> Dialect:
             cast(NativeWay, anthropic.NATIVE),
             anthropic.takes_effort,
         )
+    if kind in VERTEX_KINDS:
+        return _vertex_dialect(kind)
     if kind in TRANSLATED_KINDS:
         module = importlib.import_module(f"adapters.{kind}")
         takes_effort = cast(TakesEffort, module.takes_effort) if kind in _EFFORT_KINDS else None
         return Translated(kind, cast(ChatAdapter, module.ADAPTER), takes_effort, kind in _SHOWS_THINKING)
     raise ValueError(f"no dialect for provider kind {kind!r}")
+
+
+def _vertex_dialect(kind: str) -> Dialect:
+    vertex = importlib.import_module("adapters.vertex")
+    if kind == "vertex":
+        gemini = importlib.import_module("adapters.gemini")
+        return Translated(kind, cast(ChatAdapter, vertex.GEMINI_ADAPTER), gemini.takes_effort)
+    # Claude: the Messages door's requests go as their bytes (model out, anthropic_version in).
+    anthropic = importlib.import_module("adapters.anthropic")
+    return AnthropicDialect(
+        cast(ChatAdapter, vertex.CLAUDE_ADAPTER),
+        vertex.build_claude_passthrough_request,
+        cast(NativeWay, anthropic.NATIVE),
+        anthropic.takes_effort,
+        kind,
+    )

@@ -232,6 +232,14 @@ class Metrics:
             ("door", "field"),
             registry=self.registry,
         )
+        # Temporary provider credentials (gateway/credential_refresh.py): `provider` is a name from
+        # the config. A failure leaves the current credentials in use until they expire.
+        self.credential_refresh_failures = Counter(
+            "tollway_credential_refresh_failures",
+            "Failed background refreshes of a provider's temporary credentials (access tokens), by provider.",
+            ("provider",),
+            registry=self.registry,
+        )
         self._dropped_children: dict[tuple[str, str], _CounterChild] = {}
         self._attempt_children: dict[tuple[str, str], _CounterChild] = {}
         self._by_outcome: dict[tuple[str, int, str], tuple[_CounterChild, _HistogramChild]] = {}
@@ -350,6 +358,10 @@ class Metrics:
         """Export every target's breaker state, calls in flight and cooldown, read at scrape time
         (so the request path pays nothing for them)."""
         self.registry.register(_TargetCollector(source))
+
+    def credential_refresh_failed(self, provider: str) -> None:
+        """Count one failed credential refresh (rare: not worth caching the children)."""
+        self.credential_refresh_failures.labels(provider).inc()
 
     def fleet_sync(self, component: str, up: bool) -> None:
         """Record whether a FleetSync reaches Redis (called on each change, not per request)."""

@@ -30,8 +30,9 @@ log = logging.getLogger("tollway")
 
 PRICE_FILE: Final = Path(__file__).with_name("prices.yaml")
 USD_PER_MILLION: Final = 1_000_000  # micro-USD per USD, and tokens per "per million"
-# Date suffixes providers put on model versions: -2024-08-06, -20250929; and the `-latest` alias.
-_VERSION_SUFFIX: Final = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+# Date suffixes providers put on model versions: -2024-08-06, -20250929, Vertex AI's @20250929;
+# and the `-latest` (`@latest`) alias.
+_VERSION_SUFFIX: Final = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 # Bedrock model ids carry a version (`-v1:0`, `-v2`) and, for cross-region inference profiles, a
 # geography prefix (`us.anthropic.claude-...`): the same model at the same list price.
 _BEDROCK_VERSION: Final = re.compile(r"-v\d+(?::\d+)?$")

@@ -10,6 +10,7 @@ Built once from the config; a reload builds a new Router and swaps it in.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -17,7 +18,8 @@ from typing import Final
 
 import msgspec
 
-from adapters.base import DEFAULT_MAX_TOKENS, Target
+from adapters import vertex
+from adapters.base import DEFAULT_MAX_TOKENS, Target, UpstreamRequest
 from gateway.attempts import Plan
 from gateway.balance import Strategy, TargetStats
 from gateway.breaker import Breaker, BreakerState, Clock
@@ -31,10 +33,14 @@ from gateway.config import (
     OpenAIProvider,
     Provider,
     Timeouts,
+    VertexAnthropicProvider,
+    VertexProvider,
 )
+from gateway.credential_refresh import Refresher
 from gateway.credentials import auth_headers, secrets_of, signer_for
 from gateway.dialects import Dialect, dialect_for
 from gateway.errors import GatewayError, model_not_found
+from gateway.google_credentials import HeaderPairs, refresher_for
 from gateway.mock_transport import MockTransport
 from gateway.upstream import HttpTransport, SigningTransport, Transport
 
@@ -85,16 +91,29 @@ class Route(msgspec.Struct, frozen=True):
         return tuple(target for step in self.chain for target in step)
 
 
-def build_transport(provider: Provider) -> Transport:
-    """A transport for one provider (creates a ClientSession: call inside a running loop)."""
+def build_transport(provider: Provider, credentials: Refresher[HeaderPairs] | None = None) -> Transport:
+    """A transport for one provider (creates a ClientSession: call inside a running loop);
+    `credentials` are the refreshed ones of a provider that has them (Vertex's access tokens),
+    added to each request as it is sent."""
     if isinstance(provider, MockProvider):
         return MockTransport(provider)
+    if credentials is not None:
+        return SigningTransport(
+            HttpTransport(auth_headers(provider), provider.max_connections), _current(credentials)
+        )
     # Bedrock's URLs carry a percent-encoded model id that must arrive (and be signed) as built.
     exact_urls = isinstance(provider, BedrockProvider)
     signer = signer_for(provider)
     if signer is not None:
         return SigningTransport(HttpTransport({}, provider.max_connections, exact_urls=exact_urls), signer)
     return HttpTransport(auth_headers(provider), provider.max_connections, exact_urls=exact_urls)
+
+
+def _current(credentials: Refresher[HeaderPairs]) -> Callable[[UpstreamRequest], HeaderPairs]:
+    def headers(request: UpstreamRequest) -> HeaderPairs:
+        return credentials.current()  # from memory; CredentialsUnavailable once they expired
+
+    return headers
 
 
 def kind_of(provider: Provider) -> str:
@@ -115,9 +134,17 @@ def build_target(name: str, provider: Provider, model: str) -> Target:
         default_max_tokens = provider.default_max_tokens
     aws_region = provider.aws_region if isinstance(provider, BedrockProvider) else None
     responses = isinstance(provider, OpenAIProvider) and provider.responses_passthrough
+    base_url = provider.base_url.rstrip("/")
+    if isinstance(provider, VertexProvider | VertexAnthropicProvider):
+        claude = isinstance(provider, VertexAnthropicProvider)
+        publisher = vertex.CLAUDE_PUBLISHER if claude else vertex.GEMINI_PUBLISHER
+        base_url = vertex.publisher_url(base_url, provider.project, provider.location, publisher)
+    if isinstance(provider, VertexAnthropicProvider):
+        api_version = provider.anthropic_version
+        default_max_tokens = provider.default_max_tokens
     return Target(
         name,
-        provider.base_url.rstrip("/"),
+        base_url,
         model,
         api_version,
         default_max_tokens,
@@ -153,10 +180,19 @@ class Router:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         on_breaker_change: Callable[[str, str], None] | None = None,
+        on_credential_failure: Callable[[str], None] | None = None,
     ) -> None:
         self._rng = rng or random.Random()
+        # Providers whose credentials expire: refreshed in the background from here on.
+        self.credentials: dict[str, Refresher[HeaderPairs]] = {}
+        for name, provider in config.providers.items():
+            refresher = refresher_for(name, provider, on_credential_failure)
+            if refresher is not None:
+                refresher.start()
+                self.credentials[name] = refresher
         self.transports: dict[str, Transport] = {
-            name: build_transport(provider) for name, provider in config.providers.items()
+            name: build_transport(provider, self.credentials.get(name))
+            for name, provider in config.providers.items()
         }
         dialects = {
             kind_of(provider): dialect_for(kind_of(provider)) for provider in config.providers.values()
@@ -263,7 +299,16 @@ class Router:
                 models=list(self._used_by[label]),
             )
 
+    async def credentials_ready(self, timeout_s: float) -> list[str]:
+        """Wait for each refreshed provider's first fetch (at start-up and reload, so the first
+        requests find a token in hand), at most `timeout_s`; the providers still without one."""
+        names = list(self.credentials)
+        ready = await asyncio.gather(*(self.credentials[name].ready(timeout_s) for name in names))
+        return [name for name, ok in zip(names, ready, strict=True) if not ok]
+
     async def aclose(self) -> None:
+        for refresher in self.credentials.values():
+            await refresher.aclose()
         for transport in self.transports.values():
             await transport.aclose()
 

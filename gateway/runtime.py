@@ -47,6 +47,9 @@ log = logging.getLogger("tollway")
 # A part that talks to Redis or a provider may hang on close (a half-open socket, a server that
 # stopped answering); shutdown and reload must finish anyway, so each close gets this long.
 CLOSE_TIMEOUT_S = 5.0
+# How long start-up and reload wait for the first access tokens (a token endpoint that does not
+# answer within it: the first requests to that provider fail until one comes).
+CREDENTIALS_WAIT_S = 10.0
 
 
 async def close_within(close: Callable[[], Awaitable[None]], seconds: float = CLOSE_TIMEOUT_S) -> None:
@@ -109,8 +112,15 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
             Dependency(key, "redis: " + label, lambda: up() and (watched is None or watched.up))
         )
 
-    router = Router(config, on_breaker_change=breaker_hook(metrics, alerter, lambda: router))
+    router = Router(
+        config,
+        on_breaker_change=breaker_hook(metrics, alerter, lambda: router),
+        on_credential_failure=metrics.credential_refresh_failed,
+    )
     closers.append(router.aclose)
+    # Start serving with tokens in hand where they can be had; the refresh goes on regardless.
+    for name in await router.credentials_ready(CREDENTIALS_WAIT_S):
+        log.warning("provider '%s' has no credentials yet: its requests fail until a refresh succeeds", name)
     if storage.redis_url:
         # Cooldowns shared by every process on this Redis; without it they are per process.
         cooldowns = CooldownSync(storage.redis_url, router.breakers, metrics)
