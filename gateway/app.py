@@ -20,7 +20,7 @@ from gateway.auth import KeyRing, Principal, principal_of
 from gateway.batch_accounting import BatchAccounting
 from gateway.budgetpolicy import BudgetStatus, BudgetSubject
 from gateway.config import Config
-from gateway.context import request_id_of
+from gateway.context import assign_request_id
 from gateway.errors import GatewayError, error_response, malformed_body, model_not_found
 from gateway.frontdoor import ANTHROPIC_DOOR
 from gateway.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
@@ -114,7 +114,7 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
     client SDK can read; an unexpected exception becomes a 500 that names no internals, and the
     log line holds the exception's type and where it was raised, not a stack trace.
     """
-    request_id = request_id_of(request)
+    request_id = assign_request_id(request)
     try:
         response = await handler(request)
     except web.HTTPException as exc:

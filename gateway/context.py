@@ -30,9 +30,16 @@ REQUEST_ID: Final = web.RequestKey("request_id", str)
 
 def request_id_of(request: web.Request) -> str:
     """The request's id, made on first asking and the same on every later one."""
-    request_id = request.get(REQUEST_ID)
-    if request_id is None:
-        request_id = request[REQUEST_ID] = new_request_id()
+    try:
+        return request[REQUEST_ID]
+    except KeyError:  # not through the middleware
+        return assign_request_id(request)
+
+
+def assign_request_id(request: web.Request) -> str:
+    """A new id for a request that has none yet: what the middleware does first, without the
+    failed lookup (a KeyError inside aiohttp's Mapping.get) that asking would cost."""
+    request_id = request[REQUEST_ID] = new_request_id()
     return request_id
 
 

@@ -17,6 +17,13 @@ and OpenAI Responses' events where the Messages and Responses doors relay them a
     event's `data` is decoded for the lengths of its content, reasoning, refusal and tool-call
     arguments; tokens are those characters over CHARS_PER_TOKEN, and at least one an event that
     carried any. Packed events are then measured as what they hold.
+
+Measuring is lazy. A JSON string never decodes to more characters than its bytes, so the relayed
+bytes over CHARS_PER_TOKEN (or the events, if more) bound what a parse could find. While that
+bound stays under the limit no cut is possible, and the events are only kept, unparsed; they are
+parsed once the bound could reach the limit, once MAX_PENDING_BYTES of them are held, or when
+`tokens` is read (an answer that ended without usage). A stream with usage that stays within its
+ceiling, as nearly all do, is never parsed, and cut at the very event the eager parse cut it.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ if TYPE_CHECKING:
 
 CUT_RATIO: Final = 1.5
 CUT_SLACK_TOKENS: Final = 32
+# Unparsed events a measured meter holds at most, so that a long stream under a large ceiling is
+# parsed as it goes rather than kept whole.
+MAX_PENDING_BYTES: Final = 32 * 1024
 _DONE: Final = b"[DONE]"
 
 
@@ -124,7 +134,17 @@ class OutputMeter:
     """Meters the OpenAI SSE bytes of one stream on their way out; `feed` raises OutputOverrun
     once they pass the limit. `tokens` is the estimate of what was relayed."""
 
-    __slots__ = ("_chars", "_content_events", "_events", "ceiling", "limit", "measured")
+    __slots__ = (
+        "_chars",
+        "_content_events",
+        "_events",
+        "_pending",
+        "_pending_bytes",
+        "_pending_events",
+        "ceiling",
+        "limit",
+        "measured",
+    )
 
     def __init__(self, ceiling: int, measured: bool) -> None:
         self.ceiling = ceiling
@@ -133,12 +153,21 @@ class OutputMeter:
         self._events = 0
         self._chars = 0
         self._content_events = 0
+        self._pending: list[bytes] = []  # measured: whole events fed, not parsed yet
+        self._pending_bytes = 0
+        self._pending_events = 0
 
     @property
     def tokens(self) -> int:
         if self.measured:
-            return max(self._content_events, tokens_of_chars(self._chars))
+            self._measure_pending()
+            return self._measured_tokens()
         return self._events
+
+    @property
+    def pending_bytes(self) -> int:
+        """The bytes held unparsed (a measured meter): at most about MAX_PENDING_BYTES."""
+        return self._pending_bytes
 
     def feed(self, out: bytes) -> None:
         """Count `out` (whole SSE events); raises OutputOverrun past the limit."""
@@ -147,11 +176,32 @@ class OutputMeter:
             if self._events > self.limit:
                 raise OutputOverrun(self._events, self.ceiling)
             return
-        for event in out.split(b"\n\n"):
-            self._measure(event)
-        tokens = self.tokens
+        self._pending.append(out)
+        self._pending_bytes += len(out)
+        # (A piece after the last blank line is an event too, for the parse.)
+        self._pending_events += out.count(b"\n\n") + (not out.endswith(b"\n\n"))
+        # The most a parse of what is held could add: every byte a character, every event one
+        # with content.
+        bound = max(
+            self._content_events + self._pending_events, tokens_of_chars(self._chars + self._pending_bytes)
+        )
+        if bound <= self.limit and self._pending_bytes <= MAX_PENDING_BYTES:
+            return
+        self._measure_pending()
+        tokens = self._measured_tokens()
         if tokens > self.limit:
             raise OutputOverrun(tokens, self.ceiling)
+
+    def _measured_tokens(self) -> int:
+        return max(self._content_events, tokens_of_chars(self._chars))
+
+    def _measure_pending(self) -> None:
+        for out in self._pending:
+            for event in out.split(b"\n\n"):
+                self._measure(event)
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._pending_events = 0
 
     def _measure(self, event: bytes) -> None:
         start = event.find(b"data:")

@@ -308,7 +308,10 @@ async def relay_stream(
         if tail:
             await response.write(tail)
     try:
-        if response.content_type == SSE_HEADERS["Content-Type"]:  # not into a binary answer (speech)
+        # Not into a binary answer (speech). The header's media type as set: `content_type` would
+        # parse the whole header again.
+        media_type = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        if media_type == SSE_HEADERS["Content-Type"]:
             # The gateway's own time and the call's cost (settled in `finish`), for clients that
             # want them: SSE comments, which parsers skip.
             await response.write(

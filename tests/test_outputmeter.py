@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from gateway.outputmeter import CUT_SLACK_TOKENS, OutputMeter, OutputOverrun, answer_tokens
+from gateway.outputmeter import CUT_SLACK_TOKENS, MAX_PENDING_BYTES, OutputMeter, OutputOverrun, answer_tokens
 
 
 def event(delta: dict[str, object]) -> bytes:
@@ -108,3 +108,42 @@ def test_a_whole_anthropic_answers_output() -> None:
         }
     )
     assert answer_tokens(body) == 2
+
+
+def test_a_lazy_meter_cuts_at_the_event_an_eager_parse_would() -> None:
+    """Events are parsed only once their bytes could reach the limit: the cut still comes on the
+    first event whose content passes it, and not one before."""
+    meter = OutputMeter(100, measured=True)  # limit 182 tokens: 728 characters
+    fed = 0
+    for n in range(1, 200):
+        piece = "abcd" * (n % 7 + 1)
+        fed += len(piece)
+        if -(-fed // 4) > meter.limit:
+            with pytest.raises(OutputOverrun) as cut:
+                meter.feed(event({"content": piece}))
+            assert cut.value.tokens == -(-fed // 4)
+            return
+        meter.feed(event({"content": piece}))
+    raise AssertionError("never cut")
+
+
+def test_a_lazy_meter_measures_what_it_held_when_asked() -> None:
+    """A stream far below its ceiling is held unparsed; its estimate (for an answer that ended
+    without usage) is what an eager parse would have found, packed events and garbage included."""
+    meter = OutputMeter(100_000, measured=True)
+    meter.feed(event({"role": "assistant", "content": ""}))
+    meter.feed(event({"content": "abcd" * 10}) + b"data: not json\n\n" + b"data: [DONE]\n\n")
+    assert meter.tokens == 12  # 40 characters and 8 of garbage
+    meter.feed(event({"content": "abcd"}))
+    assert meter.tokens == 13  # and 4 more
+
+
+def test_a_lazy_meter_holds_a_bounded_amount() -> None:
+    """A long stream under a large ceiling is parsed as it goes once MAX_PENDING_BYTES are held,
+    not kept whole."""
+    meter = OutputMeter(1_000_000, measured=True)
+    one = event({"content": "abcd"})
+    for _ in range(2 * MAX_PENDING_BYTES // len(one)):
+        meter.feed(one)
+        assert meter.pending_bytes <= MAX_PENDING_BYTES + len(one)
+    assert meter.tokens == 2 * MAX_PENDING_BYTES // len(one)
