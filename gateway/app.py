@@ -161,6 +161,7 @@ def config_principals(config: Config) -> list[tuple[str, Principal]]:
             regions=key.regions,
             metadata=key.metadata,
             log_content=key.log_content,
+            tags=key.tags,
         )
         found.append((secret_hash, principal_of(record, None)))
     return found

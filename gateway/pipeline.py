@@ -18,6 +18,7 @@ from adapters import dropped, openai_surface
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
 from adapters.schema import usage_of
+from gateway import tags as spend_tags
 from gateway.arrival import forget_arrival, take_arrival
 from gateway.attempts import Plan
 from gateway.auth import KeyRing, Principal
@@ -173,13 +174,18 @@ class Gateway:
             # global one.
             policy = principal.log_content or services.content_policy
             principal.check_endpoint(endpoint)
+            ctx.tags = principal.tags
             try:
                 if isinstance(door, UploadDoor):
+                    ctx.tags = spend_tags.merged(principal.tags, spend_tags.header_tags(request.headers))
                     client_request = await self._read_upload(request, door.operation)
                     sent = client_request.body  # the upload's head: its parts stream on unread
                 else:
                     sent = await self._read_body(request)
-                    body = await door.prepare(sent, principal, ctx.request_id)
+                    # Tags are the gateway's: taken out of `metadata` before any upstream sees it.
+                    own_tags, body = spend_tags.take(sent, request.headers)
+                    ctx.tags = spend_tags.merged(principal.tags, own_tags)
+                    body = await door.prepare(body, principal, ctx.request_id)
                     client_request = door.decode(body, request.headers)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
@@ -512,6 +518,8 @@ class Gateway:
         self.metrics.observe(
             label, ctx.status, ctx.endpoint, duration_s, first_byte_s, prompt_tokens, completion_tokens
         )
+        if ctx.tags:
+            self.metrics.observe_tags(ctx.tags, ctx.cost_micros / 1_000_000)
         if ctx.usage_estimated or ctx.overrun is not None:
             self.metrics.observe_usage_fault(ctx.provider, ctx.usage_estimated, ctx.overrun)
         self.request_log.write(
