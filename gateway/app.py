@@ -63,7 +63,6 @@ NOT_PASSED_THROUGH: Final = (
     "/v1/files",
     "/v1/batches",
     "/v1/uploads",
-    "/v1/rerank",
     "/v1/fine_tuning",
     "/v1/vector_stores",
     "/v1/assistants",
@@ -302,6 +301,9 @@ def build_app(config: Config) -> web.Application:
 
         return handler
 
+    async def rerank(request: web.Request) -> web.StreamResponse:
+        return await holder.gateway.rerank(request)
+
     async def live(request: web.Request) -> web.Response:
         return _json_response({"status": "ok"})
 
@@ -327,6 +329,9 @@ def build_app(config: Config) -> web.Application:
         for operation in OPERATIONS:
             app.router.add_post(f"{prefix}/{operation}", surface(operation))
         app.router.add_post(prefix + "/responses", responses)
+        app.router.add_post(prefix + "/rerank", rerank)
+    # Cohere's v2 path (its SDK's ClientV2 appends /v2/rerank to the base URL).
+    app.router.add_post("/v2/rerank", rerank)
     # Anthropic's paths (its SDK appends /v1/messages to the base URL).
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_message_tokens)

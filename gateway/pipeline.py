@@ -14,7 +14,7 @@ from typing import Final
 
 from aiohttp import web
 
-from adapters import dropped, openai_surface
+from adapters import dropped, openai_surface, rerank
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
 from adapters.schema import usage_of
@@ -42,6 +42,7 @@ from gateway.pricing import COST_HEADER, usd_text
 from gateway.records import ContentPolicy
 from gateway.relay import SSE_HEADERS, relay_stream
 from gateway.requestlog import RequestLog, RequestRecord
+from gateway.rerank_door import RERANK_DOOR
 from gateway.router import Router
 from gateway.services import Services
 from gateway.taps import AnswerTap, DigestTap
@@ -115,6 +116,10 @@ class Gateway:
         """One operation of the rest of OpenAI's surface (`/v1/images/generations`...): the same
         pipeline, passed through to OpenAI-format upstreams."""
         return await self._forward(request, SURFACE_DOORS[operation])
+
+    async def rerank(self, request: web.Request) -> web.StreamResponse:
+        """`/v1/rerank` in Cohere's format, for kinds that serve it (adapters/rerank.py)."""
+        return await self._forward(request, RERANK_DOOR)
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages`: the same pipeline behind another front door."""
@@ -272,7 +277,8 @@ class Gateway:
                     self.metrics.count_dropped(door.label, answer.dropped)
                 if client_request.dropped_tools and not answer.native:
                     headers[dropped.TOOLS_HEADER] = dropped.header_value(client_request.dropped_tools)
-                if operation and openai_surface.OPERATIONS[operation].binary:
+                spec = openai_surface.OPERATIONS.get(operation)  # (rerank is not one of them)
+                if spec is not None and spec.binary:
                     # A speech answer is audio: its own Content-Type, not SSE.
                     headers["Content-Type"] = answer.upstream.headers.get(
                         "Content-Type", "application/octet-stream"
@@ -315,6 +321,8 @@ class Gateway:
                     response.headers["Content-Type"] = content_type
                     if operation.startswith("audio/trans"):
                         ctx.units = openai_surface.Units(seconds=openai_surface.answer_seconds(answer.body))
+                    elif operation == rerank.OPERATION:
+                        ctx.units = openai_surface.Units(search_units=rerank.search_units(answer.body))
                 answer.close()  # read whole: the connection goes back to the pool before the write
                 # Sent here rather than by aiohttp after we return, so that the overhead in the
                 # log line and the histogram (taken in the finally) includes writing the answer.
