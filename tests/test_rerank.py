@@ -176,24 +176,29 @@ def test_bad_input_is_a_400_naming_the_field(
     assert not upstream.seen
 
 
-def test_a_kind_that_serves_no_rerank_is_a_400_naming_both(reranker: tuple[Gateway, RerankUpstream]) -> None:
+@pytest.mark.parametrize(
+    ("key", "model", "refusal", "fragments"),
+    [
+        # A kind that serves no rerank: a 400 naming the endpoint, the kind and who serves it.
+        (
+            MASTER_KEY,
+            "claude",
+            cohere.BadRequestError,
+            ("/v1/rerank", "provider kind 'anthropic'", "cohere, openai"),
+        ),
+        (CHAT_ONLY_KEY, "rerank", cohere.ForbiddenError, ("may not use the rerank endpoint",)),
+    ],
+)
+def test_refusals_before_any_upstream(
+    reranker: tuple[Gateway, RerankUpstream],
+    key: str,
+    model: str,
+    refusal: type[Exception],
+    fragments: tuple[str, ...],
+) -> None:
     gateway, upstream = reranker
-    with (
-        cohere.ClientV2(base_url=gateway.url, api_key=MASTER_KEY) as client,
-        pytest.raises(cohere.BadRequestError) as refused,
-    ):
-        client.rerank(model="claude", query=QUERY, documents=DOCUMENTS)
-    message = refused.value.body["message"]  # type: ignore[index]
-    assert "/v1/rerank" in message and "provider kind 'anthropic'" in message
-    assert "cohere, openai" in message
+    with cohere.ClientV2(base_url=gateway.url, api_key=key) as client, pytest.raises(refusal) as refused:
+        client.rerank(model=model, query=QUERY, documents=DOCUMENTS)
+    message = refused.value.body["message"]  # type: ignore[attr-defined]
+    assert all(fragment in message for fragment in fragments), message
     assert not upstream.seen
-
-
-def test_a_key_without_the_rerank_right_is_refused(reranker: tuple[Gateway, RerankUpstream]) -> None:
-    gateway, _ = reranker
-    with (
-        cohere.ClientV2(base_url=gateway.url, api_key=CHAT_ONLY_KEY) as client,
-        pytest.raises(cohere.ForbiddenError) as refused,
-    ):
-        client.rerank(model="rerank", query=QUERY, documents=DOCUMENTS)
-    assert "may not use the rerank endpoint" in refused.value.body["message"]  # type: ignore[index]

@@ -38,35 +38,14 @@ AUDIT_COLUMNS: Final = (
     "hash",
     "data",
 )
-ROLLUP_COLUMNS: Final = (
-    "day",
-    "key_id",
-    "team_id",
-    "model",
-    "end_user",
-    "requests",
-    "errors",
-    "tokens_in",
-    "tokens_out",
-    "tokens_cached",
-    "cost_micros",
-)
+# What every rollup sums, after the columns it is grouped by.
+SUM_COLUMNS: Final = ("requests", "errors", "tokens_in", "tokens_out", "tokens_cached", "cost_micros")
+ROLLUP_COLUMNS: Final = ("day", "key_id", "team_id", "model", "end_user", *SUM_COLUMNS)
 
 # The per-tag rollup (`tollway_spend_tags_daily`): a request counts once under each of its tags,
 # under '' when it has none, so that its lines add up to the same spend as the other groupings
 # with every request counted once per tag.
-TAG_ROLLUP_COLUMNS: Final = (
-    "day",
-    "key_id",
-    "team_id",
-    "tag",
-    "requests",
-    "errors",
-    "tokens_in",
-    "tokens_out",
-    "tokens_cached",
-    "cost_micros",
-)
+TAG_ROLLUP_COLUMNS: Final = ("day", "key_id", "team_id", "tag", *SUM_COLUMNS)
 # The rollup table each group_by value sums over.
 GROUP_TABLE: Final[dict[str, str]] = {group: "tollway_spend_daily" for group in GROUP_COLUMN} | {
     "tag": "tollway_spend_tags_daily"
