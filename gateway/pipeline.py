@@ -187,11 +187,18 @@ class Gateway:
                     sent = client_request.body  # the upload's head: its parts stream on unread
                 else:
                     sent = await self._read_body(request)
-                    # Tags are the gateway's: taken out of `metadata` before any upstream sees it.
-                    own_tags, body = spend_tags.take(sent, request.headers)
+                    # Tags are the gateway's: taken out of `metadata` before any upstream sees it,
+                    # from the fields an OpenAI door decodes anyway (no pass of its own over the
+                    # body), or from the bytes the other doors may send on as they came.
+                    if isinstance(door, OpenAIDoor):
+                        body = await door.prepare(sent, principal, ctx.request_id)
+                        client_request = door.decode(body, request.headers)
+                        own_tags = spend_tags.take_from_request(client_request, request.headers)
+                    else:
+                        own_tags, body = spend_tags.take(sent, request.headers)
+                        body = await door.prepare(body, principal, ctx.request_id)
+                        client_request = door.decode(body, request.headers)
                     ctx.tags = spend_tags.merged(principal.tags, own_tags)
-                    body = await door.prepare(body, principal, ctx.request_id)
-                    client_request = door.decode(body, request.headers)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
             operation = client_request.operation

@@ -18,6 +18,7 @@ from typing import Annotated, Final
 import msgspec
 
 from adapters.base import InvalidRequest
+from adapters.openai import Fields, PassthroughRequest
 
 HEADER: Final = "x-tollway-tags"
 MAX_TAGS: Final = 10
@@ -33,7 +34,7 @@ KeyTags = Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)]
 
 _VALID: Final = re.compile(TAG_PATTERN)
 _BODY_PARAM: Final = "metadata.tags"
-_decode_fields: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_decode_fields: Final = msgspec.json.Decoder(Fields)
 _decode_tags: Final = msgspec.json.Decoder(list[str])
 _encode: Final = msgspec.json.encode
 
@@ -68,38 +69,62 @@ def _bounded(tags: list[str], param: str) -> list[str]:
     return tags
 
 
-def _take_from_body(body: bytes) -> tuple[list[str], bytes]:
-    """`metadata.tags` of a JSON body, and the body without them (and without `metadata` when
-    nothing else was in it). A body that is not a JSON object is left for the door to refuse."""
+def _pop_tags(fields: Fields) -> list[str] | None:
+    """Take `metadata.tags` out of a body's top-level fields (and `metadata` with them when
+    nothing else was in it); None when there were none. InvalidRequest when not strings."""
+    metadata_raw = fields.get("metadata")
+    if metadata_raw is None:
+        return None
     try:
-        fields = _decode_fields.decode(body)
-        metadata_raw = fields.get("metadata")
-        metadata = _decode_fields.decode(metadata_raw) if metadata_raw is not None else None
+        metadata = _decode_fields.decode(metadata_raw)
     except msgspec.DecodeError:
-        return [], body
-    if metadata is None or "tags" not in metadata:
-        return [], body
+        return None  # not an object: the door's business, or the upstream's
+    raw = metadata.pop("tags", None)
+    if raw is None:
+        return None
     try:
-        tags = _decode_tags.decode(metadata.pop("tags"))
+        tags = _decode_tags.decode(raw)
     except msgspec.DecodeError:
         raise InvalidRequest(f"'{_BODY_PARAM}' must be an array of strings", _BODY_PARAM) from None
     if metadata:
         fields["metadata"] = msgspec.Raw(_encode(metadata))
     else:
         del fields["metadata"]
-    return _checked(tags, _BODY_PARAM), _encode(fields)
+    return _checked(tags, _BODY_PARAM)
+
+
+def _merged_own(header: list[str], body: list[str]) -> list[str]:
+    return _bounded(header + [tag for tag in body if tag not in header], _BODY_PARAM)
 
 
 def take(body: bytes, headers: Mapping[str, str]) -> tuple[list[str], bytes]:
     """The request's own tags (the header's, then the body's) and its body with `metadata.tags`
-    taken out (the same bytes when it had none). InvalidRequest for a malformed or bad tag, or
-    more than MAX_TAGS in all."""
+    taken out (the same bytes when it had none), for doors whose body may go upstream as it came
+    (Messages, Responses). InvalidRequest for a malformed or bad tag, or more than MAX_TAGS."""
     tags = header_tags(headers)
     # Scanned before any decode: a body without the word is passed on untouched.
-    if b'"tags"' in body:
-        from_body, body = _take_from_body(body)
-        tags = _bounded(tags + [tag for tag in from_body if tag not in tags], _BODY_PARAM)
-    return tags, body
+    if b'"tags"' not in body:
+        return tags, body
+    try:
+        fields = _decode_fields.decode(body)
+    except msgspec.DecodeError:
+        return tags, body  # not a JSON object: refused by the door
+    from_body = _pop_tags(fields)
+    if from_body is None:
+        return tags, body
+    return _merged_own(tags, from_body), _encode(fields)
+
+
+def take_from_request(request: PassthroughRequest, headers: Mapping[str, str]) -> list[str]:
+    """The same for a request an OpenAI door decoded: read from its fields (no pass over the
+    body of its own), which are what its upstream body is built from; its `body` is re-encoded
+    only when it had tags."""
+    tags = header_tags(headers)
+    from_body = _pop_tags(request.fields)
+    if from_body is None:
+        return tags
+    request.body = _encode(request.fields)
+    return _merged_own(tags, from_body)
 
 
 def merged(defaults: tuple[str, ...], own: list[str]) -> tuple[str, ...]:

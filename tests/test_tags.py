@@ -101,10 +101,18 @@ def test_spend_by_tag_sums_to_spend_by_key_counting_each_request_once_per_tag(
         )
     assert message.content
     assert "tags" not in msgspec.json.encode(upstream.requests[-1]).decode()
+    with openai.OpenAI(base_url=tagged.v1, api_key=PLAIN_KEY, max_retries=0) as client:
+        response = client.responses.create(
+            model="smart",
+            input="hi",
+            metadata={"tags": ["feature:summary"]},  # type: ignore[dict-item]
+        )
+    assert response.output_text
+    assert "tags" not in msgspec.json.encode(upstream.requests[-1]).decode()
     with pytest.raises(openai.BadRequestError):  # refused, and on record under its key's tags
         _chat(tagged, TAGGED_KEY, extra_headers={HEADER: "bad tag"})
 
-    records = _records(tagged, 6)
+    records = _records(tagged, 7)
     tags_of = sorted(tuple(record.get("tags", ())) for record in records)
     assert tags_of == sorted(
         [
@@ -113,6 +121,7 @@ def test_spend_by_tag_sums_to_spend_by_key_counting_each_request_once_per_tag(
             (),
             (),
             ("team-search", "feature:summary"),
+            ("feature:summary",),
             ("team-search",),
         ]
     )
@@ -124,7 +133,7 @@ def test_spend_by_tag_sums_to_spend_by_key_counting_each_request_once_per_tag(
     lines = {line["group"]: line for line in by_tag["data"]}
     assert set(lines) == {"team-search", "feature:summary", "exp-7", "nightly", NO_TAG}
     assert lines[NO_TAG]["requests"] == 2
-    assert lines["feature:summary"]["requests"] == 3
+    assert lines["feature:summary"]["requests"] == 4
 
     # Each request once per tag it carries (once under "(none)" when it carries none).
     def weight(record: dict[str, Any]) -> int:
@@ -142,7 +151,7 @@ def test_spend_by_tag_sums_to_spend_by_key_counting_each_request_once_per_tag(
     assert sum(line["cost_micros"] for line in by_key["data"]) == by_key["total"]["cost_micros"]
 
     scraped = httpx.get(tagged.url + "/metrics").text
-    assert 'tollway_tag_requests_total{tag="feature:summary"} 3.0' in scraped
+    assert 'tollway_tag_requests_total{tag="feature:summary"} 4.0' in scraped
     assert 'tollway_tag_requests_total{tag="team-search"} 3.0' in scraped
     assert 'tag="exp-7"' not in scraped and 'tag="nightly"' not in scraped  # not listed: no series
 
@@ -196,6 +205,7 @@ def test_key_default_tags_through_the_admin_api(tagged: Gateway) -> None:
 
 
 def test_take_leaves_bodies_without_tags_as_they_are() -> None:
+    # (The Messages and Responses doors' way; the OpenAI doors read their decoded fields.)
     body = b'{"model":"m","metadata":{"a":"b"},"tools":[{"name":"tags"}]}'
     assert take(body, {}) == ([], body)
     assert take(b'not json with "tags"', {}) == ([], b'not json with "tags"')
