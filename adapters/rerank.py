@@ -2,7 +2,7 @@
 the documents' indexes by relevance out. Served by two wire formats:
 
 - Cohere's own `POST {base_url}/v2/rerank` (`kind: cohere`): the body goes as it came, `model`
-  swapped, less the v1 fields v2 no longer takes (`return_documents`, `rank_fields`);
+  swapped, less the v1 fields v2 refuses (`return_documents`, `rank_fields`, `max_chunks_per_doc`);
 - the Jina-style `POST {base_url}/rerank` that OpenAI-format servers have (vLLM, Jina, llama.cpp
   server, TEI behind its OpenAI-compatible route): `{model, query, documents, top_n}` in,
   `{results: [{index, relevance_score, document}], usage: {total_tokens}}` out.
@@ -56,6 +56,7 @@ class RerankRequest(msgspec.Struct, frozen=True):
 
 
 _decode_request: Final = msgspec.json.Decoder(RerankRequest)
+_MISSING: Final = re.compile(r"missing required field `([^`]+)`")
 
 
 def _document_text(document: str | dict[str, object], fields: list[str] | None) -> str:
@@ -109,9 +110,6 @@ def _invalid(message: str) -> InvalidRequest:
     name = re.split(r"[.\[`]", path, maxsplit=1)[0] or None
     shown = path.rstrip("`") or name
     return InvalidRequest(f"invalid '{shown}': {what}", name)
-
-
-_MISSING: Final = re.compile(r"missing required field `([^`]+)`")
 
 
 def build_request(kind: str, req: PassthroughRequest, target: Target) -> UpstreamRequest:
@@ -178,8 +176,8 @@ class _AnswerMetaProbe(msgspec.Struct):
 
 
 class JinaUsage(msgspec.Struct, frozen=True):
+    # vLLM's and Jina's rerank usage (vLLM's RerankUsage, Jina's `usage`) both have it.
     total_tokens: int = 0
-    prompt_tokens: int = 0
 
 
 class JinaResult(msgspec.Struct, frozen=True):
@@ -225,7 +223,7 @@ class RerankWay:
                     return raw, None
             else:
                 jina = _decode_jina.decode(raw)
-                tokens = (jina.usage.total_tokens or jina.usage.prompt_tokens) if jina.usage else 0
+                tokens = jina.usage.total_tokens if jina.usage else 0
                 units = math.ceil(len(self._documents) / DOCUMENTS_PER_SEARCH_UNIT)
                 billed = RerankBilledUnits(search_units=units, input_tokens=tokens or None)
                 results = [RerankResult(r.index, r.relevance_score) for r in jina.results]
