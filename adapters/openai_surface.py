@@ -143,6 +143,7 @@ class Units(msgspec.Struct, frozen=True):
     image_quality: str = ""
     characters: int = 0
     seconds: float = 0.0
+    search_units: int = 0  # rerank (adapters/rerank.py)
 
 
 def _text_field(fields: Fields, name: str) -> str:

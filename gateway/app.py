@@ -66,7 +66,6 @@ def models_body(names: list[str], created: int) -> bytes:
 # OpenAI API paths the gateway knows of but does not pass through (yet): a client calling one is
 # told so, rather than that the path does not exist.
 NOT_PASSED_THROUGH: Final = (
-    "/v1/rerank",
     "/v1/fine_tuning",
     "/v1/vector_stores",
     "/v1/assistants",
@@ -163,6 +162,7 @@ def config_principals(config: Config) -> list[tuple[str, Principal]]:
             regions=key.regions,
             metadata=key.metadata,
             log_content=key.log_content,
+            tags=key.tags,
         )
         found.append((secret_hash, principal_of(record, None)))
     return found
@@ -319,6 +319,9 @@ def build_app(config: Config) -> web.Application:
 
         return handler
 
+    async def rerank(request: web.Request) -> web.StreamResponse:
+        return await holder.gateway.rerank(request)
+
     async def live(request: web.Request) -> web.Response:
         return _json_response({"status": "ok"})
 
@@ -344,6 +347,9 @@ def build_app(config: Config) -> web.Application:
         for operation in OPERATIONS:
             app.router.add_post(f"{prefix}/{operation}", surface(operation))
         app.router.add_post(prefix + "/responses", responses)
+        app.router.add_post(prefix + "/rerank", rerank)
+    # Cohere's v2 path (its SDK's ClientV2 appends /v2/rerank to the base URL).
+    app.router.add_post("/v2/rerank", rerank)
     # Anthropic's paths (its SDK appends /v1/messages to the base URL).
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_message_tokens)

@@ -66,6 +66,7 @@ class Principal(msgspec.Struct, frozen=True):
     expires_at: float | None = None  # epoch seconds
     revoked: bool = False
     log_content: ContentPolicy | None = None  # the key's, else its team's; None: logging.content
+    tags: tuple[str, ...] = ()  # default spend tags (gateway/tags.py)
 
     def check_model(self, model: str) -> None:
         """Raise GatewayError 404 when this key may not use the logical model: the same answer as
@@ -136,6 +137,7 @@ def principal_of(key: KeyRecord, team: TeamRecord | None) -> Principal:
         expires_at=_epoch(key.expires_at),
         revoked=key.revoked_at is not None or (team is not None and team.deleted_at is not None),
         log_content=log_content,
+        tags=tuple(key.tags) if key.tags else (),
     )
 
 

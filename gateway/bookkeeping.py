@@ -159,6 +159,7 @@ def record(services: Services, ctx: RequestContext, policy: ContentPolicy) -> No
             content_policy=policy,
             prompt=apply_policy(policy, ctx.prompt_text, mask_text),
             answer=ctx.answer_digest or apply_policy(policy, ctx.answer_text, mask_text),
+            tags=list(ctx.tags),
         )
     )
 

@@ -90,6 +90,8 @@ async def _keys(args: argparse.Namespace, store: Store) -> bool:
             fields["endpoints"] = _csv(args.endpoints)
         if args.expires is not None:
             fields["expires_at"] = args.expires
+        if args.tags is not None:
+            fields["tags"] = _csv(args.tags)
         body = msgspec.json.decode(msgspec.json.encode(fields), type=keyadmin.KeyCreate)
         record, secret = await keyadmin.create_key(store, body)
         _print(keyadmin.key_view(record, secret))
@@ -215,6 +217,7 @@ def add_admin_commands(commands: Any, add_config: Callable[[argparse.ArgumentPar
     create.add_argument("--owner")
     create.add_argument("--endpoints", help="chat,embeddings (default: all)")
     create.add_argument("--expires", help="RFC 3339 time, e.g. 2027-01-01T00:00:00Z")
+    create.add_argument("--tags", help="default spend tags of its requests, comma-separated")
     _policy_options(create)
     listing = key_actions.add_parser("list")
     listing.add_argument("--team", dest="team_id")

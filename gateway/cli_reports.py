@@ -15,6 +15,7 @@ import msgspec
 from gateway import audit, reports
 from gateway.errors import GatewayError
 from gateway.store import Store
+from gateway.store.ledger import SPEND_GROUPS
 
 
 def _moment(text: str | None, name: str) -> datetime | None:
@@ -86,8 +87,8 @@ def add_report_commands(commands: Any) -> list[argparse.ArgumentParser]:
         leaf.add_argument("--from", dest="start", help="date (2025-03-01) or RFC 3339 time, included")
         leaf.add_argument("--to", dest="end", help="date or RFC 3339 time, excluded")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
-    spend = commands.add_parser("spend", help="spend per key, team, model, user or day")
-    spend.add_argument("--group-by", default="key", choices=("key", "team", "model", "user", "day"))
+    spend = commands.add_parser("spend", help="spend per key, team, model, user, day or tag")
+    spend.add_argument("--group-by", default="key", choices=SPEND_GROUPS)
     spend.add_argument("--from", dest="start", help="first UTC day (default: the 1st of this month)")
     spend.add_argument("--to", dest="end", help="last UTC day, included (default: today)")
     spend.add_argument("--currency", default="USD", choices=reports.CURRENCIES)

@@ -26,6 +26,7 @@ from gateway.guardrails import GuardrailsConfig
 from gateway.keys import Budget, Currency, Endpoint, Limits
 from gateway.pricing import ModelPrice, PricingConfig
 from gateway.records import ContentPolicy
+from gateway.tags import KeyTags, Tag
 from gateway.tracing import TracingConfig
 
 DEFAULT_CONFIG_PATH: Final = Path("config/tollway.yaml")
@@ -110,6 +111,18 @@ class FilesConfig(_Section, frozen=True):
     batch_poll_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
 
+# Tags with series of their own: each is a label value of two counters on every scrape.
+MAX_TAG_LABELS: Final = 50
+
+
+class MetricsConfig(_Section, frozen=True):
+    """What the Prometheus metrics break down beyond models, keys and providers."""
+
+    # Spend tags (gateway/tags.py) counted in tollway_tag_requests / tollway_tag_cost_usd. Only
+    # these: clients choose their tags, and every other tag would be a new series.
+    tag_labels: Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAG_LABELS)] = []
+
+
 class ConfigKey(_Section, frozen=True):
     """A virtual key declared in the config file, for setups without admin calls. Give exactly
     one of `secret` (usually "${VAR}") or `secret_hash` ("sha256:<hex>")."""
@@ -124,6 +137,8 @@ class ConfigKey(_Section, frozen=True):
     metadata: dict[str, str] | None = None
     # What audit records of this key keep of prompts and answers; absent: logging.content.
     log_content: ContentPolicy | None = None
+    # Spend tags every request of this key carries besides its own (gateway/tags.py).
+    tags: KeyTags | None = None
 
 
 class BreakerConfig(_Section, frozen=True):
@@ -471,6 +486,7 @@ class Config(_Section, frozen=True):
     responses: ResponsesConfig = ResponsesConfig()
     files: FilesConfig = FilesConfig()
     ui: UiConfig = UiConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def file_providers(self) -> list[str]:
         """The providers that serve files and batches, the default first."""
@@ -688,6 +704,7 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     responses = _convert(_section(tree, "responses"), ResponsesConfig, "responses", errors)
     files = _convert(_section(tree, "files"), FilesConfig, "files", errors)
     ui = _convert(_section(tree, "ui"), UiConfig, "ui", errors)
+    metrics = _convert(_section(tree, "metrics"), MetricsConfig, "metrics", errors)
     for name, key in keys.items():
         if (key.secret is None) == (key.secret_hash is None):
             errors.append(f"keys.{name}: give exactly one of secret or secret_hash")
@@ -707,6 +724,7 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
         responses=responses or ResponsesConfig(),
         files=files or FilesConfig(),
         ui=ui or UiConfig(),
+        metrics=metrics or MetricsConfig(),
     )
     if config.responses.store and not config.storage.database_url:
         errors.append("responses.store: keeping responses needs a store (set storage.database_url)")

@@ -70,6 +70,7 @@ class RequestContext:
         "started_wall",
         "status",
         "stream",
+        "tags",
         "target_model",
         "team_id",
         "units",
@@ -108,6 +109,7 @@ class RequestContext:
         self.cost_micros = 0
         # What an images or audio answer is priced by besides tokens (adapters/openai_surface.py).
         self.units: Units | None = None
+        self.tags: tuple[str, ...] = ()  # spend tags: the key's and the request's (gateway/tags.py)
         # Time spent waiting on upstreams; what is left of the total is the gateway's overhead.
         self.upstream_s = 0.0
         # The answer went out whole ([DONE] relayed): a client hanging up after it is not a 499.

@@ -26,7 +26,7 @@ from typing import Final, Protocol, cast
 import msgspec
 
 from adapters import openai as openai_format
-from adapters import openai_surface, openai_wire, responses_passthrough
+from adapters import openai_surface, openai_wire, rerank, responses_passthrough
 from adapters.base import (
     ChatAdapter,
     InvalidRequest,
@@ -117,6 +117,8 @@ class SameFormat:
         self._classify = classify
 
     def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
+        if request.operation == rerank.OPERATION:
+            return rerank.way_for(self._kind, request)
         if request.operation:
             # The rest of the surface (images, audio...): answers come back as they came.
             binary = openai_surface.OPERATIONS[request.operation].binary
@@ -142,6 +144,8 @@ class SameFormat:
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
         if request.native is not None and self.native_way(request, target, endpoint) is not None:
             return responses_passthrough.build_request(request.native, target)
+        if request.operation == rerank.OPERATION:
+            return rerank.build_request(self._kind, request, target)
         if request.operation:
             return self._build_surface(request, target)
         refuse_native_only(request, self._kind)
@@ -190,6 +194,8 @@ class Translated:
         self._shows_thinking = shows_thinking
 
     def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
+        if request.operation == rerank.OPERATION:
+            return rerank.way_for(self._kind, request)  # Cohere's own; the others: refused by build
         return None
 
     def _keeps(self, effort: str, target: Target) -> bool:
@@ -211,6 +217,8 @@ class Translated:
         return dropped
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest:
+        if request.operation == rerank.OPERATION:
+            return rerank.build_request(self._kind, request, target)
         if request.operation:
             raise InvalidRequest(
                 f"/v1/{request.operation} is not served by provider kind '{self._kind}' (model"

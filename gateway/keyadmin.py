@@ -31,6 +31,7 @@ from gateway.keys import (
 )
 from gateway.records import ContentPolicy
 from gateway.store import Store
+from gateway.tags import KeyTags
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 Region = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,8}(-[a-z0-9]+)*$")]
@@ -54,6 +55,7 @@ class KeyCreate(_Input):
     metadata: dict[str, MetaValue] | None = None
     expires_at: AwareDatetime | None = None
     log_content: ContentPolicy | None = None  # None: the team's, else logging.content
+    tags: KeyTags | None = None  # default spend tags of every request made with the key
 
 
 class KeyPatch(_Input):
@@ -70,6 +72,7 @@ class KeyPatch(_Input):
     metadata: dict[str, MetaValue] | UnsetType | None = UNSET
     expires_at: AwareDatetime | UnsetType | None = UNSET
     log_content: ContentPolicy | UnsetType | None = UNSET
+    tags: KeyTags | UnsetType | None = UNSET
 
 
 class TeamCreate(_Input):
@@ -111,6 +114,7 @@ class KeyView(msgspec.Struct, omit_defaults=True):
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     log_content: ContentPolicy | None = None
+    tags: list[str] | None = None
     key: str | None = None  # the secret: only in the answer to its creation
     spend: BudgetStatus | None = None  # GET /admin/keys/{id}: the budget's current period
     object: str = "key"

@@ -72,6 +72,8 @@ class KeyRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     revoked_at: datetime | None = None
     # Kept in the store's JSON `data` column, so records written before it load as None.
     log_content: ContentPolicy | None = None
+    # Default spend tags, added to every request's own (gateway/tags.py); also in `data`.
+    tags: list[str] | None = None
 
 
 class TeamRecord(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -119,6 +119,21 @@ class Metrics:
         self.max_key_series = max_key_series
         self._by_key: dict[tuple[str | None, str | None], _KeyChildren] = {}
         self._other_keys: _KeyChildren | None = None
+        # Per spend tag (gateway/tags.py): only the tags the operator lists (metrics.tag_labels),
+        # as clients choose their tags; a request counts once under each of its listed tags.
+        self.tag_requests = Counter(
+            "tollway_tag_requests",
+            "Requests by spend tag, for the tags listed in metrics.tag_labels only.",
+            ("tag",),
+            registry=self.registry,
+        )
+        self.tag_cost = Counter(
+            "tollway_tag_cost_usd",
+            "Cost of requests in USD by spend tag, for the tags listed in metrics.tag_labels only.",
+            ("tag",),
+            registry=self.registry,
+        )
+        self._by_tag: dict[str, tuple[_CounterChild, _CounterChild]] = {}
         self.upstream_errors = Counter(
             "tollway_upstream_errors",
             "Failed upstream calls, by provider and error kind.",
@@ -301,6 +316,21 @@ class Metrics:
             children[1].inc(prompt_tokens)
         if completion_tokens:
             children[2].inc(completion_tokens)
+
+    def label_tags(self, tags: Iterable[str]) -> None:
+        """The spend tags that get series (metrics.tag_labels; a reload's list replaces the
+        last one: series already exported stay, with no more counts)."""
+        self._by_tag = {tag: (self.tag_requests.labels(tag), self.tag_cost.labels(tag)) for tag in tags}
+
+    def observe_tags(self, tags: Iterable[str], cost_usd: float) -> None:
+        """Count one request under each of its tags that is listed (the others are not counted)."""
+        by_tag = self._by_tag
+        for tag in tags:
+            children = by_tag.get(tag)
+            if children is not None:
+                children[0].inc()
+                if cost_usd:
+                    children[1].inc(cost_usd)
 
     def _key_children(self, key: str, team: str) -> _KeyChildren:
         return (

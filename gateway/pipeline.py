@@ -14,10 +14,11 @@ from typing import Final
 
 from aiohttp import web
 
-from adapters import dropped, openai_surface
+from adapters import dropped, openai_surface, rerank
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
 from adapters.schema import usage_of
+from gateway import tags as spend_tags
 from gateway.arrival import forget_arrival, take_arrival
 from gateway.attempts import Plan
 from gateway.auth import KeyRing, Principal
@@ -42,6 +43,7 @@ from gateway.pricing import COST_HEADER, usd_text
 from gateway.records import ContentPolicy
 from gateway.relay import SSE_HEADERS, relay_stream
 from gateway.requestlog import RequestLog, RequestRecord
+from gateway.rerank_door import RERANK_DOOR
 from gateway.router import Router
 from gateway.services import Services
 from gateway.taps import AnswerTap, DigestTap
@@ -116,6 +118,10 @@ class Gateway:
         pipeline, passed through to OpenAI-format upstreams."""
         return await self._forward(request, SURFACE_DOORS[operation])
 
+    async def rerank(self, request: web.Request) -> web.StreamResponse:
+        """`/v1/rerank` in Cohere's format, for kinds that serve it (adapters/rerank.py)."""
+        return await self._forward(request, RERANK_DOOR)
+
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's `/v1/messages`: the same pipeline behind another front door."""
         return await self._forward(request, ANTHROPIC_DOOR)
@@ -174,14 +180,26 @@ class Gateway:
             # global one.
             policy = principal.log_content or services.content_policy
             principal.check_endpoint(endpoint)
+            ctx.tags = principal.tags
             try:
                 if isinstance(door, UploadDoor):
+                    ctx.tags = spend_tags.merged(principal.tags, spend_tags.header_tags(request.headers))
                     client_request = await self._read_upload(request, door.operation)
                     sent = client_request.body  # the upload's head: its parts stream on unread
                 else:
                     sent = await self._read_body(request)
-                    body = await door.prepare(sent, principal, ctx.request_id)
-                    client_request = door.decode(body, request.headers)
+                    # Tags are the gateway's: taken out of `metadata` before any upstream sees it,
+                    # from the fields an OpenAI door decodes anyway (no pass of its own over the
+                    # body), or from the bytes the other doors may send on as they came.
+                    if isinstance(door, OpenAIDoor):
+                        body = await door.prepare(sent, principal, ctx.request_id)
+                        client_request = door.decode(body, request.headers)
+                        own_tags = spend_tags.take_from_request(client_request, request.headers)
+                    else:
+                        own_tags, body = spend_tags.take(sent, request.headers)
+                        body = await door.prepare(body, principal, ctx.request_id)
+                        client_request = door.decode(body, request.headers)
+                    ctx.tags = spend_tags.merged(principal.tags, own_tags)
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
             operation = client_request.operation
@@ -271,7 +289,8 @@ class Gateway:
                     self.metrics.count_dropped(door.label, answer.dropped)
                 if client_request.dropped_tools and not answer.native:
                     headers[dropped.TOOLS_HEADER] = dropped.header_value(client_request.dropped_tools)
-                if operation and openai_surface.OPERATIONS[operation].binary:
+                spec = openai_surface.OPERATIONS.get(operation)  # (rerank is not one of them)
+                if spec is not None and spec.binary:
                     # A speech answer is audio: its own Content-Type, not SSE.
                     headers["Content-Type"] = answer.upstream.headers.get(
                         "Content-Type", "application/octet-stream"
@@ -318,6 +337,8 @@ class Gateway:
                     response.headers["Content-Type"] = content_type
                     if operation.startswith("audio/trans"):
                         ctx.units = openai_surface.Units(seconds=openai_surface.answer_seconds(answer.body))
+                    elif operation == rerank.OPERATION:
+                        ctx.units = openai_surface.Units(search_units=rerank.search_units(answer.body))
                 answer.close()  # read whole: the connection goes back to the pool before the write
                 # Sent here rather than by aiohttp after we return, so that the overhead in the
                 # log line and the histogram (taken in the finally) includes writing the answer.
@@ -521,6 +542,8 @@ class Gateway:
         self.metrics.observe(
             label, ctx.status, ctx.endpoint, duration_s, first_byte_s, prompt_tokens, completion_tokens
         )
+        if ctx.tags:
+            self.metrics.observe_tags(ctx.tags, ctx.cost_micros / 1_000_000)
         if ctx.usage_estimated or ctx.overrun is not None:
             self.metrics.observe_usage_fault(ctx.provider, ctx.usage_estimated, ctx.overrun)
         self.request_log.write(

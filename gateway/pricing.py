@@ -78,7 +78,9 @@ class ModelPrice(_Prices, frozen=True, forbid_unknown_fields=True):
     output tokens the model writes in one answer (the budget reservation of a request without
     `max_tokens`). Images and audio models are priced by other units besides (or instead of)
     tokens: `per_image` in USD by "size/quality", "size" or "default" (the first that matches),
-    `per_second` of audio heard in USD, `per_million_characters` of text spoken in USD."""
+    `per_second` of audio heard in USD, `per_million_characters` of text spoken in USD. Rerank
+    models by `per_search_unit` in USD (Cohere's unit: a query with up to 100 documents), or by
+    the tokens their answers report (`input`)."""
 
     input: UsdPerMillion = 0
     output: UsdPerMillion = 0
@@ -88,6 +90,9 @@ class ModelPrice(_Prices, frozen=True, forbid_unknown_fields=True):
     per_second: Usd | None = None
     per_million_characters: UsdPerMillion | None = None
     batch_discount: BatchDiscount | None = None  # default: its kind's
+    per_search_unit: Usd | None = None
+    # When this entry's price was last checked, where later than the file's own `as_of`.
+    as_of: date | None = None
 
 
 class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -126,6 +131,7 @@ class UnitRates(NamedTuple):
     per_image: Mapping[str, int]
     per_second: int
     per_million_characters: int
+    per_search_unit: int = 0
 
 
 class Price(NamedTuple):
@@ -150,11 +156,12 @@ def _rates(price: _Prices) -> Rates:
 def _price(model: ModelPrice) -> Price:
     long = model.long_context
     units = None
-    if model.per_image or model.per_second or model.per_million_characters:
+    if model.per_image or model.per_second or model.per_million_characters or model.per_search_unit:
         units = UnitRates(
             {name: round(usd * USD_PER_MILLION) for name, usd in (model.per_image or {}).items()},
             round((model.per_second or 0) * USD_PER_MILLION),
             round((model.per_million_characters or 0) * USD_PER_MILLION),
+            round((model.per_search_unit or 0) * USD_PER_MILLION),
         )
     return Price(_rates(model), long.threshold if long else None, _rates(long) if long else None, units)
 
@@ -278,8 +285,8 @@ class PriceTable:
         return self.cost_micros(kind, model, usage, cache_write_tokens)
 
     def unit_cost_for(self, provider: str, model: str, units: Units) -> int:
-        """What a provider's model charges for `units` (images, seconds, characters) in micro-USD,
-        rounded half up; 0 when its price names no such unit."""
+        """What a provider's model charges for `units` (images, seconds, characters, search
+        units) in micro-USD, rounded half up; 0 when its price names no such unit."""
         price = self.price(self._provider_kinds.get(provider, provider), model)
         rates = price.units if price is not None else None
         if rates is None:
@@ -293,6 +300,7 @@ class PriceTable:
             total += units.images * each
         total += units.seconds * rates.per_second
         total += units.characters * rates.per_million_characters / USD_PER_MILLION
+        total += units.search_units * rates.per_search_unit
         return int(total + 0.5)
 
     def max_output_tokens(self, provider: str, model: str) -> int:

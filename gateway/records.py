@@ -66,6 +66,8 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     content_policy: ContentPolicy = "none"
     prompt: str | None = None
     answer: str | None = None
+    # Spend tags: the key's defaults and the request's own (gateway/tags.py); left out when none.
+    tags: list[str] = []
 
 
 class SpendRow(msgspec.Struct, frozen=True):

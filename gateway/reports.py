@@ -13,12 +13,14 @@ from typing import Final
 
 import msgspec
 from aiohttp import web
+from msgspec import UNSET, UnsetType
 
 from gateway.audit import parse_moment
 from gateway.errors import GatewayError
 from gateway.records import SpendRow
 from gateway.store import Store
 from gateway.store.ledger import SPEND_GROUPS, SpendGroup
+from gateway.tags import NO_TAG
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Guard = Callable[[Handler], Handler]
@@ -57,6 +59,8 @@ class SpendReport(msgspec.Struct):
     data: list[SpendLine]
     total: SpendLine
     object: str = "spend_report"
+    # How to read the lines where they do not simply add up to the total (group_by=tag).
+    note: str | UnsetType = UNSET
 
 
 class AuditEntry(msgspec.Struct):
@@ -129,18 +133,14 @@ async def spend_report(store: Store, query: SpendQuery, rates: Mapping[str, floa
     rate = 1.0 if query.currency == "USD" else rates.get(query.currency)
     if rate is None:
         raise _bad(f"no exchange rate for {query.currency} is configured (budgets.rates)", "currency")
-    rows = await store.spend(
-        group_by=query.group_by,
-        first_day=query.first_day,
-        last_day=query.last_day,
-        key_id=query.key_id,
-        team_id=query.team_id,
-    )
+    rows = await _spend(store, query, query.group_by)
     if query.group_by != "day":
         rows.sort(key=lambda row: (-row.cost_micros, row.group or ""))
-    sums = [sum(column) for column in zip(*(msgspec.structs.astuple(r)[1:] for r in rows), strict=True)]
-    total = SpendRow(None, *sums) if rows else SpendRow(None, 0, 0, 0, 0, 0, 0)
-    return SpendReport(
+    by_tag = query.group_by == "tag"
+    # By tag, a request counts under each of its tags: the total is taken from the rollup that
+    # counts each once.
+    total = _total(await _spend(store, query, "key") if by_tag else rows)
+    report = SpendReport(
         query.group_by,
         query.first_day,
         query.last_day,
@@ -149,6 +149,32 @@ async def spend_report(store: Store, query: SpendQuery, rates: Mapping[str, floa
         [_line(row, rate) for row in rows],
         _line(total, rate),
     )
+    if by_tag:
+        for line in report.data:
+            line.group = line.group or NO_TAG
+        report.note = TAG_NOTE
+    return report
+
+
+TAG_NOTE: Final = (
+    f"a request with several tags counts in full under each of them, so the lines can add up to"
+    f" more than the total, which counts each request once; requests without tags are under {NO_TAG}"
+)
+
+
+async def _spend(store: Store, query: SpendQuery, group_by: SpendGroup) -> list[SpendRow]:
+    return await store.spend(
+        group_by=group_by,
+        first_day=query.first_day,
+        last_day=query.last_day,
+        key_id=query.key_id,
+        team_id=query.team_id,
+    )
+
+
+def _total(rows: list[SpendRow]) -> SpendRow:
+    sums = [sum(column) for column in zip(*(msgspec.structs.astuple(r)[1:] for r in rows), strict=True)]
+    return SpendRow(None, *sums) if rows else SpendRow(None, 0, 0, 0, 0, 0, 0)
 
 
 def _limit(params: Mapping[str, str]) -> int:

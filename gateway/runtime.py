@@ -183,6 +183,7 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
         request_log.close()
 
     closers.insert(0, close_log)  # closed last: lines of the last requests still go out
+    metrics.label_tags(config.metrics.tag_labels)
     gateway = Gateway(shared.ring, router, metrics, request_log, config.server.max_body_bytes, services)
     return Runtime(config, gateway, closers, dependencies)
 

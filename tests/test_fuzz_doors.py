@@ -232,6 +232,11 @@ class Door:
     def anthropic(self) -> bool:
         return self.path.startswith("/v1/messages")
 
+    @property
+    def rerank(self) -> bool:
+        """Cohere's format: its `message` beside OpenAI's `error` (gateway/rerank_door.py)."""
+        return self.path.endswith("/rerank")
+
 
 def _const(**fields: Any) -> Any:
     return lambda draw: dict(fields)
@@ -253,6 +258,7 @@ FRONT_DOORS = [
     Door("POST", "/v1/moderations", _const(model="up-model", input="hi"), logged=True),
     Door("POST", "/v1/images/generations", _const(model="up-model", prompt="a cat", n=1), logged=True),
     Door("POST", "/v1/audio/transcriptions", _const(model="up-model", file="x")),
+    Door("POST", "/v1/rerank", _const(model="up-model", query="q", documents=["a", "b"]), logged=True),
     Door("GET", "/v1/models/{id}"),
     Door("GET", "/v1/responses/{id}"),
     Door("DELETE", "/v1/responses/{id}"),
@@ -444,7 +450,8 @@ def check(door: Door, response: RawResponse, tally: Tally) -> None:
         assert body["type"] == "error" and set(body["error"]) >= {"type", "message"}, body
         assert response.headers["request-id"] == request_id
     else:
-        assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code", "param"}, body
+        expected = {"error", "message"} if door.rerank else {"error"}
+        assert set(body) == expected and set(body["error"]) == {"message", "type", "code", "param"}, body
 
 
 def send(gateway: HostileGateway, sent: Sent) -> RawResponse | None:

@@ -94,6 +94,7 @@ def full_key(key_id: str = "key_full", secret_hash: str = "sha256:full") -> KeyR
         expires_at=T0 + timedelta(days=30),
         revoked_at=T0 + timedelta(days=1),
         log_content="none",
+        tags=["team-search", "cost:centre-7"],
     )
 
 

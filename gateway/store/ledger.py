@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, TypeVar, cast
 
 from gateway.records import AuditRecord, chain_hash, day_of, encode_record
 
-SpendGroup = Literal["key", "team", "model", "user", "day"]
-SPEND_GROUPS: Final = ("key", "team", "model", "user", "day")
+G = TypeVar("G", bound=tuple[object, ...])
+SpendGroup = Literal["key", "team", "model", "user", "day", "tag"]
+SPEND_GROUPS: Final = ("key", "team", "model", "user", "day", "tag")
 # The rollup column each group_by value sums over.
 GROUP_COLUMN: Final[dict[str, str]] = {
     "key": "key_id",
@@ -20,6 +21,7 @@ GROUP_COLUMN: Final[dict[str, str]] = {
     "model": "model",
     "user": "end_user",
     "day": "day",
+    "tag": "tag",
 }
 # Order of the audit columns in INSERT and SELECT lists of both stores.
 AUDIT_COLUMNS: Final = (
@@ -36,19 +38,18 @@ AUDIT_COLUMNS: Final = (
     "hash",
     "data",
 )
-ROLLUP_COLUMNS: Final = (
-    "day",
-    "key_id",
-    "team_id",
-    "model",
-    "end_user",
-    "requests",
-    "errors",
-    "tokens_in",
-    "tokens_out",
-    "tokens_cached",
-    "cost_micros",
-)
+# What every rollup sums, after the columns it is grouped by.
+SUM_COLUMNS: Final = ("requests", "errors", "tokens_in", "tokens_out", "tokens_cached", "cost_micros")
+ROLLUP_COLUMNS: Final = ("day", "key_id", "team_id", "model", "end_user", *SUM_COLUMNS)
+
+# The per-tag rollup (`tollway_spend_tags_daily`): a request counts once under each of its tags,
+# under '' when it has none, so that its lines add up to the same spend as the other groupings
+# with every request counted once per tag.
+TAG_ROLLUP_COLUMNS: Final = ("day", "key_id", "team_id", "tag", *SUM_COLUMNS)
+# The rollup table each group_by value sums over.
+GROUP_TABLE: Final[dict[str, str]] = {group: "tollway_spend_daily" for group in GROUP_COLUMN} | {
+    "tag": "tollway_spend_tags_daily"
+}
 
 
 class AuditRow(NamedTuple):
@@ -126,6 +127,19 @@ def chain(
     return rows, fresh
 
 
+def _add(sums: dict[G, list[int]], group: G, record: AuditRecord) -> None:
+    """Add one record to its group's sums: requests, errors, tokens in, out, cached, cost."""
+    total = sums.get(group)
+    if total is None:
+        total = sums[group] = [0, 0, 0, 0, 0, 0]
+    total[0] += 1
+    total[1] += record.status >= 400
+    total[2] += record.tokens_in
+    total[3] += record.tokens_out
+    total[4] += record.tokens_cached
+    total[5] += record.cost_micros
+
+
 def rollups(records: Iterable[AuditRecord]) -> list[RollupRow]:
     """The records summed per (UTC day, key, team, model, end user); '' stands for "none"."""
     sums: dict[tuple[date, str, str, str, str], list[int]] = {}
@@ -137,16 +151,24 @@ def rollups(records: Iterable[AuditRecord]) -> list[RollupRow]:
             record.model or "",
             record.end_user or "",
         )
-        total = sums.get(group)
-        if total is None:
-            total = sums[group] = [0, 0, 0, 0, 0, 0]
-        total[0] += 1
-        total[1] += record.status >= 400
-        total[2] += record.tokens_in
-        total[3] += record.tokens_out
-        total[4] += record.tokens_cached
-        total[5] += record.cost_micros
+        _add(sums, group, record)
     return [RollupRow(*group, *total) for group, total in sums.items()]
+
+
+# A row of the per-tag rollup in TAG_ROLLUP_COLUMNS order: day, key, team, tag, then the sums.
+TagRollupRow = tuple[date, str, str, str, int, int, int, int, int, int]
+
+
+def tag_rollups(records: Iterable[AuditRecord]) -> list[TagRollupRow]:
+    """The records summed per (UTC day, key, team, tag), each once under every tag it carries;
+    '' stands for "none" (no key, no team, no tag)."""
+    sums: dict[tuple[date, str, str, str], list[int]] = {}
+    for record in records:
+        day, key_id, team_id = day_of(record.started_at), record.key_id or "", record.team_id or ""
+        for tag in record.tags or ("",):
+            _add(sums, (day, key_id, team_id, tag), record)
+    # (The sums are six ints: a length mypy cannot see in a list.)
+    return [cast(TagRollupRow, (*group, *total)) for group, total in sums.items()]
 
 
 def last_prunable_seq(oldest_young_seq: int | None, head_seq: int) -> int:

@@ -26,6 +26,14 @@ class DuplicateSecretHash(ValueError):
     """Another key (another id) already has this secret_hash."""
 
 
+# The per-tag rollup of the records stored before tags existed: all of them under '' (no tag).
+_BACKFILL_TAGS: Final = (
+    "insert into tollway_spend_tags_daily (day, key_id, team_id, tag, requests, errors, tokens_in,"
+    " tokens_out, tokens_cached, cost_micros) select day, key_id, team_id, '', sum(requests),"
+    " sum(errors), sum(tokens_in), sum(tokens_out), sum(tokens_cached), sum(cost_micros)"
+    " from tollway_spend_daily group by day, key_id, team_id"
+)
+
 SQLITE_MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         1,
@@ -133,6 +141,27 @@ SQLITE_MIGRATIONS: Final[tuple[Migration, ...]] = (
                 settled_at text
             )""",
             "create index tollway_objects_open_batches on tollway_objects (kind, settled_at)",
+        ),
+    ),
+    # Spend per tag (gateway/tags.py): a request counts once under each of its tags, '' when it
+    # has none. Every record before this migration had none: they are summed in under ''.
+    Migration(
+        5,
+        (
+            """create table tollway_spend_tags_daily (
+                day text not null,
+                key_id text not null,
+                team_id text not null,
+                tag text not null,
+                requests integer not null,
+                errors integer not null,
+                tokens_in integer not null,
+                tokens_out integer not null,
+                tokens_cached integer not null,
+                cost_micros integer not null,
+                primary key (day, key_id, team_id, tag)
+            )""",
+            _BACKFILL_TAGS,
         ),
     ),
 )
@@ -244,6 +273,26 @@ POSTGRES_MIGRATIONS: Final[tuple[Migration, ...]] = (
                 settled_at timestamptz
             )""",
             "create index tollway_objects_open_batches on tollway_objects (kind, settled_at)",
+        ),
+    ),
+    # Spend per tag, as in SQLite's migration 5.
+    Migration(
+        5,
+        (
+            """create table tollway_spend_tags_daily (
+                day date not null,
+                key_id text collate "C" not null,
+                team_id text collate "C" not null,
+                tag text collate "C" not null,
+                requests bigint not null,
+                errors bigint not null,
+                tokens_in bigint not null,
+                tokens_out bigint not null,
+                tokens_cached bigint not null,
+                cost_micros bigint not null,
+                primary key (day, key_id, team_id, tag)
+            )""",
+            _BACKFILL_TAGS,
         ),
     ),
 )

@@ -16,13 +16,16 @@ from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 from gateway.store.ledger import (
     AUDIT_COLUMNS,
     GROUP_COLUMN,
+    GROUP_TABLE,
     ROLLUP_COLUMNS,
+    TAG_ROLLUP_COLUMNS,
     SpendGroup,
     chain,
     last_prunable_seq,
     request_ids,
     rollups,
     spend_group,
+    tag_rollups,
 )
 
 if TYPE_CHECKING:
@@ -34,12 +37,20 @@ _INSERT_AUDIT: Final = (
     f"({', '.join(f'${n}' for n in range(1, len(AUDIT_COLUMNS) + 1))})"
 )
 _SUMS: Final = ROLLUP_COLUMNS[5:]
-_UPSERT_ROLLUP: Final = (
-    f"insert into tollway_spend_daily ({', '.join(ROLLUP_COLUMNS)}) values "
-    f"({', '.join(f'${n}' for n in range(1, len(ROLLUP_COLUMNS) + 1))})"
-    " on conflict (day, key_id, team_id, model, end_user) do update set "
-    + ", ".join(f"{name} = tollway_spend_daily.{name} + excluded.{name}" for name in _SUMS)
-)
+
+
+def _upsert(table: str, columns: tuple[str, ...], width: int) -> str:
+    """Add a row of sums into a rollup table keyed by its first `width` columns."""
+    return (
+        f"insert into {table} ({', '.join(columns)}) values "
+        f"({', '.join(f'${n}' for n in range(1, len(columns) + 1))})"
+        f" on conflict ({', '.join(columns[:width])}) do update set "
+        + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in columns[width:])
+    )
+
+
+_UPSERT_ROLLUP: Final = _upsert("tollway_spend_daily", ROLLUP_COLUMNS, 5)
+_UPSERT_TAG_ROLLUP: Final = _upsert("tollway_spend_tags_daily", TAG_ROLLUP_COLUMNS, 4)
 
 
 async def write_records(conn: _Connection, records: Sequence[AuditRecord]) -> int:
@@ -54,6 +65,7 @@ async def write_records(conn: _Connection, records: Sequence[AuditRecord]) -> in
         if rows:
             await conn.executemany(_INSERT_AUDIT, rows)
             await conn.executemany(_UPSERT_ROLLUP, rollups(fresh))
+            await conn.executemany(_UPSERT_TAG_ROLLUP, tag_rollups(fresh))
             await conn.execute(
                 "update tollway_audit_head set head_seq = $1, head_hash = $2 where id = 1",
                 rows[-1].seq,
@@ -74,7 +86,7 @@ async def spend(
     sql = (
         f"select {column}, "
         + ", ".join(f"sum({name})::bigint" for name in _SUMS)
-        + " from tollway_spend_daily"
+        + f" from {GROUP_TABLE[group_by]}"
         " where day >= $1 and day <= $2"
     )
     params: list[object] = [first_day, last_day]

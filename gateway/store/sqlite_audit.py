@@ -17,18 +17,20 @@ from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 from gateway.store.ledger import (
     AUDIT_COLUMNS,
     GROUP_COLUMN,
+    GROUP_TABLE,
     ROLLUP_COLUMNS,
+    TAG_ROLLUP_COLUMNS,
     SpendGroup,
     chain,
     last_prunable_seq,
     request_ids,
     rollups,
     spend_group,
+    tag_rollups,
 )
 from gateway.store.migrations import utc_text
 
 _AUDIT_LIST: Final = ", ".join(AUDIT_COLUMNS)
-_ROLLUP_LIST: Final = ", ".join(ROLLUP_COLUMNS)
 _SUMS: Final = ROLLUP_COLUMNS[5:]
 # Well under SQLITE_MAX_VARIABLE_NUMBER (999 in old builds).
 _CHUNK: Final = 500
@@ -37,6 +39,7 @@ _CHUNK: Final = 500
 # those handoffs stalled the event loop thread; measured, they cost more than the inserts.
 _ROWS_PER_INSERT: Final = 999 // len(AUDIT_COLUMNS)
 _ROLLUPS_PER_UPSERT: Final = 999 // len(ROLLUP_COLUMNS)
+_TAG_ROLLUPS_PER_UPSERT: Final = 999 // len(TAG_ROLLUP_COLUMNS)
 
 
 def _values(width: int, rows: int) -> str:
@@ -49,13 +52,23 @@ def _insert_audit(rows: int) -> str:
     return f"insert into tollway_audit ({_AUDIT_LIST}) values {_values(len(AUDIT_COLUMNS), rows)}"
 
 
+def _upsert(table: str, columns: tuple[str, ...], width: int, rows: int) -> str:
+    """Add `rows` rows of sums into a rollup table keyed by its first `width` columns."""
+    return (
+        f"insert into {table} ({', '.join(columns)}) values {_values(len(columns), rows)}"
+        f" on conflict ({', '.join(columns[:width])}) do update set "
+        + ", ".join(f"{name} = {name} + excluded.{name}" for name in columns[width:])
+    )
+
+
 @functools.cache
 def _upsert_rollups(rows: int) -> str:
-    return (
-        f"insert into tollway_spend_daily ({_ROLLUP_LIST}) values {_values(len(ROLLUP_COLUMNS), rows)}"
-        " on conflict (day, key_id, team_id, model, end_user) do update set "
-        + ", ".join(f"{name} = {name} + excluded.{name}" for name in _SUMS)
-    )
+    return _upsert("tollway_spend_daily", ROLLUP_COLUMNS, 5, rows)
+
+
+@functools.cache
+def _upsert_tag_rollups(rows: int) -> str:
+    return _upsert("tollway_spend_tags_daily", TAG_ROLLUP_COLUMNS, 4, rows)
 
 
 def _execute_in_chunks(
@@ -87,6 +100,8 @@ def write_records(conn: sqlite3.Connection, records: Sequence[AuditRecord]) -> i
             _execute_in_chunks(conn, _insert_audit, audit_rows, _ROWS_PER_INSERT)
             sums = [(r[0].isoformat(), *r[1:]) for r in rollups(fresh)]
             _execute_in_chunks(conn, _upsert_rollups, sums, _ROLLUPS_PER_UPSERT)
+            tag_sums = [(r[0].isoformat(), *r[1:]) for r in tag_rollups(fresh)]
+            _execute_in_chunks(conn, _upsert_tag_rollups, tag_sums, _TAG_ROLLUPS_PER_UPSERT)
             conn.execute(
                 "update tollway_audit_head set head_seq = ?, head_hash = ? where id = 1",
                 (rows[-1].seq, rows[-1].hash),
@@ -108,7 +123,7 @@ def spend(
 ) -> list[SpendRow]:
     column = GROUP_COLUMN[group_by]
     sql = (
-        f"select {column}, " + ", ".join(f"sum({name})" for name in _SUMS) + " from tollway_spend_daily"
+        f"select {column}, " + ", ".join(f"sum({name})" for name in _SUMS) + f" from {GROUP_TABLE[group_by]}"
         " where day >= ? and day <= ?"
     )
     params: list[str] = [first_day.isoformat(), last_day.isoformat()]
