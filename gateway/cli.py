@@ -18,9 +18,11 @@ from aiohttp import web
 from gateway import logs
 from gateway.app import build_app, reload
 from gateway.cli_admin import add_admin_commands, run_admin
+from gateway.cli_migrate import add_migrate_commands
 from gateway.config import Config, ConfigError, load_config, resolve_config_path
 from gateway.connections import guard_connections
 from gateway.listen import BACKLOG, bind_listeners, cannot_listen_reason
+from gateway.pricing import PriceFileError, load_override
 from gateway.sdnotify import Notifier
 from gateway.supervisor import Supervisor
 
@@ -43,6 +45,22 @@ def _print_config_errors(err: ConfigError) -> None:
     print(f"{err.source}: {len(err.errors)} error(s)", file=sys.stderr)
     for line in err.errors:
         print(f"  {line}", file=sys.stderr)
+
+
+def _load_checked(path: Path) -> Config | None:
+    """The config, and the imported price file it points at read once to check it; None (with
+    every error printed) when either is unusable."""
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        _print_config_errors(err)
+        return None
+    try:
+        load_override(config.pricing)
+    except PriceFileError as exc:
+        print(f"{path}: pricing.file: {exc}", file=sys.stderr)
+        return None
+    return config
 
 
 async def serve(config: Config, source: Path, host: str, port: int, reuse_port: bool = False) -> int:
@@ -154,10 +172,8 @@ async def _serve_until_stopped(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     source = resolve_config_path(args.config, os.environ)
-    try:
-        config = load_config(source)
-    except ConfigError as err:
-        _print_config_errors(err)
+    config = _load_checked(source)
+    if config is None:
         return 1
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
@@ -186,10 +202,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    try:
-        config = load_config(path)
-    except ConfigError as err:
-        _print_config_errors(err)
+    config = _load_checked(path)
+    if config is None:
         return 1
     print(f"{path}: ok ({len(config.providers)} providers, {len(config.models)} models)")
     return 0
@@ -211,6 +225,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(run=cmd_check_config)
     add_admin_commands(commands, add_config_option)
+    add_migrate_commands(commands)
     return top
 
 

@@ -148,6 +148,14 @@ class Metrics:
             ("model",),
             registry=self.registry,
         )
+        # Read at scrape time from the serving price table (gateway/pricing.py `from_config`),
+        # so it grows day by day in a process that runs for months.
+        self.price_table_age = Gauge(
+            "tollway_price_table_age_days",
+            "Days since the as_of date of the newest price table in use (shipped or imported); "
+            "past 90 the gateway warns at start-up.",
+            registry=self.registry,
+        )
         # An upstream that reports no usage, or answers past its ceiling (gateway/outputmeter.py).
         # `provider` is a provider name from the config.
         self.usage_estimated = Counter(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
-from datetime import date
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final, NamedTuple
 
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tollway")
 
 PRICE_FILE: Final = Path(__file__).with_name("prices.yaml")
+# The imported price file when `pricing.file` is not set (gateway/price_import.py writes it).
+OVERRIDE_FILE: Final = "tollway-prices.yaml"
+# A table older than this is likely to miss new models (which count at zero) and changed prices.
+STALE_AFTER_DAYS: Final = 90
 USD_PER_MILLION: Final = 1_000_000  # micro-USD per USD, and tokens per "per million"
 # Date suffixes providers put on model versions: -2024-08-06, -20250929, Vertex AI's @20250929;
 # and the `-latest` (`@latest`) alias.
@@ -97,9 +101,13 @@ class ModelPrice(_Prices, frozen=True, forbid_unknown_fields=True):
 
 class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The config's `pricing:` section. `models` keys are "<provider kind>/<model>" and win over
-    the shipped table. (Currency rates for reports are `budgets.rates`.)"""
+    the imported file, which wins over the shipped table. `file` is where `tollway prices import`
+    writes and the gateway reads imported prices (relative paths from the working directory, the
+    state directory under systemd); unset: OVERRIDE_FILE, used when it exists. (Currency rates for
+    reports are `budgets.rates`.)"""
 
     models: dict[str, ModelPrice] = {}
+    file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
 
 
 class _KindPrices(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -176,6 +184,71 @@ def load_price_file(path: Path = PRICE_FILE) -> PriceFile:
     return msgspec.convert(yaml.safe_load(path.read_text(encoding="utf-8")), PriceFile, strict=False)
 
 
+class PriceFileError(Exception):
+    """The imported price file is unreadable or invalid; the message names the file and why."""
+
+
+def override_path(pricing: PricingConfig) -> tuple[Path, bool]:
+    """Where the imported prices live, and whether the config named that file itself."""
+    return Path(pricing.file or OVERRIDE_FILE), pricing.file is not None
+
+
+def load_override(pricing: PricingConfig) -> PriceFile | None:
+    """The imported price file, None when there is none (a file the config names must exist).
+
+    Raises PriceFileError when the file is missing although named, unreadable or invalid.
+    """
+    path, named = override_path(pricing)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if named:
+            raise PriceFileError(
+                f"{path}: pricing.file does not exist (write it with `tollway prices import`)"
+            ) from None
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PriceFileError(f"{path}: cannot read the price file ({exc})") from None
+    try:
+        return msgspec.convert(yaml.safe_load(text), PriceFile, strict=False)
+    except (yaml.YAMLError, msgspec.ValidationError) as exc:
+        message = str(exc).replace("\n", " ")
+        raise PriceFileError(f"{path}: not a price file ({message})") from None
+
+
+def merge_price_files(shipped: PriceFile, imported: PriceFile | None) -> PriceFile:
+    """The shipped table with the imported file's models laid over it, kind by kind; its `as_of`
+    is the newer of the two when the import holds any model (the date of the newest prices in
+    use)."""
+    if imported is None:
+        return shipped
+    kinds = dict(shipped.kinds)
+    for kind, extra in imported.kinds.items():
+        base = kinds.get(kind)
+        if base is None:
+            kinds[kind] = extra
+            continue
+        kinds[kind] = _KindPrices(
+            same_as=extra.same_as if extra.same_as is not None else base.same_as,
+            default=extra.default if extra.default is not None else base.default,
+            max_output_tokens=extra.max_output_tokens or base.max_output_tokens,
+            batch_discount=extra.batch_discount if extra.batch_discount is not None else base.batch_discount,
+            models={**base.models, **extra.models},
+        )
+    holds_models = any(kind.models for kind in imported.kinds.values())
+    as_of = max(shipped.as_of, imported.as_of) if holds_models else shipped.as_of
+    return PriceFile(as_of=as_of, kinds=kinds)
+
+
+def age_days(as_of: date, today: date) -> int:
+    """Whole days from a table's `as_of` to `today` (0 for a table dated in the future)."""
+    return max((today - as_of).days, 0)
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
 class PriceTable:
     """Prices by provider kind and model; build once at start-up, call `cost_micros` per request."""
 
@@ -207,10 +280,50 @@ class PriceTable:
         self._unpriced_counters: dict[str, _CounterChild | None] = {}
 
     @classmethod
-    def from_config(cls, config: Config, metrics: Metrics | None = None) -> PriceTable:
-        """The shipped table with `config.pricing` overrides, knowing each provider's kind."""
+    def from_config(
+        cls, config: Config, metrics: Metrics | None = None, today: Callable[[], date] = today_utc
+    ) -> PriceTable:
+        """The shipped table with the imported file and `config.pricing` overrides laid over it,
+        knowing each provider's kind. An unusable imported file is logged and left out (start-up
+        refuses it before this: gateway/cli.py; a reload keeps serving). Warns once when the
+        table is older than STALE_AFTER_DAYS, and exports its age as a gauge read at scrape."""
+        try:
+            imported = load_override(config.pricing)
+        except PriceFileError as exc:
+            log.error("imported prices left out: %s", exc)
+            imported = None
         kinds = {name: provider.__struct_config__.tag for name, provider in config.providers.items()}
-        return cls(load_price_file(), config.pricing.models, {n: str(k) for n, k in kinds.items()}, metrics)
+        table = cls(
+            merge_price_files(load_price_file(), imported),
+            config.pricing.models,
+            {n: str(k) for n, k in kinds.items()},
+            metrics,
+        )
+        table.warn_if_stale(today(), override_path(config.pricing)[0] if imported is not None else None)
+        if metrics is not None:
+            as_of = table.as_of
+            metrics.price_table_age.set_function(lambda: age_days(as_of, today()))
+        return table
+
+    def warn_if_stale(self, today: date, imported: Path | None = None) -> bool:
+        """Log one warning when the table is older than STALE_AFTER_DAYS; True when it is."""
+        days = age_days(self.as_of, today)
+        if days <= STALE_AFTER_DAYS:
+            return False
+        log.warning(
+            "the price table is %d days old (as_of %s): new models count at zero cost and prices "
+            "may have changed; import current prices with `tollway prices import`",
+            days,
+            self.as_of.isoformat(),
+            extra={
+                "fields": {
+                    "as_of": self.as_of.isoformat(),
+                    "age_days": days,
+                    "price_file": str(imported) if imported is not None else str(PRICE_FILE),
+                }
+            },
+        )
+        return True
 
     def price(self, kind: str, model: str) -> Price | None:
         """The price of a model of a provider kind, None when there is none."""
