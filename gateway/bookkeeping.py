@@ -13,7 +13,7 @@ from typing import Final
 import msgspec
 
 from adapters.openai_shapes import OpenAIPromptProbe, OpenAITextAnswerProbe
-from adapters.schema import Usage, usage_of
+from adapters.schema import ChatRequest, TextPart, Usage, usage_of
 from gateway.budgets import Reservation
 from gateway.context import RequestContext
 from gateway.limits import Admission
@@ -179,6 +179,19 @@ def prompt_text(body: bytes) -> str | None:
             lines.append(f"{message.role}: {content}")
         elif content:
             parts = [str(p.get("text", "")) for p in content if p.get("type") == "text"]
+            lines.append(f"{message.role}: {' '.join(parts)}")
+    return "\n".join(lines)
+
+
+def chat_prompt_text(request: ChatRequest) -> str:
+    """`prompt_text` of a request another door decoded into the neutral form (no OpenAI body)."""
+    lines = []
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            lines.append(f"{message.role}: {content}")
+        elif content:
+            parts = [part.text for part in content if isinstance(part, TextPart)]
             lines.append(f"{message.role}: {' '.join(parts)}")
     return "\n".join(lines)
 

@@ -37,7 +37,7 @@ from adapters.base import (
     UpstreamRequest,
 )
 from adapters.openai_shapes import OpenAIStreamError, OpenAIStreamErrorDetail
-from adapters.schema import ChatChunk, Usage
+from adapters.schema import ChatChunk, ChatRequest, Usage
 
 ClientRequest = openai_format.PassthroughRequest
 
@@ -87,6 +87,8 @@ class Dialect(Protocol):
 
 
 Build = Callable[[ClientRequest, Target], UpstreamRequest]
+# Builds the OpenAI chat body of another door's neutral request (adapters/openai.py `from_neutral`).
+BuildNeutral = Callable[[ChatRequest, Target], UpstreamRequest]
 Classify = Callable[[int, Mapping[str, str], bytes], UpstreamError]
 # Whether a target has a reasoning control for an effort (each adapter module's `takes_effort`).
 TakesEffort = Callable[[str, Target], bool]
@@ -96,6 +98,8 @@ _decode_effort: Final = msgspec.json.Decoder(str | None)
 
 def _effort(request: ClientRequest) -> str | None:
     """The request's `reasoning_effort` when it is a string (any other value is the build's 400)."""
+    if request.chat is not None:
+        return request.chat.reasoning_effort
     raw = request.fields.get(EFFORT)
     if raw is None:
         return None
@@ -109,11 +113,18 @@ class SameFormat:
     """OpenAI-format upstreams (OpenAI, Azure, vLLM..., the mock): bytes forwarded, model swapped."""
 
     def __init__(
-        self, kind: str, build_chat: Build, build_embeddings: Build, classify: Classify, build_surface: Build
+        self,
+        kind: str,
+        build_chat: Build,
+        build_embeddings: Build,
+        classify: Classify,
+        build_surface: Build,
+        build_neutral: BuildNeutral,
     ) -> None:
         self._kind = kind
         self._builders = {"chat": build_chat, "embeddings": build_embeddings}
         self._build_surface = build_surface
+        self._build_neutral = build_neutral
         self._classify = classify
 
     def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
@@ -135,7 +146,7 @@ class SameFormat:
     def dropped(self, request: ClientRequest, target: Target) -> tuple[str, ...]:
         # Nothing of the chat door's but an effort for a model configured without reasoning;
         # what another door translated away.
-        if not target.reasoning and EFFORT in request.fields:
+        if not target.reasoning and _has_effort(request):
             return (*request.dropped, EFFORT)
         return request.dropped
 
@@ -145,6 +156,12 @@ class SameFormat:
         if request.operation:
             return self._build_surface(request, target)
         refuse_native_only(request, self._kind)
+        chat = request.chat
+        if chat is not None and endpoint == "chat":
+            # Another door's request: its neutral form encoded once, for this upstream.
+            if not target.reasoning and chat.reasoning_effort is not None:
+                chat = msgspec.structs.replace(chat, reasoning_effort=None)
+            return self._build_neutral(chat, target)
         if not target.reasoning:
             request.fields.pop(EFFORT, None)
         return self._builders[endpoint](request, target)
@@ -159,6 +176,12 @@ class SameFormat:
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         return self._classify(status, headers, body)
+
+
+def _has_effort(request: ClientRequest) -> bool:
+    if request.chat is not None:
+        return request.chat.reasoning_effort is not None
+    return EFFORT in request.fields
 
 
 def refuse_native_only(request: ClientRequest, kind: str) -> None:
@@ -219,7 +242,12 @@ class Translated:
         if endpoint != "chat":
             raise InvalidRequest(f"{endpoint} is not supported by provider kind '{self._kind}'")
         refuse_native_only(request, self._kind)
-        neutral = openai_wire.decode_chat(request.body, list(request.fields), f"provider kind '{self._kind}'")
+        neutral = request.chat
+        if neutral is None:
+            # The chat door's own body, decoded once here: the only decode it needs.
+            neutral = openai_wire.decode_chat(
+                request.body, list(request.fields), f"provider kind '{self._kind}'"
+            )
         effort = neutral.reasoning_effort
         if effort is not None and not self._keeps(effort, target):
             neutral = msgspec.structs.replace(neutral, reasoning_effort=None)  # named by `dropped`
@@ -358,6 +386,7 @@ def dialect_for(kind: str) -> Dialect:
             openai_format.build_embeddings_request,
             openai_format.classify_error,
             openai_surface.build_request,
+            openai_format.build_neutral_request,
         )
     if kind == "azure":
         azure = importlib.import_module("adapters.azure")
@@ -367,6 +396,7 @@ def dialect_for(kind: str) -> Dialect:
             azure.build_embeddings_request,
             azure.classify_error,
             azure.build_surface_request,
+            azure.build_neutral_chat_request,
         )
     if kind == "anthropic":
         anthropic = importlib.import_module("adapters.anthropic")

@@ -1,8 +1,9 @@
 """The front doors of the chat pipeline: OpenAI's `/v1/chat/completions` (and embeddings),
-Anthropic's `/v1/messages` and OpenAI's `/v1/responses`. Everything between them works in
-OpenAI's chat format; a door turns the client's body into that format on the way in, and the
-answers, streams and errors back into the client's format on the way out.
-The OpenAI door does nothing either way.
+Anthropic's `/v1/messages` and OpenAI's `/v1/responses`. A door decodes the client's body once:
+the chat door as far as its top-level fields (forwarded as bytes to OpenAI-format upstreams), the
+other two into the neutral request (adapters/schema.py) that translated providers are built from
+and that is encoded in OpenAI's format only for an OpenAI-format upstream. On the way out a door
+writes answers, streams and errors in the client's format. The OpenAI door does nothing either way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from aiohttp import web
 from adapters import (
     anthropic_inbound,
     openai_surface,
-    openai_wire,
     responses_inbound,
     responses_items,
     responses_outbound,
@@ -55,7 +55,8 @@ class FrontDoor(Protocol):
         ...
 
     def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
-        """The client's body (and headers) as an OpenAI-format request; InvalidRequest when
+        """The client's body (and headers) decoded once: an OpenAI-format request's fields, or
+        another format's neutral request (`chat`) with the body riding along; InvalidRequest when
         unusable."""
         ...
 
@@ -141,8 +142,8 @@ def surface_door(operation: str) -> OpenAIDoor:
 
 class AnthropicDoor:
     """`/v1/messages` in Anthropic's Messages format, for the `anthropic` SDK and tools built on
-    it. The request is translated to OpenAI's format through the neutral types; the original body
-    rides along (`native`) so that an Anthropic upstream gets it unchanged."""
+    it. The request is decoded into the neutral types; the original body rides along (`native`)
+    so that an Anthropic upstream gets it unchanged."""
 
     endpoint: Final = "chat"
     label: Final = "messages"
@@ -155,7 +156,7 @@ class AnthropicDoor:
 
     def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
         neutral = anthropic_inbound.decode_request(body)
-        request = openai_format.decode_chat_request(openai_wire.encode_request(neutral))
+        request = openai_format.from_neutral(neutral, body)
         request.native = body
         request.native_format = "messages"
         request.native_only = neutral.unmodeled
@@ -187,9 +188,9 @@ ANTHROPIC_DOOR: Final = AnthropicDoor()
 class ResponsesDoor:
     """`/v1/responses` in OpenAI's Responses format, for `client.responses.create`, the Agents SDK
     and Codex. One per request: it keeps the client's fields, which the response object echoes.
-    The request is translated to OpenAI's chat format through the neutral types; the original
-    body rides along (`native`) so that an upstream serving /v1/responses gets it unchanged, and
-    its answer comes back unchanged too (`Answer.native`: then only `native_egress` is used).
+    The request is decoded into the neutral types; the original body rides along (`native`) so
+    that an upstream serving /v1/responses gets it unchanged, and its answer comes back unchanged
+    too (`Answer.native`: then only `native_egress` is used).
     What a translated upstream drops is named in `request.dropped` for the response headers.
 
     State (gateway/responses_state.py): `prepare` puts a kept response's input and output items
@@ -247,7 +248,7 @@ class ResponsesDoor:
         fields["store"] = _TRUE if self._keeps else _FALSE
         if self._continued is not None:
             fields["previous_response_id"] = self._continued  # echoed, though the gateway expanded it
-        request = openai_format.decode_chat_request(openai_wire.encode_request(decoded.chat))
+        request = openai_format.from_neutral(decoded.chat, body)
         request.native = body
         request.native_format = "responses"
         request.native_only = decoded.native_only

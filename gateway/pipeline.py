@@ -21,7 +21,7 @@ from adapters.schema import usage_of
 from gateway.arrival import forget_arrival, take_arrival
 from gateway.attempts import Plan
 from gateway.auth import KeyRing, Principal
-from gateway.bookkeeping import Booking, answer_for_record, prompt_text, record, settle
+from gateway.bookkeeping import Booking, answer_for_record, chat_prompt_text, prompt_text, record, settle
 from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
 from gateway.cache_stream import AnswerAccumulator, replay_stream
 from gateway.context import RequestContext, request_id_of
@@ -30,7 +30,7 @@ from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.count_tokens import count_tokens
 from gateway.dispatch import Answer, Dispatcher, Job
 from gateway.errors import GatewayError, bad_request, body_too_large, malformed_body
-from gateway.facts import request_facts
+from gateway.facts import chat_facts, request_facts
 from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor, ResponsesDoor, UploadDoor, surface_door
 from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
@@ -184,9 +184,10 @@ class Gateway:
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
             operation = client_request.operation
-            # What the rest of the path reads: the body in OpenAI's format (the same bytes,
-            # unless the client came through another door).
+            # What the rest of the path reads: the client's body, and for another door's request
+            # the neutral form that door decoded it into (no OpenAI body is made for it here).
             body = client_request.body
+            chat = client_request.chat
             ctx.model = model = client_request.model
             ctx.stream = client_request.stream
             principal.check_model(model)  # first: a forbidden model is a 404 like an unknown one
@@ -195,17 +196,17 @@ class Gateway:
                 plan.once()  # the upload is read as it is sent: there is no second copy to send
             if operation:
                 ctx.units = openai_surface.request_units(operation, client_request.fields)
-            facts = request_facts(client_request.fields)
+            facts = request_facts(client_request.fields) if chat is None else chat_facts(chat)
             ctx.user = facts.user
             if policy in ("full", "masked") and endpoint == "chat":
-                ctx.prompt_text = prompt_text(body)
+                ctx.prompt_text = prompt_text(body) if chat is None else chat_prompt_text(chat)
             elif policy == "hash":
                 ctx.prompt_text = sent  # hashed as the bytes that came: no decode on the default path
 
             # Guardrails first: the cache key and the upstream see the masked prompt.
             guard = services.rails.for_model(model) if endpoint == "chat" else None
             screened = guard.screen(client_request) if guard is not None else None
-            if client_request.body is not body:
+            if client_request.body is not body or client_request.chat is not chat:
                 # Masking rewrote the prompt: the client's original must not reach any provider.
                 client_request.native = None
             if screened is not None:
