@@ -91,8 +91,12 @@ def encode_request(request: ChatRequest) -> bytes:
     (tool parameters, `json_schema.schema`) copied byte for byte. `unmodeled` is not part of the
     body: it names fields that a client sent and this form cannot carry, for the caller to refuse.
     """
+    # (An OpenAI-format upstream has no place for reasoning handed back: `_wire_message` leaves
+    # it out.)
     messages = [
-        _wire_message(message) if message.tool_calls or _has_image(message) else message
+        _wire_message(message)
+        if message.tool_calls or message.reasoning_blocks or _has_image(message)
+        else message
         for message in request.messages
     ]
     tools = None

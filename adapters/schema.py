@@ -49,6 +49,12 @@ class Message(msgspec.Struct, omit_defaults=True):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # An assistant turn's reasoning handed back in the history (a Messages client's `thinking` and
+    # `redacted_thinking` blocks), in order, before its content and tool calls. Only a provider
+    # that checks their signatures (Claude: adapters/anthropic_wire.py, bedrock_wire.py) takes
+    # them; every other one leaves them out, which does not change the answer. Not `reasoning`:
+    # some chat clients send a string of that name on assistant messages.
+    reasoning_blocks: list[ReasoningBlock] | None = None
 
     def text(self) -> str:
         """The message's text parts joined by newlines (images left out)."""

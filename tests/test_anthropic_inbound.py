@@ -33,6 +33,7 @@ from adapters.schema import (
     ChatResponse,
     Choice,
     FunctionCall,
+    ReasoningBlock,
     ResponseMessage,
     ToolCall,
     ToolCallDelta,
@@ -233,6 +234,33 @@ def test_assistant_text_blocks_are_joined_and_tool_use_becomes_tool_calls() -> N
             }
         ],
     }
+
+
+def test_reasoning_handed_back_is_kept_in_order_on_the_assistant_message() -> None:
+    body = msgspec.json.encode(
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [
+                {"role": "user", "content": "Weather?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "Look it up.", "signature": "sig1"},
+                        {"type": "redacted_thinking", "data": "opaque"},
+                        {"type": "tool_use", "id": "t1", "name": "weather", "input": {}},
+                    ],
+                },
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sun"}]},
+            ],
+        }
+    )
+    messages = decode_request(body).messages
+    assert messages[1].reasoning_blocks == [
+        ReasoningBlock("thinking", "Look it up.", "sig1"),
+        ReasoningBlock("redacted_thinking", data="opaque"),
+    ]
+    assert messages[0].reasoning_blocks is None and messages[2].reasoning_blocks is None
 
 
 def test_tool_input_arguments_are_the_input_json_made_compact() -> None:

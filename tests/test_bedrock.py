@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import bedrock, openai_wire
+from adapters import anthropic_inbound, bedrock, openai_wire
 from adapters.base import (
     ChatAdapter,
     ErrorKind,
@@ -318,6 +318,52 @@ def test_consecutive_turns_of_one_role_are_merged_and_blank_text_left_out() -> N
         {"role": "assistant", "content": [{"text": "c"}, {"text": "d"}]},  # a trailing turn: a prefill
     ]
     assert body["system"] == [{"text": "late system text"}]
+
+
+def messages_door_history() -> ChatRequest:
+    """A Messages client's tool loop with thinking on, as the Messages door decodes it."""
+    body = msgspec.json.encode(
+        {
+            "model": "m",
+            "max_tokens": 2048,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [
+                {"role": "user", "content": "Weather?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "Look it up.", "signature": "sig1"},
+                        {"type": "redacted_thinking", "data": "opaque"},
+                        {"type": "text", "text": "Checking."},
+                        {"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Bern"}},
+                    ],
+                },
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sun"}]},
+            ],
+        }
+    )
+    return anthropic_inbound.decode_request(body)
+
+
+def test_a_claude_model_gets_the_reasoning_handed_back_first_in_its_turn() -> None:
+    sonnet = Target("bedrock", BASE_URL, SONNET_4_5, region="us-east-1")
+    body = msgspec.json.decode(build_request(messages_door_history(), sonnet).body)
+    assert body["messages"][1]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "Look it up.", "signature": "sig1"}}},
+        {"reasoningContent": {"redactedContent": "opaque"}},
+        {"text": "Checking."},
+        {"toolUse": {"toolUseId": "t1", "name": "weather", "input": {"city": "Bern"}}},
+    ]
+
+
+def test_other_models_are_not_sent_the_reasoning_handed_back() -> None:
+    request = msgspec.structs.replace(messages_door_history(), reasoning_effort=None)
+    nova = Target("bedrock", BASE_URL, "amazon.nova-pro-v1:0", region="us-east-1")
+    body = msgspec.json.decode(build_request(request, nova).body)
+    assert body["messages"][1]["content"] == [
+        {"text": "Checking."},
+        {"toolUse": {"toolUseId": "t1", "name": "weather", "input": {"city": "Bern"}}},
+    ]
 
 
 def test_a_blank_user_message_between_assistant_turns_merges_them() -> None:
