@@ -13,7 +13,7 @@ from typing import Final
 import msgspec
 
 from adapters.openai_shapes import OpenAIPromptProbe, OpenAITextAnswerProbe
-from adapters.schema import ChatRequest, TextPart, Usage, usage_of
+from adapters.schema import ChatRequest, ChatResponse, TextPart, Usage, usage_of
 from gateway.budgets import Reservation
 from gateway.context import RequestContext
 from gateway.limits import Admission
@@ -203,6 +203,17 @@ def answer_text(body: bytes) -> str | None:
     except msgspec.DecodeError:
         return None
     texts = [c.message.content for c in choices if c.message is not None and c.message.content]
+    return "\n".join(texts) if texts else None
+
+
+def response_for_record(response: ChatResponse, policy: ContentPolicy, sent: bytes) -> str | bytes | None:
+    """`answer_for_record` of a translated provider's answer in neutral form, `sent` the bytes
+    its door wrote for the client: the same text `answer_text` reads of its OpenAI body."""
+    if policy == "hash":
+        return sent
+    if policy == "none":
+        return None
+    texts = [choice.message.content for choice in response.choices if choice.message.content]
     return "\n".join(texts) if texts else None
 
 

@@ -1,8 +1,9 @@
 """How the request path talks to each kind of provider: the one place that knows whether a
 request is forwarded as bytes (OpenAI-format upstreams) or translated through the neutral form.
 
-A Dialect builds the upstream request, turns a complete answer into the OpenAI body for the
-client, makes the relay for a stream, and classifies error answers. The pipeline calls only these
+A Dialect builds the upstream request, reads a complete answer (the OpenAI body of an
+OpenAI-format upstream, a translated provider's neutral answer), makes the relay for a stream,
+and classifies error answers. The pipeline calls only these
 four, whatever the provider.
 
 A request that came through another front door (Anthropic's Messages; OpenAI's Responses) and
@@ -37,7 +38,7 @@ from adapters.base import (
     UpstreamRequest,
 )
 from adapters.openai_shapes import OpenAIStreamError, OpenAIStreamErrorDetail
-from adapters.schema import ChatChunk, ChatRequest, Usage
+from adapters.schema import ChatChunk, ChatRequest, ChatResponse, Usage
 
 ClientRequest = openai_format.PassthroughRequest
 
@@ -77,7 +78,11 @@ class Dialect(Protocol):
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest: ...
 
-    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]: ...
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes | ChatResponse, Usage | None]:
+        """A complete answer and its usage: an OpenAI-format upstream's as the OpenAI body for the
+        client (`model` relabelled), a translated one's as the neutral answer, which the client's
+        door encodes in its own format (once)."""
+        ...
 
     def stream_relay(
         self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
@@ -166,7 +171,7 @@ class SameFormat:
             request.fields.pop(EFFORT, None)
         return self._builders[endpoint](request, target)
 
-    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes | ChatResponse, Usage | None]:
         return openai_format.parse_response(raw, model)
 
     def stream_relay(
@@ -253,9 +258,9 @@ class Translated:
             neutral = msgspec.structs.replace(neutral, reasoning_effort=None)  # named by `dropped`
         return self._adapter.build_request(neutral, target)
 
-    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes | ChatResponse, Usage | None]:
         response = self._adapter.parse_response(raw, target)
-        return openai_wire.encode_response(response, model), response.usage
+        return response, response.usage
 
     def stream_relay(
         self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int

@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters import (
     anthropic_inbound,
     openai_surface,
+    openai_wire,
     responses_inbound,
     responses_items,
     responses_outbound,
@@ -26,6 +27,7 @@ from adapters import (
 )
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
+from adapters.schema import ChatResponse
 from gateway.auth import Principal
 from gateway.errors import GatewayError, error_response
 from gateway.relay import StreamTap
@@ -66,7 +68,12 @@ class FrontDoor(Protocol):
         ...
 
     def answer(self, body: bytes, model: str) -> bytes:
-        """A complete OpenAI-format answer body in the client's format."""
+        """A complete OpenAI-format answer body (an OpenAI-format upstream's, or the cache's) in
+        the client's format."""
+        ...
+
+    def encode_answer(self, response: ChatResponse, model: str) -> bytes:
+        """A translated provider's complete answer, in neutral form, in the client's format."""
         ...
 
     def egress(self, model: str) -> StreamTap | None:
@@ -102,6 +109,9 @@ class OpenAIDoor:
 
     def answer(self, body: bytes, model: str) -> bytes:
         return body
+
+    def encode_answer(self, response: ChatResponse, model: str) -> bytes:
+        return openai_wire.encode_response(response, model)
 
     def egress(self, model: str) -> StreamTap | None:
         return None
@@ -169,6 +179,9 @@ class AnthropicDoor:
 
     def answer(self, body: bytes, model: str) -> bytes:
         return anthropic_inbound.encode_response(body, model)
+
+    def encode_answer(self, response: ChatResponse, model: str) -> bytes:
+        return anthropic_inbound.encode_answer(response, model)
 
     def egress(self, model: str) -> StreamTap | None:
         return anthropic_inbound.MessagesStreamTranslator(model)
@@ -268,6 +281,11 @@ class ResponsesDoor:
 
     def answer(self, body: bytes, model: str) -> bytes:
         answer = responses_outbound.encode_response(body, model, self._fields, self._rid)
+        self._keep(answer)
+        return answer
+
+    def encode_answer(self, response: ChatResponse, model: str) -> bytes:
+        answer = responses_outbound.encode_answer(response, model, self._fields, self._rid)
         self._keep(answer)
         return answer
 

@@ -19,13 +19,22 @@ categories, never the values, so they can go to the audit record and into a metr
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgspec
 
 from adapters.openai import PassthroughRequest
-from adapters.schema import ChatRequest, ContentPart, FunctionCall, Message, TextPart, ToolCall
+from adapters.schema import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ContentPart,
+    FunctionCall,
+    Message,
+    TextPart,
+    ToolCall,
+)
 from gateway.errors import GatewayError
 from gateway.guardrails_stream import OutputAction, StreamGuard, TextWindow
 from gateway.masking import Vault, mask_with, replace_findings
@@ -351,6 +360,15 @@ class Guardrails:
             return None
         return StreamGuard(lambda: self._window(screened))
 
+    def check_response(
+        self, response: ChatResponse, screened: Screened
+    ) -> tuple[ChatResponse, tuple[str, ...]]:
+        """`check_answer` of a translated provider's answer in neutral form."""
+        if not self.checks_answer(screened):
+            return response, ()
+        checked, found = check_response_of(lambda: self._window(screened), response)
+        return checked, tuple("output_pii:" + name.lower() for name in found)
+
     def check_answer(self, body: bytes, screened: Screened) -> tuple[bytes, tuple[str, ...]]:
         """A complete OpenAI `chat.completion` body, checked and restored: returns the body for
         the client and the output flags. Blocking cuts the content before the first value found
@@ -385,6 +403,42 @@ class Guardrails:
                 message.pop("tool_calls", None)
                 choice["finish_reason"] = "content_filter"
         return msgspec.json.encode(answer), tuple("output_pii:" + name.lower() for name in found)
+
+
+def check_response_of(
+    window_of: Callable[[], TextWindow], response: ChatResponse
+) -> tuple[ChatResponse, dict[str, None]]:
+    """`Guardrails.check_response`'s pass over a neutral answer, with `window_of` making each text's
+    window: the answer rewritten as `check_answer` rewrites an OpenAI body, and the categories."""
+    found: dict[str, None] = {}
+    choices: list[Choice] = []
+    for choice in response.choices:
+        message = choice.message
+        windows: list[TextWindow] = []
+        content = message.content
+        if content is not None:
+            window = window_of()
+            windows.append(window)
+            content = window.feed(content) + window.flush()
+        calls = message.tool_calls
+        if calls:
+            checked = []
+            for call in calls:
+                window = window_of()
+                windows.append(window)
+                arguments = window.feed(call.function.arguments) + window.flush()
+                checked.append(
+                    msgspec.structs.replace(call, function=FunctionCall(call.function.name, arguments))
+                )
+            calls = checked
+        for window in windows:
+            found.update(window.categories)
+        finish_reason = choice.finish_reason
+        if any(window.blocked for window in windows):
+            calls, finish_reason = None, "content_filter"
+        message = msgspec.structs.replace(message, content=content, tool_calls=calls)
+        choices.append(Choice(choice.index, message, finish_reason))
+    return msgspec.structs.replace(response, choices=choices), found
 
 
 def _functions(tool_calls: Any) -> list[dict[str, Any]]:

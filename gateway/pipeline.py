@@ -17,11 +17,20 @@ from aiohttp import web
 from adapters import dropped, openai_surface
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
-from adapters.schema import usage_of
+from adapters.openai_wire import encode_response
+from adapters.schema import ChatResponse, usage_of
 from gateway.arrival import forget_arrival, take_arrival
 from gateway.attempts import Plan
 from gateway.auth import KeyRing, Principal
-from gateway.bookkeeping import Booking, answer_for_record, chat_prompt_text, prompt_text, record, settle
+from gateway.bookkeeping import (
+    Booking,
+    answer_for_record,
+    chat_prompt_text,
+    prompt_text,
+    record,
+    response_for_record,
+    settle,
+)
 from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
 from gateway.cache_stream import AnswerAccumulator, replay_stream
 from gateway.context import RequestContext, request_id_of
@@ -303,7 +312,11 @@ class Gateway:
                         booking.meter,
                     )
                 if answer.usage is None and endpoint == "chat":
-                    booking.answer_tokens = answer_tokens(answer.body)
+                    # (A translated answer without usage is rare: estimated from its OpenAI form.)
+                    body_read = (
+                        answer.body if answer.response is None else encode_response(answer.response, model)
+                    )
+                    booking.answer_tokens = answer_tokens(body_read)
                 response = self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
                 if operation:
                     content_type = answer.upstream.headers.get("Content-Type", "application/json")
@@ -477,6 +490,10 @@ class Gateway:
         door: FrontDoor,
     ) -> web.Response:
         ctx.usage = answer.usage
+        if answer.response is not None:
+            return self._translated_answer(
+                answer.response, ctx, headers, cache_plan, guard, screened, policy, door
+            )
         body = answer.body
         if cache_plan is not None:
             # Stored before placeholders are restored: the cache never holds the prompt's PII.
@@ -491,6 +508,34 @@ class Gateway:
         ctx.status = 200
         ctx.completed = True
         return web.Response(body=body, content_type="application/json", headers=headers)
+
+    def _translated_answer(
+        self,
+        response: ChatResponse,
+        ctx: RequestContext,
+        headers: dict[str, str],
+        cache_plan: CachePlan | None,
+        guard: Guardrails | None,
+        screened: Screened | None,
+        policy: ContentPolicy,
+        door: FrontDoor,
+    ) -> web.Response:
+        """`_answer` for a translated provider's neutral answer: checked and written by the door
+        in neutral form, encoded once for the client; the cache keeps it as an OpenAI chat body
+        (what every door replays from), encoded only when it is stored."""
+        model = ctx.model or ""
+        if cache_plan is not None:
+            # Stored before placeholders are restored: the cache never holds the prompt's PII.
+            self.services.cache.store(cache_plan, encode_response(response, model), ctx.usage)
+        if guard is not None and screened is not None:
+            response, flags = guard.check_response(response, screened)
+            ctx.flags.extend(flags)
+        sent = door.encode_answer(response, model)
+        ctx.answer_text = response_for_record(response, policy, sent)
+        ctx.mark_first_byte()
+        ctx.status = 200
+        ctx.completed = True
+        return web.Response(body=sent, content_type="application/json", headers=headers)
 
     def _observe(self, ctx: RequestContext) -> None:
         now = time.perf_counter()

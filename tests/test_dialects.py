@@ -266,12 +266,21 @@ def test_translated_embeddings_are_refused_clearly() -> None:
         DIALECT.build(request, TARGET, "embeddings")
 
 
-def test_translated_answer_is_an_openai_completion_with_the_gateway_model() -> None:
-    body, usage = DIALECT.answer(b'{"text": "hello"}', "logical", TARGET)
-    answer = msgspec.json.decode(body)
+def test_translated_answer_is_the_neutral_answer_for_the_door_to_encode() -> None:
+    response, usage = DIALECT.answer(b'{"text": "hello"}', "logical", TARGET)
+    assert isinstance(response, ChatResponse)  # no OpenAI body made on the way
+    assert response.choices[0].message == ResponseMessage(content="hello")
+    assert usage == usage_of(3, 2)
+    answer = msgspec.json.decode(openai_wire.encode_response(response, "logical"))  # the chat door's
     assert answer["object"] == "chat.completion" and answer["model"] == "logical"
     assert answer["choices"][0]["message"] == {"role": "assistant", "content": "hello", "tool_calls": None}
-    assert usage == usage_of(3, 2)
+
+
+def test_an_openai_format_upstreams_answer_stays_its_bytes_relabelled() -> None:
+    raw = b'{"id": "c", "object": "chat.completion", "model": "up", "choices": [], "x_vendor": 1}'
+    body, usage = dialect_for("openai").answer(raw, "logical", TARGET)
+    assert isinstance(body, bytes) and msgspec.json.decode(body)["model"] == "logical"
+    assert msgspec.json.decode(body)["x_vendor"] == 1 and usage is None
 
 
 STREAM = b'{"t": "Gr\xc3\xbc"}\n{"t": "ezi"}\n{"tool": ["c1", "f", "{}"]}\n{"end": [4, 5]}\n'

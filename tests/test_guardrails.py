@@ -384,6 +384,36 @@ def test_restored_prompt_values_do_not_trip_the_output_check() -> None:
     assert flags == ()
 
 
+@pytest.mark.parametrize(
+    ("rails", "content", "arguments"),
+    [
+        (policy(pii="mask"), "Sent to [EMAIL_1] for [IBAN_1].", '{"to":"[EMAIL_1]"}'),
+        (policy(output_pii="block"), "Sure. Her number is +41 44 668 18 00, call her.", None),
+        (policy(output_pii="block"), None, '{"card":"4111111111111111"}'),
+        (policy(output_pii="mask"), "Use 192.168.0.1 or a@b.com", None),
+        (policy(pii="mask", restore_pii=False), "Sent to [EMAIL_1].", None),
+    ],
+    ids=["restore", "block-text", "block-call", "mask", "off"],
+)
+def test_a_neutral_answer_is_checked_as_its_openai_body_is(
+    rails: Guardrails, content: str | None, arguments: str | None
+) -> None:
+    # A translated provider's answer is checked in neutral form (no OpenAI body made for it).
+    response = openai_wire.decode_response(answer(content, arguments)).response
+    screened = masked_prompt(rails)
+    checked, flags = rails.check_response(response, screened)
+    body, body_flags = rails.check_answer(openai_wire.encode_response(response, "m"), screened)
+    assert flags == body_flags
+    written = msgspec.json.decode(openai_wire.encode_response(checked, "m"))
+    expected = msgspec.json.decode(body)
+    for message in (written["choices"][0]["message"], expected["choices"][0]["message"]):
+        if message.get("tool_calls") is None:  # a dropped call: null one way, left out the other
+            message.pop("tool_calls", None)
+    assert written == expected
+    if not rails.checks_answer(screened):
+        assert checked is response
+
+
 def test_answers_that_are_not_chat_completions_pass_unchanged() -> None:
     rails = policy(output_pii="block")
     for body in (b"not json", b'{"data": []}', b"[1, 2]"):
