@@ -26,7 +26,6 @@ from adapters.openai_shapes import (
     OpenAIDelta,
     OpenAIDetailedUsageProbe,
     OpenAIFunctionDelta,
-    OpenAIFunctionDeltaProbe,
     OpenAIImagePart,
     OpenAIImageUrl,
     OpenAIJsonSchema,
@@ -227,7 +226,7 @@ def _response_message(message: OpenAIBodyMessageProbe) -> ResponseMessage:
     if message.tool_calls:
         calls = []
         for call in message.tool_calls:
-            function = call.function or OpenAIFunctionDeltaProbe()
+            function = call.function or OpenAIFunctionDelta()
             calls.append(ToolCall(call.id or "", FunctionCall(function.name or "", function.arguments or "")))
     reasoning: list[ReasoningBlock] | None = None
     if message.thinking_blocks:

@@ -12,7 +12,7 @@ from typing import Final
 
 import msgspec
 
-from adapters.openai_shapes import OpenAIPromptProbe, OpenAITextAnswerProbe
+from adapters.openai_shapes import OpenAIOutputAnswerProbe, OpenAIPromptProbe
 from adapters.schema import ChatRequest, ChatResponse, TextPart, Usage, usage_of
 from gateway.budgets import Reservation
 from gateway.context import RequestContext
@@ -175,11 +175,12 @@ def prompt_text(body: bytes) -> str | None:
     lines = []
     for message in messages:
         content = message.content
+        role = message.role or ""
         if isinstance(content, str):
-            lines.append(f"{message.role}: {content}")
+            lines.append(f"{role}: {content}")
         elif content:
-            parts = [str(p.get("text", "")) for p in content if p.get("type") == "text"]
-            lines.append(f"{message.role}: {' '.join(parts)}")
+            parts = [part.text or "" for part in content if part.type == "text"]
+            lines.append(f"{role}: {' '.join(parts)}")
     return "\n".join(lines)
 
 
@@ -199,7 +200,7 @@ def chat_prompt_text(request: ChatRequest) -> str:
 def answer_text(body: bytes) -> str | None:
     """The answer's text from an OpenAI chat.completion body."""
     try:
-        choices = msgspec.json.decode(body, type=OpenAITextAnswerProbe).choices
+        choices = msgspec.json.decode(body, type=OpenAIOutputAnswerProbe).choices or ()
     except msgspec.DecodeError:
         return None
     texts = [c.message.content for c in choices if c.message is not None and c.message.content]
