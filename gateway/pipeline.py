@@ -491,38 +491,35 @@ class Gateway:
     ) -> web.Response:
         ctx.usage = answer.usage
         if answer.response is not None:
-            return self._translated_answer(
-                answer.response, ctx, headers, cache_plan, guard, screened, policy, door
-            )
-        body = answer.body
-        if cache_plan is not None:
-            # Stored before placeholders are restored: the cache never holds the prompt's PII.
-            self.services.cache.store(cache_plan, body, answer.usage)
-        if guard is not None and screened is not None:
-            body, flags = guard.check_answer(body, screened)
-            ctx.flags.extend(flags)
-        sent = body if answer.native else door.answer(body, ctx.model or "")
-        ctx.answer_text = answer_for_record(body, policy, sent)
-        body = sent
+            sent = self._translated_answer(answer.response, ctx, cache_plan, guard, screened, policy, door)
+        else:
+            body = answer.body
+            if cache_plan is not None:
+                # Stored before placeholders are restored: the cache never holds the prompt's PII.
+                self.services.cache.store(cache_plan, body, answer.usage)
+            if guard is not None and screened is not None:
+                body, flags = guard.check_answer(body, screened)
+                ctx.flags.extend(flags)
+            sent = body if answer.native else door.answer(body, ctx.model or "")
+            ctx.answer_text = answer_for_record(body, policy, sent)
         ctx.mark_first_byte()
         ctx.status = 200
         ctx.completed = True
-        return web.Response(body=body, content_type="application/json", headers=headers)
+        return web.Response(body=sent, content_type="application/json", headers=headers)
 
     def _translated_answer(
         self,
         response: ChatResponse,
         ctx: RequestContext,
-        headers: dict[str, str],
         cache_plan: CachePlan | None,
         guard: Guardrails | None,
         screened: Screened | None,
         policy: ContentPolicy,
         door: FrontDoor,
-    ) -> web.Response:
-        """`_answer` for a translated provider's neutral answer: checked and written by the door
-        in neutral form, encoded once for the client; the cache keeps it as an OpenAI chat body
-        (what every door replays from), encoded only when it is stored."""
+    ) -> bytes:
+        """The client's bytes of a translated provider's neutral answer: checked in neutral form
+        and encoded once, by the door; the cache keeps it as an OpenAI chat body (what every door
+        replays from), encoded only when it is stored."""
         model = ctx.model or ""
         if cache_plan is not None:
             # Stored before placeholders are restored: the cache never holds the prompt's PII.
@@ -532,10 +529,7 @@ class Gateway:
             ctx.flags.extend(flags)
         sent = door.encode_answer(response, model)
         ctx.answer_text = response_for_record(response, policy, sent)
-        ctx.mark_first_byte()
-        ctx.status = 200
-        ctx.completed = True
-        return web.Response(body=sent, content_type="application/json", headers=headers)
+        return sent
 
     def _observe(self, ctx: RequestContext) -> None:
         now = time.perf_counter()

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from adapters import anthropic, anthropic_inbound, openai_wire
+from adapters import anthropic, openai_wire
 from adapters.anthropic import (
     ADAPTER,
     AnthropicStreamParser,
@@ -54,6 +54,7 @@ from adapters.schema import (
     usage_of,
 )
 from tests.conftest import MASTER_KEY, Gateway
+from tests.messages_history import messages_door_history
 from tests.native_upstream import Answer, NativeUpstream, awkward_cuts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
@@ -274,31 +275,6 @@ def test_user_message_without_preceding_tool_results_stays_its_own_turn() -> Non
         {"role": "user", "content": [{"type": "text", "text": "b"}]},
     ]
     assert body["system"] == "late system text"
-
-
-def messages_door_history() -> ChatRequest:
-    """A Messages client's tool loop with thinking on, as the Messages door decodes it."""
-    body = msgspec.json.encode(
-        {
-            "model": "m",
-            "max_tokens": 2048,
-            "thinking": {"type": "enabled", "budget_tokens": 1024},
-            "messages": [
-                {"role": "user", "content": "Weather?"},
-                {
-                    "role": "assistant",
-                    "content": [
-                        {"type": "thinking", "thinking": "Look it up.", "signature": "sig1"},
-                        {"type": "redacted_thinking", "data": "opaque"},
-                        {"type": "text", "text": "Checking."},
-                        {"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Bern"}},
-                    ],
-                },
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sun"}]},
-            ],
-        }
-    )
-    return anthropic_inbound.decode_request(body)
 
 
 def test_reasoning_handed_back_through_the_messages_door_comes_first_in_its_turn() -> None:

@@ -39,6 +39,7 @@ from adapters.schema import (
     ToolCallDelta,
     usage_of,
 )
+from tests.messages_history import THINKING_HISTORY
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 MODEL = "claude-sonnet-4-5-20250929"
@@ -237,29 +238,12 @@ def test_assistant_text_blocks_are_joined_and_tool_use_becomes_tool_calls() -> N
 
 
 def test_reasoning_handed_back_is_kept_in_order_on_the_assistant_message() -> None:
-    body = msgspec.json.encode(
-        {
-            "model": "m",
-            "max_tokens": 5,
-            "messages": [
-                {"role": "user", "content": "Weather?"},
-                {
-                    "role": "assistant",
-                    "content": [
-                        {"type": "thinking", "thinking": "Look it up.", "signature": "sig1"},
-                        {"type": "redacted_thinking", "data": "opaque"},
-                        {"type": "tool_use", "id": "t1", "name": "weather", "input": {}},
-                    ],
-                },
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sun"}]},
-            ],
-        }
-    )
-    messages = decode_request(body).messages
+    messages = decode_request(THINKING_HISTORY).messages
     assert messages[1].reasoning_blocks == [
         ReasoningBlock("thinking", "Look it up.", "sig1"),
         ReasoningBlock("redacted_thinking", data="opaque"),
     ]
+    assert messages[1].content == "Checking."
     assert messages[0].reasoning_blocks is None and messages[2].reasoning_blocks is None
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import anthropic_inbound, bedrock, openai_wire
+from adapters import bedrock, openai_wire
 from adapters.base import (
     ChatAdapter,
     ErrorKind,
@@ -52,6 +52,7 @@ from adapters.schema import (
     usage_of,
 )
 from tests.eventstream_frames import encode_frame, error_frame, event_frame, exception_frame
+from tests.messages_history import messages_door_history
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bedrock"
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -318,31 +319,6 @@ def test_consecutive_turns_of_one_role_are_merged_and_blank_text_left_out() -> N
         {"role": "assistant", "content": [{"text": "c"}, {"text": "d"}]},  # a trailing turn: a prefill
     ]
     assert body["system"] == [{"text": "late system text"}]
-
-
-def messages_door_history() -> ChatRequest:
-    """A Messages client's tool loop with thinking on, as the Messages door decodes it."""
-    body = msgspec.json.encode(
-        {
-            "model": "m",
-            "max_tokens": 2048,
-            "thinking": {"type": "enabled", "budget_tokens": 1024},
-            "messages": [
-                {"role": "user", "content": "Weather?"},
-                {
-                    "role": "assistant",
-                    "content": [
-                        {"type": "thinking", "thinking": "Look it up.", "signature": "sig1"},
-                        {"type": "redacted_thinking", "data": "opaque"},
-                        {"type": "text", "text": "Checking."},
-                        {"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Bern"}},
-                    ],
-                },
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sun"}]},
-            ],
-        }
-    )
-    return anthropic_inbound.decode_request(body)
 
 
 def test_a_claude_model_gets_the_reasoning_handed_back_first_in_its_turn() -> None:
