@@ -20,31 +20,30 @@ from typing import Final, Literal
 
 import msgspec
 
+from adapters import openai_wire
 from adapters.anthropic_inbound_request import compact_object, decode_request
 from adapters.anthropic_wire import (
     AnthropicRedactedThinking,
     AnthropicText,
     AnthropicThinking,
     AnthropicToolUse,
+    reasoning_block_of,
 )
-from adapters.base import InvalidUpstreamAnswer
 from adapters.framing import StreamTranslator
 from adapters.openai_shapes import (
     OpenAIChunkChoiceProbe,
     OpenAIChunkProbe,
-    OpenAICompletionProbe,
     OpenAIStreamErrorProbe,
     OpenAIThinkingBlockProbe,
     OpenAIToolCallDeltaProbe,
 )
-from adapters.schema import (
-    Usage,
-)
+from adapters.schema import ChatResponse, Usage
 
 __all__ = [
     "MessagesStreamTranslator",
     "NativeStreamErrors",
     "decode_request",
+    "encode_answer",
     "encode_response",
     "error_body",
 ]
@@ -54,9 +53,6 @@ _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
 
 
 # --- answers ---------------------------------------------------------------------------------
-
-
-_decode_completion: Final = msgspec.json.Decoder(OpenAICompletionProbe).decode
 
 
 class _AnthropicUsage(msgspec.Struct, omit_defaults=True):
@@ -124,24 +120,26 @@ def _usage_of(usage: Usage | None) -> _AnthropicUsage:
 
 
 def encode_response(openai_body: bytes, model: str) -> bytes:
-    """An OpenAI `chat.completion` body (its first choice) as an Anthropic Message labelled `model`.
+    """An OpenAI `chat.completion` body (an OpenAI-format upstream's, or the cache's) as an
+    Anthropic Message labelled `model`.
 
     Raises InvalidUpstreamAnswer when the body is not a chat completion.
     """
-    try:
-        completion = _decode_completion(openai_body)
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
-        raise InvalidUpstreamAnswer(f"answer is not an OpenAI chat completion: {exc}") from None
+    return encode_answer(openai_wire.decode_response(openai_body).response, model)
+
+
+def encode_answer(response: ChatResponse, model: str) -> bytes:
+    """A neutral answer (its first choice) as an Anthropic Message labelled `model`."""
     content: list[_AnthropicBlock] = []
     stop_reason = "end_turn"
-    if completion.choices:
-        choice = completion.choices[0]
+    if response.choices:
+        choice = response.choices[0]
         message = choice.message
-        # Thinking first, as Anthropic orders them: the client must send them back that way.
-        for thinking in message.thinking_blocks or ():
-            block = _reasoning_block(thinking)
-            if block is not None:
-                content.append(block)
+        # Thinking first, as Anthropic orders them: the client must send them back that way. Text
+        # without a signature (`reasoning_content`) is not a block the client could send back.
+        for thinking in message.reasoning or ():
+            if thinking.type == "redacted_thinking" or thinking.signature is not None:
+                content.append(reasoning_block_of(thinking))
         if message.content:
             content.append(AnthropicText(message.content))
         elif message.refusal:
@@ -152,9 +150,9 @@ def encode_response(openai_body: bytes, model: str) -> bytes:
             content.append(AnthropicToolUse(call.id, call.function.name, tool_input))
         refused = not message.content and bool(message.refusal)
         stop_reason = _stop_reason(choice.finish_reason, bool(message.tool_calls), refused)
-    usage = _usage_of(completion.usage)
+    usage = _usage_of(response.usage)
     answer = _AnthropicAnswer(
-        _message_id(completion.id), "message", "assistant", model, content, stop_reason, None, usage
+        _message_id(response.id), "message", "assistant", model, content, stop_reason, None, usage
     )
     return _encode(answer)
 

@@ -16,8 +16,11 @@ Mapping choices:
   `is_error: true` prefixes the text with "Error:", the only way left to tell the model.
 - A `system` message inside `messages` (mid-conversation instructions) stays a system message at
   its place; its text blocks are joined with a newline.
-- Thinking and redacted-thinking blocks in the history are dropped: the neutral form has no place
-  for them, and no other provider could check their signatures.
+- Thinking and redacted-thinking blocks of an assistant turn in the history are kept in order as
+  the message's `reasoning_blocks` (text and signature, or the redacted `data`): a translated
+  Claude (Anthropic, or Bedrock with a Claude model) gets them back before the turn's text and
+  tool calls, where Claude puts them; other providers could not check their signatures and
+  leave them out. In a user turn they are dropped.
 - `thinking` and `output_config.effort` become `reasoning_effort`, which each translating adapter
   turns into its provider's reasoning control: the effort as given (Anthropic's low, medium, high,
   xhigh and max are all OpenAI names too); without one, adaptive thinking is "high" (Anthropic's
@@ -76,6 +79,7 @@ from adapters.schema import (
     Message,
     NamedFunction,
     NamedToolChoice,
+    ReasoningBlock,
     ResponseFormat,
     StreamOptions,
     TextPart,
@@ -132,6 +136,9 @@ class _AnthropicBlock(msgspec.Struct):
     transformations: msgspec.Raw = msgspec.field(default_factory=_absent)
     caller: _AnthropicCaller | None = None
     toolset_name: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
 
 
 class _AnthropicTurn(msgspec.Struct):
@@ -209,8 +216,9 @@ _CACHE_CONTROL: Final = re.compile(rb'"cache_control"\s*:')
 # `thinking: enabled` gives a budget, not an effort: the effort whose thinking it resembles
 # (below 4k tokens little, below 16k some, more is a lot).
 _BUDGET_EFFORTS: Final = ((4096, "low"), (16384, "medium"))
-# History the neutral form has no place for; it matters only with `thinking` on (itself unmodeled).
-_DROPPED_BLOCKS: Final = frozenset({"thinking", "redacted_thinking"})
+# Reasoning handed back: an assistant turn's is kept (`Message.reasoning_blocks`), a user turn's
+# (which Anthropic would refuse) dropped.
+_REASONING_BLOCKS: Final = frozenset({"thinking", "redacted_thinking"})
 _TOOL_CHOICES: Final[dict[str, ToolChoice]] = {"auto": "auto", "any": "required", "none": "none"}
 _TOOL_ERROR_MARK: Final = "Error:"
 
@@ -364,7 +372,7 @@ def _user(blocks: list[_AnthropicBlock], i: int, unmodeled: list[str]) -> list[M
             results.append(_tool_result(block, path, unmodeled))
         elif kind == "tool_use":
             raise _misplaced_block(kind, path, "user messages")
-        elif kind not in _DROPPED_BLOCKS:
+        elif kind not in _REASONING_BLOCKS:
             unmodeled.append(path)  # Anthropic's own block types, known or not
     if parts or not results:
         results.append(Message("user", parts))
@@ -374,6 +382,7 @@ def _user(blocks: list[_AnthropicBlock], i: int, unmodeled: list[str]) -> list[M
 def _assistant(blocks: list[_AnthropicBlock], i: int, unmodeled: list[str]) -> Message:
     texts: list[str] = []
     calls: list[ToolCall] = []
+    reasoning: list[ReasoningBlock] = []
     for j, block in enumerate(blocks):
         path = f"messages[{i}].content[{j}]"
         kind = block.type
@@ -381,13 +390,17 @@ def _assistant(blocks: list[_AnthropicBlock], i: int, unmodeled: list[str]) -> M
             texts.append(_required(block.text, f"{path}.text"))
         elif kind == "tool_use":
             calls.append(_tool_call(block, path, unmodeled))
+        elif kind == "thinking":
+            reasoning.append(ReasoningBlock("thinking", block.thinking or "", block.signature))
+        elif kind == "redacted_thinking":
+            reasoning.append(ReasoningBlock("redacted_thinking", data=_required(block.data, f"{path}.data")))
         elif kind in ("image", "tool_result"):
             raise _misplaced_block(kind, path, "assistant messages")
-        elif kind not in _DROPPED_BLOCKS:
+        else:
             unmodeled.append(path)
     # OpenAI wants content on an assistant message unless it has tool calls.
     content = "".join(texts) if texts else (None if calls else "")
-    return Message("assistant", content, tool_calls=calls or None)
+    return Message("assistant", content, tool_calls=calls or None, reasoning_blocks=reasoning or None)
 
 
 def _image(block: _AnthropicBlock, path: str, unmodeled: list[str]) -> ImagePart | None:

@@ -23,6 +23,7 @@ from adapters.schema import (
     FunctionDef,
     ImagePart,
     Message,
+    ReasoningBlock,
     ResponseFormat,
     TextPart,
 )
@@ -72,7 +73,14 @@ class AnthropicToolResult(msgspec.Struct, tag="tool_result", tag_field="type", o
     content: str | list[AnthropicResultPart] | None = None
 
 
-AnthropicBlock = AnthropicText | AnthropicImage | AnthropicToolUse | AnthropicToolResult
+AnthropicBlock = (
+    AnthropicThinking
+    | AnthropicRedactedThinking
+    | AnthropicText
+    | AnthropicImage
+    | AnthropicToolUse
+    | AnthropicToolResult
+)
 
 
 class AnthropicMessage(msgspec.Struct):
@@ -231,16 +239,27 @@ def _tool_result(message: Message, i: int) -> AnthropicToolResult:
 
 def _assistant_content(message: Message, i: int) -> str | list[AnthropicBlock]:
     text = _text_only(message, i, "assistant")
-    if not message.tool_calls:
+    if not message.tool_calls and not message.reasoning_blocks:
         return text
+    # Reasoning handed back goes first, as Claude wrote it: with thinking on, "a final assistant
+    # message must start with a thinking block".
+    blocks: list[AnthropicBlock] = [reasoning_block_of(block) for block in message.reasoning_blocks or ()]
     # Anthropic rejects empty text blocks ("text content blocks must be non-empty").
-    blocks: list[AnthropicBlock] = [AnthropicText(text)] if text else []
-    for j, call in enumerate(message.tool_calls):
+    if text:
+        blocks.append(AnthropicText(text))
+    for j, call in enumerate(message.tool_calls or ()):
         param = f"messages[{i}].tool_calls[{j}].function.arguments"
         blocks.append(
             AnthropicToolUse(call.id, call.function.name, _tool_input(call.function.arguments, param))
         )
     return blocks
+
+
+def reasoning_block_of(block: ReasoningBlock) -> AnthropicThinking | AnthropicRedactedThinking:
+    """A neutral reasoning block as Anthropic's thinking or redacted-thinking block."""
+    if block.type == "redacted_thinking":
+        return AnthropicRedactedThinking(block.data or "")
+    return AnthropicThinking(block.text or "", block.signature or "")
 
 
 def _tool_input(arguments: str, param: str) -> msgspec.Raw:

@@ -31,6 +31,7 @@ import msgspec
 from adapters import openai as openai_format
 from adapters import openai_surface
 from adapters.base import Target, UpstreamError, UpstreamRequest
+from adapters.schema import ChatRequest
 
 # The gateway's default (gateway/config.py `AzureProvider.api_version`), for a Target built
 # without one: the first GA version that accepts stream_options.
@@ -70,6 +71,18 @@ def build_chat_request(req: openai_format.PassthroughRequest, target: Target) ->
         return msgspec.structs.replace(built, url=url)
     req.fields["model"] = msgspec.Raw(_encode(target.model))
     return UpstreamRequest("POST", url, _JSON_HEADERS, _encode(req.fields))
+
+
+def build_neutral_chat_request(chat: ChatRequest, target: Target) -> UpstreamRequest:
+    """Another door's neutral request (adapters/openai.py `from_neutral`) for the deployment's chat
+    URL, usage asked for on streams where the API version has `stream_options`."""
+    url = deployment_url(target, "chat/completions")
+    if accepts_stream_options(target.api_version or DEFAULT_API_VERSION):
+        body = openai_format.neutral_body(chat, target.model)
+    else:
+        chat = msgspec.structs.replace(chat, stream_options=None)
+        body = openai_format.neutral_body(chat, target.model, ask_usage=False)
+    return UpstreamRequest("POST", url, _JSON_HEADERS, body)
 
 
 def build_embeddings_request(req: openai_format.PassthroughRequest, target: Target) -> UpstreamRequest:

@@ -144,7 +144,7 @@ def build_request(request: ChatRequest, target: Target) -> UpstreamRequest:
     if reasoning is not None and reasoning.max_tokens is not None:
         assert inference_config is not None  # a raised limit means the client gave one
         inference_config = msgspec.structs.replace(inference_config, max_tokens=reasoning.max_tokens)
-    system, turns = wire.messages_of(request.messages)
+    system, turns = wire.messages_of(request.messages, claude_thinking.is_claude(target.model))
     body = wire.BedrockRequest(
         messages=turns,
         system=system or None,

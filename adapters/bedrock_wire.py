@@ -25,6 +25,7 @@ from adapters.schema import (
     FunctionDef,
     ImagePart,
     Message,
+    ReasoningBlock,
     ResponseFormat,
     TextPart,
 )
@@ -70,6 +71,7 @@ class BedrockContentBlock(msgspec.Struct, omit_defaults=True, rename="camel"):
     image: BedrockImage | None = None
     tool_use: BedrockToolUse | None = None
     tool_result: BedrockToolResult | None = None
+    reasoning_content: BedrockReasoningContent | None = None
 
 
 class BedrockMessage(msgspec.Struct):
@@ -180,8 +182,12 @@ _OBJECT_SCHEMA: Final = msgspec.Raw(b'{"type":"object"}')
 _decode_object: Final = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
-def messages_of(messages: list[Message]) -> tuple[list[BedrockSystemBlock], list[BedrockMessage]]:
-    """The top-level `system` blocks and the alternating user/assistant turns.
+def messages_of(
+    messages: list[Message], claude: bool = False
+) -> tuple[list[BedrockSystemBlock], list[BedrockMessage]]:
+    """The top-level `system` blocks and the alternating user/assistant turns. `claude`: the
+    model is a Claude, which takes the reasoning handed back in assistant turns (first in the
+    turn, as `reasoningContent` blocks); other models are not sent it.
 
     System and developer messages, wherever they stand, become `system` blocks in order. Tool
     messages become `toolResult` blocks of a user turn. Consecutive turns of one role are merged
@@ -207,7 +213,7 @@ def messages_of(messages: list[Message]) -> tuple[list[BedrockSystemBlock], list
         elif message.role == "tool":
             role, blocks = "user", [_tool_result(message, i)]
         else:
-            role, blocks = "assistant", _assistant_blocks(message, i)
+            role, blocks = "assistant", _assistant_blocks(message, i, claude)
         if not blocks:
             continue
         if turns and turns[-1].role == role:
@@ -286,13 +292,23 @@ def _tool_result(message: Message, i: int) -> BedrockContentBlock:
     return BedrockContentBlock(tool_result=BedrockToolResult(message.tool_call_id, content))
 
 
-def _assistant_blocks(message: Message, i: int) -> list[BedrockContentBlock]:
-    blocks = _text_blocks(_text_only(message, i))
+def _assistant_blocks(message: Message, i: int, claude: bool) -> list[BedrockContentBlock]:
+    blocks = [_reasoning_of(block) for block in message.reasoning_blocks or ()] if claude else []
+    blocks += _text_blocks(_text_only(message, i))
     for j, call in enumerate(message.tool_calls or ()):
         param = f"messages[{i}].tool_calls[{j}].function.arguments"
         tool_use = BedrockToolUse(call.id, call.function.name, _tool_input(call.function.arguments, param))
         blocks.append(BedrockContentBlock(tool_use=tool_use))
     return blocks
+
+
+def _reasoning_of(block: ReasoningBlock) -> BedrockContentBlock:
+    if block.type == "redacted_thinking":
+        return BedrockContentBlock(
+            reasoning_content=BedrockReasoningContent(redacted_content=block.data or "")
+        )
+    text = BedrockReasoningText(block.text or "", block.signature)
+    return BedrockContentBlock(reasoning_content=BedrockReasoningContent(reasoning_text=text))
 
 
 def _tool_input(arguments: str, param: str) -> msgspec.Raw:
@@ -436,12 +452,12 @@ class BedrockAnswerToolUse(msgspec.Struct, rename="camel"):
     input: msgspec.Raw = msgspec.field(default_factory=_no_input)
 
 
-class BedrockReasoningText(msgspec.Struct):
+class BedrockReasoningText(msgspec.Struct, omit_defaults=True):
     text: str = ""
     signature: str | None = None
 
 
-class BedrockReasoningContent(msgspec.Struct, rename="camel"):
+class BedrockReasoningContent(msgspec.Struct, rename="camel", omit_defaults=True):
     """A union: the reasoning text with the signature that vouches for it, or the encrypted
     reasoning (`redactedContent`, base64), opaque to us."""
 

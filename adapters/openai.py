@@ -29,7 +29,8 @@ from adapters.openai_shapes import (
     OpenAIUpstreamErrorDetailProbe,
     OpenAIUpstreamErrorProbe,
 )
-from adapters.schema import StreamOptions, Usage
+from adapters.openai_wire import encode_request
+from adapters.schema import ChatRequest, StreamOptions, Usage
 
 Fields = dict[str, msgspec.Raw]
 
@@ -40,13 +41,19 @@ _INCLUDE_USAGE: Final = msgspec.Raw(b"true")
 
 
 class PassthroughRequest(msgspec.Struct):
-    """A client request decoded just far enough to route it and forward it."""
+    """A client request decoded just far enough to route it and forward it.
+
+    The chat door's is its body's top-level `fields` (and the `body`, for dialects that decode it
+    fully). Another door's (Anthropic's Messages, OpenAI's Responses) is the neutral request that
+    door decoded (`chat`; `fields` empty, `body` the client's own): built from as it is, and
+    encoded in OpenAI's format only for an upstream that takes that (`build_neutral_request`)."""
 
     fields: Fields
     model: str
     stream: bool = False
     client_wants_usage: bool = False
     body: bytes = b""  # as the client sent it, for dialects that decode it fully
+    chat: ChatRequest | None = None
     # The client's own body when it came in another format (Anthropic's /v1/messages): an
     # upstream that speaks that format gets it unchanged, with only the model swapped.
     native: bytes | None = None
@@ -144,6 +151,21 @@ def decode_chat_request(body: bytes) -> PassthroughRequest:
     return PassthroughRequest(fields, model, stream, wants_usage, body)
 
 
+def from_neutral(chat: ChatRequest, body: bytes) -> PassthroughRequest:
+    """A request another door decoded into the neutral form (`body` the client's own), checked as
+    `decode_chat_request` checks a chat body; InvalidRequest when it names no model or no message.
+    What it names in `unmodeled` and `dropped` is the caller's to carry (`native_only`, `dropped`)."""
+    if not chat.model:
+        raise InvalidRequest("'model' must not be empty", "model")
+    if not chat.messages:
+        raise InvalidRequest("'messages' must not be empty", "messages")
+    options = chat.stream_options
+    wants_usage = options is not None and options.include_usage is True
+    if chat.unmodeled or chat.dropped:
+        chat = msgspec.structs.replace(chat, unmodeled=(), dropped=())
+    return PassthroughRequest({}, chat.model, chat.stream is True, wants_usage, body, chat=chat)
+
+
 def stream_flags(fields: Fields) -> tuple[bool, bool]:
     """Whether a body asks for a stream, and for usage in it (`stream_options.include_usage`);
     InvalidRequest when either is of the wrong type."""
@@ -193,6 +215,23 @@ def build_json_request(req: PassthroughRequest, target: Target, path: str) -> Up
         # StreamRelay strips the extra usage chunk again for a client that did not ask.
         fields["stream_options"] = _with_usage_requested(fields.get("stream_options"))
     return UpstreamRequest("POST", target.base_url + path, _JSON_HEADERS, _encode(fields))
+
+
+_USAGE_ASKED: Final = StreamOptions(include_usage=True)
+
+
+def neutral_body(chat: ChatRequest, model: str, ask_usage: bool = True) -> bytes:
+    """A neutral request as the OpenAI chat body for `model` (usage asked for on streams unless
+    `ask_usage` is off, as `build_json_request` does): the one OpenAI encoding of another door's
+    request."""
+    stream_options = _USAGE_ASKED if chat.stream and ask_usage else chat.stream_options
+    return encode_request(msgspec.structs.replace(chat, model=model, stream_options=stream_options))
+
+
+def build_neutral_request(chat: ChatRequest, target: Target) -> UpstreamRequest:
+    """Another door's neutral request for an OpenAI-format upstream's /chat/completions."""
+    body = neutral_body(chat, target.model)
+    return UpstreamRequest("POST", target.base_url + "/chat/completions", _JSON_HEADERS, body)
 
 
 def build_embeddings_request(req: PassthroughRequest, target: Target) -> UpstreamRequest:

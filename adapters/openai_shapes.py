@@ -8,7 +8,9 @@ Its own module, not adapters/openai_wire.py: that one translates, and with these
 
 Probes differ where their readers do: each declares only what its reader uses, and what a reader
 does with an absent or null field (a default of "" or None, a Raw left empty) is part of its
-behaviour, so two readers share a probe only where they read the same fields the same way.
+behaviour, so two readers share a probe only where they read the same fields the same way. Two
+Structs here that declare the same fields are one shape declared twice (tests/test_wire_shapes.py
+`near_copies`): a probe reads leniently with the written Struct itself where that one fits.
 """
 
 from __future__ import annotations
@@ -144,15 +146,10 @@ class OpenAIEmbeddingRequestProbe(msgspec.Struct):
 # --- requests, as read by the gateway for its own records --------------------------------------
 
 
-class OpenAITextMessageProbe(msgspec.Struct):
-    """A prompt message as the audit record reads it (gateway/bookkeeping.py)."""
-
-    content: str | list[dict[str, object]] | None = None
-    role: str = ""
-
-
 class OpenAIPromptProbe(msgspec.Struct):
-    messages: list[OpenAITextMessageProbe] = []
+    """A prompt's messages as the audit record reads them (gateway/bookkeeping.py)."""
+
+    messages: list[OpenAIMessageProbe] = []
 
 
 class OpenAIStreamFlagProbe(msgspec.Struct):
@@ -379,15 +376,10 @@ class OpenAIStoredCompletionProbe(msgspec.Struct):
     system_fingerprint: str | None = None
 
 
-class OpenAIReplayFunction(msgspec.Struct, omit_defaults=True):
-    name: str | None = None
-    arguments: str | None = None
-
-
 class OpenAIReplayToolCall(msgspec.Struct):
     index: int
     id: str
-    function: OpenAIReplayFunction
+    function: OpenAIFunctionDelta
     type: str = "function"
 
 
@@ -418,17 +410,10 @@ class OpenAIReplayChunk(msgspec.Struct, omit_defaults=True):
 # --- read probes of answers and chunks ----------------------------------------------------------
 
 
-class OpenAIFunctionDeltaProbe(msgspec.Struct):
-    """A tool call's function in a delta (or in a message, read leniently)."""
-
-    name: str | None = None
-    arguments: str | None = None
-
-
 class OpenAIToolCallDeltaProbe(msgspec.Struct):
     index: int = 0
     id: str | None = None
-    function: OpenAIFunctionDeltaProbe | None = None
+    function: OpenAIFunctionDelta | None = None  # (the written shape, read leniently)
 
 
 class OpenAIThinkingBlockProbe(msgspec.Struct):
@@ -482,35 +467,7 @@ class OpenAIContentChunkProbe(msgspec.Struct):
     system_fingerprint: str | None = None
 
 
-# The Messages door's translator (adapters/anthropic_inbound.py).
-
-
-class OpenAIFunctionProbe(msgspec.Struct):
-    name: str = ""
-    arguments: str = ""
-
-
-class OpenAIToolCallProbe(msgspec.Struct):
-    function: OpenAIFunctionProbe
-    id: str = ""
-
-
-class OpenAIAnswerProbe(msgspec.Struct):
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[OpenAIToolCallProbe] | None = None
-    thinking_blocks: list[OpenAIThinkingBlockProbe] | None = None
-
-
-class OpenAIChoiceProbe(msgspec.Struct):
-    message: OpenAIAnswerProbe
-    finish_reason: str | None = None
-
-
-class OpenAICompletionProbe(msgspec.Struct):
-    id: str = ""
-    choices: list[OpenAIChoiceProbe] = []
-    usage: Usage | None = None
+# The Messages door's stream translator (adapters/anthropic_inbound.py).
 
 
 class OpenAIDeltaProbe(msgspec.Struct):
@@ -616,14 +573,8 @@ class OpenAIUpstreamErrorProbe(msgspec.Struct):
 # (adapters/responses_passthrough.py).
 
 
-class OpenAIGatewayErrorProbe(msgspec.Struct):
-    message: str = "upstream error"
-    code: str | int | None = None
-    type: str | None = None
-
-
 class OpenAIGatewayErrorFrameProbe(msgspec.Struct):
-    error: OpenAIGatewayErrorProbe
+    error: OpenAIStreamErrorProbe
 
 
 # What the cache asks of an answer before storing it (gateway/cache.py).
@@ -639,22 +590,8 @@ class OpenAIStorableProbe(msgspec.Struct):
     usage: Usage | None = None
 
 
-# The audit record's answer text (gateway/bookkeeping.py).
-
-
-class OpenAITextProbe(msgspec.Struct):
-    content: str | None = None
-
-
-class OpenAITextChoiceProbe(msgspec.Struct):
-    message: OpenAITextProbe | None = None
-
-
-class OpenAITextAnswerProbe(msgspec.Struct):
-    choices: list[OpenAITextChoiceProbe] = []
-
-
-# The output meter (gateway/outputmeter.py): what of a delta or a message the provider bills for.
+# The output meter (gateway/outputmeter.py): what of a delta or a message the provider bills for;
+# the audit record's answer text (gateway/bookkeeping.py) is its `content`.
 
 
 class OpenAIArgumentsProbe(msgspec.Struct):

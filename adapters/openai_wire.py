@@ -10,18 +10,21 @@ themselves are adapters/openai_shapes.py's.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
-from adapters.base import InvalidRequest, nested_too_deeply, validation_error
+from adapters.base import InvalidRequest, InvalidUpstreamAnswer, nested_too_deeply, validation_error
 from adapters.openai_shapes import (
     OpenAIAnswerMessage,
+    OpenAIBodyMessageProbe,
+    OpenAIBodyProbe,
     OpenAIChoice,
     OpenAIChunk,
     OpenAIChunkChoice,
     OpenAICompletion,
     OpenAIDelta,
+    OpenAIDetailedUsageProbe,
     OpenAIFunctionDelta,
     OpenAIImagePart,
     OpenAIImageUrl,
@@ -40,13 +43,19 @@ from adapters.schema import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Choice,
+    FinishReason,
+    FunctionCall,
     ImagePart,
     Message,
+    PromptTokensDetails,
     ReasoningBlock,
     ReasoningDelta,
     ResponseFormat,
     ResponseMessage,
     TextPart,
+    ToolCall,
+    Usage,
 )
 
 _decode_request: Final = msgspec.json.Decoder(ChatRequest)
@@ -91,8 +100,12 @@ def encode_request(request: ChatRequest) -> bytes:
     (tool parameters, `json_schema.schema`) copied byte for byte. `unmodeled` is not part of the
     body: it names fields that a client sent and this form cannot carry, for the caller to refuse.
     """
+    # (An OpenAI-format upstream has no place for reasoning handed back: `_wire_message` leaves
+    # it out.)
     messages = [
-        _wire_message(message) if message.tool_calls or _has_image(message) else message
+        _wire_message(message)
+        if message.tool_calls or message.reasoning_blocks or _has_image(message)
+        else message
         for message in request.messages
     ]
     tools = None
@@ -145,6 +158,88 @@ def _wire_response_format(response_format: ResponseFormat | None) -> OpenAIRespo
 
 _encode: Final = msgspec.json.encode
 DONE_FRAME: Final = b"data: [DONE]\n\n"
+
+
+_decode_answer: Final = msgspec.json.Decoder(OpenAIBodyProbe).decode
+
+
+class DecodedAnswer(NamedTuple):
+    """An OpenAI `chat.completion` read back: its neutral form, and its usage as OpenAI details
+    it (cache writes, reasoning tokens), which only the Responses door reports."""
+
+    response: ChatResponse
+    usage: OpenAIDetailedUsageProbe | None
+
+
+def decode_response(body: bytes) -> DecodedAnswer:
+    """An OpenAI `chat.completion` body (an OpenAI-format upstream's answer, or one the cache
+    kept) in neutral form, read leniently: absent ids are "", choices without a message are
+    left out. Reasoning is its `thinking_blocks` (of the types we know), else its
+    `reasoning_content` as one thinking block without a signature.
+
+    Raises InvalidUpstreamAnswer when the body is not a chat completion.
+    """
+    try:
+        body_probe = _decode_answer(body)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
+        raise InvalidUpstreamAnswer(f"answer is not an OpenAI chat completion: {exc}") from None
+    choices = [
+        Choice(choice.index, _response_message(choice.message), _finish_reason(choice.finish_reason))
+        for choice in body_probe.choices or ()
+        if choice.message is not None
+    ]
+    usage = body_probe.usage
+    neutral_usage = None
+    if usage is not None:
+        details = usage.prompt_tokens_details
+        cached = (details.cached_tokens or 0) if details is not None else 0
+        total = (
+            usage.total_tokens
+            if usage.total_tokens is not None
+            else usage.prompt_tokens + usage.completion_tokens
+        )
+        neutral_usage = Usage(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            total,
+            PromptTokensDetails(cached) if cached else None,
+        )
+    return DecodedAnswer(ChatResponse(body_probe.id, body_probe.created, choices, neutral_usage), usage)
+
+
+def _finish_reason(reason: str | None) -> FinishReason | None:
+    # OpenAI's deprecated `function_call` is a tool call; a reason we do not know ends the answer.
+    return None if reason is None else _FINISH_REASONS.get(reason, "stop")
+
+
+_FINISH_REASONS: Final[dict[str, FinishReason]] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def _response_message(message: OpenAIBodyMessageProbe) -> ResponseMessage:
+    calls = None
+    if message.tool_calls:
+        calls = []
+        for call in message.tool_calls:
+            function = call.function or OpenAIFunctionDelta()
+            calls.append(ToolCall(call.id or "", FunctionCall(function.name or "", function.arguments or "")))
+    reasoning: list[ReasoningBlock] | None = None
+    if message.thinking_blocks:
+        reasoning = [
+            ReasoningBlock("thinking", block.thinking or "", block.signature or "")
+            if block.type == "thinking"
+            else ReasoningBlock("redacted_thinking", data=block.data or "")
+            for block in message.thinking_blocks
+            if block.type in ("thinking", "redacted_thinking")
+        ]
+    elif message.reasoning_content is not None:
+        reasoning = [ReasoningBlock("thinking", message.reasoning_content)]
+    return ResponseMessage(message.content, calls, reasoning=reasoning, refusal=message.refusal)
 
 
 def encode_response(response: ChatResponse, model: str) -> bytes:

@@ -17,14 +17,13 @@ from typing import Final
 
 import msgspec
 
-from adapters.base import InvalidUpstreamAnswer
+from adapters import openai_wire
 from adapters.framing import StreamTranslator
 from adapters.openai_shapes import (
     OpenAIBodyChoiceProbe,
     OpenAIBodyMessageProbe,
     OpenAIBodyProbe,
     OpenAIDetailedUsageProbe,
-    OpenAIFunctionDeltaProbe,
     OpenAIToolCallDeltaProbe,
 )
 from adapters.responses_wire import (
@@ -57,6 +56,7 @@ from adapters.responses_wire import (
     TextDeltaEvent,
     TextDoneEvent,
 )
+from adapters.schema import ChatResponse, Usage
 
 Fields = dict[str, msgspec.Raw]
 
@@ -153,26 +153,44 @@ def _thinking_text(message: OpenAIBodyMessageProbe) -> str | None:
 
 
 def encode_response(chat_body: bytes, model: str, fields: Fields, rid: str | None = None) -> bytes:
-    """An OpenAI `chat.completion` body (its first choice) as a Responses object labelled `model`;
-    `fields` are the client's top-level request fields, echoed. `rid`: the response id (by
-    default derived from the answer's id).
+    """An OpenAI `chat.completion` body (an OpenAI-format upstream's, or the cache's) as a
+    Responses object labelled `model`, its usage with the details OpenAI gives; `fields` are the
+    client's top-level request fields, echoed. `rid`: the response id (by default derived from
+    the answer's id).
 
     Raises InvalidUpstreamAnswer when the body is not a chat completion.
     """
-    try:
-        body = _decode_body(chat_body)
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
-        raise InvalidUpstreamAnswer(f"answer is not an OpenAI chat completion: {exc}") from None
-    rid = rid or response_id(body.id)
+    decoded = openai_wire.decode_response(chat_body)
+    return _answer(decoded.response, model, fields, rid, _usage(decoded.usage))
+
+
+def encode_answer(response: ChatResponse, model: str, fields: Fields, rid: str | None = None) -> bytes:
+    """A neutral answer (its first choice) as a Responses object, as `encode_response` writes one."""
+    return _answer(response, model, fields, rid, _neutral_usage(response.usage))
+
+
+def _neutral_usage(usage: Usage | None) -> ResponsesUsage:
+    if usage is None:
+        return _usage(None)
+    details = InputTokensDetails(usage.cached_tokens, 0)
+    return ResponsesUsage(
+        usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, details, OutputTokensDetails()
+    )
+
+
+def _answer(
+    response: ChatResponse, model: str, fields: Fields, rid: str | None, usage: ResponsesUsage
+) -> bytes:
+    rid = rid or response_id(response.id)
     suffix = rid.removeprefix("resp_")
     output: list[OutputItem] = []
     finish_reason = None
-    choice = next((c for c in body.choices or () if c.index == 0), None)
-    if choice is not None and choice.message is not None:
+    choice = next((c for c in response.choices if c.index == 0), None)
+    if choice is not None:
         message = choice.message
         finish_reason = choice.finish_reason
-        thinking = _thinking_text(message)
-        if thinking is not None:
+        if message.reasoning is not None:
+            thinking = "".join(block.text or "" for block in message.reasoning if block.type == "thinking")
             summary = [SummaryText(thinking)] if thinking else []
             output.append(OutputReasoning(f"rs_{suffix}", summary, "completed"))
         parts: list[OutputText | OutputRefusal] = []
@@ -183,22 +201,21 @@ def encode_response(chat_body: bytes, model: str, fields: Fields, rid: str | Non
         if parts:
             output.append(OutputMessage(f"msg_{suffix}", "completed", parts))
         for k, call in enumerate(message.tool_calls or ()):
-            function = call.function or OpenAIFunctionDeltaProbe()
             output.append(
                 OutputFunctionCall(
                     f"fc_{suffix}_{k}",
                     call.id or f"call_{suffix}_{k}",
-                    function.name or "",
-                    function.arguments or "",
+                    call.function.name,
+                    call.function.arguments,
                     "completed",
                 )
             )
     status, incomplete = _status(finish_reason)
-    response = _response(fields, rid, body.created, model, status, output, _usage(body.usage))
-    response.incomplete_details = incomplete
+    answer = _response(fields, rid, response.created, model, status, output, usage)
+    answer.incomplete_details = incomplete
     if status == "completed":
-        response.completed_at = body.created
-    return _encode(response)
+        answer.completed_at = response.created
+    return _encode(answer)
 
 
 # --- streams ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import msgspec
 from adapters.base import InvalidUpstreamAnswer, Target, UpstreamRequest
 from adapters.framing import event_data
 from adapters.openai import Fields, StreamRelay
-from adapters.openai_shapes import OpenAIGatewayErrorFrameProbe, OpenAIGatewayErrorProbe
+from adapters.openai_shapes import OpenAIGatewayErrorFrameProbe, OpenAIStreamErrorProbe
 from adapters.responses_wire import (
     ErrorDetail,
     ErrorEvent,
@@ -130,9 +130,9 @@ class NativeStreamErrors:
         try:
             error = _decode_gateway_error.decode(event_data(data.split(b"\n\n", 1)[0]) or b"").error
         except msgspec.DecodeError:
-            error = OpenAIGatewayErrorProbe()
+            error = OpenAIStreamErrorProbe()
         code = error.code if isinstance(error.code, str) else error.type or "server_error"
-        event = ErrorEvent(self._events, ErrorDetail(code, error.message))
+        event = ErrorEvent(self._events, ErrorDetail(code, error.message or "upstream error"))
         self._events += 1
         return b"event: error\ndata: " + _encode(event) + b"\n\n"
 

@@ -49,6 +49,12 @@ class Message(msgspec.Struct, omit_defaults=True):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # An assistant turn's reasoning handed back in the history (a Messages client's `thinking` and
+    # `redacted_thinking` blocks), in order, before its content and tool calls. Only a provider
+    # that checks their signatures (Claude: adapters/anthropic_wire.py, bedrock_wire.py) takes
+    # them; every other one leaves them out, which does not change the answer. Not `reasoning`:
+    # some chat clients send a string of that name on assistant messages.
+    reasoning_blocks: list[ReasoningBlock] | None = None
 
     def text(self) -> str:
         """The message's text parts joined by newlines (images left out)."""
@@ -205,7 +211,9 @@ ReasoningType = Literal["thinking", "redacted_thinking"]
 class ReasoningBlock(msgspec.Struct, omit_defaults=True):
     """A block of the model's reasoning, kept so that a client can send it back unchanged (Anthropic
     requires that in tool loops with thinking on). `thinking` has `text` and `signature`;
-    `redacted_thinking` only the opaque `data`."""
+    `redacted_thinking` only the opaque `data`. A `thinking` block without a signature (None) is
+    reasoning text alone, such as an OpenAI-format server's `reasoning_content`: nothing vouches
+    for it, so it is not one a client could send back."""
 
     type: ReasoningType
     text: str | None = None
@@ -219,6 +227,7 @@ class ResponseMessage(msgspec.Struct):
     role: Literal["assistant"] = "assistant"
     # In the order the provider gave them; they came before the content and tool calls.
     reasoning: list[ReasoningBlock] | None = None
+    refusal: str | None = None  # OpenAI's: the model declined, saying this instead of content
 
 
 class Choice(msgspec.Struct):

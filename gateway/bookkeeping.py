@@ -12,8 +12,8 @@ from typing import Final
 
 import msgspec
 
-from adapters.openai_shapes import OpenAIPromptProbe, OpenAITextAnswerProbe
-from adapters.schema import Usage, usage_of
+from adapters.openai_shapes import OpenAIOutputAnswerProbe, OpenAIPromptProbe
+from adapters.schema import ChatRequest, ChatResponse, TextPart, Usage, usage_of
 from gateway.budgets import Reservation
 from gateway.context import RequestContext
 from gateway.limits import Admission
@@ -176,10 +176,24 @@ def prompt_text(body: bytes) -> str | None:
     lines = []
     for message in messages:
         content = message.content
+        role = message.role or ""
+        if isinstance(content, str):
+            lines.append(f"{role}: {content}")
+        elif content:
+            parts = [part.text or "" for part in content if part.type == "text"]
+            lines.append(f"{role}: {' '.join(parts)}")
+    return "\n".join(lines)
+
+
+def chat_prompt_text(request: ChatRequest) -> str:
+    """`prompt_text` of a request another door decoded into the neutral form (no OpenAI body)."""
+    lines = []
+    for message in request.messages:
+        content = message.content
         if isinstance(content, str):
             lines.append(f"{message.role}: {content}")
         elif content:
-            parts = [str(p.get("text", "")) for p in content if p.get("type") == "text"]
+            parts = [part.text for part in content if isinstance(part, TextPart)]
             lines.append(f"{message.role}: {' '.join(parts)}")
     return "\n".join(lines)
 
@@ -187,10 +201,21 @@ def prompt_text(body: bytes) -> str | None:
 def answer_text(body: bytes) -> str | None:
     """The answer's text from an OpenAI chat.completion body."""
     try:
-        choices = msgspec.json.decode(body, type=OpenAITextAnswerProbe).choices
+        choices = msgspec.json.decode(body, type=OpenAIOutputAnswerProbe).choices or ()
     except msgspec.DecodeError:
         return None
     texts = [c.message.content for c in choices if c.message is not None and c.message.content]
+    return "\n".join(texts) if texts else None
+
+
+def response_for_record(response: ChatResponse, policy: ContentPolicy, sent: bytes) -> str | bytes | None:
+    """`answer_for_record` of a translated provider's answer in neutral form, `sent` the bytes
+    its door wrote for the client: the same text `answer_text` reads of its OpenAI body."""
+    if policy == "hash":
+        return sent
+    if policy == "none":
+        return None
+    texts = [choice.message.content for choice in response.choices if choice.message.content]
     return "\n".join(texts) if texts else None
 
 

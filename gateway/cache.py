@@ -31,6 +31,7 @@ import msgspec
 
 from adapters.openai import PassthroughRequest
 from adapters.openai_shapes import OpenAIStorableProbe
+from adapters.openai_wire import encode_request
 from adapters.schema import Usage
 from gateway.cache_redis import CacheEntry, RedisTier
 from gateway.cache_stream import AnswerAccumulator
@@ -309,9 +310,15 @@ class ResponseCache:
         control = cache_control(headers)
         ttl_s = settings.ttl_s if control.ttl_s is None else min(control.ttl_s, settings.max_ttl_s)
         fields = request.fields
+        chat = request.chat
+        if chat is not None:
+            temperature = chat.temperature
+            logprobs = chat.logprobs is True
+        else:
+            temperature = _number(fields.get("temperature"))
+            logprobs = _is_true(fields.get("logprobs"))
         cacheable = endpoint != "chat" or (
-            (settings.allow_nonzero_temperature or _number(fields.get("temperature")) == 0.0)
-            and not _is_true(fields.get("logprobs"))
+            (settings.allow_nonzero_temperature or temperature == 0.0) and not logprobs
         )
         if not cacheable or not (control.lookup or control.store):
             return CachePlan(None, endpoint, False, False, ttl_s)
@@ -321,6 +328,9 @@ class ResponseCache:
             # documents, server tools, `context_management`...) would not tell requests apart. (A
             # Responses body with the cache on is always translated: its OpenAI form is exact.)
             fields = _decode_fields(request.native)
+        elif chat is not None:
+            # Keyed by its OpenAI form, as a chat body asking the same is: one entry for both.
+            fields = _decode_fields(encode_request(chat))
         key = cache_key(endpoint, request.model, fields, scope_of(settings.scope, key_id, team_id))
         return CachePlan(key, endpoint, control.lookup, control.store and ttl_s > 0, ttl_s)
 

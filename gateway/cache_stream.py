@@ -21,10 +21,10 @@ from adapters.openai_shapes import (
     OpenAICachedToolCall,
     OpenAIContentChoiceProbe,
     OpenAIContentChunkProbe,
+    OpenAIFunctionDelta,
     OpenAIReplayChoice,
     OpenAIReplayChunk,
     OpenAIReplayDelta,
-    OpenAIReplayFunction,
     OpenAIReplayToolCall,
     OpenAIStoredCompletionProbe,
 )
@@ -207,7 +207,7 @@ def replay_stream(body: bytes, include_usage: bool) -> bytes:
         if message.tool_calls:
             calls = [
                 OpenAIReplayToolCall(
-                    i, call.id, OpenAIReplayFunction(call.function.name, call.function.arguments)
+                    i, call.id, OpenAIFunctionDelta(call.function.name, call.function.arguments)
                 )
                 for i, call in enumerate(message.tool_calls)
             ]

@@ -1,8 +1,9 @@
 """How the request path talks to each kind of provider: the one place that knows whether a
 request is forwarded as bytes (OpenAI-format upstreams) or translated through the neutral form.
 
-A Dialect builds the upstream request, turns a complete answer into the OpenAI body for the
-client, makes the relay for a stream, and classifies error answers. The pipeline calls only these
+A Dialect builds the upstream request, reads a complete answer (the OpenAI body of an
+OpenAI-format upstream, a translated provider's neutral answer), makes the relay for a stream,
+and classifies error answers. The pipeline calls only these
 four, whatever the provider.
 
 A request that came through another front door (Anthropic's Messages; OpenAI's Responses) and
@@ -37,7 +38,7 @@ from adapters.base import (
     UpstreamRequest,
 )
 from adapters.openai_shapes import OpenAIStreamError, OpenAIStreamErrorDetail
-from adapters.schema import ChatChunk, Usage
+from adapters.schema import ChatChunk, ChatRequest, ChatResponse, Usage
 
 ClientRequest = openai_format.PassthroughRequest
 
@@ -77,7 +78,11 @@ class Dialect(Protocol):
 
     def build(self, request: ClientRequest, target: Target, endpoint: str) -> UpstreamRequest: ...
 
-    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]: ...
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes | ChatResponse, Usage | None]:
+        """A complete answer and its usage: an OpenAI-format upstream's as the OpenAI body for the
+        client (`model` relabelled), a translated one's as the neutral answer, which the client's
+        door encodes in its own format (once)."""
+        ...
 
     def stream_relay(
         self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
@@ -87,6 +92,8 @@ class Dialect(Protocol):
 
 
 Build = Callable[[ClientRequest, Target], UpstreamRequest]
+# Builds the OpenAI chat body of another door's neutral request (adapters/openai.py `from_neutral`).
+BuildNeutral = Callable[[ChatRequest, Target], UpstreamRequest]
 Classify = Callable[[int, Mapping[str, str], bytes], UpstreamError]
 # Whether a target has a reasoning control for an effort (each adapter module's `takes_effort`).
 TakesEffort = Callable[[str, Target], bool]
@@ -96,6 +103,8 @@ _decode_effort: Final = msgspec.json.Decoder(str | None)
 
 def _effort(request: ClientRequest) -> str | None:
     """The request's `reasoning_effort` when it is a string (any other value is the build's 400)."""
+    if request.chat is not None:
+        return request.chat.reasoning_effort
     raw = request.fields.get(EFFORT)
     if raw is None:
         return None
@@ -109,11 +118,18 @@ class SameFormat:
     """OpenAI-format upstreams (OpenAI, Azure, vLLM..., the mock): bytes forwarded, model swapped."""
 
     def __init__(
-        self, kind: str, build_chat: Build, build_embeddings: Build, classify: Classify, build_surface: Build
+        self,
+        kind: str,
+        build_chat: Build,
+        build_embeddings: Build,
+        classify: Classify,
+        build_surface: Build,
+        build_neutral: BuildNeutral,
     ) -> None:
         self._kind = kind
         self._builders = {"chat": build_chat, "embeddings": build_embeddings}
         self._build_surface = build_surface
+        self._build_neutral = build_neutral
         self._classify = classify
 
     def native_way(self, request: ClientRequest, target: Target, endpoint: str) -> NativeWay | None:
@@ -137,7 +153,7 @@ class SameFormat:
     def dropped(self, request: ClientRequest, target: Target) -> tuple[str, ...]:
         # Nothing of the chat door's but an effort for a model configured without reasoning;
         # what another door translated away.
-        if not target.reasoning and EFFORT in request.fields:
+        if not target.reasoning and _has_effort(request):
             return (*request.dropped, EFFORT)
         return request.dropped
 
@@ -149,11 +165,17 @@ class SameFormat:
         if request.operation:
             return self._build_surface(request, target)
         refuse_native_only(request, self._kind)
+        chat = request.chat
+        if chat is not None and endpoint == "chat":
+            # Another door's request: its neutral form encoded once, for this upstream.
+            if not target.reasoning and chat.reasoning_effort is not None:
+                chat = msgspec.structs.replace(chat, reasoning_effort=None)
+            return self._build_neutral(chat, target)
         if not target.reasoning:
             request.fields.pop(EFFORT, None)
         return self._builders[endpoint](request, target)
 
-    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes | ChatResponse, Usage | None]:
         return openai_format.parse_response(raw, model)
 
     def stream_relay(
@@ -163,6 +185,12 @@ class SameFormat:
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         return self._classify(status, headers, body)
+
+
+def _has_effort(request: ClientRequest) -> bool:
+    if request.chat is not None:
+        return request.chat.reasoning_effort is not None
+    return EFFORT in request.fields
 
 
 def refuse_native_only(request: ClientRequest, kind: str) -> None:
@@ -227,15 +255,20 @@ class Translated:
         if endpoint != "chat":
             raise InvalidRequest(f"{endpoint} is not supported by provider kind '{self._kind}'")
         refuse_native_only(request, self._kind)
-        neutral = openai_wire.decode_chat(request.body, list(request.fields), f"provider kind '{self._kind}'")
+        neutral = request.chat
+        if neutral is None:
+            # The chat door's own body, decoded once here: the only decode it needs.
+            neutral = openai_wire.decode_chat(
+                request.body, list(request.fields), f"provider kind '{self._kind}'"
+            )
         effort = neutral.reasoning_effort
         if effort is not None and not self._keeps(effort, target):
             neutral = msgspec.structs.replace(neutral, reasoning_effort=None)  # named by `dropped`
         return self._adapter.build_request(neutral, target)
 
-    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes, Usage | None]:
+    def answer(self, raw: bytes, model: str, target: Target) -> tuple[bytes | ChatResponse, Usage | None]:
         response = self._adapter.parse_response(raw, target)
-        return openai_wire.encode_response(response, model), response.usage
+        return response, response.usage
 
     def stream_relay(
         self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
@@ -369,6 +402,7 @@ def dialect_for(kind: str) -> Dialect:
             openai_format.build_embeddings_request,
             openai_format.classify_error,
             openai_surface.build_request,
+            openai_format.build_neutral_request,
         )
     if kind == "azure":
         azure = importlib.import_module("adapters.azure")
@@ -378,6 +412,7 @@ def dialect_for(kind: str) -> Dialect:
             azure.build_embeddings_request,
             azure.classify_error,
             azure.build_surface_request,
+            azure.build_neutral_chat_request,
         )
     if kind == "anthropic":
         anthropic = importlib.import_module("adapters.anthropic")

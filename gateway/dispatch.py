@@ -26,7 +26,7 @@ from typing import Final
 import msgspec
 
 from adapters.base import ErrorKind, InvalidRequest, InvalidUpstreamAnswer
-from adapters.schema import Usage
+from adapters.schema import ChatResponse, Usage
 from gateway.attempts import (
     CANCELLED,
     INVALID_ANSWER,
@@ -80,7 +80,9 @@ class Answer:
     (non-streamed) or the stream started up to its first output. `close` once done with it.
 
     `native`: the body or stream is already in the client's own format (a Messages client served
-    by Anthropic), not OpenAI's. `dropped`: the client's fields this target was not given."""
+    by Anthropic), not OpenAI's. `response`: a translated provider's answer in neutral form (then
+    `body` is empty), for the client's door to encode. `dropped`: the client's fields this target
+    was not given."""
 
     __slots__ = (
         "_open",
@@ -90,6 +92,7 @@ class Answer:
         "native",
         "quota",
         "record",
+        "response",
         "stream",
         "upstream",
         "usage",
@@ -104,10 +107,12 @@ class Answer:
         usage: Usage | None = None,
         stream: StartedStream | None = None,
         native: bool = False,
+        response: ChatResponse | None = None,
     ) -> None:
         self.call = call
         self.upstream = upstream
         self.body = body
+        self.response = response
         self.usage = usage
         self.stream = stream
         self.native = native
@@ -347,7 +352,10 @@ class Dispatcher:
             if way is not None:
                 body, usage = way.answer(raw, job.request.model)
             else:
-                body, usage = target.dialect.answer(raw, job.request.model, target.target)
+                read, usage = target.dialect.answer(raw, job.request.model, target.target)
+                if isinstance(read, ChatResponse):
+                    return Answer(call, upstream, usage=usage, response=read)
+                body = read
         except InvalidUpstreamAnswer:
             error = GatewayError(
                 502,

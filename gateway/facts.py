@@ -7,6 +7,8 @@ from typing import Final, NamedTuple
 
 import msgspec
 
+from adapters.schema import ChatRequest
+
 _decode_str: Final = msgspec.json.Decoder(str | None)
 _decode_int: Final = msgspec.json.Decoder(int | None)
 
@@ -37,3 +39,9 @@ def request_facts(fields: dict[str, msgspec.Raw]) -> RequestFacts:
             if max_tokens is not None:
                 break
     return RequestFacts(user, max_tokens if max_tokens is None or max_tokens > 0 else None)
+
+
+def chat_facts(request: ChatRequest) -> RequestFacts:
+    """`request_facts` of a request another door decoded into the neutral form."""
+    max_tokens = request.max_output_tokens
+    return RequestFacts(request.user or None, max_tokens if max_tokens is None or max_tokens > 0 else None)

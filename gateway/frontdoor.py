@@ -1,8 +1,9 @@
 """The front doors of the chat pipeline: OpenAI's `/v1/chat/completions` (and embeddings),
-Anthropic's `/v1/messages` and OpenAI's `/v1/responses`. Everything between them works in
-OpenAI's chat format; a door turns the client's body into that format on the way in, and the
-answers, streams and errors back into the client's format on the way out.
-The OpenAI door does nothing either way.
+Anthropic's `/v1/messages` and OpenAI's `/v1/responses`. A door decodes the client's body once:
+the chat door as far as its top-level fields (forwarded as bytes to OpenAI-format upstreams), the
+other two into the neutral request (adapters/schema.py) that translated providers are built from
+and that is encoded in OpenAI's format only for an OpenAI-format upstream. On the way out a door
+writes answers, streams and errors in the client's format. The OpenAI door does nothing either way.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from adapters import (
 )
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
+from adapters.schema import ChatResponse
 from gateway.auth import Principal
 from gateway.errors import GatewayError, error_response
 from gateway.relay import StreamTap
@@ -55,7 +57,8 @@ class FrontDoor(Protocol):
         ...
 
     def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
-        """The client's body (and headers) as an OpenAI-format request; InvalidRequest when
+        """The client's body (and headers) decoded once: an OpenAI-format request's fields, or
+        another format's neutral request (`chat`) with the body riding along; InvalidRequest when
         unusable."""
         ...
 
@@ -65,7 +68,12 @@ class FrontDoor(Protocol):
         ...
 
     def answer(self, body: bytes, model: str) -> bytes:
-        """A complete OpenAI-format answer body in the client's format."""
+        """A complete OpenAI-format answer body (an OpenAI-format upstream's, or the cache's) in
+        the client's format."""
+        ...
+
+    def encode_answer(self, response: ChatResponse, model: str) -> bytes:
+        """A translated provider's complete answer, in neutral form, in the client's format."""
         ...
 
     def egress(self, model: str) -> StreamTap | None:
@@ -101,6 +109,9 @@ class OpenAIDoor:
 
     def answer(self, body: bytes, model: str) -> bytes:
         return body
+
+    def encode_answer(self, response: ChatResponse, model: str) -> bytes:
+        return openai_wire.encode_response(response, model)
 
     def egress(self, model: str) -> StreamTap | None:
         return None
@@ -141,8 +152,8 @@ def surface_door(operation: str) -> OpenAIDoor:
 
 class AnthropicDoor:
     """`/v1/messages` in Anthropic's Messages format, for the `anthropic` SDK and tools built on
-    it. The request is translated to OpenAI's format through the neutral types; the original body
-    rides along (`native`) so that an Anthropic upstream gets it unchanged."""
+    it. The request is decoded into the neutral types; the original body rides along (`native`)
+    so that an Anthropic upstream gets it unchanged."""
 
     endpoint: Final = "chat"
     label: Final = "messages"
@@ -155,7 +166,7 @@ class AnthropicDoor:
 
     def decode(self, body: bytes, headers: Mapping[str, str]) -> openai_format.PassthroughRequest:
         neutral = anthropic_inbound.decode_request(body)
-        request = openai_format.decode_chat_request(openai_wire.encode_request(neutral))
+        request = openai_format.from_neutral(neutral, body)
         request.native = body
         request.native_format = "messages"
         request.native_only = neutral.unmodeled
@@ -168,6 +179,9 @@ class AnthropicDoor:
 
     def answer(self, body: bytes, model: str) -> bytes:
         return anthropic_inbound.encode_response(body, model)
+
+    def encode_answer(self, response: ChatResponse, model: str) -> bytes:
+        return anthropic_inbound.encode_answer(response, model)
 
     def egress(self, model: str) -> StreamTap | None:
         return anthropic_inbound.MessagesStreamTranslator(model)
@@ -187,9 +201,9 @@ ANTHROPIC_DOOR: Final = AnthropicDoor()
 class ResponsesDoor:
     """`/v1/responses` in OpenAI's Responses format, for `client.responses.create`, the Agents SDK
     and Codex. One per request: it keeps the client's fields, which the response object echoes.
-    The request is translated to OpenAI's chat format through the neutral types; the original
-    body rides along (`native`) so that an upstream serving /v1/responses gets it unchanged, and
-    its answer comes back unchanged too (`Answer.native`: then only `native_egress` is used).
+    The request is decoded into the neutral types; the original body rides along (`native`) so
+    that an upstream serving /v1/responses gets it unchanged, and its answer comes back unchanged
+    too (`Answer.native`: then only `native_egress` is used).
     What a translated upstream drops is named in `request.dropped` for the response headers.
 
     State (gateway/responses_state.py): `prepare` puts a kept response's input and output items
@@ -247,7 +261,7 @@ class ResponsesDoor:
         fields["store"] = _TRUE if self._keeps else _FALSE
         if self._continued is not None:
             fields["previous_response_id"] = self._continued  # echoed, though the gateway expanded it
-        request = openai_format.decode_chat_request(openai_wire.encode_request(decoded.chat))
+        request = openai_format.from_neutral(decoded.chat, body)
         request.native = body
         request.native_format = "responses"
         request.native_only = decoded.native_only
@@ -267,6 +281,11 @@ class ResponsesDoor:
 
     def answer(self, body: bytes, model: str) -> bytes:
         answer = responses_outbound.encode_response(body, model, self._fields, self._rid)
+        self._keep(answer)
+        return answer
+
+    def encode_answer(self, response: ChatResponse, model: str) -> bytes:
+        answer = responses_outbound.encode_answer(response, model, self._fields, self._rid)
         self._keep(answer)
         return answer
 

@@ -19,12 +19,22 @@ categories, never the values, so they can go to the audit record and into a metr
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgspec
 
 from adapters.openai import PassthroughRequest
+from adapters.schema import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ContentPart,
+    FunctionCall,
+    Message,
+    TextPart,
+    ToolCall,
+)
 from gateway.errors import GatewayError
 from gateway.guardrails_stream import OutputAction, StreamGuard, TextWindow
 from gateway.masking import Vault, mask_with, replace_findings
@@ -212,16 +222,38 @@ class Guardrails:
 
         Raises GatewayError (400, fault "policy") when a rule with action block matches: the
         message names the rule or PII categories, never the matched text. When masking changed
-        the prompt, `request.fields["messages"]` and `request.body` carry the masked version.
+        the prompt, `request.fields["messages"]` and `request.body` carry the masked version (for
+        another door's request: a new `request.chat`).
         """
-        raw = request.fields.get("messages")
-        if raw is None:
-            return Screened((), None)
-        messages = msgspec.json.decode(raw)
-        if not isinstance(messages, list):
-            return Screened((), None)
         flags: dict[str, None] = {}
         vault = Vault() if self.config.pii == "mask" else None
+        if request.chat is not None:
+            masked = self._screen_chat(request.chat, vault, flags)
+        else:
+            raw = request.fields.get("messages")
+            if raw is None:
+                return Screened((), None)
+            messages = msgspec.json.decode(raw)
+            if not isinstance(messages, list):
+                return Screened((), None)
+            changed = self._screen_json(messages, vault, flags)
+        if self.config.pii == "block":
+            categories = [flag[4:].lower() for flag in flags if flag.startswith("pii:")]
+            if categories:
+                raise _block(
+                    "the request contains personal data this model may not receive: " + ", ".join(categories),
+                    "pii_detected",
+                )
+        if request.chat is not None:
+            if masked is not None:
+                request.chat = masked
+        elif changed:
+            request.fields["messages"] = msgspec.Raw(msgspec.json.encode(messages))
+            request.body = msgspec.json.encode(request.fields)
+        return Screened(tuple(flags), vault if vault else None)
+
+    def _screen_json(self, messages: list[Any], vault: Vault | None, flags: dict[str, None]) -> bool:
+        """The chat door's `messages` as plain JSON values, masked in place; whether any changed."""
         changed = False
         for message in messages:
             if not isinstance(message, dict):
@@ -246,17 +278,51 @@ class Guardrails:
                 masked = self._text(function["arguments"], False, vault, flags)
                 if masked is not function["arguments"]:
                     function["arguments"], changed = masked, True
-        if self.config.pii == "block":
-            categories = [flag[4:].lower() for flag in flags if flag.startswith("pii:")]
-            if categories:
-                raise _block(
-                    "the request contains personal data this model may not receive: " + ", ".join(categories),
-                    "pii_detected",
-                )
-        if changed:
-            request.fields["messages"] = msgspec.Raw(msgspec.json.encode(messages))
-            request.body = msgspec.json.encode(request.fields)
-        return Screened(tuple(flags), vault if vault else None)
+        return changed
+
+    def _screen_chat(
+        self, chat: ChatRequest, vault: Vault | None, flags: dict[str, None]
+    ) -> ChatRequest | None:
+        """Another door's neutral request, screened as `_screen_json` screens a chat body: the
+        masked copy, or None when nothing changed (the request's own messages are left as they
+        are, so a masked prompt is a new object)."""
+        messages: list[Message] = []
+        changed = False
+        for message in chat.messages:
+            untrusted = message.role in _UNTRUSTED_ROLES
+            content, calls, masked_here = message.content, message.tool_calls, False
+            if isinstance(content, str):
+                text = self._text(content, untrusted, vault, flags)
+                if text is not content:
+                    content, masked_here = text, True
+            elif content:
+                parts = [self._part(part, untrusted, vault, flags) for part in content]
+                if any(new is not old for new, old in zip(parts, content, strict=True)):
+                    content, masked_here = parts, True
+            if calls:
+                screened = [self._call(call, vault, flags) for call in calls]
+                if any(new is not old for new, old in zip(screened, calls, strict=True)):
+                    calls, masked_here = screened, True
+            if masked_here:
+                message = msgspec.structs.replace(message, content=content, tool_calls=calls)
+                changed = True
+            messages.append(message)
+        return msgspec.structs.replace(chat, messages=messages) if changed else None
+
+    def _part(
+        self, part: ContentPart, untrusted: bool, vault: Vault | None, flags: dict[str, None]
+    ) -> ContentPart:
+        if not isinstance(part, TextPart):
+            return part
+        masked = self._text(part.text, untrusted, vault, flags)
+        return part if masked is part.text else TextPart(masked)
+
+    def _call(self, call: ToolCall, vault: Vault | None, flags: dict[str, None]) -> ToolCall:
+        arguments = call.function.arguments
+        masked = self._text(arguments, False, vault, flags)
+        if masked is arguments:
+            return call
+        return msgspec.structs.replace(call, function=FunctionCall(call.function.name, masked))
 
     def _text(self, text: str, untrusted: bool, vault: Vault | None, flags: dict[str, None]) -> str:
         """One text of the prompt: flags added, blocks raised, masked text returned (the same
@@ -294,6 +360,15 @@ class Guardrails:
             return None
         return StreamGuard(lambda: self._window(screened))
 
+    def check_response(
+        self, response: ChatResponse, screened: Screened
+    ) -> tuple[ChatResponse, tuple[str, ...]]:
+        """`check_answer` of a translated provider's answer in neutral form."""
+        if not self.checks_answer(screened):
+            return response, ()
+        checked, found = check_response_of(lambda: self._window(screened), response)
+        return checked, tuple("output_pii:" + name.lower() for name in found)
+
     def check_answer(self, body: bytes, screened: Screened) -> tuple[bytes, tuple[str, ...]]:
         """A complete OpenAI `chat.completion` body, checked and restored: returns the body for
         the client and the output flags. Blocking cuts the content before the first value found
@@ -328,6 +403,42 @@ class Guardrails:
                 message.pop("tool_calls", None)
                 choice["finish_reason"] = "content_filter"
         return msgspec.json.encode(answer), tuple("output_pii:" + name.lower() for name in found)
+
+
+def check_response_of(
+    window_of: Callable[[], TextWindow], response: ChatResponse
+) -> tuple[ChatResponse, dict[str, None]]:
+    """`Guardrails.check_response`'s pass over a neutral answer, with `window_of` making each text's
+    window: the answer rewritten as `check_answer` rewrites an OpenAI body, and the categories."""
+    found: dict[str, None] = {}
+    choices: list[Choice] = []
+    for choice in response.choices:
+        message = choice.message
+        windows: list[TextWindow] = []
+        content = message.content
+        if content is not None:
+            window = window_of()
+            windows.append(window)
+            content = window.feed(content) + window.flush()
+        calls = message.tool_calls
+        if calls:
+            checked = []
+            for call in calls:
+                window = window_of()
+                windows.append(window)
+                arguments = window.feed(call.function.arguments) + window.flush()
+                checked.append(
+                    msgspec.structs.replace(call, function=FunctionCall(call.function.name, arguments))
+                )
+            calls = checked
+        for window in windows:
+            found.update(window.categories)
+        finish_reason = choice.finish_reason
+        if any(window.blocked for window in windows):
+            calls, finish_reason = None, "content_filter"
+        message = msgspec.structs.replace(message, content=content, tool_calls=calls)
+        choices.append(Choice(choice.index, message, finish_reason))
+    return msgspec.structs.replace(response, choices=choices), found
 
 
 def _functions(tool_calls: Any) -> list[dict[str, Any]]:

@@ -17,12 +17,21 @@ from aiohttp import web
 from adapters import dropped, openai_surface, rerank
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
-from adapters.schema import usage_of
+from adapters.openai_wire import encode_response
+from adapters.schema import ChatResponse, usage_of
 from gateway import tags as spend_tags
 from gateway.arrival import forget_arrival, take_arrival
 from gateway.attempts import Plan
 from gateway.auth import KeyRing, Principal
-from gateway.bookkeeping import Booking, answer_for_record, prompt_text, record, settle
+from gateway.bookkeeping import (
+    Booking,
+    answer_for_record,
+    chat_prompt_text,
+    prompt_text,
+    record,
+    response_for_record,
+    settle,
+)
 from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
 from gateway.cache_stream import AnswerAccumulator, replay_stream
 from gateway.context import RequestContext, request_id_of
@@ -31,7 +40,7 @@ from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.count_tokens import count_tokens
 from gateway.dispatch import Answer, Dispatcher, Job
 from gateway.errors import GatewayError, bad_request, body_too_large, malformed_body
-from gateway.facts import request_facts
+from gateway.facts import chat_facts, request_facts
 from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor, ResponsesDoor, UploadDoor, surface_door
 from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
@@ -203,9 +212,10 @@ class Gateway:
             except InvalidRequest as exc:
                 raise bad_request(exc.message, exc.param) from None
             operation = client_request.operation
-            # What the rest of the path reads: the body in OpenAI's format (the same bytes,
-            # unless the client came through another door).
+            # What the rest of the path reads: the client's body, and for another door's request
+            # the neutral form that door decoded it into (no OpenAI body is made for it here).
             body = client_request.body
+            chat = client_request.chat
             ctx.model = model = client_request.model
             ctx.stream = client_request.stream
             principal.check_model(model)  # first: a forbidden model is a 404 like an unknown one
@@ -214,17 +224,17 @@ class Gateway:
                 plan.once()  # the upload is read as it is sent: there is no second copy to send
             if operation:
                 ctx.units = openai_surface.request_units(operation, client_request.fields)
-            facts = request_facts(client_request.fields)
+            facts = request_facts(client_request.fields) if chat is None else chat_facts(chat)
             ctx.user = facts.user
             if policy in ("full", "masked") and endpoint == "chat":
-                ctx.prompt_text = prompt_text(body)
+                ctx.prompt_text = prompt_text(body) if chat is None else chat_prompt_text(chat)
             elif policy == "hash":
                 ctx.prompt_text = sent  # hashed as the bytes that came: no decode on the default path
 
             # Guardrails first: the cache key and the upstream see the masked prompt.
             guard = services.rails.for_model(model) if endpoint == "chat" else None
             screened = guard.screen(client_request) if guard is not None else None
-            if client_request.body is not body:
+            if client_request.body is not body or client_request.chat is not chat:
                 # Masking rewrote the prompt: the client's original must not reach any provider.
                 client_request.native = None
             if screened is not None:
@@ -330,7 +340,11 @@ class Gateway:
                         booking.meter,
                     )
                 if answer.usage is None and endpoint == "chat":
-                    booking.answer_tokens = answer_tokens(answer.body)
+                    # (A translated answer without usage is rare: estimated from its OpenAI form.)
+                    body_read = (
+                        answer.body if answer.response is None else encode_response(answer.response, model)
+                    )
+                    booking.answer_tokens = answer_tokens(body_read)
                 response = self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
                 if operation:
                     content_type = answer.upstream.headers.get("Content-Type", "application/json")
@@ -506,20 +520,46 @@ class Gateway:
         door: FrontDoor,
     ) -> web.Response:
         ctx.usage = answer.usage
-        body = answer.body
-        if cache_plan is not None:
-            # Stored before placeholders are restored: the cache never holds the prompt's PII.
-            self.services.cache.store(cache_plan, body, answer.usage)
-        if guard is not None and screened is not None:
-            body, flags = guard.check_answer(body, screened)
-            ctx.flags.extend(flags)
-        sent = body if answer.native else door.answer(body, ctx.model or "")
-        ctx.answer_text = answer_for_record(body, policy, sent)
-        body = sent
+        if answer.response is not None:
+            sent = self._translated_answer(answer.response, ctx, cache_plan, guard, screened, policy, door)
+        else:
+            body = answer.body
+            if cache_plan is not None:
+                # Stored before placeholders are restored: the cache never holds the prompt's PII.
+                self.services.cache.store(cache_plan, body, answer.usage)
+            if guard is not None and screened is not None:
+                body, flags = guard.check_answer(body, screened)
+                ctx.flags.extend(flags)
+            sent = body if answer.native else door.answer(body, ctx.model or "")
+            ctx.answer_text = answer_for_record(body, policy, sent)
         ctx.mark_first_byte()
         ctx.status = 200
         ctx.completed = True
-        return web.Response(body=body, content_type="application/json", headers=headers)
+        return web.Response(body=sent, content_type="application/json", headers=headers)
+
+    def _translated_answer(
+        self,
+        response: ChatResponse,
+        ctx: RequestContext,
+        cache_plan: CachePlan | None,
+        guard: Guardrails | None,
+        screened: Screened | None,
+        policy: ContentPolicy,
+        door: FrontDoor,
+    ) -> bytes:
+        """The client's bytes of a translated provider's neutral answer: checked in neutral form
+        and encoded once, by the door; the cache keeps it as an OpenAI chat body (what every door
+        replays from), encoded only when it is stored."""
+        model = ctx.model or ""
+        if cache_plan is not None:
+            # Stored before placeholders are restored: the cache never holds the prompt's PII.
+            self.services.cache.store(cache_plan, encode_response(response, model), ctx.usage)
+        if guard is not None and screened is not None:
+            response, flags = guard.check_response(response, screened)
+            ctx.flags.extend(flags)
+        sent = door.encode_answer(response, model)
+        ctx.answer_text = response_for_record(response, policy, sent)
+        return sent
 
     def _observe(self, ctx: RequestContext) -> None:
         now = time.perf_counter()

@@ -54,6 +54,7 @@ from adapters.schema import (
     usage_of,
 )
 from tests.conftest import MASTER_KEY, Gateway
+from tests.messages_history import messages_door_history
 from tests.native_upstream import Answer, NativeUpstream, awkward_cuts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
@@ -274,6 +275,16 @@ def test_user_message_without_preceding_tool_results_stays_its_own_turn() -> Non
         {"role": "user", "content": [{"type": "text", "text": "b"}]},
     ]
     assert body["system"] == "late system text"
+
+
+def test_reasoning_handed_back_through_the_messages_door_comes_first_in_its_turn() -> None:
+    body = msgspec.json.decode(build_request(messages_door_history(), TARGET).body)
+    assert body["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "Look it up.", "signature": "sig1"},
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "text", "text": "Checking."},
+        {"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Bern"}},
+    ]
 
 
 def test_assistant_text_parts_and_empty_text_with_tool_calls() -> None:

@@ -33,11 +33,13 @@ from adapters.schema import (
     ChatResponse,
     Choice,
     FunctionCall,
+    ReasoningBlock,
     ResponseMessage,
     ToolCall,
     ToolCallDelta,
     usage_of,
 )
+from tests.messages_history import THINKING_HISTORY
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 MODEL = "claude-sonnet-4-5-20250929"
@@ -233,6 +235,16 @@ def test_assistant_text_blocks_are_joined_and_tool_use_becomes_tool_calls() -> N
             }
         ],
     }
+
+
+def test_reasoning_handed_back_is_kept_in_order_on_the_assistant_message() -> None:
+    messages = decode_request(THINKING_HISTORY).messages
+    assert messages[1].reasoning_blocks == [
+        ReasoningBlock("thinking", "Look it up.", "sig1"),
+        ReasoningBlock("redacted_thinking", data="opaque"),
+    ]
+    assert messages[1].content == "Checking."
+    assert messages[0].reasoning_blocks is None and messages[2].reasoning_blocks is None
 
 
 def test_tool_input_arguments_are_the_input_json_made_compact() -> None:

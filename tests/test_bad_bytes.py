@@ -106,6 +106,7 @@ def test_a_500_carries_the_request_id_of_its_log_line(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(pipeline, "request_facts", broken)
+    monkeypatch.setattr(pipeline, "chat_facts", broken)  # the Messages door's (neutral) request
     for path in ("/v1/chat/completions", "/v1/messages"):
         body = deep_body(path).replace(DEEP, b"1")
         response = exchange(hostile_gateway.url, request_bytes("POST", path, body, AUTH))

@@ -52,6 +52,7 @@ from adapters.schema import (
     usage_of,
 )
 from tests.eventstream_frames import encode_frame, error_frame, event_frame, exception_frame
+from tests.messages_history import messages_door_history
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bedrock"
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -318,6 +319,27 @@ def test_consecutive_turns_of_one_role_are_merged_and_blank_text_left_out() -> N
         {"role": "assistant", "content": [{"text": "c"}, {"text": "d"}]},  # a trailing turn: a prefill
     ]
     assert body["system"] == [{"text": "late system text"}]
+
+
+def test_a_claude_model_gets_the_reasoning_handed_back_first_in_its_turn() -> None:
+    sonnet = Target("bedrock", BASE_URL, SONNET_4_5, region="us-east-1")
+    body = msgspec.json.decode(build_request(messages_door_history(), sonnet).body)
+    assert body["messages"][1]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "Look it up.", "signature": "sig1"}}},
+        {"reasoningContent": {"redactedContent": "opaque"}},
+        {"text": "Checking."},
+        {"toolUse": {"toolUseId": "t1", "name": "weather", "input": {"city": "Bern"}}},
+    ]
+
+
+def test_other_models_are_not_sent_the_reasoning_handed_back() -> None:
+    request = msgspec.structs.replace(messages_door_history(), reasoning_effort=None)
+    nova = Target("bedrock", BASE_URL, "amazon.nova-pro-v1:0", region="us-east-1")
+    body = msgspec.json.decode(build_request(request, nova).body)
+    assert body["messages"][1]["content"] == [
+        {"text": "Checking."},
+        {"toolUse": {"toolUseId": "t1", "name": "weather", "input": {"city": "Bern"}}},
+    ]
 
 
 def test_a_blank_user_message_between_assistant_turns_merges_them() -> None:

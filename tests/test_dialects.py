@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import msgspec
 import pytest
 
+from adapters import anthropic_inbound, openai_wire
 from adapters import openai as openai_format
 from adapters.base import (
     ErrorKind,
@@ -126,6 +127,58 @@ def test_fields_the_neutral_form_lacks_are_dropped_by_name_not_refused() -> None
     assert DIALECT.native_way(request, TARGET, "chat") is None
 
 
+MESSAGES_BODY = (
+    b'{"model": "x", "max_tokens": 9, "temperature": 0, "stream": true,'
+    b' "output_config": {"effort": "low"}, "messages": [{"role": "user", "content": "hi"}]}'
+)
+
+
+def another_doors_request(body: bytes = MESSAGES_BODY) -> openai_format.PassthroughRequest:
+    return openai_format.from_neutral(anthropic_inbound.decode_request(body), body)
+
+
+def test_another_doors_request_is_built_from_its_neutral_form_not_decoded_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def decoded_again(*args: object) -> ChatRequest:
+        raise AssertionError("a body the gateway made was decoded again")
+
+    monkeypatch.setattr(openai_wire, "decode_chat", decoded_again)
+    request = another_doors_request()
+    assert request.fields == {} and request.body == MESSAGES_BODY
+    assert (request.model, request.stream, request.client_wants_usage) == ("x", True, True)
+    built = DIALECT.build(request, TARGET, "chat")
+    assert msgspec.json.decode(built.body) == {"prompt": "hi", "temperature": 0}
+
+
+def test_an_openai_format_upstream_gets_another_doors_request_encoded_once() -> None:
+    request = another_doors_request()
+    chat = request.chat
+    assert chat is not None
+    same = dialect_for("openai")
+    built = same.build(request, TARGET, "chat")
+    assert built.url == "http://fake.test/chat/completions"
+    assert msgspec.json.decode(built.body) == {
+        "model": "fake-model",  # the target's
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 9,
+        "temperature": 0.0,
+        "reasoning_effort": "low",
+    }
+    assert request.chat is chat and chat.model == "x"  # each attempt builds from the same request
+    no_reasoning = Target("vllm", "http://vllm.test/v1", "llama", reasoning=False)
+    assert same.dropped(request, no_reasoning) == ("reasoning_effort",)
+    assert b"reasoning_effort" not in same.build(request, no_reasoning, "chat").body
+
+
+def test_another_doors_request_names_its_model_and_a_message() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        another_doors_request(b'{"model": "x", "max_tokens": 9, "messages": []}')
+    assert caught.value.param == "messages"
+
+
 def test_a_same_format_upstream_drops_nothing_of_the_chat_doors() -> None:
     same = dialect_for("openai")
     request = client_request(
@@ -213,12 +266,21 @@ def test_translated_embeddings_are_refused_clearly() -> None:
         DIALECT.build(request, TARGET, "embeddings")
 
 
-def test_translated_answer_is_an_openai_completion_with_the_gateway_model() -> None:
-    body, usage = DIALECT.answer(b'{"text": "hello"}', "logical", TARGET)
-    answer = msgspec.json.decode(body)
+def test_translated_answer_is_the_neutral_answer_for_the_door_to_encode() -> None:
+    response, usage = DIALECT.answer(b'{"text": "hello"}', "logical", TARGET)
+    assert isinstance(response, ChatResponse)  # no OpenAI body made on the way
+    assert response.choices[0].message == ResponseMessage(content="hello")
+    assert usage == usage_of(3, 2)
+    answer = msgspec.json.decode(openai_wire.encode_response(response, "logical"))  # the chat door's
     assert answer["object"] == "chat.completion" and answer["model"] == "logical"
     assert answer["choices"][0]["message"] == {"role": "assistant", "content": "hello", "tool_calls": None}
-    assert usage == usage_of(3, 2)
+
+
+def test_an_openai_format_upstreams_answer_stays_its_bytes_relabelled() -> None:
+    raw = b'{"id": "c", "object": "chat.completion", "model": "up", "choices": [], "x_vendor": 1}'
+    body, usage = dialect_for("openai").answer(raw, "logical", TARGET)
+    assert isinstance(body, bytes) and msgspec.json.decode(body)["model"] == "logical"
+    assert msgspec.json.decode(body)["x_vendor"] == 1 and usage is None
 
 
 STREAM = b'{"t": "Gr\xc3\xbc"}\n{"t": "ezi"}\n{"tool": ["c1", "f", "{}"]}\n{"end": [4, 5]}\n'

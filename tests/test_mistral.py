@@ -637,8 +637,8 @@ def test_the_adapter_object_is_what_the_gateway_imports() -> None:
 
     assert isinstance(mistral.ADAPTER, FunctionAdapter)
     dialect = dialect_for("mistral")
-    out, usage = dialect.answer(fixture("text_response.json"), "logical", TARGET)
-    assert msgspec.json.decode(out)["model"] == "logical" and usage == usage_of(16, 12)
+    response, usage = dialect.answer(fixture("text_response.json"), "logical", TARGET)
+    assert isinstance(response, ChatResponse) and response.usage == usage == usage_of(16, 12)
 
 
 # --- end to end --------------------------------------------------------------------------------

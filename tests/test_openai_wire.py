@@ -10,6 +10,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from adapters import anthropic_inbound, openai_wire, responses_outbound
+from adapters.base import InvalidUpstreamAnswer
 from adapters.openai_wire import decode_chat, encode_chunk, encode_request, encode_response
 from adapters.schema import (
     ChatChunk,
@@ -32,6 +34,7 @@ from adapters.schema import (
     TextPart,
     Tool,
     ToolCall,
+    usage_of,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -279,3 +282,77 @@ def test_a_chunk_without_reasoning_keeps_its_bytes() -> None:
         b'data: {"id":"r","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},'
         b'"finish_reason":null}],"object":"chat.completion.chunk"}\n\n'
     )
+
+
+# --- one answer, two ways to each door --------------------------------------------------------
+# A translated provider's answer reaches the doors in neutral form; an OpenAI-format upstream's
+# (and the cache's) as an OpenAI body. Each door's two encoders must agree on the same answer.
+
+NEUTRAL_ANSWERS = [
+    ChatResponse(
+        "chatcmpl-a", 1700000000, [Choice(0, ResponseMessage("Hi there"), "stop")], usage_of(5, 2, 3)
+    ),
+    ChatResponse(
+        "msg_b",
+        1700000001,
+        [
+            Choice(
+                0,
+                ResponseMessage(
+                    None,
+                    [ToolCall("call_1", FunctionCall("weather", '{"city": "Bern"}'))],
+                    reasoning=[
+                        ReasoningBlock("thinking", "Look it up.", "sig"),
+                        ReasoningBlock("redacted_thinking", data="opaque"),
+                    ],
+                ),
+                "tool_calls",
+            )
+        ],
+        usage_of(9, 4),
+    ),
+    ChatResponse("x", 3, [Choice(0, ResponseMessage("cut"), "length")]),
+    ChatResponse("y", 4, []),
+]
+
+
+@pytest.mark.parametrize("response", NEUTRAL_ANSWERS)
+def test_each_door_writes_a_neutral_answer_as_it_writes_its_openai_body(response: ChatResponse) -> None:
+    body = openai_wire.encode_response(response, "logical")
+    assert anthropic_inbound.encode_answer(response, "logical") == anthropic_inbound.encode_response(
+        body, "logical"
+    )
+    fields = {"metadata": msgspec.Raw(b'{"run":"1"}')}
+    neutral = responses_outbound.encode_answer(response, "logical", fields, "resp_1")
+    assert neutral == responses_outbound.encode_response(body, "logical", fields, "resp_1")
+
+
+def test_an_openai_answer_reads_back_as_the_neutral_answer_it_was_written_from() -> None:
+    for response in NEUTRAL_ANSWERS:
+        decoded = openai_wire.decode_response(openai_wire.encode_response(response, "logical"))
+        assert decoded.response == response
+
+
+def test_an_openai_answer_reads_back_with_its_refusal_and_text_only_reasoning() -> None:
+    body = (
+        b'{"id": "c", "created": 1, "choices": [{"index": 0, "finish_reason": "function_call",'
+        b' "message": {"role": "assistant", "content": null, "refusal": "No.",'
+        b' "reasoning_content": "hm", "tool_calls": [{"id": "t", "function": {"name": "f"}}]}}],'
+        b' "usage": {"prompt_tokens": 4, "completion_tokens": 2,'
+        b' "completion_tokens_details": {"reasoning_tokens": 1}}}'
+    )
+    decoded = openai_wire.decode_response(body)
+    (choice,) = decoded.response.choices
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.refusal == "No."
+    assert choice.message.reasoning == [ReasoningBlock("thinking", "hm")]  # no signature: text alone
+    assert choice.message.tool_calls == [ToolCall("t", FunctionCall("f", ""))]
+    assert decoded.response.usage == usage_of(4, 2)
+    assert decoded.usage is not None and decoded.usage.completion_tokens_details is not None
+    # Text alone is not a block a Messages client could send back; the Responses door shows it.
+    assert b"thinking" not in anthropic_inbound.encode_response(body, "m")
+    assert b'"summary":[{"type":"summary_text","text":"hm"}]' in responses_outbound.encode_response(
+        body, "m", {}
+    )
+    with pytest.raises(InvalidUpstreamAnswer):
+        openai_wire.decode_response(b"[1]")

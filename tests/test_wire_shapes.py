@@ -113,3 +113,65 @@ def test_a_copy_elsewhere_is_caught() -> None:
         "    code: str | None = None\n"
     )
     assert openai_shaped(copy) == ["_Chunk (completion or chunk)", "_Err (error detail)"]
+
+
+# --- near-copies inside the owner ----------------------------------------------------------------
+# One module holding every shape is not enough if it holds one shape twice. Two Structs there are
+# one shape when they declare the same fields (names, types and defaults) with the same options,
+# `omit_defaults` aside (it changes only what is written, never what is read); and two read probes
+# are one shape when they declare the same fields with the same types, whatever their defaults
+# (what a reader makes of an absent field is the reader's to apply: `probe.message or "..."`).
+
+
+def _declaration(node: ast.ClassDef, with_defaults: bool) -> tuple[object, ...]:
+    fields = sorted(
+        (
+            item.target.id,
+            ast.unparse(item.annotation),
+            ast.unparse(item.value) if with_defaults and item.value is not None else None,
+        )
+        for item in node.body
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+    )
+    options = sorted((k.arg or "", ast.unparse(k.value)) for k in node.keywords if k.arg != "omit_defaults")
+    return (tuple(fields), tuple(options))
+
+
+def near_copies(source: str) -> list[list[str]]:
+    """Groups of Structs in `source` that declare one shape twice (see above)."""
+    structs = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and _is_struct(n)]
+    groups: dict[tuple[object, ...], list[str]] = {}
+    for node in structs:
+        groups.setdefault(("same", *_declaration(node, True)), []).append(node.name)
+        if node.name.endswith("Probe"):
+            groups.setdefault(("probe", *_declaration(node, False)), []).append(node.name)
+    return [names for names in groups.values() if len(set(names)) > 1]
+
+
+def test_the_owner_declares_each_shape_once() -> None:
+    for owner in sorted(OWNERS):
+        assert near_copies((ROOT / owner).read_text()) == [], owner
+
+
+def test_a_near_copy_in_the_owner_is_caught() -> None:
+    source = (
+        "import msgspec\n"
+        "class OpenAIFunctionDelta(msgspec.Struct, omit_defaults=True):\n"
+        "    name: str | None = None\n"
+        "    arguments: str | None = None\n"
+        "class OpenAIReplayFunction(msgspec.Struct):\n"
+        "    arguments: str | None = None\n"
+        "    name: str | None = None\n"
+        "class OpenAIErrorProbe(msgspec.Struct):\n"
+        "    message: str = ''\n"
+        "class OpenAIGatewayErrorProbe(msgspec.Struct):\n"
+        "    message: str = 'upstream error'\n"
+        "class OpenAIThinkingBlockDelta(msgspec.Struct):\n"  # written: its required fields differ
+        "    index: int\n"
+        "class OpenAIThinkingBlockProbe(msgspec.Struct):\n"
+        "    index: int = 0\n"
+    )
+    assert near_copies(source) == [
+        ["OpenAIFunctionDelta", "OpenAIReplayFunction"],
+        ["OpenAIErrorProbe", "OpenAIGatewayErrorProbe"],
+    ]
