@@ -17,6 +17,7 @@ from urllib.parse import quote
 import msgspec
 
 from adapters.framing import NDJSONDecoder
+from adapters.openai_shapes import OpenAIBatchOutputLine
 from adapters.schema import Usage, usage_of
 
 # Azure's data-plane authoring API (files, batches, uploads) and its stored completions live under
@@ -155,38 +156,6 @@ def encode_page(items: list[tuple[str, msgspec.Raw]], has_more: bool) -> bytes:
 # --- batch output files -------------------------------------------------------------------
 
 
-class _Details(msgspec.Struct):
-    cached_tokens: int = 0
-
-
-class _LineUsage(msgspec.Struct):
-    """Usage as each batch endpoint reports it: chat and completions (prompt/completion tokens),
-    embeddings (prompt tokens only), Responses (input/output tokens)."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    prompt_tokens_details: _Details | None = None
-    input_tokens_details: _Details | None = None
-
-
-class _LineBody(msgspec.Struct):
-    model: str = ""
-    usage: _LineUsage | None = None
-
-
-class _LineResponse(msgspec.Struct):
-    status_code: int = 0
-    body: _LineBody | None = None
-
-
-class _OutputLine(msgspec.Struct):
-    id: str = ""
-    custom_id: str = ""
-    response: _LineResponse | None = None
-
-
 class BatchUsage(msgspec.Struct, frozen=True):
     """One request of a batch that ran: its line's id (unique within the provider), the model
     that answered, and the usage it reported."""
@@ -196,7 +165,7 @@ class BatchUsage(msgspec.Struct, frozen=True):
     usage: Usage
 
 
-_decode_line: Final = msgspec.json.Decoder(_OutputLine)
+_decode_line: Final = msgspec.json.Decoder(OpenAIBatchOutputLine)
 
 
 def line_usage(line: bytes) -> BatchUsage | None:

@@ -682,3 +682,38 @@ class OpenAISurfaceUsageProbe(msgspec.Struct):
 class OpenAISurfaceAnswerProbe(msgspec.Struct):
     usage: OpenAISurfaceUsageProbe | None = None
     duration: float | None = None  # verbose_json transcriptions
+
+
+# Batch output files (adapters/openai_objects.py): one JSON line per request that ran.
+
+
+class OpenAIBatchTokenDetails(msgspec.Struct):
+    cached_tokens: int = 0
+
+
+class OpenAIBatchLineUsage(msgspec.Struct):
+    """Usage as each batch endpoint reports it: chat and completions (prompt/completion tokens),
+    embeddings (prompt tokens only), Responses (input/output tokens)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    prompt_tokens_details: OpenAIBatchTokenDetails | None = None
+    input_tokens_details: OpenAIBatchTokenDetails | None = None
+
+
+class OpenAIBatchLineBody(msgspec.Struct):
+    model: str = ""
+    usage: OpenAIBatchLineUsage | None = None
+
+
+class OpenAIBatchLineResponse(msgspec.Struct):
+    status_code: int = 0
+    body: OpenAIBatchLineBody | None = None
+
+
+class OpenAIBatchOutputLine(msgspec.Struct):
+    id: str = ""
+    custom_id: str = ""
+    response: OpenAIBatchLineResponse | None = None
