@@ -26,7 +26,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import genai, otel_logs
-from gateway.tracing import AttemptSpan, Headers, RequestSpan, TracingConfig
+from gateway.tracing import AttemptSpan, Headers, PassingAttempt, RequestSpan, TracingConfig
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram
@@ -228,7 +228,7 @@ class _RequestSpan:
         tracer = self._tracer
         recording = self._span.is_recording()
         if not recording and tracer.metrics is None:
-            return _Propagating(self._root_headers)
+            return PassingAttempt(self._root_headers)
         operation = genai.operation_name(self._ctx.endpoint)
         model = target.target.model
         attributes: Attributes = {
@@ -311,24 +311,6 @@ class _RequestSpan:
         if ctx.status >= 500:
             span.set_status(StatusCode.ERROR, ctx.error_code)
         span.end()
-
-
-class _Propagating:
-    """A call of a request that is not sampled, with no metrics: only its trace context."""
-
-    __slots__ = ("headers",)
-
-    def __init__(self, headers: Headers) -> None:
-        self.headers = headers
-
-    def answered(self, status: int, upstream_body: bytes, body: bytes, usage: Usage | None) -> None:
-        return None
-
-    def streaming(self, status: int, first: bytes) -> None:
-        return None
-
-    def failed(self, status: int | None, kind: str) -> None:
-        return None
 
 
 class OtelTracer:

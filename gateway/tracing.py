@@ -101,9 +101,14 @@ class Tracer(Protocol):
         """Export what is queued (bounded by the export timeout) and stop."""
 
 
-class _NoopAttempt:
-    __slots__ = ()
-    headers: Final[Headers] = ()
+class PassingAttempt:
+    """An attempt that records nothing and only sends `headers` on: the no-op's are (), a request
+    that is traced but not sampled passes its trace context (gateway/otel.py)."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: Headers = ()) -> None:
+        self.headers = headers
 
     def answered(self, status: int, upstream_body: bytes, body: bytes, usage: Usage | None) -> None:
         return None
@@ -115,7 +120,7 @@ class _NoopAttempt:
         return None
 
 
-NOOP_ATTEMPT: Final = _NoopAttempt()
+NOOP_ATTEMPT: Final = PassingAttempt()
 
 
 class _NoopSpan:
