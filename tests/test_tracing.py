@@ -264,14 +264,18 @@ async def test_an_unreachable_collector_costs_the_request_path_nothing_and_close
     from tests.conftest import closed_port
 
     tracer = otel(TracingConfig(otlp_endpoint=f"http://127.0.0.1:{closed_port()}", export_timeout_s=0.5))
-    started = time.perf_counter()
+    # A failed export takes its whole timeout (0.5 s: a refused connection is retried until then).
+    # Ending a span only queues it, so no request may take anywhere near that long.
+    slowest = 0.0
     for _ in range(500):
+        started = time.perf_counter()
         ctx = RequestContext("chat")
         span = tracer.start(ctx, {})
         span.attempt(OPENAI, FIRST, 1, None).answered(200, CHAT_ANSWER, CHAT_ANSWER, None)  # type: ignore[arg-type]
         ctx.status = 200
         span.end(ctx)
-    assert time.perf_counter() - started < 1.0  # ending a span only queues it
+        slowest = max(slowest, time.perf_counter() - started)
+    assert slowest < 0.3, f"a request took {slowest * 1000:.0f} ms"
     closing = time.perf_counter()
     await tracer.aclose()
     assert time.perf_counter() - closing < 5.0
