@@ -388,10 +388,20 @@ async def reload(app: web.Application, config: Config) -> None:
         before, after = getattr(old.config, name), getattr(config, name)
         if before != after and not (name == "server" and _only_master_key_changed(before, after)):
             log.warning("reload: changes to '%s' take effect at the next restart", name)
-    ring = app[SHARED].ring
-    ring.replace_static(config.server.master_key or None, config_principals(config))
-    holder.current = await build_runtime(config, app[SHARED])
+    shared = app[SHARED]
+    try:
+        shared.ring.replace_static(config.server.master_key or None, config_principals(config))
+        holder.current = await build_runtime(config, shared)
+    except BaseException:
+        shared.metrics.config_loaded(False)
+        raise
+    shared.metrics.config_loaded(True)
     await old.aclose(drain_s=config.server.shutdown_grace_s)
+
+
+def reload_refused(app: web.Application) -> None:
+    """Note that a reload was refused (its config has errors): the previous one still serves."""
+    app[SHARED].metrics.config_loaded(False)
 
 
 def _only_master_key_changed(before: object, after: object) -> bool:

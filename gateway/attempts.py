@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 from gateway.balance import pick
 from gateway.breaker import Admission, BreakerState
 from gateway.errors import GatewayError
+from gateway.tracing import FALLBACK, FIRST, NOOP_ATTEMPT, RETRY, AttemptSpan
 
 if TYPE_CHECKING:
     from gateway.router import Route, RouteTarget
@@ -62,9 +63,10 @@ class Failure:
 
 class Call:
     """One call the plan hands out: the target, how the breaker admitted it, which try of this
-    target it is, and how long to wait before making it."""
+    target it is, how long to wait before making it, and why it is made (gateway/tracing.py:
+    first, retry, fallback; the dispatcher marks a hedge)."""
 
-    __slots__ = ("admission", "delay_s", "target", "tries")
+    __slots__ = ("admission", "after", "delay_s", "reason", "span", "target", "tries")
 
     def __init__(
         self, target: RouteTarget, admission: Admission, tries: int = 1, delay_s: float = 0.0
@@ -73,6 +75,9 @@ class Call:
         self.admission = admission
         self.tries = tries
         self.delay_s = delay_s
+        self.reason = RETRY if tries > 1 else FIRST
+        self.after: str | None = None  # the kind of the failure that led to this call
+        self.span: AttemptSpan = NOOP_ATTEMPT  # its trace span, once it is sent
 
     @property
     def probe(self) -> bool:
@@ -143,6 +148,9 @@ class Plan:
                 members = tuple(t for t in members if t.on_context_length)
             call = self._admit_one(members)
             if call is not None:
+                if self.calls:
+                    call.reason = FALLBACK
+                    call.after = self.last_failure.kind if self.last_failure is not None else None
                 self.calls += 1
                 return call
 
@@ -193,6 +201,7 @@ class Plan:
                 if asked is not None:
                     wait = max(wait, asked)
                 self._retry = Call(call.target, Admission.REFUSED, call.tries + 1, wait)
+                self._retry.after = kind
         return True
 
     def error(self) -> GatewayError:

@@ -16,7 +16,7 @@ import uvloop
 from aiohttp import web
 
 from gateway import logs
-from gateway.app import build_app, reload
+from gateway.app import build_app, reload, reload_refused
 from gateway.cli_admin import add_admin_commands, run_admin
 from gateway.cli_migrate import add_migrate_commands
 from gateway.config import Config, ConfigError, load_config, resolve_config_path
@@ -150,6 +150,7 @@ async def _serve_until_stopped(
             try:
                 fresh = load_config(source)
             except ConfigError as err:
+                reload_refused(app)
                 log.error(
                     "reload refused: the config has errors; still serving the previous one",
                     extra={"fields": {"errors": err.errors, "config": str(source)}},

@@ -12,6 +12,7 @@ from aiohttp import web
 from adapters.openai_surface import Units
 from adapters.schema import Usage
 from gateway.requestlog import AttemptRecord
+from gateway.tracing import NOOP_SPAN, RequestSpan
 
 # A random per-process prefix and a counter: unique across processes and restarts without a
 # syscall per request (os.urandom was a measurable share of a small request).
@@ -66,6 +67,7 @@ class RequestContext:
         "prompt_text",
         "provider",
         "request_id",
+        "span",
         "started",
         "started_wall",
         "status",
@@ -119,6 +121,8 @@ class RequestContext:
         self.answer_text: str | bytes | None = None  # bytes: the body as sent, kept only as a digest
         # Under the hash policy, a stream's digest, taken over its bytes as they went out.
         self.answer_digest: str | None = None
+        # The request's trace span (gateway/tracing.py): the no-op unless tracing is configured.
+        self.span: RequestSpan = NOOP_SPAN
 
     def overhead_ms(self) -> float:
         """Time in the gateway so far, less the time waiting on upstreams."""

@@ -45,6 +45,7 @@ from gateway.metrics import Metrics
 from gateway.relay import StartedStream, start_stream
 from gateway.requestlog import AttemptRecord
 from gateway.router import RouteTarget
+from gateway.tracing import HEDGE
 from gateway.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
 
 # Calls in flight at once for one hedged request: the current one and one hedge.
@@ -214,6 +215,7 @@ class Dispatcher:
                     if call is None:
                         exhausted = True
                     else:
+                        call.reason = HEDGE
                         self._metrics.hedges.labels(plan.route.model).inc()
                         running[asyncio.create_task(self._attempt(call, job, ctx))] = call
                     continue
@@ -235,6 +237,7 @@ class Dispatcher:
                     if isinstance(late, Answer):
                         if late.record is not None:
                             late.record.error = CANCELLED
+                        late.call.span.failed(late.upstream.status, CANCELLED)
                         late.close()
 
     async def _attempt(self, call: Call, job: Job, ctx: RequestContext) -> Answer | Failure:
@@ -260,6 +263,10 @@ class Dispatcher:
             raise
         record = AttemptRecord(target.label)
         ctx.attempts.append(record)
+        span = call.span = ctx.span.attempt(target, call.reason, call.tries, call.after)
+        if span.headers:  # the call's trace context, for the upstream's own spans
+            headers = (*upstream_request.headers, *span.headers)
+            upstream_request = msgspec.structs.replace(upstream_request, headers=headers)
         ctx.provider = target.provider
         ctx.target_model = target.target.model
         started = time.perf_counter()
@@ -321,16 +328,19 @@ class Dispatcher:
             target.breaker.record_success(call.probe)
             target.stats.observe_latency(elapsed)
             self._metrics.attempt(target.label, "ok")
+            self._metrics.observe_upstream(target.provider, target.target.model, elapsed)
             return  # the in-flight slot and the upstream are the Answer's until it is closed
         target.stats.inflight -= 1
         if upstream is not None:
             upstream.close()
         if outcome is None:  # cancelled, or an error of the gateway's own
+            call.span.failed(record.status, CANCELLED)
             record.error = CANCELLED
             target.breaker.release(call.probe)
             self._metrics.attempt(target.label, CANCELLED)
             return
         record.error = outcome.kind
+        call.span.failed(outcome.status, outcome.kind)
         self._metrics.upstream_error(target.provider, outcome.kind)
         self._metrics.attempt(target.label, outcome.kind)
         if counts_against_target(outcome.kind):
@@ -365,6 +375,7 @@ class Dispatcher:
                 fault="provider",
             )
             return Failure(INVALID_ANSWER, error, upstream.status)
+        call.span.answered(upstream.status, raw, body, usage)
         return Answer(call, upstream, body=body, usage=usage, native=way is not None)
 
     async def _start_stream(
@@ -395,6 +406,7 @@ class Dispatcher:
                 fault="provider",
             )
             return Failure(ErrorKind.SERVER.value, error, upstream.status)
+        call.span.streaming(upstream.status, started.first)
         return Answer(call, upstream, stream=started, native=way is not None)
 
 

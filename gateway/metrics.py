@@ -7,10 +7,20 @@ prometheus-client, too much to pay on every request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
+from importlib import metadata
 from typing import Final, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.metrics import Counter as _CounterChild
 from prometheus_client.metrics import Histogram as _HistogramChild
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -27,12 +37,48 @@ MAX_KEY_SERIES: Final = 500
 OTHER_KEYS: Final = "(other)"
 _KeyChildren = tuple[_CounterChild, _CounterChild, _CounterChild]  # cost, prompt, completion
 
+# Every counter and histogram would also export a `*_created` series (the unix time its labels
+# were first seen): one more series per label set, which no query here reads. Off for the process:
+# prometheus-client has no per-registry switch.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("tollway")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+VERSION: Final = _version()
+
 
 class Metrics:
     """The gateway's metrics and the cached label children used on the request path."""
 
     def __init__(self, max_key_series: int = MAX_KEY_SERIES) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds... of this
+        # process (read from /proc at scrape time), on the registry /metrics serves.
+        ProcessCollector(registry=self.registry)
+        self.build_info = Gauge(
+            "tollway_build_info",
+            "Always 1; the running Tollway's version is its label.",
+            ("version",),
+            registry=self.registry,
+        )
+        self.build_info.labels(VERSION).set(1)
+        self.reload_ok = Gauge(
+            "tollway_config_last_reload_successful",
+            "1 when the last load of the config (start or reload) succeeded, 0 when it was refused.",
+            registry=self.registry,
+        )
+        self.reload_ok_at = Gauge(
+            "tollway_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the config (start or reload).",
+            registry=self.registry,
+        )
+        self.config_loaded(True)
         self.requests = Counter(
             "tollway_requests",
             "Requests answered, by logical model, HTTP status and endpoint.",
@@ -134,6 +180,17 @@ class Metrics:
             registry=self.registry,
         )
         self._by_tag: dict[str, tuple[_CounterChild, _CounterChild]] = {}
+        # Per upstream target, provider and model apart (so a dashboard can sum either way):
+        # names from the config, so the cardinality is bounded by it.
+        self.upstream_duration = Histogram(
+            "tollway_upstream_duration_seconds",
+            "Time an upstream call took to answer (whole body; streams: first event), by provider "
+            "and target model.",
+            ("provider", "model"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._upstream_children: dict[tuple[str, str], _HistogramChild] = {}
         self.upstream_errors = Counter(
             "tollway_upstream_errors",
             "Failed upstream calls, by provider and error kind.",
@@ -367,6 +424,20 @@ class Metrics:
         if child is None:
             child = self._overhead_by_route[route] = self.overhead.labels(route)
         child.observe(seconds)
+
+    def observe_upstream(self, provider: str, model: str, seconds: float) -> None:
+        """One upstream call that answered, `seconds` after it was sent."""
+        key = (provider, model)
+        child = self._upstream_children.get(key)
+        if child is None:
+            child = self._upstream_children[key] = self.upstream_duration.labels(provider, model)
+        child.observe(seconds)
+
+    def config_loaded(self, ok: bool) -> None:
+        """Record a load of the config: at start, and on each reload (refused: `ok` False)."""
+        self.reload_ok.set(1 if ok else 0)
+        if ok:
+            self.reload_ok_at.set(time.time())
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(provider, kind).inc()

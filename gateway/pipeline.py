@@ -180,7 +180,7 @@ class Gateway:
         services = self.services
         endpoint = door.endpoint
         ctx = RequestContext(door.label, take_arrival(request), request_id_of(request))
-        span = services.tracer.start(ctx, request.headers)
+        span = ctx.span = services.tracer.start(ctx, request.headers)
         booking = Booking()
         policy = services.content_policy
         try:
@@ -594,6 +594,8 @@ class Gateway:
                 status=ctx.status,
                 latency_ms=round(duration_s * 1000.0, 3),
                 key_id=ctx.key_id,
+                team_id=ctx.team_id,
+                user=ctx.user,
                 model=ctx.model,
                 provider=ctx.provider,
                 target_model=ctx.target_model,
@@ -607,5 +609,8 @@ class Gateway:
                 overhead_ms=round(overhead_ms, 3),
                 cache="hit" if ctx.cache_hit else None,
                 flags=ctx.flags or None,
+                cost_micros=ctx.cost_micros,
+                tags=list(ctx.tags) if ctx.tags else None,
+                trace_id=ctx.span.trace_id,
             )
         )

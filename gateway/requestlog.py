@@ -38,6 +38,8 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     latency_ms: float
     stream: bool
     key_id: str | None = None
+    team_id: str | None = None
+    user: str | None = None  # the request's end-user id (its `user` field), as the client sent it
     model: str | None = None
     provider: str | None = None
     target_model: str | None = None
@@ -50,6 +52,9 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     overhead_ms: float | None = None  # time in the gateway itself, upstream waits excluded
     cache: str | None = None  # "hit" when answered from the answer cache
     flags: list[str] | None = None  # guardrail findings (categories only)
+    cost_micros: int | None = None  # what the request cost, in millionths of a USD
+    tags: list[str] | None = None  # spend tags: the key's and the request's (gateway/tags.py)
+    trace_id: str | None = None  # the request's trace (32 hex digits) when tracing is configured
 
 
 _encode: Final = msgspec.json.Encoder()

@@ -4,6 +4,7 @@ the Grafana dashboard, whose every expression may only name metrics the gateway 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from gateway.metrics import Metrics
-from tests.conftest import MASTER_KEY, Gateway
-from tests.servers import Upstream
+from gateway.app import reload, reload_refused
+from gateway.config import parse_config
+from gateway.metrics import VERSION, Metrics
+from tests.conftest import MASTER_KEY, Gateway, gateway_config
+from tests.servers import LoopThread, Upstream, start_gateway
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "config" / "grafana-tollway.json"
 USER = [{"role": "user", "content": "count me"}]
+# The gateway's own families, and the process's (prometheus-client's ProcessCollector).
+OURS = ("tollway_", "process_")
 
 
 # --- the exposition ----------------------------------------------------------------------------
@@ -56,7 +61,7 @@ def test_requests_latency_tokens_and_errors_are_scraped_with_their_labels(
     gateway: Gateway, api: openai.OpenAI, upstream: Upstream
 ) -> None:
     before = scrape(gateway)
-    assert all(name.startswith("tollway_") for name in before)
+    assert all(name.startswith(OURS) for name in before)
     for _ in range(3):
         api.chat.completions.create(model="up-model", messages=USER)
     for _ in api.chat.completions.create(model="up-model", messages=USER, stream=True):
@@ -71,7 +76,7 @@ def test_requests_latency_tokens_and_errors_are_scraped_with_their_labels(
     assert failed.value.status_code == 502
 
     families = scrape(gateway)
-    assert all(name.startswith("tollway_") for name in families)
+    assert all(name.startswith(OURS) for name in families)
 
     requests = families["tollway_requests"]
     assert requests.type == "counter"
@@ -114,6 +119,53 @@ def test_requests_latency_tokens_and_errors_are_scraped_with_their_labels(
 
     for family in families.values():
         assert family.documentation, f"{family.name} has no help text"
+
+
+@pytest.mark.integration
+def test_no_created_series_and_the_process_build_and_upstream_families_are_scraped(
+    gateway: Gateway, api: openai.OpenAI, upstream: Upstream
+) -> None:
+    api.chat.completions.create(model="up-model", messages=USER)
+    text = httpx.get(gateway.url + "/metrics", timeout=5).text
+    assert "_created" not in text  # one series per label set, not two
+    families = scrape(gateway)
+    for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds"):
+        assert value(families[name], name if name != "process_cpu_seconds" else name + "_total") > 0
+    [build] = samples(families["tollway_build_info"], "tollway_build_info")
+    assert build.value == 1 and build.labels == {"version": VERSION} and VERSION.count(".") >= 1
+    upstream_duration = families["tollway_upstream_duration_seconds"]
+    assert upstream_duration.type == "histogram"
+    count = "tollway_upstream_duration_seconds_count"
+    assert value(upstream_duration, count, provider="up", model="real-model") == 1
+    assert {tuple(sorted(s.labels)) for s in samples(upstream_duration, count)} == {("model", "provider")}
+    assert value(upstream_duration, "tollway_upstream_duration_seconds_sum", provider="up") > 0
+
+
+@pytest.mark.integration
+def test_the_last_reloads_outcome_and_time_are_gauges(
+    loop_thread: LoopThread, upstream: Upstream, tmp_path: Path
+) -> None:
+    text = gateway_config(upstream, tmp_path / "requests.log")
+    runner, url = loop_thread.run(start_gateway(text, {}))
+    try:
+        gateway = Gateway(url, tmp_path / "requests.log")
+        started = scrape(gateway)
+        ok, at = (
+            "tollway_config_last_reload_successful",
+            "tollway_config_last_reload_success_timestamp_seconds",
+        )
+        assert value(started[ok], ok) == 1
+        first_at = value(started[at], at)
+        assert abs(first_at - time.time()) < 60
+        reload_refused(runner.app)
+        refused = scrape(gateway)
+        assert value(refused[ok], ok) == 0 and value(refused[at], at) == first_at  # the last success's
+        time.sleep(0.01)
+        loop_thread.run(reload(runner.app, parse_config(text, {}, "test.yaml")), timeout=30)
+        reloaded = scrape(gateway)
+        assert value(reloaded[ok], ok) == 1 and value(reloaded[at], at) > first_at
+    finally:
+        loop_thread.run(runner.cleanup(), timeout=30)
 
 
 @pytest.mark.integration
@@ -229,7 +281,7 @@ def metric_names(expr: str) -> set[str]:
     bare = _STRIP.sub(" ", expr)  # label matchers, ranges, strings and $variables
     names = set()
     for word in _IDENT.findall(bare):
-        if word in PROMQL_WORDS or not word.startswith("tollway_"):
+        if word in PROMQL_WORDS or not word.startswith(OURS):
             assert word in PROMQL_WORDS or word.isdigit(), f"unexpected word {word!r} in {expr!r}"
             continue
         for suffix in SUFFIXES:

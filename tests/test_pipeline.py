@@ -4,7 +4,8 @@ and a real HTTP upstream (tests/servers.py) or the built-in mock provider behind
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -362,3 +363,36 @@ def test_one_log_line_per_request_and_metrics(api: openai.OpenAI, gateway: Gatew
 def test_health_endpoints(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/health/live").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/health/ready").json()["status"] == "ready"
+
+
+@pytest.mark.integration
+def test_the_log_line_names_team_user_cost_and_tags(
+    start_gateway_with: Callable[[str], Gateway], tmp_path: Path
+) -> None:
+    from tests.test_admin import admin, wait_ready
+
+    gateway = start_gateway_with(
+        f'storage: {{database_url: "sqlite:///{tmp_path}/store.sqlite", key_refresh_s: 0.2}}\n'
+        "pricing: {models: {'mock/mock-1': {input: 1000, output: 2000}}}\n"
+        "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: mock-1}]}}\n"
+    )
+    wait_ready(gateway.url)
+    team = admin(gateway, "POST", "/teams", {"name": "research"}).json()
+    key = admin(gateway, "POST", "/keys", {"name": "app", "team_id": team["id"], "tags": ["team-search"]})
+    assert key.status_code == 201, key.text
+    assert wait_for(lambda: admin(gateway, "GET", "/keys", key=key.json()["key"]).status_code != 401, 5)
+    with openai.OpenAI(base_url=gateway.v1, api_key=key.json()["key"], max_retries=0) as client:
+        answer = client.chat.completions.create(
+            model="demo",
+            messages=USER,
+            user="end-user-42",
+            extra_headers={"x-tollway-tags": "feature:summary"},
+        )
+    assert answer.usage is not None
+    assert wait_for(lambda: bool(gateway.log_text()))
+    [line] = [msgspec.json.decode(text) for text in gateway.log_text().splitlines()]
+    assert line["key_id"] == key.json()["id"] and line["team_id"] == team["id"]
+    assert line["user"] == "end-user-42"
+    assert line["cost_micros"] == answer.usage.prompt_tokens * 1000 + answer.usage.completion_tokens * 2000
+    assert sorted(line["tags"]) == ["feature:summary", "team-search"]
+    assert "trace_id" not in line  # tracing is off
