@@ -94,6 +94,9 @@ def full_key(key_id: str = "key_full", secret_hash: str = "sha256:full") -> KeyR
         expires_at=T0 + timedelta(days=30),
         revoked_at=T0 + timedelta(days=1),
         log_content="none",
+        previous_secret_hash="sha256:before",
+        previous_expires_at=T0 + timedelta(hours=1),
+        rotated_at=T0,
     )
 
 
