@@ -42,12 +42,11 @@ class Actor(Protocol):
 
 
 class CliActor(msgspec.Struct, frozen=True):
-    who: str = "cli"
+    """An actor named outright: the CLI on the VM, which acts with the store's own credentials."""
+
+    who: str
     role: str = "admin"
     via: str = "cli"
-
-
-CLI: Final = CliActor()
 
 
 async def record_change(

@@ -18,7 +18,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from gateway import adminkeys, keyadmin
-from gateway.admin_changes import ChangePage, changes_page, record_change
+from gateway.admin_changes import ChangePage, CliActor, changes_page, record_change
 from gateway.admin_identity import AdminIdentity
 from gateway.admin_scope import (
     require_admin,
@@ -34,11 +34,13 @@ TEAM_PAGE: Final = 1000
 
 
 class AdminOps:
-    """`changed` takes a write in on this process at once and announces it to the others."""
+    """`changed` takes a write in on this process at once and announces it to the others; `via`,
+    when given, is how the audit of admin changes says the changes came (the CLI's: "cli")."""
 
-    def __init__(self, store: Store, changed: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, store: Store, changed: Callable[[], Awaitable[None]], via: str | None = None) -> None:
         self.store = store
         self._changed = changed
+        self._via = via
 
     # Keys
 
@@ -145,7 +147,7 @@ class AdminOps:
         record = await self.store.get_team(team_id)
         if record is None:
             raise keyadmin.not_found("team", team_id)
-        require_sees(identity, team_id, "the team")
+        require_sees(identity, team_id, "the details")
         return record
 
     async def create_team(self, identity: AdminIdentity, body: keyadmin.TeamCreate) -> TeamRecord:
@@ -232,7 +234,7 @@ class AdminOps:
         await self._changed()
         await record_change(
             self.store,
-            identity,
+            identity if self._via is None else CliActor(identity.who, identity.role, self._via),
             action,
             subject_id,
             before=before,
