@@ -28,7 +28,7 @@ class KeyInfo(msgspec.Struct, omit_defaults=True):
 
     id: str
     name: str
-    object: str = "key_info"
+    object: str  # "key_info"; no default, so that omit_defaults keeps it
     team_id: str | None = None
     models: list[str] | None = None  # None: every model (within the team's)
     team_models: list[str] | None = None
@@ -62,6 +62,7 @@ def key_info(principal: Principal, ring: KeyRing, spend_of: SpendOf) -> KeyInfo:
     return KeyInfo(
         id=principal.key_id,
         name=principal.name,
+        object="key_info",
         team_id=principal.team_id,
         models=models,
         team_models=team.models if team is not None else None,
