@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
@@ -18,7 +17,7 @@ from gateway.keyadmin import TeamView, now_utc
 from gateway.store import Store
 from gateway.store.sqlite import SQLiteStore
 from tests.stores import execute_sql, opened_store
-from tests.test_cli import clean_env
+from tests.test_cli import run_tollway
 
 pytestmark = pytest.mark.integration
 
@@ -106,13 +105,7 @@ def test_the_cli_records_its_changes_and_verifies_both_chains(tmp_path: Path) ->
     config.write_text(f'storage: {{database_url: "sqlite:///{tmp_path}/store.sqlite"}}\n')
 
     def tollway(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args, "--config", str(config)],
-            capture_output=True,
-            timeout=60,
-            env=clean_env(),
-            cwd=tmp_path,
-        )
+        return run_tollway(config, *args)
 
     team = tollway("teams", "create", "--name", "t")
     assert team.returncode == 0, team.stderr

@@ -16,14 +16,13 @@ import pytest
 from tests.conftest import MASTER_KEY, Gateway
 from tests.test_admin import (  # noqa: F401 - fixtures
     MODELS,
-    REDIS_URL,
     admin,
     admin_gateway,
     fresh_pg_database,
     sdk,
+    two_processes,
     wait_ready,
 )
-from tests.test_cli import Served, start, stop
 
 pytestmark = pytest.mark.integration
 USER = [{"role": "user", "content": "hi"}]
@@ -131,20 +130,7 @@ def test_the_old_secret_works_during_the_grace_then_gets_401(admin_gateway: Gate
 
 
 def test_a_rotation_on_one_process_holds_on_another(fresh_pg_database: str, tmp_path: Path) -> None:  # noqa: F811
-    config = tmp_path / "shared.yaml"
-    # A long refresh interval: only the Redis announcement brings the new secret over this fast.
-    config.write_text(
-        f'server: {{master_key: "{MASTER_KEY}"}}\nlogging: {{request_log: "off"}}\n'
-        f'storage: {{database_url: "{fresh_pg_database}", redis_url: "{REDIS_URL}", key_refresh_s: 60}}\n'
-        + MODELS
-    )
-    first: Served = start(["--config", str(config)], cwd=tmp_path)
-    second: Served = start(["--config", str(config)], cwd=tmp_path)
-    try:
-        for served in (first, second):
-            wait_ready(served.url)
-        one, two = Gateway(first.url, tmp_path / "a"), Gateway(second.url, tmp_path / "b")
-        time.sleep(0.3)  # both processes subscribed to the change channel
+    with two_processes(fresh_pg_database, tmp_path) as (one, two):
         created = admin(one, "POST", "/keys", {"name": "shared"}).json()
         deadline = time.monotonic() + 2
         while not works(two, created["key"]):
@@ -159,5 +145,3 @@ def test_a_rotation_on_one_process_holds_on_another(fresh_pg_database: str, tmp_
         time.sleep(3.2)
         assert not works(two, created["key"]) and not works(one, created["key"])
         assert works(two, new) and works(one, new)
-    finally:
-        assert stop(first) == 0 and stop(second) == 0

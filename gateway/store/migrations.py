@@ -137,8 +137,9 @@ SQLITE_MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     # Admin keys (gateway/adminkeys.py); the audit of admin changes, a hash chain of its own with
     # its own head (gateway/admin_changes.py); request records by team, for a team admin's view.
+    # Number 6: 5 is the spend-tag rollup's, merged on main while this was written.
     Migration(
-        5,
+        6,
         (
             """create table tollway_admin_keys (
                 id text primary key,
@@ -286,7 +287,7 @@ POSTGRES_MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     # Admin keys, the audit of admin changes (its own chain and head), request records by team.
     Migration(
-        5,
+        6,
         (
             """create table tollway_admin_keys (
                 id text collate "C" primary key,
