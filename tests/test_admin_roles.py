@@ -102,7 +102,9 @@ def test_a_team_admin_reads_only_its_teams_spend_and_records(admin_gateway: Gate
     team_a = admin(gw, "POST", "/teams", {"name": "a"}).json()["id"]
     team_b = admin(gw, "POST", "/teams", {"name": "b"}).json()["id"]
     secrets = {
-        team: admin(gw, "POST", "/keys", {"name": team, "team_id": team}).json()["key"]
+        team: admin(gw, "POST", "/keys", {"name": team, "team_id": team, "tags": [f"of:{team}"]}).json()[
+            "key"
+        ]
         for team in (team_a, team_b)
     }
     for secret in secrets.values():
@@ -116,6 +118,12 @@ def test_a_team_admin_reads_only_its_teams_spend_and_records(admin_gateway: Gate
     assert [line["group"] for line in spend["data"]] == [team_a] and spend["total"]["requests"] == 1
     everyone = admin(gw, "GET", "/spend?group_by=team").json()
     assert {line["group"] for line in everyone["data"]} == {team_a, team_b}
+    # By tag too: the team admin's lines and total are its teams' only.
+    tagged = admin(gw, "GET", "/spend?group_by=tag", key=lead).json()
+    assert [line["group"] for line in tagged["data"]] == [f"of:{team_a}"] and tagged["total"]["requests"] == 1
+    all_tags = admin(gw, "GET", "/spend?group_by=tag").json()
+    assert {line["group"] for line in all_tags["data"]} == {f"of:{team_a}", f"of:{team_b}"}
+    assert all_tags["total"]["requests"] == 2
 
 
 def test_a_viewer_reads_and_changes_nothing(admin_gateway: Gateway) -> None:  # noqa: F811 - the fixture
