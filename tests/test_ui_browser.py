@@ -115,6 +115,16 @@ def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
         time.sleep(0.1)
 
 
+def copied_secret(page: Page) -> str:
+    """The secret a page shows once, copied with its copy button (checked on the clipboard)."""
+    page.wait_for_selector("#secret")
+    secret = page.input_value("#secret")
+    page.click("button[data-copy=secret]")
+    page.wait_for_selector("#copied:not([hidden])")
+    assert page.evaluate("navigator.clipboard.readText()") == secret, "the copy button copied the secret"
+    return secret
+
+
 def call(gateway: Gateway, secret: str) -> bool:
     """A chat call with `secret` through the official SDK; openai.AuthenticationError if refused."""
     with openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0, timeout=10) as client:
@@ -192,12 +202,8 @@ ui: {{enabled: true}}
     page.fill("#create-key input[name=owner]", "alice@example.com")
     page.fill("#create-key input[name=budget_amount]", "50")
     page.click("text=Create key")
-    page.wait_for_selector("#secret")
-    secret = page.input_value("#secret")
+    secret = copied_secret(page)
     assert secret.startswith("sk-tw-")
-    page.click("button[data-copy=secret]")
-    page.wait_for_selector("#copied:not([hidden])")
-    assert page.evaluate("navigator.clipboard.readText()") == secret, "the copy button copied the secret"
     visit(page, shots, prefix, "key-created")
     key_link = page.locator("a[href^='/ui/keys/key_']").first.get_attribute("href")
     assert key_link is not None
@@ -270,11 +276,8 @@ ui: {{enabled: true}}
     page.click("text=Rotate key")
     page.wait_for_selector("text=has a new secret")
     rotated_at = time.monotonic()
-    new_secret = page.input_value("#secret")
+    new_secret = copied_secret(page)
     assert new_secret.startswith("sk-tw-") and new_secret != secret
-    page.click("button[data-copy=secret]")
-    page.wait_for_selector("#copied:not([hidden])")
-    assert page.evaluate("navigator.clipboard.readText()") == new_secret
     assert page.locator("#grace-end").count() == 1, "the page says when the old secret stops"
     visit(page, shots, prefix, "key-rotated")
     assert call(gateway, new_secret) and call(gateway, secret), "both secrets work during the grace"
@@ -317,8 +320,7 @@ ui: {{enabled: true}}
     page.fill("#create-admin-key input[name=name]", "finance-reader")
     page.select_option("#create-admin-key select[name=role]", "viewer")
     page.click("text=Issue admin key")
-    page.wait_for_selector("#secret")
-    admin_secret = page.input_value("#secret")
+    admin_secret = copied_secret(page)
     assert admin_secret.startswith("sk-tw-admin-")
     visit(page, shots, prefix, "admin-key-created")
     with httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {admin_secret}"}) as api:
