@@ -24,6 +24,7 @@ from gateway.context import assign_request_id
 from gateway.errors import GatewayError, error_response, malformed_body, model_not_found
 from gateway.frontdoor import ANTHROPIC_DOOR
 from gateway.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
+from gateway.keyinfo import key_info_handler
 from gateway.keys import KeyRecord, hash_secret
 from gateway.keysync import KeySync
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -210,14 +211,18 @@ def build_app(config: Config) -> web.Application:
     batches = BatchAccounting(owners, object_providers, prices, accountant, config.files.batch_poll_s)
     ObjectRoutes(ring, owners, object_providers, batches).add_routes(app.router)
 
-    def budget_status(record: KeyRecord) -> BudgetStatus | None:
-        if holder.current is None or record.budget is None:
+    def spend_of(subject: BudgetSubject) -> BudgetStatus | None:
+        if holder.current is None:
             return None
-        subject = BudgetSubject(f"key:{record.id}", f"key '{record.name}'", record.budget)
         try:
             return holder.gateway.services.book.status(subject)
         except GatewayError:  # a currency without a configured rate: nothing to show
             return None
+
+    def budget_status(record: KeyRecord) -> BudgetStatus | None:
+        if record.budget is None:
+            return None
+        return spend_of(BudgetSubject(f"key:{record.id}", f"key '{record.name}'", record.budget))
 
     admin.budget_status = budget_status
     # Read at scrape time from whichever runtime serves (nothing before start-up).
@@ -356,6 +361,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/v1/key/info", key_info_handler(ring, spend_of))
     app.router.add_get("/admin/targets", targets_handler(ring, lambda: holder.gateway.router.target_states()))
     if config.ui.enabled:
         add_ui(

@@ -19,7 +19,7 @@ from typing import Final
 
 import msgspec
 
-from gateway.records import ChainLink, chain_hash, decode_record
+from gateway.records import ChainLink, ChangeLink, chain_hash, decode_record
 from gateway.store import Store
 
 PAGE: Final = 1000
@@ -87,15 +87,23 @@ def _mismatch(link: ChainLink) -> str | None:
     return None
 
 
-def check_link(link: ChainLink, expected_seq: int, expected_prev: str) -> str | None:
-    """Why `link` breaks the chain at the place it should take, or None when it holds."""
+def link_problem(
+    link: ChainLink | ChangeLink, expected_seq: int, expected_prev: str, what: str = "record"
+) -> str | None:
+    """Why a link of either chain (request records, admin changes) does not take the place it
+    should, by its seq, its prev_hash and its hash; None when it does."""
     if link.seq != expected_seq:
-        return f"record(s) missing: expected seq {expected_seq}, the next stored one is {link.seq}"
+        return f"{what}(s) missing: expected seq {expected_seq}, the next stored one is {link.seq}"
     if link.prev_hash != expected_prev:
-        return "it does not link to the record before it (prev_hash differs)"
+        return f"it does not link to the {what} before it (prev_hash differs)"
     if chain_hash(link.prev_hash, link.seq, link.data.encode()) != link.hash:
         return "its content was altered (the hash does not match)"
-    return _mismatch(link)
+    return None
+
+
+def check_link(link: ChainLink, expected_seq: int, expected_prev: str) -> str | None:
+    """Why `link` breaks the chain at the place it should take, or None when it holds."""
+    return link_problem(link, expected_seq, expected_prev) or _mismatch(link)
 
 
 async def verify(

@@ -67,6 +67,8 @@ class Principal(msgspec.Struct, frozen=True):
     revoked: bool = False
     log_content: ContentPolicy | None = None  # the key's, else its team's; None: logging.content
     tags: tuple[str, ...] = ()  # default spend tags (gateway/tags.py)
+    # The key's secret before its last rotation: it works until expires_at (the grace's end).
+    rotated: bool = False
 
     def check_model(self, model: str) -> None:
         """Raise GatewayError 404 when this key may not use the logical model: the same answer as
@@ -148,7 +150,8 @@ def _sent_bytes(key: str) -> bytes:
     return key.encode("utf-8", "surrogateescape")
 
 
-def _hash(secret: str) -> str:
+def secret_hash_of(secret: str) -> str:
+    """The stored form of a presented secret (virtual or admin key), as the client sent it."""
     return "sha256:" + hashlib.sha256(_sent_bytes(secret)).hexdigest()
 
 
@@ -171,11 +174,23 @@ class KeyRing:
         """A reload's master key and config-declared keys; the store's keys stay as they are."""
         self._master = master_key.encode() if master_key else None
         self._static = dict(config_keys)
+        self._by_hash = self._index()
+
+    def _index(self) -> dict[str, Principal]:
+        """Every secret's principal: config keys, store keys, and the old secrets of keys rotated
+        whose grace has not ended at the last change (the end is checked on each request)."""
         by_hash = dict(self._static)
         for record in self._keys.values():
             owner = self._teams.get(record.team_id) if record.team_id else None
-            by_hash[record.secret_hash] = principal_of(record, owner)
-        self._by_hash = by_hash
+            principal = by_hash[record.secret_hash] = principal_of(record, owner)
+            if record.previous_secret_hash is not None and record.previous_expires_at is not None:
+                grace_end = record.previous_expires_at.timestamp()
+                if principal.expires_at is not None:
+                    grace_end = min(grace_end, principal.expires_at)
+                by_hash[record.previous_secret_hash] = msgspec.structs.replace(
+                    principal, expires_at=grace_end, rotated=True
+                )
+        return by_hash
 
     @property
     def has_master(self) -> bool:
@@ -183,7 +198,7 @@ class KeyRing:
 
     def presents_virtual_key(self, headers: Mapping[str, str]) -> bool:
         key = presented_key(headers)
-        return key is not None and _hash(key) in self._by_hash
+        return key is not None and secret_hash_of(key) in self._by_hash
 
     def is_master(self, headers: Mapping[str, str]) -> bool:
         key = presented_key(headers)
@@ -203,7 +218,7 @@ class KeyRing:
             raise unauthorized()
         if self._master is not None and hmac.compare_digest(_sent_bytes(key), self._master):
             return MASTER
-        principal = self._by_hash.get(_hash(key))
+        principal = self._by_hash.get(secret_hash_of(key))
         if principal is None:
             if self.open:
                 return ANONYMOUS
@@ -213,6 +228,13 @@ class KeyRing:
                 401, "this API key has been revoked", type="authentication_error", code="key_revoked"
             )
         if principal.expires_at is not None and principal.expires_at <= time.time():
+            if principal.rotated:
+                raise GatewayError(
+                    401,
+                    "this API key was rotated and its grace period has ended: use the new secret",
+                    type="authentication_error",
+                    code="key_rotated",
+                )
             raise GatewayError(
                 401, "this API key has expired", type="authentication_error", code="key_expired"
             )
@@ -230,11 +252,7 @@ class KeyRing:
                 self._keys[key.id] = key
                 changed += 1
         if changed:
-            by_hash = dict(self._static)
-            for record in self._keys.values():
-                owner = self._teams.get(record.team_id) if record.team_id else None
-                by_hash[record.secret_hash] = principal_of(record, owner)
-            self._by_hash = by_hash  # one assignment: a request never sees a half-built ring
+            self._by_hash = self._index()  # one assignment: a request never sees a half-built ring
         return changed
 
     def records(self) -> tuple[Mapping[str, KeyRecord], Mapping[str, TeamRecord]]:

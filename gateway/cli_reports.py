@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from gateway import audit, reports
+from gateway import admin_changes, audit, reports
 from gateway.errors import GatewayError
 from gateway.store import Store
 from gateway.store.ledger import SPEND_GROUPS
@@ -37,13 +37,25 @@ async def run_audit(args: argparse.Namespace, store: Store) -> bool:
     start, end = _moment(args.start, "--from"), _moment(args.end, "--to")
     if args.action == "verify":
         result = await audit.verify(store, start, end)
-        _print(result)
+        # The audit of admin changes is checked whole, whatever the period: it is small.
+        changes = await admin_changes.verify(store)
+        _print(msgspec.structs.asdict(result) | {"admin_changes": changes})
         if result.broken is not None:
             broken = result.broken
             who = f" (request {broken.request_id})" if broken.request_id else ""
             raise GatewayError(400, f"the audit chain is broken at seq {broken.seq}{who}: {broken.reason}")
+        if changes.broken is not None:
+            broken = changes.broken
+            what = f" (a change of {broken.request_id})" if broken.request_id else ""
+            raise GatewayError(
+                400, f"the chain of admin changes is broken at seq {broken.seq}{what}: {broken.reason}"
+            )
         print(
             f"ok: {result.checked} records checked, head {result.head_seq} {result.head_hash}",
+            file=sys.stderr,
+        )
+        print(
+            f"ok: {changes.checked} admin changes checked, head {changes.head_seq} {changes.head_hash}",
             file=sys.stderr,
         )
         return False
@@ -81,7 +93,9 @@ def add_report_commands(commands: Any) -> list[argparse.ArgumentParser]:
     """Register `audit verify|export` and `spend`; the leaf parsers (for the --config option)."""
     audit_cmd = commands.add_parser("audit", help="verify or export the tamper-evident audit trail")
     actions = audit_cmd.add_subparsers(dest="action", required=True)
-    verify = actions.add_parser("verify", help="check the hash chain; names the first broken record")
+    verify = actions.add_parser(
+        "verify", help="check the hash chains (requests, admin changes); names the first broken link"
+    )
     export = actions.add_parser("export", help="write records as JSON lines (for an auditor)")
     for leaf in (verify, export):
         leaf.add_argument("--from", dest="start", help="date (2025-03-01) or RFC 3339 time, included")

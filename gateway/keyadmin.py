@@ -8,7 +8,7 @@ status the admin API answers, and nothing is written when validation fails.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -75,6 +75,14 @@ class KeyPatch(_Input):
     tags: KeyTags | UnsetType | None = UNSET
 
 
+# A rotation's grace: up to 30 days; 0 ends the old secret at once.
+GraceSeconds = Annotated[float, msgspec.Meta(ge=0, le=30 * 86400)]
+
+
+class KeyRotate(_Input):
+    grace_s: GraceSeconds = 86400.0
+
+
 class TeamCreate(_Input):
     name: Name
     models: list[Pattern] | None = None
@@ -115,9 +123,11 @@ class KeyView(msgspec.Struct, omit_defaults=True):
     revoked_at: datetime | None = None
     log_content: ContentPolicy | None = None
     tags: list[str] | None = None
-    key: str | None = None  # the secret: only in the answer to its creation
+    key: str | None = None  # the secret: only in the answer to its creation or rotation
     spend: BudgetStatus | None = None  # GET /admin/keys/{id}: the budget's current period
     object: str = "key"
+    rotated_at: datetime | None = None
+    previous_expires_at: datetime | None = None  # when the secret before the rotation stops
 
 
 class TeamView(msgspec.Struct, omit_defaults=True):
@@ -149,7 +159,7 @@ def key_view(key: KeyRecord, secret: str | None = None, now: datetime | None = N
     elif key.expires_at is not None and key.expires_at <= moment:
         status = "expired"
     fields = msgspec.structs.asdict(key)
-    del fields["secret_hash"]
+    del fields["secret_hash"], fields["previous_secret_hash"]
     return KeyView(status=status, key=secret, **fields)
 
 
@@ -237,6 +247,31 @@ async def revoke_key(store: Store, key_id: str) -> KeyRecord:
     updated = msgspec.structs.replace(record, revoked_at=moment, updated_at=moment)
     await store.put_key(updated)
     return updated
+
+
+async def rotate_key(store: Store, key_id: str, grace_s: float) -> tuple[KeyRecord, str]:
+    """A new secret for a key; the one it replaces keeps working for `grace_s` seconds (a secret
+    replaced before, still in its grace, stops at once). The key's id, settings, spend and
+    history stay. GatewayError 404 for an unknown key, 400 for a revoked one."""
+    record = await store.get_key(key_id)
+    if record is None:
+        raise not_found("key", key_id)
+    if record.revoked_at is not None:
+        raise GatewayError(
+            400, f"key '{key_id}' is revoked: a revoked key is not rotated", code="key_revoked"
+        )
+    secret = new_secret()
+    moment = now_utc()
+    updated = msgspec.structs.replace(
+        record,
+        secret_hash=hash_secret(secret),
+        previous_secret_hash=record.secret_hash if grace_s > 0 else None,
+        previous_expires_at=moment + timedelta(seconds=grace_s) if grace_s > 0 else None,
+        rotated_at=moment,
+        updated_at=moment,
+    )
+    await store.put_key(updated)
+    return updated, secret
 
 
 async def create_team(store: Store, body: TeamCreate) -> TeamRecord:

@@ -15,9 +15,12 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from gateway.admin_identity import Role
 from gateway.records import ContentPolicy
 
 SECRET_PREFIX: Final = "sk-tw-"
+# Admin keys (gateway/adminkeys.py) look different, so that one pasted into a client is spotted.
+ADMIN_SECRET_PREFIX: Final = "sk-tw-admin-"
 Currency = Literal["USD", "CHF", "EUR"]
 Period = Literal["day", "week", "month", "total"]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
@@ -74,6 +77,11 @@ class KeyRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     log_content: ContentPolicy | None = None
     # Default spend tags, added to every request's own (gateway/tags.py); also in `data`.
     tags: list[str] | None = None
+    # Rotation (also in `data`): the secret replaced last keeps working until the grace ends.
+    # Only one is kept: rotating again within the grace ends the older secret at once.
+    previous_secret_hash: str | None = None
+    previous_expires_at: datetime | None = None
+    rotated_at: datetime | None = None
 
 
 class TeamRecord(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -92,14 +100,30 @@ class TeamRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     log_content: ContentPolicy | None = None
 
 
-def new_secret() -> str:
+class AdminKeyRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A key to the admin API for one role (gateway/adminkeys.py), so that the master key need
+    not be shared. Hashed like a virtual key; `teams`: the teams a team_admin manages."""
+
+    id: str
+    name: str
+    secret_hash: str
+    role: Role
+    created_at: datetime
+    updated_at: datetime
+    teams: list[str] | None = None
+    created_by: str | None = None  # who issued it, as the audit of admin changes names them
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+def new_secret(prefix: str = SECRET_PREFIX) -> str:
     """A fresh key secret: the prefix and 32 random bytes, URL-safe base64 without padding."""
-    return SECRET_PREFIX + base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    return prefix + base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
 
 
 def hash_secret(secret: str) -> str:
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_id(prefix: Literal["key", "team"]) -> str:
+def new_id(prefix: Literal["key", "team", "adm"]) -> str:
     return f"{prefix}_{os.urandom(8).hex()}"

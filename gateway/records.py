@@ -161,3 +161,51 @@ def apply_policy(
         assert mask is not None
         return mask(as_text)
     return as_text
+
+
+class AdminChange(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One change of keys, teams or admin keys, made through the admin API, the web UI or the CLI:
+    who made it, what, and the subject before and after as the admin API shows it (a view, which
+    never holds a secret or a hash). Its canonical bytes are chained like the request records',
+    in a chain of its own (gateway/admin_changes.py)."""
+
+    at: datetime
+    who: str  # "master", an admin key's id, an SSO user's email, "cli"
+    role: str  # admin, team_admin, viewer
+    via: str  # master_key, admin_key, sso, cli
+    action: str  # key.create, key.update, key.revoke, key.rotate, team.*, admin_key.*
+    subject_id: str
+    before: msgspec.Raw  # JSON null when the subject is new
+    after: msgspec.Raw
+    team_id: str | None = None  # the subject's team after the change (a team: itself)
+    other_team_id: str | None = None  # its team before, when the change moved it
+    detail: str | None = None  # what the views do not show ("old secret works until ...")
+
+
+class ChangeLink(msgspec.Struct, frozen=True):
+    """A stored admin change: its place in its chain, the hashes, the canonical bytes, and the
+    columns the store keeps to filter on (which must agree with the bytes)."""
+
+    seq: int
+    at: datetime
+    who: str
+    action: str
+    subject_id: str
+    team_id: str | None
+    other_team_id: str | None
+    prev_hash: str
+    hash: str
+    data: str
+
+
+_change_decoder: Final = msgspec.json.Decoder(AdminChange)
+
+
+def encode_change(change: AdminChange) -> bytes:
+    """The canonical bytes of an admin change."""
+    return _encoder.encode(change)
+
+
+def decode_change(data: bytes | str) -> AdminChange:
+    """An admin change from its canonical bytes; msgspec.DecodeError / ValidationError if not one."""
+    return _change_decoder.decode(data)

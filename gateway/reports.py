@@ -7,7 +7,7 @@ micro-USD throughout; `amount` is the display value in the asked currency at the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Final
 
@@ -15,6 +15,8 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET, UnsetType
 
+from gateway.admin_identity import AdminIdentity
+from gateway.admin_scope import require_sees, team_scope
 from gateway.audit import parse_moment
 from gateway.errors import GatewayError
 from gateway.records import SpendRow
@@ -23,7 +25,8 @@ from gateway.store.ledger import SPEND_GROUPS, SpendGroup
 from gateway.tags import NO_TAG
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Guard = Callable[[Handler], Handler]
+IdentityHandler = Callable[[web.Request, AdminIdentity], Awaitable[web.StreamResponse]]
+Guard = Callable[[IdentityHandler], Handler]
 
 MAX_PAGE: Final = 1000
 DEFAULT_PAGE: Final = 100
@@ -128,18 +131,43 @@ def _line(row: SpendRow, rate: float) -> SpendLine:
     )
 
 
-async def spend_report(store: Store, query: SpendQuery, rates: Mapping[str, float]) -> SpendReport:
-    """The spend report; GatewayError 400 when no rate is configured for the currency."""
+async def _spend_rows(
+    store: Store, query: SpendQuery, team_ids: Sequence[str] | None, group_by: SpendGroup
+) -> list[SpendRow]:
+    """The rollup by `group_by` the query asks for; within `team_ids` (when not None), summed over
+    those teams."""
+    teams: Sequence[str | None] = [query.team_id] if team_ids is None or query.team_id else team_ids
+    sums: dict[str | None, list[int]] = {}
+    for team_id in teams:
+        for row in await store.spend(
+            group_by=group_by,
+            first_day=query.first_day,
+            last_day=query.last_day,
+            key_id=query.key_id,
+            team_id=team_id,
+        ):
+            values = msgspec.structs.astuple(row)[1:]
+            total = sums.setdefault(row.group, [0] * len(values))
+            for index, value in enumerate(values):
+                total[index] += value
+    return [SpendRow(group, *total) for group, total in sorted(sums.items(), key=lambda item: item[0] or "")]
+
+
+async def spend_report(
+    store: Store, query: SpendQuery, rates: Mapping[str, float], team_ids: Sequence[str] | None = None
+) -> SpendReport:
+    """The spend report (of the teams `team_ids` only, when given: a team admin's); GatewayError
+    400 when no rate is configured for the currency."""
     rate = 1.0 if query.currency == "USD" else rates.get(query.currency)
     if rate is None:
         raise _bad(f"no exchange rate for {query.currency} is configured (budgets.rates)", "currency")
-    rows = await _spend(store, query, query.group_by)
+    rows = await _spend_rows(store, query, team_ids, query.group_by)
     if query.group_by != "day":
         rows.sort(key=lambda row: (-row.cost_micros, row.group or ""))
     by_tag = query.group_by == "tag"
     # By tag, a request counts under each of its tags: the total is taken from the rollup that
     # counts each once.
-    total = _total(await _spend(store, query, "key") if by_tag else rows)
+    total = _total(await _spend_rows(store, query, team_ids, "key") if by_tag else rows)
     report = SpendReport(
         query.group_by,
         query.first_day,
@@ -162,16 +190,6 @@ TAG_NOTE: Final = (
 )
 
 
-async def _spend(store: Store, query: SpendQuery, group_by: SpendGroup) -> list[SpendRow]:
-    return await store.spend(
-        group_by=group_by,
-        first_day=query.first_day,
-        last_day=query.last_day,
-        key_id=query.key_id,
-        team_id=query.team_id,
-    )
-
-
 def _total(rows: list[SpendRow]) -> SpendRow:
     sums = [sum(column) for column in zip(*(msgspec.structs.astuple(r)[1:] for r in rows), strict=True)]
     return SpendRow(None, *sums) if rows else SpendRow(None, 0, 0, 0, 0, 0, 0)
@@ -184,9 +202,12 @@ def _limit(params: Mapping[str, str]) -> int:
     return int(raw)
 
 
-async def audit_page(store: Store, params: Mapping[str, str]) -> AuditPage:
+async def audit_page(
+    store: Store, params: Mapping[str, str], team_ids: Sequence[str] | None = None
+) -> AuditPage:
     """Audit records in chain order, filtered by `key_id`, `model`, `from`/`to` (started in
-    [from, to)), paged by `limit` and `after` (the `next_after` of the page before)."""
+    [from, to)), paged by `limit` and `after` (the `next_after` of the page before); of the teams
+    `team_ids` only, when given (a team admin's)."""
     limit = _limit(params)
     after_text = params.get("after")
     if after_text is not None and not after_text.isdigit():
@@ -206,6 +227,7 @@ async def audit_page(store: Store, params: Mapping[str, str]) -> AuditPage:
         model=params.get("model") or None,
         start=start,
         end=end,
+        team_ids=team_ids,
     )
     entries = [
         AuditEntry(link.seq, link.hash, link.prev_hash, msgspec.Raw(link.data.encode()))
@@ -225,20 +247,23 @@ def _json(value: object) -> web.Response:
 def add_report_routes(
     router: web.UrlDispatcher, guard: Guard, store: Store | None, rates: Mapping[str, float]
 ) -> None:
-    """Mount `GET /admin/spend` and `GET /admin/audit` behind `guard` (the admin API's master-key
-    check, which also answers 503 when no store is configured)."""
+    """Mount `GET /admin/spend` and `GET /admin/audit` behind `guard` (the admin API's, which
+    names the caller and answers 503 when no store is configured). Every role reads them; a team
+    admin reads its own teams' only."""
 
     def the_store() -> Store:
         if store is None:
             raise GatewayError(503, "no store is configured (storage.database_url)", type="server_error")
         return store
 
-    async def spend(request: web.Request) -> web.StreamResponse:
+    async def spend(request: web.Request, identity: AdminIdentity) -> web.StreamResponse:
         query = spend_query(request.query, datetime.now(UTC).date())
-        return _json(await spend_report(the_store(), query, rates))
+        if query.team_id is not None:
+            require_sees(identity, query.team_id, "the spend")
+        return _json(await spend_report(the_store(), query, rates, team_scope(identity)))
 
-    async def audit(request: web.Request) -> web.StreamResponse:
-        return _json(await audit_page(the_store(), request.query))
+    async def audit(request: web.Request, identity: AdminIdentity) -> web.StreamResponse:
+        return _json(await audit_page(the_store(), request.query, team_scope(identity)))
 
     router.add_get("/admin/spend", guard(spend))
     router.add_get("/admin/audit", guard(audit))

@@ -3,6 +3,7 @@ client, SQLite and the real PostgreSQL as stores, two processes sharing PostgreS
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -200,23 +201,30 @@ def test_keys_declared_in_the_config(start_gateway_with: Callable[[str], Gateway
     assert no_store.status_code == 503 and no_store.json()["error"]["code"] == "no_store"
 
 
-def test_revoke_on_one_process_is_enforced_by_another_within_a_second(
-    fresh_pg_database: str, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def two_processes(database_url: str, tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two `tollway serve` processes sharing the database and Redis, both subscribed to key
+    changes. A long refresh interval: only the Redis announcement brings a change over fast."""
     config = tmp_path / "shared.yaml"
-    # A long refresh interval: only the Redis announcement can make the revoke this fast.
     config.write_text(
         f'server: {{master_key: "{MASTER_KEY}"}}\nlogging: {{request_log: "off"}}\n'
-        f'storage: {{database_url: "{fresh_pg_database}", redis_url: "{REDIS_URL}", key_refresh_s: 60}}\n'
-        + MODELS
+        f'storage: {{database_url: "{database_url}", redis_url: "{REDIS_URL}", key_refresh_s: 60}}\n' + MODELS
     )
     first: Served = start(["--config", str(config)], cwd=tmp_path)
     second: Served = start(["--config", str(config)], cwd=tmp_path)
     try:
         for served in (first, second):
             wait_ready(served.url)
-        one, two = Gateway(first.url, tmp_path / "a"), Gateway(second.url, tmp_path / "b")
         time.sleep(0.3)  # both processes subscribed to the change channel
+        yield Gateway(first.url, tmp_path / "a"), Gateway(second.url, tmp_path / "b")
+    finally:
+        assert stop(first) == 0 and stop(second) == 0
+
+
+def test_revoke_on_one_process_is_enforced_by_another_within_a_second(
+    fresh_pg_database: str, tmp_path: Path
+) -> None:
+    with two_processes(fresh_pg_database, tmp_path) as (one, two):
         created = admin(one, "POST", "/keys", {"name": "shared"}).json()
         with sdk(two, created["key"]) as client:
             deadline = time.monotonic() + 1.0
@@ -240,8 +248,6 @@ def test_revoke_on_one_process_is_enforced_by_another_within_a_second(
                     "the revoke must reach the other process within a second"
                 )
                 time.sleep(0.02)
-    finally:
-        assert stop(first) == 0 and stop(second) == 0
 
 
 def test_a_keys_view_shows_its_budget_spend(

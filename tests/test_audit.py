@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import io
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ from gateway.audit import export, parse_moment, verify
 from gateway.records import GENESIS_HASH, chain_hash
 from gateway.store import Store
 from tests.stores import T0, execute_sql, make_record, opened_store
-from tests.test_cli import clean_env
+from tests.test_cli import run_tollway
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -161,13 +160,7 @@ def test_cli_verify_and_export(tmp_path: Path) -> None:
     config.write_text(f'storage: {{database_url: "sqlite:///{tmp_path}/audit.sqlite"}}\n')
 
     def tollway(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args, "--config", str(config)],
-            capture_output=True,
-            timeout=30,
-            env=clean_env(),
-            cwd=tmp_path,
-        )
+        return run_tollway(config, *args)
 
     ok = tollway("audit", "verify", "--from", "2025-03-01")
     assert ok.returncode == 0, ok.stderr

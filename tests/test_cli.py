@@ -71,6 +71,17 @@ def clean_env() -> dict[str, str]:
     }
 
 
+def run_tollway(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    """`tollway ARGS --config CONFIG` to its end, in the config's folder, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args, "--config", str(config)],
+        capture_output=True,
+        timeout=timeout,
+        env=clean_env(),
+        cwd=config.parent,
+    )
+
+
 @pytest.fixture
 def default_server(tmp_path: Path) -> Iterator[Served]:
     served = start([], cwd=tmp_path)  # no config/ here: the embedded default serves

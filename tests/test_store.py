@@ -95,6 +95,9 @@ def full_key(key_id: str = "key_full", secret_hash: str = "sha256:full") -> KeyR
         revoked_at=T0 + timedelta(days=1),
         log_content="none",
         tags=["team-search", "cost:centre-7"],
+        previous_secret_hash="sha256:before",
+        previous_expires_at=T0 + timedelta(hours=1),
+        rotated_at=T0,
     )
 
 

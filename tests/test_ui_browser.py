@@ -1,7 +1,9 @@
 """The web UI in a real browser: Debian's headless Chromium driven by Playwright (the system
 browser, no download) against a real gateway on SQLite and on PostgreSQL. It signs in, creates a
 team and a key, copies the secret, calls through the openai SDK, finds the call on the overview,
-spend and audit pages, verifies the chain, revokes the key and signs out.
+spend and audit pages, verifies the chain, rotates the key (the old secret works during a short
+grace, then gets 401), finds the changes in the key's history and the audit of admin changes,
+issues and revokes an admin key, revokes the key and signs out.
 
 Every page is screenshotted to tests/artifacts/ui/ (git-ignored). The run fails on a page that
 shows a server error, on a JavaScript console error or uncaught exception, and on any request
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Response, sync_playwright
@@ -37,6 +40,7 @@ PG_URL = os.environ.get("TOLLWAY_TEST_DATABASE_URL", "postgresql://postgres@127.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen: every page must work at this size
 USER = [{"role": "user", "content": "hello from the browser test"}]
+GRACE_S = 5.0  # the rotation's grace in this test: long enough to call with the old secret
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +115,23 @@ def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
         time.sleep(0.1)
 
 
+def copied_secret(page: Page) -> str:
+    """The secret a page shows once, copied with its copy button (checked on the clipboard)."""
+    page.wait_for_selector("#secret")
+    secret = page.input_value("#secret")
+    page.click("button[data-copy=secret]")
+    page.wait_for_selector("#copied:not([hidden])")
+    assert page.evaluate("navigator.clipboard.readText()") == secret, "the copy button copied the secret"
+    return secret
+
+
+def call(gateway: Gateway, secret: str) -> bool:
+    """A chat call with `secret` through the official SDK; openai.AuthenticationError if refused."""
+    with openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0, timeout=10) as client:
+        answer = client.chat.completions.create(model="demo", messages=USER, max_tokens=20)  # type: ignore[arg-type]
+        return bool(answer.choices[0].message.content)
+
+
 def visit(page: Page, shots: list[str], prefix: str, name: str, path: str | None = None) -> None:
     """Go to `path` (or stay), check the page shows no server error, and screenshot it."""
     if path is not None:
@@ -121,7 +142,7 @@ def visit(page: Page, shots: list[str], prefix: str, name: str, path: str | None
     page.wait_for_load_state("load")
     body = page.content()
     assert "internal gateway error" not in body and "Traceback" not in body, name
-    assert page.locator("nav a").count() in (0, 6), "the nav bar reaches every page"
+    assert page.locator("nav a").count() in (0, 7), "the nav bar reaches every page"
     shot = ARTIFACTS / f"{prefix}-{name}.png"
     page.screenshot(path=str(shot))
     shots.append(shot.name)
@@ -181,21 +202,15 @@ ui: {{enabled: true}}
     page.fill("#create-key input[name=owner]", "alice@example.com")
     page.fill("#create-key input[name=budget_amount]", "50")
     page.click("text=Create key")
-    page.wait_for_selector("#secret")
-    secret = page.input_value("#secret")
+    secret = copied_secret(page)
     assert secret.startswith("sk-tw-")
-    page.click("button[data-copy=secret]")
-    page.wait_for_selector("#copied:not([hidden])")
-    assert page.evaluate("navigator.clipboard.readText()") == secret, "the copy button copied the secret"
     visit(page, shots, prefix, "key-created")
     key_link = page.locator("a[href^='/ui/keys/key_']").first.get_attribute("href")
     assert key_link is not None
     key_id = key_link.rsplit("/", 1)[1]
 
     # A call with the copied secret through the official SDK.
-    with openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0, timeout=10) as client:
-        answer = client.chat.completions.create(model="demo", messages=USER, max_tokens=50)  # type: ignore[arg-type]
-        assert answer.choices[0].message.content
+    assert call(gateway, secret)
 
     # The overview counts it without a reload (it refreshes itself every few seconds).
     page.goto("/ui")
@@ -255,12 +270,66 @@ ui: {{enabled: true}}
     page.click("#edit-key button")
     page.wait_for_selector("text=Saved.")
     assert page.input_value("#edit-key input[name=rpm]") == "120"
+
+    # Rotate with a short grace: a new secret shown once; the old one works until the grace ends.
+    page.fill("#rotate-key input[name=grace_other_s]", str(GRACE_S))
+    page.click("text=Rotate key")
+    page.wait_for_selector("text=has a new secret")
+    rotated_at = time.monotonic()
+    new_secret = copied_secret(page)
+    assert new_secret.startswith("sk-tw-") and new_secret != secret
+    assert page.locator("#grace-end").count() == 1, "the page says when the old secret stops"
+    visit(page, shots, prefix, "key-rotated")
+    assert call(gateway, new_secret) and call(gateway, secret), "both secrets work during the grace"
+    assert time.monotonic() - rotated_at < GRACE_S, "the old secret was tried within its grace"
+    until(lambda: time.monotonic() - rotated_at > GRACE_S + 0.5, timeout_s=GRACE_S + 5)
+    with pytest.raises(openai.AuthenticationError) as refused:
+        call(gateway, secret)
+    assert refused.value.status_code == 401 and refused.value.code == "key_rotated"
+    assert call(gateway, new_secret), "the new secret works on"
+
+    # The key's history shows its creation, edit and rotation, by the signed-in admin.
+    visit(page, shots, prefix, "key-history", f"/ui/keys/{key_id}")
+    history = page.inner_text("#history")
+    assert all(action in history for action in ("key.create", "key.update", "key.rotate")), history
+    assert "master" in history
+
     page.click("text=Revoke key")
     page.wait_for_selector("text=is revoked")
     assert "revoked" in page.inner_text("h1")
-    with openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0, timeout=10) as client:
+    for revoked in (new_secret, secret):
         with pytest.raises(openai.AuthenticationError):
-            client.chat.completions.create(model="demo", messages=USER)  # type: ignore[arg-type]
+            call(gateway, revoked)
+
+    # The audit of admin changes: the UI's changes are in it, in a chain that verifies.
+    visit(page, shots, prefix, "audit-changes", "/ui/audit/changes")
+    listed = page.inner_text("#changes")
+    assert all(action in listed for action in ("team.create", "key.create", "key.rotate", "key.revoke"))
+    page.click("text=Verify the chain of changes")
+    page.wait_for_selector("#verification")
+    assert "The chain holds" in page.inner_text("#verification")
+    visit(page, shots, prefix, "audit-changes-verified")
+    page.click("#changes tbody tr:has-text('key.rotate') a")
+    page.wait_for_url(re.compile(r"/ui/audit/changes/\d+$"))
+    assert '"rotated_at"' in page.inner_text("#after") and '"rotated_at"' not in page.inner_text("#before")
+    assert "sk-tw-" not in page.inner_text("main"), "no secret in the audit"
+    visit(page, shots, prefix, "audit-change")
+
+    # Admin keys: issue one for a viewer (its secret shown once), then revoke it.
+    visit(page, shots, prefix, "admin-keys", "/ui/admin-keys")
+    page.fill("#create-admin-key input[name=name]", "finance-reader")
+    page.select_option("#create-admin-key select[name=role]", "viewer")
+    page.click("text=Issue admin key")
+    admin_secret = copied_secret(page)
+    assert admin_secret.startswith("sk-tw-admin-")
+    visit(page, shots, prefix, "admin-key-created")
+    with httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {admin_secret}"}) as api:
+        assert api.get("/admin/keys").status_code == 200
+        assert api.post("/admin/teams", json={"name": "nope"}).status_code == 403
+        page.goto("/ui/admin-keys")
+        page.click("#admin-keys tbody tr:has-text('finance-reader') button")
+        page.wait_for_selector("text=is revoked")
+        assert api.get("/admin/keys").status_code == 401
 
     # 1,000 keys: the list stays one page of 50, quick to draw, with a next page.
     loop_thread.run(_many_keys(database_url, 1000, team_id))
@@ -278,7 +347,7 @@ ui: {{enabled: true}}
     assert page.url.endswith("/ui/login"), "signed out: no page without signing in again"
     context.close()
     assert watch.problems == [], watch.problems
-    assert len(shots) >= 14
+    assert len(shots) >= 20
 
 
 async def _many_keys(database_url: str, count: int, team_id: str) -> None:

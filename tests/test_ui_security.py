@@ -3,7 +3,9 @@ or from another origin refused, cookie flags, sign-out, and the roles held on ev
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
+from html import unescape
 from pathlib import Path
 
 import httpx
@@ -28,13 +30,18 @@ PAGES = [
     "/ui/audit",
     "/ui/audit?verify=1",
     "/ui/audit/1",
+    "/ui/audit/changes",
+    "/ui/audit/changes?verify=1",
     "/ui/models",
+    "/ui/admin-keys",
 ]
 DATA = ["/ui/data/overview", "/ui/spend.csv", "/ui/spend.csv?group_by=key"]
 CHANGES = [
     ("/ui/keys", {"name": "sneaky"}),
     ("/ui/keys/key_research_1", {"name": "renamed"}),
+    ("/ui/keys/key_research_1/rotate", {"grace_s": "60"}),
     ("/ui/keys/key_research_1/revoke", {}),
+    ("/ui/admin-keys", {"name": "sneaky", "role": "admin"}),
     ("/ui/teams", {"name": "sneaky"}),
     ("/ui/teams/team_research", {"name": "renamed"}),
     ("/ui/teams/team_research/delete", {}),
@@ -72,6 +79,27 @@ def key_of(gateway: Gateway, key_id: str) -> dict[str, object]:
     return result
 
 
+def changes_of(gateway: Gateway) -> list[dict[str, object]]:
+    """The audit of admin changes as the admin API reads it, each change's own fields."""
+    answer = httpx.get(
+        f"{gateway.url}/admin/audit/changes", headers={"authorization": f"Bearer {MASTER_KEY}"}
+    )
+    assert answer.status_code == 200
+    return [entry["change"] for entry in answer.json()["data"]]
+
+
+def assert_untouched(gateway: Gateway) -> None:
+    """The seeded key and teams as they were, no admin key issued, and no change recorded."""
+    key = key_of(gateway, "key_research_1")
+    assert key["name"] == "key_research_1" and key["status"] == "active" and "rotated_at" not in key
+    assert team_names(gateway) == {"research", "other"}, "nothing changed"
+    admin_keys = httpx.get(
+        f"{gateway.url}/admin/admin-keys", headers={"authorization": f"Bearer {MASTER_KEY}"}
+    )
+    assert admin_keys.status_code == 200 and admin_keys.json()["data"] == []
+    assert changes_of(gateway) == []
+
+
 def team_names(gateway: Gateway) -> set[str]:
     answer = httpx.get(f"{gateway.url}/admin/teams", headers={"authorization": f"Bearer {MASTER_KEY}"})
     return {team["name"] for team in answer.json()["data"]}
@@ -107,8 +135,7 @@ def test_no_page_and_no_data_without_a_session(ui_gateway: Gateway, admin_ui: Ui
             )
             assert answer.status_code == 303 and answer.headers["location"] == "/ui/login", path
         client.close()
-    assert key_of(ui_gateway, "key_research_1")["name"] == "key_research_1"
-    assert team_names(ui_gateway) == {"research", "other"}, "nothing changed"
+    assert_untouched(ui_gateway)
     # and the same pages do answer with a session, so the checks above can fail
     for path in PAGES:
         assert admin_ui.get(path).status_code == 200, path
@@ -129,8 +156,7 @@ def test_a_form_post_without_its_csrf_token_is_refused(ui_gateway: Gateway, admi
         assert answer.status_code == 403 and "did not come from this page" in answer.text, path
         wrong = admin_ui.post(path, {"csrf": "not-the-token", **form})
         assert wrong.status_code == 403, path
-    assert key_of(ui_gateway, "key_research_1")["status"] == "active"
-    assert team_names(ui_gateway) == {"research", "other"}
+    assert_untouched(ui_gateway)
     assert admin_ui.signed_in(), "a refused sign-out did not sign out"
     made = admin_ui.post("/ui/teams", {"name": "made-with-token"})
     assert made.status_code == 303 and "made-with-token" in team_names(ui_gateway)
@@ -218,7 +244,11 @@ def test_a_team_admin_sees_and_changes_only_its_own_teams_keys(idp: MockIdp, sso
     for path in (f"/ui/keys/{other}", "/ui/keys?team_id=team_other", "/ui/teams/team_other",
                  "/ui/spend?team_id=team_other", "/ui/spend.csv?team_id=team_other"):  # fmt: skip
         refused = lead.get(path)
-        assert refused.status_code == 403 and "does not see" in refused.text, path
+        assert refused.status_code == 403, path
+        assert (
+            "team_admin 'alice@example.com' may not see" in unescape(refused.text)
+            and "team_research" in refused.text
+        )
         assert "<table" not in refused.text and "<dl" not in refused.text and "requests" not in refused.text
     assert "team_other" not in lead.get("/ui/teams").text
     trail = lead.get("/ui/audit")
@@ -226,17 +256,58 @@ def test_a_team_admin_sees_and_changes_only_its_own_teams_keys(idp: MockIdp, sso
     assert lead.get("/ui/audit/1").status_code == 200 and lead.get("/ui/audit/2").status_code == 403
     spend = lead.get("/ui/spend.csv?group_by=key&from=2025-03-01&to=2025-03-02")
     assert own in spend.text and other not in spend.text
+    admin_keys = lead.get("/ui/admin-keys")
+    assert admin_keys.status_code == 403 and "only an admin may" in admin_keys.text
+    assert "Admin keys" not in lead.get("/ui").text, "the nav offers admin keys to admins only"
     lead.get("/ui/keys")
-    assert lead.post(f"/ui/keys/{other}/revoke", {}).status_code == 403
-    assert lead.post("/ui/keys", {"name": "theirs", "team_id": "team_other"}).status_code == 403
-    assert lead.post("/ui/keys", {"name": "no-team", "team_id": ""}).status_code == 403
-    assert lead.post("/ui/teams", {"name": "new-team"}).status_code == 403, "only an admin makes teams"
-    assert key_of(sso_gateway, other)["status"] == "active"
-    # its own team: allowed
+    for path, form in [
+        (f"/ui/keys/{other}/revoke", {}),
+        (f"/ui/keys/{other}/rotate", {"grace_s": "0"}),
+        (f"/ui/keys/{other}", {"name": "renamed", "team_id": "team_other"}),
+        ("/ui/keys", {"name": "theirs", "team_id": "team_other"}),
+        ("/ui/keys", {"name": "no-team", "team_id": ""}),
+        ("/ui/teams", {"name": "new-team"}),
+        ("/ui/admin-keys", {"name": "mine", "role": "admin"}),
+    ]:
+        refused = lead.post(path, form)
+        assert refused.status_code == 403 and "Not allowed" in refused.text, path
+        assert "team_admin 'alice@example.com' may not" in unescape(refused.text), path
+    assert key_of(sso_gateway, other)["status"] == "active" and "rotated_at" not in key_of(sso_gateway, other)
+    # its own team: allowed, and each change is in the audit of admin changes under the SSO email
     created = lead.post("/ui/keys", {"name": "ours", "team_id": "team_research"})
     assert created.status_code == 200 and "sk-tw-" in created.text
+    rotated = lead.post(f"/ui/keys/{own}/rotate", {"grace_s": "3600"})
+    assert rotated.status_code == 200 and "has a new secret" in rotated.text and "grace-end" in rotated.text
     assert lead.post(f"/ui/keys/{own}/revoke", {}).status_code == 303
     assert key_of(sso_gateway, own)["status"] == "revoked"
+    made = changes_of(sso_gateway)
+    assert [(c["action"], c["who"], c["role"], c["via"]) for c in made] == [
+        ("key.create", "alice@example.com", "team_admin", "sso"),
+        ("key.rotate", "alice@example.com", "team_admin", "sso"),
+        ("key.revoke", "alice@example.com", "team_admin", "sso"),
+    ]
+    assert made[1]["subject_id"] == own and "old one works until" in str(made[1]["detail"])
+    history = lead.get(f"/ui/keys/{own}")
+    assert "key.rotate" in history.text and "key.revoke" in history.text
+    lead.close()
+
+
+def test_a_team_admin_reads_only_its_own_teams_admin_changes(idp: MockIdp, sso_gateway: Gateway) -> None:
+    master = {"authorization": f"Bearer {MASTER_KEY}"}
+    for team in ("team_research", "team_other"):
+        made = httpx.post(f"{sso_gateway.url}/admin/keys", json={"name": f"by-master-{team}", "team_id": team},
+                          headers=master)  # fmt: skip
+        assert made.status_code == 201
+    idp.groups = ["research-leads"]
+    lead = UiClient(sso_gateway.url)
+    assert lead.sign_in_with_sso().status_code == 303
+    page = lead.get("/ui/audit/changes")
+    assert page.status_code == 200 and "by-master" not in page.text  # the list names subjects by id
+    seqs = [int(n) for n in re.findall(r'href="/ui/audit/changes/(\d+)"', page.text)]
+    assert seqs == [1], "the change of team_other's key is left out"
+    assert lead.get("/ui/audit/changes/1").status_code == 200
+    refused = lead.get("/ui/audit/changes/2")
+    assert refused.status_code == 404 and "by-master-team_other" not in refused.text
     lead.close()
 
 
@@ -244,15 +315,22 @@ def test_a_viewer_reads_everything_and_changes_nothing(idp: MockIdp, sso_gateway
     idp.groups = ["auditors"]
     viewer = UiClient(sso_gateway.url)
     assert viewer.sign_in_with_sso().status_code == 303
-    for path in ("/ui/keys", "/ui/teams", "/ui/spend", "/ui/audit", f"/ui/keys/{SEEDED_KEYS['team_other']}"):
+    for path in ("/ui/keys", "/ui/teams", "/ui/spend", "/ui/audit", "/ui/audit/changes",
+                 f"/ui/keys/{SEEDED_KEYS['team_other']}"):  # fmt: skip
         page = viewer.get(path)
         assert page.status_code == 200 and 'action="/ui/keys"' not in page.text, path
-        assert "Revoke key" not in page.text and "Create team" not in page.text
+        assert (
+            "Revoke key" not in page.text and "Rotate key" not in page.text and "Create team" not in page.text
+        )
     viewer.get("/ui/keys")
     for path, form in CHANGES[:-1]:
         refused = viewer.post(path, {**form, "name": "changed", "team_id": "team_research"})
-        assert refused.status_code == 403, path
+        assert refused.status_code == 403 and "Not allowed" in refused.text, path
+        assert "viewer 'alice@example.com' may not" in unescape(refused.text), path
+    assert viewer.get("/ui/admin-keys").status_code == 403
     assert key_of(sso_gateway, "key_research_1")["name"] == "key_research_1"
+    assert "rotated_at" not in key_of(sso_gateway, "key_research_1")
     assert team_names(sso_gateway) == {"research", "other"}
+    assert changes_of(sso_gateway) == []
     assert viewer.post("/ui/logout", {}).status_code == 303, "a viewer may still sign out"
     viewer.close()

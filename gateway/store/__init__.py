@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.keys import KeyRecord, TeamRecord
-from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
+from gateway.keys import AdminKeyRecord, KeyRecord, TeamRecord
+from gateway.records import AdminChange, AuditRecord, ChainAnchor, ChainLink, ChangeLink, SpendRow
 
 if TYPE_CHECKING:
     from gateway.store.ledger import SpendGroup
@@ -36,9 +36,15 @@ class Store(Protocol):
     async def get_key(self, key_id: str) -> KeyRecord | None: ...
 
     async def list_keys(
-        self, *, limit: int, after: str | None = None, team_id: str | None = None
+        self,
+        *,
+        limit: int,
+        after: str | None = None,
+        team_id: str | None = None,
+        team_ids: Sequence[str] | None = None,
     ) -> list[KeyRecord]:
-        """Keys ordered by id, those with an id greater than `after` (pagination)."""
+        """Keys ordered by id, those with an id greater than `after` (pagination); of `team_id`,
+        and of the teams `team_ids` names (none when it is empty)."""
         ...
 
     async def put_team(self, team: TeamRecord) -> None: ...
@@ -80,8 +86,10 @@ class Store(Protocol):
         model: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        team_ids: Sequence[str] | None = None,
     ) -> list[ChainLink]:
-        """Stored records in chain order, seq > `after`, started in [start, end), filtered."""
+        """Stored records in chain order, seq > `after`, started in [start, end), filtered (by
+        `team_ids`: of those teams only, none when empty)."""
         ...
 
     async def audit_span(self, start: datetime | None, end: datetime | None) -> tuple[int, int] | None:
@@ -97,6 +105,38 @@ class Store(Protocol):
     async def prune_records(self, before: datetime) -> int:
         """Delete the oldest audit records, up to the first one started at or after `before`
         (rollups stay); moves the chain's anchor to the last one deleted. How many went."""
+        ...
+
+    async def put_admin_key(self, key: AdminKeyRecord) -> None:
+        """Insert or replace an admin key by id."""
+        ...
+
+    async def get_admin_key(self, key_id: str) -> AdminKeyRecord | None: ...
+
+    async def find_admin_key(self, secret_hash: str) -> AdminKeyRecord | None:
+        """The admin key whose secret hashes to `secret_hash`, revoked or not."""
+        ...
+
+    async def list_admin_keys(self, *, limit: int, after: str | None = None) -> list[AdminKeyRecord]: ...
+
+    async def append_change(self, change: AdminChange) -> ChangeLink:
+        """Chain an admin change onto the head of its chain, under the chain's lock; the link."""
+        ...
+
+    async def list_changes(
+        self,
+        *,
+        limit: int,
+        after: int | None = None,
+        subject_id: str | None = None,
+        team_ids: Sequence[str] | None = None,
+    ) -> list[ChangeLink]:
+        """Admin changes in chain order, seq > `after`; of one subject; touching `team_ids` (the
+        subject's team before or after the change)."""
+        ...
+
+    async def changes_head(self) -> tuple[int, str]:
+        """The seq and hash of the last admin change (0 and the genesis hash before the first)."""
         ...
 
     async def put_responses(self, responses: Sequence[StoredResponse]) -> None:

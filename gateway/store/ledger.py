@@ -9,7 +9,15 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Final, Literal, NamedTuple, TypeVar, cast
 
-from gateway.records import AuditRecord, chain_hash, day_of, encode_record
+from gateway.records import (
+    AdminChange,
+    AuditRecord,
+    ChangeLink,
+    chain_hash,
+    day_of,
+    encode_change,
+    encode_record,
+)
 
 G = TypeVar("G", bound=tuple[object, ...])
 SpendGroup = Literal["key", "team", "model", "user", "day", "tag"]
@@ -183,3 +191,23 @@ def spend_group(value: object) -> str | None:
     if isinstance(value, date):
         return value.isoformat()
     return str(value) if value not in (None, "") else None
+
+
+def next_change(change: AdminChange, head_seq: int, head_hash: str) -> ChangeLink:
+    """`change` as the next link of the admin change chain, whose head is (head_seq, head_hash)."""
+    if change.at.utcoffset() is None:
+        raise ValueError("admin change: timestamps must be timezone-aware")
+    data = encode_change(change)
+    seq = head_seq + 1
+    return ChangeLink(
+        seq,
+        change.at,
+        change.who,
+        change.action,
+        change.subject_id,
+        change.team_id,
+        change.other_team_id,
+        head_hash,
+        chain_hash(head_hash, seq, data),
+        data.decode(),
+    )

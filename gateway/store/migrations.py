@@ -13,7 +13,7 @@ from typing import Final, NamedTuple, TypeVar
 
 import msgspec
 
-from gateway.keys import KeyRecord, TeamRecord
+from gateway.keys import AdminKeyRecord, KeyRecord, TeamRecord
 from gateway.records import GENESIS_HASH
 
 
@@ -164,6 +164,44 @@ SQLITE_MIGRATIONS: Final[tuple[Migration, ...]] = (
             _BACKFILL_TAGS,
         ),
     ),
+    # Admin keys (gateway/adminkeys.py); the audit of admin changes, a hash chain of its own with
+    # its own head (gateway/admin_changes.py); request records by team, for a team admin's view.
+    Migration(
+        6,
+        (
+            """create table tollway_admin_keys (
+                id text primary key,
+                secret_hash text not null unique,
+                name text not null,
+                role text not null,
+                created_at text not null,
+                updated_at text not null,
+                expires_at text,
+                revoked_at text,
+                data text not null
+            )""",
+            """create table tollway_admin_changes (
+                seq integer primary key,
+                at text not null,
+                who text not null,
+                action text not null,
+                subject_id text not null,
+                team_id text,
+                other_team_id text,
+                prev_hash text not null,
+                hash text not null,
+                data text not null
+            )""",
+            "create index tollway_admin_changes_subject on tollway_admin_changes (subject_id, seq)",
+            """create table tollway_admin_changes_head (
+                id integer primary key check (id = 1),
+                head_seq integer not null,
+                head_hash text not null
+            )""",
+            f"insert into tollway_admin_changes_head values (1, 0, '{GENESIS_HASH}')",
+            "create index tollway_audit_team_id on tollway_audit (team_id, seq)",
+        ),
+    ),
 )
 
 # Ids compare in the "C" collation so that PostgreSQL orders and pages them byte by byte, as SQLite
@@ -295,6 +333,43 @@ POSTGRES_MIGRATIONS: Final[tuple[Migration, ...]] = (
             _BACKFILL_TAGS,
         ),
     ),
+    # Admin keys, the audit of admin changes (its own chain and head), request records by team.
+    Migration(
+        6,
+        (
+            """create table tollway_admin_keys (
+                id text collate "C" primary key,
+                secret_hash text not null constraint tollway_admin_keys_secret_hash_unique unique,
+                name text not null,
+                role text not null,
+                created_at timestamptz not null,
+                updated_at timestamptz not null,
+                expires_at timestamptz,
+                revoked_at timestamptz,
+                data jsonb not null
+            )""",
+            """create table tollway_admin_changes (
+                seq bigint primary key,
+                at timestamptz not null,
+                who text not null,
+                action text not null,
+                subject_id text collate "C" not null,
+                team_id text collate "C",
+                other_team_id text collate "C",
+                prev_hash text not null,
+                hash text not null,
+                data text not null
+            )""",
+            "create index tollway_admin_changes_subject on tollway_admin_changes (subject_id, seq)",
+            """create table tollway_admin_changes_head (
+                id integer primary key check (id = 1),
+                head_seq bigint not null,
+                head_hash text not null
+            )""",
+            f"insert into tollway_admin_changes_head values (1, 0, '{GENESIS_HASH}')",
+            "create index tollway_audit_team_id on tollway_audit (team_id, seq)",
+        ),
+    ),
 )
 
 # Column order is the order of the INSERT and SELECT lists in both stores; `data` comes last.
@@ -310,14 +385,39 @@ KEY_COLUMNS: Final = (
     "revoked_at",
 )
 TEAM_COLUMNS: Final = ("id", "name", "created_at", "updated_at", "deleted_at")
+ADMIN_KEY_COLUMNS: Final = (
+    "id",
+    "secret_hash",
+    "name",
+    "role",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "revoked_at",
+)
+# Order of the admin change columns in INSERT and SELECT lists of both stores.
+CHANGE_COLUMNS: Final = (
+    "seq",
+    "at",
+    "who",
+    "action",
+    "subject_id",
+    "team_id",
+    "other_team_id",
+    "prev_hash",
+    "hash",
+    "data",
+)
 
 Column = str | datetime | None
-R = TypeVar("R", KeyRecord, TeamRecord)
+R = TypeVar("R", KeyRecord, TeamRecord, AdminKeyRecord)
 
 _encoder: Final = msgspec.json.Encoder()
 
 
-def to_row(record: KeyRecord | TeamRecord, columns: tuple[str, ...]) -> tuple[list[Column], str]:
+def to_row(
+    record: KeyRecord | TeamRecord | AdminKeyRecord, columns: tuple[str, ...]
+) -> tuple[list[Column], str]:
     """The column values of `record` and the JSON of every other field set (so a field added to the
     record later is kept without a migration). Raises ValueError for a naive datetime."""
     values: list[Column] = [getattr(record, name) for name in columns]

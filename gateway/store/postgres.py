@@ -16,13 +16,14 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.keys import KeyRecord, TeamRecord
-from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
-from gateway.store import StoreUnavailable, postgres_audit
+from gateway.keys import AdminKeyRecord, KeyRecord, TeamRecord
+from gateway.records import AdminChange, AuditRecord, ChainAnchor, ChainLink, ChangeLink, SpendRow
+from gateway.store import StoreUnavailable, postgres_admin, postgres_audit
 from gateway.store import objects as owned
 from gateway.store import responses as kept
 from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import (
+    ADMIN_KEY_COLUMNS,
     KEY_COLUMNS,
     POSTGRES_MIGRATIONS,
     TEAM_COLUMNS,
@@ -74,6 +75,8 @@ def _upsert(table: str, columns: tuple[str, ...]) -> str:
 
 _PUT_KEY: Final = _upsert("tollway_keys", KEY_COLUMNS)
 _PUT_TEAM: Final = _upsert("tollway_teams", TEAM_COLUMNS)
+_ADMIN_KEY_LIST: Final = ", ".join((*ADMIN_KEY_COLUMNS, "data"))
+_PUT_ADMIN_KEY: Final = _upsert("tollway_admin_keys", ADMIN_KEY_COLUMNS)
 _RESPONSE_LIST: Final = ", ".join((*kept.COLUMNS, "data"))
 _PUT_RESPONSE: Final = _upsert("tollway_responses", kept.COLUMNS)
 _OBJECT_LIST: Final = ", ".join(owned.COLUMNS)
@@ -160,12 +163,20 @@ class PostgresStore:
         return from_row(KeyRecord, KEY_COLUMNS, rows[0]) if rows else None
 
     async def list_keys(
-        self, *, limit: int, after: str | None = None, team_id: str | None = None
+        self,
+        *,
+        limit: int,
+        after: str | None = None,
+        team_id: str | None = None,
+        team_ids: Sequence[str] | None = None,
     ) -> list[KeyRecord]:
         if limit < 0:
             raise ValueError("limit must not be negative")
         where: list[str] = []
         params: list[object] = [limit]
+        if team_ids is not None:
+            params.append(list(team_ids))
+            where.append(f"team_id = any(${len(params)}::text[])")
         if after is not None:
             params.append(after)
             where.append(f"id > ${len(params)}")
@@ -242,11 +253,12 @@ class PostgresStore:
         model: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        team_ids: Sequence[str] | None = None,
     ) -> list[ChainLink]:
         if limit < 0:
             raise ValueError("limit must not be negative")
         return await self._with_connection(
-            lambda conn: postgres_audit.list_records(conn, limit, after, key_id, model, start, end)
+            lambda conn: postgres_audit.list_records(conn, limit, after, key_id, model, start, end, team_ids)
         )
 
     async def audit_span(self, start: datetime | None, end: datetime | None) -> tuple[int, int] | None:
@@ -262,6 +274,44 @@ class PostgresStore:
 
     async def prune_records(self, before: datetime) -> int:
         return await self._with_connection(lambda conn: postgres_audit.prune_records(conn, before))
+
+    async def put_admin_key(self, key: AdminKeyRecord) -> None:
+        values, data = to_row(key, ADMIN_KEY_COLUMNS)
+        await self._execute(_PUT_ADMIN_KEY, *values, data)
+
+    async def get_admin_key(self, key_id: str) -> AdminKeyRecord | None:
+        rows = await self._fetch(f"select {_ADMIN_KEY_LIST} from tollway_admin_keys where id = $1", key_id)
+        return from_row(AdminKeyRecord, ADMIN_KEY_COLUMNS, rows[0]) if rows else None
+
+    async def find_admin_key(self, secret_hash: str) -> AdminKeyRecord | None:
+        sql = f"select {_ADMIN_KEY_LIST} from tollway_admin_keys where secret_hash = $1"
+        rows = await self._fetch(sql, secret_hash)
+        return from_row(AdminKeyRecord, ADMIN_KEY_COLUMNS, rows[0]) if rows else None
+
+    async def list_admin_keys(self, *, limit: int, after: str | None = None) -> list[AdminKeyRecord]:
+        sql = f"select {_ADMIN_KEY_LIST} from tollway_admin_keys where id > $1 order by id limit $2"
+        rows = await self._fetch(sql, after or "", limit)
+        return [from_row(AdminKeyRecord, ADMIN_KEY_COLUMNS, row) for row in rows]
+
+    async def append_change(self, change: AdminChange) -> ChangeLink:
+        return await self._with_connection(lambda conn: postgres_admin.append_change(conn, change))
+
+    async def list_changes(
+        self,
+        *,
+        limit: int,
+        after: int | None = None,
+        subject_id: str | None = None,
+        team_ids: Sequence[str] | None = None,
+    ) -> list[ChangeLink]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        return await self._with_connection(
+            lambda conn: postgres_admin.list_changes(conn, limit, after, subject_id, team_ids)
+        )
+
+    async def changes_head(self) -> tuple[int, str]:
+        return await self._with_connection(postgres_admin.changes_head)
 
     async def put_responses(self, responses: Sequence[kept.StoredResponse]) -> None:
         rows = [kept.to_row(stored) for stored in responses]

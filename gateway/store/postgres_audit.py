@@ -108,9 +108,13 @@ async def list_records(
     model: str | None,
     start: datetime | None,
     end: datetime | None,
+    team_ids: Sequence[str] | None = None,
 ) -> list[ChainLink]:
     where: list[str] = []
     params: list[object] = [limit]
+    if team_ids is not None:
+        params.append(list(team_ids))
+        where.append(f"team_id = any(${len(params)}::text[])")
     for clause, value in (
         ("seq >", after),
         ("key_id =", key_id),

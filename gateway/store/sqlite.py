@@ -13,13 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Final, TypeVar
 
-from gateway.keys import KeyRecord, TeamRecord
-from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
-from gateway.store import StoreUnavailable, sqlite_audit
+from gateway.keys import AdminKeyRecord, KeyRecord, TeamRecord
+from gateway.records import AdminChange, AuditRecord, ChainAnchor, ChainLink, ChangeLink, SpendRow
+from gateway.store import StoreUnavailable, sqlite_admin, sqlite_audit
 from gateway.store import objects as owned
 from gateway.store import responses as kept
 from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import (
+    ADMIN_KEY_COLUMNS,
     KEY_COLUMNS,
     SQLITE_MIGRATIONS,
     TEAM_COLUMNS,
@@ -50,6 +51,8 @@ def _upsert(table: str, columns: tuple[str, ...]) -> str:
 
 _PUT_KEY: Final = _upsert("tollway_keys", KEY_COLUMNS)
 _PUT_TEAM: Final = _upsert("tollway_teams", TEAM_COLUMNS)
+_ADMIN_KEY_LIST: Final = ", ".join((*ADMIN_KEY_COLUMNS, "data"))
+_PUT_ADMIN_KEY: Final = _upsert("tollway_admin_keys", ADMIN_KEY_COLUMNS)
 _RESPONSE_LIST: Final = ", ".join((*kept.COLUMNS, "data"))
 _PUT_RESPONSE: Final = _upsert("tollway_responses", kept.COLUMNS)
 _OBJECT_LIST: Final = ", ".join(owned.COLUMNS)
@@ -100,12 +103,20 @@ class SQLiteStore:
         return _key(rows[0]) if rows else None
 
     async def list_keys(
-        self, *, limit: int, after: str | None = None, team_id: str | None = None
+        self,
+        *,
+        limit: int,
+        after: str | None = None,
+        team_id: str | None = None,
+        team_ids: Sequence[str] | None = None,
     ) -> list[KeyRecord]:
         if limit < 0:
             raise ValueError("limit must not be negative")
         where: list[str] = []
         params: list[str | int] = []
+        if team_ids is not None:
+            where.append(f"team_id in ({', '.join('?' * len(team_ids))})")
+            params.extend(team_ids)
         if after is not None:
             where.append("id > ?")
             params.append(after)
@@ -184,11 +195,12 @@ class SQLiteStore:
         model: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        team_ids: Sequence[str] | None = None,
     ) -> list[ChainLink]:
         if limit < 0:
             raise ValueError("limit must not be negative")
         return await self._run(
-            lambda conn: sqlite_audit.list_records(conn, limit, after, key_id, model, start, end)
+            lambda conn: sqlite_audit.list_records(conn, limit, after, key_id, model, start, end, team_ids)
         )
 
     async def audit_span(self, start: datetime | None, end: datetime | None) -> tuple[int, int] | None:
@@ -202,6 +214,46 @@ class SQLiteStore:
 
     async def prune_records(self, before: datetime) -> int:
         return await self._run(lambda conn: sqlite_audit.prune_records(conn, before))
+
+    async def put_admin_key(self, key: AdminKeyRecord) -> None:
+        values, data = to_row(key, ADMIN_KEY_COLUMNS)
+        row = (*map(_param, values), data)
+        await self._run(lambda conn: conn.execute(_PUT_ADMIN_KEY, row).close())
+
+    async def get_admin_key(self, key_id: str) -> AdminKeyRecord | None:
+        sql = f"select {_ADMIN_KEY_LIST} from tollway_admin_keys where id = ?"
+        rows = await self._run(_select(sql, (key_id,)))
+        return from_row(AdminKeyRecord, ADMIN_KEY_COLUMNS, rows[0]) if rows else None
+
+    async def find_admin_key(self, secret_hash: str) -> AdminKeyRecord | None:
+        sql = f"select {_ADMIN_KEY_LIST} from tollway_admin_keys where secret_hash = ?"
+        rows = await self._run(_select(sql, (secret_hash,)))
+        return from_row(AdminKeyRecord, ADMIN_KEY_COLUMNS, rows[0]) if rows else None
+
+    async def list_admin_keys(self, *, limit: int, after: str | None = None) -> list[AdminKeyRecord]:
+        sql = f"select {_ADMIN_KEY_LIST} from tollway_admin_keys where id > ? order by id limit ?"
+        rows = await self._run(_select(sql, (after or "", limit)))
+        return [from_row(AdminKeyRecord, ADMIN_KEY_COLUMNS, row) for row in rows]
+
+    async def append_change(self, change: AdminChange) -> ChangeLink:
+        return await self._run(lambda conn: sqlite_admin.append_change(conn, change))
+
+    async def list_changes(
+        self,
+        *,
+        limit: int,
+        after: int | None = None,
+        subject_id: str | None = None,
+        team_ids: Sequence[str] | None = None,
+    ) -> list[ChangeLink]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        return await self._run(
+            lambda conn: sqlite_admin.list_changes(conn, limit, after, subject_id, team_ids)
+        )
+
+    async def changes_head(self) -> tuple[int, str]:
+        return await self._run(sqlite_admin.changes_head)
 
     async def put_responses(self, responses: Sequence[kept.StoredResponse]) -> None:
         rows = [tuple(map(_param, kept.to_row(stored))) for stored in responses]

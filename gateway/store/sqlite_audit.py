@@ -145,9 +145,13 @@ def list_records(
     model: str | None,
     start: datetime | None,
     end: datetime | None,
+    team_ids: Sequence[str] | None = None,
 ) -> list[ChainLink]:
     where: list[str] = []
     params: list[str | int] = []
+    if team_ids is not None:
+        where.append(f"team_id in ({', '.join('?' * len(team_ids))})")
+        params.extend(team_ids)
     for clause, value in (
         ("seq > ?", after),
         ("key_id = ?", key_id),

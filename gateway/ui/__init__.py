@@ -1,6 +1,6 @@
-"""The admin web UI at /ui: server-rendered pages over the admin API's own operations, signed in
-with the master key or through an OpenID Connect IdP. Every asset is in this package (templates/,
-static/), so it works with no network beyond the gateway."""
+"""The admin web UI at /ui: server-rendered pages over the admin API's own operations
+(gateway/adminops.py), signed in with the master key or through an OpenID Connect IdP. Every
+asset is in this package (templates/, static/), so it works with no network beyond the gateway."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from gateway.router import TargetState
 from gateway.store import Store
 from gateway.ui.context import HERE, Ui, make_templates
 from gateway.ui.oidc import OidcClient
+from gateway.ui.pages_adminkeys import AdminKeyPages
+from gateway.ui.pages_changes import ChangePages
 from gateway.ui.pages_keys import KeyPages
 from gateway.ui.pages_reports import ReportPages
 from gateway.ui.sessions import Sessions
@@ -57,6 +59,8 @@ def add_ui(
     SignIn(ui, ring).add_routes(app.router)
     ReportPages(ui).add_routes(app.router)
     KeyPages(ui).add_routes(app.router)
+    ChangePages(ui).add_routes(app.router)
+    AdminKeyPages(ui).add_routes(app.router)
     # Public: library code and style, no data (the sign-in page needs them before a session).
     app.router.add_static("/ui/static", STATIC, append_version=False)
 

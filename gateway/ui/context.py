@@ -1,11 +1,10 @@
 """What every UI page shares: its dependencies, the templates, and the guard that stands before
-each page and data URL (a session, the same origin, and on a change a CSRF token and a role that
-may write).
+each page and data URL (a session, the same origin, and on a change a CSRF token). What a role
+may do is not decided here but by the admin operations the pages call (gateway/admin_scope.py).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import jinja2
 from aiohttp import web
 
 from gateway.admin import AdminApi
-from gateway.admin_identity import AdminIdentity
+from gateway.adminops import AdminOps
 from gateway.config import Config, ModelConfig
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
@@ -24,9 +23,8 @@ from gateway.store import Store, StoreUnavailable
 from gateway.ui.oidc import OidcClient
 from gateway.ui.sessions import COOKIE, Session, Sessions, cross_origin, tokens_match
 
-log = logging.getLogger("tollway")
-
 HERE: Final = Path(__file__).parent
+NO_STORE: Final = "no store is configured (storage.database_url): nothing to show here"
 PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # No script but our own files, no inline script, no framing: the pages hold secrets once.
@@ -61,8 +59,16 @@ class Ui:
 
     def the_store(self) -> Store:
         if self.store is None:
-            raise GatewayError(503, "no store is configured (storage.database_url): nothing to show here")
+            raise GatewayError(503, NO_STORE)
         return self.store
+
+    def ops(self) -> AdminOps:
+        """The admin operations (gateway/adminops.py): every read of keys, teams, admin keys and
+        changes, and every change, goes through them, so the role checks and the audit of admin
+        changes are the admin API's own."""
+        if self.admin.ops is None:
+            raise GatewayError(503, NO_STORE)
+        return self.admin.ops
 
     def render(
         self,
@@ -90,9 +96,10 @@ class Ui:
         )
 
     def page(self, handler: PageHandler, *, data: bool = False) -> Handler:
-        """`handler` behind a session; a change (POST) also needs the session's CSRF token, a
-        same-origin Origin or Referer, and a role that writes. `data` URLs answer 401 rather than
-        sending the browser to the sign-in page."""
+        """`handler` behind a session; a change (POST) also needs the session's CSRF token and a
+        same-origin Origin or Referer. A GatewayError (a role's 403 among them) becomes a page
+        that says why. `data` URLs answer 401 rather than sending the browser to the sign-in
+        page."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             session = self.sessions.get(request.cookies.get(COOKIE))
@@ -137,33 +144,16 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, **SECURITY_HEADERS})
 
 
-def forbidden(message: str) -> GatewayError:
-    return GatewayError(403, message, type="permission_error", code="forbidden")
+async def form_of(request: web.Request) -> dict[str, str]:
+    """The text fields of a form post (read once by the guard already, for the CSRF check;
+    aiohttp keeps it)."""
+    return {name: value for name, value in (await request.post()).items() if isinstance(value, str)}
 
 
-def require_writer(identity: AdminIdentity) -> None:
-    if not identity.can_write:
-        raise forbidden(f"{identity.who} is a viewer: viewers change nothing.")
-
-
-def require_admin(identity: AdminIdentity) -> None:
-    if not identity.is_admin:
-        raise forbidden(f"Only an admin can do this ({identity.who} is {identity.role}).")
-
-
-def require_team(identity: AdminIdentity, team_id: str | None) -> None:
-    """403 unless the identity manages keys of `team_id`."""
-    if not identity.manages_team(team_id):
-        raise forbidden(
-            f"{identity.who} ({identity.role}) does not manage "
-            + (f"team {team_id}." if team_id else "keys outside a team.")
-        )
-
-
-def note_change(identity: AdminIdentity, action: str, subject: str) -> None:
-    """One log line per admin change made through the UI, naming who made it (there is no
-    separate audit of admin changes yet: this is where it plugs in)."""
-    log.info("admin change by %s (%s, %s): %s %s", identity.who, identity.role, identity.via, action, subject)
+def take_flash(session: Session) -> list[str]:
+    """The session's messages for the next page, shown once."""
+    messages, session.flash = session.flash, []
+    return messages
 
 
 def make_templates() -> jinja2.Environment:

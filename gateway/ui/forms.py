@@ -14,12 +14,15 @@ from typing import Final, TypeVar
 import msgspec
 
 from gateway.admin import decode_body
+from gateway.adminkeys import AdminKeyCreate
 from gateway.errors import GatewayError
-from gateway.keyadmin import KeyCreate, KeyPatch, TeamCreate, TeamPatch
+from gateway.keyadmin import KeyCreate, KeyPatch, KeyRotate, TeamCreate, TeamPatch
 
 T = TypeVar("T")
 _SPLIT: Final = re.compile(r"[\s,]+")
 _LIMITS: Final = ("rpm", "tpm", "max_parallel")
+# The rotation form's choices of grace for the old secret, in seconds; the API's default first.
+GRACES: Final = ((86400, "24 hours"), (3600, "1 hour"), (7 * 86400, "7 days"), (0, "none: it stops now"))
 
 
 def _text(form: Mapping[str, str], name: str) -> str | None:
@@ -37,8 +40,8 @@ def _number(form: Mapping[str, str], name: str, kind: type[int] | type[float]) -
         raise GatewayError(400, f"'{name}' must be a number, not {text[:40]!r}", param=name) from None
 
 
-def _models(form: Mapping[str, str]) -> list[str] | None:
-    text = _text(form, "models")
+def _items(form: Mapping[str, str], name: str) -> list[str] | None:
+    text = _text(form, name)
     return [item for item in _SPLIT.split(text) if item] if text else None
 
 
@@ -75,10 +78,11 @@ def key_fields(form: Mapping[str, str]) -> dict[str, object]:
         "name": form.get("name", "").strip(),
         "team_id": _text(form, "team_id"),
         "owner": _text(form, "owner"),
-        "models": _models(form),
+        "models": _items(form, "models"),
         "limits": _limits(form),
         "budget": _budget(form),
         "expires_at": _expiry(form),
+        "tags": _items(form, "tags"),
     }
 
 
@@ -93,7 +97,7 @@ def key_patch(form: Mapping[str, str]) -> KeyPatch:
 def team_fields(form: Mapping[str, str]) -> dict[str, object]:
     return {
         "name": form.get("name", "").strip(),
-        "models": _models(form),
+        "models": _items(form, "models"),
         "limits": _limits(form),
         "budget": _budget(form),
     }
@@ -105,3 +109,22 @@ def team_create(form: Mapping[str, str]) -> TeamCreate:
 
 def team_patch(form: Mapping[str, str]) -> TeamPatch:
     return _decode(team_fields(form), TeamPatch)
+
+
+def key_rotate(form: Mapping[str, str]) -> KeyRotate:
+    """The grace chosen, or the seconds typed in `grace_other_s` (which win when given)."""
+    other = _number(form, "grace_other_s", float)
+    grace = other if other is not None else _number(form, "grace_s", float)
+    return _decode({} if grace is None else {"grace_s": grace}, KeyRotate)
+
+
+def admin_key_create(form: Mapping[str, str]) -> AdminKeyCreate:
+    return _decode(
+        {
+            "name": form.get("name", "").strip(),
+            "role": form.get("role", ""),
+            "teams": _items(form, "teams"),
+            "expires_at": _expiry(form),
+        },
+        AdminKeyCreate,
+    )

@@ -12,6 +12,7 @@ import msgspec
 from prometheus_client.metrics_core import Metric
 
 from gateway.admin_identity import AdminIdentity
+from gateway.admin_scope import team_scope
 from gateway.metrics import Metrics
 from gateway.reports import SpendQuery, spend_report
 from gateway.store import Store
@@ -80,14 +81,10 @@ async def costs(
     store: Store, identity: AdminIdentity, today: date, currency: str, rates: Mapping[str, float]
 ) -> tuple[float, float]:
     """Cost today and this month so far (UTC days), of the teams the identity sees."""
-    teams: list[str | None] = list(identity.teams) if identity.role == "team_admin" else [None]
-    day_total = month_total = 0.0
-    for team in teams:
-        query = SpendQuery("day", today.replace(day=1), today, currency, team_id=team)
-        report = await spend_report(store, query, rates)
-        month_total += report.total.amount
-        day_total += sum(line.amount for line in report.data if line.group == today.isoformat())
-    return round(day_total, 6), round(month_total, 6)
+    query = SpendQuery("day", today.replace(day=1), today, currency)
+    report = await spend_report(store, query, rates, team_scope(identity))
+    day_total = sum(line.amount for line in report.data if line.group == today.isoformat())
+    return round(day_total, 6), round(report.total.amount, 6)
 
 
 def in_flight(metrics: Metrics) -> int:

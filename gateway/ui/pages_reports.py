@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
@@ -14,10 +14,11 @@ from aiohttp import web
 
 from gateway import audit
 from gateway.admin_identity import AdminIdentity
+from gateway.admin_scope import require_sees, team_scope
 from gateway.errors import GatewayError
 from gateway.records import ChainLink
 from gateway.reports import SpendQuery, SpendReport, spend_query, spend_report
-from gateway.ui.context import SECURITY_HEADERS, Ui, forbidden
+from gateway.ui.context import SECURITY_HEADERS, Ui
 from gateway.ui.overview import Overview, costs, in_flight, request_counts
 from gateway.ui.pages_keys import visible_teams
 from gateway.ui.sessions import Session
@@ -26,7 +27,7 @@ AUDIT_PAGE: Final = 50
 AUDIT_SCANS: Final = 20  # store pages read at most to fill one page of a filtered audit view
 CHART_DAYS: Final = 92  # the chart draws at most this many days (the table has no bound)
 CHART_SERIES: Final = 6  # the groups that cost the most get a line each
-CHART_GROUPS: Final = ("key", "team", "model", "day")
+CHART_GROUPS: Final = ("key", "team", "model", "tag", "day")
 _encode: Final = msgspec.json.Encoder()
 
 
@@ -40,19 +41,18 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def scoped_query(params: Mapping[str, str], identity: AdminIdentity) -> SpendQuery:
-    """The spend query of the page's parameters, held to the teams the identity sees."""
+def checked_query(params: Mapping[str, str], identity: AdminIdentity) -> SpendQuery:
+    """The spend query of the page's parameters; 403 for a team the identity does not see (as
+    GET /admin/spend answers)."""
     query = spend_query(params, _today())
-    if identity.role != "team_admin":
-        return query
-    if query.team_id is None:
-        return msgspec.structs.replace(query, team_id=identity.teams[0])
-    if not identity.sees_team(query.team_id):
-        raise forbidden(f"{identity.who} does not see the spend of team {query.team_id}.")
+    if query.team_id is not None:
+        require_sees(identity, query.team_id, "the spend")
     return query
 
 
-async def chart_data(ui: Ui, query: SpendQuery, report: SpendReport) -> ChartData:
+async def chart_data(
+    ui: Ui, query: SpendQuery, report: SpendReport, team_ids: Sequence[str] | None
+) -> ChartData:
     """One line per top group over the days of the query: one report per day, each a read of
     that day's rollups (the store sums one dimension at a time)."""
     first = max(query.first_day, query.last_day - timedelta(days=CHART_DAYS - 1))
@@ -65,7 +65,7 @@ async def chart_data(ui: Ui, query: SpendQuery, report: SpendReport) -> ChartDat
     values: dict[str | None, list[float]] = {group: [] for group in top}
     for day in days:
         daily = await spend_report(
-            ui.the_store(), msgspec.structs.replace(query, first_day=day, last_day=day), ui.rates
+            ui.the_store(), msgspec.structs.replace(query, first_day=day, last_day=day), ui.rates, team_ids
         )
         amounts = {line.group: line.amount for line in daily.data}
         for group in top:
@@ -199,9 +199,10 @@ class ReportPages:
         return ["USD", *sorted(c for c in self._ui.rates if c != "USD")]
 
     async def spend(self, request: web.Request, session: Session) -> web.StreamResponse:
-        query = scoped_query(request.query, session.identity)
-        report = await spend_report(self._ui.the_store(), query, self._ui.rates)
-        chart = await chart_data(self._ui, query, report) if query.group_by in CHART_GROUPS else None
+        query = checked_query(request.query, session.identity)
+        scope = team_scope(session.identity)
+        report = await spend_report(self._ui.the_store(), query, self._ui.rates, scope)
+        chart = await chart_data(self._ui, query, report, scope) if query.group_by in CHART_GROUPS else None
         return self._ui.render(
             request,
             session,
@@ -211,13 +212,13 @@ class ReportPages:
             chart=_script_json(chart) if chart is not None else None,
             currencies=self._currencies(),
             groups=(*CHART_GROUPS, "user"),
-            teams=await visible_teams(self._ui.the_store(), session.identity),
+            teams=await visible_teams(self._ui.ops(), session.identity),
             csv_query=request.query_string,
         )
 
     async def spend_download(self, request: web.Request, session: Session) -> web.StreamResponse:
-        query = scoped_query(request.query, session.identity)
-        report = await spend_report(self._ui.the_store(), query, self._ui.rates)
+        query = checked_query(request.query, session.identity)
+        report = await spend_report(self._ui.the_store(), query, self._ui.rates, team_scope(session.identity))
         name = f"tollway-spend-{query.group_by}-{query.first_day}-{query.last_day}.csv"
         return web.Response(
             text=spend_csv(report),
@@ -235,10 +236,10 @@ class ReportPages:
         for _ in range(AUDIT_SCANS):
             links = await store.list_records(
                 limit=AUDIT_PAGE, after=cursor, key_id=wanted.key_id, model=wanted.model,
-                start=wanted.start, end=wanted.end,
+                start=wanted.start, end=wanted.end, team_ids=team_scope(identity),
             )  # fmt: skip
             for link in links:
-                if wanted.admits(link) and identity.sees_team(link.team_id):
+                if wanted.admits(link):
                     rows.append(link)
                 cursor = link.seq
                 if len(rows) == AUDIT_PAGE:
@@ -265,8 +266,7 @@ class ReportPages:
         if not links or links[0].seq != seq:
             raise GatewayError(404, f"no audit record {seq} (pruned, or not written yet)")
         link = links[0]
-        if not session.identity.sees_team(link.team_id):
-            raise forbidden(f"{session.identity.who} does not see record {seq}.")
+        require_sees(session.identity, link.team_id, f"record {seq}, a record")
         # The record as stored: its content already cut to what logging.content allowed.
         shown = msgspec.json.format(link.data.encode(), indent=2).decode()
         return self._ui.render(request, session, "audit_record.html", link=link, record=shown)
