@@ -147,7 +147,11 @@ def _sent_bytes(key: str) -> bytes:
 
 
 def _hash(secret: str) -> str:
-    return "sha256:" + hashlib.sha256(_sent_bytes(secret)).hexdigest()
+    return _digest(_sent_bytes(secret))
+
+
+def _digest(sent: bytes) -> str:
+    return "sha256:" + hashlib.sha256(sent).hexdigest()
 
 
 class KeyRing:
@@ -199,9 +203,10 @@ class KeyRing:
             if self.open:
                 return ANONYMOUS
             raise unauthorized()
-        if self._master is not None and hmac.compare_digest(_sent_bytes(key), self._master):
+        sent = _sent_bytes(key)
+        if self._master is not None and hmac.compare_digest(sent, self._master):
             return MASTER
-        principal = self._by_hash.get(_hash(key))
+        principal = self._by_hash.get(_digest(sent))
         if principal is None:
             if self.open:
                 return ANONYMOUS
