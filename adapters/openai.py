@@ -8,8 +8,9 @@ the usage record, the `[DONE]` sentinel and in-band errors.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -200,11 +201,6 @@ def _with_usage_requested(options_raw: msgspec.Raw | None) -> msgspec.Raw:
     return msgspec.Raw(_encode(options))
 
 
-def build_chat_request(req: PassthroughRequest, target: Target) -> UpstreamRequest:
-    """The client's body with only `model` swapped (and usage asked for on streams)."""
-    return build_json_request(req, target, "/chat/completions")
-
-
 def build_json_request(req: PassthroughRequest, target: Target, path: str) -> UpstreamRequest:
     """The client's JSON body with only `model` swapped (and usage asked for on streams), to
     `path` under the target's base URL."""
@@ -232,6 +228,13 @@ def build_neutral_request(chat: ChatRequest, target: Target) -> UpstreamRequest:
     """Another door's neutral request for an OpenAI-format upstream's /chat/completions."""
     body = neutral_body(chat, target.model)
     return UpstreamRequest("POST", target.base_url + "/chat/completions", _JSON_HEADERS, body)
+
+
+# The client's body with only `model` swapped (and usage asked for on streams). A partial, not a
+# function that calls the other: one Python frame less on every chat request.
+build_chat_request: Final[Callable[[PassthroughRequest, Target], UpstreamRequest]] = functools.partial(
+    build_json_request, path="/chat/completions"
+)
 
 
 def build_embeddings_request(req: PassthroughRequest, target: Target) -> UpstreamRequest:

@@ -111,10 +111,11 @@ def forwarder_args(prog: str, description: str, argv: list[str] | None) -> Forwa
     return args
 
 
-def child_env() -> dict[str, str]:
-    """The environment for children: the repo importable whatever the caller's cwd."""
+def child_env(tree: Path = REPO_ROOT) -> dict[str, str]:
+    """The environment for children: the repo (or another tree of it) importable whatever the
+    caller's cwd."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -193,13 +194,15 @@ class Children:
         self.log_dir = log_dir
         self.started: list[Child] = []
 
-    def start(self, name: str, argv: Sequence[str], cwd: Path = REPO_ROOT) -> Child:
+    def start(
+        self, name: str, argv: Sequence[str], cwd: Path = REPO_ROOT, pythonpath: Path = REPO_ROOT
+    ) -> Child:
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 list(argv),
                 cwd=cwd,
-                env=child_env(),
+                env=child_env(pythonpath),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -195,6 +195,14 @@ def build_app(config: Config) -> web.Application:
         add_report_routes(app.router, admin.guard, store, rates)
     holder = Holder()
     app[HOLDER] = holder
+
+    async def chat_completions(request: web.Request) -> web.StreamResponse:
+        return await holder.gateway.chat_completions(request)
+
+    # The hot path's route first: aiohttp tries the resources filed under one path in the order
+    # they were added, and stored completions (below) file theirs under this one.
+    for prefix in ("/v1", ""):
+        app.router.add_post(prefix + "/chat/completions", chat_completions)
     kept = config.responses
     responses_state = ResponsesState(store, kept.store, kept.retention_days)
     ResponsesRoutes(ring, responses_state, lambda: holder.gateway.router).add_routes(app.router)
@@ -287,9 +295,6 @@ def build_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
 
-    async def chat_completions(request: web.Request) -> web.StreamResponse:
-        return await holder.gateway.chat_completions(request)
-
     async def embeddings(request: web.Request) -> web.StreamResponse:
         return await holder.gateway.embeddings(request)
 
@@ -345,7 +350,6 @@ def build_app(config: Config) -> web.Application:
         return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     for prefix in ("/v1", ""):
-        app.router.add_post(prefix + "/chat/completions", chat_completions)
         app.router.add_post(prefix + "/embeddings", embeddings)
         app.router.add_get(prefix + "/models", list_models)
         app.router.add_get(prefix + "/models/{model:.+}", retrieve_model)

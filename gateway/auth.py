@@ -152,7 +152,11 @@ def _sent_bytes(key: str) -> bytes:
 
 def secret_hash_of(secret: str) -> str:
     """The stored form of a presented secret (virtual or admin key), as the client sent it."""
-    return "sha256:" + hashlib.sha256(_sent_bytes(secret)).hexdigest()
+    return _digest(_sent_bytes(secret))
+
+
+def _digest(sent: bytes) -> str:
+    return "sha256:" + hashlib.sha256(sent).hexdigest()
 
 
 class KeyRing:
@@ -216,9 +220,10 @@ class KeyRing:
             if self.open:
                 return ANONYMOUS
             raise unauthorized()
-        if self._master is not None and hmac.compare_digest(_sent_bytes(key), self._master):
+        sent = _sent_bytes(key)
+        if self._master is not None and hmac.compare_digest(sent, self._master):
             return MASTER
-        principal = self._by_hash.get(secret_hash_of(key))
+        principal = self._by_hash.get(_digest(sent))
         if principal is None:
             if self.open:
                 return ANONYMOUS

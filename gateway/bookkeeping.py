@@ -70,7 +70,8 @@ def settle(services: Services, ctx: RequestContext, booking: Booking) -> None:
         ctx.cost_micros = 0  # answered from the cache: no upstream cost
     elif usage is not None and ctx.provider is not None and ctx.target_model is not None:
         ctx.cost_micros = services.prices.cost_for(ctx.provider, ctx.target_model, usage)
-        _check_ceiling(services, ctx, booking, usage.completion_tokens)
+        if booking.max_tokens is None or usage.completion_tokens > booking.max_tokens:
+            _check_ceiling(services, ctx, booking, usage.completion_tokens)
     if ctx.units is not None and ctx.completed and ctx.provider is not None and ctx.target_model is not None:
         # Images and audio: priced per image, second or character besides any tokens.
         ctx.cost_micros += services.prices.unit_cost_for(ctx.provider, ctx.target_model, ctx.units)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Final
 
 from aiohttp import web
@@ -63,14 +64,17 @@ class GuardedHandler(ArrivalStampingHandler):
             self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self.arrived is None:  # ArrivalStampingHandler's stamp, here to save a call per read
+            self.arrived = time.perf_counter()
         # Bytes with no head pending and no request being served begin the next request's head.
         starting = self._head_timer is None and not self._request_in_progress and not self._messages
-        super().data_received(data)
-        if self._messages:
+        RequestHandler.data_received(self, data)
+        messages = self._messages
+        if messages:
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
-            if isinstance(self._messages[-1][0], _ErrInfo):
+            if isinstance(messages[-1][0], _ErrInfo):
                 self._refused_read = data
                 self._fail_body_in_reading()
         elif starting and self.transport is not None:

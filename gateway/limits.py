@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from gateway.errors import GatewayError
@@ -110,7 +110,7 @@ class _Dim(Lease):
 
 
 class _Bucket:
-    __slots__ = ("last", "par", "req", "subject", "tok")
+    __slots__ = ("last", "par", "req", "subject", "tok", "with_tokens", "without_tokens")
 
     def __init__(self, subject: Subject) -> None:
         self.subject = subject
@@ -127,24 +127,14 @@ class _Bucket:
         self.req = _resize(self.req, limits.rpm, per_minute=True)
         self.tok = _resize(self.tok, limits.tpm, per_minute=True)
         self.par = _resize(self.par, limits.max_parallel, per_minute=False)
+        # The dimensions one request draws on, built here rather than per request: with its
+        # tokens, or without (a cache hit leaves the token bucket out).
+        dims = [("req", self.req), ("tok", self.tok), ("par", self.par)]
+        self.with_tokens = tuple((dim, kind) for kind, dim in dims if dim is not None)
+        self.without_tokens = tuple((dim, kind) for dim, kind in self.with_tokens if kind != "tok")
 
     def dims(self) -> Iterable[tuple[str, _Dim]]:
-        if self.req is not None:
-            yield "req", self.req
-        if self.tok is not None:
-            yield "tok", self.tok
-        if self.par is not None:
-            yield "par", self.par
-
-    def charges(self, tokens: float | None) -> Iterator[tuple[_Dim, float, str]]:
-        """The dimensions one request draws on, with its cost in each: tokens None leaves the
-        token bucket out."""
-        if self.req is not None:
-            yield self.req, 1.0, "req"
-        if self.tok is not None and tokens is not None:
-            yield self.tok, tokens, "tok"
-        if self.par is not None:
-            yield self.par, 1.0, "par"
+        return [(kind, dim) for dim, kind in self.with_tokens]
 
     def busy(self) -> bool:
         """Requests in flight. (Unpushed consumption does not count: after IDLE_S a token bucket
@@ -272,23 +262,30 @@ class Limiter:
                 bucket.update(subject)
             bucket.last = now
             buckets.append(bucket)
-        tokens = None if estimated_tokens is None else float(estimated_tokens)
-        for bucket in buckets:
-            for dim, cost, _ in bucket.charges(tokens):
-                dim.demand(cost)
-        for bucket in buckets:
-            for dim, cost, kind in bucket.charges(tokens):
-                if self.fleet_up and not dim.leased(now):
-                    self._poke(True)  # first sight of this subject: sync now, not at the next tick
-                if dim.room(now, self.fleet_up) < cost:
-                    if self.fleet_up:
-                        # This share is used up: ask for a new one at once if the fleet had room
-                        # left at the last sync (a burst ends before a later sync would), else soon.
-                        self._poke(dim.leased(now) and dim.unclaimed(now) >= cost)
-                    raise self._refusal(bucket, dim, kind, cost, now)
-        for bucket in buckets:
-            for dim, cost, _ in bucket.charges(tokens):
-                dim.take(cost, now)
+        # Each (dimension, kind, cost) the request draws on, over all its subjects.
+        charges: list[tuple[_Bucket, _Dim, str, float]] = []
+        if estimated_tokens is None:
+            for bucket in buckets:
+                charges.extend((bucket, dim, kind, 1.0) for dim, kind in bucket.without_tokens)
+        else:
+            tokens = float(estimated_tokens)
+            for bucket in buckets:
+                for dim, kind in bucket.with_tokens:
+                    charges.append((bucket, dim, kind, tokens if kind == "tok" else 1.0))
+        for _, dim, _, cost in charges:
+            dim.demand(cost)
+        fleet_up = self.fleet_up
+        for bucket, dim, kind, cost in charges:
+            if fleet_up and not dim.leased(now):
+                self._poke(True)  # first sight of this subject: sync now, not at the next tick
+            if dim.room(now, fleet_up) < cost:
+                if fleet_up:
+                    # This share is used up: ask for a new one at once if the fleet had room
+                    # left at the last sync (a burst ends before a later sync would), else soon.
+                    self._poke(dim.leased(now) and dim.unclaimed(now) >= cost)
+                raise self._refusal(bucket, dim, kind, cost, now)
+        for _, dim, _, cost in charges:
+            dim.take(cost, now)
         self._admitted += 1
         if self._admitted % SWEEP_EVERY == 0:
             self._sweep(now)

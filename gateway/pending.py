@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 class PendingWriter(Generic[T]):
     """`add` rows by id; a task started by `start` writes them with `write`, `batch` at a time,
-    every `flush_interval_s` (at once when a batch is full). `what` names them in log lines."""
+    `flush_interval_s` after the first of them came (at once when a batch is full). `what` names
+    them in log lines."""
 
     def __init__(
         self,
@@ -53,8 +54,9 @@ class PendingWriter(Generic[T]):
                 self._warned = True
                 log.warning("%s: the store is behind; newer ones are not written", self._what)
             return
+        first = not self._pending
         self._pending[row_id] = row
-        if len(self._pending) >= self._batch:
+        if first or len(self._pending) >= self._batch:
             self._wake.set()
 
     def discard(self, row_id: str) -> None:
@@ -76,9 +78,14 @@ class PendingWriter(Generic[T]):
 
     async def _write_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
+            if not self._pending:
+                # Nothing to write: no timer until a first row comes (an idle gateway stays idle).
+                await self._wake.wait()
             self._wake.clear()
+            if len(self._pending) < self._batch:  # more rows for the batch, or a full one, first
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
+                self._wake.clear()
             if self._pending and not await self._write_some():
                 await asyncio.sleep(1.0)  # the store is down: waiting rows wait, bounded
 

@@ -201,7 +201,8 @@ class Gateway:
                     # from the fields an OpenAI door decodes anyway (no pass of its own over the
                     # body), or from the bytes the other doors may send on as they came.
                     if isinstance(door, OpenAIDoor):
-                        body = await door.prepare(sent, principal, ctx.request_id)
+                        # OpenAI's own doors take the body as it came: no coroutine to await.
+                        body = sent
                         client_request = door.decode(body, request.headers)
                         own_tags = spend_tags.take_from_request(client_request, request.headers)
                     else:
@@ -285,8 +286,9 @@ class Gateway:
                 native_answers,
             )
             answer = await self.dispatcher.dispatch(plan, job, ctx)
-            door.served(answer.target.label, answer.native, answer.body)
-            if door is CHAT_DOOR and services.objects is not None:
+            if type(door) is not OpenAIDoor:  # (whose `served` does nothing)
+                door.served(answer.target.label, answer.native, answer.body)
+            if door is CHAT_DOOR and services.objects is not None and "store" in client_request.fields:
                 remember_stored(
                     services.objects, principal, answer.target, client_request.fields, answer.body
                 )
@@ -315,7 +317,8 @@ class Gateway:
                     egress = door.native_egress() if answer.native else door.egress(model)
                     if egress is None and client_request.client_wants_usage:
                         egress = CostStamp(services.prices, ctx)  # OpenAI's format: usage.cost
-                    if door is CHAT_DOOR:  # a stored completion's id is read from its stream
+                    if door is CHAT_DOOR and "store" in client_request.fields:
+                        # A stored completion's id is read from its stream.
                         egress = stored_stream_tap(
                             services.objects, principal, answer.target, client_request.fields, egress
                         )
@@ -393,16 +396,12 @@ class Gateway:
         """The most this request can cost on any target of its plan: the reservation. Without
         `max_tokens`, each target's own ceiling (its max_output_tokens)."""
         prices = self.services.prices
-        return max(
-            (
-                prices.cost_for(
-                    t.provider, t.target.model, usage_of(prompt_tokens, output_ceiling(prices, t, max_tokens))
-                )
-                for step in plan.route.chain
-                for t in step
-            ),
-            default=0,
-        )
+        worst = 0  # a loop, not max() over a generator: this runs on every budgeted request
+        for step in plan.route.chain:
+            for t in step:
+                usage = usage_of(prompt_tokens, output_ceiling(prices, t, max_tokens))
+                worst = max(worst, prices.cost_for(t.provider, t.target.model, usage))
+        return worst
 
     def _stream_tap(
         self,
