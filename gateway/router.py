@@ -10,6 +10,8 @@ Built once from the config; a reload builds a new Router and swaps it in.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +21,7 @@ import msgspec
 
 from adapters.base import DEFAULT_MAX_TOKENS, Target
 from gateway.attempts import Plan
+from gateway.aws_credentials import AwsCredentialProvider, build_aws_credentials
 from gateway.balance import Strategy, TargetStats
 from gateway.breaker import Breaker, BreakerState, Clock
 from gateway.config import (
@@ -32,10 +35,11 @@ from gateway.config import (
     Provider,
     Timeouts,
 )
-from gateway.credentials import auth_headers, secrets_of, signer_for
+from gateway.credentials import CurrentCredentials, auth_headers, secrets_of, signer_for
 from gateway.dialects import Dialect, dialect_for
 from gateway.errors import GatewayError, model_not_found
 from gateway.mock_transport import MockTransport
+from gateway.refresh import RefreshObserver
 from gateway.upstream import HttpTransport, SigningTransport, Transport
 
 MOCK_BASE_URL: Final = "mock://local"
@@ -85,13 +89,14 @@ class Route(msgspec.Struct, frozen=True):
         return tuple(target for step in self.chain for target in step)
 
 
-def build_transport(provider: Provider) -> Transport:
-    """A transport for one provider (creates a ClientSession: call inside a running loop)."""
+def build_transport(provider: Provider, credentials: CurrentCredentials | None = None) -> Transport:
+    """A transport for one provider (creates a ClientSession: call inside a running loop);
+    `credentials` signs a Bedrock provider's requests (default: the keys in its config)."""
     if isinstance(provider, MockProvider):
         return MockTransport(provider)
     # Bedrock's URLs carry a percent-encoded model id that must arrive (and be signed) as built.
     exact_urls = isinstance(provider, BedrockProvider)
-    signer = signer_for(provider)
+    signer = signer_for(provider, credentials)
     if signer is not None:
         return SigningTransport(HttpTransport({}, provider.max_connections, exact_urls=exact_urls), signer)
     return HttpTransport(auth_headers(provider), provider.max_connections, exact_urls=exact_urls)
@@ -153,10 +158,22 @@ class Router:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         on_breaker_change: Callable[[str, str], None] | None = None,
+        env: Mapping[str, str] | None = None,
+        on_credentials: RefreshObserver | None = None,
     ) -> None:
         self._rng = rng or random.Random()
+        # AWS credentials of the Bedrock providers that sign; renewed in the background once
+        # start() has run. `env` is where the AWS chain looks (the process environment).
+        self.credentials: dict[str, AwsCredentialProvider] = {
+            name: build_aws_credentials(name, provider, os.environ if env is None else env, on_credentials)
+            for name, provider in config.providers.items()
+            if isinstance(provider, BedrockProvider) and provider.signs_requests
+        }
         self.transports: dict[str, Transport] = {
-            name: build_transport(provider) for name, provider in config.providers.items()
+            name: build_transport(
+                provider, self.credentials[name].current if name in self.credentials else None
+            )
+            for name, provider in config.providers.items()
         }
         dialects = {
             kind_of(provider): dialect_for(kind_of(provider)) for provider in config.providers.values()
@@ -263,7 +280,19 @@ class Router:
                 models=list(self._used_by[label]),
             )
 
+    async def start(self) -> None:
+        """Fetch every provider's first credentials (together) and start their renewals."""
+        await asyncio.gather(*(provider.start() for provider in self.credentials.values()))
+
+    def credential_states(self) -> Iterator[tuple[str, float | None, bool]]:
+        """Each signing provider's name, seconds until its credentials expire (None: they do
+        not) and whether they can be used now (for the metrics, read at scrape time)."""
+        for name, provider in self.credentials.items():
+            yield name, provider.refresh.seconds_left(), provider.refresh.up
+
     async def aclose(self) -> None:
+        for provider in self.credentials.values():
+            await provider.aclose()
         for transport in self.transports.values():
             await transport.aclose()
 

@@ -107,8 +107,13 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
             Dependency(key, "redis: " + label, lambda: up() and (watched is None or watched.up))
         )
 
-    router = Router(config, on_breaker_change=breaker_hook(metrics, alerter, lambda: router))
+    router = Router(
+        config, on_breaker_change=breaker_hook(metrics, alerter, lambda: router), on_credentials=metrics
+    )
     closers.append(router.aclose)
+    # The first credentials of every provider that signs (AWS): fetched before serving, so the
+    # first requests find them; a source that fails is retried in the background.
+    await router.start()
     if storage.redis_url:
         # Cooldowns shared by every process on this Redis; without it they are per process.
         cooldowns = CooldownSync(storage.redis_url, router.breakers, metrics)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +13,11 @@ from tests.native_upstream import native_upstream  # noqa: F401 - a fixture, sha
 from tests.servers import LoopThread, Upstream, start_gateway, start_upstream
 
 MASTER_KEY = "test-master-key-7f3a"
+
+# A Bedrock provider without keys falls through the AWS credential chain to the instance metadata
+# service at 169.254.169.254: never a test's target. Tests of that source point it at a local
+# server (AWS_EC2_METADATA_SERVICE_ENDPOINT) and lift this for themselves.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 @pytest.fixture(scope="session")
