@@ -162,20 +162,31 @@ class BackgroundRefresh(Generic[T]):
         early = min(EARLY_S, lifetime * EARLY_FRACTION)
         return max(0.0, held.expires_at - early - now)
 
+    @property
+    def renewing(self) -> bool:
+        """Whether the background task runs (not for values that never expire)."""
+        return self._task is not None and not self._task.done()
+
+    async def renew(self) -> None:
+        """One try at renewing, as the background task makes it: a failure is logged, counted
+        and scheduled for a retry, never raised. (The request path never calls this.)"""
+        expired = self._current is not None and not self.up
+        if self._failures and expired and not self._reported_down:
+            self._reported_down = True
+            log.error(
+                "credentials of provider %s expired; requests to it fail until a refresh succeeds",
+                self.name,
+                extra={"fields": {"provider": self.name, "event": "credentials_expired"}},
+            )
+        try:
+            await self._refresh()
+        except Exception as exc:  # every failure is retried: the next try may succeed
+            self._failed(_describe(exc))
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.next_refresh_in())
-            if self._failures and not self.up and not self._reported_down:
-                self._reported_down = True
-                log.error(
-                    "credentials of provider %s expired; requests to it fail until a refresh succeeds",
-                    self.name,
-                    extra={"fields": {"provider": self.name, "event": "credentials_expired"}},
-                )
-            try:
-                await self._refresh()
-            except Exception as exc:
-                self._failed(_describe(exc))
+            await self.renew()
             if self._current is not None and self._current.expires_at is None:
                 return  # nothing left to renew
 

@@ -1,0 +1,135 @@
+"""gateway/refresh.py: when credentials are renewed, what a failed renewal leaves in place, and
+what the request path sees (only memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from gateway.refresh import BackgroundRefresh, CredentialError, CredentialsUnavailable, Expiring
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def refreshed(self, name: str, expires_at: float | None) -> None:
+        self.events.append(("refreshed", name))
+
+    def refresh_failed(self, name: str) -> None:
+        self.events.append(("failed", name))
+
+
+class Script:
+    """A fetch that hands out the queued outcomes in order (a value's lifetime, or an error)."""
+
+    def __init__(self, clock: Clock, *outcomes: float | Exception) -> None:
+        self.clock = clock
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    async def __call__(self) -> Expiring[str]:
+        self.calls += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return Expiring(f"token-{self.calls}", self.clock() + outcome)
+
+
+@pytest.mark.parametrize(("lifetime", "early"), [(3600.0, 300.0), (900.0, 225.0), (10.0, 2.5)])
+async def test_renewal_comes_five_minutes_or_a_quarter_of_the_lifetime_ahead(
+    lifetime: float, early: float
+) -> None:
+    clock = Clock()
+    refresh = BackgroundRefresh("p", Script(clock, lifetime), clock=clock)
+    await refresh.start()
+    try:
+        assert refresh.current() == "token-1"
+        assert refresh.next_refresh_in() == pytest.approx(lifetime - early)
+        clock.now += lifetime - early + 1
+        assert refresh.next_refresh_in() == 0.0
+    finally:
+        await refresh.aclose()
+
+
+async def test_a_failed_renewal_keeps_the_old_value_until_it_expires_then_backs_off() -> None:
+    clock, observer = Clock(), Observer()
+    boom = CredentialError("STS said no")
+    script = Script(clock, 100.0, boom, boom, boom, boom, boom, boom, boom, boom)
+    refresh = BackgroundRefresh("bed", script, clock=clock, observer=observer, max_backoff_s=8.0)
+    await refresh.start()
+    assert refresh.renewing
+    await refresh.aclose()  # driven by hand below
+    for expected_wait in (1.0, 2.0, 4.0, 8.0, 8.0):
+        await refresh.renew()
+        assert refresh.current() == "token-1"  # still valid: the old one serves
+        assert refresh.next_refresh_in() == expected_wait
+    clock.now += 99.5
+    assert refresh.next_refresh_in() == pytest.approx(0.5), "wakes at the expiry to report it"
+    clock.now += 0.5
+    assert not refresh.up
+    with pytest.raises(CredentialsUnavailable, match="expired and could not be refreshed"):
+        refresh.current()
+    assert observer.events == [("refreshed", "bed")] + [("failed", "bed")] * 5
+    script.outcomes.insert(0, 50.0)
+    await refresh.renew()
+    assert refresh.current() == "token-7" and refresh.up
+
+
+async def test_the_task_renews_by_itself_and_counts_nothing_elsewhere() -> None:
+    script = Script(Clock(), 0.0)
+
+    async def fetch() -> Expiring[str]:
+        # Lifetimes of 0.2 s on the real clock: renewed every 0.15 s by the background task.
+        script.calls += 1
+        return Expiring(f"t{script.calls}", asyncio.get_running_loop().time() + 0.2)
+
+    refresh = BackgroundRefresh("p", fetch, clock=asyncio.get_running_loop().time)
+    await refresh.start()
+    seen = set()
+    for _ in range(50):
+        seen.add(refresh.current())  # never raises: always renewed in time
+        await asyncio.sleep(0.01)
+    await refresh.aclose()
+    assert refresh.refreshes >= 3 and len(seen) >= 3
+    assert refresh.fetched_elsewhere == 0
+
+
+async def test_values_that_never_expire_need_no_task() -> None:
+    refresh = BackgroundRefresh("p", Script(Clock()), initial=Expiring("fixed"))
+    await refresh.start()
+    assert refresh.current() == "fixed" and not refresh.renewing
+    assert refresh.seconds_left() is None
+
+
+async def test_a_first_fetch_that_fails_leaves_the_provider_down_and_logs_no_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    leaky = RuntimeError("https://sts/?X-Amz-Security-Token=SECRETTOKEN123")
+    refresh = BackgroundRefresh(
+        "bed", Script(clock, leaky, CredentialError("the file is empty")), clock=clock
+    )
+    with caplog.at_level(logging.WARNING, logger="tollway"):
+        await refresh.start()
+        await refresh.renew()
+    await refresh.aclose()
+    with pytest.raises(CredentialsUnavailable, match="could not be fetched yet"):
+        refresh.current()
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "refreshing the credentials of provider bed failed: RuntimeError",
+        "refreshing the credentials of provider bed failed: the file is empty",
+    ]
+    assert caplog.records[0].fields["provider"] == "bed"  # type: ignore[attr-defined]
+    assert "SECRETTOKEN123" not in caplog.text
