@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
 
+from gateway.tasks import stop_tasks
 from gateway.upstream import UpstreamUnreachable
 
 log = logging.getLogger("tollway")
@@ -32,6 +33,10 @@ EARLY_FRACTION: Final = 0.25
 # hammered, and one that comes back is used within a minute.
 FIRST_BACKOFF_S: Final = 1.0
 MAX_BACKOFF_S: Final = 60.0
+# The shortest wait between two successful fetches: a source that hands out credentials already
+# near (or past) their expiry, through clock skew or a stale cache, is asked again at this pace
+# rather than in a tight loop.
+MIN_INTERVAL_S: Final = 1.0
 
 
 class CredentialsUnavailable(UpstreamUnreachable):
@@ -80,8 +85,10 @@ class BackgroundRefresh(Generic[T]):
         clock: Callable[[], float] = time.time,
         first_backoff_s: float = FIRST_BACKOFF_S,
         max_backoff_s: float = MAX_BACKOFF_S,
+        min_interval_s: float = MIN_INTERVAL_S,
     ) -> None:
         self.name = name
+        self._min_interval_s = min_interval_s
         self._fetch = fetch
         self._observer = observer
         self._clock = clock
@@ -139,11 +146,7 @@ class BackgroundRefresh(Generic[T]):
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await stop_tasks([self._task])
             self._task = None
 
     def next_refresh_in(self) -> float:
@@ -160,7 +163,7 @@ class BackgroundRefresh(Generic[T]):
             return self._first_backoff_s
         lifetime = held.expires_at - self._fetched_at
         early = min(EARLY_S, lifetime * EARLY_FRACTION)
-        return max(0.0, held.expires_at - early - now)
+        return max(self._min_interval_s, held.expires_at - early - now)
 
     @property
     def renewing(self) -> bool:
