@@ -31,7 +31,7 @@ import aiohttp
 import msgspec
 
 from gateway.config import Provider, VertexAnthropicProvider, VertexProvider
-from gateway.refresh import BackgroundRefresh, CredentialError, Expiring, RefreshObserver
+from gateway.refresh import BackgroundRefresh, CredentialError, Expiring, RefreshObserver, expires_after
 
 CLOUD_PLATFORM_SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_URI: Final = "https://oauth2.googleapis.com/token"
@@ -43,10 +43,6 @@ METADATA_TOKEN_PATH: Final = "/computeMetadata/v1/instance/service-accounts/defa
 ADC_FILE: Final = "application_default_credentials.json"
 # A token endpoint or metadata server slower than this is a failed refresh, retried later.
 FETCH_TIMEOUT_S: Final = 10.0
-# A token is taken for expired a little before its stated end: `expires_in` counts from when the
-# endpoint answered, and a request sent just before the end would arrive after it. A tenth of
-# the lifetime, at most 30 s.
-EXPIRY_SKEW_MAX_S: Final = 30.0
 
 HeaderPairs = tuple[tuple[str, str], ...]
 Sign = Callable[[bytes], bytes]
@@ -302,8 +298,7 @@ def _headers(token: GoogleToken, quota_project: str | None, began: float) -> Exp
     headers: HeaderPairs = (("Authorization", f"Bearer {token.access_token}"),)
     if quota_project:
         headers += (("x-goog-user-project", quota_project),)
-    lifetime = max(token.expires_in, 0.0)
-    return Expiring(headers, began + lifetime - min(EXPIRY_SKEW_MAX_S, lifetime / 10))
+    return Expiring(headers, expires_after(began, token.expires_in))
 
 
 # --- one per provider ------------------------------------------------------------------------

@@ -39,6 +39,10 @@ MAX_BACKOFF_S: Final = 60.0
 # near (or past) their expiry, through clock skew or a stale cache, is asked again at this pace
 # rather than in a tight loop.
 MIN_INTERVAL_S: Final = 1.0
+# A token whose service states a lifetime (`expires_in`: Google, Entra ID) rather than a time is
+# taken for expired a little before its end: the lifetime counts from when the service answered,
+# and a request sent just before the end would arrive after it. A tenth of it, at most 30 s.
+EXPIRY_SKEW_MAX_S: Final = 30.0
 
 
 class CredentialsUnavailable(UpstreamUnreachable):
@@ -56,6 +60,13 @@ class Expiring(Generic[T]):
 
     value: T
     expires_at: float | None = None
+
+
+def expires_after(began: float, lifetime_s: float) -> float:
+    """When a value fetched from `began` (the clock's seconds, taken before asking) with a stated
+    lifetime of `lifetime_s` is taken for expired: its end less the skew above."""
+    lifetime = max(lifetime_s, 0.0)
+    return began + lifetime - min(EXPIRY_SKEW_MAX_S, lifetime / 10)
 
 
 class RefreshObserver(Protocol):

@@ -9,7 +9,13 @@ import logging
 
 import pytest
 
-from gateway.refresh import BackgroundRefresh, CredentialError, CredentialsUnavailable, Expiring
+from gateway.refresh import (
+    BackgroundRefresh,
+    CredentialError,
+    CredentialsUnavailable,
+    Expiring,
+    expires_after,
+)
 from gateway.upstream import UpstreamUnreachable
 
 
@@ -204,3 +210,9 @@ async def test_the_source_is_logged_at_start_and_with_each_failure(caplog: pytes
     assert failed.fields["source"] == "Google credentials file /etc/sa.json"  # type: ignore[attr-defined]
     assert failed.fields["expires_in_s"] == 60.0  # type: ignore[attr-defined]
     assert refresh.current() == "token-1", "the old one serves meanwhile"
+
+
+def test_a_stated_lifetime_ends_a_tenth_early_at_most_30_s() -> None:
+    assert expires_after(1000.0, 3600.0) == 1000.0 + 3600.0 - 30.0  # Google's and Entra's hour
+    assert expires_after(1000.0, 10.0) == 1000.0 + 9.0
+    assert expires_after(1000.0, -5.0) == 1000.0  # a nonsense lifetime is already expired
