@@ -235,6 +235,7 @@ def build_app(config: Config) -> web.Application:
     admin.budget_status = budget_status
     # Read at scrape time from whichever runtime serves (nothing before start-up).
     metrics.track_targets(lambda: holder.gateway.router.target_states() if holder.current else ())
+    metrics.track_credentials(lambda: holder.gateway.router.credential_states() if holder.current else ())
 
     # What readiness and the gauges report (gateway/health.py): the store and the spool here,
     # the Redis users in each runtime.

@@ -229,6 +229,24 @@ class OllamaProvider(_HttpProvider, frozen=True, kw_only=True, tag="ollama"):
 
 
 AwsRegion = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]+(-[a-z0-9]+)+$")]
+# Where a Bedrock provider's AWS credentials come from (gateway/aws_credentials.py): `chain` tries
+# each in AWS's order; any other value uses that one source only.
+AwsCredentialSource = Literal[
+    "chain", "keys", "env", "web_identity", "pod_identity", "profile", "ecs", "imds"
+]
+
+
+class AssumeRoleConfig(_Section, frozen=True):
+    """A role assumed (STS AssumeRole) with the credentials the source gives, renewed before the
+    session ends."""
+
+    role_arn: Annotated[str, msgspec.Meta(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")]
+    # The secret-like token a third party's role may demand (the confused-deputy guard).
+    external_id: Annotated[str, msgspec.Meta(min_length=2, max_length=1224)] | None = None
+    # What CloudTrail shows as the session: STS's own limits on the characters and length.
+    session_name: Annotated[str, msgspec.Meta(pattern=r"^[\w+=,.@-]{2,64}$")] = "tollway"
+    # STS's bounds; a role may allow less than 12 hours (its MaxSessionDuration), then STS says so.
+    duration_s: Annotated[int, msgspec.Meta(ge=900, le=43200)] = 3600
 
 
 class BedrockProvider(_HttpProvider, frozen=True, kw_only=True, tag="bedrock"):
@@ -236,14 +254,18 @@ class BedrockProvider(_HttpProvider, frozen=True, kw_only=True, tag="bedrock"):
     profile id or an ARN.
 
     Authentication: `api_key` (a Bedrock API key, sent as a bearer token) when set; otherwise each
-    request is signed (SigV4) with `aws_access_key_id` and `aws_secret_access_key`, plus
-    `aws_session_token` for temporary credentials. Empty values (`${AWS_SESSION_TOKEN:-}`) count as
-    unset. `aws_region` (us-east-1...) is the AWS region: it names the endpoint and scopes the
+    request is signed (SigV4) with AWS credentials from `aws_credentials` (gateway/aws_credentials.py):
+    `chain` (the default) takes the first of the config's `aws_access_key_id` and
+    `aws_secret_access_key` (plus `aws_session_token`), the environment, a web identity token file
+    or EKS Pod Identity, the shared files' profile (`aws_profile` names one and forces this source),
+    the ECS container endpoint, the EC2 instance metadata service. `assume_role` assumes a role
+    on top of whichever it is. Empty values (`${AWS_SESSION_TOKEN:-}`) count as unset.
+    `aws_region` (us-east-1...) is the AWS region: it names the endpoint and scopes the
     signature, so it is required unless `base_url` is given and `api_key` is used. (`region`, as
     for every provider, is the data-residency tag.)
 
-    Raises ValueError (a config error at the provider's path) when no usable credentials or no
-    needed `aws_region` are given.
+    Raises ValueError (a config error at the provider's path) for half a key pair, sources that
+    contradict each other, or a missing `aws_region`.
     """
 
     # Absent: the region's public endpoint, https://bedrock-runtime.{aws_region}.amazonaws.com,
@@ -253,12 +275,16 @@ class BedrockProvider(_HttpProvider, frozen=True, kw_only=True, tag="bedrock"):
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
     aws_session_token: str | None = None
+    aws_credentials: AwsCredentialSource = "chain"
+    aws_profile: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    assume_role: AssumeRoleConfig | None = None
+    # Where STS calls go; absent: https://sts.{aws_region}.amazonaws.com (a VPC endpoint, a test).
+    aws_sts_endpoint: HttpUrl | None = None
 
     def __post_init__(self) -> None:
-        if not self.api_key and not (self.aws_access_key_id and self.aws_secret_access_key):
-            raise ValueError(
-                "give either api_key (a Bedrock API key) or both aws_access_key_id and aws_secret_access_key"
-            )
+        problems = self._credential_problems()
+        if problems:
+            raise ValueError(problems[0])  # msgspec reports one error per entry
         if not self.aws_region:
             if not self.base_url:
                 raise ValueError("aws_region is required (e.g. us-east-1) when base_url is not given")
@@ -269,6 +295,30 @@ class BedrockProvider(_HttpProvider, frozen=True, kw_only=True, tag="bedrock"):
             msgspec.structs.force_setattr(
                 self, "base_url", f"https://bedrock-runtime.{self.aws_region}.amazonaws.com"
             )
+
+    def _credential_problems(self) -> list[str]:
+        keys = bool(self.aws_access_key_id and self.aws_secret_access_key)
+        source = self.aws_credentials
+        problems = []
+        if self.api_key:
+            # The API key wins over keys left in a shared file; an explicit AWS source does not.
+            if source != "chain" or self.aws_profile or self.assume_role:
+                problems.append("api_key (a Bedrock API key) authenticates alone: drop the AWS settings")
+            return problems
+        if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            problems.append("give both aws_access_key_id and aws_secret_access_key, or neither")
+        if source == "keys" and not keys:
+            problems.append("aws_credentials: keys needs aws_access_key_id and aws_secret_access_key")
+        if keys and source not in ("chain", "keys"):
+            problems.append(f"aws_access_key_id is given but aws_credentials is {source}")
+        if self.aws_profile and (keys or source not in ("chain", "profile")):
+            problems.append("aws_profile names the source: drop the keys or the other aws_credentials")
+        return problems
+
+    @property
+    def signs_requests(self) -> bool:
+        """Whether requests are signed with AWS credentials (rather than sent with api_key)."""
+        return not self.api_key
 
 
 GoogleProject = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")]

@@ -71,18 +71,23 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+CurrentCredentials = Callable[[], AwsCredentials]
+
+
 class RequestSigner:
     """Signs each request to one Bedrock provider with its AWS keys (SigV4) at the time it is sent.
 
     Called once per attempt, after the adapter built the request: the signature covers the body
-    and the time, so it cannot be a fixed header.
+    and the time, so it cannot be a fixed header. `credentials` gives the keys to use now, from
+    memory (gateway/aws_credentials.py renews temporary ones in the background); what it raises
+    (CredentialsUnavailable, once they expired unrenewed) fails the attempt as unreachable.
     """
 
     __slots__ = ("_clock", "_credentials", "_extra", "_keys", "_region")
 
     def __init__(
         self,
-        credentials: AwsCredentials,
+        credentials: CurrentCredentials,
         aws_region: str,
         extra_headers: tuple[tuple[str, str], ...] = (),
         clock: Clock = _utc_now,
@@ -102,7 +107,7 @@ class RequestSigner:
             request.url,
             headers,
             request.body,
-            self._credentials,
+            self._credentials(),
             self._region,
             BEDROCK_SIGNING_NAME,
             self._clock(),
@@ -111,20 +116,23 @@ class RequestSigner:
         return (*self._extra, *signed.items())
 
 
-def signer_for(provider: Provider, clock: Clock = _utc_now) -> RequestSigner | None:
-    """The per-request signer of a provider that needs one (Bedrock with AWS keys rather than an
-    API key), None for every other: they authenticate with auth_headers()."""
-    if not isinstance(provider, BedrockProvider) or provider.api_key:
+def signer_for(
+    provider: Provider, credentials: CurrentCredentials | None = None, clock: Clock = _utc_now
+) -> RequestSigner | None:
+    """The per-request signer of a provider that needs one (Bedrock with AWS credentials rather
+    than an API key), None for every other: they authenticate with auth_headers(). Without
+    `credentials`, the config's own keys sign (they must be given)."""
+    if not isinstance(provider, BedrockProvider) or not provider.signs_requests:
         return None
-    key_id, secret, aws_region = (
-        provider.aws_access_key_id,
-        provider.aws_secret_access_key,
-        provider.aws_region,
-    )
-    # BedrockProvider refuses to be built without these when there is no api_key.
-    assert key_id and secret and aws_region
-    credentials = AwsCredentials(key_id, secret, provider.aws_session_token or None)
-    return RequestSigner(credentials, aws_region, tuple(provider.headers.items()), clock)
+    # BedrockProvider refuses to be built without a region when requests are signed.
+    assert provider.aws_region
+    if credentials is None:
+        key_id, secret = provider.aws_access_key_id, provider.aws_secret_access_key
+        if not (key_id and secret):
+            raise ValueError("signer_for: give the credentials of a provider without keys in its config")
+        fixed = AwsCredentials(key_id, secret, provider.aws_session_token or None)
+        credentials = lambda: fixed  # noqa: E731 - the whole getter of fixed keys
+    return RequestSigner(credentials, provider.aws_region, tuple(provider.headers.items()), clock)
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:

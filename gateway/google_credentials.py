@@ -1,5 +1,5 @@
 """Google access tokens for Vertex AI providers, from the sources Google's own libraries use, in
-their order, kept fresh by a background Refresher (gateway/credential_refresh.py):
+their order, kept fresh by a BackgroundRefresh (gateway/refresh.py):
 
 1. the provider's `credentials_file`, else the file $GOOGLE_APPLICATION_CREDENTIALS names: a
    service-account key (`type: service_account`: an RS256-signed JWT, scope cloud-platform,
@@ -31,7 +31,7 @@ import aiohttp
 import msgspec
 
 from gateway.config import Provider, VertexAnthropicProvider, VertexProvider
-from gateway.credential_refresh import Expiring, Refresher, RefreshFailed
+from gateway.refresh import BackgroundRefresh, CredentialError, Expiring, RefreshObserver, expires_after
 
 CLOUD_PLATFORM_SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_URI: Final = "https://oauth2.googleapis.com/token"
@@ -130,22 +130,22 @@ def service_account_assertion(key: ServiceAccountKey, now: int, sign: Sign) -> s
 
 
 def rs256_signer(private_key_pem: str) -> Sign:
-    """An RSASSA-PKCS1-v1_5 SHA-256 signer (JWT's RS256) for a PEM private key; RefreshFailed for
+    """An RSASSA-PKCS1-v1_5 SHA-256 signer (JWT's RS256) for a PEM private key; CredentialError for
     a key that does not load, or without the `cryptography` package."""
     try:
         from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import padding, rsa
     except ImportError:
-        raise RefreshFailed(
+        raise CredentialError(
             "a service-account key needs the 'cryptography' package: pip install 'tollway[google]'"
         ) from None
     try:
         key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise RefreshFailed("the service-account key's private_key is not a PEM private key") from None
+        raise CredentialError("the service-account key's private_key is not a PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise RefreshFailed("the service-account key's private_key is not an RSA key")
+        raise CredentialError("the service-account key's private_key is not an RSA key")
 
     def sign(data: bytes) -> bytes:
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
@@ -206,24 +206,26 @@ class GoogleTokenFetcher:
         self._signer: tuple[str, Sign] | None = None  # the key text it was made for, and it
 
     async def __call__(self) -> Expiring[HeaderPairs]:
+        began = self._wall()  # the lifetime is counted from here: the answer comes later
         source = self.source
         if isinstance(source, MetadataServer):
-            return _headers(await self._metadata(source), None)
+            return _headers(await self._metadata(source), None, began)
         text = _read(source.path)
         try:
             kind = _decode_type.decode(text).type
         except msgspec.DecodeError:
-            raise RefreshFailed(f"{source.path} is not a JSON credentials file") from None
+            raise CredentialError(f"{source.path} is not a JSON credentials file") from None
         try:
             if kind == "service_account":
-                return _headers(await self._service_account(_decode_service_account.decode(text)), None)
+                token = await self._service_account(_decode_service_account.decode(text))
+                return _headers(token, None, began)
             if kind == "authorized_user":
                 user = _decode_user.decode(text)
-                return _headers(await self._user(user), user.quota_project_id)
+                return _headers(await self._user(user), user.quota_project_id, began)
         except msgspec.ValidationError as exc:
             # msgspec names the field and its path, never the value.
-            raise RefreshFailed(f"{source.path} is not a valid {kind} file: {exc}") from None
-        raise RefreshFailed(
+            raise CredentialError(f"{source.path} is not a valid {kind} file: {exc}") from None
+        raise CredentialError(
             f"{source.path} holds credentials of type {kind!r}: only service_account and"
             " authorized_user are supported"
         )
@@ -249,13 +251,15 @@ class GoogleTokenFetcher:
                 body = await response.read()
                 status = response.status
         except aiohttp.ClientError:
-            raise RefreshFailed("the token endpoint could not be reached") from None
+            raise CredentialError("the token endpoint could not be reached") from None
         if status != 200:
             try:
                 code = _decode_token_error.decode(body).error
             except msgspec.DecodeError:
                 code = None
-            raise RefreshFailed(f"the token endpoint answered HTTP {status}" + (f" ({code})" if code else ""))
+            raise CredentialError(
+                f"the token endpoint answered HTTP {status}" + (f" ({code})" if code else "")
+            )
         return _token(body, "the token endpoint")
 
     async def _metadata(self, server: MetadataServer) -> GoogleToken:
@@ -266,9 +270,9 @@ class GoogleTokenFetcher:
                 body = await response.read()
                 status = response.status
         except aiohttp.ClientError:
-            raise RefreshFailed("the metadata server could not be reached (not on GCE or GKE?)") from None
+            raise CredentialError("the metadata server could not be reached (not on GCE or GKE?)") from None
         if status != 200:
-            raise RefreshFailed(f"the metadata server answered HTTP {status}")
+            raise CredentialError(f"the metadata server answered HTTP {status}")
         return _token(body, "the metadata server")
 
 
@@ -276,41 +280,44 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise RefreshFailed(f"cannot read {path}: {exc.strerror}") from None
+        raise CredentialError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _token(body: bytes, who: str) -> GoogleToken:
     try:
         token = _decode_token.decode(body)
     except msgspec.DecodeError:
-        raise RefreshFailed(f"{who} sent an answer that is not an access token") from None
+        raise CredentialError(f"{who} sent an answer that is not an access token") from None
     if not token.access_token:
-        raise RefreshFailed(f"{who} sent an empty access token")
+        raise CredentialError(f"{who} sent an empty access token")
     return token
 
 
-def _headers(token: GoogleToken, quota_project: str | None) -> Expiring[HeaderPairs]:
+def _headers(token: GoogleToken, quota_project: str | None, began: float) -> Expiring[HeaderPairs]:
     # Built once per token: each request sends these tuples as they are.
     headers: HeaderPairs = (("Authorization", f"Bearer {token.access_token}"),)
     if quota_project:
         headers += (("x-goog-user-project", quota_project),)
-    return Expiring(headers, token.expires_in)
+    return Expiring(headers, expires_after(began, token.expires_in))
 
 
 # --- one per provider ------------------------------------------------------------------------
 
 
-def refresher_for(
+def build_google_credentials(
     name: str,
     provider: Provider,
-    on_failure: Callable[[str], None] | None = None,
+    observer: RefreshObserver | None = None,
     env: Mapping[str, str] | None = None,
-) -> Refresher[HeaderPairs] | None:
-    """The token refresher of a Vertex provider (None for any other kind), not started; its
-    session is made here, so call inside the running loop."""
+) -> BackgroundRefresh[HeaderPairs] | None:
+    """The access tokens of a Vertex provider (None for any other kind), as the header pairs each
+    request carries, renewed in the background once started; its session is made here, so call
+    inside the running loop."""
     if not isinstance(provider, VertexProvider | VertexAnthropicProvider):
         return None
     source = find_source(provider.credentials_file, os.environ if env is None else env)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S))
     fetcher = GoogleTokenFetcher(source, session)
-    return Refresher(name, source.describe(), fetcher, on_failure, close=session.close)
+    return BackgroundRefresh(
+        name, fetcher, source=f"Google {source.describe()}", close=session.close, observer=observer
+    )

@@ -312,11 +312,19 @@ class Metrics:
             ("door", "field"),
             registry=self.registry,
         )
-        # Temporary provider credentials (gateway/credential_refresh.py): `provider` is a name from
-        # the config. A failure leaves the current credentials in use until they expire.
+        # Credentials renewed in the background (gateway/refresh.py: AWS's for Bedrock, Google's
+        # for Vertex); `provider` is a provider name from the config. A failure leaves the current
+        # credentials in use until they expire; their expiry is a gauge read at scrape time
+        # (track_credentials).
+        self.credential_refreshes = Counter(
+            "tollway_credential_refreshes",
+            "Credentials fetched or renewed, by provider.",
+            ("provider",),
+            registry=self.registry,
+        )
         self.credential_refresh_failures = Counter(
             "tollway_credential_refresh_failures",
-            "Failed background refreshes of a provider's temporary credentials (access tokens), by provider.",
+            "Failed tries to fetch or renew credentials, by provider (retried with backoff).",
             ("provider",),
             registry=self.registry,
         )
@@ -468,9 +476,18 @@ class Metrics:
         (so the request path pays nothing for them)."""
         self.registry.register(_TargetCollector(source))
 
-    def credential_refresh_failed(self, provider: str) -> None:
-        """Count one failed credential refresh (rare: not worth caching the children)."""
-        self.credential_refresh_failures.labels(provider).inc()
+    def refreshed(self, name: str, expires_at: float | None) -> None:
+        """A provider's credentials were renewed (RefreshObserver; minutes apart, no cache)."""
+        self.credential_refreshes.labels(name).inc()
+
+    def refresh_failed(self, name: str) -> None:
+        """A renewal of a provider's credentials failed (RefreshObserver)."""
+        self.credential_refresh_failures.labels(name).inc()
+
+    def track_credentials(self, source: Callable[[], Iterable[tuple[str, float | None, bool]]]) -> None:
+        """Export each provider's seconds until its credentials expire and whether they are
+        usable, read at scrape time from (name, seconds left or None, up) rows."""
+        self.registry.register(_CredentialCollector(source))
 
     def fleet_sync(self, component: str, up: bool) -> None:
         """Record whether a FleetSync reaches Redis (called on each change, not per request)."""
@@ -522,3 +539,26 @@ class _TargetCollector(Collector):
             inflight.add_metric((row.target,), row.inflight)
             cooldown.add_metric((row.target,), row.cooldown_remaining_s)
         return [state, inflight, cooldown]
+
+
+class _CredentialCollector(Collector):
+    def __init__(self, source: Callable[[], Iterable[tuple[str, float | None, bool]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        expiry = GaugeMetricFamily(
+            "tollway_credential_expiry_seconds",
+            "Seconds until a provider's temporary credentials expire (negative: expired and not "
+            "renewed; absent for keys that do not expire).",
+            labels=("provider",),
+        )
+        up = GaugeMetricFamily(
+            "tollway_credential_up",
+            "1 while a provider's credentials can be used, 0 while they are expired or missing.",
+            labels=("provider",),
+        )
+        for name, seconds_left, usable in self._source():
+            if seconds_left is not None:
+                expiry.add_metric((name,), seconds_left)
+            up.add_metric((name,), 1 if usable else 0)
+        return [expiry, up]

@@ -11,6 +11,7 @@ Built once from the config; a reload builds a new Router and swaps it in.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +22,7 @@ import msgspec
 from adapters import vertex
 from adapters.base import DEFAULT_MAX_TOKENS, Target, UpstreamRequest
 from gateway.attempts import Plan
+from gateway.aws_credentials import build_aws_credentials
 from gateway.balance import Strategy, TargetStats
 from gateway.breaker import Breaker, BreakerState, Clock
 from gateway.config import (
@@ -36,12 +38,13 @@ from gateway.config import (
     VertexAnthropicProvider,
     VertexProvider,
 )
-from gateway.credential_refresh import Refresher
-from gateway.credentials import auth_headers, secrets_of, signer_for
+from gateway.credentials import CurrentCredentials, auth_headers, secrets_of, signer_for
 from gateway.dialects import Dialect, dialect_for
 from gateway.errors import GatewayError, model_not_found
-from gateway.google_credentials import HeaderPairs, refresher_for
+from gateway.google_credentials import HeaderPairs, build_google_credentials
 from gateway.mock_transport import MockTransport
+from gateway.refresh import BackgroundRefresh, RefreshObserver
+from gateway.sigv4 import AwsCredentials
 from gateway.upstream import HttpTransport, SigningTransport, Transport
 
 MOCK_BASE_URL: Final = "mock://local"
@@ -91,29 +94,54 @@ class Route(msgspec.Struct, frozen=True):
         return tuple(target for step in self.chain for target in step)
 
 
-def build_transport(provider: Provider, credentials: Refresher[HeaderPairs] | None = None) -> Transport:
-    """A transport for one provider (creates a ClientSession: call inside a running loop);
-    `credentials` are the refreshed ones of a provider that has them (Vertex's access tokens),
-    added to each request as it is sent."""
+def build_transport(
+    provider: Provider,
+    credentials: CurrentCredentials | None = None,
+    *,
+    bearer: Callable[[], HeaderPairs] | None = None,
+) -> Transport:
+    """A transport for one provider (creates a ClientSession: call inside a running loop).
+    `credentials` signs a Bedrock provider's requests (default: the keys in its config); `bearer`
+    gives the header pairs of a provider whose tokens are refreshed (Vertex's access tokens),
+    added to each request as it is sent. Both read memory only (gateway/refresh.py) and raise
+    CredentialsUnavailable once what they hold expired unrenewed."""
     if isinstance(provider, MockProvider):
         return MockTransport(provider)
-    if credentials is not None:
+    if bearer is not None:
         return SigningTransport(
-            HttpTransport(auth_headers(provider), provider.max_connections), _current(credentials)
+            HttpTransport(auth_headers(provider), provider.max_connections), _added(bearer)
         )
     # Bedrock's URLs carry a percent-encoded model id that must arrive (and be signed) as built.
     exact_urls = isinstance(provider, BedrockProvider)
-    signer = signer_for(provider)
+    signer = signer_for(provider, credentials)
     if signer is not None:
         return SigningTransport(HttpTransport({}, provider.max_connections, exact_urls=exact_urls), signer)
     return HttpTransport(auth_headers(provider), provider.max_connections, exact_urls=exact_urls)
 
 
-def _current(credentials: Refresher[HeaderPairs]) -> Callable[[UpstreamRequest], HeaderPairs]:
+def _added(bearer: Callable[[], HeaderPairs]) -> Callable[[UpstreamRequest], HeaderPairs]:
     def headers(request: UpstreamRequest) -> HeaderPairs:
-        return credentials.current()  # from memory; CredentialsUnavailable once they expired
+        return bearer()  # the same headers whatever the request: a token, not a signature
 
     return headers
+
+
+# One provider's refreshed credentials, whichever cloud's (both are gateway/refresh.py's).
+Refreshed = BackgroundRefresh[AwsCredentials] | BackgroundRefresh[HeaderPairs]
+
+
+def refreshed_transport(
+    name: str, provider: Provider, env: Mapping[str, str], observer: RefreshObserver | None
+) -> tuple[Refreshed | None, Transport]:
+    """A provider's transport, and the background refresh of its credentials when they expire
+    (AWS's for a Bedrock provider that signs, Google's for Vertex), not started yet."""
+    if isinstance(provider, BedrockProvider) and provider.signs_requests:
+        aws = build_aws_credentials(name, provider, env, observer)
+        return aws, build_transport(provider, aws.current)
+    google = build_google_credentials(name, provider, observer, env)
+    if google is not None:
+        return google, build_transport(provider, bearer=google.current)
+    return None, build_transport(provider)
 
 
 def kind_of(provider: Provider) -> str:
@@ -180,20 +208,22 @@ class Router:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         on_breaker_change: Callable[[str, str], None] | None = None,
-        on_credential_failure: Callable[[str], None] | None = None,
+        env: Mapping[str, str] | None = None,
+        on_credentials: RefreshObserver | None = None,
     ) -> None:
         self._rng = rng or random.Random()
-        # Providers whose credentials expire: refreshed in the background from here on.
-        self.credentials: dict[str, Refresher[HeaderPairs]] = {}
+        # The credentials that expire (AWS's of the Bedrock providers that sign, Google's of the
+        # Vertex ones), renewed in the background once start() has run. `env` is where their
+        # sources are looked for (the process environment).
+        self.credentials: dict[str, Refreshed] = {}
+        self.transports: dict[str, Transport] = {}
         for name, provider in config.providers.items():
-            refresher = refresher_for(name, provider, on_credential_failure)
-            if refresher is not None:
-                refresher.start()
-                self.credentials[name] = refresher
-        self.transports: dict[str, Transport] = {
-            name: build_transport(provider, self.credentials.get(name))
-            for name, provider in config.providers.items()
-        }
+            refreshed, transport = refreshed_transport(
+                name, provider, os.environ if env is None else env, on_credentials
+            )
+            self.transports[name] = transport
+            if refreshed is not None:
+                self.credentials[name] = refreshed
         dialects = {
             kind_of(provider): dialect_for(kind_of(provider)) for provider in config.providers.values()
         }
@@ -299,16 +329,23 @@ class Router:
                 models=list(self._used_by[label]),
             )
 
-    async def credentials_ready(self, timeout_s: float) -> list[str]:
-        """Wait for each refreshed provider's first fetch (at start-up and reload, so the first
-        requests find a token in hand), at most `timeout_s`; the providers still without one."""
-        names = list(self.credentials)
-        ready = await asyncio.gather(*(self.credentials[name].ready(timeout_s) for name in names))
-        return [name for name, ok in zip(names, ready, strict=True) if not ok]
+    async def start(self, first_fetch_s: float = 10.0) -> list[str]:
+        """Fetch every refreshed provider's first credentials (together, each waited for at most
+        `first_fetch_s`: at start-up and reload, so that the first requests find them in hand)
+        and start their renewals; the providers still without credentials (retried in the
+        background, their requests fail meanwhile)."""
+        await asyncio.gather(*(refresh.start(first_fetch_s) for refresh in self.credentials.values()))
+        return [name for name, refresh in self.credentials.items() if not refresh.up]
+
+    def credential_states(self) -> Iterator[tuple[str, float | None, bool]]:
+        """Each refreshed provider's name, seconds until its credentials expire (None: they do
+        not) and whether they can be used now (for the metrics, read at scrape time)."""
+        for name, refresh in self.credentials.items():
+            yield name, refresh.seconds_left(), refresh.up
 
     async def aclose(self) -> None:
-        for refresher in self.credentials.values():
-            await refresher.aclose()
+        for refresh in self.credentials.values():
+            await refresh.aclose()
         for transport in self.transports.values():
             await transport.aclose()
 

@@ -47,8 +47,9 @@ log = logging.getLogger("tollway")
 # A part that talks to Redis or a provider may hang on close (a half-open socket, a server that
 # stopped answering); shutdown and reload must finish anyway, so each close gets this long.
 CLOSE_TIMEOUT_S = 5.0
-# How long start-up and reload wait for the first access tokens (a token endpoint that does not
-# answer within it: the first requests to that provider fail until one comes).
+# How long start-up and reload wait for each provider's first temporary credentials (a token
+# service that does not answer within it: the first requests to that provider fail until one
+# comes).
 CREDENTIALS_WAIT_S = 10.0
 
 
@@ -113,13 +114,13 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
         )
 
     router = Router(
-        config,
-        on_breaker_change=breaker_hook(metrics, alerter, lambda: router),
-        on_credential_failure=metrics.credential_refresh_failed,
+        config, on_breaker_change=breaker_hook(metrics, alerter, lambda: router), on_credentials=metrics
     )
     closers.append(router.aclose)
-    # Start serving with tokens in hand where they can be had; the refresh goes on regardless.
-    for name in await router.credentials_ready(CREDENTIALS_WAIT_S):
+    # The first credentials of every provider whose credentials expire (AWS, Google): fetched
+    # before serving, so the first requests find them; a source that fails is retried in the
+    # background (gateway/refresh.py), and its provider's requests fail meanwhile.
+    for name in await router.start(CREDENTIALS_WAIT_S):
         log.warning("provider '%s' has no credentials yet: its requests fail until a refresh succeeds", name)
     if storage.redis_url:
         # Cooldowns shared by every process on this Redis; without it they are per process.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +14,11 @@ from tests.servers import LoopThread, Upstream, start_gateway, start_upstream
 from tests.ui_client import idp, sso_gateway  # noqa: F401 - fixtures of the web UI's tests
 
 MASTER_KEY = "test-master-key-7f3a"
+
+# A Bedrock provider without keys falls through the AWS credential chain to the instance metadata
+# service at 169.254.169.254: never a test's target. Tests of that source point it at a local
+# server (AWS_EC2_METADATA_SERVICE_ENDPOINT) and lift this for themselves.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 @pytest.fixture(scope="session")

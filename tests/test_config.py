@@ -606,24 +606,54 @@ def test_bedrock_session_token_and_explicit_base_url() -> None:
     ("fields", "error"),
     [
         pytest.param(
-            "aws_region: us-east-1",
-            "providers.bed: give either api_key (a Bedrock API key) or both aws_access_key_id and aws_secret_access_key",
-            id="no-credentials",
+            "aws_region: us-east-1, aws_credentials: keys",
+            "providers.bed: aws_credentials: keys needs aws_access_key_id and aws_secret_access_key",
+            id="keys-source-without-keys",
         ),
         pytest.param(
             'aws_region: us-east-1, aws_access_key_id: "${AWS_ACCESS_KEY_ID}"',
-            "providers.bed: give either api_key",
+            "providers.bed: give both aws_access_key_id and aws_secret_access_key, or neither",
             id="key-id-without-secret",
         ),
         pytest.param(
             'aws_region: us-east-1, aws_access_key_id: "${AWS_ACCESS_KEY_ID}", aws_secret_access_key: "${EMPTY:-}"',
-            "providers.bed: give either api_key",
+            "providers.bed: give both aws_access_key_id",
             id="secret-empty-from-the-environment",
         ),
         pytest.param(
             'api_key: "${EMPTY:-}"',
-            "providers.bed: give either api_key",
+            "providers.bed: aws_region is required (e.g. us-east-1) when base_url is not given",
             id="api-key-empty-from-the-environment",
+        ),
+        pytest.param(
+            f"aws_region: us-east-1, {BEDROCK_KEYS}, aws_credentials: imds",
+            "providers.bed: aws_access_key_id is given but aws_credentials is imds",
+            id="keys-and-another-source",
+        ),
+        pytest.param(
+            f"aws_region: us-east-1, {BEDROCK_KEYS}, aws_profile: prod",
+            "providers.bed: aws_profile names the source",
+            id="keys-and-a-profile",
+        ),
+        pytest.param(
+            "api_key: ABSK-key, aws_region: us-east-1, aws_profile: prod",
+            "providers.bed: api_key (a Bedrock API key) authenticates alone",
+            id="api-key-and-a-profile",
+        ),
+        pytest.param(
+            "aws_region: us-east-1, assume_role: {role_arn: 'arn:aws:iam::123:role/x'}",
+            "providers.bed.assume_role.role_arn: Expected `str` matching regex",
+            id="role-arn-malformed",
+        ),
+        pytest.param(
+            "aws_region: us-east-1, assume_role: {role_arn: 'arn:aws:iam::123456789012:role/x', duration_s: 60}",
+            "providers.bed.assume_role.duration_s: Expected `int` >= 900",
+            id="role-duration-too-short",
+        ),
+        pytest.param(
+            "aws_region: us-east-1, aws_credentials: sso",
+            "providers.bed.aws_credentials: Invalid enum value 'sso'",
+            id="unknown-source",
         ),
         pytest.param(
             BEDROCK_KEYS,
@@ -655,6 +685,20 @@ def test_bedrock_session_token_and_explicit_base_url() -> None:
 def test_bedrock_errors_name_their_path(fields: str, error: str) -> None:
     text = f"providers: {{bed: {{kind: bedrock, {fields}}}}}"
     assert_errors(errors_of(text, BEDROCK_ENV), [error])
+
+
+def test_bedrock_without_keys_takes_the_aws_chain_and_its_options() -> None:
+    provider = bedrock_provider(
+        "aws_region: eu-west-1, aws_profile: prod, aws_sts_endpoint: 'https://sts.vpce.example', "
+        "assume_role: {role_arn: 'arn:aws:iam::123456789012:role/bedrock', external_id: ext-42}",
+        {},
+    )
+    assert provider.signs_requests and provider.aws_credentials == "chain"
+    assert (provider.aws_profile, provider.aws_sts_endpoint) == ("prod", "https://sts.vpce.example")
+    assert provider.assume_role.role_arn == "arn:aws:iam::123456789012:role/bedrock"
+    assert (provider.assume_role.external_id, provider.assume_role.session_name) == ("ext-42", "tollway")
+    assert provider.assume_role.duration_s == 3600
+    assert bedrock_provider("aws_region: us-east-1", {}).aws_access_key_id is None
 
 
 def test_bedrock_region_must_be_a_region_name() -> None:

@@ -5,6 +5,7 @@ flow of gcloud's ADC file, the GCE metadata server; where each provider's creden
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,18 +15,18 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from gateway.config import VertexProvider
-from gateway.credential_refresh import RefreshFailed
+from gateway.config import OpenAIProvider, VertexProvider
 from gateway.google_credentials import (
     CredentialsFile,
     GoogleTokenFetcher,
     MetadataServer,
     ServiceAccountKey,
+    build_google_credentials,
     find_source,
-    refresher_for,
     rs256_signer,
     service_account_assertion,
 )
+from gateway.refresh import CredentialError
 from tests.google_upstream import (
     CLIENT_EMAIL,
     PROJECT,
@@ -37,6 +38,17 @@ from tests.google_upstream import (
     authorized_user_file,
     start_google,
 )
+
+
+class Wall:
+    """A wall clock pinned at the time it was made (the token endpoint checks the JWT's times)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
 
 KEY = SigningKey.generate()  # one 2048-bit key for the module: generating one takes ~50 ms
 
@@ -80,7 +92,7 @@ def test_the_assertion_is_an_rs256_jwt_for_the_cloud_platform_scope() -> None:
 
 
 def test_a_key_that_is_not_an_rsa_pem_is_a_refresh_failure_that_quotes_nothing() -> None:
-    with pytest.raises(RefreshFailed, match="not a PEM private key") as caught:
+    with pytest.raises(CredentialError, match="not a PEM private key") as caught:
         rs256_signer("-----BEGIN PRIVATE KEY-----\nMIIEsecretsecret\n-----END PRIVATE KEY-----\n")
     assert "secretsecret" not in str(caught.value)
 
@@ -90,11 +102,13 @@ async def test_a_service_account_key_is_exchanged_for_a_token(
 ) -> None:
     path = tmp_path / "sa.json"
     path.write_bytes(KEY.service_account_file(google.token_uri))
-    fetched = await GoogleTokenFetcher(CredentialsFile(path), session)()
+    wall = Wall()
+    fetched = await GoogleTokenFetcher(CredentialsFile(path), session, wall)()
     assert google.rejected == []
     [(name, value)] = fetched.value
     assert name == "Authorization" and value.removeprefix("Bearer ") in google.tokens
-    assert fetched.lifetime_s == 3600.0
+    # Google's hour, counted from when it was asked for, less the skew (a tenth, at most 30 s).
+    assert fetched.expires_at == wall.now + 3600.0 - 30.0
     assert [grant for grant, _ in google.token_requests] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
 
 
@@ -104,7 +118,7 @@ async def test_a_key_google_does_not_know_is_refused_and_the_failure_names_no_se
     other = SigningKey.generate()  # the same key id, another key: Google's check of the signature fails
     path = tmp_path / "sa.json"
     path.write_bytes(other.service_account_file(google.token_uri))
-    with pytest.raises(RefreshFailed) as caught:
+    with pytest.raises(CredentialError) as caught:
         await GoogleTokenFetcher(CredentialsFile(path), session)()
     assert google.rejected == ["Invalid JWT Signature."]
     assert str(caught.value) == "the token endpoint answered HTTP 400 (invalid_grant)"
@@ -122,7 +136,7 @@ async def test_gcloud_s_user_credentials_use_the_refresh_token_and_name_the_quot
     assert headers["x-goog-user-project"] == PROJECT
     # A wrong refresh token: refused, and neither it nor the client secret is in the text.
     path.write_bytes(authorized_user_file(google.token_uri).replace(b"abcdefghijklmnop", b"zzz"))
-    with pytest.raises(RefreshFailed) as caught:
+    with pytest.raises(CredentialError) as caught:
         await GoogleTokenFetcher(CredentialsFile(path), session)()
     assert USER_REFRESH_TOKEN[:20] not in str(caught.value) and USER_CLIENT_SECRET not in str(caught.value)
 
@@ -132,7 +146,7 @@ async def test_the_metadata_server_s_token(google: Google, session: aiohttp.Clie
     assert google.rejected == []  # Metadata-Flavor: Google was sent
     assert dict(fetched.value)["Authorization"].removeprefix("Bearer ") in google.tokens
     google.token_fail_status = 500
-    with pytest.raises(RefreshFailed, match="the metadata server answered HTTP 500"):
+    with pytest.raises(CredentialError, match="the metadata server answered HTTP 500"):
         await GoogleTokenFetcher(MetadataServer(google.metadata_host), session)()
 
 
@@ -147,7 +161,7 @@ async def test_files_that_cannot_serve_say_why(session: aiohttp.ClientSession, t
         path = tmp_path / name
         if content is not None:
             path.write_bytes(content)
-        with pytest.raises(RefreshFailed, match=expected):
+        with pytest.raises(CredentialError, match=expected):
             await GoogleTokenFetcher(CredentialsFile(path), session)()
 
 
@@ -170,14 +184,16 @@ def test_where_credentials_come_from(tmp_path: Path) -> None:
     assert find_source("/run/explicit.json", named) == CredentialsFile(Path("/run/explicit.json"))
 
 
-async def test_each_vertex_provider_gets_a_refresher_and_others_none(google: Google) -> None:
+async def test_each_vertex_provider_gets_a_background_refresh_and_others_none(google: Google) -> None:
     provider = VertexProvider(project=PROJECT, location="us-central1")
-    refresher = refresher_for("vx", provider, env={"GCE_METADATA_HOST": google.metadata_host})
-    assert refresher is not None and refresher.source == f"the metadata server ({google.metadata_host})"
-    refresher.start()
-    assert await refresher.ready(5.0)
-    assert dict(refresher.current())["Authorization"].startswith("Bearer ya29.test-access-token-")
-    await refresher.aclose()
-    from gateway.config import OpenAIProvider
-
-    assert refresher_for("o", OpenAIProvider(api_key="sk-x")) is None
+    refresh = build_google_credentials("vx", provider, env={"GCE_METADATA_HOST": google.metadata_host})
+    assert refresh is not None
+    assert refresh.source == f"Google the metadata server ({google.metadata_host})"
+    await refresh.start(first_fetch_s=5.0)
+    assert refresh.renewing and refresh.up
+    assert dict(refresh.current())["Authorization"].startswith("Bearer ya29.test-access-token-")
+    left = refresh.seconds_left()
+    assert left is not None and 3500 < left <= 3600
+    await refresh.aclose()
+    assert not refresh.renewing
+    assert build_google_credentials("o", OpenAIProvider(api_key="sk-x")) is None

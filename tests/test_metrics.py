@@ -273,6 +273,7 @@ def exported_names() -> set[str]:
     added at start-up, so they are registered here with no targets)."""
     metrics = Metrics()
     metrics.track_targets(list)
+    metrics.track_credentials(list)
     return {family.name for family in metrics.registry.collect()}
 
 
