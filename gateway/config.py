@@ -661,6 +661,35 @@ def _check_pools(name: str, model: ModelConfig, errors: list[str]) -> None:
         previous = target.pool
 
 
+# Switches a YAML 1.1 boolean may set: `request_log: off` (as one would write it) reaches us as
+# False, not "off". Each path ("*" for any entry name) maps the boolean to the value it means; a
+# boolean missing from a switch's map stays what it was, and msgspec reports it.
+_SWITCHES: Final[dict[tuple[str, ...], dict[bool, object]]] = {
+    ("logging", "request_log"): {False: "off", True: "stdout"},
+    ("logging", "content"): {False: "none"},
+    ("keys", "*", "log_content"): {False: "none"},
+    ("models", "*", "cache"): {False: None, True: {}},
+    ("models", "*", "hedge"): {False: None},
+    ("models", "*", "guardrails", "pii"): {False: None},
+    ("models", "*", "guardrails", "output_pii"): {False: None},
+    ("models", "*", "guardrails", "injection"): {False: None},
+}
+
+
+def _read_switches(node: Any, path: tuple[str, ...], meaning: dict[bool, object]) -> None:
+    """Replace, in place, a boolean at `path` under `node` by what it means for that switch."""
+    if not isinstance(node, dict):
+        return
+    head, rest = path[0], path[1:]
+    keys = list(node) if head == "*" else [head] if head in node else []
+    for key in keys:
+        value = node[key]
+        if rest:
+            _read_switches(value, rest, meaning)
+        elif isinstance(value, bool) and value in meaning:
+            node[key] = copy.deepcopy(meaning[value])  # `{}` must not be shared between entries
+
+
 def _section(tree: dict[str, Any], name: str) -> Any:
     value = tree.get(name)
     return {} if value is None else value
@@ -678,6 +707,8 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
         raise ConfigError(source, ["(top level): expected a mapping with server, providers, models"])
     errors: list[str] = []
     tree = interpolate(tree, env, "", errors)
+    for switch, meaning in _SWITCHES.items():
+        _read_switches(tree, switch, meaning)
     known_sections = set(Config.__struct_fields__)
     for key in tree:
         if key not in known_sections:

@@ -685,3 +685,36 @@ def test_a_config_key_may_set_its_own_log_content() -> None:
 def test_an_unknown_log_content_names_its_path() -> None:
     text = "keys: {quiet: {secret: 'quiet-secret-0123456789', log_content: everything}}"
     assert_errors(errors_of(text), ["keys.quiet.log_content: Invalid enum value 'everything'"])
+
+
+def test_yaml_booleans_turn_switches_on_and_off() -> None:
+    # `off`, `no` and `false` are one YAML 1.1 boolean; the README writes `request_log: off`.
+    text = """\
+logging: {request_log: off, content: no}
+providers: {mock: {kind: mock}}
+keys: {app: {secret: "0123456789abcdef", log_content: off}}
+models:
+  plain: {targets: [{provider: mock, model: m}], cache: off, hedge: off,
+          guardrails: {pii: off, output_pii: false, injection: off}}
+  cached: {targets: [{provider: mock, model: m}], cache: on}
+"""
+    config = parse_config(text, {}, "switches.yaml")
+    assert config.logging.request_log == "off"
+    assert config.logging.content == "none"
+    assert config.keys["app"].log_content == "none"
+    plain = config.models["plain"]
+    assert plain.cache is None and plain.hedge is None
+    assert plain.guardrails is not None
+    assert (plain.guardrails.pii, plain.guardrails.output_pii, plain.guardrails.injection) == (
+        None,
+        None,
+        None,
+    )
+    assert config.models["cached"].cache is not None and config.models["cached"].cache.ttl_s == 300
+    assert parse_config("logging: {request_log: on}\n", {}, "on.yaml").logging.request_log == "stdout"
+
+
+def test_a_boolean_a_switch_has_no_meaning_for_is_still_an_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("logging: {content: yes}\n", {}, "yes.yaml")
+    assert caught.value.errors == ["logging.content: Expected `str`, got `bool`"]
