@@ -582,11 +582,12 @@ def _convert(node: Any, kind: type[T], path: str, errors: list[str]) -> T | None
 
     msgspec stops at the first error, so after each one the offending key is dropped from a copy
     (the field then takes its default) and validation runs again, until it passes or an error
-    cannot be stepped over (a required field, a list item).
+    cannot be stepped over (a required field, a list item). An entry that passes only with keys
+    dropped is still returned, so that the checks across entries (a target's provider) see it
+    too; the errors already reported keep the config from being used.
     """
     attempt = node
     dropped: set[str] = set()
-    failed = False
     for _ in range(_MAX_ERRORS_PER_ENTRY):
         try:
             # strict=False: values that came through ${VAR} are strings even where a number is meant.
@@ -602,14 +603,13 @@ def _convert(node: Any, kind: type[T], path: str, errors: list[str]) -> T | None
                 errors.append(f"{_render(path, target)}: unknown field")
             else:
                 errors.append(f"{_render(path, steps)}: {message}")
-            failed = True
             if attempt is node:
                 attempt = copy.deepcopy(node)
             if not _drop(attempt, target):
                 return None
             dropped.add(_render(path, target))
         else:
-            return None if failed else converted
+            return converted
     return None
 
 

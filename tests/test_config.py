@@ -718,3 +718,20 @@ def test_a_boolean_a_switch_has_no_meaning_for_is_still_an_error() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config("logging: {content: yes}\n", {}, "yes.yaml")
     assert caught.value.errors == ["logging.content: Expected `str`, got `bool`"]
+
+
+def test_a_typo_does_not_hide_the_other_errors_of_its_entry() -> None:
+    # A `retries:` typo used to drop the whole model, so its unknown provider went unreported.
+    text = """\
+providers: {openai: {kind: openai, extra: 1, max_connections: 0}}
+models: {smart: {retries: {attempts: 2}, retry: {attempts: 99}, targets: [{provider: opnai, model: x}]}}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {}, "typos.yaml")
+    assert caught.value.errors == [
+        "providers.openai.extra: unknown field",
+        "providers.openai.max_connections: Expected `int` >= 1",
+        "models.smart.retries: unknown field",
+        "models.smart.retry.attempts: Expected `int` <= 10",
+        "models.smart.targets[0].provider: unknown provider 'opnai' (known: openai)",
+    ]
