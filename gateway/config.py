@@ -695,12 +695,25 @@ def _section(tree: dict[str, Any], name: str) -> Any:
     return {} if value is None else value
 
 
+def yaml_error(exc: yaml.YAMLError, source: str) -> str:
+    """A YAML syntax error as one `file:line:column: problem` line (editors jump to it), with
+    where the enclosing construct began; PyYAML's own text names "<unicode string>" instead."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"(YAML) {exc}".replace("\n", " ")
+    mark = exc.problem_mark  # 0-based, as PyYAML counts
+    line = f"{source}:{mark.line + 1}:{mark.column + 1}: YAML syntax: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        start = exc.context_mark
+        line += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return line
+
+
 def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     """Parse one YAML configuration; raises ConfigError listing every problem found."""
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"(YAML) {exc}".replace("\n", " ")]) from None
+        raise ConfigError(source, [yaml_error(exc, source)]) from None
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):

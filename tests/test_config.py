@@ -735,3 +735,18 @@ models: {smart: {retries: {attempts: 2}, retry: {attempts: 99}, targets: [{provi
         "models.smart.retry.attempts: Expected `int` <= 10",
         "models.smart.targets[0].provider: unknown provider 'opnai' (known: openai)",
     ]
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "tollway.yaml"
+    path.write_text("server:\n  port: 4000\n bad: [\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(path)], capture_output=True, timeout=30
+    )
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert lines[1].strip() == (
+        f"{path}:3:2: YAML syntax: expected <block end>, but found '<block mapping start>' "
+        "(while parsing a block mapping at line 1, column 1)"
+    )
+    assert "<unicode string>" not in result.stderr.decode()
