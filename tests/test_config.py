@@ -15,6 +15,7 @@ from gateway import cli
 from gateway.config import (
     DEFAULT_CONFIG_PATH,
     EMBEDDED_DEFAULT,
+    PROVIDER_KINDS,
     Config,
     ConfigError,
     MockProvider,
@@ -270,8 +271,7 @@ models:
 def test_broken_yaml_is_an_error_with_its_location() -> None:
     errors = errors_of("server:\n  port: [4000\nproviders: {}\n")
     assert len(errors) == 1
-    assert errors[0].startswith("(YAML) ")
-    assert "line " in errors[0]
+    assert errors[0].startswith("test.yaml:3:10: YAML syntax: ")
     assert "\n" not in errors[0]
 
 
@@ -750,3 +750,20 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path) -> N
         "(while parsing a block mapping at line 1, column 1)"
     )
     assert "<unicode string>" not in result.stderr.decode()
+
+
+def test_an_invalid_kind_or_choice_lists_the_valid_ones_and_the_closest() -> None:
+    text = """\
+providers: {p: {kind: gemni, api_key: k}, m: {kind: mock}}
+models: {x: {balance: latncy, targets: [{provider: m, model: x}]}}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {}, "kinds.yaml")
+    kind_error, balance_error = caught.value.errors
+    assert kind_error.startswith("providers.p.kind: Invalid value 'gemni' (expected one of: openai, azure, ")
+    assert kind_error.endswith("; did you mean 'gemini'?")
+    assert all(kind in kind_error for kind in PROVIDER_KINDS)
+    assert balance_error == (
+        "models.x.balance: Invalid enum value 'latncy' "
+        "(expected one of: latency, least_inflight, weighted); did you mean 'latency'?"
+    )
