@@ -22,6 +22,7 @@ import yaml
 
 from gateway.admin_identity import GroupRole
 from gateway.alerts import AlertsConfig
+from gateway.base_urls import trim_base_urls
 from gateway.cache import CacheConfig, ModelCacheConfig
 from gateway.cache import config_errors as cache_config_errors
 from gateway.guardrails import GuardrailsConfig
@@ -766,6 +767,7 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     tree = interpolate(tree, env, "", errors)
     for switch, meaning in _SWITCHES.items():
         _read_switches(tree, switch, meaning)
+    trim_base_urls(tree.get("providers"))
     known_sections = set(Config.__struct_fields__)
     for key in tree:
         if key not in known_sections:
