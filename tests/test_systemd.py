@@ -4,6 +4,8 @@ a start that cannot listen fails at once under the notify protocol."""
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -99,3 +101,41 @@ storage: {redis_url: "redis://127.0.0.1:6379/0"}
 providers: {mock: {kind: mock}}
 models: {demo: {targets: [{provider: mock, model: m}]}}
 """
+
+
+def readme_check_config_command() -> str:
+    """The README's step 2 command that checks the config with the env file loaded, as written."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "/etc/tollway/tollway.env;" in line)
+    end = next(i for i in range(start, len(lines)) if "check-config /etc/tollway/tollway.yaml" in lines[i])
+    return "\n".join(lines[start : end + 1])
+
+
+def test_the_readme_check_config_command_reads_the_shipped_env_file(tmp_path: Path) -> None:
+    # `env $(cat tollway.env | xargs)` failed on this file's comment lines ("env: '#': No such
+    # file or directory"). The command must load the file's values, comments and all.
+    env_file = tmp_path / "tollway.env"
+    example = (REPO / "systemd" / "tollway.env.example").read_text()
+    assert "\n# " in example and "\n\n" in example, "the example has the comments that broke it"
+    env_file.write_text(example.replace("TOLLWAY_MASTER_KEY=\n", "TOLLWAY_MASTER_KEY=from-the-env-file\n"))
+    config = tmp_path / "tollway.yaml"
+    # No defaults: an unset variable is an error, so only values read from the file pass.
+    config.write_text(
+        'server: {host: 0.0.0.0, master_key: "${TOLLWAY_MASTER_KEY}"}\n'
+        'storage: {database_url: "${TOLLWAY_DATABASE_URL}"}\n'
+        'providers: {openai: {kind: openai, api_key: "${OPENAI_API_KEY}"}}\n'
+        "models: {m: {targets: [{provider: openai, model: gpt-4o-mini}]}}\n"
+    )
+    command = readme_check_config_command()
+    command = command.replace("sudo ", "").replace("/etc/tollway/tollway.env", str(env_file))
+    command = command.replace("/etc/tollway/tollway.yaml", str(config))
+    command = command.replace("/opt/tollway/venv/bin/tollway", f"{sys.executable} -m gateway.cli")
+    # runuser needs root (CI is): run as this same user; elsewhere run the rest of the line as is.
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    command = command.replace("runuser -u tollway --", f"runuser -u {user} --" if os.geteuid() == 0 else "")
+    env = {k: v for k, v in clean_env().items() if not k.endswith("_API_KEY") and k != "TOLLWAY_DATABASE_URL"}
+    result = subprocess.run(
+        ["sh", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{config}: ok (1 providers, 1 models)")
