@@ -8,7 +8,6 @@ Structs are frozen and forbid unknown fields, so a typo is an error rather than 
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -17,7 +16,6 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-import msgspec.inspect
 import yaml
 
 from gateway.admin_identity import GroupRole
@@ -29,6 +27,7 @@ from gateway.guardrails import GuardrailsConfig
 from gateway.keys import Budget, Currency, Endpoint, Limits
 from gateway.pricing import ModelPrice, PricingConfig
 from gateway.records import ContentPolicy
+from gateway.schema_hints import choices_at, fields_at, hint
 from gateway.tags import KeyTags, Tag
 from gateway.tracing import TracingConfig
 
@@ -564,43 +563,12 @@ def _split_error(exc: msgspec.ValidationError) -> tuple[str, list[str | int]]:
 _INVALID_VALUE: Final = re.compile(r"^Invalid (?:enum )?value '(.*)'$")
 
 
-def _choices(info: msgspec.inspect.Type, steps: list[str | int]) -> list[str]:
-    """The values allowed at `steps` below a type: a tagged union's tags (`kind`) or a Literal's
-    values; [] when the path leads to neither."""
-    if isinstance(info, msgspec.inspect.Metadata):
-        return _choices(info.type, steps)
-    if isinstance(info, msgspec.inspect.UnionType):
-        tagged = [t for t in info.types if isinstance(t, msgspec.inspect.StructType) and t.tag_field]
-        if tagged and steps == [tagged[0].tag_field]:
-            return [str(t.tag) for t in tagged]
-        return [value for member in info.types for value in _choices(member, steps)]
-    if not steps:
-        if isinstance(info, msgspec.inspect.LiteralType):
-            return [str(value) for value in info.values]
-        return []
-    step, rest = steps[0], steps[1:]
-    if isinstance(info, msgspec.inspect.StructType) and isinstance(step, str):
-        for field in info.fields:
-            if field.encode_name == step:
-                return _choices(field.type, rest)
-    if isinstance(info, msgspec.inspect.DictType):
-        return _choices(info.value_type, rest)
-    if isinstance(info, msgspec.inspect.ListType) and isinstance(step, int):
-        return _choices(info.item_type, rest)
-    return []
-
-
 def _explain(message: str, kind: type[Any], steps: list[str | int]) -> str:
     """msgspec's "Invalid value 'gemni'", with the values allowed there and the closest one."""
     invalid = _INVALID_VALUE.match(message)
     if invalid is None:
         return message
-    choices = _choices(msgspec.inspect.type_info(kind), steps)
-    if not choices:
-        return message
-    message += f" (expected one of: {', '.join(choices)})"
-    closest = difflib.get_close_matches(invalid.group(1), choices, n=1)
-    return message + f"; did you mean '{closest[0]}'?" if closest else message
+    return message + hint(invalid.group(1), choices_at(kind, steps))
 
 
 def _render(path: str, steps: list[str | int]) -> str:
@@ -645,7 +613,8 @@ def _convert(node: Any, kind: type[T], path: str, errors: list[str]) -> T | None
             if missing and _render(path, [*steps, missing.group(1)]) in dropped:
                 return None  # we dropped it ourselves, after reporting why
             if unknown:
-                errors.append(f"{_render(path, target)}: unknown field")
+                known = hint(unknown.group(1), fields_at(kind, steps, attempt))
+                errors.append(f"{_render(path, target)}: unknown field{known}")
             else:
                 errors.append(f"{_render(path, steps)}: {_explain(message, kind, steps)}")
             if attempt is node:

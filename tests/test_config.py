@@ -728,10 +728,14 @@ models: {smart: {retries: {attempts: 2}, retry: {attempts: 99}, targets: [{provi
 """
     with pytest.raises(ConfigError) as caught:
         parse_config(text, {}, "typos.yaml")
-    assert caught.value.errors == [
-        "providers.openai.extra: unknown field",
+    extra, *rest = caught.value.errors
+    # The fields of kind openai only, not of every kind.
+    assert extra.startswith("providers.openai.extra: unknown field (expected one of: timeout, ")
+    assert "serves_responses" in extra and "aws_region" not in extra and "did you mean" not in extra
+    assert rest == [
         "providers.openai.max_connections: Expected `int` >= 1",
-        "models.smart.retries: unknown field",
+        "models.smart.retries: unknown field (expected one of: targets, timeout, retry, balance, hedge, "
+        "limits, cache, guardrails); did you mean 'retry'?",
         "models.smart.retry.attempts: Expected `int` <= 10",
         "models.smart.targets[0].provider: unknown provider 'opnai' (known: openai)",
     ]
