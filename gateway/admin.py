@@ -26,6 +26,7 @@ from gateway.context import request_id_of
 from gateway.errors import GatewayError, error_response, unauthorized
 from gateway.keys import KeyRecord
 from gateway.keysync import KeySync, announce_change
+from gateway.schema_hints import fields_at, hint
 from gateway.store import Store, StoreUnavailable
 
 T = TypeVar("T")
@@ -35,6 +36,7 @@ IdentityHandler = Callable[[web.Request, AdminIdentity], Awaitable[web.StreamRes
 MAX_PAGE: Final = 1000
 DEFAULT_PAGE: Final = 100
 _PATH: Final = re.compile(r" - at `\$\.?(.*)`$")
+_UNKNOWN_FIELD: Final = re.compile(r"^Object contains unknown field `([^`]+)`$")
 
 
 class ListPage(msgspec.Struct):
@@ -60,7 +62,15 @@ def decode_body(body: bytes, kind: type[T]) -> T:
         match = _PATH.search(message)
         param = match.group(1) if match else None
         text = message[: match.start()] if match else message
-        raise GatewayError(400, f"{text}" + (f" at '{param}'" if param else ""), param=param) from None
+        where = f" at '{param}'" if param else ""
+        unknown = _UNKNOWN_FIELD.match(text)
+        if unknown:  # name the field meant: `team` -> team_id
+            parts = [part for part in re.split(r"[.\[\]]+", param or "") if part]
+            steps: list[str | int] = [int(part) if part.isdigit() else part for part in parts]
+            field = unknown.group(1)
+            text += hint(field, fields_at(kind, steps))
+            param = f"{param}.{field}" if param else field
+        raise GatewayError(400, text + where, param=param) from None
     except msgspec.DecodeError:
         raise GatewayError(400, "the request body is not valid JSON") from None
 

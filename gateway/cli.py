@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.metadata
 import ipaddress
 import logging
 import os
@@ -210,8 +211,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed distribution's version; "unknown" when run from a tree that was never installed."""
+    try:
+        return importlib.metadata.version("tollway")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="tollway", description="Tollway, a self-hosted LLM gateway.")
+    top.add_argument("--version", action="version", version=f"tollway {version()}")
     commands = top.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the gateway")
     add_config_option(serve_cmd)

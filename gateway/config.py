@@ -20,12 +20,14 @@ import yaml
 
 from gateway.admin_identity import GroupRole
 from gateway.alerts import AlertsConfig
+from gateway.base_urls import trim_base_urls
 from gateway.cache import CacheConfig, ModelCacheConfig
 from gateway.cache import config_errors as cache_config_errors
 from gateway.guardrails import GuardrailsConfig
 from gateway.keys import Budget, Currency, Endpoint, Limits
 from gateway.pricing import ModelPrice, PricingConfig
 from gateway.records import ContentPolicy
+from gateway.schema_hints import choices_at, fields_at, hint
 from gateway.tags import KeyTags, Tag
 from gateway.tracing import TracingConfig
 
@@ -608,6 +610,17 @@ def _split_error(exc: msgspec.ValidationError) -> tuple[str, list[str | int]]:
     return message[: match.start()], steps
 
 
+_INVALID_VALUE: Final = re.compile(r"^Invalid (?:enum )?value '(.*)'$")
+
+
+def _explain(message: str, kind: type[Any], steps: list[str | int]) -> str:
+    """msgspec's "Invalid value 'gemni'", with the values allowed there and the closest one."""
+    invalid = _INVALID_VALUE.match(message)
+    if invalid is None:
+        return message
+    return message + hint(invalid.group(1), choices_at(kind, steps))
+
+
 def _render(path: str, steps: list[str | int]) -> str:
     for step in steps:
         path = _join(path, step)
@@ -632,11 +645,12 @@ def _convert(node: Any, kind: type[T], path: str, errors: list[str]) -> T | None
 
     msgspec stops at the first error, so after each one the offending key is dropped from a copy
     (the field then takes its default) and validation runs again, until it passes or an error
-    cannot be stepped over (a required field, a list item).
+    cannot be stepped over (a required field, a list item). An entry that passes only with keys
+    dropped is still returned, so that the checks across entries (a target's provider) see it
+    too; the errors already reported keep the config from being used.
     """
     attempt = node
     dropped: set[str] = set()
-    failed = False
     for _ in range(_MAX_ERRORS_PER_ENTRY):
         try:
             # strict=False: values that came through ${VAR} are strings even where a number is meant.
@@ -649,17 +663,17 @@ def _convert(node: Any, kind: type[T], path: str, errors: list[str]) -> T | None
             if missing and _render(path, [*steps, missing.group(1)]) in dropped:
                 return None  # we dropped it ourselves, after reporting why
             if unknown:
-                errors.append(f"{_render(path, target)}: unknown field")
+                known = hint(unknown.group(1), fields_at(kind, steps, attempt))
+                errors.append(f"{_render(path, target)}: unknown field{known}")
             else:
-                errors.append(f"{_render(path, steps)}: {message}")
-            failed = True
+                errors.append(f"{_render(path, steps)}: {_explain(message, kind, steps)}")
             if attempt is node:
                 attempt = copy.deepcopy(node)
             if not _drop(attempt, target):
                 return None
             dropped.add(_render(path, target))
         else:
-            return None if failed else converted
+            return converted
     return None
 
 
@@ -711,9 +725,51 @@ def _check_pools(name: str, model: ModelConfig, errors: list[str]) -> None:
         previous = target.pool
 
 
+# Switches a YAML 1.1 boolean may set: `request_log: off` (as one would write it) reaches us as
+# False, not "off". Each path ("*" for any entry name) maps the boolean to the value it means; a
+# boolean missing from a switch's map stays what it was, and msgspec reports it.
+_SWITCHES: Final[dict[tuple[str, ...], dict[bool, object]]] = {
+    ("logging", "request_log"): {False: "off", True: "stdout"},
+    ("logging", "content"): {False: "none"},
+    ("keys", "*", "log_content"): {False: "none"},
+    ("models", "*", "cache"): {False: None, True: {}},
+    ("models", "*", "hedge"): {False: None},
+    ("models", "*", "guardrails", "pii"): {False: None},
+    ("models", "*", "guardrails", "output_pii"): {False: None},
+    ("models", "*", "guardrails", "injection"): {False: None},
+}
+
+
+def _read_switches(node: Any, path: tuple[str, ...], meaning: dict[bool, object]) -> None:
+    """Replace, in place, a boolean at `path` under `node` by what it means for that switch."""
+    if not isinstance(node, dict):
+        return
+    head, rest = path[0], path[1:]
+    keys = list(node) if head == "*" else [head] if head in node else []
+    for key in keys:
+        value = node[key]
+        if rest:
+            _read_switches(value, rest, meaning)
+        elif isinstance(value, bool) and value in meaning:
+            node[key] = copy.deepcopy(meaning[value])  # `{}` must not be shared between entries
+
+
 def _section(tree: dict[str, Any], name: str) -> Any:
     value = tree.get(name)
     return {} if value is None else value
+
+
+def yaml_error(exc: yaml.YAMLError, source: str) -> str:
+    """A YAML syntax error as one `file:line:column: problem` line (editors jump to it), with
+    where the enclosing construct began; PyYAML's own text names "<unicode string>" instead."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"(YAML) {exc}".replace("\n", " ")
+    mark = exc.problem_mark  # 0-based, as PyYAML counts
+    line = f"{source}:{mark.line + 1}:{mark.column + 1}: YAML syntax: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        start = exc.context_mark
+        line += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return line
 
 
 def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
@@ -721,13 +777,16 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"(YAML) {exc}".replace("\n", " ")]) from None
+        raise ConfigError(source, [yaml_error(exc, source)]) from None
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):
         raise ConfigError(source, ["(top level): expected a mapping with server, providers, models"])
     errors: list[str] = []
     tree = interpolate(tree, env, "", errors)
+    for switch, meaning in _SWITCHES.items():
+        _read_switches(tree, switch, meaning)
+    trim_base_urls(tree.get("providers"))
     known_sections = set(Config.__struct_fields__)
     for key in tree:
         if key not in known_sections:

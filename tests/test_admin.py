@@ -163,7 +163,7 @@ def test_lists_are_paginated(admin_gateway: Gateway) -> None:
     ("body", "param"),
     [
         ({"name": 5}, "name"),
-        ({"name": "x", "colour": "red"}, None),
+        ({"name": "x", "colour": "red"}, "colour"),
         ({"name": "x", "budget": {"amount": -1}}, "budget.amount"),
         ({"name": "x", "budget": {"amount": 5, "currency": "GBP"}}, "budget.currency"),
         ({"name": "x", "limits": {"rpm": -3}}, "limits.rpm"),
@@ -180,6 +180,26 @@ def test_bad_admin_input_is_a_400_and_writes_nothing(
     error = response.json()["error"]
     assert error["param"] == param
     assert admin(admin_gateway, "GET", "/keys").json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param", "meant"),
+    [
+        ("/keys", {"name": "x", "team": "t"}, "team", "team_id"),
+        ("/teams", {"name": "x", "limits": {"rpmm": 1}}, "limits.rpmm", "rpm"),
+    ],
+)
+def test_an_unknown_admin_field_names_the_one_meant(
+    admin_gateway: Gateway, path: str, body: Any, param: str, meant: str
+) -> None:
+    response = admin(admin_gateway, "POST", path, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert error["message"].startswith(
+        f"Object contains unknown field `{param.rsplit('.', 1)[-1]}` (expected one of: "
+    )
+    assert f"did you mean '{meant}'?" in error["message"]
 
 
 def test_admin_needs_the_master_key(admin_gateway: Gateway) -> None:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -235,3 +236,12 @@ def test_sighup_reloads_without_losing_a_request_and_refuses_a_broken_config(tmp
         assert models == ["demo", "slow", "added"], "a broken config keeps the old one serving"
     finally:
         assert stop(served) == 0
+
+
+def test_version_prints_the_installed_package_version(tmp_path: Path) -> None:
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--version"], cwd=tmp_path, capture_output=True, timeout=15
+    )
+    assert result.returncode == 0
+    assert result.stdout.decode().strip() == f"tollway {declared}"

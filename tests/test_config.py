@@ -15,6 +15,7 @@ from gateway import cli
 from gateway.config import (
     DEFAULT_CONFIG_PATH,
     EMBEDDED_DEFAULT,
+    PROVIDER_KINDS,
     Config,
     ConfigError,
     MockProvider,
@@ -270,8 +271,7 @@ models:
 def test_broken_yaml_is_an_error_with_its_location() -> None:
     errors = errors_of("server:\n  port: [4000\nproviders: {}\n")
     assert len(errors) == 1
-    assert errors[0].startswith("(YAML) ")
-    assert "line " in errors[0]
+    assert errors[0].startswith("test.yaml:3:10: YAML syntax: ")
     assert "\n" not in errors[0]
 
 
@@ -729,3 +729,89 @@ def test_a_config_key_may_set_its_own_log_content() -> None:
 def test_an_unknown_log_content_names_its_path() -> None:
     text = "keys: {quiet: {secret: 'quiet-secret-0123456789', log_content: everything}}"
     assert_errors(errors_of(text), ["keys.quiet.log_content: Invalid enum value 'everything'"])
+
+
+def test_yaml_booleans_turn_switches_on_and_off() -> None:
+    # `off`, `no` and `false` are one YAML 1.1 boolean; the README writes `request_log: off`.
+    text = """\
+logging: {request_log: off, content: no}
+providers: {mock: {kind: mock}}
+keys: {app: {secret: "0123456789abcdef", log_content: off}}
+models:
+  plain: {targets: [{provider: mock, model: m}], cache: off, hedge: off,
+          guardrails: {pii: off, output_pii: false, injection: off}}
+  cached: {targets: [{provider: mock, model: m}], cache: on}
+"""
+    config = parse_config(text, {}, "switches.yaml")
+    assert config.logging.request_log == "off"
+    assert config.logging.content == "none"
+    assert config.keys["app"].log_content == "none"
+    plain = config.models["plain"]
+    assert plain.cache is None and plain.hedge is None
+    assert plain.guardrails is not None
+    assert (plain.guardrails.pii, plain.guardrails.output_pii, plain.guardrails.injection) == (
+        None,
+        None,
+        None,
+    )
+    assert config.models["cached"].cache is not None and config.models["cached"].cache.ttl_s == 300
+    assert parse_config("logging: {request_log: on}\n", {}, "on.yaml").logging.request_log == "stdout"
+
+
+def test_a_boolean_a_switch_has_no_meaning_for_is_still_an_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("logging: {content: yes}\n", {}, "yes.yaml")
+    assert caught.value.errors == ["logging.content: Expected `str`, got `bool`"]
+
+
+def test_a_typo_does_not_hide_the_other_errors_of_its_entry() -> None:
+    # A `retries:` typo used to drop the whole model, so its unknown provider went unreported.
+    text = """\
+providers: {openai: {kind: openai, extra: 1, max_connections: 0}}
+models: {smart: {retries: {attempts: 2}, retry: {attempts: 99}, targets: [{provider: opnai, model: x}]}}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {}, "typos.yaml")
+    extra, *rest = caught.value.errors
+    # The fields of kind openai only, not of every kind.
+    assert extra.startswith("providers.openai.extra: unknown field (expected one of: timeout, ")
+    assert "serves_responses" in extra and "aws_region" not in extra and "did you mean" not in extra
+    assert rest == [
+        "providers.openai.max_connections: Expected `int` >= 1",
+        "models.smart.retries: unknown field (expected one of: targets, timeout, retry, balance, hedge, "
+        "limits, cache, guardrails); did you mean 'retry'?",
+        "models.smart.retry.attempts: Expected `int` <= 10",
+        "models.smart.targets[0].provider: unknown provider 'opnai' (known: openai)",
+    ]
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "tollway.yaml"
+    path.write_text("server:\n  port: 4000\n bad: [\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(path)], capture_output=True, timeout=30
+    )
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert lines[1].strip() == (
+        f"{path}:3:2: YAML syntax: expected <block end>, but found '<block mapping start>' "
+        "(while parsing a block mapping at line 1, column 1)"
+    )
+    assert "<unicode string>" not in result.stderr.decode()
+
+
+def test_an_invalid_kind_or_choice_lists_the_valid_ones_and_the_closest() -> None:
+    text = """\
+providers: {p: {kind: gemni, api_key: k}, m: {kind: mock}}
+models: {x: {balance: latncy, targets: [{provider: m, model: x}]}}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {}, "kinds.yaml")
+    kind_error, balance_error = caught.value.errors
+    assert kind_error.startswith("providers.p.kind: Invalid value 'gemni' (expected one of: openai, azure, ")
+    assert kind_error.endswith("; did you mean 'gemini'?")
+    assert all(kind in kind_error for kind in PROVIDER_KINDS)
+    assert balance_error == (
+        "models.x.balance: Invalid enum value 'latncy' "
+        "(expected one of: latency, least_inflight, weighted); did you mean 'latency'?"
+    )

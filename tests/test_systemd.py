@@ -4,6 +4,8 @@ a start that cannot listen fails at once under the notify protocol."""
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
@@ -99,3 +102,105 @@ storage: {redis_url: "redis://127.0.0.1:6379/0"}
 providers: {mock: {kind: mock}}
 models: {demo: {targets: [{provider: mock, model: m}]}}
 """
+
+
+def readme_check_config_command() -> str:
+    """The README's step 2 command that checks the config with the env file loaded, as written."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "/etc/tollway/tollway.env;" in line)
+    end = next(i for i in range(start, len(lines)) if "check-config /etc/tollway/tollway.yaml" in lines[i])
+    return "\n".join(lines[start : end + 1])
+
+
+def test_the_readme_check_config_command_reads_the_shipped_env_file(tmp_path: Path) -> None:
+    # `env $(cat tollway.env | xargs)` failed on this file's comment lines ("env: '#': No such
+    # file or directory"). The command must load the file's values, comments and all.
+    env_file = tmp_path / "tollway.env"
+    example = (REPO / "systemd" / "tollway.env.example").read_text()
+    assert "\n# " in example and "\n\n" in example, "the example has the comments that broke it"
+    env_file.write_text(example.replace("TOLLWAY_MASTER_KEY=\n", "TOLLWAY_MASTER_KEY=from-the-env-file\n"))
+    config = tmp_path / "tollway.yaml"
+    # No defaults: an unset variable is an error, so only values read from the file pass.
+    config.write_text(
+        'server: {host: 0.0.0.0, master_key: "${TOLLWAY_MASTER_KEY}"}\n'
+        'storage: {database_url: "${TOLLWAY_DATABASE_URL}"}\n'
+        'providers: {openai: {kind: openai, api_key: "${OPENAI_API_KEY}"}}\n'
+        "models: {m: {targets: [{provider: openai, model: gpt-4o-mini}]}}\n"
+    )
+    command = readme_check_config_command()
+    command = command.replace("sudo ", "").replace("/etc/tollway/tollway.env", str(env_file))
+    command = command.replace("/etc/tollway/tollway.yaml", str(config))
+    command = command.replace("/opt/tollway/venv/bin/tollway", f"{sys.executable} -m gateway.cli")
+    # runuser needs root (CI is): run as this same user; elsewhere run the rest of the line as is.
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    command = command.replace("runuser -u tollway --", f"runuser -u {user} --" if os.geteuid() == 0 else "")
+    env = {k: v for k, v in clean_env().items() if not k.endswith("_API_KEY") and k != "TOLLWAY_DATABASE_URL"}
+    result = subprocess.run(
+        ["sh", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{config}: ok (1 providers, 1 models)")
+
+
+UNIT_SCORE_TODAY = 1.7  # `systemd-analyze security` before the filter and PrivateUsers were added
+
+
+def test_unit_exposure_stays_at_or_below_today(tmp_path: Path) -> None:
+    tollway = shutil.which("tollway") or str(Path(sys.executable).with_name("tollway"))
+    unit = tmp_path / "tollway.service"
+    unit.write_text(UNIT.read_text().replace("/opt/tollway/venv/bin/tollway", tollway))
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    score = float(result.stdout.rsplit("Overall exposure level for tollway.service: ", 1)[1].split()[0])
+    assert score <= UNIT_SCORE_TODAY, result.stdout[-2000:]
+    text = UNIT.read_text()
+    for line in (
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
+        "RemoveIPC=yes",
+    ):
+        assert f"\n{line}\n" in text
+    assert (
+        "\nPrivateUsers=yes\n" in text and "\n#IPAddressDeny=any\n" in text and "\n#IPAddressAllow=" in text
+    )
+
+
+@pytest.mark.integration
+def test_the_gateway_serves_under_the_units_syscall_filter_and_a_user_namespace(tmp_path: Path) -> None:
+    """Two SO_REUSEPORT workers on uvloop, each with its audit writer child, under the unit's
+    SystemCallFilter (tests/seccomp_exec.py) and, as PrivateUsers= gives, a user namespace."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "tollway.yaml"
+    config.write_text(
+        f'logging: {{request_log: "off"}}\nstorage: {{database_url: "sqlite:///{tmp_path}/store.sqlite"}}\n'
+        "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: m}]}}\n"
+    )
+    serve = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
+    command = ["unshare", "--user", "--map-current-user", sys.executable, "-m", "tests.seccomp_exec"]
+    process = subprocess.Popen(
+        [*command, *serve, "--workers", "2"], cwd=REPO, env=clean_env(), stderr=subprocess.PIPE, text=True
+    )
+    try:
+        answered = None
+        deadline = time.monotonic() + 20
+        while answered is None and time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                body = {"model": "demo", "messages": [{"role": "user", "content": "filtered"}]}
+                answered = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=5)
+            time.sleep(0.1)
+        assert answered is not None and answered.status_code == 200, process.poll()
+        assert answered.json()["choices"][0]["message"]["content"] == "You said: filtered"
+    finally:
+        process.terminate()
+        code = process.wait(timeout=40)
+        assert process.stderr is not None
+        log = process.stderr.read()
+        process.stderr.close()
+    assert code == 0, log[-3000:]
+    assert "Operation not permitted" not in log and "Traceback" not in log, log[-3000:]
