@@ -21,6 +21,7 @@ from gateway.context import request_id_of
 from gateway.errors import GatewayError, error_response, unauthorized
 from gateway.keys import KeyRecord
 from gateway.keysync import KeySync, announce_change
+from gateway.redisconn import RedisClient
 from gateway.store import Store, StoreUnavailable
 
 T = TypeVar("T")
@@ -70,14 +71,14 @@ class AdminApi:
     """Routes for /admin/keys and /admin/teams."""
 
     def __init__(
-        self, ring: KeyRing, store: Store | None, sync: KeySync | None, redis_url: str | None
+        self, ring: KeyRing, store: Store | None, sync: KeySync | None, redis: RedisClient | None
     ) -> None:
         self._ring = ring
         self._store = store
         # Set by the app once budgets exist: a key's spend in its current period.
         self.budget_status: Callable[[KeyRecord], BudgetStatus | None] | None = None
         self._sync = sync
-        self._redis_url = redis_url
+        self._redis = redis
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         guard = self.guard
@@ -140,7 +141,7 @@ class AdminApi:
         """Take a write in at once here, and announce it to the other processes (the UI's writes too)."""
         if self._sync is not None:
             await self._sync.load_once()
-        await announce_change(self._redis_url)
+        await announce_change(self._redis)
 
     async def create_key(self, request: web.Request) -> web.StreamResponse:
         body = decode_body(await request.read(), keyadmin.KeyCreate)
