@@ -32,10 +32,9 @@ from collections.abc import Callable
 from typing import Final
 
 import msgspec
-import redis.asyncio as aioredis
 
 from adapters.schema import Usage
-from gateway.redisconn import RedisClient
+from gateway.redisconn import REDIS_ERRORS, RedisClient
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
@@ -134,7 +133,7 @@ class RedisTier:
             return None
         try:
             payload = await asyncio.wait_for(self._client.get(self._entry_key(key)), self._timeout_s)
-        except (aioredis.RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
         self._recovered()
@@ -167,12 +166,17 @@ class RedisTier:
                 if self._down_until > time.monotonic():
                     self.dropped_writes += 1
                     continue
-                async with self._client.pipeline(transaction=False) as pipe:
-                    pipe.set(self._entry_key(key), payload, px=ttl_ms)
-                    pipe.publish(self._channel, f"{key} {expires_at!r}")
-                    await asyncio.wait_for(pipe.execute(), _BACKGROUND_TIMEOUT_S)
+                # Two calls, not one pipeline: a cluster pipeline cannot carry PUBLISH (no key
+                # to route it by); the set goes first, so a reader told of it finds it.
+                client = self._client
+                await asyncio.wait_for(
+                    client.set(self._entry_key(key), payload, px=ttl_ms), _BACKGROUND_TIMEOUT_S
+                )
+                await asyncio.wait_for(
+                    client.publish(self._channel, f"{key} {expires_at!r}"), _BACKGROUND_TIMEOUT_S
+                )
                 self._recovered()
-            except (aioredis.RedisError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 self.dropped_writes += 1
                 self._failed(exc)
             finally:
@@ -191,7 +195,7 @@ class RedisTier:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._announced(message["data"])
-            except (aioredis.RedisError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
                 await asyncio.sleep(RETRY_S)
 

@@ -27,11 +27,10 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 import msgspec
-import redis.asyncio as aioredis
 
 from gateway.breaker import Breaker, Clock
 from gateway.metrics import Metrics
-from gateway.redisconn import RedisClient
+from gateway.redisconn import REDIS_ERRORS, RedisClient
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
@@ -138,7 +137,7 @@ class CooldownSync:
             try:
                 await self._publish(self._redis, batch)
                 self._recovered()
-            except (aioredis.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
                 for label, until in batch.items():  # try again later, unless superseded
                     if until > self._pending.get(label, 0.0):
@@ -148,14 +147,17 @@ class CooldownSync:
 
     async def _publish(self, client: RedisClient, batch: dict[str, float]) -> None:
         now = self._wall()
+        live = {label: until for label, until in batch.items() if until > now}
+        if not live:
+            return
+        # The keys in one pipeline (one slot: the shared tag), the announcements after it: a
+        # cluster pipeline cannot carry PUBLISH, and a process told must find the key.
         async with client.pipeline(transaction=False) as pipe:
-            for label, until in batch.items():
-                ttl_ms = int((until - now) * 1000)
-                if ttl_ms <= 0:
-                    continue
-                pipe.set(KEY_PREFIX + label, repr(until), px=ttl_ms)
-                pipe.publish(CHANNEL, _encode.encode(_Announcement(label, until, self._origin)))
+            for label, until in live.items():
+                pipe.set(KEY_PREFIX + label, repr(until), px=int((until - now) * 1000) or 1)
             await pipe.execute()
+        for label, until in live.items():
+            await client.publish(CHANNEL, _encode.encode(_Announcement(label, until, self._origin)))
 
     async def _listen_loop(self) -> None:
         while True:
@@ -171,7 +173,7 @@ class CooldownSync:
                             continue  # not ours
                         if announcement.origin != self._origin:
                             self.apply(announcement.target, announcement.until)
-            except (aioredis.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
                 await asyncio.sleep(RETRY_S)
 
@@ -183,7 +185,7 @@ class CooldownSync:
                 try:
                     values = await self._redis.mget(keys)
                     self._recovered()
-                except (aioredis.RedisError, OSError) as exc:
+                except REDIS_ERRORS as exc:
                     self._failed(exc)
                 else:
                     for label, value in zip(labels, values, strict=True):

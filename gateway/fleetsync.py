@@ -53,11 +53,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from gateway.leases import Lease
-from gateway.redisconn import RedisClient, hash_tag
+from gateway.redisconn import REDIS_ERRORS, RedisClient, hash_tag
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
@@ -233,7 +232,7 @@ class FleetSync:
             # it by itself; a cluster pipeline does not.
             try:
                 await asyncio.wait_for(self._client.script_load(LEASE_SCRIPT), self._timeout_s)
-            except (aioredis.RedisError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 self._health(False, exc)
                 source.fleet_state(False, 1)
                 return False
@@ -263,7 +262,7 @@ class FleetSync:
                 await self._script(keys=[counter, counter + ":p"], args=args, client=pipe)  # type: ignore[arg-type]
             try:
                 replies = await asyncio.wait_for(pipe.execute(), self._timeout_s)
-            except (aioredis.RedisError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 for lease, delta in pushed:
                     lease.abort_push(delta)
                 self._health(False, exc)

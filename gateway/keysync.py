@@ -13,12 +13,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-import redis.asyncio as aioredis
-
 from gateway import teamrules
 from gateway.auth import KeyRing
 from gateway.metrics import Metrics
-from gateway.redisconn import RedisClient, RedisTarget, connect
+from gateway.redisconn import REDIS_ERRORS, RedisClient, RedisTarget, connect
 from gateway.store import Store, StoreUnavailable
 from gateway.tasks import stop_tasks
 
@@ -148,7 +146,7 @@ class KeySync:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._wake.set()
-            except (aioredis.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 self.listening = False
                 if not warned:
                     log.warning("redis unreachable, key changes arrive by polling: %s", type(exc).__name__)
@@ -167,7 +165,7 @@ async def announce_change(redis: RedisClient | None) -> None:
         return
     try:
         await asyncio.wait_for(redis.publish(CHANNEL, "1"), ANNOUNCE_TIMEOUT_S)
-    except (aioredis.RedisError, OSError, TimeoutError):
+    except REDIS_ERRORS:
         log.warning("could not announce a key change over redis; processes pick it up on refresh")
 
 

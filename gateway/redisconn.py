@@ -33,6 +33,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
+from redis.exceptions import RedisClusterException
 
 # A client used by background tasks only: a call that takes longer than this is a Redis in
 # trouble (each feature bounds its own calls tighter where it must, e.g. the cache's GET).
@@ -42,6 +43,9 @@ DEFAULT_PORT: Final = 6379
 SENTINEL_PORT: Final = 26379
 
 RedisClient = aioredis.Redis | RedisCluster
+# What a Redis call may raise when Redis is down, slow or failing over. redis-py's cluster errors
+# (a slot not covered while a node is away, a cluster it cannot reach) are not RedisErrors.
+REDIS_ERRORS: Final = (aioredis.RedisError, RedisClusterException, OSError, TimeoutError)
 # What a config field holding a Redis URL accepts (parse_url says what is wrong beyond that).
 REDIS_URL_PATTERN: Final = r"^(rediss?(\+sentinel|\+cluster)?|unix)://"
 
