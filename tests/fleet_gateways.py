@@ -140,12 +140,14 @@ async def fleet(size: int, rpm: int, workdir: Path, max_parallel: int | None = N
         await server.wait()
 
 
-async def burst(urls: list[str], total: int, spread_s: float, callers: int = CALLERS) -> list[int]:
-    """`total` chat requests spread evenly over `urls` and over `spread_s` seconds (0: as fast as
-    `callers` callers per process can send them): the statuses."""
+async def burst(
+    urls: list[str], total: int, spread_s: float, callers: int = CALLERS, secret: str = SECRET
+) -> list[int]:
+    """`total` chat requests with `secret` spread evenly over `urls` and over `spread_s` seconds
+    (0: as fast as `callers` callers per process can send them): the statuses."""
     per_process = total // len(urls)
     gap_s = spread_s / per_process
-    headers = {"authorization": f"Bearer {SECRET}"}
+    headers = {"authorization": f"Bearer {secret}"}
     body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
     statuses: list[int] = []
     limits = httpx.Limits(max_connections=callers * len(urls))
