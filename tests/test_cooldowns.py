@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 from gateway.breaker import Breaker, BreakerState
 from gateway.cooldowns import KEY_PREFIX, CooldownSync
 from gateway.metrics import Metrics
-from gateway.redisconn import RedisClient, connect, parse_url
-from tests.conftest import MASTER_KEY, closed_port
+from gateway.redisconn import RedisClient
+from tests.conftest import MASTER_KEY
 from tests.faulty_upstream import FaultyUpstream, error, start_faulty
 from tests.servers import LoopThread
 from tests.test_cli import start, stop
@@ -27,21 +27,6 @@ from tests.test_cli import start, stop
 pytestmark = pytest.mark.integration
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def shared() -> AsyncIterator[RedisClient]:
-    """A process's shared client of the real Redis, as gateway/app.py makes it."""
-    client = connect(parse_url(REDIS_URL))
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def unreachable() -> AsyncIterator[RedisClient]:
-    client = connect(parse_url(f"redis://127.0.0.1:{closed_port()}/0"))
-    yield client
-    await client.aclose()
 
 
 def unique_label() -> str:

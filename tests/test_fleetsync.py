@@ -38,21 +38,6 @@ pytestmark = pytest.mark.integration
 REDIS_URL = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture
-async def shared() -> AsyncIterator[RedisClient]:
-    """A process's shared client of the real Redis, as gateway/app.py makes it."""
-    client = connect(parse_url(REDIS_URL))
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def unreachable() -> AsyncIterator[RedisClient]:
-    client = connect(parse_url(f"redis://127.0.0.1:{closed_port()}/0"))
-    yield client
-    await client.aclose()
-
-
 @dataclass
 class FleetRun:
     size: int
