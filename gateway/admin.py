@@ -26,6 +26,7 @@ from gateway.context import request_id_of
 from gateway.errors import GatewayError, error_response, unauthorized
 from gateway.keys import KeyRecord
 from gateway.keysync import KeySync, announce_change
+from gateway.redisconn import RedisClient
 from gateway.schema_hints import fields_at, hint
 from gateway.store import Store, StoreUnavailable
 
@@ -86,14 +87,14 @@ class AdminApi:
     """Routes for /admin/keys, /admin/teams, /admin/admin-keys and /admin/audit/changes."""
 
     def __init__(
-        self, ring: KeyRing, store: Store | None, sync: KeySync | None, redis_url: str | None
+        self, ring: KeyRing, store: Store | None, sync: KeySync | None, redis: RedisClient | None
     ) -> None:
         self._ring = ring
         self._store = store
         # Set by the app once budgets exist: a key's spend in its current period.
         self.budget_status: Callable[[KeyRecord], BudgetStatus | None] | None = None
         self._sync = sync
-        self._redis_url = redis_url
+        self._redis = redis
         # The operations as an identity makes them (None without a store); the web UI uses them too.
         self.ops: AdminOps | None = AdminOps(store, self.changed) if store is not None else None
 
@@ -174,7 +175,7 @@ class AdminApi:
         """Take a write in at once here, and announce it to the other processes (the UI's writes too)."""
         if self._sync is not None:
             await self._sync.load_once()
-        await announce_change(self._redis_url)
+        await announce_change(self._redis)
 
     def key_view(self, record: KeyRecord) -> keyadmin.KeyView:
         """A key as GET /admin/keys/{id} shows it: with its budget's current period."""

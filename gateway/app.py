@@ -32,6 +32,7 @@ from gateway.metrics import Metrics
 from gateway.objects_routes import ObjectRoutes
 from gateway.objects_state import ObjectOwners
 from gateway.objects_upstream import ObjectProviders
+from gateway.redisconn import connect
 from gateway.reports import add_report_routes
 from gateway.responses_routes import ResponsesRoutes
 from gateway.responses_state import ResponsesState
@@ -178,10 +179,13 @@ def build_app(config: Config) -> web.Application:
     created = int(time.time())
     storage = config.storage
     store = open_store(storage.database_url) if storage.database_url else None
-    sync = (
-        KeySync(ring, store, storage.key_refresh_s, storage.redis_url, metrics) if store is not None else None
-    )
-    admin = AdminApi(ring, store, sync, storage.redis_url)
+    # The process's one Redis client (gateway/redisconn.py), shared by every feature and by every
+    # runtime a reload builds (storage is read at start-up only). Made here, not in the lifecycle,
+    # because key sync and the admin API take it now; it connects on its first command.
+    target = storage.redis_target()
+    redis = connect(target) if target is not None else None
+    sync = KeySync(ring, store, storage.key_refresh_s, redis, metrics) if store is not None else None
+    admin = AdminApi(ring, store, sync, redis)
     admin.add_routes(app.router)
 
     writer = audit_writer(store, storage.database_url) if store is not None and storage.database_url else None
@@ -250,9 +254,11 @@ def build_app(config: Config) -> web.Application:
         alerter = Alerter(config.alerts)
         alerter.start()
         stored = store_probe(store) if store is not None else None
-        redis = redis_probe(storage.redis_url) if storage.redis_url else None
-        probes = [probe for probe in (stored, redis) if probe is not None]
-        dependencies.extend(shared_dependencies(stored, redis, sync, accountant))
+        if redis is not None and target is not None:
+            log.info("shared state in %s", target.describe())
+        pinged = redis_probe(redis) if redis is not None else None
+        probes = [probe for probe in (stored, pinged) if probe is not None]
+        dependencies.extend(shared_dependencies(stored, pinged, sync, accountant))
         if accountant is not None:
             accountant.on_spooling = lambda queued: alerter.notify(
                 spooling_started(reason="store unavailable or slow", queued=queued)
@@ -260,7 +266,7 @@ def build_app(config: Config) -> web.Application:
             await accountant.start()
         responses_state.start()
         owners.start()
-        shared = Shared(ring, store, accountant, alerter, metrics, redis, responses_state, owners)
+        shared = Shared(ring, store, accountant, alerter, metrics, pinged, responses_state, owners, redis)
         app[SHARED] = shared
         runtime = await build_runtime(config, shared)  # migrates the store: then it can be probed
         for probe in probes:  # the first answers before readiness or a gauge reports anything
@@ -269,7 +275,7 @@ def build_app(config: Config) -> web.Application:
         batches.start()
         if store is not None:
             metrics.store_up.set_function(up_of(all_dependencies, "store"))
-        if redis is not None:
+        if pinged is not None:
             for component in ("limits", "budgets"):
                 metrics.fleet_sync_up.labels(component).set_function(up_of(all_dependencies, component))
         if sync is not None:
@@ -290,6 +296,8 @@ def build_app(config: Config) -> web.Application:
             await close_within(writer.close)
         for probe in probes:
             await close_within(probe.aclose)
+        if redis is not None:
+            await close_within(redis.aclose)
         if store is not None:
             await close_within(store.close)
         await close_within(alerter.aclose)

@@ -33,9 +33,11 @@ from adapters.openai import PassthroughRequest
 from adapters.openai_shapes import OpenAIStorableProbe
 from adapters.openai_wire import encode_request
 from adapters.schema import Usage
+from gateway import redisconn
 from gateway.cache_redis import CacheEntry, RedisTier
 from gateway.cache_stream import AnswerAccumulator
 from gateway.errors import GatewayError
+from gateway.redisconn import REDIS_URL_PATTERN, RedisClient
 
 MiB: Final = 1024 * 1024
 
@@ -66,8 +68,8 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_bytes: Annotated[int, msgspec.Meta(ge=MiB)] = 64 * MiB
     # Larger answers are not stored.
     max_entry_bytes: Annotated[int, msgspec.Meta(ge=1024)] = MiB
-    # Default: storage.redis_url.
-    redis_url: Annotated[str, msgspec.Meta(pattern=r"^rediss?://")] | None = None
+    # A Redis of the cache's own (any form storage.redis takes as a URL); default: storage.redis.
+    redis_url: Annotated[str, msgspec.Meta(pattern=REDIS_URL_PATTERN)] | None = None
     # How long a cache hit may wait on Redis before it is served from upstream instead.
     redis_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
     redis_prefix: Annotated[str, msgspec.Meta(min_length=1)] = "tollway:cache:"
@@ -79,10 +81,15 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("max_entry_bytes exceeds max_bytes")
 
 
-def config_errors(config: CacheConfig, storage_redis_url: str | None) -> list[str]:
+def config_errors(config: CacheConfig, storage_redis: bool) -> list[str]:
     """Cross-section problems parse_config reports (each with its path)."""
-    if config.backend == "redis" and not (config.redis_url or storage_redis_url):
-        return ["cache.backend: redis needs cache.redis_url or storage.redis_url"]
+    if config.backend == "redis" and not (config.redis_url or storage_redis):
+        return ["cache.backend: redis needs cache.redis_url or storage.redis"]
+    if config.redis_url:
+        try:
+            redisconn.parse_url(config.redis_url)
+        except ValueError as exc:
+            return [f"cache.redis_url: {exc}"]
     return []
 
 
@@ -264,7 +271,7 @@ class ResponseCache:
         self,
         config: CacheConfig,
         models: Mapping[str, ModelCacheConfig | None],
-        storage_redis_url: str | None = None,
+        shared_redis: RedisClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._models = {name: settings for name, settings in models.items() if settings is not None}
@@ -273,11 +280,21 @@ class ResponseCache:
         self.memory = MemoryCache(config.max_bytes, clock)
         self.redis: RedisTier | None = None
         if config.backend == "redis":
-            url = config.redis_url or storage_redis_url
-            if url is None:
+            # A Redis of the cache's own gets a client of its own; else the process's shared one.
+            owned = config.redis_url is not None
+            if config.redis_url is not None:
+                client = redisconn.connect(redisconn.parse_url(config.redis_url))
+            elif shared_redis is not None:
+                client = shared_redis
+            else:
                 raise ValueError("cache.backend redis needs a redis_url")
             self.redis = RedisTier(
-                url, config.redis_prefix, config.redis_timeout_ms / 1000.0, clock, config.redis_index_max
+                client,
+                config.redis_prefix,
+                config.redis_timeout_ms / 1000.0,
+                clock,
+                config.redis_index_max,
+                owned=owned,
             )
         self.hits = 0
         self.misses = 0

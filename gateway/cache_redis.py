@@ -14,6 +14,11 @@ index takes about 150 bytes per entry and is bounded (oldest forgotten first).
 Writes are queued and sent by a background task; a full queue drops the write. A Redis that is
 down or slow is skipped for a second after each failure; a warning is logged once per outage.
 Requests never fail because of Redis.
+
+The client is the process's shared one (gateway/redisconn.py), or one of the cache's own when
+`cache.redis_url` names another Redis. Each entry is one key and every pipeline here is
+non-transactional, so a Redis Cluster routes each command to its slot's node; SCAN walks every
+primary, and announcements reach every subscriber whichever node they are published on.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from collections.abc import Callable
 from typing import Final
 
 import msgspec
-import redis.asyncio as aioredis
 
 from adapters.schema import Usage
+from gateway.redisconn import REDIS_ERRORS, RedisClient
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
@@ -58,30 +63,28 @@ class RedisTier:
     """Entries in Redis under `prefix`, an in-memory index of them, and the tasks that keep it.
 
     `start()` needs a running loop; `aclose()` sends queued writes (for up to a second) and
-    closes every connection.
+    closes the client if `owned` (a client of the cache's own, not the process's shared one).
     """
 
     def __init__(
         self,
-        url: str,
+        client: RedisClient,
         prefix: str,
         timeout_s: float,
         clock: Callable[[], float],
         index_max: int,
         queue_max: int = 1024,
+        *,
+        owned: bool = False,
     ) -> None:
-        self._url = url
+        self._client = client
+        self.owned = owned
         self._prefix = prefix
         self._channel = prefix + "stored"
         self._timeout_s = timeout_s
         self._clock = clock
         self._index: OrderedDict[str, float] = OrderedDict()
         self._index_max = index_max
-        # Request path: tight timeouts. Background writes and scans: relaxed ones.
-        self._fast = aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        self._slow = aioredis.from_url(
-            url, socket_timeout=_BACKGROUND_TIMEOUT_S, socket_connect_timeout=_BACKGROUND_TIMEOUT_S
-        )
         self._queue: asyncio.Queue[tuple[str, bytes, int, float]] = asyncio.Queue(queue_max)
         self._tasks: list[asyncio.Task[None]] = []
         self._down_until = 0.0
@@ -89,10 +92,6 @@ class RedisTier:
         self.indexed = asyncio.Event()  # set once the first index load is done
         self.errors = 0
         self.dropped_writes = 0
-
-    @property
-    def url(self) -> str:
-        return self._url
 
     @property
     def up(self) -> bool:
@@ -133,8 +132,8 @@ class RedisTier:
         if self._down_until > time.monotonic():
             return None
         try:
-            payload = await asyncio.wait_for(self._fast.get(self._entry_key(key)), self._timeout_s)
-        except (aioredis.RedisError, OSError, TimeoutError) as exc:
+            payload = await asyncio.wait_for(self._client.get(self._entry_key(key)), self._timeout_s)
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
         self._recovered()
@@ -167,12 +166,17 @@ class RedisTier:
                 if self._down_until > time.monotonic():
                     self.dropped_writes += 1
                     continue
-                async with self._slow.pipeline(transaction=False) as pipe:
-                    pipe.set(self._entry_key(key), payload, px=ttl_ms)
-                    pipe.publish(self._channel, f"{key} {expires_at!r}")
-                    await pipe.execute()
+                # Two calls, not one pipeline: a cluster pipeline cannot carry PUBLISH (no key
+                # to route it by); the set goes first, so a reader told of it finds it.
+                client = self._client
+                await asyncio.wait_for(
+                    client.set(self._entry_key(key), payload, px=ttl_ms), _BACKGROUND_TIMEOUT_S
+                )
+                await asyncio.wait_for(
+                    client.publish(self._channel, f"{key} {expires_at!r}"), _BACKGROUND_TIMEOUT_S
+                )
                 self._recovered()
-            except (aioredis.RedisError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 self.dropped_writes += 1
                 self._failed(exc)
             finally:
@@ -182,9 +186,8 @@ class RedisTier:
         """Subscribe, then load the index (so nothing stored in between is missed), then apply
         announcements; after a lost connection, start over."""
         while True:
-            client = aioredis.from_url(self._url, socket_connect_timeout=_BACKGROUND_TIMEOUT_S)
             try:
-                async with client.pubsub() as pubsub:
+                async with self._client.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
                     await self._load_index()
                     self.indexed.set()
@@ -192,11 +195,9 @@ class RedisTier:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._announced(message["data"])
-            except (aioredis.RedisError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
                 await asyncio.sleep(RETRY_S)
-            finally:
-                await client.aclose()
 
     def _announced(self, data: bytes) -> None:
         key, _, expires_at = data.decode("ascii", "replace").partition(" ")
@@ -209,7 +210,7 @@ class RedisTier:
         now = self._clock()
         start = len(self._prefix) + 2
         batch: list[str] = []
-        async for name in self._slow.scan_iter(match=self._entry_key("*"), count=_SCAN_BATCH):
+        async for name in self._client.scan_iter(match=self._entry_key("*"), count=_SCAN_BATCH):
             batch.append(name.decode("ascii", "replace") if isinstance(name, bytes) else str(name))
             if len(batch) >= _SCAN_BATCH:
                 await self._index_batch(batch, start, now)
@@ -218,7 +219,7 @@ class RedisTier:
             await self._index_batch(batch, start, now)
 
     async def _index_batch(self, names: list[str], start: int, now: float) -> None:
-        async with self._slow.pipeline(transaction=False) as pipe:
+        async with self._client.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.pttl(name)
             ttls = await pipe.execute()
@@ -246,5 +247,5 @@ class RedisTier:
                 await asyncio.wait_for(self._queue.join(), _CLOSE_FLUSH_S)
         await stop_tasks(self._tasks)
         self._tasks.clear()
-        await self._fast.aclose()
-        await self._slow.aclose()
+        if self.owned:
+            await self._client.aclose()

@@ -23,7 +23,7 @@ from gateway.backup import BackupError, backup_sqlite
 from gateway.cli_reports import add_report_commands, run_audit, run_spend
 from gateway.config import Config
 from gateway.errors import GatewayError
-from gateway.keysync import announce_change
+from gateway.keysync import announce_change_once
 from gateway.records import CONTENT_POLICIES
 from gateway.store import Store, StoreUnavailable, open_store
 
@@ -214,7 +214,7 @@ async def _run(config: Config, action: Callable[[Store], Awaitable[bool]]) -> No
     try:
         await store.migrate()
         if await action(store):
-            await announce_change(config.storage.redis_url)
+            await announce_change_once(config.storage.redis_target())
     finally:
         await store.close()
 

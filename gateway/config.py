@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 import yaml
 
+from gateway import redisconn
 from gateway.admin_identity import GroupRole
 from gateway.alerts import AlertsConfig
 from gateway.base_urls import trim_base_urls
@@ -27,6 +28,7 @@ from gateway.guardrails import GuardrailsConfig
 from gateway.keys import Budget, Currency, Endpoint, Limits
 from gateway.pricing import ModelPrice, PricingConfig
 from gateway.records import ContentPolicy
+from gateway.redisconn import REDIS_URL_PATTERN, RedisSetting, RedisTarget
 from gateway.schema_hints import choices_at, fields_at, hint
 from gateway.tags import KeyTags, Tag
 from gateway.tracing import TracingConfig
@@ -84,13 +86,22 @@ class StorageConfig(_Section, frozen=True):
     # sqlite:///relative.sqlite, sqlite:////absolute.sqlite or postgresql://... ; none: only the
     # master key and the keys declared in this file work, and the admin API cannot write.
     database_url: Annotated[str, msgspec.Meta(pattern=r"^(sqlite:|postgres(ql)?://)")] | None = None
-    redis_url: Annotated[str, msgspec.Meta(pattern=r"^rediss?://")] | None = None
+    # The Redis the processes share (gateway/redisconn.py): redis://, redis+sentinel://hosts/service
+    # or redis+cluster://hosts, or a block {sentinels: [...], service: ...} or {cluster: [...]}.
+    redis: RedisSetting | None = None
+    # The older name of `redis` (a URL only); give one or the other.
+    redis_url: Annotated[str, msgspec.Meta(pattern=REDIS_URL_PATTERN)] | None = None
     # How often each process reloads changed keys from the store (Redis makes revokes immediate).
     key_refresh_s: Seconds = 2.0
     # Audit records older than this many days are deleted (daily spend rollups stay); none: kept.
     retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
     # Local directory of the accounting spool (audit records not yet in the store).
     spool_dir: Annotated[str, msgspec.Meta(min_length=1)] = "tollway-spool"
+
+    def redis_target(self) -> RedisTarget | None:
+        """Where the shared Redis is, or None without one (parse_config has checked it)."""
+        setting = self.redis if self.redis is not None else self.redis_url
+        return None if setting is None else redisconn.parse(setting)
 
 
 class ResponsesConfig(_Section, frozen=True):
@@ -837,7 +848,9 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     )
     if config.responses.store and not config.storage.database_url:
         errors.append("responses.store: keeping responses needs a store (set storage.database_url)")
-    errors.extend(cache_config_errors(config.cache, config.storage.redis_url))
+    errors.extend(_redis_errors(config.storage))
+    shared_redis = config.storage.redis is not None or config.storage.redis_url is not None
+    errors.extend(cache_config_errors(config.cache, shared_redis))
     if config.ui.enabled and not config.server.master_key and config.ui.oidc is None:
         errors.append("ui.enabled: nobody could sign in: set server.master_key or ui.oidc")
     provider_tree = tree.get("providers")
@@ -846,6 +859,16 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     if errors:
         raise ConfigError(source, errors)
     return config
+
+
+def _redis_errors(storage: StorageConfig) -> list[str]:
+    if storage.redis is not None and storage.redis_url is not None:
+        return ["storage.redis_url: give storage.redis or storage.redis_url (its older name), not both"]
+    try:
+        storage.redis_target()
+    except ValueError as exc:
+        return [f"storage.redis: {exc}"]
+    return []
 
 
 def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> Path:

@@ -10,6 +10,10 @@ after a Redis outage and lets a process that starts later learn the cooldowns al
 Only the open state is shared: each process counts failures itself, and when a shared cooldown
 ends each process makes its own single probe call. With Redis down, cooldowns are local; a
 warning is logged once per outage and `tollway_cooldown_sync_errors_total` counts the failures.
+
+Every cooldown key carries the one hash tag `{cooldowns}`, so the poll's MGET stays in one slot of
+a Redis Cluster (a multi-key command across slots fails with CROSSSLOT). The keys are few (one
+per target) and tiny, so one slot holds them all without hot-spotting anything.
 """
 
 from __future__ import annotations
@@ -23,16 +27,16 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 import msgspec
-import redis.asyncio as aioredis
 
 from gateway.breaker import Breaker, Clock
 from gateway.metrics import Metrics
+from gateway.redisconn import REDIS_ERRORS, RedisClient
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
 
 CHANNEL: Final = "tollway:cooldowns"
-KEY_PREFIX: Final = "tollway:cooldown:"
+KEY_PREFIX: Final = "tollway:{cooldowns}:"
 POLL_S: Final = 2.0
 RETRY_S: Final = 1.0
 
@@ -52,7 +56,7 @@ class CooldownSync:
 
     def __init__(
         self,
-        redis_url: str,
+        client: RedisClient,
         breakers: Mapping[str, Breaker],
         metrics: Metrics,
         *,
@@ -60,7 +64,7 @@ class CooldownSync:
         wall: Clock = time.time,
         poll_s: float = POLL_S,
     ) -> None:
-        self._url = redis_url
+        self._redis = client  # the process's shared client: closed by its owner
         self._breakers = breakers
         self._metrics = metrics
         self._clock = clock
@@ -114,9 +118,6 @@ class CooldownSync:
         if breaker.remaining_s() > before:
             self.applied += 1
 
-    def _client(self) -> aioredis.Redis:
-        return aioredis.from_url(self._url, socket_connect_timeout=1, socket_timeout=2)
-
     def _failed(self, exc: BaseException) -> None:
         self._metrics.cooldown_sync_errors.inc()
         if not self._warned:
@@ -129,41 +130,39 @@ class CooldownSync:
             self._warned = False
 
     async def _publish_loop(self) -> None:
-        client = self._client()
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                batch, self._pending = self._pending, {}
-                try:
-                    await self._publish(client, batch)
-                    self._recovered()
-                except (aioredis.RedisError, OSError) as exc:
-                    self._failed(exc)
-                    for label, until in batch.items():  # try again later, unless superseded
-                        if until > self._pending.get(label, 0.0):
-                            self._pending[label] = until
-                    await asyncio.sleep(RETRY_S)
-                    self._wake.set()
-        finally:
-            await client.aclose()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, {}
+            try:
+                await self._publish(self._redis, batch)
+                self._recovered()
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+                for label, until in batch.items():  # try again later, unless superseded
+                    if until > self._pending.get(label, 0.0):
+                        self._pending[label] = until
+                await asyncio.sleep(RETRY_S)
+                self._wake.set()
 
-    async def _publish(self, client: aioredis.Redis, batch: dict[str, float]) -> None:
+    async def _publish(self, client: RedisClient, batch: dict[str, float]) -> None:
         now = self._wall()
+        live = {label: until for label, until in batch.items() if until > now}
+        if not live:
+            return
+        # The keys in one pipeline (one slot: the shared tag), the announcements after it: a
+        # cluster pipeline cannot carry PUBLISH, and a process told must find the key.
         async with client.pipeline(transaction=False) as pipe:
-            for label, until in batch.items():
-                ttl_ms = int((until - now) * 1000)
-                if ttl_ms <= 0:
-                    continue
-                pipe.set(KEY_PREFIX + label, repr(until), px=ttl_ms)
-                pipe.publish(CHANNEL, _encode.encode(_Announcement(label, until, self._origin)))
+            for label, until in live.items():
+                pipe.set(KEY_PREFIX + label, repr(until), px=int((until - now) * 1000) or 1)
             await pipe.execute()
+        for label, until in live.items():
+            await client.publish(CHANNEL, _encode.encode(_Announcement(label, until, self._origin)))
 
     async def _listen_loop(self) -> None:
         while True:
-            client = aioredis.from_url(self._url, socket_connect_timeout=1)
             try:
-                async with client.pubsub() as pubsub:
+                async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
@@ -174,29 +173,23 @@ class CooldownSync:
                             continue  # not ours
                         if announcement.origin != self._origin:
                             self.apply(announcement.target, announcement.until)
-            except (aioredis.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
                 await asyncio.sleep(RETRY_S)
-            finally:
-                await client.aclose()
 
     async def _poll_loop(self) -> None:
         labels = list(self._breakers)
         keys = [KEY_PREFIX + label for label in labels]
-        client = self._client()
-        try:
-            while True:
-                if keys:
-                    try:
-                        values = await client.mget(keys)
-                        self._recovered()
-                    except (aioredis.RedisError, OSError) as exc:
-                        self._failed(exc)
-                    else:
-                        for label, value in zip(labels, values, strict=True):
-                            if value is not None:
-                                with contextlib.suppress(ValueError):
-                                    self.apply(label, float(value))
-                await asyncio.sleep(self._poll_s)
-        finally:
-            await client.aclose()
+        while True:
+            if keys:
+                try:
+                    values = await self._redis.mget(keys)
+                    self._recovered()
+                except REDIS_ERRORS as exc:
+                    self._failed(exc)
+                else:
+                    for label, value in zip(labels, values, strict=True):
+                        if value is not None:
+                            with contextlib.suppress(ValueError):
+                                self.apply(label, float(value))
+            await asyncio.sleep(self._poll_s)

@@ -36,6 +36,11 @@ run out (`hold_ttl_s`) and then enforces each limit on its own; the first failur
 warning, the health callback feeds a metric, and sync resumes by itself; a Redis that comes back
 empty gets its budget counters back from every process's last view (`floor`). At shutdown, `aclose`
 pushes what is left and hands the process's holds back.
+
+Each dimension's two keys (the counter and the holds) carry one hash tag, `tollway:{lim:...}` and
+`tollway:{lim:...}:p`, so that on a Redis Cluster the script's keys share a slot (a script that
+names keys of two slots fails with CROSSSLOT); the process registry is one key of its own. The
+pipeline is not a transaction, so a cluster sends each command to its slot's node.
 """
 
 from __future__ import annotations
@@ -48,10 +53,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from gateway.leases import Lease
+from gateway.redisconn import REDIS_ERRORS, RedisClient, hash_tag
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
@@ -159,7 +164,7 @@ class FleetSync:
     def __init__(
         self,
         source: LeaseSource,
-        redis_url: str,
+        client: RedisClient,
         *,
         prefix: str,
         interval_s: float,
@@ -167,10 +172,10 @@ class FleetSync:
         on_health: Callable[[bool], None] | None = None,
     ) -> None:
         self._source = source
-        self._client = aioredis.from_url(
-            redis_url, socket_connect_timeout=0.5, socket_timeout=max(0.5, 4 * interval_s)
-        )
-        self._script: AsyncScript = self._client.register_script(LEASE_SCRIPT)
+        self._client = client  # the process's shared client: closed by its owner
+        self._script: AsyncScript = client.register_script(LEASE_SCRIPT)
+        # A sync that takes longer than a few intervals is a Redis in trouble.
+        self._timeout_s = max(0.5, 4 * interval_s)
         self._prefix = prefix
         self._procs = f"{prefix}procs:{component}"  # one registry per kind of sync
         self.interval_s = interval_s
@@ -221,6 +226,16 @@ class FleetSync:
         now_ms = int(time.time() * 1000)
         hold_ms = int(self.hold_ttl_s * 1000)
         pushed: list[tuple[Lease, float]] = []
+        if not self.up:
+            # First sync, or the first after a failure (maybe a failover to a primary that never
+            # ran the script): load it, on every primary of a cluster. A plain pipeline would load
+            # it by itself; a cluster pipeline does not.
+            try:
+                await asyncio.wait_for(self._client.script_load(LEASE_SCRIPT), self._timeout_s)
+            except REDIS_ERRORS as exc:
+                self._health(False, exc)
+                source.fleet_state(False, 1)
+                return False
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.zadd(self._procs, {self.pid: now_ms})
             pipe.zremrangebyscore(self._procs, 0, now_ms - hold_ms)
@@ -242,12 +257,12 @@ class FleetSync:
                     self._fleet_size,
                     repr(unit),
                 )
-                await self._script(
-                    keys=[self._prefix + key, self._prefix + key + ":p"], args=args, client=pipe
-                )
+                counter = self._prefix + hash_tag(key)
+                # redis-py's annotation leaves out ClusterPipeline, which the call handles.
+                await self._script(keys=[counter, counter + ":p"], args=args, client=pipe)  # type: ignore[arg-type]
             try:
-                replies = await pipe.execute()
-            except (aioredis.RedisError, OSError) as exc:
+                replies = await asyncio.wait_for(pipe.execute(), self._timeout_s)
+            except REDIS_ERRORS as exc:
                 for lease, delta in pushed:
                     lease.abort_push(delta)
                 self._health(False, exc)
@@ -290,4 +305,3 @@ class FleetSync:
             if self.up:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.sync_once(leaving=True), 1.0)
-        await self._client.aclose()

@@ -16,10 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, NamedTuple
 
-import redis.asyncio as aioredis
-
 from gateway.accounting import Accountant
 from gateway.keysync import KeySync
+from gateway.redisconn import RedisClient
 from gateway.store import Store
 from gateway.tasks import stop_tasks
 
@@ -131,10 +130,14 @@ def shared_dependencies(
     return found
 
 
-def redis_probe(url: str) -> Probe:
-    """A PING to the Redis at `url`, on a client of its own (the others' may be stuck)."""
-    client = aioredis.from_url(url, socket_connect_timeout=PROBE_TIMEOUT_S, socket_timeout=PROBE_TIMEOUT_S)
-    return Probe("redis", client.ping, close=client.aclose)
+def redis_probe(client: RedisClient) -> Probe:
+    """A PING over the process's shared Redis client (a connection of the pool's: one stuck in
+    another call does not hold it up; Probe bounds each PING). The client's owner closes it."""
+
+    async def ping() -> object:
+        return await client.ping()
+
+    return Probe("redis", ping)
 
 
 def store_probe(store: Store) -> Probe:

@@ -13,11 +13,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-import redis.asyncio as aioredis
-
 from gateway import teamrules
 from gateway.auth import KeyRing
 from gateway.metrics import Metrics
+from gateway.redisconn import REDIS_ERRORS, RedisClient, RedisTarget, connect
 from gateway.store import Store, StoreUnavailable
 from gateway.tasks import stop_tasks
 
@@ -27,6 +26,7 @@ CHANNEL: Final = "tollway:keys:changed"
 # Records are re-read from a little before the last load: writes from another process may carry
 # a timestamp a moment older than the newest one already seen.
 OVERLAP: Final = timedelta(seconds=5)
+ANNOUNCE_TIMEOUT_S: Final = 1.0
 
 
 class KeySync:
@@ -37,7 +37,7 @@ class KeySync:
         ring: KeyRing,
         store: Store,
         refresh_s: float,
-        redis_url: str | None,
+        redis: RedisClient | None,
         metrics: Metrics | None = None,
     ) -> None:
         self._ring = ring
@@ -46,7 +46,7 @@ class KeySync:
         self.beyond_team: dict[str, str] = {}
         self._store = store
         self._refresh_s = refresh_s
-        self._redis_url = redis_url
+        self._redis = redis  # the process's shared client: closed by its owner
         self._wake = asyncio.Event()
         self._since: datetime | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -57,8 +57,8 @@ class KeySync:
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._load_loop(), name="tollway-key-sync"))
-        if self._redis_url:
-            self._tasks.append(asyncio.create_task(self._listen(self._redis_url), name="tollway-key-listen"))
+        if self._redis is not None:
+            self._tasks.append(asyncio.create_task(self._listen(self._redis), name="tollway-key-listen"))
 
     @property
     def degraded(self) -> bool:
@@ -130,11 +130,11 @@ class KeySync:
                 await asyncio.wait_for(self._wake.wait(), self._refresh_s)
             self._wake.clear()
 
-    async def _listen(self, url: str) -> None:
-        """Wake the loader whenever any process announces a change; reconnect after outages."""
+    async def _listen(self, client: RedisClient) -> None:
+        """Wake the loader whenever any process announces a change; reconnect after outages (and
+        to the new primary after a failover: the shared client finds it)."""
         warned = False
         while True:
-            client = aioredis.from_url(url)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
@@ -146,29 +146,35 @@ class KeySync:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._wake.set()
-            except (aioredis.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 self.listening = False
                 if not warned:
                     log.warning("redis unreachable, key changes arrive by polling: %s", type(exc).__name__)
                     warned = True
                 await asyncio.sleep(1.0)
-            finally:
-                await client.aclose()
 
     async def aclose(self) -> None:
         await stop_tasks(self._tasks)
         self._tasks.clear()
 
 
-async def announce_change(redis_url: str | None) -> None:
+async def announce_change(redis: RedisClient | None) -> None:
     """Tell every gateway process sharing this Redis to reload keys now. Best effort: without
     Redis, or with Redis down, they pick the change up at their next refresh."""
-    if not redis_url:
+    if redis is None:
         return
-    client = aioredis.from_url(url=redis_url, socket_connect_timeout=1, socket_timeout=1)
     try:
-        await client.publish(CHANNEL, "1")
-    except (aioredis.RedisError, OSError):
+        await asyncio.wait_for(redis.publish(CHANNEL, "1"), ANNOUNCE_TIMEOUT_S)
+    except REDIS_ERRORS:
         log.warning("could not announce a key change over redis; processes pick it up on refresh")
+
+
+async def announce_change_once(target: RedisTarget | None) -> None:
+    """`announce_change` from a process without a shared client (the CLI): one of its own."""
+    if target is None:
+        return
+    client = connect(target, socket_timeout=ANNOUNCE_TIMEOUT_S)
+    try:
+        await announce_change(client)
     finally:
         await client.aclose()

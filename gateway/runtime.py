@@ -34,6 +34,7 @@ from gateway.metrics import Metrics
 from gateway.objects_state import ObjectOwners
 from gateway.pipeline import Gateway
 from gateway.pricing import PriceTable
+from gateway.redisconn import RedisClient
 from gateway.requestlog import RequestLog
 from gateway.responses_state import ResponsesState
 from gateway.router import Router
@@ -69,9 +70,10 @@ class Shared:
     accountant: Accountant | None
     alerter: Alerter
     metrics: Metrics
-    redis_probe: Probe | None = None  # PINGs storage.redis_url (gateway/health.py)
+    redis_probe: Probe | None = None  # PINGs storage.redis (gateway/health.py)
     responses: ResponsesState | None = None  # what /v1/responses remembers
     objects: ObjectOwners | None = None  # who owns the files, batches... providers keep
+    redis: RedisClient | None = None  # the process's one client of storage.redis (gateway/redisconn.py)
 
 
 class Runtime:
@@ -100,15 +102,15 @@ class Runtime:
 
 async def build_runtime(config: Config, shared: Shared) -> Runtime:
     """Build (and start) the request path's objects for `config`; call inside the running loop."""
-    metrics, alerter, store, storage = shared.metrics, shared.alerter, shared.store, config.storage
+    metrics, alerter, store = shared.metrics, shared.alerter, shared.store
     closers: list[Callable[[], Awaitable[None]]] = []
     dependencies: list[Dependency] = []
-    probe = shared.redis_probe
+    probe, redis = shared.redis_probe, shared.redis
 
-    def redis_part(key: str, label: str, up: Callable[[], bool], url: str | None = storage.redis_url) -> None:
+    def redis_part(key: str, label: str, up: Callable[[], bool], shared_client: bool = True) -> None:
         # Down when the part's own calls fail, or when the probe finds Redis hung (before the
-        # part's own timeout runs out); the probe watches storage.redis_url only.
-        watched = probe if probe is not None and url == storage.redis_url else None
+        # part's own timeout runs out); the probe watches the shared client only.
+        watched = probe if probe is not None and shared_client else None
         dependencies.append(
             Dependency(key, "redis: " + label, lambda: up() and (watched is None or watched.up))
         )
@@ -122,9 +124,9 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
     # background (gateway/refresh.py), and its provider's requests fail meanwhile.
     for name in await router.start(CREDENTIALS_WAIT_S):
         log.warning("provider '%s' has no credentials yet: its requests fail until a refresh succeeds", name)
-    if storage.redis_url:
+    if redis is not None:
         # Cooldowns shared by every process on this Redis; without it they are per process.
-        cooldowns = CooldownSync(storage.redis_url, router.breakers, metrics)
+        cooldowns = CooldownSync(redis, router.breakers, metrics)
         cooldowns.start()
         closers.append(cooldowns.aclose)
         redis_part("cooldowns", "cooldowns not shared across processes", lambda: cooldowns.up)
@@ -140,14 +142,14 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
             # Serve anyway: keys come in when the store is back (KeySync retries), records are
             # spooled; only the budgets' memory of earlier spend is missing meanwhile.
             log.warning("budgets start from zero: the store is unavailable (%s)", exc)
-    if storage.redis_url:
+    if redis is not None:
         for source, name, interval in (
             (limiter, "limits", config.limits.sync_interval_s),
             (book, "budgets", config.budgets.sync_interval_s),
         ):
             fleet = FleetSync(
                 source,
-                storage.redis_url,
+                redis,
                 prefix="tollway:",
                 interval_s=interval,
                 component=name,
@@ -156,12 +158,12 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
             fleet.start()
             closers.append(fleet.aclose)
             redis_part(name, f"{name} enforced per process", functools.partial(_fleet_up, fleet))
-    cache = ResponseCache(config.cache, {n: m.cache for n, m in config.models.items()}, storage.redis_url)
+    cache = ResponseCache(config.cache, {n: m.cache for n, m in config.models.items()}, redis)
     cache.start()
     closers.append(cache.aclose)
     if cache.redis is not None:
         tier = cache.redis
-        redis_part("cache", "answer cache in process memory only", lambda: tier.up, tier.url)
+        redis_part("cache", "answer cache in process memory only", lambda: tier.up, not tier.owned)
     tracer = build_tracer(config.tracing)
     closers.append(tracer.aclose)
     services = Services(

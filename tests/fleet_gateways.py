@@ -50,7 +50,7 @@ def fleet_config(redis_url: str, rpm: int, max_parallel: int | None = None) -> s
     )
 
 
-async def _until(condition: Callable[[], Awaitable[object]], what: str, seconds: float = 20.0) -> None:
+async def until(condition: Callable[[], Awaitable[object]], what: str, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -72,27 +72,22 @@ async def redis_server(port: int) -> asyncio.subprocess.Process:
     )
     client = aioredis.from_url(f"redis://127.0.0.1:{port}/0")
     try:
-        await _until(client.ping, "redis-server")
+        await until(client.ping, "redis-server")
     finally:
         await client.aclose()
     return server
 
 
 @contextlib.asynccontextmanager
-async def fleet(size: int, rpm: int, workdir: Path, max_parallel: int | None = None) -> AsyncIterator[Fleet]:
-    """`size` gateway processes on one fresh redis-server, each registered in the fleet."""
-    redis_port = closed_port()
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    server = await redis_server(redis_port)
-    config = workdir / f"fleet-{uuid.uuid4().hex[:8]}.yaml"
-    config.write_text(fleet_config(redis_url, rpm, max_parallel))
+async def gateways(config: Path, size: int, workdir: Path) -> AsyncIterator[list[str]]:
+    """`size` `tollway serve` processes on `config`, each once ready: their base URLs. Stopped
+    with SIGTERM (a graceful drain that flushes spend and audit records) on the way out."""
     ports = [closed_port() for _ in range(size)]
-    gateways: list[asyncio.subprocess.Process] = []
-    client = aioredis.from_url(redis_url)
+    processes: list[asyncio.subprocess.Process] = []
     try:
         for port in ports:
             command = ("-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port))
-            gateways.append(
+            processes.append(
                 await asyncio.create_subprocess_exec(
                     sys.executable,
                     *command,
@@ -108,34 +103,51 @@ async def fleet(size: int, rpm: int, workdir: Path, max_parallel: int | None = N
                 async def ready(url: str = url) -> bool:
                     return (await http.get(url + "/health/ready")).status_code == 200
 
-                await _until(ready, f"{url} to be ready")
-
-        async def registered() -> bool:
-            return int(await client.zcard("tollway:procs:limits")) >= size
-
-        await _until(registered, f"{size} processes in the fleet")
-        yield Fleet(urls, client)
+                await until(ready, f"{url} to be ready")
+        yield urls
     finally:
-        for process in gateways:
+        for process in processes:
             if process.returncode is None:
                 process.terminate()
-        for process in gateways:
+        for process in processes:
             try:
                 await asyncio.wait_for(process.wait(), 10)
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def fleet(size: int, rpm: int, workdir: Path, max_parallel: int | None = None) -> AsyncIterator[Fleet]:
+    """`size` gateway processes on one fresh redis-server, each registered in the fleet."""
+    redis_port = closed_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    server = await redis_server(redis_port)
+    config = workdir / f"fleet-{uuid.uuid4().hex[:8]}.yaml"
+    config.write_text(fleet_config(redis_url, rpm, max_parallel))
+    client = aioredis.from_url(redis_url)
+    try:
+        async with gateways(config, size, workdir) as urls:
+
+            async def registered() -> bool:
+                return int(await client.zcard("tollway:procs:limits")) >= size
+
+            await until(registered, f"{size} processes in the fleet")
+            yield Fleet(urls, client)
+    finally:
         await client.aclose()
         server.kill()
         await server.wait()
 
 
-async def burst(urls: list[str], total: int, spread_s: float, callers: int = CALLERS) -> list[int]:
-    """`total` chat requests spread evenly over `urls` and over `spread_s` seconds (0: as fast as
-    `callers` callers per process can send them): the statuses."""
+async def burst(
+    urls: list[str], total: int, spread_s: float, callers: int = CALLERS, secret: str = SECRET
+) -> list[int]:
+    """`total` chat requests with `secret` spread evenly over `urls` and over `spread_s` seconds
+    (0: as fast as `callers` callers per process can send them): the statuses."""
     per_process = total // len(urls)
     gap_s = spread_s / per_process
-    headers = {"authorization": f"Bearer {SECRET}"}
+    headers = {"authorization": f"Bearer {secret}"}
     body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
     statuses: list[int] = []
     limits = httpx.Limits(max_connections=callers * len(urls))

@@ -18,6 +18,7 @@ from gateway.fleetsync import FleetSync
 from gateway.keys import Budget, Limits
 from gateway.limitpolicy import Subject
 from gateway.limits import Limiter
+from gateway.redisconn import connect, parse_url
 
 INTERVAL_S = 0.1
 RPM = 300
@@ -49,9 +50,10 @@ async def _run(redis_url: str, prefix: str, workers: int, index: int, barrier: A
     report = Report()
     limiter = Limiter(retry_hint_s=INTERVAL_S)
     book = BudgetBook(BudgetsConfig(), retry_hint_s=INTERVAL_S)
+    client = connect(parse_url(redis_url))
     syncs = [
-        FleetSync(limiter, redis_url, prefix=prefix, interval_s=INTERVAL_S, component="limits"),
-        FleetSync(book, redis_url, prefix=prefix, interval_s=INTERVAL_S, component="budgets"),
+        FleetSync(limiter, client, prefix=prefix, interval_s=INTERVAL_S, component="limits"),
+        FleetSync(book, client, prefix=prefix, interval_s=INTERVAL_S, component="budgets"),
     ]
     for sync in syncs:
         sync.start()
@@ -79,6 +81,7 @@ async def _run(redis_url: str, prefix: str, workers: int, index: int, barrier: A
                 report.errors.append("a sync lost Redis")
             report.syncs += sync.syncs
             await sync.aclose()
+        await client.aclose()
     return report
 
 

@@ -333,7 +333,7 @@ models:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("cache: {backend: redis}", "cache.backend: redis needs cache.redis_url or storage.redis_url"),
+        ("cache: {backend: redis}", "cache.backend: redis needs cache.redis_url or storage.redis"),
         ("cache: {max_bytes: 10}", "cache.max_bytes"),
         ("cache: {max_bytes: 2097152, max_entry_bytes: 4194304}", "max_entry_bytes exceeds max_bytes"),
         ("cache: {backend: disk}", "cache.backend"),

@@ -19,6 +19,7 @@ from adapters.openai import decode_chat_request
 from gateway.cache import CacheConfig, CachePlan, ModelCacheConfig, ResponseCache
 from gateway.cache_redis import CacheEntry, RedisTier
 from gateway.cache_stream import replay_stream
+from gateway.redisconn import connect, parse_url
 from tests.conftest import closed_port
 
 pytestmark = pytest.mark.integration
@@ -187,7 +188,9 @@ async def test_a_slow_redis_costs_a_hit_at_most_the_timeout(prefix: str) -> None
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     clock = Clock()
-    tier = RedisTier(f"redis://127.0.0.1:{port}/0", prefix, 0.05, clock, index_max=10)
+    tier = RedisTier(
+        connect(parse_url(f"redis://127.0.0.1:{port}/0")), prefix, 0.05, clock, index_max=10, owned=True
+    )
     try:
         tier.put("k", CacheEntry(ANSWER, clock(), clock() + 60))  # known to the index, so it asks
         started = time.perf_counter()
@@ -206,7 +209,7 @@ async def test_a_slow_redis_costs_a_hit_at_most_the_timeout(prefix: str) -> None
 
 async def test_the_index_is_bounded(prefix: str) -> None:
     clock = Clock()
-    tier = RedisTier(REDIS_URL, prefix, 0.05, clock, index_max=10)
+    tier = RedisTier(connect(parse_url(REDIS_URL)), prefix, 0.05, clock, index_max=10, owned=True)
     try:
         for n in range(25):
             tier.put(f"k{n}", CacheEntry(b"{}", clock(), clock() + 60))

@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 from gateway.breaker import Breaker, BreakerState
 from gateway.cooldowns import KEY_PREFIX, CooldownSync
 from gateway.metrics import Metrics
-from tests.conftest import MASTER_KEY, closed_port
+from gateway.redisconn import RedisClient
+from tests.conftest import MASTER_KEY
 from tests.faulty_upstream import FaultyUpstream, error, start_faulty
 from tests.servers import LoopThread
 from tests.test_cli import start, stop
@@ -41,11 +42,11 @@ async def wait_until(condition: Callable[[], bool]) -> bool:
     return bool(condition())
 
 
-async def test_a_trip_in_one_process_opens_the_breaker_in_the_other() -> None:
+async def test_a_trip_in_one_process_opens_the_breaker_in_the_other(shared: RedisClient) -> None:
     label = unique_label()
     mine, theirs = Breaker(2, 30.0), Breaker(2, 30.0)
-    first = CooldownSync(REDIS_URL, {label: mine}, Metrics(), poll_s=60)
-    second = CooldownSync(REDIS_URL, {label: theirs}, Metrics(), poll_s=60)
+    first = CooldownSync(shared, {label: mine}, Metrics(), poll_s=60)
+    second = CooldownSync(shared, {label: theirs}, Metrics(), poll_s=60)
     first.start()
     second.start()
     try:
@@ -67,10 +68,10 @@ async def test_a_trip_in_one_process_opens_the_breaker_in_the_other() -> None:
         await second.aclose()
 
 
-async def test_a_process_that_starts_later_learns_running_cooldowns() -> None:
+async def test_a_process_that_starts_later_learns_running_cooldowns(shared: RedisClient) -> None:
     label = unique_label()
     tripped = Breaker(1, 20.0)
-    first = CooldownSync(REDIS_URL, {label: tripped}, Metrics())
+    first = CooldownSync(shared, {label: tripped}, Metrics())
     first.start()
     try:
         tripped.record_failure(probe=False)
@@ -83,7 +84,7 @@ async def test_a_process_that_starts_later_learns_running_cooldowns() -> None:
         finally:
             await client.aclose()
         late = Breaker(1, 20.0)
-        newcomer = CooldownSync(REDIS_URL, {label: late}, Metrics())
+        newcomer = CooldownSync(shared, {label: late}, Metrics())
         newcomer.start()
         try:
             assert await wait_until(lambda: late.state is BreakerState.OPEN), "read from the stored key"
@@ -94,11 +95,13 @@ async def test_a_process_that_starts_later_learns_running_cooldowns() -> None:
         await first.aclose()
 
 
-async def test_redis_down_keeps_cooldowns_local_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+async def test_redis_down_keeps_cooldowns_local_and_warns_once(
+    caplog: pytest.LogCaptureFixture, unreachable: RedisClient
+) -> None:
     label = unique_label()
     breaker = Breaker(1, 5.0)
     metrics = Metrics()
-    sync = CooldownSync(f"redis://127.0.0.1:{closed_port()}/0", {label: breaker}, metrics, poll_s=0.05)
+    sync = CooldownSync(unreachable, {label: breaker}, metrics, poll_s=0.05)
     with caplog.at_level(logging.WARNING, logger="tollway"):
         sync.start()
         try:

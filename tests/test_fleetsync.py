@@ -28,6 +28,7 @@ from gateway.keys import Budget, Limits
 from gateway.limitpolicy import Subject
 from gateway.limits import Limiter
 from gateway.metrics import Metrics
+from gateway.redisconn import RedisClient, connect, parse_url
 from tests import fleet_workers as workers
 from tests.conftest import closed_port
 from tests.fleet_gateways import redis_server
@@ -63,7 +64,7 @@ def fleet(request: pytest.FixtureRequest) -> Iterator[FleetRun]:
         for process in processes:
             process.join(timeout=10)
             assert process.exitcode == 0
-        used = client.hget(f"{prefix}bud:key:spender:total:0", "used")
+        used = client.hget(f"{prefix}{{bud:key:spender:total:0}}", "used")
         yield FleetRun(size, reports, float(used or 0))
     finally:
         for process in processes:
@@ -117,13 +118,13 @@ def test_concurrent_reservations_across_processes_do_not_overspend(fleet: FleetR
     assert fleet.budget_used == spent  # every process pushed its last spend when it left
 
 
-async def test_leases_are_whole_requests_so_no_fraction_of_the_limit_is_stranded() -> None:
+async def test_leases_are_whole_requests_so_no_fraction_of_the_limit_is_stranded(shared: RedisClient) -> None:
     """Two processes splitting an odd rest: halves of a request, one in each lease, would each
     refuse the request they could serve together."""
     prefix = f"tollway-test:{uuid.uuid4().hex}:"
     key = Subject("key:odd", "key 'odd'", Limits(rpm=40))
     limiters = [Limiter(), Limiter()]
-    syncs = [FleetSync(lim, REDIS_URL, prefix=prefix, interval_s=0.1, component="limits") for lim in limiters]
+    syncs = [FleetSync(lim, shared, prefix=prefix, interval_s=0.1, component="limits") for lim in limiters]
     admitted = 0
     try:
         for sync in syncs * 2:
@@ -168,7 +169,9 @@ async def _admit_forever(limiter: Limiter, book: BudgetBook, stats: dict[str, in
         await asyncio.sleep(0.002)
 
 
-async def test_redis_on_a_closed_port_leaves_limits_per_process(caplog: pytest.LogCaptureFixture) -> None:
+async def test_redis_on_a_closed_port_leaves_limits_per_process(
+    caplog: pytest.LogCaptureFixture, unreachable: RedisClient
+) -> None:
     metrics = Metrics()
     health: list[bool] = []
     limiter = Limiter()
@@ -177,9 +180,8 @@ async def test_redis_on_a_closed_port_leaves_limits_per_process(caplog: pytest.L
         health.append(up)
         metrics.fleet_sync("limits", up)
 
-    url = f"redis://127.0.0.1:{closed_port()}/0"
     sync = FleetSync(
-        limiter, url, prefix="tollway-test:", interval_s=0.05, component="limits", on_health=on_health
+        limiter, unreachable, prefix="tollway-test:", interval_s=0.05, component="limits", on_health=on_health
     )
     key = Subject("key:k", "key 'k'", Limits(rpm=5))
     with caplog.at_level(logging.WARNING, "tollway"):
@@ -231,8 +233,9 @@ async def test_redis_killed_mid_test_and_brought_back_fails_no_request(
     await start_redis(url, servers)
     limiter, book = Limiter(), BudgetBook(BudgetsConfig())
     health: dict[str, list[bool]] = {"limits": [], "budgets": []}
+    own = connect(parse_url(url))
     syncs = [
-        FleetSync(source, url, prefix="t:", interval_s=0.05, component=name, on_health=health[name].append)
+        FleetSync(source, own, prefix="t:", interval_s=0.05, component=name, on_health=health[name].append)
         for source, name in ((limiter, "limits"), (book, "budgets"))
     ]
     stats = {"admitted": 0, "refused": 0, "failed": 0}
@@ -261,6 +264,7 @@ async def test_redis_killed_mid_test_and_brought_back_fails_no_request(
             await traffic
         for sync in syncs:
             await sync.aclose()
+        await own.aclose()
     assert stats["failed"] == 0 and stats["refused"] == 0, stats
     assert stats["admitted"] > admitted_before
     assert health == {"limits": [True, False, True], "budgets": [True, False, True]}
@@ -272,7 +276,7 @@ async def test_redis_killed_mid_test_and_brought_back_fails_no_request(
     # The spend of the outage reached Redis once it was back, and the last push at shutdown too.
     client = aioredis.from_url(url)
     try:
-        used = float(await client.hget("t:bud:key:k:total:0", "used") or 0)
+        used = float(await client.hget("t:{bud:key:k:total:0}", "used") or 0)
     finally:
         await client.aclose()
     assert used == stats["admitted"] * 10
