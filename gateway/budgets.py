@@ -145,6 +145,10 @@ class BudgetBook:
     def now(self) -> float:
         return self._clock()
 
+    def rate(self, currency: str) -> float | None:
+        """Units of `currency` per US dollar (`budgets.rates`; USD is 1), None when not configured."""
+        return self._rates.get(currency)
+
     def attach(self, poke: Callable[[bool], None]) -> None:
         self._poke = poke
 

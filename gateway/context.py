@@ -11,6 +11,7 @@ from aiohttp import web
 
 from adapters.openai_surface import Units
 from adapters.schema import Usage
+from gateway.localcost import Money
 from gateway.requestlog import AttemptRecord
 from gateway.tracing import NOOP_SPAN, RequestSpan
 
@@ -63,6 +64,7 @@ class RequestContext:
         "flags",
         "key_id",
         "model",
+        "money",
         "overrun",
         "prompt_text",
         "provider",
@@ -109,6 +111,8 @@ class RequestContext:
         self.cache_hit = False
         self.flags: list[str] = []  # guardrail findings (categories, never values)
         self.cost_micros = 0
+        # The currency of the caller's budget, which the answer states the cost in too.
+        self.money: Money | None = None
         # What an images or audio answer is priced by besides tokens (adapters/openai_surface.py).
         self.units: Units | None = None
         self.tags: tuple[str, ...] = ()  # spend tags: the key's and the request's (gateway/tags.py)

@@ -45,6 +45,7 @@ from gateway.frontdoor import ANTHROPIC_DOOR, FrontDoor, OpenAIDoor, ResponsesDo
 from gateway.guardrails import Guardrails, Screened
 from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import CHARS_PER_TOKEN, estimate_tokens
+from gateway.localcost import LOCAL_COST_HEADER, local_cost_text, money_of
 from gateway.metrics import Metrics
 from gateway.objects_routes import remember_stored, stored_stream_tap
 from gateway.outputmeter import OutputMeter, answer_tokens, output_ceiling
@@ -190,6 +191,7 @@ class Gateway:
             policy = principal.log_content or services.content_policy
             principal.check_endpoint(endpoint)
             ctx.tags = principal.tags
+            ctx.money = money_of(principal, services.book)
             try:
                 if isinstance(door, UploadDoor):
                     ctx.tags = spend_tags.merged(principal.tags, spend_tags.header_tags(request.headers))
@@ -362,6 +364,8 @@ class Gateway:
                 # The record is taken first: an answer is on record before its bytes go out.
                 self._finish(ctx, booking, policy)
                 response.headers[COST_HEADER] = usd_text(ctx.cost_micros)
+                if ctx.money is not None:
+                    response.headers[LOCAL_COST_HEADER] = local_cost_text(ctx.money, ctx.cost_micros)
                 # As late as a header can be: all but the writing of the answer that carries it.
                 response.headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
                 await response.prepare(request)
@@ -465,6 +469,8 @@ class Gateway:
         ctx.mark_first_byte()
         headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
         headers[COST_HEADER] = usd_text(0)  # answered from the cache: no upstream cost
+        if ctx.money is not None:
+            headers[LOCAL_COST_HEADER] = local_cost_text(ctx.money, 0)
         sent = door.answer(body, client_request.model)
         ctx.answer_text = answer_for_record(body, policy, sent)
         return web.Response(body=sent, content_type="application/json", headers=headers)

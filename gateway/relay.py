@@ -26,6 +26,7 @@ from aiohttp import web
 from gateway.context import RequestContext
 from gateway.dialects import Relay
 from gateway.errors import GatewayError, error_body
+from gateway.localcost import local_cost_text
 from gateway.outputmeter import OutputMeter, OutputOverrun
 from gateway.pricing import usd_text
 from gateway.upstream import Delivery, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
@@ -314,9 +315,12 @@ async def relay_stream(
         if media_type == SSE_HEADERS["Content-Type"]:
             # The gateway's own time and the call's cost (settled in `finish`), for clients that
             # want them: SSE comments, which parsers skip.
+            money = b""
+            if ctx.money is not None:  # and in the budget's currency (gateway/localcost.py)
+                money = b": x-tollway-cost=%s\n\n" % local_cost_text(ctx.money, ctx.cost_micros).encode()
             await response.write(
-                b": x-tollway-overhead-ms=%.3f\n\n: x-tollway-cost-usd=%s\n\n"
-                % (ctx.overhead_ms(), usd_text(ctx.cost_micros).encode())
+                b": x-tollway-overhead-ms=%.3f\n\n: x-tollway-cost-usd=%s\n\n%s"
+                % (ctx.overhead_ms(), usd_text(ctx.cost_micros).encode(), money)
             )
         await response.write_eof()
     except ConnectionResetError:
