@@ -21,6 +21,7 @@ import msgspec
 from adapters import vertex
 from adapters.base import DEFAULT_MAX_TOKENS, Target, UpstreamRequest
 from gateway.attempts import Plan
+from gateway.azure_credentials import refresher_for as entra_refresher
 from gateway.balance import Strategy, TargetStats
 from gateway.breaker import Breaker, BreakerState, Clock
 from gateway.config import (
@@ -40,7 +41,8 @@ from gateway.credential_refresh import Refresher
 from gateway.credentials import auth_headers, secrets_of, signer_for
 from gateway.dialects import Dialect, dialect_for
 from gateway.errors import GatewayError, model_not_found
-from gateway.google_credentials import HeaderPairs, refresher_for
+from gateway.google_credentials import HeaderPairs
+from gateway.google_credentials import refresher_for as google_refresher
 from gateway.mock_transport import MockTransport
 from gateway.upstream import HttpTransport, SigningTransport, Transport
 
@@ -93,8 +95,8 @@ class Route(msgspec.Struct, frozen=True):
 
 def build_transport(provider: Provider, credentials: Refresher[HeaderPairs] | None = None) -> Transport:
     """A transport for one provider (creates a ClientSession: call inside a running loop);
-    `credentials` are the refreshed ones of a provider that has them (Vertex's access tokens),
-    added to each request as it is sent."""
+    `credentials` are the refreshed ones of a provider that has them (Vertex's access tokens,
+    Azure's Entra ID tokens), added to each request as it is sent."""
     if isinstance(provider, MockProvider):
         return MockTransport(provider)
     if credentials is not None:
@@ -186,7 +188,9 @@ class Router:
         # Providers whose credentials expire: refreshed in the background from here on.
         self.credentials: dict[str, Refresher[HeaderPairs]] = {}
         for name, provider in config.providers.items():
-            refresher = refresher_for(name, provider, on_credential_failure)
+            refresher = google_refresher(name, provider, on_credential_failure) or entra_refresher(
+                name, provider, on_credential_failure
+            )
             if refresher is not None:
                 refresher.start()
                 self.credentials[name] = refresher
