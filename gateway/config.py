@@ -215,19 +215,20 @@ class EntraCertificate(_EntraApp, frozen=True, kw_only=True, tag="certificate"):
 
 class EntraManagedIdentity(_EntraSource, frozen=True, kw_only=True, tag="managed_identity"):
     """The identity Azure gives the VM, App Service or Container App; `client_id` picks a
-    user-assigned one (absent: the system-assigned identity)."""
+    user-assigned one (absent or empty: the system-assigned identity)."""
 
-    client_id: EntraId | None = None
+    client_id: str | None = None
 
 
 class EntraWorkloadIdentity(_EntraSource, frozen=True, kw_only=True, tag="workload_identity"):
     """AKS workload identity (or any federated credential): a token file exchanged for an Entra
     token. Each absent field is taken from the variable the AKS webhook sets: $AZURE_TENANT_ID,
-    $AZURE_CLIENT_ID, $AZURE_FEDERATED_TOKEN_FILE, $AZURE_AUTHORITY_HOST."""
+    $AZURE_CLIENT_ID, $AZURE_FEDERATED_TOKEN_FILE, $AZURE_AUTHORITY_HOST (empty counts as absent,
+    so that `${VAR:-}` works)."""
 
-    tenant_id: EntraId | None = None
-    client_id: EntraId | None = None
-    token_file: EntraId | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    token_file: str | None = None
     authority_host: HttpUrl | None = None
 
 

@@ -281,6 +281,12 @@ def test_the_authority_host_comes_from_the_config_then_the_environment_then_publ
     assert isinstance(imds, InstanceMetadata)
     assert imds.url == "http://169.254.169.254/metadata/identity/oauth2/token"
     assert imds.resource == "https://cognitiveservices.azure.com"
+    assert "client_id" not in imds.request(0).query
+    # `client_id: "${AZURE_MI_CLIENT_ID:-}"` left empty is the system-assigned identity too.
+    empty = find_source(EntraManagedIdentity(client_id=""), {})
+    assert isinstance(empty, InstanceMetadata) and "client_id" not in empty.request(0).query
+    user = find_source(EntraManagedIdentity(client_id=USER_ASSIGNED_ID), {})
+    assert isinstance(user, InstanceMetadata) and user.request(0).query["client_id"] == USER_ASSIGNED_ID
 
 
 async def test_only_azure_providers_with_entra_get_a_refresher(azure: Azure) -> None:
