@@ -46,7 +46,7 @@ from gateway.config import (
     EntraManagedIdentity,
     Provider,
 )
-from gateway.credential_refresh import Expiring, Refresher, RefreshFailed
+from gateway.credential_refresh import Expiring, Refresher, RefreshFailed, read_source_file
 from gateway.google_credentials import HeaderPairs
 
 PUBLIC_AUTHORITY: Final = "https://login.microsoftonline.com"
@@ -171,11 +171,13 @@ def _grant(client_id: str, scope: str) -> dict[str, str]:
     return {"grant_type": "client_credentials", "client_id": client_id, "scope": scope}
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise RefreshFailed(f"cannot read {path}: {exc.strerror}") from None
+def _assertion_grant(token_url: str, client_id: str, scope: str, assertion: str) -> TokenRequest:
+    """The client credentials grant with the app authenticated by a JWT (RFC 7523 §2.2): its
+    certificate's, or one a federated identity provider issued."""
+    form = _grant(client_id, scope)
+    form["client_assertion_type"] = CLIENT_ASSERTION_TYPE
+    form["client_assertion"] = assertion
+    return TokenRequest("POST", token_url, form=form)
 
 
 class ClientSecret(msgspec.Struct, frozen=True):
@@ -207,15 +209,11 @@ class ClientCertificate:
         return f"Entra ID ({self.token_url}, the certificate {self.path})"
 
     def request(self, now: float) -> TokenRequest:
-        pem = _read(self.path)
+        pem = read_source_file(self.path)
         if self._loaded is None or self._loaded[0] != pem:
             self._loaded = (pem, load_certificate(pem, self._password, str(self.path)))
         assertion = client_assertion(self._loaded[1], self.client_id, self.token_url, int(now))
-        form = _grant(self.client_id, self.scope) | {
-            "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": assertion,
-        }
-        return TokenRequest("POST", self.token_url, form=form)
+        return _assertion_grant(self.token_url, self.client_id, self.scope, assertion)
 
 
 class FederatedToken(msgspec.Struct, frozen=True):
@@ -228,14 +226,10 @@ class FederatedToken(msgspec.Struct, frozen=True):
         return f"Entra ID ({self.token_url}, the federated token {self.token_file})"
 
     def request(self, now: float) -> TokenRequest:
-        assertion = _read(self.token_file).decode(errors="replace").strip()
+        assertion = read_source_file(self.token_file).decode(errors="replace").strip()
         if not assertion:
             raise RefreshFailed(f"{self.token_file} is empty")
-        form = _grant(self.client_id, self.scope) | {
-            "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": assertion,
-        }
-        return TokenRequest("POST", self.token_url, form=form)
+        return _assertion_grant(self.token_url, self.client_id, self.scope, assertion)
 
 
 class InstanceMetadata(msgspec.Struct, frozen=True):

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Final, Generic, TypeVar
 
 import msgspec
@@ -189,3 +190,12 @@ class Refresher(Generic[T]):
                 pass
         if self._close is not None:
             await self._close()
+
+
+def read_source_file(path: Path) -> bytes:
+    """A credentials file's bytes, read again on each refresh (so a rotated one is picked up);
+    RefreshFailed saying why it cannot be read (the OS's reason, never its content)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise RefreshFailed(f"cannot read {path}: {exc.strerror}") from None

@@ -31,7 +31,7 @@ import aiohttp
 import msgspec
 
 from gateway.config import Provider, VertexAnthropicProvider, VertexProvider
-from gateway.credential_refresh import Expiring, Refresher, RefreshFailed
+from gateway.credential_refresh import Expiring, Refresher, RefreshFailed, read_source_file
 
 CLOUD_PLATFORM_SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_URI: Final = "https://oauth2.googleapis.com/token"
@@ -209,7 +209,7 @@ class GoogleTokenFetcher:
         source = self.source
         if isinstance(source, MetadataServer):
             return _headers(await self._metadata(source), None)
-        text = _read(source.path)
+        text = read_source_file(source.path)
         try:
             kind = _decode_type.decode(text).type
         except msgspec.DecodeError:
@@ -270,13 +270,6 @@ class GoogleTokenFetcher:
         if status != 200:
             raise RefreshFailed(f"the metadata server answered HTTP {status}")
         return _token(body, "the metadata server")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise RefreshFailed(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _token(body: bytes, who: str) -> GoogleToken:

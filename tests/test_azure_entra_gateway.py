@@ -5,13 +5,11 @@ for `api_key`; a failed refresh, and tokens that expire every 10 s under load.""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import aiohttp
-import httpx
 import openai
 import pytest
 
@@ -27,6 +25,7 @@ from tests.azure_upstream import (
     start_azure,
 )
 from tests.conftest import MASTER_KEY, Gateway, wait_for
+from tests.credential_load import chat_load, refresh_failures
 from tests.servers import LoopThread
 
 CERT = TestCertificate.generate()
@@ -141,13 +140,6 @@ def test_openai_sdk_reaches_azure_openai_with_each_credential_source(
         assert all("federated" in token for token in azure.tokens)
 
 
-def _metric(gw: Gateway, provider: str) -> float:
-    text = httpx.get(gw.url + "/metrics", timeout=5).text
-    prefix = f'tollway_credential_refresh_failures_total{{provider="{provider}"}} '
-    lines = [line for line in text.splitlines() if line.startswith(prefix)]
-    return float(lines[0].removeprefix(prefix)) if lines else 0.0
-
-
 @pytest.mark.integration
 def test_a_failed_refresh_serves_the_old_token_until_it_expires_then_a_502_names_the_provider(
     azure: Azure,
@@ -166,7 +158,7 @@ def test_a_failed_refresh_serves_the_old_token_until_it_expires_then_a_502_names
             assert answer.choices[0].message.content == "azure echo: x"
             served += 1
             time.sleep(0.1)
-        assert served >= 20 and _metric(gw, "az") >= 1
+        assert served >= 20 and refresh_failures(gw, "az") >= 1
         time.sleep(max(0.0, started + 4.0 - time.monotonic()))
         with pytest.raises(openai.APIStatusError) as caught:
             sdk.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}])
@@ -189,30 +181,13 @@ def test_a_failed_refresh_serves_the_old_token_until_it_expires_then_a_502_names
     assert CLIENT_SECRET not in log and "entra-access-token" not in log
 
 
-async def _load(url: str, rate: float, seconds: float) -> list[tuple[int, float]]:
-    """`rate` requests a second for `seconds`, alternating two providers, streamed and not: each
-    one's status and latency."""
-    results: list[tuple[int, float]] = []
-    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
-    async with aiohttp.ClientSession() as session:
-
-        async def one(i: int) -> None:
-            body = {
-                "model": "gpt" if i % 2 else "gpt-mi",
-                "messages": [{"role": "user", "content": f"load {i}"}],
-                "stream": i % 4 < 2,
-            }
-            began = time.monotonic()
-            async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as response:
-                await response.read()
-                results.append((response.status, time.monotonic() - began))
-
-        tasks = []
-        for i in range(int(rate * seconds)):
-            tasks.append(asyncio.ensure_future(one(i)))
-            await asyncio.sleep(1 / rate)
-        await asyncio.gather(*tasks)
-    return results
+def _load_body(i: int) -> dict[str, Any]:
+    """Alternating the two providers, streamed and not."""
+    return {
+        "model": "gpt" if i % 2 else "gpt-mi",
+        "messages": [{"role": "user", "content": f"load {i}"}],
+        "stream": i % 4 < 2,
+    }
 
 
 @pytest.mark.integration
@@ -237,7 +212,7 @@ models:
   gpt-mi: {{targets: [{{provider: mi, model: {DEPLOYMENT}}}]}}
 """
     gw = start_gateway_with(config)
-    results = loop_thread.run(_load(gw.url, 20, 20), timeout=60)
+    results = loop_thread.run(chat_load(gw.url, 20, 20, _load_body), timeout=60)
     assert len(results) == 400
     assert [status for status, _ in results if status != 200] == []
     assert azure.rejected == []  # no request went out with an expired or unknown token
