@@ -180,10 +180,15 @@ def _assertion_grant(token_url: str, client_id: str, scope: str, assertion: str)
     return TokenRequest("POST", token_url, form=form)
 
 
-class ClientSecret(msgspec.Struct, frozen=True):
+class _AppSignIn(msgspec.Struct, frozen=True):
+    """An app's client credentials grant: where, for which app, for what."""
+
     token_url: str
     client_id: str
     scope: str
+
+
+class ClientSecret(_AppSignIn, frozen=True):
     secret: str
 
     def describe(self) -> str:
@@ -216,10 +221,7 @@ class ClientCertificate:
         return _assertion_grant(self.token_url, self.client_id, self.scope, assertion)
 
 
-class FederatedToken(msgspec.Struct, frozen=True):
-    token_url: str
-    client_id: str
-    scope: str
+class FederatedToken(_AppSignIn, frozen=True):
     token_file: Path
 
     def describe(self) -> str:
