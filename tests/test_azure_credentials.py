@@ -6,6 +6,7 @@ where each provider's tokens come from, and failures that say why without a secr
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from gateway.config import (
     OpenAIProvider,
     parse_config,
 )
-from gateway.credential_refresh import RefreshFailed
+from gateway.credential_refresh import CredentialsUnavailable, RefreshFailed
 from gateway.credentials import secrets_of
 from tests.azure_upstream import (
     CLIENT_ID,
@@ -314,3 +315,23 @@ providers:
 """
     with pytest.raises(ConfigError, match=r"providers\.az: give either api_key or entra, not both"):
         parse_config(text, {}, "t.yaml")
+
+
+async def test_a_refused_refresh_is_logged_with_entra_s_code_and_no_secret(
+    azure: Azure, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "Q~wrong-secret-value-1111111111111111"
+    auth = EntraClientSecret(tenant_id=TENANT, client_id=CLIENT_ID, client_secret=wrong)
+    refresher = refresher_for(
+        "az", AzureProvider(base_url=ENDPOINT, entra=auth), env={"AZURE_AUTHORITY_HOST": azure.authority}
+    )
+    assert refresher is not None
+    with caplog.at_level(logging.WARNING, logger="tollway"):
+        await refresher.refresh_once()
+    await refresher.aclose()
+    assert "could not be refreshed from Entra ID" in caplog.text
+    assert "(invalid_client, AADSTS7000215)" in caplog.text
+    assert wrong not in caplog.text and "Invalid client secret" not in caplog.text
+    with pytest.raises(CredentialsUnavailable) as caught:
+        refresher.current()
+    assert str(caught.value).endswith("(invalid_client, AADSTS7000215)") and wrong not in str(caught.value)
