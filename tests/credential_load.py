@@ -1,5 +1,5 @@
-"""What the refreshed-credentials tests of every cloud share: the credential metrics of a running
-gateway, and a steady load of chat requests against it."""
+"""What the refreshed-credentials tests of every cloud share: an observer of refresh outcomes,
+the credential metrics of a running gateway, and a steady load of chat requests against it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,19 @@ import aiohttp
 import httpx
 
 from tests.conftest import MASTER_KEY, Gateway
+
+
+class Observer:
+    """The refresh outcomes a BackgroundRefresh reports (what the metrics are told), in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def refreshed(self, name: str, expires_at: float | None) -> None:
+        self.events.append(("refreshed", name))
+
+    def refresh_failed(self, name: str) -> None:
+        self.events.append(("failed", name))
 
 
 def credential_metric(gw: Gateway, metric: str, provider: str) -> float:

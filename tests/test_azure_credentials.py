@@ -51,6 +51,7 @@ from tests.azure_upstream import (
     start_azure,
 )
 from tests.conftest import closed_port
+from tests.credential_load import Observer
 
 CERT = TestCertificate.generate()  # one 2048-bit key for the module: generating one takes ~50 ms
 ENDPOINT = "https://contoso.openai.azure.com"
@@ -294,19 +295,6 @@ def test_the_authority_host_comes_from_the_config_then_the_environment_then_publ
     assert isinstance(empty, InstanceMetadata) and "client_id" not in empty.request(0).query
     user = find_source(EntraManagedIdentity(client_id=USER_ASSIGNED_ID), {})
     assert isinstance(user, InstanceMetadata) and user.request(0).query["client_id"] == USER_ASSIGNED_ID
-
-
-class Observer:
-    """The refresh outcomes a BackgroundRefresh reports (the metrics' view)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def refreshed(self, name: str, expires_at: float | None) -> None:
-        self.events.append(("refreshed", name))
-
-    def refresh_failed(self, name: str) -> None:
-        self.events.append(("failed", name))
 
 
 async def test_only_azure_providers_with_entra_get_a_background_refresh(
