@@ -14,6 +14,8 @@ from gateway.config import (
     AnthropicProvider,
     AzureProvider,
     BedrockProvider,
+    EntraCertificate,
+    EntraClientSecret,
     GeminiProvider,
     MockProvider,
     Provider,
@@ -63,6 +65,12 @@ def secrets_of(provider: Provider) -> tuple[str, ...]:
         # The access key id is not secret to AWS, but it identifies the account: kept out of answers.
         keys = (provider.aws_access_key_id, provider.aws_secret_access_key, provider.aws_session_token)
         found.extend(key for key in keys if key)
+    if isinstance(provider, AzureProvider) and provider.entra is not None:
+        entra = provider.entra
+        if isinstance(entra, EntraClientSecret):
+            found.append(entra.client_secret)
+        elif isinstance(entra, EntraCertificate) and entra.certificate_password:
+            found.append(entra.certificate_password)
     found.extend(value for value in provider.headers.values() if len(value) >= 8)
     return tuple(sorted(set(found), key=len, reverse=True))
 

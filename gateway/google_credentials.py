@@ -31,7 +31,15 @@ import aiohttp
 import msgspec
 
 from gateway.config import Provider, VertexAnthropicProvider, VertexProvider
-from gateway.refresh import BackgroundRefresh, CredentialError, Expiring, RefreshObserver, expires_after
+from gateway.credential_files import read_source_file
+from gateway.refresh import (
+    BackgroundRefresh,
+    CredentialError,
+    Expiring,
+    HeaderPairs,
+    RefreshObserver,
+    expires_after,
+)
 
 CLOUD_PLATFORM_SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_URI: Final = "https://oauth2.googleapis.com/token"
@@ -44,7 +52,6 @@ ADC_FILE: Final = "application_default_credentials.json"
 # A token endpoint or metadata server slower than this is a failed refresh, retried later.
 FETCH_TIMEOUT_S: Final = 10.0
 
-HeaderPairs = tuple[tuple[str, str], ...]
 Sign = Callable[[bytes], bytes]
 WallClock = Callable[[], float]
 
@@ -210,7 +217,7 @@ class GoogleTokenFetcher:
         source = self.source
         if isinstance(source, MetadataServer):
             return _headers(await self._metadata(source), None, began)
-        text = _read(source.path)
+        text = read_source_file(source.path)
         try:
             kind = _decode_type.decode(text).type
         except msgspec.DecodeError:
@@ -274,13 +281,6 @@ class GoogleTokenFetcher:
         if status != 200:
             raise CredentialError(f"the metadata server answered HTTP {status}")
         return _token(body, "the metadata server")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CredentialError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _token(body: bytes, who: str) -> GoogleToken:

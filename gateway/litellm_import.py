@@ -90,6 +90,21 @@ _STRATEGIES: Final[Mapping[str, str]] = {
     "least-busy": "least_inflight",
     "latency-based-routing": "latency",
 }
+# LiteLLM's Entra ID client credentials of an Azure deployment, each read from litellm_params or
+# else its variable; it signs in with them only without an api_key (litellm/llms/azure/
+# common_utils.py), and so does the import.
+_ENTRA_SECRET: Final[Mapping[str, str]] = {
+    "tenant_id": "AZURE_TENANT_ID",
+    "client_id": "AZURE_CLIENT_ID",
+    "client_secret": "AZURE_CLIENT_SECRET",
+}
+# Every field of an Azure deployment that entra() reads (and lists when it cannot carry it).
+_ENTRA_PARAMS: Final = frozenset({*_ENTRA_SECRET, "azure_scope", "azure_ad_token"})
+_STATIC_AD_TOKEN: Final = (
+    "a fixed Entra ID token expires within hours and is not renewed: give the provider "
+    "entra: {source: client_secret | certificate | managed_identity | workload_identity} (README: "
+    "Azure OpenAI with Entra ID)"
+)
 # Azure API versions before this do not report usage on streams (README: Providers).
 _AZURE_MIN_VERSION: Final = "2024-09-01"
 _AZURE_VERSION: Final = "2024-10-21"
@@ -260,6 +275,8 @@ class _Translator:
                     f"{path}.litellm_params.{key}",
                     "default request parameters per deployment: clients send them",
                 )
+            elif key in _ENTRA_PARAMS and kind.kind == "azure":
+                pass  # entra() carried it or said why not
             elif key not in _HANDLED_PARAMS and not key.startswith("vertex_"):
                 self.skip(f"{path}.litellm_params.{key}", "no Tollway equivalent")
         info = entry.get("model_info")
@@ -315,8 +332,11 @@ class _Translator:
         elif kind.kind == "azure":
             spec["base_url"] = self.env("AZURE_API_BASE")
         key = params.get("api_key")
+        entra = self.entra(path, params) if kind.kind == "azure" else None
         if key is not None:
             spec["api_key"] = self.value(key)
+        elif entra is not None:
+            spec["entra"] = entra
         elif kind.key_env:
             spec["api_key"] = self.env(kind.key_env)
         if kind.kind == "azure":
@@ -371,6 +391,28 @@ class _Translator:
         if any(k.startswith("vertex_") for k in params):
             self.skip(f"{path}.litellm_params.vertex_*", _NOT_SERVED["vertex_ai"])
         return self.name(spec)
+
+    def entra(self, path: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """An Azure deployment's Entra ID sign-in as our `entra:` (None: it has none we carry);
+        what it gives that does not come across is listed."""
+        where = f"{path}.litellm_params"
+        if "azure_ad_token" in params:
+            self.skip(f"{where}.azure_ad_token", _STATIC_AD_TOKEN)
+        given = [name for name in (*_ENTRA_SECRET, "azure_scope") if params.get(name) is not None]
+        if not any(name in given for name in _ENTRA_SECRET):
+            if "azure_scope" in given:
+                self.skip(f"{where}.azure_scope", "no Entra ID sign-in (tenant_id, client_id, client_secret)")
+            return None
+        if params.get("api_key") is not None:
+            for name in given:
+                self.skip(f"{where}.{name}", "LiteLLM signs in with the api_key given instead")
+            return None
+        entra: dict[str, Any] = {"source": "client_secret"}
+        for name, variable in _ENTRA_SECRET.items():
+            entra[name] = self.value(params[name]) if name in given else self.env(variable)
+        if "azure_scope" in given:
+            entra["scope"] = self.value(params["azure_scope"])
+        return entra
 
     def name(self, spec: dict[str, Any]) -> str:
         identity = yaml.safe_dump(spec, sort_keys=True)

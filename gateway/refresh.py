@@ -2,12 +2,13 @@
 reads the current value from memory and never waits on a token service.
 
 Cloud-neutral, and the one such mechanism of the gateway: `BackgroundRefresh[T]` holds any value
-with an expiry (AWS keys with their session token, gateway/aws_credentials.py; Google access
-tokens as ready-made header pairs, gateway/google_credentials.py) and knows nothing of how it is
-fetched. A failed refresh keeps the old value until it expires, retrying with backoff meanwhile;
-past its expiry `current()` raises CredentialsUnavailable, which the dispatcher turns into a 502
-naming the provider (it is an UpstreamUnreachable). Each outcome is told to a RefreshObserver (the
-metrics), and the seconds left and whether the value is usable are read at scrape time.
+with an expiry (AWS keys with their session token, gateway/aws_credentials.py; Google's and
+Entra ID's access tokens as ready-made header pairs, gateway/google_credentials.py and
+gateway/azure_credentials.py) and knows nothing of how it is fetched. A failed refresh keeps the
+old value until it expires, retrying with backoff meanwhile; past its expiry `current()` raises
+CredentialsUnavailable, which the dispatcher turns into a 502 naming the provider (it is an
+UpstreamUnreachable). Each outcome is told to a RefreshObserver (the metrics), and the seconds
+left and whether the value is usable are read at scrape time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from gateway.upstream import UpstreamUnreachable
 log = logging.getLogger("tollway")
 
 T = TypeVar("T")
+# The value of a bearer token's refresh (Google's, Entra ID's): the headers each request carries,
+# built once per token.
+HeaderPairs = tuple[tuple[str, str], ...]
 
 # Refresh when this much of the lifetime is left, or EARLY_S, whichever comes first: a token of
 # an hour is renewed 5 minutes ahead (well before AWS's own SDKs would force it), a short one at

@@ -23,6 +23,7 @@ from adapters import vertex
 from adapters.base import DEFAULT_MAX_TOKENS, Target, UpstreamRequest
 from gateway.attempts import Plan
 from gateway.aws_credentials import build_aws_credentials
+from gateway.azure_credentials import build_entra_credentials
 from gateway.balance import Strategy, TargetStats
 from gateway.breaker import Breaker, BreakerState, Clock
 from gateway.config import (
@@ -41,9 +42,9 @@ from gateway.config import (
 from gateway.credentials import CurrentCredentials, auth_headers, secrets_of, signer_for
 from gateway.dialects import Dialect, dialect_for
 from gateway.errors import GatewayError, model_not_found
-from gateway.google_credentials import HeaderPairs, build_google_credentials
+from gateway.google_credentials import build_google_credentials
 from gateway.mock_transport import MockTransport
-from gateway.refresh import BackgroundRefresh, RefreshObserver
+from gateway.refresh import BackgroundRefresh, HeaderPairs, RefreshObserver
 from gateway.sigv4 import AwsCredentials
 from gateway.upstream import HttpTransport, SigningTransport, Transport
 
@@ -102,9 +103,9 @@ def build_transport(
 ) -> Transport:
     """A transport for one provider (creates a ClientSession: call inside a running loop).
     `credentials` signs a Bedrock provider's requests (default: the keys in its config); `bearer`
-    gives the header pairs of a provider whose tokens are refreshed (Vertex's access tokens),
-    added to each request as it is sent. Both read memory only (gateway/refresh.py) and raise
-    CredentialsUnavailable once what they hold expired unrenewed."""
+    gives the header pairs of a provider whose tokens are refreshed (Vertex's access tokens,
+    Azure's Entra ID tokens), added to each request as it is sent. Both read memory only
+    (gateway/refresh.py) and raise CredentialsUnavailable once what they hold expired unrenewed."""
     if isinstance(provider, MockProvider):
         return MockTransport(provider)
     if bearer is not None:
@@ -134,13 +135,17 @@ def refreshed_transport(
     name: str, provider: Provider, env: Mapping[str, str], observer: RefreshObserver | None
 ) -> tuple[Refreshed | None, Transport]:
     """A provider's transport, and the background refresh of its credentials when they expire
-    (AWS's for a Bedrock provider that signs, Google's for Vertex), not started yet."""
+    (AWS's for a Bedrock provider that signs, Google's for Vertex, Entra ID's for Azure with
+    `entra`), not started yet."""
     if isinstance(provider, BedrockProvider) and provider.signs_requests:
         aws = build_aws_credentials(name, provider, env, observer)
         return aws, build_transport(provider, aws.current)
     google = build_google_credentials(name, provider, observer, env)
     if google is not None:
         return google, build_transport(provider, bearer=google.current)
+    entra = build_entra_credentials(name, provider, observer, env)
+    if entra is not None:
+        return entra, build_transport(provider, bearer=entra.current)
     return None, build_transport(provider)
 
 
@@ -213,8 +218,8 @@ class Router:
     ) -> None:
         self._rng = rng or random.Random()
         # The credentials that expire (AWS's of the Bedrock providers that sign, Google's of the
-        # Vertex ones), renewed in the background once start() has run. `env` is where their
-        # sources are looked for (the process environment).
+        # Vertex ones, Entra ID's of the Azure ones with `entra`), renewed in the background once
+        # start() has run. `env` is where their sources are looked for (the process environment).
         self.credentials: dict[str, Refreshed] = {}
         self.transports: dict[str, Transport] = {}
         for name, provider in config.providers.items():

@@ -92,7 +92,7 @@ def test_model_params_example_headers_organization_and_request_defaults() -> Non
     team1 = config["providers"][config["models"]["gpt-4-team1"]["targets"][0]["provider"]]
     assert team1["api_version"] == "2024-10-21"
     assert "usage of streams" in why(translation, "model_list[0].litellm_params.api_version")
-    assert "no Tollway equivalent" in why(translation, "model_list[0].litellm_params.azure_ad_token")
+    assert "a fixed Entra ID token expires" in why(translation, "model_list[0].litellm_params.azure_ad_token")
     assert "clients send them" in why(translation, "model_list[1].litellm_params.temperature")
     openai = config["providers"][config["models"]["openai-gpt-4o"]["targets"][0]["provider"]]
     assert openai["headers"] == {
@@ -203,6 +203,57 @@ router_settings:
     assert config["providers"]["anthropic"]["breaker"] == {"cooldown_s": 45.0}
     assert config["pricing"]["models"]["anthropic/claude-haiku-4-5"] == {"input": 1.0, "output": 5.0}
     assert config["models"]["cheap"]["targets"] == [{"provider": "anthropic", "model": "claude-haiku-4-5"}]
+
+
+def test_azure_entra_client_secrets_become_entra_and_the_rest_is_listed() -> None:
+    translation = translate(
+        """
+model_list:
+  - model_name: sp
+    litellm_params:
+      model: azure/gpt-4o
+      api_base: https://sp.openai.azure.com
+      tenant_id: os.environ/AZURE_TENANT_ID
+      client_id: os.environ/AZURE_CLIENT_ID
+      client_secret: os.environ/AZURE_CLIENT_SECRET
+      azure_scope: https://cognitiveservices.azure.com/.default
+  - model_name: half
+    litellm_params: {model: azure/gpt-4o, api_base: https://half.openai.azure.com, client_id: app-1}
+  - model_name: keyed
+    litellm_params: {model: azure/gpt-4o, api_base: https://k.openai.azure.com, api_key: k, tenant_id: t}
+  - model_name: fixed
+    litellm_params: {model: azure/gpt-4o, api_base: https://f.openai.azure.com, azure_ad_token: eyJ0eX}
+  - model_name: other
+    litellm_params: {model: openai/gpt-4o, client_secret: s}
+"""
+    )
+    text = translation.render("inline")
+    parse_config(text, {v: f"value-of-{v}" for v in translation.env}, "inline")
+    config = yaml.safe_load(text)
+    provider = {
+        model: config["providers"][config["models"][model]["targets"][0]["provider"]]
+        for model in config["models"]
+    }
+    assert provider["sp"]["entra"] == {
+        "source": "client_secret",
+        "tenant_id": "${AZURE_TENANT_ID}",
+        "client_id": "${AZURE_CLIENT_ID}",
+        "client_secret": "${AZURE_CLIENT_SECRET}",
+        "scope": "https://cognitiveservices.azure.com/.default",
+    }
+    assert "api_key" not in provider["sp"]
+    # LiteLLM takes a setting that its litellm_params lack from the variable: so does the import.
+    assert provider["half"]["entra"] == {
+        "source": "client_secret",
+        "tenant_id": "${AZURE_TENANT_ID}",
+        "client_id": "app-1",
+        "client_secret": "${AZURE_CLIENT_SECRET}",
+    }
+    assert provider["keyed"]["api_key"] == "k" and "entra" not in provider["keyed"]
+    assert "api_key given instead" in why(translation, "model_list[2].litellm_params.tenant_id")
+    assert provider["fixed"]["api_key"] == "${AZURE_API_KEY}" and "entra" not in provider["fixed"]
+    assert "a fixed Entra ID token expires" in why(translation, "model_list[3].litellm_params.azure_ad_token")
+    assert "no Tollway equivalent" in why(translation, "model_list[4].litellm_params.client_secret")
 
 
 def test_the_command_writes_the_file_and_lists_what_it_left_out(tmp_path: Path) -> None:

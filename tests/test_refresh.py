@@ -17,6 +17,7 @@ from gateway.refresh import (
     expires_after,
 )
 from gateway.upstream import UpstreamUnreachable
+from tests.credential_load import Observer
 
 
 class Clock:
@@ -25,17 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Observer:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def refreshed(self, name: str, expires_at: float | None) -> None:
-        self.events.append(("refreshed", name))
-
-    def refresh_failed(self, name: str) -> None:
-        self.events.append(("failed", name))
 
 
 class Script:

@@ -5,20 +5,19 @@ each credential source; a failed refresh, and tokens that expire every 10 s unde
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import aiohttp
 import anthropic
-import httpx
 import msgspec
 import openai
 import pytest
 
 from tests.conftest import MASTER_KEY, Gateway, wait_for
+from tests.credential_load import chat_load, refresh_failures
 from tests.google_upstream import USER_REFRESH_TOKEN, Google, SigningKey, authorized_user_file, start_google
 from tests.servers import LoopThread
 
@@ -170,13 +169,6 @@ def test_anthropic_sdk_reaches_vertex_gemini_through_the_metadata_server(
     assert _paths(google)[1].endswith(":streamGenerateContent?alt=sse")
 
 
-def _metric(gw: Gateway, provider: str) -> float:
-    text = httpx.get(gw.url + "/metrics", timeout=5).text
-    prefix = f'tollway_credential_refresh_failures_total{{provider="{provider}"}} '
-    lines = [line for line in text.splitlines() if line.startswith(prefix)]
-    return float(lines[0].removeprefix(prefix)) if lines else 0.0
-
-
 @pytest.mark.integration
 def test_a_failed_refresh_serves_the_old_token_until_it_expires_then_a_502_names_the_provider(
     google: Google,
@@ -196,7 +188,7 @@ def test_a_failed_refresh_serves_the_old_token_until_it_expires_then_a_502_names
             assert answer.choices[0].message.content == "vertex gemini echo: x"
             served += 1
             time.sleep(0.1)
-        assert served >= 20 and _metric(gw, "vg") >= 1
+        assert served >= 20 and refresh_failures(gw, "vg") >= 1
         time.sleep(max(0.0, started + 4.0 - time.monotonic()))
         with pytest.raises(openai.APIStatusError) as caught:
             sdk.chat.completions.create(model="gem", messages=[{"role": "user", "content": "x"}])
@@ -226,31 +218,14 @@ def test_a_failed_refresh_serves_the_old_token_until_it_expires_then_a_502_names
         assert "ya29." not in log and USER_REFRESH_TOKEN not in log and "PRIVATE KEY" not in log
 
 
-async def _load(url: str, rate: float, seconds: float) -> list[tuple[int, float]]:
-    """`rate` requests a second for `seconds`, alternating Gemini and Claude, streamed and not:
-    each one's status and latency."""
-    results: list[tuple[int, float]] = []
-    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
-    async with aiohttp.ClientSession() as session:
-
-        async def one(i: int) -> None:
-            body = {
-                "model": "gem" if i % 2 else "claude",
-                "messages": [{"role": "user", "content": f"load {i}"}],
-                "max_tokens": 50,
-                "stream": i % 4 < 2,
-            }
-            began = time.monotonic()
-            async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as response:
-                await response.read()
-                results.append((response.status, time.monotonic() - began))
-
-        tasks = []
-        for i in range(int(rate * seconds)):
-            tasks.append(asyncio.ensure_future(one(i)))
-            await asyncio.sleep(1 / rate)
-        await asyncio.gather(*tasks)
-    return results
+def _load_body(i: int) -> dict[str, Any]:
+    """Alternating Gemini and Claude, streamed and not."""
+    return {
+        "model": "gem" if i % 2 else "claude",
+        "messages": [{"role": "user", "content": f"load {i}"}],
+        "max_tokens": 50,
+        "stream": i % 4 < 2,
+    }
 
 
 @pytest.mark.integration
@@ -261,7 +236,7 @@ def test_tokens_that_expire_every_10_s_are_refreshed_in_the_background_under_loa
     # A slow token endpoint: a refresh on a request's path would show in that request's latency.
     google.token_delay_s = 0.5
     gw = start_gateway_with(_config(google, _service_account(google, tmp_path)))
-    results = loop_thread.run(_load(gw.url, 20, 20), timeout=60)
+    results = loop_thread.run(chat_load(gw.url, 20, 20, _load_body), timeout=60)
     assert len(results) == 400
     assert [status for status, _ in results if status != 200] == []
     assert google.rejected == []  # no request went out with an expired or unknown token
