@@ -174,17 +174,25 @@ def _thinking_delta(delta: ReasoningDelta) -> OpenAIThinkingBlockDelta:
     return OpenAIThinkingBlockDelta(delta.index, delta.type, delta.text, delta.signature, delta.data)
 
 
-def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -> bytes:
+def encode_chunk(
+    chunk: ChatChunk,
+    response_id: str,
+    created: int,
+    model: str,
+    fingerprint: str | msgspec.UnsetType = msgspec.UNSET,
+) -> bytes:
     """A neutral chunk as one OpenAI SSE frame (`data: {...}\\n\\n`); a usage-only chunk
-    becomes OpenAI's `choices: []` usage chunk."""
+    becomes OpenAI's `choices: []` usage chunk. `fingerprint` is a `system_fingerprint` to carry."""
     if (
         chunk.usage is not None
         and chunk.content is None
         and chunk.tool_calls is None
         and chunk.finish_reason is None
         and chunk.reasoning is None
+        and chunk.refusal is None
     ):
-        return b"data: " + _encode(OpenAIUsageChunk(response_id, created, model, chunk.usage)) + b"\n\n"
+        usage = OpenAIUsageChunk(response_id, created, model, chunk.usage, system_fingerprint=fingerprint)
+        return b"data: " + _encode(usage) + b"\n\n"
     tool_calls = None
     if chunk.tool_calls:
         tool_calls = [
@@ -196,11 +204,15 @@ def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -
             )
             for call in chunk.tool_calls
         ]
-    delta = OpenAIDelta(chunk.role, chunk.content, tool_calls)
+    delta = OpenAIDelta(chunk.role, chunk.content, tool_calls, chunk.refusal)
     if chunk.reasoning is not None:
         delta.reasoning_content = chunk.reasoning.text or None
         delta.thinking_blocks = [_thinking_delta(chunk.reasoning)]
     frame = OpenAIChunk(
-        response_id, created, model, [OpenAIChunkChoice(chunk.index, delta, chunk.finish_reason)]
+        response_id,
+        created,
+        model,
+        [OpenAIChunkChoice(chunk.index, delta, chunk.finish_reason)],
+        system_fingerprint=fingerprint,
     )
     return b"data: " + _encode(frame) + b"\n\n"
