@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from adapters.schema import ChatChunk, ReasoningDelta, StreamError, ToolCallDelta, usage_of
 from gateway.outputmeter import CUT_SLACK_TOKENS, OutputMeter, OutputOverrun, answer_tokens
 
 
@@ -59,14 +60,24 @@ def test_anthropic_events_relayed_as_they_came_are_measured_too() -> None:
     meter = OutputMeter(10, measured=True)
     meter.feed(
         native_event("message_start", {"message": {"usage": {"input_tokens": 3}}})
-        + native_event("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": "t" * 8}})
-        + native_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "abcd" * 5}})
-        + native_event("content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": "{}"}})
+        + native_event(
+            "content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": "t" * 8}}
+        )
+        + native_event(
+            "content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "abcd" * 5}}
+        )
+        + native_event(
+            "content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": "{}"}}
+        )
         + native_event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}})
     )
     assert meter.tokens == 8  # 8 + 20 + 2 characters, rounded up
     with pytest.raises(OutputOverrun):
-        meter.feed(native_event("content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "w" * 800}}))
+        meter.feed(
+            native_event(
+                "content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "w" * 800}}
+            )
+        )
 
 
 def test_responses_events_relayed_as_they_came_count_their_deltas_only() -> None:
@@ -92,6 +103,30 @@ def test_responses_events_relayed_as_they_came_count_their_deltas_only() -> None
 
 def test_a_whole_anthropic_answers_output() -> None:
     body = msgspec.json.encode(
-        {"type": "message", "content": [{"type": "thinking", "thinking": "abcd"}, {"type": "text", "text": "efgh"}]}
+        {
+            "type": "message",
+            "content": [{"type": "thinking", "thinking": "abcd"}, {"type": "text", "text": "efgh"}],
+        }
     )
     assert answer_tokens(body) == 2
+
+
+def test_neutral_events_are_counted_or_measured_as_sse_events_are() -> None:
+    counted = OutputMeter(10, measured=False)
+    counted.count([ChatChunk(content="hi")] * counted.limit)
+    with pytest.raises(OutputOverrun):
+        counted.count([ChatChunk(content="hi")])
+    measured = OutputMeter(10, measured=True)
+    measured.count([ChatChunk(role="assistant", content=""), ChatChunk(content="abcd" * 10)])
+    assert measured.tokens == 10
+    measured.count(
+        [
+            ChatChunk(tool_calls=[ToolCallDelta(0, arguments="x" * 8)]),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", "r")),
+            ChatChunk(usage=usage_of(1, 1)),
+            StreamError("boom", "server"),
+        ]
+    )
+    assert measured.tokens == 13
+    with pytest.raises(OutputOverrun):
+        measured.count([ChatChunk(refusal="w" * 4 * 200)])
