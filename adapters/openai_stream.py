@@ -13,7 +13,7 @@ from typing import Final, cast
 import msgspec
 
 from adapters.base import ErrorKind, StreamFailure, UpstreamError
-from adapters.framing import SSEDecoder, SSEEvent
+from adapters.framing import SSEFrames, event_data
 from adapters.openai_shapes import (
     OpenAIBodyChoiceProbe,
     OpenAIBodyProbe,
@@ -78,22 +78,29 @@ class OpenAIStreamParser:
     output does not depend on where the reads were cut."""
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        # Whole events cut by their blank line (no line-by-line decode): OpenAI's are one
+        # `data:` line each, read straight off the event.
+        self._frames = SSEFrames()
         self.done = False
         self._failure: UpstreamError | None = None
 
     def feed(self, data: bytes) -> list[ChatChunk]:
-        return self._run(self._sse.feed(data))
+        return self._run(self._frames.feed(data))
 
     def close(self) -> list[ChatChunk]:
-        return self._run(self._sse.close())
+        return self._run(self._frames.close())
 
-    def _run(self, events: list[SSEEvent]) -> list[ChatChunk]:
+    def _run(self, complete: bytes) -> list[ChatChunk]:
         out: list[ChatChunk] = []
-        for event in events:
+        for event in complete.split(b"\n\n"):
             if self.done or self._failure is not None:
                 break
-            self._event(event.data.strip(), out)
+            if event.startswith(b"data: ") and b"\n" not in event:
+                self._event(event[6:].strip(), out)
+            elif event:
+                data = event_data(event)  # several lines, or a comment (None)
+                if data is not None:
+                    self._event(data, out)
         if self._failure is not None and not out:
             raise StreamFailure(self._failure)
         return out
