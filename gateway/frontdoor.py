@@ -242,7 +242,7 @@ class ResponsesDoor:
             return body
         try:
             previous = msgspec.json.decode(raw, type=str)
-        except msgspec.ValidationError:
+        except msgspec.DecodeError:  # not a string, or one that is not valid UTF-8 (ValidationError too)
             raise InvalidRequest("'previous_response_id' must be a string", "previous_response_id") from None
         stored = await self._state.find(previous, caller.key_id, caller.team_id)
         if stored is None:

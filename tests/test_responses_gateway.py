@@ -530,3 +530,14 @@ def test_dropped_names_from_the_client_are_escaped_and_bounded_in_the_headers(
     assert named[-1].startswith("+") and named[-1].endswith(" more")
     assert len(named) - 1 + int(named[-1][1:].split()[0]) == 31  # every tool named or counted
 
+
+@pytest.mark.integration
+def test_a_previous_response_id_that_is_not_utf8_is_a_400(gw: Gateway) -> None:
+    body = b'{"model": "compat", "input": "Hi", "previous_response_id": "resp_\xff"}'
+    reply = httpx.post(
+        gw.url + "/v1/responses",
+        content=body,
+        headers={"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"},
+    )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == "previous_response_id"
