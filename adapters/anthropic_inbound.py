@@ -2,10 +2,10 @@
 at the edge to and from the OpenAI format that the gateway's pipeline runs on (providers.md §4.6).
 
 `decode_request` (adapters/anthropic_inbound_request.py, re-exported here) turns a client's
-Messages body into a neutral (OpenAI-shaped) ChatRequest; `encode_response` and
-`MessagesStreamTranslator` turn what the pipeline produced (an OpenAI `chat.completion` body, or
-the OpenAI SSE stream as the gateway emits it) into Anthropic's shapes; `error_body` is
-Anthropic's error envelope. Pure translators: bytes in, bytes out.
+Messages body into a neutral (OpenAI-shaped) ChatRequest; `encode_answer` turns a neutral answer
+(`encode_response` an OpenAI `chat.completion` body) into an Anthropic Message and
+`MessagesStreamEncoder` neutral stream events into Anthropic's stream; `error_body` is
+Anthropic's error envelope. Pure translators: bytes and neutral records in, bytes out.
 
 Answers: the OpenAI id becomes `msg_<id>` (an id already `msg_…` is kept); invalid tool-call
 arguments (a model's broken JSON, or arguments cut off by the token limit) become `input: {}`,
@@ -29,23 +29,24 @@ from adapters.anthropic_wire import (
     AnthropicToolUse,
     reasoning_block_of,
 )
-from adapters.framing import StreamTranslator
-from adapters.openai_shapes import (
-    OpenAIChunkChoiceProbe,
-    OpenAIChunkProbe,
-    OpenAIStreamErrorProbe,
-    OpenAIThinkingBlockProbe,
-    OpenAIToolCallDeltaProbe,
+from adapters.schema import (
+    ChatChunk,
+    ChatResponse,
+    ReasoningDelta,
+    StreamError,
+    StreamEvent,
+    ToolCallDelta,
+    Usage,
 )
-from adapters.schema import ChatResponse, Usage
 
 __all__ = [
-    "MessagesStreamTranslator",
+    "MessagesStreamEncoder",
     "NativeStreamErrors",
     "decode_request",
     "encode_answer",
     "encode_response",
     "error_body",
+    "error_event",
 ]
 
 _encode: Final = msgspec.json.Encoder().encode
@@ -62,14 +63,6 @@ class _AnthropicUsage(msgspec.Struct, omit_defaults=True):
 
 
 _AnthropicBlock = AnthropicThinking | AnthropicRedactedThinking | AnthropicText | AnthropicToolUse
-
-
-def _reasoning_block(block: OpenAIThinkingBlockProbe) -> AnthropicThinking | AnthropicRedactedThinking | None:
-    if block.type == "thinking":
-        return AnthropicThinking(block.thinking or "", block.signature or "")
-    if block.type == "redacted_thinking":
-        return AnthropicRedactedThinking(block.data or "")
-    return None  # a kind this was written without: nothing to send back
 
 
 class _AnthropicAnswer(msgspec.Struct):
@@ -125,7 +118,7 @@ def encode_response(openai_body: bytes, model: str) -> bytes:
 
     Raises InvalidUpstreamAnswer when the body is not a chat completion.
     """
-    return encode_answer(openai_wire.decode_response(openai_body).response, model)
+    return encode_answer(openai_wire.decode_response(openai_body), model)
 
 
 def encode_answer(response: ChatResponse, model: str) -> bytes:
@@ -158,9 +151,6 @@ def encode_answer(response: ChatResponse, model: str) -> bytes:
 
 
 # --- streams ---------------------------------------------------------------------------------
-
-
-_decode_chunk: Final = msgspec.json.Decoder(OpenAIChunkProbe).decode
 
 
 class _AnthropicMessageStart(msgspec.Struct, tag="message_start", tag_field="type"):
@@ -229,99 +219,86 @@ _MESSAGE_DELTA: Final = b"event: message_delta\ndata: "
 _MESSAGE_STOP: Final = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 _ERROR: Final = b"event: error\ndata: "
 _END: Final = b"\n\n"
-_DONE: Final = b"[DONE]"
 
 
-class MessagesStreamTranslator(StreamTranslator):
-    """Incremental translation of the gateway's OpenAI SSE stream into Anthropic's (§4.4, §4.6).
+class MessagesStreamEncoder:
+    """Neutral stream events as Anthropic's Messages stream (§4.4, §4.6), each event with its
+    `event:` line.
 
-    `feed(data)` takes whatever a read returned (split anywhere) and returns the Anthropic events
-    completed so far, each with its `event:` line; `close()` is called at the end of the stream.
-    Order: message_start, then content blocks numbered from 0 (each entry of the extension field
-    `thinking_blocks` its own thinking block, fragments as thinking_delta and signature_delta, or
-    redacted_thinking block; text; each tool call its own tool_use block, argument fragments as
-    input_json_delta), each stopped before the next starts,
-    then message_delta (stop reason, counts) and message_stop. The finish reason is held until
-    the usage chunk that follows it, or `[DONE]`. An in-band error becomes an `error` event, and
-    so does a stream that ends before its finish; nothing but comments follows either. Comment
-    lines pass through unchanged, each as a frame of its own.
+    `feed(events)` returns the events they complete; `close()`, at the end of a whole answer,
+    finishes it. Order: message_start, then content blocks numbered from 0 (each reasoning block
+    its own thinking block, fragments as thinking_delta and signature_delta, or redacted_thinking
+    block; text; each tool call its own tool_use block, argument fragments as input_json_delta),
+    each stopped before the next starts, then message_delta (stop reason, counts) and
+    message_stop. The finish reason is held until the usage chunk that follows it, or the end.
+    An error event becomes Anthropic's `error` event; nothing follows it. Only the first choice
+    is read: Anthropic answers have one.
 
     Argument fragments of a tool call (or thinking fragments of a thinking block) whose block was
     already stopped (interleaved, which no upstream we know does) are still sent at that block's
-    index: the SDK assembles by index.
+    index: the SDK assembles by index. `response_id` gives the message id (`msg_…`).
     """
 
-    def __init__(self, model: str) -> None:
-        super().__init__()  # `_ended`: message_stop or error sent, only comments pass from here on
+    def __init__(self, model: str, response_id: str = "") -> None:
         self._model = model
+        self._id = _message_id(response_id)
+        self._ended = False  # message_stop or error sent: nothing more goes out
         self._started = False
-        self._id = ""
         self._next_index = 0
         self._open = -1  # index of the open block, -1 when none is
         self._open_is_text = False
-        self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index → block index
-        self._thinking_blocks: dict[int, int] = {}  # thinking_blocks index → block index
+        self._tool_blocks: dict[int, int] = {}  # neutral tool call index → block index
+        self._thinking_blocks: dict[int, int] = {}  # reasoning block index → block index
         self._refused = False
         self._stop_reason: str | None = None  # set by the finish chunk, sent with the usage
         self._usage: Usage | None = None
 
-    def _on_end(self, out: list[bytes]) -> None:
-        if self._stop_reason is not None:
-            # The answer is whole; only its usage chunk and [DONE] are missing.
-            self._finish(self._stop_reason, out)
-        else:
-            self._fail("api_error", "the upstream stream ended early", out)
+    def feed(self, events: list[StreamEvent]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            if self._ended:
+                break
+            if isinstance(event, StreamError):
+                self._fail(*_stream_error(event), out)
+                break
+            if not self._started:
+                self._start(event.usage, out)
+            if event.usage is not None:
+                self._usage = event.usage
+            if self._stop_reason is None and event.index == 0:
+                self._on_chunk(event, out)
+            if self._stop_reason is not None and event.usage is not None:
+                self._finish(self._stop_reason, out)
+        return b"".join(out)
 
-    def _on_data(self, data: bytes, out: list[bytes]) -> None:
-        if data == _DONE:
-            self._on_done(out)
-            return
-        try:
-            chunk = _decode_chunk(data)
-        except msgspec.DecodeError:
-            self._fail("api_error", "the upstream sent a malformed stream chunk", out)
-            return
-        if chunk.error is not None:
-            self._fail(*_stream_error(chunk.error), out)
-            return
+    def close(self) -> bytes:
+        if self._ended:
+            return b""
+        out: list[bytes] = []
         if not self._started:
-            self._start(chunk.id, chunk.usage, out)
-        if chunk.usage is not None:
-            self._usage = chunk.usage
-        if self._stop_reason is None:
-            for choice in chunk.choices or ():
-                if choice.index == 0:  # Anthropic answers have one choice; n > 1 cannot be asked
-                    self._on_choice(choice, out)
-        if self._stop_reason is not None and chunk.usage is not None:
-            self._finish(self._stop_reason, out)
-
-    def _on_choice(self, choice: OpenAIChunkChoiceProbe, out: list[bytes]) -> None:
-        delta = choice.delta
-        if delta is not None:
-            for thinking in delta.thinking_blocks or ():
-                self._thinking(thinking, out)
-            if delta.content:
-                self._text(delta.content, out)
-            if delta.refusal:
-                self._refused = True
-                self._text(delta.refusal, out)
-            for call in delta.tool_calls or ():
-                self._tool_call(call, out)
-        if choice.finish_reason is not None:
-            self._close_block(out)
-            self._stop_reason = _stop_reason(choice.finish_reason, bool(self._tool_blocks), self._refused)
-
-    def _on_done(self, out: list[bytes]) -> None:
-        if not self._started:
-            self._start("", None, out)
+            self._start(None, out)
         if self._stop_reason is None:
             self._close_block(out)
             self._stop_reason = _stop_reason(None, bool(self._tool_blocks), self._refused)
         self._finish(self._stop_reason, out)
+        return b"".join(out)
 
-    def _start(self, openai_id: str, usage: Usage | None, out: list[bytes]) -> None:
+    def _on_chunk(self, chunk: ChatChunk, out: list[bytes]) -> None:
+        if chunk.reasoning is not None:
+            self._thinking(chunk.reasoning, out)
+        if chunk.content:
+            self._text(chunk.content, out)
+        if chunk.refusal:
+            self._refused = True
+            self._text(chunk.refusal, out)
+        for call in chunk.tool_calls or ():
+            self._tool_call(call, out)
+        if chunk.finish_reason is not None:
+            self._close_block(out)
+            self._stop_reason = _stop_reason(chunk.finish_reason, bool(self._tool_blocks), self._refused)
+
+    def _start(self, usage: Usage | None, out: list[bytes]) -> None:
         self._started = True
-        self._id = _message_id(openai_id)
         # Counts are rarely known yet (OpenAI sends them last): 0 until message_delta replaces them.
         message = _AnthropicAnswer(
             self._id, "message", "assistant", self._model, [], None, None, _usage_of(usage)
@@ -333,34 +310,34 @@ class MessagesStreamTranslator(StreamTranslator):
             self._open_block(AnthropicText(""), True, out)
         out.append(_BLOCK_DELTA + _encode(_AnthropicBlockDelta(self._open, _AnthropicTextDelta(text))) + _END)
 
-    def _thinking(self, piece: OpenAIThinkingBlockProbe, out: list[bytes]) -> None:
+    def _thinking(self, piece: ReasoningDelta, out: list[bytes]) -> None:
         index = self._thinking_blocks.get(piece.index)
         if index is None:
-            block = _reasoning_block(msgspec.structs.replace(piece, thinking="", signature=""))
-            if block is None:
-                return
+            block: _AnthropicBlock = (
+                AnthropicThinking("", "")
+                if piece.type == "thinking"
+                else AnthropicRedactedThinking(piece.data or "")
+            )
             index = self._open_block(block, False, out)
             self._thinking_blocks[piece.index] = index
         if piece.type != "thinking":
             return  # a redacted block is whole in its start
-        if piece.thinking:
-            delta = _AnthropicBlockDelta(index, _AnthropicThinkingDelta(piece.thinking))
+        if piece.text:
+            delta = _AnthropicBlockDelta(index, _AnthropicThinkingDelta(piece.text))
             out.append(_BLOCK_DELTA + _encode(delta) + _END)
         if piece.signature:
             delta = _AnthropicBlockDelta(index, _AnthropicSignatureDelta(piece.signature))
             out.append(_BLOCK_DELTA + _encode(delta) + _END)
 
-    def _tool_call(self, call: OpenAIToolCallDeltaProbe, out: list[bytes]) -> None:
-        function = call.function
+    def _tool_call(self, call: ToolCallDelta, out: list[bytes]) -> None:
         index = self._tool_blocks.get(call.index)
         if index is None:
-            name = function.name if function is not None and function.name else ""
             # An id is what ties the client's tool_result to the call; make one if none came.
             call_id = call.id or f"toolu_{self._id.removeprefix('msg_')}_{call.index}"
-            index = self._open_block(AnthropicToolUse(call_id, name, _EMPTY_OBJECT), False, out)
+            index = self._open_block(AnthropicToolUse(call_id, call.name or "", _EMPTY_OBJECT), False, out)
             self._tool_blocks[call.index] = index
-        if function is not None and function.arguments:
-            delta = _AnthropicBlockDelta(index, _AnthropicJsonDelta(function.arguments))
+        if call.arguments:
+            delta = _AnthropicBlockDelta(index, _AnthropicJsonDelta(call.arguments))
             out.append(_BLOCK_DELTA + _encode(delta) + _END)
 
     def _open_block(self, block: _AnthropicBlock, is_text: bool, out: list[bytes]) -> int:
@@ -391,27 +368,27 @@ class MessagesStreamTranslator(StreamTranslator):
         self._ended = True
 
     def _fail(self, error_type: str, message: str, out: list[bytes]) -> None:
-        out.append(_ERROR + _encode(_AnthropicError(_AnthropicErrorDetail(error_type, message))) + _END)
+        out.append(error_event(error_type, message))
         self._ended = True
 
 
-# The gateway's own in-band error frame (gateway/relay.py `sse_error_event`), OpenAI-shaped.
-_GATEWAY_ERROR: Final = b'data: {"error"'
+def error_event(error_type: str, message: str) -> bytes:
+    """Anthropic's in-band `error` event."""
+    return _ERROR + _encode(_AnthropicError(_AnthropicErrorDetail(error_type, message))) + _END
 
 
 class NativeStreamErrors:
     """For a stream relayed as an Anthropic upstream's own events: passes them on unchanged, and
-    turns the gateway's in-band errors (a stream cut, a timeout) into Anthropic `error` events.
-    The gateway writes each error as a frame of its own, and upstream events start with `event:`
-    or `data: {"type"`, so the first bytes tell the two apart."""
+    writes the gateway's in-band errors (a stream cut, a timeout) as Anthropic `error` events."""
 
     def feed(self, data: bytes) -> bytes:
-        if data.startswith(_GATEWAY_ERROR):
-            return MessagesStreamTranslator("").feed(data)
         return data
 
     def close(self) -> bytes:
         return b""
+
+    def error(self, error: StreamError) -> bytes:
+        return error_event(*_stream_error(error))
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -459,14 +436,12 @@ _ERROR_TYPE_BY_TYPE: Final = {
 }
 
 
-def _stream_error(error: OpenAIStreamErrorProbe | str) -> tuple[str, str]:
-    """Anthropic's error type and the message for an in-band OpenAI-format error."""
-    if isinstance(error, str):
-        return "api_error", error or "upstream error"
-    code = None if error.code is None else str(error.code)
+def _stream_error(error: StreamError) -> tuple[str, str]:
+    """Anthropic's error type and the message for an in-band error."""
+    code = error.code
     error_type = (
         (_ERROR_TYPE_BY_CODE.get(code) if code is not None else None)
-        or (_ERROR_TYPE_BY_TYPE.get(error.type) if error.type is not None else None)
+        or _ERROR_TYPE_BY_TYPE.get(error.type)
         or "api_error"
     )
     return error_type, error.message or "upstream error"

@@ -20,12 +20,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Final
+from urllib.parse import quote
 
 HEADER: Final = "x-tollway-dropped-fields"
 # The types of tools (hosted ones: `web_search`, `mcp`...) a translated upstream was not given.
 TOOLS_HEADER: Final = "x-tollway-dropped-tools"
 # The metric's `field` label for a dropped name outside TUNE_ONLY: the label set stays bounded.
 OTHER: Final = "other"
+# The header names what the client sent (an unknown field, a tool type): each name is cut to
+# MAX_NAME characters and the value to about MAX_HEADER bytes, so a client cannot make the answer's
+# headers as large as its body.
+MAX_NAME: Final = 64
+MAX_HEADER: Final = 1024
+# Characters a name keeps as they are: those of field paths (`tools[0].cache_control`). Any other
+# (a control character, a space, a comma, `%`, non-ASCII) is percent-escaped as UTF-8: a newline
+# in a header would be refused by the server as the answer is written.
+_KEPT: Final = "[]._-:/*@+="
 
 TUNE_ONLY: Final = frozenset(
     {
@@ -67,8 +77,21 @@ def metric_label(field: str) -> str:
 
 
 def header_value(dropped: Iterable[str]) -> str:
-    """The `x-tollway-dropped-fields` value: the names, comma-separated."""
-    return ",".join(dropped)
+    """The `x-tollway-dropped-fields` (or `-tools`) value: the names, comma-separated, each
+    percent-escaped where it is not plain (a client's own field or tool names can hold anything)
+    and cut to MAX_NAME characters; past MAX_HEADER bytes the rest are counted, not named
+    (`+N more`)."""
+    names = list(dropped)
+    parts: list[str] = []
+    size = 0
+    for n, name in enumerate(names):
+        part = quote(name[:MAX_NAME], safe=_KEPT)
+        if parts and size + len(part) + 1 > MAX_HEADER:
+            parts.append(f"+{len(names) - n} more")
+            break
+        parts.append(part)
+        size += len(part) + 1
+    return ",".join(parts)
 
 
 def note(dropped: list[str], field: str) -> None:

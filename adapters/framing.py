@@ -146,61 +146,6 @@ def event_data(event: bytes) -> bytes | None:
     return b"\n".join(parts).strip()
 
 
-class SSEComment(SSEEvent, frozen=True):
-    """A comment line (`: …`), whole, in `data`."""
-
-
-class CommentKeepingSSEDecoder(SSEDecoder):
-    """SSEDecoder that reports comment lines too, as SSEComment events. SSEDecoder skips them,
-    which is right for upstreams; but in the gateway's own stream, which the front doors
-    translate, the comments (`: x-tollway-overhead-ms=0.12`) are for the client."""
-
-    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
-        if line.startswith(b":"):
-            events.append(SSEComment("", line))
-        else:
-            super()._line(line, events)
-
-
-class StreamTranslator:
-    """Base of the front doors' egresses, which turn the gateway's own SSE stream into another
-    format event by event: `feed` takes reads split anywhere and returns what they completed;
-    `close`, at the end of the stream, lets `_on_end` finish a translation that has not ended
-    (`_ended` unset). Comment lines pass through as they came, each a frame of its own; after the
-    translation has ended, nothing else does."""
-
-    def __init__(self) -> None:
-        self._decoder = CommentKeepingSSEDecoder()
-        self._ended = False
-
-    def feed(self, data: bytes) -> bytes:
-        out: list[bytes] = []
-        self._translate(self._decoder.feed(data), out)
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        out: list[bytes] = []
-        self._translate(self._decoder.close(), out)
-        if not self._ended:
-            self._on_end(out)
-        return b"".join(out)
-
-    def _translate(self, events: list[SSEEvent], out: list[bytes]) -> None:
-        for event in events:
-            if isinstance(event, SSEComment):
-                out.append(event.data + b"\n\n")
-            elif not self._ended:
-                self._on_data(event.data, out)
-
-    def _on_data(self, data: bytes, out: list[bytes]) -> None:
-        """Translate one event's data, appending the frames it completes to `out`."""
-        raise NotImplementedError
-
-    def _on_end(self, out: list[bytes]) -> None:
-        """The stream ended before the translation did: finish it (or fail it) in `out`."""
-        raise NotImplementedError
-
-
 class NDJSONDecoder:
     """Newline-delimited JSON: one complete line per item, blank lines skipped."""
 

@@ -226,6 +226,7 @@ class OpenAIDelta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
     tool_calls: list[OpenAIToolCallDelta] | None = None
+    refusal: str | None = None
     reasoning_content: str | None = None
     thinking_blocks: list[OpenAIThinkingBlockDelta] | None = None
 
@@ -242,6 +243,7 @@ class OpenAIChunk(msgspec.Struct):
     model: str
     choices: list[OpenAIChunkChoice]
     object: str = "chat.completion.chunk"
+    system_fingerprint: str | UnsetType = UNSET  # a cached answer's, replayed
 
 
 class OpenAIUsageChunk(msgspec.Struct):
@@ -251,6 +253,7 @@ class OpenAIUsageChunk(msgspec.Struct):
     usage: Usage
     choices: tuple[()] = ()
     object: str = "chat.completion.chunk"
+    system_fingerprint: str | UnsetType = UNSET
 
 
 # --- answers and chunks, as the mock provider writes them (adapters/mock.py) -------------------
@@ -314,7 +317,7 @@ class OpenAIEmbeddingList(msgspec.Struct, kw_only=True):
     usage: OpenAIServerUsage
 
 
-# --- answers as the cache stores them, and their replay as chunks (gateway/cache_stream.py) ----
+# --- answers as the cache stores them (gateway/cache_stream.py) ---------------------------------
 
 
 class OpenAICachedFunction(msgspec.Struct):
@@ -372,37 +375,6 @@ class OpenAIStoredCompletionProbe(msgspec.Struct):
     id: str = ""
     created: int = 0
     model: str = ""
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
-
-
-class OpenAIReplayToolCall(msgspec.Struct):
-    index: int
-    id: str
-    function: OpenAIFunctionDelta
-    type: str = "function"
-
-
-class OpenAIReplayDelta(msgspec.Struct, omit_defaults=True):
-    role: str | None = None
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[OpenAIReplayToolCall] | None = None
-
-
-class OpenAIReplayChoice(msgspec.Struct):
-    index: int
-    delta: OpenAIReplayDelta
-    finish_reason: str | None = None
-    logprobs: None = None
-
-
-class OpenAIReplayChunk(msgspec.Struct, omit_defaults=True):
-    id: str
-    object: str
-    created: int
-    model: str
-    choices: list[OpenAIReplayChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
 
@@ -467,37 +439,9 @@ class OpenAIContentChunkProbe(msgspec.Struct):
     system_fingerprint: str | None = None
 
 
-# The Messages door's stream translator (adapters/anthropic_inbound.py).
-
-
-class OpenAIDeltaProbe(msgspec.Struct):
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[OpenAIToolCallDeltaProbe] | None = None
-    thinking_blocks: list[OpenAIThinkingBlockProbe] | None = None
-
-
-class OpenAIChunkChoiceProbe(msgspec.Struct):
-    index: int = 0
-    delta: OpenAIDeltaProbe | None = None
-    finish_reason: str | None = None
-
-
-class OpenAIStreamErrorProbe(msgspec.Struct):
-    message: str = ""
-    type: str | None = None
-    code: str | int | None = None
-
-
-class OpenAIChunkProbe(msgspec.Struct):
-    id: str = ""
-    choices: list[OpenAIChunkChoiceProbe] | None = None
-    usage: Usage | None = None
-    error: OpenAIStreamErrorProbe | str | None = None  # the gateway's in-band error (providers.md §2.4)
-
-
-# The Responses door's translator (adapters/responses_outbound.py): a completion and a chunk
-# alike, with the detailed usage Responses reports.
+# The Responses door's answers (adapters/responses_outbound.py) and an OpenAI-format upstream's
+# chunks for another door (adapters/openai_stream.py): a completion and a chunk alike, with the
+# detailed usage Responses reports.
 
 
 class OpenAIBodyMessageProbe(msgspec.Struct):
@@ -567,14 +511,6 @@ class OpenAIUpstreamErrorProbe(msgspec.Struct):
     error: OpenAIUpstreamErrorDetailProbe | str | None = None
     message: str | None = None  # some OpenAI-compatible servers answer {"message": ...}
     detail: str | None = None  # and some (FastAPI-based) {"detail": ...}
-
-
-# The gateway's in-band error frame, as the Responses passthrough reads it back
-# (adapters/responses_passthrough.py).
-
-
-class OpenAIGatewayErrorFrameProbe(msgspec.Struct):
-    error: OpenAIStreamErrorProbe
 
 
 # What the cache asks of an answer before storing it (gateway/cache.py).

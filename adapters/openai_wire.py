@@ -10,7 +10,7 @@ themselves are adapters/openai_shapes.py's.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final, NamedTuple
+from typing import Final
 
 import msgspec
 
@@ -49,6 +49,7 @@ from adapters.schema import (
     ImagePart,
     Message,
     PromptTokensDetails,
+    ReasonedUsage,
     ReasoningBlock,
     ReasoningDelta,
     ResponseFormat,
@@ -163,19 +164,30 @@ DONE_FRAME: Final = b"data: [DONE]\n\n"
 _decode_answer: Final = msgspec.json.Decoder(OpenAIBodyProbe).decode
 
 
-class DecodedAnswer(NamedTuple):
-    """An OpenAI `chat.completion` read back: its neutral form, and its usage as OpenAI details
-    it (cache writes, reasoning tokens), which only the Responses door reports."""
+def neutral_usage(usage: OpenAIDetailedUsageProbe) -> Usage:
+    """An OpenAI usage object in neutral form, its cached, cache-write and reasoning counts kept."""
+    prompt = usage.prompt_tokens_details
+    completion = usage.completion_tokens_details
+    cached = (prompt.cached_tokens or 0) if prompt is not None else 0
+    written = (prompt.cache_write_tokens or 0) if prompt is not None else 0
+    reasoning = (completion.reasoning_tokens or 0) if completion is not None else 0
+    total = (
+        usage.total_tokens
+        if usage.total_tokens is not None
+        else usage.prompt_tokens + usage.completion_tokens
+    )
+    details = PromptTokensDetails(cached) if cached else None
+    if reasoning or written:
+        return ReasonedUsage(usage.prompt_tokens, usage.completion_tokens, total, details, reasoning, written)
+    return Usage(usage.prompt_tokens, usage.completion_tokens, total, details)
 
-    response: ChatResponse
-    usage: OpenAIDetailedUsageProbe | None
 
-
-def decode_response(body: bytes) -> DecodedAnswer:
+def decode_response(body: bytes) -> ChatResponse:
     """An OpenAI `chat.completion` body (an OpenAI-format upstream's answer, or one the cache
     kept) in neutral form, read leniently: absent ids are "", choices without a message are
     left out. Reasoning is its `thinking_blocks` (of the types we know), else its
-    `reasoning_content` as one thinking block without a signature.
+    `reasoning_content` as one thinking block without a signature; its usage as `neutral_usage`
+    reads it.
 
     Raises InvalidUpstreamAnswer when the body is not a chat completion.
     """
@@ -188,23 +200,8 @@ def decode_response(body: bytes) -> DecodedAnswer:
         for choice in body_probe.choices or ()
         if choice.message is not None
     ]
-    usage = body_probe.usage
-    neutral_usage = None
-    if usage is not None:
-        details = usage.prompt_tokens_details
-        cached = (details.cached_tokens or 0) if details is not None else 0
-        total = (
-            usage.total_tokens
-            if usage.total_tokens is not None
-            else usage.prompt_tokens + usage.completion_tokens
-        )
-        neutral_usage = Usage(
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            total,
-            PromptTokensDetails(cached) if cached else None,
-        )
-    return DecodedAnswer(ChatResponse(body_probe.id, body_probe.created, choices, neutral_usage), usage)
+    usage = None if body_probe.usage is None else neutral_usage(body_probe.usage)
+    return ChatResponse(body_probe.id, body_probe.created, choices, usage)
 
 
 def _finish_reason(reason: str | None) -> FinishReason | None:
@@ -269,17 +266,25 @@ def _thinking_delta(delta: ReasoningDelta) -> OpenAIThinkingBlockDelta:
     return OpenAIThinkingBlockDelta(delta.index, delta.type, delta.text, delta.signature, delta.data)
 
 
-def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -> bytes:
+def encode_chunk(
+    chunk: ChatChunk,
+    response_id: str,
+    created: int,
+    model: str,
+    fingerprint: str | msgspec.UnsetType = msgspec.UNSET,
+) -> bytes:
     """A neutral chunk as one OpenAI SSE frame (`data: {...}\\n\\n`); a usage-only chunk
-    becomes OpenAI's `choices: []` usage chunk."""
+    becomes OpenAI's `choices: []` usage chunk. `fingerprint` is a `system_fingerprint` to carry."""
     if (
         chunk.usage is not None
         and chunk.content is None
         and chunk.tool_calls is None
         and chunk.finish_reason is None
         and chunk.reasoning is None
+        and chunk.refusal is None
     ):
-        return b"data: " + _encode(OpenAIUsageChunk(response_id, created, model, chunk.usage)) + b"\n\n"
+        usage = OpenAIUsageChunk(response_id, created, model, chunk.usage, system_fingerprint=fingerprint)
+        return b"data: " + _encode(usage) + b"\n\n"
     tool_calls = None
     if chunk.tool_calls:
         tool_calls = [
@@ -291,11 +296,15 @@ def encode_chunk(chunk: ChatChunk, response_id: str, created: int, model: str) -
             )
             for call in chunk.tool_calls
         ]
-    delta = OpenAIDelta(chunk.role, chunk.content, tool_calls)
+    delta = OpenAIDelta(chunk.role, chunk.content, tool_calls, chunk.refusal)
     if chunk.reasoning is not None:
         delta.reasoning_content = chunk.reasoning.text or None
         delta.thinking_blocks = [_thinking_delta(chunk.reasoning)]
     frame = OpenAIChunk(
-        response_id, created, model, [OpenAIChunkChoice(chunk.index, delta, chunk.finish_reason)]
+        response_id,
+        created,
+        model,
+        [OpenAIChunkChoice(chunk.index, delta, chunk.finish_reason)],
+        system_fingerprint=fingerprint,
     )
     return b"data: " + _encode(frame) + b"\n\n"

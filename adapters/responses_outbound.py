@@ -1,7 +1,7 @@
 """The `/v1/responses` front door's answer half: what the pipeline produced (an OpenAI
-`chat.completion` body, or the OpenAI SSE stream as the gateway emits it, whatever the provider)
-turned into a Responses object or event stream (reference responses-and-messages-2026.md §2.2,
-§2.3). Pure translators: bytes in, bytes out.
+`chat.completion` body, or neutral stream events, whatever the provider) turned into a Responses
+object or event stream (reference responses-and-messages-2026.md §2.2, §2.3). Pure translators:
+bytes and neutral records in, bytes out.
 
 Output order is the order of generation: reasoning (the extension fields `thinking_blocks` or
 `reasoning_content`: one reasoning item with the thinking as its summary), then the message (text
@@ -18,14 +18,6 @@ from typing import Final
 import msgspec
 
 from adapters import openai_wire
-from adapters.framing import StreamTranslator
-from adapters.openai_shapes import (
-    OpenAIBodyChoiceProbe,
-    OpenAIBodyMessageProbe,
-    OpenAIBodyProbe,
-    OpenAIDetailedUsageProbe,
-    OpenAIToolCallDeltaProbe,
-)
 from adapters.responses_wire import (
     ArgumentsDeltaEvent,
     ArgumentsDoneEvent,
@@ -56,7 +48,8 @@ from adapters.responses_wire import (
     TextDeltaEvent,
     TextDoneEvent,
 )
-from adapters.schema import ChatResponse, Usage
+from adapters.schema import ChatChunk, ChatResponse, ReasonedUsage, StreamError, ToolCallDelta, Usage
+from adapters.schema import StreamEvent as NeutralEvent
 
 Fields = dict[str, msgspec.Raw]
 
@@ -79,12 +72,6 @@ ECHOED: Final = (
 )
 
 
-# --- what is read of the pipeline's OpenAI format (adapters/openai_shapes.py) ---------------------
-
-
-_decode_body: Final = msgspec.json.Decoder(OpenAIBodyProbe).decode
-
-
 # --- shared pieces ----------------------------------------------------------------------------
 
 
@@ -95,24 +82,19 @@ def response_id(chat_id: str) -> str:
     return "resp_" + (chat_id.removeprefix("chatcmpl-") or "tollway")
 
 
-def _usage(usage: OpenAIDetailedUsageProbe | None) -> ResponsesUsage:
+def _usage(usage: Usage | None) -> ResponsesUsage:
+    """Neutral usage in Responses' terms; the reasoning and cache-write counts of an OpenAI-format
+    upstream (ReasonedUsage) are kept, other providers report none."""
     if usage is None:
         return ResponsesUsage(0, 0, 0, InputTokensDetails(), OutputTokensDetails())
-    prompt = usage.prompt_tokens_details
-    completion = usage.completion_tokens_details
-    cached = (prompt.cached_tokens or 0) if prompt is not None else 0
-    written = (prompt.cache_write_tokens or 0) if prompt is not None else 0
-    reasoning = (completion.reasoning_tokens or 0) if completion is not None else 0
-    total = (
-        usage.total_tokens
-        if usage.total_tokens is not None
-        else usage.prompt_tokens + usage.completion_tokens
-    )
+    reasoning = written = 0
+    if isinstance(usage, ReasonedUsage):
+        reasoning, written = usage.reasoning_tokens, usage.cache_write_tokens
     return ResponsesUsage(
         usage.prompt_tokens,
         usage.completion_tokens,
-        total,
-        InputTokensDetails(cached, written),
+        usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
+        InputTokensDetails(usage.cached_tokens, written),
         OutputTokensDetails(reasoning),
     )
 
@@ -142,13 +124,6 @@ def _response(
     return response
 
 
-def _thinking_text(message: OpenAIBodyMessageProbe) -> str | None:
-    """The reasoning of an answer or delta, or None when it has none."""
-    if message.thinking_blocks:
-        return "".join(b.thinking or "" for b in message.thinking_blocks if b.type == "thinking")
-    return message.reasoning_content
-
-
 # --- answers ----------------------------------------------------------------------------------
 
 
@@ -160,27 +135,11 @@ def encode_response(chat_body: bytes, model: str, fields: Fields, rid: str | Non
 
     Raises InvalidUpstreamAnswer when the body is not a chat completion.
     """
-    decoded = openai_wire.decode_response(chat_body)
-    return _answer(decoded.response, model, fields, rid, _usage(decoded.usage))
+    return encode_answer(openai_wire.decode_response(chat_body), model, fields, rid)
 
 
 def encode_answer(response: ChatResponse, model: str, fields: Fields, rid: str | None = None) -> bytes:
     """A neutral answer (its first choice) as a Responses object, as `encode_response` writes one."""
-    return _answer(response, model, fields, rid, _neutral_usage(response.usage))
-
-
-def _neutral_usage(usage: Usage | None) -> ResponsesUsage:
-    if usage is None:
-        return _usage(None)
-    details = InputTokensDetails(usage.cached_tokens, 0)
-    return ResponsesUsage(
-        usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, details, OutputTokensDetails()
-    )
-
-
-def _answer(
-    response: ChatResponse, model: str, fields: Fields, rid: str | None, usage: ResponsesUsage
-) -> bytes:
     rid = rid or response_id(response.id)
     suffix = rid.removeprefix("resp_")
     output: list[OutputItem] = []
@@ -211,7 +170,7 @@ def _answer(
                 )
             )
     status, incomplete = _status(finish_reason)
-    answer = _response(fields, rid, response.created, model, status, output, usage)
+    answer = _response(fields, rid, response.created, model, status, output, _usage(response.usage))
     answer.incomplete_details = incomplete
     if status == "completed":
         answer.completed_at = response.created
@@ -236,111 +195,94 @@ class _Item:
         self.name = ""
 
 
-_DONE: Final = b"[DONE]"
 _SSE_EVENT: Final = b"event: %b\ndata: %b\n\n"
 
 
-class ResponsesStreamTranslator(StreamTranslator):
-    """Incremental translation of the gateway's OpenAI SSE stream into Responses events (§1.7,
-    §2.3), each with its `event:` line and a `sequence_number` one above the last.
+class ResponsesStreamEncoder:
+    """Neutral stream events as Responses events (§1.7, §2.3), each with its `event:` line and a
+    `sequence_number` one above the last.
 
-    `feed(data)` takes reads split anywhere and returns the events completed so far; `close()` at
-    the end. Order: `response.created` and `response.in_progress` at the first chunk; then items
-    in order of generation, each opened (`output_item.added`, and for a message
+    `feed(events)` returns the events they complete; `close()`, at the end of a whole answer,
+    finishes it. Order: `response.created` and `response.in_progress` at the first event; then
+    items in order of generation, each opened (`output_item.added`, and for a message
     `content_part.added`), filled by deltas and closed (`.done` events, `output_item.done`) before
     the next opens (a tool call's late argument fragments, which no upstream we know sends, still
-    go to its item by index). The finish reason is held until the usage chunk or `[DONE]`; then
+    go to its item by index). The finish reason is held until the usage chunk or the end; then
     `response.completed` or `response.incomplete` carries the whole output and the usage. An
-    in-band error, or a stream that ends before its finish, gives an `error` event and
-    `response.failed`; nothing but comments follows. Comment lines pass through as they came.
-    `rid` is the response id (by default derived from the first chunk's id); `final` is the
-    response object of the terminal event once it has been written.
+    error event gives an `error` event and `response.failed`; nothing follows. Only the first
+    choice is read. `rid` is the response id (by default derived from `chat_id`, the answer's);
+    `final` is the response object of the terminal event once it has been written.
     """
 
-    def __init__(self, model: str, fields: Fields, rid: str | None = None) -> None:
+    def __init__(
+        self, model: str, fields: Fields, rid: str | None = None, chat_id: str = "", created: int = 0
+    ) -> None:
         self._model = model
         self._fields = fields
-        self._rid = rid
+        self._id = rid or response_id(chat_id)
+        self._suffix = self._id.removeprefix("resp_")
+        self._created = created
         self.final: bytes | None = None
-        super().__init__()
+        self._ended = False
         self._seq = 0
         self._started = False
-        self._id = ""
-        self._suffix = ""
-        self._created = 0
         self._items: list[_Item] = []
         self._open: _Item | None = None
-        self._calls: dict[int, _Item] = {}  # chat tool-call index → its item
+        self._calls: dict[int, _Item] = {}  # neutral tool-call index → its item
         self._finish: str | None = None
-        self._finished = False  # a finish reason came (it may be null on [DONE] alone)
-        self._usage: OpenAIDetailedUsageProbe | None = None
+        self._finished = False  # a finish reason came (or the answer ended without one)
+        self._usage: Usage | None = None
 
-    def _on_end(self, out: list[bytes]) -> None:
-        if self._finished:
-            self._complete(out)  # whole; only its usage chunk and [DONE] are missing
-        else:
-            self._fail("server_error", "the upstream stream ended early", out)
-
-    # --- input side
-
-    def _on_data(self, data: bytes, out: list[bytes]) -> None:
-        if data == _DONE:
+    def feed(self, events: list[NeutralEvent]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            if self._ended:
+                break
+            if isinstance(event, StreamError):
+                code = "rate_limit_exceeded" if "rate_limit" in (event.code or "") else "server_error"
+                self._fail(code, event.message or "upstream error", out)
+                break
             if not self._started:
-                self._start("", 0, out)
-            if not self._finished:
-                self._close_open(out)
-                self._finished = True
-            self._complete(out)
-            return
-        try:
-            chunk = _decode_body(data)
-        except msgspec.DecodeError:
-            self._fail("server_error", "the upstream sent a malformed stream chunk", out)
-            return
-        if chunk.error is not None:
-            if isinstance(chunk.error, str):
-                self._fail("server_error", chunk.error or "upstream error", out)
-            else:
-                code = (
-                    "rate_limit_exceeded" if "rate_limit" in str(chunk.error.code or "") else "server_error"
-                )
-                self._fail(code, chunk.error.message or "upstream error", out)
-            return
-        if not self._started:
-            self._start(chunk.id, chunk.created, out)
-        if chunk.usage is not None:
-            self._usage = chunk.usage
-        if not self._finished:
-            for choice in chunk.choices or ():
-                if choice.index == 0:  # a Responses answer has one choice
-                    self._on_choice(choice, out)
-        if self._finished and chunk.usage is not None:
-            self._complete(out)
+                self._start(out)
+            if event.usage is not None:
+                self._usage = event.usage
+            if not self._finished and event.index == 0:
+                self._on_chunk(event, out)
+            if self._finished and event.usage is not None:
+                self._complete(out)
+        return b"".join(out)
 
-    def _on_choice(self, choice: OpenAIBodyChoiceProbe, out: list[bytes]) -> None:
-        delta = choice.delta
-        if delta is not None:
-            thinking = _thinking_text(delta)
-            if thinking:
-                self._reasoning(thinking, out)
-            if delta.content:
-                self._text("output_text", delta.content, out)
-            if delta.refusal:
-                self._text("refusal", delta.refusal, out)
-            for call in delta.tool_calls or ():
-                self._tool_call(call, out)
-        if choice.finish_reason is not None:
+    def close(self) -> bytes:
+        if self._ended:
+            return b""
+        out: list[bytes] = []
+        if not self._started:
+            self._start(out)
+        if not self._finished:
             self._close_open(out)
-            self._finish = choice.finish_reason
+            self._finished = True
+        self._complete(out)
+        return b"".join(out)
+
+    def _on_chunk(self, chunk: ChatChunk, out: list[bytes]) -> None:
+        reasoning = chunk.reasoning
+        if reasoning is not None and reasoning.type == "thinking" and reasoning.text:
+            self._reasoning(reasoning.text, out)
+        if chunk.content:
+            self._text("output_text", chunk.content, out)
+        if chunk.refusal:
+            self._text("refusal", chunk.refusal, out)
+        for call in chunk.tool_calls or ():
+            self._tool_call(call, out)
+        if chunk.finish_reason is not None:
+            self._close_open(out)
+            self._finish = chunk.finish_reason
             self._finished = True
 
     # --- items
 
-    def _start(self, chat_id: str, created: int, out: list[bytes]) -> None:
+    def _start(self, out: list[bytes]) -> None:
         self._started = True
-        self._id = self._rid or response_id(chat_id)
-        self._suffix = self._id.removeprefix("resp_")
-        self._created = created
         skeleton = self._response("in_progress", [], None)
         self._emit(ResponseLifecycleEvent("response.created", 0, skeleton), b"response.created", out)
         self._emit(ResponseLifecycleEvent("response.in_progress", 0, skeleton), b"response.in_progress", out)
@@ -397,19 +339,17 @@ class ResponsesStreamTranslator(StreamTranslator):
                 RefusalDeltaEvent(0, item.id, item.index, content_index, text), b"response.refusal.delta", out
             )
 
-    def _tool_call(self, call: OpenAIToolCallDeltaProbe, out: list[bytes]) -> None:
-        function = call.function
+    def _tool_call(self, call: ToolCallDelta, out: list[bytes]) -> None:
         item = self._calls.get(call.index)
         if item is None:
             k = len(self._calls)
-            name = (function.name or "") if function is not None else ""
             call_id = call.id or f"call_{self._suffix}_{k}"
-            item = self._new_item("function_call", f"fc_{self._suffix}_{k}", out, call_id, name)
+            item = self._new_item("function_call", f"fc_{self._suffix}_{k}", out, call_id, call.name or "")
             self._calls[call.index] = item
-        if function is not None and function.arguments:
-            item.text.append(function.arguments)
+        if call.arguments:
+            item.text.append(call.arguments)
             self._emit(
-                ArgumentsDeltaEvent(0, item.id, item.index, function.arguments),
+                ArgumentsDeltaEvent(0, item.id, item.index, call.arguments),
                 b"response.function_call_arguments.delta",
                 out,
             )
@@ -485,7 +425,7 @@ class ResponsesStreamTranslator(StreamTranslator):
 
     def _fail(self, code: str, message: str, out: list[bytes]) -> None:
         if not self._started:
-            self._start("", 0, out)
+            self._start(out)
         self._emit(ErrorEvent(0, ErrorDetail(code, message)), b"error", out)
         output = [self._snapshot(item, "incomplete") for item in self._items]
         response = self._response("failed", output, _usage(self._usage) if self._usage else None)

@@ -14,7 +14,6 @@ import msgspec
 from adapters.base import InvalidUpstreamAnswer, Target, UpstreamRequest
 from adapters.framing import event_data
 from adapters.openai import Fields, StreamRelay
-from adapters.openai_shapes import OpenAIGatewayErrorFrameProbe, OpenAIStreamErrorProbe
 from adapters.responses_wire import (
     ErrorDetail,
     ErrorEvent,
@@ -23,7 +22,7 @@ from adapters.responses_wire import (
     ResponseUsageProbe,
     given,
 )
-from adapters.schema import Usage, usage_of
+from adapters.schema import StreamError, Usage, usage_of
 
 _decode_fields: Final = msgspec.json.Decoder(Fields)
 _decode_answer: Final = msgspec.json.Decoder(ResponseUsageProbe)
@@ -110,31 +109,24 @@ class ResponsesRelay(StreamRelay):
             self.error = b'{"error":' + bytes(failed.error) + b"}" if failed and given(failed.error) else data
 
 
-_decode_gateway_error: Final = msgspec.json.Decoder(OpenAIGatewayErrorFrameProbe)
-_GATEWAY_ERROR: Final = b'data: {"error"'
-
-
 class NativeStreamErrors:
     """For a stream relayed as a Responses upstream's own events: passes them on unchanged, and
-    turns the gateway's in-band errors (a stream cut, a timeout), which it writes as a frame of
-    their own in OpenAI's `{"error": {...}}` envelope, into the Responses `error` event the SDKs
-    raise on. Its `sequence_number` follows the upstream's events, which count from 0."""
+    writes the gateway's in-band errors (a stream cut, a timeout) as the Responses `error` event
+    the SDKs raise on. Its `sequence_number` follows the upstream's events, which count from 0."""
 
     def __init__(self) -> None:
         self._events = 0
 
     def feed(self, data: bytes) -> bytes:
-        if not data.startswith(_GATEWAY_ERROR):
-            self._events += data.count(b"\n\n")
-            return data
-        try:
-            error = _decode_gateway_error.decode(event_data(data.split(b"\n\n", 1)[0]) or b"").error
-        except msgspec.DecodeError:
-            error = OpenAIStreamErrorProbe()
-        code = error.code if isinstance(error.code, str) else error.type or "server_error"
-        event = ErrorEvent(self._events, ErrorDetail(code, error.message or "upstream error"))
-        self._events += 1
-        return b"event: error\ndata: " + _encode(event) + b"\n\n"
+        self._events += data.count(b"\n\n")
+        return data
 
     def close(self) -> bytes:
         return b""
+
+    def error(self, error: StreamError) -> bytes:
+        event = ErrorEvent(
+            self._events, ErrorDetail(error.code or error.type or "server_error", error.message)
+        )
+        self._events += 1
+        return b"event: error\ndata: " + _encode(event) + b"\n\n"

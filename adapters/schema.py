@@ -196,6 +196,16 @@ class Usage(msgspec.Struct, omit_defaults=True):
         return details.cached_tokens if details is not None else 0
 
 
+class ReasonedUsage(Usage, omit_defaults=True):
+    """Usage with what an OpenAI-format upstream details beyond the neutral counts: how many of
+    the completion tokens were the model's reasoning (`completion_tokens_details.reasoning_tokens`)
+    and of the prompt tokens were written to its cache (`prompt_tokens_details.cache_write_tokens`),
+    for the Responses door, which reports both."""
+
+    reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
 def usage_of(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Usage:
     """A Usage with the total filled in and cache details only when there are cached tokens."""
     details = PromptTokensDetails(cached_tokens) if cached_tokens else None
@@ -278,3 +288,18 @@ class ChatChunk(msgspec.Struct, omit_defaults=True):
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     reasoning: ReasoningDelta | None = None
+    refusal: str | None = None  # a model's refusal text, in place of content (OpenAI's `refusal`)
+
+
+class StreamError(msgspec.Struct, frozen=True):
+    """What ended a stream after it began: the provider's in-band error, or the gateway's own (a
+    timeout, an overrun, a stream cut short). `type` is the provider's error type, else its
+    ErrorKind's value, or the gateway's error type; each door's encoder writes it in its format."""
+
+    message: str
+    type: str
+    code: str | None = None
+
+
+StreamEvent = ChatChunk | StreamError
+"""One event of a streamed answer in neutral form, as the taps and the door's encoder read it."""

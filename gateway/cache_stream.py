@@ -1,5 +1,6 @@
 """Streams and the answer cache: a streamed answer accumulated into the complete answer the
-cache stores, and a stored answer replayed as an OpenAI SSE stream.
+cache stores, and a stored answer replayed as the neutral events of a stream, which the client's
+door writes in its own format.
 
 The cache keeps one form, the non-streamed `chat.completion` body, whichever way the answer
 came: a streamed request can then be served from an answer first fetched without streaming and
@@ -8,7 +9,7 @@ the other way round.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 import msgspec
 
@@ -21,17 +22,13 @@ from adapters.openai_shapes import (
     OpenAICachedToolCall,
     OpenAIContentChoiceProbe,
     OpenAIContentChunkProbe,
-    OpenAIFunctionDelta,
-    OpenAIReplayChoice,
-    OpenAIReplayChunk,
-    OpenAIReplayDelta,
-    OpenAIReplayToolCall,
     OpenAIStoredCompletionProbe,
 )
-from adapters.schema import Usage
+from adapters.openai_stream import ChatStreamEncoder
+from adapters.schema import ChatChunk, FinishReason, StreamError, StreamEvent, ToolCallDelta, Usage
 
-# The shapes read and written here are adapters/openai_shapes.py's: the chunks the accumulator
-# reads, the completion the cache stores, and the chunks a replay writes.
+# The shapes read and written here are adapters/openai_shapes.py's: the chunks the passthrough's
+# accumulator reads and the completion the cache stores.
 
 
 def _present(raw: msgspec.Raw) -> bool:
@@ -54,8 +51,66 @@ class _Building:
         self.finish_reason: str | None = None
 
 
+class _Answer:
+    """The choices of an answer as its pieces arrive, within a budget of text."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.choices: dict[int, _Building] = {}
+        self._budget = max_bytes
+        self.failed = False
+
+    def choice(self, index: int) -> _Building:
+        building = self.choices.get(index)
+        if building is None:
+            building = self.choices[index] = _Building()
+        return building
+
+    def text(self, pieces: list[str], text: str | None) -> None:
+        if text:
+            pieces.append(text)
+            self._spend(len(text))
+
+    def call(
+        self, building: _Building, index: int, pieces: tuple[str | None, str | None, str | None]
+    ) -> None:
+        parts = building.tools.get(index)
+        if parts is None:
+            parts = building.tools[index] = ([], [], [])
+        for slot, piece in enumerate(pieces):
+            self.text(parts[slot], piece)
+
+    def _spend(self, size: int) -> None:
+        self._budget -= size
+        if self._budget < 0:
+            self.failed = True
+
+    def body(self, head: tuple[str, int, str, str | None], usage: Usage | None) -> bytes | None:
+        """The `chat.completion` body (id, created, model, fingerprint from `head`), or None when
+        a choice has no finish reason."""
+        choices = []
+        for index in sorted(self.choices):
+            building = self.choices[index]
+            if building.finish_reason is None:
+                return None
+            tools = [
+                OpenAICachedToolCall("".join(ids), OpenAICachedFunction("".join(names), "".join(arguments)))
+                for _, (ids, names, arguments) in sorted(building.tools.items())
+            ]
+            content = "".join(building.content) if building.content or not tools else None
+            message = OpenAICachedMessage(
+                "assistant", content, "".join(building.refusal) or None, tools or None
+            )
+            choices.append(OpenAICachedChoice(index, message, building.finish_reason))
+        response_id, created, model, fingerprint = head
+        completion = OpenAICachedCompletion(
+            response_id, "chat.completion", created, model, choices, usage, fingerprint
+        )
+        return _encode(completion)
+
+
 class AnswerAccumulator:
-    """Builds the complete answer from the OpenAI SSE bytes sent to the client.
+    """Builds the complete answer from the OpenAI SSE bytes of a same-format upstream (the chat
+    door's passthrough; neutral streams have EventAccumulator).
 
     Feed it what the relay writes (any splitting); `result(usage)` gives the `chat.completion`
     body, or None unless the stream ended with `[DONE]`, without an error event, with a
@@ -66,12 +121,14 @@ class AnswerAccumulator:
 
     def __init__(self, max_bytes: int) -> None:
         self._decoder = SSEDecoder()
-        self._choices: dict[int, _Building] = {}
-        self._budget = max_bytes
+        self._answer = _Answer(max_bytes)
         self._head = OpenAIContentChunkProbe()
         self._usage: Usage | None = None
         self.done = False
-        self.failed = False
+
+    @property
+    def failed(self) -> bool:
+        return self._answer.failed
 
     def feed(self, data: bytes) -> None:
         if self.failed or self.done:
@@ -88,10 +145,10 @@ class AnswerAccumulator:
         try:
             chunk = _decode_chunk.decode(data)
         except msgspec.DecodeError:
-            self.failed = True
+            self._answer.failed = True
             return
         if _present(chunk.error):
-            self.failed = True
+            self._answer.failed = True
             return
         if chunk.id and not self._head.id:
             self._head = chunk
@@ -101,68 +158,78 @@ class AnswerAccumulator:
             self._choice(choice)
 
     def _choice(self, choice: OpenAIContentChoiceProbe) -> None:
+        answer = self._answer
         if _present(choice.logprobs):
-            self.failed = True
+            answer.failed = True
             return
-        building = self._choices.get(choice.index)
-        if building is None:
-            building = self._choices[choice.index] = _Building()
+        building = answer.choice(choice.index)
         if choice.finish_reason is not None:
             building.finish_reason = choice.finish_reason
         delta = choice.delta
         if delta is None:
             return
-        if delta.content:
-            building.content.append(delta.content)
-            self._spend(len(delta.content))
-        if delta.refusal:
-            building.refusal.append(delta.refusal)
-            self._spend(len(delta.refusal))
+        answer.text(building.content, delta.content)
+        answer.text(building.refusal, delta.refusal)
         for call in delta.tool_calls or ():
-            parts = building.tools.get(call.index)
-            if parts is None:
-                parts = building.tools[call.index] = ([], [], [])
             function = call.function
-            for slot, piece in enumerate(
-                (call.id, function.name if function else None, function.arguments if function else None)
-            ):
-                if piece:
-                    parts[slot].append(piece)
-                    self._spend(len(piece))
-
-    def _spend(self, size: int) -> None:
-        self._budget -= size
-        if self._budget < 0:
-            self.failed = True
+            pieces = (call.id, function.name if function else None, function.arguments if function else None)
+            answer.call(building, call.index, pieces)
 
     def result(self, usage: Usage | None = None) -> bytes | None:
-        if not self.done or self.failed or not self._choices:
+        if not self.done or self.failed or not self._answer.choices:
             return None
-        choices = []
-        for index in sorted(self._choices):
-            building = self._choices[index]
-            if building.finish_reason is None:
-                return None
-            tools = [
-                OpenAICachedToolCall("".join(ids), OpenAICachedFunction("".join(names), "".join(arguments)))
-                for _, (ids, names, arguments) in sorted(building.tools.items())
-            ]
-            content = "".join(building.content) if building.content or not tools else None
-            message = OpenAICachedMessage(
-                "assistant", content, "".join(building.refusal) or None, tools or None
-            )
-            choices.append(OpenAICachedChoice(index, message, building.finish_reason))
         head = self._head
-        completion = OpenAICachedCompletion(
-            head.id,
-            "chat.completion",
-            head.created,
-            head.model,
-            choices,
-            usage or self._usage,
-            head.system_fingerprint,
+        return self._answer.body(
+            (head.id, head.created, head.model, head.system_fingerprint), usage or self._usage
         )
-        return _encode(completion)
+
+
+class EventAccumulator:
+    """Builds the complete answer from a neutral stream's events (gateway/neutral_stream.py), as
+    they come from the provider: `end()` when the answer is whole; `result(usage)` then gives the
+    `chat.completion` body labelled with the stream's `response_id`, `created` and `model`, or
+    None after an error event, without a finish reason on every choice, or past `max_bytes` of
+    text."""
+
+    def __init__(self, max_bytes: int, response_id: str, created: int, model: str) -> None:
+        self._answer = _Answer(max_bytes)
+        self._head = (response_id, created, model, None)
+        self._usage: Usage | None = None
+        self.done = False
+
+    def feed(self, events: list[StreamEvent]) -> None:
+        answer = self._answer
+        if answer.failed or self.done:
+            return
+        for event in events:
+            if isinstance(event, StreamError):
+                answer.failed = True
+                return
+            if event.usage is not None:
+                self._usage = event.usage
+            if (
+                event.content is None
+                and event.refusal is None
+                and event.tool_calls is None
+                and event.finish_reason is None
+                and event.role is None
+            ):
+                continue  # reasoning (not kept) or the usage
+            building = answer.choice(event.index)
+            if event.finish_reason is not None:
+                building.finish_reason = event.finish_reason
+            answer.text(building.content, event.content)
+            answer.text(building.refusal, event.refusal)
+            for call in event.tool_calls or ():
+                answer.call(building, call.index, (call.id, call.name, call.arguments))
+
+    def end(self) -> None:
+        self.done = True
+
+    def result(self, usage: Usage | None = None) -> bytes | None:
+        if not self.done or self._answer.failed or not self._answer.choices:
+            return None
+        return self._answer.body(self._head, usage or self._usage)
 
 
 # --- replay -----------------------------------------------------------------------------------
@@ -172,10 +239,20 @@ class StoredAnswerInvalid(ValueError):
     """A stored body that is not a complete `chat.completion` (a bug or a foreign Redis key)."""
 
 
-def replay_stream(body: bytes, include_usage: bool) -> bytes:
-    """A stored `chat.completion` body as the SSE stream OpenAI would have sent: per choice a
-    role chunk, the content (one chunk), the tool calls, the finish chunk; then the usage chunk
-    when the client asked for it (`stream_options.include_usage`), then `[DONE]`.
+class Replay(msgspec.Struct, frozen=True):
+    """A stored answer as the neutral events of its stream, with the labels of the answer."""
+
+    response_id: str
+    created: int
+    model: str
+    fingerprint: str | None
+    events: list[StreamEvent]
+
+
+def replay_events(body: bytes) -> Replay:
+    """A stored `chat.completion` body as the events of a stream: per choice a role chunk, the
+    content (one chunk), the refusal, the tool calls, the finish chunk; then the usage. Each door's
+    encoder writes them as its own stream (a chat client's gets the usage only when asked).
 
     Raises StoredAnswerInvalid when `body` is not a chat answer.
     """
@@ -183,37 +260,35 @@ def replay_stream(body: bytes, include_usage: bool) -> bytes:
         completion = _decode_completion.decode(body)
     except msgspec.DecodeError as exc:
         raise StoredAnswerInvalid(str(exc)) from None
-    frames: list[bytes] = []
-
-    def frame(choices: list[OpenAIReplayChoice], usage: Usage | None = None) -> None:
-        chunk = OpenAIReplayChunk(
-            completion.id,
-            "chat.completion.chunk",
-            completion.created,
-            completion.model,
-            choices,
-            usage,
-            completion.system_fingerprint,
-        )
-        frames.append(b"data: " + _encode(chunk) + b"\n\n")
-
+    events: list[StreamEvent] = []
     for choice in completion.choices:
         message = choice.message
-        frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(role="assistant", content=""))])
+        index = choice.index
+        events.append(ChatChunk(index, role="assistant", content=""))
         if message.content:
-            frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(content=message.content))])
+            events.append(ChatChunk(index, content=message.content))
         if message.refusal:
-            frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(refusal=message.refusal))])
+            events.append(ChatChunk(index, refusal=message.refusal))
         if message.tool_calls:
             calls = [
-                OpenAIReplayToolCall(
-                    i, call.id, OpenAIFunctionDelta(call.function.name, call.function.arguments)
-                )
+                ToolCallDelta(i, call.id, call.function.name, call.function.arguments)
                 for i, call in enumerate(message.tool_calls)
             ]
-            frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(tool_calls=calls))])
-        frame([OpenAIReplayChoice(choice.index, OpenAIReplayDelta(), choice.finish_reason)])
-    if include_usage and completion.usage is not None:
-        frame([], completion.usage)
-    frames.append(b"data: [DONE]\n\n")
-    return b"".join(frames)
+            events.append(ChatChunk(index, tool_calls=calls))
+        events.append(ChatChunk(index, finish_reason=cast(FinishReason, choice.finish_reason)))
+    if completion.usage is not None:
+        events.append(ChatChunk(usage=completion.usage))
+    return Replay(completion.id, completion.created, completion.model, completion.system_fingerprint, events)
+
+
+def replay_stream(body: bytes, include_usage: bool) -> bytes:
+    """A stored `chat.completion` body as the SSE stream OpenAI would have sent (the chat door's
+    encoding of `replay_events`), the usage chunk only when asked, then `[DONE]`.
+
+    Raises StoredAnswerInvalid when `body` is not a chat answer.
+    """
+    replay = replay_events(body)
+    encoder = ChatStreamEncoder(
+        replay.response_id, replay.created, replay.model, include_usage, replay.fingerprint
+    )
+    return encoder.feed(replay.events) + encoder.close()

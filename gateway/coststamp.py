@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from adapters.schema import StreamError
 from gateway.context import RequestContext
 from gateway.pricing import PriceTable, usd_text
+from gateway.relay import openai_error_event
 
 _MARKS: Final = (b'"usage":{', b'"usage": {')
 
@@ -36,3 +38,6 @@ class CostStamp:
 
     def close(self) -> bytes:
         return b""
+
+    def error(self, error: StreamError) -> bytes:
+        return openai_error_event(error)

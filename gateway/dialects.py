@@ -27,7 +27,7 @@ from typing import Final, Protocol, cast
 import msgspec
 
 from adapters import openai as openai_format
-from adapters import openai_surface, openai_wire, rerank, responses_passthrough
+from adapters import openai_stream, openai_surface, openai_wire, rerank, responses_passthrough
 from adapters.base import (
     ChatAdapter,
     InvalidRequest,
@@ -38,17 +38,23 @@ from adapters.base import (
     UpstreamRequest,
 )
 from adapters.openai_shapes import OpenAIStreamError, OpenAIStreamErrorDetail
-from adapters.schema import ChatChunk, ChatRequest, ChatResponse, Usage
+from adapters.schema import ChatChunk, ChatRequest, ChatResponse, StreamEvent, Usage
 
 ClientRequest = openai_format.PassthroughRequest
 
 
 class Relay(Protocol):
-    """Turns upstream stream bytes into the OpenAI SSE bytes the client gets."""
+    """Turns upstream stream bytes into the bytes the client gets: `usage` once the upstream
+    reported it, `done` once its answer ended, `error` its in-band error (OpenAI's envelope)."""
 
-    usage: Usage | None
-    done: bool
-    error: bytes | None
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def error(self) -> bytes | None: ...
 
     def feed(self, data: bytes) -> bytes: ...
 
@@ -85,8 +91,17 @@ class Dialect(Protocol):
         ...
 
     def stream_relay(
-        self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
-    ) -> Relay: ...
+        self,
+        target: Target,
+        client_wants_usage: bool,
+        model: str,
+        response_id: str,
+        created: int,
+        neutral: bool = False,
+    ) -> Relay | NeutralRelay:
+        """The relay of a stream not served in the client's own format: neutral events, or for a
+        chat client of an OpenAI-format upstream (`neutral` unset) the upstream's bytes."""
+        ...
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError: ...
 
@@ -179,8 +194,17 @@ class SameFormat:
         return openai_format.parse_response(raw, model)
 
     def stream_relay(
-        self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
-    ) -> Relay:
+        self,
+        target: Target,
+        client_wants_usage: bool,
+        model: str,
+        response_id: str,
+        created: int,
+        neutral: bool = False,
+    ) -> Relay | NeutralRelay:
+        if neutral:
+            # Another door's client: the OpenAI chunks parsed once, for that door's encoder.
+            return NeutralRelay(openai_stream.OpenAIStreamParser(), model, response_id, created)
         return openai_format.StreamRelay(strip_usage_chunk=not client_wants_usage)
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
@@ -271,11 +295,15 @@ class Translated:
         return response, response.usage
 
     def stream_relay(
-        self, target: Target, client_wants_usage: bool, model: str, response_id: str, created: int
-    ) -> Relay:
-        return TranslatingRelay(
-            self._adapter.stream_parser(target), client_wants_usage, model, response_id, created
-        )
+        self,
+        target: Target,
+        client_wants_usage: bool,
+        model: str,
+        response_id: str,
+        created: int,
+        neutral: bool = False,
+    ) -> Relay | NeutralRelay:
+        return NeutralRelay(self._adapter.stream_parser(target), model, response_id, created)
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         return self._adapter.classify_error(status, headers, body)
@@ -330,55 +358,49 @@ class ResponsesNativeWay:
 RESPONSES_NATIVE: Final = ResponsesNativeWay()
 
 
-class TranslatingRelay:
-    """A provider's stream, parsed into neutral chunks and encoded as OpenAI SSE frames."""
+class NeutralRelay:
+    """A provider's stream parsed into neutral events once, for the taps and the client's door to
+    read (gateway/neutral_stream.py): a translated provider's, or an OpenAI-format upstream's
+    for a door that speaks another format. `response_id`, `created` and `model` label the answer
+    the door writes. `done` once the provider's own end came; an in-band error ends the events
+    with a StreamError and sets `error` (the OpenAI error envelope, as gateway/failures.py reads
+    a failure before the commit)."""
 
-    def __init__(
-        self, parser: StreamParser, client_wants_usage: bool, model: str, response_id: str, created: int
-    ) -> None:
+    __slots__ = ("_parser", "created", "done", "error", "model", "response_id", "usage")
+
+    def __init__(self, parser: StreamParser, model: str, response_id: str, created: int) -> None:
         self._parser = parser
-        self._wants_usage = client_wants_usage
-        self._model = model
-        self._id = response_id
-        self._created = created
+        self.model = model
+        self.response_id = response_id
+        self.created = created
         self.usage: Usage | None = None
         self.done = False
         self.error: bytes | None = None
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes) -> list[StreamEvent]:
         return self._run(self._parser.feed, data)
 
-    def close(self) -> bytes:
+    def close(self) -> list[StreamEvent]:
         return self._run(lambda _: self._parser.close(), b"")
 
-    def _run(self, step: Callable[[bytes], list[ChatChunk]], data: bytes) -> bytes:
+    def _run(self, step: Callable[[bytes], list[ChatChunk]], data: bytes) -> list[StreamEvent]:
         if self.done or self.error is not None:
-            return b""
-        frames: list[bytes] = []
+            return []
+        events: list[StreamEvent]
         try:
-            chunks = step(data)
+            events = list(step(data))
         except StreamFailure as failure:
-            chunks = []
-            error = failure.error
+            error = openai_stream.stream_error(failure.error)
             self.error = msgspec.json.encode(
-                OpenAIStreamError(
-                    OpenAIStreamErrorDetail(error.message, error.type or error.kind.value, error.code)
-                )
+                OpenAIStreamError(OpenAIStreamErrorDetail(error.message, error.type, error.code))
             )
-        for chunk in chunks:
-            if chunk.usage is not None:
-                self.usage = chunk.usage
-                if not self._wants_usage:
-                    if chunk.content is None and chunk.tool_calls is None and chunk.finish_reason is None:
-                        continue
-                    chunk = msgspec.structs.replace(chunk, usage=None)
-            frames.append(openai_wire.encode_chunk(chunk, self._id, self._created, self._model))
-        if self.error is not None:
-            frames.append(b"data: " + self.error + b"\n\n")
-        elif self._parser.done:
+            return [error]
+        for event in events:
+            if isinstance(event, ChatChunk) and event.usage is not None:
+                self.usage = event.usage
+        if self._parser.done:
             self.done = True
-            frames.append(openai_wire.DONE_FRAME)
-        return b"".join(frames)
+        return events
 
 
 SAME_FORMAT_KINDS: Final = ("openai", "mock")

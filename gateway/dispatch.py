@@ -36,12 +36,14 @@ from gateway.attempts import (
     counts_against_target,
 )
 from gateway.context import RequestContext
-from gateway.dialects import ClientRequest, NativeWay
+from gateway.dialects import ClientRequest, NativeWay, NeutralRelay, Relay
 from gateway.errors import GatewayError, bad_request
 from gateway.failures import failure_of, stream_error, timed_out, unreachable
+from gateway.genai import AnswerFacts
 from gateway.limitpolicy import Subject
 from gateway.limits import Admission, Limiter
 from gateway.metrics import Metrics
+from gateway.neutral_stream import NeutralStart, start_neutral_stream
 from gateway.relay import StartedStream, start_stream
 from gateway.requestlog import AttemptRecord
 from gateway.router import RouteTarget
@@ -106,7 +108,7 @@ class Answer:
         *,
         body: bytes = b"",
         usage: Usage | None = None,
-        stream: StartedStream | None = None,
+        stream: StartedStream | NeutralStart | None = None,
         native: bool = False,
         response: ChatResponse | None = None,
     ) -> None:
@@ -383,21 +385,32 @@ class Dispatcher:
     ) -> Answer | Failure:
         target = call.target
         request = job.request
+        relay: Relay | NeutralRelay
         if way is not None:
             relay = way.stream_relay()
         else:
             relay = target.dialect.stream_relay(
-                target.target, request.client_wants_usage, request.model, job.response_id, job.created
+                target.target,
+                request.client_wants_usage,
+                request.model,
+                job.response_id,
+                job.created,
+                # Another door's client: its encoder writes from neutral events.
+                neutral=bool(request.native_format),
             )
+        started: StartedStream | NeutralStart
         try:
-            started = await start_stream(upstream, relay, target.provider)
+            if isinstance(relay, NeutralRelay):
+                started = await start_neutral_stream(upstream, relay, target.provider)
+            else:
+                started = await start_stream(upstream, relay, target.provider)
         except UpstreamTimeout:
             return timed_out(target)
         except UpstreamUnreachable as exc:
             return unreachable(target, exc)
         if relay.error is not None:
             return stream_error(relay.error, target)
-        if not started.first:
+        if not started.first and not relay.done:
             error = GatewayError(
                 502,
                 f"provider '{target.provider}' ended the stream before sending any output",
@@ -406,7 +419,11 @@ class Dispatcher:
                 fault="provider",
             )
             return Failure(ErrorKind.SERVER.value, error, upstream.status)
-        call.span.streaming(upstream.status, started.first)
+        if isinstance(started, NeutralStart):
+            # Its events carry no id or model: those its door labels the answer with.
+            call.span.streaming(upstream.status, AnswerFacts(started.relay.response_id, started.relay.model))
+        else:
+            call.span.streaming(upstream.status, started.first)
         return Answer(call, upstream, stream=started, native=way is not None)
 
 

@@ -3,7 +3,8 @@ Anthropic's `/v1/messages` and OpenAI's `/v1/responses`. A door decodes the clie
 the chat door as far as its top-level fields (forwarded as bytes to OpenAI-format upstreams), the
 other two into the neutral request (adapters/schema.py) that translated providers are built from
 and that is encoded in OpenAI's format only for an OpenAI-format upstream. On the way out a door
-writes answers, streams and errors in the client's format. The OpenAI door does nothing either way.
+writes answers and errors in the client's format, and its `encoder` the client's stream from
+neutral events. The OpenAI door passes an OpenAI-format upstream's answers and streams as they came.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from adapters import (
     anthropic_inbound,
+    openai_stream,
     openai_surface,
     openai_wire,
     responses_inbound,
@@ -27,10 +29,11 @@ from adapters import (
 )
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
-from adapters.schema import ChatResponse
+from adapters.schema import ChatResponse, StreamError, StreamEvent
 from gateway.auth import Principal
 from gateway.errors import GatewayError, error_response
-from gateway.relay import StreamTap
+from gateway.neutral_stream import StreamEncoder
+from gateway.relay import Egress
 from gateway.responses_state import ResponsesState, not_found
 from gateway.store.responses import StoredResponse
 
@@ -76,13 +79,15 @@ class FrontDoor(Protocol):
         """A translated provider's complete answer, in neutral form, in the client's format."""
         ...
 
-    def egress(self, model: str) -> StreamTap | None:
-        """What turns the OpenAI SSE stream into the client's stream; None when nothing does."""
+    def encoder(self, model: str, response_id: str, created: int, wants_usage: bool) -> StreamEncoder:
+        """The writer of the client's stream from neutral events (gateway/neutral_stream.py), the
+        answer labelled `model`, `response_id` and `created`; `wants_usage`: the chat client asked
+        for the usage chunk."""
         ...
 
-    def native_egress(self) -> StreamTap | None:
+    def native_egress(self) -> Egress | None:
         """For a stream relayed in the client's own format (gateway/dialects.py `NativeWay`): what
-        turns the gateway's own in-band errors into that format; None when nothing does."""
+        writes the gateway's own in-band errors in that format; None when it is OpenAI's."""
         ...
 
     def error(self, err: GatewayError, request_id: str) -> web.Response:
@@ -113,10 +118,10 @@ class OpenAIDoor:
     def encode_answer(self, response: ChatResponse, model: str) -> bytes:
         return openai_wire.encode_response(response, model)
 
-    def egress(self, model: str) -> StreamTap | None:
-        return None
+    def encoder(self, model: str, response_id: str, created: int, wants_usage: bool) -> StreamEncoder:
+        return openai_stream.ChatStreamEncoder(response_id, created, model, wants_usage)
 
-    def native_egress(self) -> StreamTap | None:
+    def native_egress(self) -> Egress | None:
         return None
 
     def error(self, err: GatewayError, request_id: str) -> web.Response:
@@ -183,10 +188,10 @@ class AnthropicDoor:
     def encode_answer(self, response: ChatResponse, model: str) -> bytes:
         return anthropic_inbound.encode_answer(response, model)
 
-    def egress(self, model: str) -> StreamTap | None:
-        return anthropic_inbound.MessagesStreamTranslator(model)
+    def encoder(self, model: str, response_id: str, created: int, wants_usage: bool) -> StreamEncoder:
+        return anthropic_inbound.MessagesStreamEncoder(model, response_id)
 
-    def native_egress(self) -> StreamTap | None:
+    def native_egress(self) -> Egress | None:
         return anthropic_inbound.NativeStreamErrors()
 
     def error(self, err: GatewayError, request_id: str) -> web.Response:
@@ -237,7 +242,7 @@ class ResponsesDoor:
             return body
         try:
             previous = msgspec.json.decode(raw, type=str)
-        except msgspec.ValidationError:
+        except msgspec.DecodeError:  # not a string, or one that is not valid UTF-8 (ValidationError too)
             raise InvalidRequest("'previous_response_id' must be a string", "previous_response_id") from None
         stored = await self._state.find(previous, caller.key_id, caller.team_id)
         if stored is None:
@@ -289,11 +294,13 @@ class ResponsesDoor:
         self._keep(answer)
         return answer
 
-    def egress(self, model: str) -> StreamTap | None:
-        translator = responses_outbound.ResponsesStreamTranslator(model, self._fields, self._rid)
-        return _KeepOnEnd(translator, self._keep) if self._keeps else translator
+    def encoder(self, model: str, response_id: str, created: int, wants_usage: bool) -> StreamEncoder:
+        encoder = responses_outbound.ResponsesStreamEncoder(
+            model, self._fields, self._rid, response_id, created
+        )
+        return _KeepOnEnd(encoder, self._keep) if self._keeps else encoder
 
-    def native_egress(self) -> StreamTap | None:
+    def native_egress(self) -> Egress | None:
         return _NativeIds(responses_passthrough.NativeStreamErrors(), self._remember_native)
 
     def error(self, err: GatewayError, request_id: str) -> web.Response:
@@ -338,33 +345,33 @@ _FALSE: Final = msgspec.Raw(b"false")
 
 
 class _KeepOnEnd:
-    """A Responses stream translator that hands its final response object on once written."""
+    """A Responses stream encoder that hands its final response object on once written."""
 
     def __init__(
-        self, translator: responses_outbound.ResponsesStreamTranslator, keep: Callable[[bytes], None]
+        self, encoder: responses_outbound.ResponsesStreamEncoder, keep: Callable[[bytes], None]
     ) -> None:
-        self._translator = translator
+        self._encoder = encoder
         self._keep = keep
 
-    def feed(self, data: bytes) -> bytes:
-        return self._seen(self._translator.feed(data))
+    def feed(self, events: list[StreamEvent]) -> bytes:
+        return self._seen(self._encoder.feed(events))
 
     def close(self) -> bytes:
-        return self._seen(self._translator.close())
+        return self._seen(self._encoder.close())
 
     def _seen(self, out: bytes) -> bytes:
-        final = self._translator.final
+        final = self._encoder.final
         if final is not None:
-            self._translator.final = None
+            self._encoder.final = None
             self._keep(final)
         return out
 
 
 class _NativeIds:
-    """A native Responses stream's tap that reads the response id off its first events (relayed
-    whole: gateway/relay.py) and hands it on, once."""
+    """A native Responses stream's egress that reads the response id off its first events
+    (relayed whole: gateway/relay.py) and hands it on, once."""
 
-    def __init__(self, inner: StreamTap, found: Callable[[str, str], None]) -> None:
+    def __init__(self, inner: Egress, found: Callable[[str, str], None]) -> None:
         self._inner = inner
         self._found: Callable[[str, str], None] | None = found
 
@@ -378,3 +385,6 @@ class _NativeIds:
 
     def close(self) -> bytes:
         return self._inner.close()
+
+    def error(self, error: StreamError) -> bytes:
+        return self._inner.error(error)

@@ -36,7 +36,7 @@ from adapters.schema import (
     ToolCall,
 )
 from gateway.errors import GatewayError
-from gateway.guardrails_stream import OutputAction, StreamGuard, TextWindow
+from gateway.guardrails_stream import EventGuard, OutputAction, StreamGuard, TextWindow
 from gateway.masking import Vault, mask_with, replace_findings
 from gateway.pii import BUILTIN_CATEGORIES, PiiScanner
 
@@ -369,6 +369,13 @@ class Guardrails:
         checked, found = check_response_of(lambda: self._window(screened), response)
         return checked, tuple("output_pii:" + name.lower() for name in found)
 
+    def event_guard(self, screened: Screened) -> EventGuard | None:
+        """The rewriter for a neutral stream's events (gateway/neutral_stream.py), or None when
+        none is needed."""
+        if not self.checks_answer(screened):
+            return None
+        return EventGuard(lambda: self._window(screened))
+
     def check_answer(self, body: bytes, screened: Screened) -> tuple[bytes, tuple[str, ...]]:
         """A complete OpenAI `chat.completion` body, checked and restored: returns the body for
         the client and the output flags. Blocking cuts the content before the first value found
@@ -453,7 +460,7 @@ def _functions(tool_calls: Any) -> list[dict[str, Any]]:
     return found
 
 
-def stream_flags(guard: StreamGuard) -> tuple[str, ...]:
+def stream_flags(guard: StreamGuard | EventGuard) -> tuple[str, ...]:
     """The output flags of a finished stream, named as `check_answer` names them."""
     return tuple("output_pii:" + name.lower() for name in guard.categories)
 

@@ -7,10 +7,10 @@ and to the start of any value that reaches into it) and releases text only once 
 can still grow into a value. What it releases is checked, masked or cut there, and has any
 prompt placeholders restored. The same window serves complete answers: feed, then flush.
 
-StreamGuard applies windows to the OpenAI SSE bytes the relay produces (whole `data:` events,
-LF line ends), one window per choice's content and per tool call's arguments, and re-encodes the
-chunks it changed. It costs a JSON decode and encode per chunk, so it is only made when the
-model's policy checks output or restores placeholders.
+EventGuard applies windows to a neutral stream's events, one window per choice's content and per
+tool call's arguments. StreamGuard does the same over a same-format upstream's OpenAI SSE (whole
+`data:` events, LF line ends), re-encoding the chunks it changed: a JSON decode and encode per
+chunk, so a guard is only made when the model's policy checks output or restores placeholders.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from adapters.schema import ChatChunk, StreamError, StreamEvent, ToolCallDelta
 from gateway.masking import Vault, replace_findings
 from gateway.pii import Finding, PiiScanner
 
@@ -105,20 +106,12 @@ _encode: Final = msgspec.json.encode
 _DONE: Final = b"[DONE]"
 
 
-class StreamGuard:
-    """Rewrites the relay's OpenAI SSE output through TextWindows.
-
-    `feed(data)` takes relay output and returns the bytes to write now; `close()` what remains
-    when the stream ends. When a window blocks, that choice ends with finish_reason
-    "content_filter", later content is dropped (usage chunks and `[DONE]` still pass) and
-    `blocked` is set. `categories` lists every category found in the answer.
-    """
+class _Windows:
+    """The TextWindows of one answer: per choice its content and each tool call's arguments."""
 
     def __init__(self, new_window: Callable[[], TextWindow]) -> None:
         self._new_window = new_window
         self._windows: dict[tuple[int, int], TextWindow] = {}
-        self._pending = b""
-        self._head: dict[str, Any] = {}
         self.blocked = False
 
     @property
@@ -127,6 +120,28 @@ class StreamGuard:
         for window in self._windows.values():
             found.update(window.categories)
         return list(found)
+
+    def _window(self, choice: int, slot: int) -> TextWindow:
+        window = self._windows.get((choice, slot))
+        if window is None:
+            window = self._windows[(choice, slot)] = self._new_window()
+        return window
+
+
+class StreamGuard(_Windows):
+    """Rewrites a same-format upstream's OpenAI SSE (the chat door's passthrough) through
+    TextWindows; neutral streams have EventGuard.
+
+    `feed(data)` takes relay output and returns the bytes to write now; `close()` what remains
+    when the stream ends. When a window blocks, that choice ends with finish_reason
+    "content_filter", later content is dropped (usage chunks and `[DONE]` still pass) and
+    `blocked` is set. `categories` lists every category found in the answer.
+    """
+
+    def __init__(self, new_window: Callable[[], TextWindow]) -> None:
+        super().__init__(new_window)
+        self._pending = b""
+        self._head: dict[str, Any] = {}
 
     def feed(self, data: bytes) -> bytes:
         buffer = self._pending + data if self._pending else data
@@ -140,12 +155,6 @@ class StreamGuard:
     def close(self) -> bytes:
         rest, self._pending = self._pending.strip(b"\n"), b""
         return (self._event(rest) if rest else b"") + self._flush_all()
-
-    def _window(self, choice: int, slot: int) -> TextWindow:
-        window = self._windows.get((choice, slot))
-        if window is None:
-            window = self._windows[(choice, slot)] = self._new_window()
-        return window
 
     def _event(self, event: bytes) -> bytes:
         data = _event_data(event)
@@ -248,6 +257,100 @@ class StreamGuard:
     def _frame(self, index: int, delta: dict[str, Any], finish_reason: str | None) -> bytes:
         chunk = {**self._head, "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}]}
         return b"data: " + _encode(chunk) + b"\n\n"
+
+
+class EventGuard(_Windows):
+    """Rewrites a neutral stream's events (gateway/neutral_stream.py) through TextWindows: each
+    choice's content and each tool call's arguments, before the door's encoder writes them.
+
+    `feed(events)` returns the events to write now (a chunk whose content is all held back is
+    left out); `close()`, when the answer is whole, what is still held. When a window blocks, that
+    choice ends with finish_reason "content_filter", later chunks are dropped but for their usage,
+    and `blocked` is set. `categories` lists every category found in the answer.
+    """
+
+    def feed(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for event in events:
+            if isinstance(event, StreamError):
+                out.append(event)
+            elif self.blocked:
+                if event.usage is not None:
+                    out.append(ChatChunk(usage=event.usage))
+            else:
+                chunk = self._chunk(event)
+                if chunk is not None:
+                    out.append(chunk)
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        """Text still held when the answer ends without a finish reason, as last chunks."""
+        out: list[StreamEvent] = []
+        if self.blocked:
+            return out
+        for (index, slot), window in self._windows.items():
+            rest = window.flush()
+            if window.blocked:
+                self.blocked = True
+                out.append(ChatChunk(index, finish_reason="content_filter"))
+                break
+            if rest:
+                if slot == _CONTENT:
+                    out.append(ChatChunk(index, content=rest))
+                else:
+                    out.append(ChatChunk(index, tool_calls=[ToolCallDelta(slot, arguments=rest)]))
+        return out
+
+    def _chunk(self, chunk: ChatChunk) -> ChatChunk | None:
+        """One chunk through its choice's windows; None when all it said is held back."""
+        index = chunk.index
+        finishing = chunk.finish_reason is not None
+        content = chunk.content
+        if content is not None or finishing:
+            window = self._window(index, _CONTENT)
+            text = window.feed(content) if content is not None else ""
+            if finishing:
+                text += window.flush()
+            content = text if content is not None or text else None
+            if window.blocked:
+                return self._block(chunk, content)
+        calls: list[ToolCallDelta] | None = None
+        if chunk.tool_calls is not None:
+            calls = []
+            for call in chunk.tool_calls:
+                window = self._window(index, call.index)
+                text = window.feed(call.arguments) if call.arguments is not None else ""
+                if finishing:
+                    text += window.flush()
+                calls.append(msgspec.structs.replace(call, arguments=text))
+                if window.blocked:
+                    return self._block(chunk, content)
+        if finishing:
+            seen = {call.index for call in chunk.tool_calls or ()}
+            for (choice_index, slot), window in self._windows.items():
+                if choice_index == index and slot != _CONTENT and slot not in seen:
+                    rest = window.flush()
+                    if window.blocked:
+                        return self._block(chunk, content)
+                    if rest:
+                        calls = [*(calls or ()), ToolCallDelta(slot, arguments=rest)]
+        if (
+            not content
+            and calls is None
+            and not finishing
+            and chunk.usage is None
+            and chunk.role is None
+            and chunk.reasoning is None
+            and chunk.refusal is None
+        ):
+            return None  # only content, and all of it held back for now
+        return msgspec.structs.replace(chunk, content=content, tool_calls=calls)
+
+    def _block(self, chunk: ChatChunk, content: str | None) -> ChatChunk:
+        self.blocked = True
+        return msgspec.structs.replace(
+            chunk, content=content, tool_calls=None, finish_reason="content_filter"
+        )
 
 
 def _held_back(choice: Any) -> bool:

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from adapters import openai_objects
 from adapters.openai import Fields
+from adapters.schema import StreamError
 from gateway.auth import MASTER, KeyRing, Principal
 from gateway.batch_accounting import BatchAccounting
 from gateway.context import request_id_of
@@ -33,7 +34,7 @@ from gateway.credentials import redact
 from gateway.errors import GatewayError, upstream_timeout, upstream_unreachable
 from gateway.objects_state import ObjectOwners
 from gateway.objects_upstream import PROVIDER_HEADER, ObjectProvider, ObjectProviders
-from gateway.relay import StreamTap
+from gateway.relay import Egress, openai_error_event
 from gateway.router import RouteTarget
 from gateway.store.objects import ObjectKind, OwnedObject
 from gateway.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
@@ -115,14 +116,14 @@ def remember_stored(
 
 
 class StoredStreamTap:
-    """A StreamTap (gateway/relay.py) that reads a stored chat completion's id from its stream's
+    """An Egress (gateway/relay.py) that reads a stored chat completion's id from its stream's
     first chunk (every chunk carries it) and records its owner; the bytes pass as they are, on to
-    `inner` when there is one."""
+    `inner` when there is one, and so do the gateway's in-band errors (OpenAI's frame without)."""
 
     __slots__ = ("_caller", "_done", "_inner", "_owners", "_target")
 
     def __init__(
-        self, owners: ObjectOwners, caller: Principal, target: RouteTarget, inner: StreamTap | None
+        self, owners: ObjectOwners, caller: Principal, target: RouteTarget, inner: Egress | None
     ) -> None:
         self._owners, self._caller, self._target, self._inner = owners, caller, target, inner
         self._done = False
@@ -138,14 +139,17 @@ class StoredStreamTap:
     def close(self) -> bytes:
         return self._inner.close() if self._inner is not None else b""
 
+    def error(self, error: StreamError) -> bytes:
+        return self._inner.error(error) if self._inner is not None else openai_error_event(error)
+
 
 def stored_stream_tap(
     owners: ObjectOwners | None,
     caller: Principal,
     target: RouteTarget,
     fields: Fields,
-    inner: StreamTap | None,
-) -> StreamTap | None:
+    inner: Egress | None,
+) -> Egress | None:
     """`inner`, behind a StoredStreamTap when the stream is of a stored chat completion."""
     if owners is None or not _stores(target, fields):
         return inner

@@ -167,10 +167,10 @@ class _Attempt:
         self._request.answered_by(self)
         self.finish(status, None, usage)
 
-    def streaming(self, status: int, first: bytes) -> None:
+    def streaming(self, status: int, first: bytes | genai.AnswerFacts) -> None:
         if not self.open:
             return
-        self.facts = genai.first_event_facts(first)
+        self.facts = first if isinstance(first, genai.AnswerFacts) else genai.first_event_facts(first)
         self.status = status
         self._request.answered_by(self)
 

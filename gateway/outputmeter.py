@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from adapters.openai_shapes import OpenAIOutputAnswerProbe, OpenAIOutputChunkProbe, OpenAIOutputProbe
+from adapters.schema import ChatChunk, StreamEvent
 from gateway.limitpolicy import CHARS_PER_TOKEN
 
 if TYPE_CHECKING:
@@ -107,6 +108,18 @@ class _Answer(OpenAIOutputAnswerProbe):
 
 
 _decode_chunk: Final = msgspec.json.Decoder(_Chunk)
+
+
+def _chunk_chars(chunk: ChatChunk) -> int:
+    """What of a neutral chunk is output the provider bills for (as `_output_chars`)."""
+    total = len(chunk.content or "") + len(chunk.refusal or "")
+    if chunk.reasoning is not None:
+        total += len(chunk.reasoning.text or "")
+    for call in chunk.tool_calls or ():
+        total += len(call.arguments or "")
+    return total
+
+
 _decode_answer: Final = msgspec.json.Decoder(_Answer)
 
 
@@ -202,6 +215,24 @@ class OutputMeter:
         self._pending.clear()
         self._pending_bytes = 0
         self._pending_events = 0
+
+    def count(self, events: list[StreamEvent]) -> None:
+        """Count neutral events (gateway/neutral_stream.py) as `feed` counts SSE events: one each,
+        or measured by the characters of their output; raises OutputOverrun past the limit."""
+        if not self.measured:
+            self._events += len(events)
+            if self._events > self.limit:
+                raise OutputOverrun(self._events, self.ceiling)
+            return
+        for event in events:
+            if isinstance(event, ChatChunk):
+                chars = _chunk_chars(event)
+                if chars:
+                    self._chars += chars
+                    self._content_events += 1
+        tokens = self.tokens
+        if tokens > self.limit:
+            raise OutputOverrun(tokens, self.ceiling)
 
     def _measure(self, event: bytes) -> None:
         start = event.find(b"data:")

@@ -17,6 +17,7 @@ from aiohttp import web
 from adapters import dropped, openai_surface, rerank
 from adapters import openai as openai_format
 from adapters.base import InvalidRequest
+from adapters.openai_stream import ChatStreamEncoder
 from adapters.openai_wire import encode_response
 from adapters.schema import ChatResponse, usage_of
 from gateway import tags as spend_tags
@@ -33,11 +34,12 @@ from gateway.bookkeeping import (
     settle,
 )
 from gateway.cache import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
-from gateway.cache_stream import AnswerAccumulator, replay_stream
+from gateway.cache_stream import AnswerAccumulator, EventAccumulator, replay_events
 from gateway.context import RequestContext, request_id_of
 from gateway.coststamp import CostStamp
 from gateway.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.count_tokens import count_tokens
+from gateway.dialects import NeutralRelay
 from gateway.dispatch import Answer, Dispatcher, Job
 from gateway.errors import GatewayError, bad_request, body_too_large, malformed_body
 from gateway.facts import chat_facts, request_facts
@@ -47,16 +49,17 @@ from gateway.guardrails_stream import StreamGuard
 from gateway.limitpolicy import CHARS_PER_TOKEN, estimate_tokens
 from gateway.localcost import LOCAL_COST_HEADER, local_cost_text, money_of
 from gateway.metrics import Metrics
+from gateway.neutral_stream import EncodedEgress, EncodedStream, NeutralStart
 from gateway.objects_routes import remember_stored, stored_stream_tap
 from gateway.outputmeter import OutputMeter, answer_tokens, output_ceiling
 from gateway.pricing import COST_HEADER, usd_text
 from gateway.records import ContentPolicy
-from gateway.relay import SSE_HEADERS, relay_stream
+from gateway.relay import SSE_HEADERS, Egress, relay_stream
 from gateway.requestlog import RequestLog, RequestRecord
 from gateway.rerank_door import RERANK_DOOR
 from gateway.router import Router
 from gateway.services import Services
-from gateway.taps import AnswerTap, DigestTap
+from gateway.taps import AnswerTap, DigestTap, EventAnswerTap
 
 CLIENT_CLOSED: Final = 499  # nginx's convention for "the client hung up before the answer"
 OVERHEAD_HEADER: Final = "x-tollway-overhead-ms"
@@ -310,39 +313,58 @@ class Gateway:
                         "Content-Type", "application/octet-stream"
                     )
                 if answer.stream is not None:
-                    # (A native answer has no cache plan or guard: at most the hash policy's digest.)
-                    tap = self._stream_tap(cache_plan, guard, screened, policy)
                     # Measured (a parse per event) only where a budget is at stake.
                     ceiling = output_ceiling(services.prices, answer.target, facts.max_tokens)
                     booking.meter = OutputMeter(ceiling, measured=booking.reservation is not None)
-
-                    egress = door.native_egress() if answer.native else door.egress(model)
-                    if egress is None and client_request.client_wants_usage:
-                        egress = CostStamp(services.prices, ctx)  # OpenAI's format: usage.cost
-                    if door is CHAT_DOOR and "store" in client_request.fields:
-                        # A stored completion's id is read from its stream.
-                        egress = stored_stream_tap(
-                            services.objects, principal, answer.target, client_request.fields, egress
-                        )
+                    # OpenAI's format, for a client that asked for usage: usage.cost.
+                    stamp = CostStamp(services.prices, ctx) if client_request.client_wants_usage else None
+                    taps: AnswerTap | EventAnswerTap | None
+                    byte_tap: AnswerTap | None = None
+                    meter: OutputMeter | None = None
+                    egress: Egress | None
+                    if isinstance(answer.stream, NeutralStart):
+                        # Parsed once: the meter, the taps and the door's encoder read its events.
+                        relay = answer.stream.relay
+                        taps = self._event_tap(cache_plan, guard, screened, policy, relay)
+                        wants_usage = client_request.client_wants_usage
+                        encoder = door.encoder(model, relay.response_id, relay.created, wants_usage)
+                        encoded = EncodedStream(relay, encoder, booking.meter, taps)
+                        chat_stream = isinstance(encoder, ChatStreamEncoder)  # the one with a usage chunk
+                        egress = EncodedEgress(encoded, stamp if chat_stream else None)
+                        stream = encoded.started(answer.stream)
+                    else:
+                        # The provider's bytes. (A native answer has no cache plan or guard: at
+                        # most the hash policy's digest.)
+                        taps = byte_tap = self._stream_tap(cache_plan, guard, screened, policy)
+                        meter = booking.meter
+                        egress = door.native_egress() if answer.native else None
+                        if egress is None:
+                            egress = stamp  # OpenAI's format (the chat door's, or its surface's)
+                        if door is CHAT_DOOR and "store" in client_request.fields:
+                            # A stored completion's id is read from its stream.
+                            egress = stored_stream_tap(
+                                services.objects, principal, answer.target, client_request.fields, egress
+                            )
+                        stream = answer.stream
                     # The hash policy digests the stream as the client gets it, in its door's format.
                     digest = DigestTap(egress) if policy == "hash" else None
 
                     def before_end() -> None:
-                        if tap is not None:
-                            tap.finish(ctx)
+                        if taps is not None:
+                            taps.finish(ctx)
                         if digest is not None:
                             ctx.answer_digest = digest.result()
                         self._finish(ctx, booking, policy)
 
                     return await relay_stream(
                         request,
-                        answer.stream,
+                        stream,
                         ctx,
                         headers,
-                        tap,
+                        byte_tap,
                         before_end,
                         egress if digest is None else digest,
-                        booking.meter,
+                        meter,
                     )
                 if answer.usage is None and endpoint == "chat":
                     # (A translated answer without usage is rare: estimated from its OpenAI form.)
@@ -423,6 +445,27 @@ class Gateway:
         keep_text = policy in ("full", "masked")
         return AnswerTap(self.services.cache, cache_plan, accumulator, stream_guard, keep_text)
 
+    def _event_tap(
+        self,
+        cache_plan: CachePlan | None,
+        guard: Guardrails | None,
+        screened: Screened | None,
+        policy: ContentPolicy,
+        relay: NeutralRelay,
+    ) -> EventAnswerTap | None:
+        """`_stream_tap` for a neutral stream: the answer accumulated from its events, labelled
+        as the relay labels it."""
+        accumulator = None
+        if cache_plan is not None or policy in ("full", "masked"):
+            accumulator = EventAccumulator(
+                MAX_ACCOUNTED_ANSWER_BYTES, relay.response_id, relay.created, relay.model
+            )
+        event_guard = guard.event_guard(screened) if guard is not None and screened is not None else None
+        if accumulator is None and event_guard is None:
+            return None
+        keep_text = policy in ("full", "masked")
+        return EventAnswerTap(self.services.cache, cache_plan, accumulator, event_guard, keep_text)
+
     async def _serve_hit(
         self,
         request: web.Request,
@@ -444,13 +487,20 @@ class Gateway:
         if booking.admission is not None:
             headers.update(booking.admission.headers)
         if client_request.stream:
-            out = replay_stream(hit.body, client_request.client_wants_usage)
-            stream_guard = _stream_guard(guard, screened)
-            if stream_guard is not None:
-                out = stream_guard.feed(out) + stream_guard.close()
-            egress = door.egress(client_request.model)
-            if egress is not None:
-                out = egress.feed(out) + egress.close()
+            # Replayed as the stream's events, through the guard and written by the door's encoder.
+            replay = replay_events(hit.body)
+            events = replay.events
+            event_guard = guard.event_guard(screened) if guard is not None and screened is not None else None
+            if event_guard is not None:
+                events = event_guard.feed(events) + event_guard.close()
+            wants_usage = client_request.client_wants_usage
+            encoder = door.encoder(client_request.model, replay.response_id, replay.created, wants_usage)
+            if isinstance(encoder, ChatStreamEncoder):
+                # The chat door replays the answer as it was stored, fingerprint included.
+                encoder = ChatStreamEncoder(
+                    replay.response_id, replay.created, replay.model, wants_usage, replay.fingerprint
+                )
+            out = encoder.feed(events) + encoder.close()
             ctx.answer_text = answer_for_record(hit.body, policy, out)
             response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
             await response.prepare(request)

@@ -4,8 +4,9 @@ A stream is relayed in two phases. `start_stream` reads the upstream until its f
 been turned into bytes for the client; nothing has been sent yet, so a failure up to there lets
 the request fall back to another target. `relay_stream` then commits: it prepares the client
 response, writes those bytes and relays the rest. From the commit on the status line is gone, so
-failures travel in-band as an SSE `data: {"error": ...}` event, which the official SDKs raise as
-APIError: a stream never ends silently truncated.
+failures travel in-band as an error event in the client's format (OpenAI's `data: {"error": ...}`,
+Anthropic's and Responses' `error` events), which the official SDKs raise: a stream never ends
+silently truncated.
 
 After the commit the upstream's reads are delivered (gateway/upstream.py `Delivery`): each one
 goes through the relay and out to the client's socket inside the connection's own callback, with
@@ -23,6 +24,7 @@ from typing import Final, Protocol
 
 from aiohttp import web
 
+from adapters.schema import StreamError
 from gateway.context import RequestContext
 from gateway.dialects import Relay
 from gateway.errors import GatewayError, error_body
@@ -45,8 +47,14 @@ WRITE_LOW_WATER: Final = 16 * 1024
 DRAIN_POLL_S: Final = 0.01
 
 
-def sse_error_event(err: GatewayError) -> bytes:
-    return b"data: " + error_body(err.message, err.type, err.code, err.param) + b"\n\n"
+def in_band(err: GatewayError) -> StreamError:
+    """The gateway's own failure of a committed stream, for the client's door to write."""
+    return StreamError(err.message, err.type, err.code)
+
+
+def openai_error_event(error: StreamError) -> bytes:
+    """An in-band error in an OpenAI-format stream relayed as the upstream's bytes."""
+    return b"data: " + error_body(error.message, error.type, error.code) + b"\n\n"
 
 
 class StartedStream:
@@ -78,6 +86,13 @@ class StreamTap(Protocol):
     def feed(self, data: bytes) -> bytes: ...
 
     def close(self) -> bytes: ...
+
+
+class Egress(StreamTap, Protocol):
+    """The last step before the socket: sees every piece in the client's format, and writes the
+    gateway's own in-band errors (a timeout, a cut) in that format."""
+
+    def error(self, error: StreamError) -> bytes: ...
 
 
 class _ChunkedSink:
@@ -155,15 +170,16 @@ async def relay_stream(
     headers: Mapping[str, str],
     tap: StreamTap | None = None,
     before_end: Callable[[], None] | None = None,
-    egress: StreamTap | None = None,
+    egress: Egress | None = None,
     meter: OutputMeter | None = None,
 ) -> web.StreamResponse:
     """Commit to a started stream: prepare the client response (with `headers`), send its first
-    output and relay the rest as OpenAI SSE (the dialect's relay does any translation); usage
+    output and relay the rest in the client's format (a same-format upstream's bytes, or a neutral
+    stream written by the door's encoder: gateway/neutral_stream.py); usage
     lands in `ctx.usage` as soon as the upstream reports it. `tap` sees every piece before it is
     written; `before_end` runs before the end of the answer goes out (the audit record is taken
-    there, so a completed answer is never unaccounted). `egress`, when given, turns everything written,
-    errors included, into the client's stream format (Anthropic's events for `/v1/messages`).
+    there, so a completed answer is never unaccounted). `egress`, when given, sees everything
+    written last and writes the gateway's in-band errors in the client's format.
     `meter`, when given, sees the relay's output before it goes out, and cuts the stream (an
     in-band `upstream_overrun` error, the upstream closed) once it runs past its ceiling.
 
@@ -303,8 +319,9 @@ async def relay_stream(
         if failure is not None:
             ctx.status = failure.status
             ctx.error_code = failure.code
-            error_event = sse_error_event(failure)
-            await response.write(egress.feed(error_event) if egress is not None else error_event)
+            await response.write(
+                (egress.error if egress is not None else openai_error_event)(in_band(failure))
+            )
         tail = finish()
         if tail:
             await response.write(tail)

@@ -19,6 +19,7 @@ import msgspec
 if TYPE_CHECKING:
     from adapters.schema import Usage
     from gateway.context import RequestContext
+    from gateway.genai import AnswerFacts
     from gateway.router import RouteTarget
 
 HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")]
@@ -66,8 +67,9 @@ class AttemptSpan(Protocol):
         """A whole answer came (`upstream_body` as the provider sent it, `body` as the client
         gets it): the span ends with what the answer says about itself."""
 
-    def streaming(self, status: int, first: bytes) -> None:
-        """A stream started (`first`: its first output for the client); the span stays open
+    def streaming(self, status: int, first: bytes | AnswerFacts) -> None:
+        """A stream started (`first`: its first output for the client, or for a stream parsed
+        into neutral events the facts its door labels the answer with); the span stays open
         until the request's span ends."""
 
     def failed(self, status: int | None, kind: str) -> None:
@@ -113,7 +115,7 @@ class PassingAttempt:
     def answered(self, status: int, upstream_body: bytes, body: bytes, usage: Usage | None) -> None:
         return None
 
-    def streaming(self, status: int, first: bytes) -> None:
+    def streaming(self, status: int, first: bytes | AnswerFacts) -> None:
         return None
 
     def failed(self, status: int | None, kind: str) -> None:

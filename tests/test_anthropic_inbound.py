@@ -23,8 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.anthropic import AnthropicStreamParser, build_request, parse_response
-from adapters.anthropic_inbound import MessagesStreamTranslator, decode_request, encode_response, error_body
+from adapters.anthropic_inbound import MessagesStreamEncoder, decode_request, encode_response, error_body
 from adapters.base import InvalidRequest, InvalidUpstreamAnswer, Target
+from adapters.openai_stream import OpenAIStreamParser
 from adapters.openai_wire import DONE_FRAME, encode_chunk, encode_request
 from adapters.openai_wire import encode_response as encode_openai_response
 from adapters.schema import (
@@ -39,6 +40,9 @@ from adapters.schema import (
     ToolCallDelta,
     usage_of,
 )
+from gateway.dialects import NeutralRelay
+from gateway.errors import GatewayError
+from gateway.relay import in_band
 from tests.messages_history import THINKING_HISTORY
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
@@ -1286,7 +1290,7 @@ def test_the_sdk_sends_a_request_we_decode_and_accepts_our_answer() -> None:
     ) == (452, 40, 2048)
 
 
-# --- MessagesStreamTranslator ----------------------------------------------------------------
+# --- MessagesStreamEncoder --------------------------------------------------------------------
 
 RESPONSE_ID = "chatcmpl-9xK2"
 OVERHEAD = b": x-tollway-overhead-ms=0.12\n\n"
@@ -1418,7 +1422,14 @@ def tool_use(call_id: str, name: str, tool_input: dict[str, Any]) -> dict[str, A
 
 
 TIMEOUT = {"type": "timeout_error", "message": "provider 'p' stopped sending in time"}
-EARLY_END = {"type": "api_error", "message": "the upstream stream ended early"}
+# What gateway/relay.py writes when the upstream closed before its answer ended.
+CUT = GatewayError(
+    502,
+    "provider 'p' ended the stream before it was complete",
+    type="upstream_error",
+    code="upstream_incomplete",
+)
+EARLY_END = {"type": "api_error", "message": CUT.message}
 STREAMS = {
     "text": StreamCase(
         chunk(role="assistant", content="")
@@ -1432,7 +1443,6 @@ STREAMS = {
             [text("Grüezi, wörld 👋")],
             "end_turn",
             {"output_tokens": 5, "input_tokens": 12, "cache_read_input_tokens": 0},
-            comments=(OVERHEAD.strip(),),
         ),
     ),
     "parallel_tool_calls": StreamCase(
@@ -1468,7 +1478,6 @@ STREAMS = {
             [text("Let me look that up."), tool_use("call_1", "search", {"q": "café crème"})],
             "tool_use",
             {"output_tokens": 9, "input_tokens": 30, "cache_read_input_tokens": 0},
-            comments=(OVERHEAD.strip(),),
         ),
     ),
     "text_tool_text": StreamCase(
@@ -1515,7 +1524,7 @@ STREAMS = {
     "empty_answer": StreamCase(DONE_FRAME, Summary([], "end_turn", {"output_tokens": 0})),
     "finish_then_cut": StreamCase(
         chunk(content="Done.") + chunk(finish_reason="stop"),
-        Summary([text("Done.")], "end_turn", {"output_tokens": 0}),
+        Summary([text("Done.")], error=EARLY_END),
     ),
     "error_mid_stream": StreamCase(
         chunk(role="assistant", content="")
@@ -1524,7 +1533,7 @@ STREAMS = {
         + chunk(content="lo")
         + DONE_FRAME
         + OVERHEAD,
-        Summary([text("Hel")], error=TIMEOUT, comments=(OVERHEAD.strip(),)),
+        Summary([text("Hel")], error=TIMEOUT),
     ),
     "error_in_tool_call": StreamCase(
         call(0, "call_1", "f", "") + gateway_error("upstream_error", "upstream_incomplete", "cut"),
@@ -1535,20 +1544,25 @@ STREAMS = {
         Summary([text("Hel")], error=EARLY_END),
     ),
     "nothing": StreamCase(b"", Summary([], error=EARLY_END)),
-    "only_a_comment": StreamCase(OVERHEAD, Summary([], error=EARLY_END, comments=(OVERHEAD.strip(),))),
+    "only_a_comment": StreamCase(OVERHEAD, Summary([], error=EARLY_END)),
 }
 
 
-def translate(parts: list[bytes]) -> bytes:
-    translator = MessagesStreamTranslator(MODEL)
-    out = []
-    for part in parts:
-        piece = translator.feed(part)
-        assert piece == b"" or piece.endswith(b"\n\n"), "only whole frames go out"
-        out.append(piece)
-    tail = translator.close()
-    assert tail == b"" or tail.endswith(b"\n\n")
-    return b"".join([*out, tail])
+def translate(parts: list[bytes], response_id: str = RESPONSE_ID) -> bytes:
+    """An OpenAI-format upstream's stream as the Messages door writes it: parsed once into neutral
+    events (gateway/dialects.py `NeutralRelay`), written by the door's encoder and ended as
+    gateway/relay.py ends it: closed when the upstream's answer is whole, else cut with the
+    gateway's in-band error."""
+    relay = NeutralRelay(OpenAIStreamParser(), MODEL, response_id, 0)
+    encoder = MessagesStreamEncoder(MODEL, response_id)
+    out = [encoder.feed(relay.feed(part)) for part in parts]
+    out.append(encoder.feed(relay.close()))
+    if relay.done:
+        out.append(encoder.close())
+    elif relay.error is None:
+        out.append(encoder.feed([in_band(CUT)]))
+    assert all(piece == b"" or piece.endswith(b"\n\n") for piece in out), "only whole frames go out"
+    return b"".join(out)
 
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:
@@ -1574,7 +1588,6 @@ def test_the_text_stream_byte_for_byte() -> None:
         b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
         b'"usage":{"output_tokens":5,"input_tokens":12,"cache_read_input_tokens":0}}\n\n'
         b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
-        b": x-tollway-overhead-ms=0.12\n\n"
     )
 
 
@@ -1724,17 +1737,19 @@ def test_other_choices_and_deltas_after_the_finish_are_ignored() -> None:
     assert summary.blocks == [text("one")] and summary.stop_reason == "end_turn"
 
 
-def test_nothing_but_comments_follows_the_end() -> None:
-    translator = MessagesStreamTranslator(MODEL)
-    translator.feed(chunk(content="a") + chunk(finish_reason="stop") + chunk(usage=usage_of(1, 1)))
-    assert translator.feed(DONE_FRAME + chunk(content="b") + OVERHEAD) == OVERHEAD
-    assert translator.close() == b""
+def test_nothing_follows_the_end() -> None:
+    encoder = MessagesStreamEncoder(MODEL, RESPONSE_ID)
+    ended = [ChatChunk(content="a"), ChatChunk(finish_reason="stop"), ChatChunk(usage=usage_of(1, 1))]
+    assert encoder.feed(ended).endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    assert encoder.feed([ChatChunk(content="b")]) == b""
+    assert encoder.feed([in_band(CUT)]) == b""
+    assert encoder.close() == b""
 
 
 def test_a_tool_call_without_an_id_gets_one() -> None:
     data = b'data: {"id":"chatcmpl-z","choices":[{"index":0,"delta":{"tool_calls":[{"index":3,"function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}\n\n'
     summary = check_stream(translate([data + DONE_FRAME]))
-    assert summary.blocks == [tool_use("toolu_z_3", "f", {})]
+    assert summary.blocks == [tool_use("toolu_9xK2_3", "f", {})]
 
 
 def test_fragments_of_a_call_already_stopped_still_reach_its_block() -> None:
@@ -1760,7 +1775,7 @@ def test_an_anthropic_stream_survives_the_trip_through_the_openai_pipeline(name:
     chunks = parser.feed(native) + parser.close()
     message_id = msgspec.json.decode(native.split(b"data: ", 2)[1].split(b"\n", 1)[0])["message"]["id"]
     openai = b"".join(encode_chunk(piece, message_id, 0, "upstream") for piece in chunks) + DONE_FRAME
-    original, translated = sdk_final_message(native), sdk_final_message(translate([openai]))
+    original, translated = sdk_final_message(native), sdk_final_message(translate([openai], message_id))
     assert translated.id == original.id
     assert sdk_blocks(translated) == sdk_blocks(original)
     assert translated.stop_reason == original.stop_reason
@@ -1834,7 +1849,7 @@ def test_the_sdk_raises_the_matching_exception(status: int, exception: type[Exce
 
 def through_the_pipeline(native: bytes) -> bytes:
     """An Anthropic upstream's stream as the gateway's OpenAI SSE (adapters/anthropic.py, then
-    openai_wire), as gateway/dialects.py's TranslatingRelay makes it."""
+    openai_wire), as a chat client of a translated provider gets it."""
     parser = AnthropicStreamParser()
     chunks = parser.feed(native) + parser.close()
     return b"".join(encode_chunk(piece, "msg_01Th", 0, "upstream") for piece in chunks) + DONE_FRAME

@@ -13,8 +13,15 @@ import pytest
 from aiohttp import web
 
 from adapters import openai_wire
-from adapters.schema import ChatChunk, ToolCallDelta, usage_of
-from gateway.cache_stream import AnswerAccumulator, StoredAnswerInvalid, replay_stream
+from adapters.anthropic_inbound import MessagesStreamEncoder
+from adapters.schema import ChatChunk, ReasoningDelta, StreamError, StreamEvent, ToolCallDelta, usage_of
+from gateway.cache_stream import (
+    AnswerAccumulator,
+    EventAccumulator,
+    StoredAnswerInvalid,
+    replay_events,
+    replay_stream,
+)
 from tests.servers import LoopThread, start_site
 
 HEAD = {"id": "chatcmpl-7", "object": "chat.completion.chunk", "created": 1700000000, "model": "m"}
@@ -130,7 +137,7 @@ def test_accumulation_stops_past_the_entry_limit() -> None:
 
 
 def test_translated_streams_with_tool_calls_and_two_choices_accumulate() -> None:
-    """Frames as gateway/dialects.py's TranslatingRelay writes them (adapters/openai_wire.py)."""
+    """Frames as a chat client of a translated provider gets them (adapters/openai_wire.py)."""
     chunks = [
         ChatChunk(role="assistant"),
         ChatChunk(tool_calls=[ToolCallDelta(0, id="call_1", name="weather", arguments="")]),
@@ -284,3 +291,54 @@ def test_the_openai_sdk_reads_a_replayed_stream(loop_thread: LoopThread) -> None
             assert final.choices[0].finish_reason == "tool_calls"
     finally:
         loop_thread.run(runner.cleanup())
+
+
+# --- neutral streams ---------------------------------------------------------------------------
+
+
+def test_neutral_events_accumulate_into_the_answer_labelled_by_the_stream() -> None:
+    accumulator = EventAccumulator(1 << 20, "chatcmpl-n", 1700000003, "logical")
+    events: list[StreamEvent] = [
+        ChatChunk(role="assistant", content=""),
+        ChatChunk(reasoning=ReasoningDelta(0, "thinking", "not kept")),
+        ChatChunk(content="Hello"),
+        ChatChunk(tool_calls=[ToolCallDelta(0, "call_1", "f", '{"a":')]),
+        ChatChunk(tool_calls=[ToolCallDelta(0, arguments=" 1}")]),
+        ChatChunk(finish_reason="tool_calls"),
+    ]
+    accumulator.feed(events[:3])
+    accumulator.feed(events[3:])
+    assert accumulator.result() is None, "not before the end"
+    accumulator.end()
+    answer = msgspec.json.decode(accumulator.result(usage_of(2, 3)) or b"")
+    assert (answer["id"], answer["created"], answer["model"]) == ("chatcmpl-n", 1700000003, "logical")
+    message = answer["choices"][0]["message"]
+    assert message["content"] == "Hello" and answer["choices"][0]["finish_reason"] == "tool_calls"
+    assert message["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a": 1}'}
+    assert answer["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+
+
+def test_neutral_events_with_an_error_or_past_the_budget_are_not_kept() -> None:
+    failed = EventAccumulator(1 << 20, "c", 1, "m")
+    failed.feed([ChatChunk(content="a"), StreamError("boom", "server"), ChatChunk(finish_reason="stop")])
+    failed.end()
+    assert failed.result() is None
+    large = EventAccumulator(4, "c", 1, "m")
+    large.feed([ChatChunk(content="abcde"), ChatChunk(finish_reason="stop")])
+    large.end()
+    assert large.result() is None
+
+
+def test_a_replay_is_the_same_answer_in_each_doors_stream() -> None:
+    replay = replay_events(stored())
+    assert (replay.response_id, replay.model, replay.fingerprint) == ("chatcmpl-s", "m", "fp_1")
+    rebuilt = EventAccumulator(1 << 20, replay.response_id, replay.created, replay.model)
+    rebuilt.feed(replay.events)
+    rebuilt.end()
+    assert msgspec.json.decode(rebuilt.result() or b"")["choices"][0]["message"]["content"] == "Hello there"
+    messages = MessagesStreamEncoder("logical", replay.response_id)
+    anthropic_stream = messages.feed(replay.events) + messages.close()
+    assert (
+        anthropic_stream.startswith(b"event: message_start\n") and b'"text":"Hello there"' in anthropic_stream
+    )
+    assert anthropic_stream.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')

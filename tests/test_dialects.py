@@ -20,6 +20,7 @@ from adapters.base import (
     refuse_unsupported,
 )
 from adapters.framing import NDJSONDecoder
+from adapters.openai_stream import ChatStreamEncoder
 from adapters.schema import (
     ChatChunk,
     ChatRequest,
@@ -29,7 +30,7 @@ from adapters.schema import (
     ToolCallDelta,
     usage_of,
 )
-from gateway.dialects import Translated, dialect_for
+from gateway.dialects import NeutralRelay, Translated, dialect_for
 
 TARGET = Target("fake", "http://fake.test", "fake-model")
 
@@ -292,10 +293,21 @@ def frames(data: bytes) -> list[dict[str, object]]:
     return [msgspec.json.decode(e[len(b"data: ") :]) for e in events[:-1]]
 
 
+def chat_stream(relay: object, wants_usage: bool, pieces: list[bytes], end: bool = True) -> bytes:
+    """A translated stream as the chat door writes it: the relay's neutral events encoded as
+    OpenAI SSE (gateway/neutral_stream.py does this in the pipeline)."""
+    assert isinstance(relay, NeutralRelay)
+    encoder = ChatStreamEncoder(relay.response_id, relay.created, relay.model, wants_usage)
+    out = b"".join(encoder.feed(relay.feed(piece)) for piece in pieces)
+    if end:
+        out += encoder.feed(relay.close())
+    return out + (encoder.close() if relay.done else b"")
+
+
 @pytest.mark.parametrize("wants_usage", [False, True])
-def test_translating_relay_encodes_chunks_and_keeps_usage_for_accounting(wants_usage: bool) -> None:
+def test_translating_relay_gives_neutral_events_and_keeps_usage_for_accounting(wants_usage: bool) -> None:
     relay = DIALECT.stream_relay(TARGET, wants_usage, "logical", "chatcmpl-1", 1700000000)
-    out = b"".join(relay.feed(STREAM[i : i + 3]) for i in range(0, len(STREAM), 3)) + relay.close()
+    out = chat_stream(relay, wants_usage, [STREAM[i : i + 3] for i in range(0, len(STREAM), 3)])
     chunks = frames(out)
     assert all(c["id"] == "chatcmpl-1" and c["model"] == "logical" for c in chunks)
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])  # type: ignore[index, union-attr]
@@ -313,18 +325,19 @@ def test_translating_relay_encodes_chunks_and_keeps_usage_for_accounting(wants_u
     assert relay.usage == usage_of(4, 5) and relay.done and relay.error is None
 
 
-def test_translating_relay_turns_an_in_band_error_into_an_openai_error_event() -> None:
+def test_translating_relay_ends_its_events_with_an_in_band_error() -> None:
     relay = DIALECT.stream_relay(TARGET, False, "logical", "chatcmpl-1", 1)
-    out = relay.feed(b'{"t": "a"}\n{"err": "busy"}\n{"t": "never"}\n')
+    out = chat_stream(relay, False, [b'{"t": "a"}\n{"err": "busy"}\n{"t": "never"}\n'], end=False)
     assert out.endswith(b'data: {"error":{"message":"busy","type":"overloaded_error","code":null}}\n\n')
     assert b"never" not in out and relay.error is not None and not relay.done
-    assert relay.feed(b'{"t": "late"}\n') == b""
+    assert isinstance(relay, NeutralRelay) and relay.feed(b'{"t": "late"}\n') == []
 
 
 def test_a_stream_that_just_stops_is_not_done() -> None:
     relay = DIALECT.stream_relay(TARGET, False, "logical", "chatcmpl-1", 1)
+    assert isinstance(relay, NeutralRelay)
     relay.feed(b'{"t": "a"}\n')
-    assert relay.close() == b"" and not relay.done
+    assert relay.close() == [] and not relay.done
 
 
 def test_same_format_kinds_forward_bytes() -> None:

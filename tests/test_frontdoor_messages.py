@@ -287,3 +287,34 @@ def test_unknown_fields_pass_to_anthropic_and_are_dropped_for_openai(
     raw = client.messages.with_raw_response.create(model="gpt", **fields)
     assert "brand_new_knob" not in sent(native_upstream)[2]
     assert raw.headers["x-tollway-dropped-fields"] == "brand_new_knob"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_dropped_name_with_a_newline_is_escaped_in_the_header_on_the_messages_and_chat_doors(
+    client: anthropic.Anthropic, native_upstream: NativeUpstream, gateway: Gateway, stream: bool
+) -> None:
+    # aiohttp refuses to write a header value with a newline: unescaped, the answer was a 500.
+    name = "knob\r\nx-injected: 1"
+    native_upstream.queue(
+        streamed(fixture("openai/text_include_usage.sse"))
+        if stream
+        else Answer(fixture("openai/chat_response.json"))
+    )
+    messages: dict[str, Any] = {"max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+    raw = client.messages.with_raw_response.create(
+        model="gpt", stream=stream, extra_body={name: 1}, **messages
+    )
+    answer: Any = raw.parse()
+    if stream:
+        assert [event.type for event in answer][-1] == "message_stop"
+    assert raw.headers["x-tollway-dropped-fields"] == "knob%0D%0Ax-injected:%201"
+    assert "x-injected" not in raw.headers
+    # The chat door names a translated upstream's unmodeled fields the same way.
+    native_upstream.queue(Answer(fixture("anthropic/responses/text.json")))
+    chat = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+        json={"model": "claude", "messages": [{"role": "user", "content": "hi"}], name: 1},
+    )
+    assert chat.status_code == 200, chat.text
+    assert chat.headers["x-tollway-dropped-fields"] == "knob%0D%0Ax-injected:%201"

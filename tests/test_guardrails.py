@@ -399,7 +399,7 @@ def test_a_neutral_answer_is_checked_as_its_openai_body_is(
     rails: Guardrails, content: str | None, arguments: str | None
 ) -> None:
     # A translated provider's answer is checked in neutral form (no OpenAI body made for it).
-    response = openai_wire.decode_response(answer(content, arguments)).response
+    response = openai_wire.decode_response(answer(content, arguments))
     screened = masked_prompt(rails)
     checked, flags = rails.check_response(response, screened)
     body, body_flags = rails.check_answer(openai_wire.encode_response(response, "m"), screened)

@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from gateway.guardrails_stream import MAX_HOLD, WINDOW, OutputAction, StreamGuard, TextWindow
+from adapters.schema import ChatChunk, StreamError, StreamEvent, ToolCallDelta, usage_of
+from gateway.guardrails_stream import MAX_HOLD, WINDOW, EventGuard, OutputAction, StreamGuard, TextWindow
 from gateway.masking import Vault, mask_with
 from gateway.pii import PiiScanner
 
@@ -265,3 +266,90 @@ def test_sse_choices_get_their_own_windows() -> None:
             for choice in msgspec.json.decode(event[6:])["choices"]:
                 texts[choice["index"]] += choice["delta"].get("content") or ""
     assert texts == {0: "one [PHONE] done", 1: "two [IP] done"}
+
+
+# --- EventGuard: the same over a neutral stream's events ----------------------------------------
+
+
+def event_guard(action: OutputAction | None, vault: Vault | None = None) -> EventGuard:
+    return EventGuard(lambda: TextWindow(SCANNER, action, vault))
+
+
+def pieces_of(text: str, seed: int, count: int = 8) -> list[str]:
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(text)), count))
+    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+
+def through(rail: EventGuard, events: list[StreamEvent], seed: int) -> list[StreamEvent]:
+    """`events` fed in random runs, then the guard closed, as gateway/neutral_stream.py does."""
+    rng = random.Random(seed)
+    out: list[StreamEvent] = []
+    position = 0
+    while position < len(events):
+        step = rng.randint(1, 4)
+        out += rail.feed(events[position : position + step])
+        position += step
+    return out + rail.close()
+
+
+def text_events(pieces: list[str]) -> list[StreamEvent]:
+    return [
+        ChatChunk(role="assistant", content=""),
+        *(ChatChunk(content=piece) for piece in pieces),
+        ChatChunk(finish_reason="stop"),
+        ChatChunk(usage=usage_of(5, 9)),
+    ]
+
+
+def content_of(events: list[StreamEvent]) -> str:
+    return "".join(e.content or "" for e in events if isinstance(e, ChatChunk))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_events_value_split_across_chunks_is_blocked_with_content_filter(seed: int) -> None:
+    rail = event_guard("block")
+    out = through(rail, text_events(pieces_of(BEFORE + VALUES["PHONE"] + AFTER, seed)), seed)
+    assert content_of(out) == BEFORE
+    assert [e.finish_reason for e in out if isinstance(e, ChatChunk) and e.finish_reason] == [
+        "content_filter"
+    ]
+    assert [e.usage for e in out if isinstance(e, ChatChunk) and e.usage] == [usage_of(5, 9)]
+    assert rail.blocked and rail.categories == ["PHONE"]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_events_are_masked_and_restored_across_chunks(seed: int) -> None:
+    vault = Vault()
+    mask_with(SCANNER, vault, VALUES["EMAIL"])
+    text = "Mailed [EMAIL_1]; card on file is " + VALUES["CARD"] + "."
+    out = through(event_guard("mask", vault), text_events(pieces_of(text, seed, 10)), seed)
+    assert content_of(out) == f"Mailed {VALUES['EMAIL']}; card on file is [CARD]."
+    finishes = [e.finish_reason for e in out if isinstance(e, ChatChunk) and e.finish_reason]
+    assert finishes == ["stop"]
+    assert all(e.content or e.role or e.finish_reason or e.usage for e in out if isinstance(e, ChatChunk))
+
+
+def test_event_tool_call_arguments_are_restored_and_errors_pass() -> None:
+    vault = Vault()
+    mask_with(SCANNER, vault, VALUES["EMAIL"])
+    arguments = '{"to": "[EMAIL_1]", "subject": "hello"}'
+    events: list[StreamEvent] = [ChatChunk(tool_calls=[ToolCallDelta(0, "call_1", "send", "")])]
+    events += [
+        ChatChunk(tool_calls=[ToolCallDelta(0, arguments=arguments[i : i + 4])])
+        for i in range(0, len(arguments), 4)
+    ]
+    events += [ChatChunk(finish_reason="tool_calls")]
+    out = through(event_guard(None, vault), events, 3)
+    rebuilt = "".join(
+        call.arguments or "" for e in out if isinstance(e, ChatChunk) for call in e.tool_calls or ()
+    )
+    assert rebuilt == arguments.replace("[EMAIL_1]", VALUES["EMAIL"])
+    error = StreamError("boom", "server")
+    assert event_guard(None).feed([error]) == [error]
+
+
+def test_text_held_at_an_end_without_a_finish_comes_out_at_close() -> None:
+    rail = event_guard("mask")
+    out = rail.feed([ChatChunk(content="x" * (WINDOW + 10))])
+    assert content_of(out) + content_of(rail.close()) == "x" * (WINDOW + 10)

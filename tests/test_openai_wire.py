@@ -26,6 +26,7 @@ from adapters.schema import (
     Message,
     NamedFunction,
     NamedToolChoice,
+    ReasonedUsage,
     ReasoningBlock,
     ReasoningDelta,
     ResponseFormat,
@@ -329,8 +330,7 @@ def test_each_door_writes_a_neutral_answer_as_it_writes_its_openai_body(response
 
 def test_an_openai_answer_reads_back_as_the_neutral_answer_it_was_written_from() -> None:
     for response in NEUTRAL_ANSWERS:
-        decoded = openai_wire.decode_response(openai_wire.encode_response(response, "logical"))
-        assert decoded.response == response
+        assert openai_wire.decode_response(openai_wire.encode_response(response, "logical")) == response
 
 
 def test_an_openai_answer_reads_back_with_its_refusal_and_text_only_reasoning() -> None:
@@ -342,13 +342,12 @@ def test_an_openai_answer_reads_back_with_its_refusal_and_text_only_reasoning() 
         b' "completion_tokens_details": {"reasoning_tokens": 1}}}'
     )
     decoded = openai_wire.decode_response(body)
-    (choice,) = decoded.response.choices
+    (choice,) = decoded.choices
     assert choice.finish_reason == "tool_calls"
     assert choice.message.refusal == "No."
     assert choice.message.reasoning == [ReasoningBlock("thinking", "hm")]  # no signature: text alone
     assert choice.message.tool_calls == [ToolCall("t", FunctionCall("f", ""))]
-    assert decoded.response.usage == usage_of(4, 2)
-    assert decoded.usage is not None and decoded.usage.completion_tokens_details is not None
+    assert decoded.usage == ReasonedUsage(4, 2, 6, None, reasoning_tokens=1)
     # Text alone is not a block a Messages client could send back; the Responses door shows it.
     assert b"thinking" not in anthropic_inbound.encode_response(body, "m")
     assert b'"summary":[{"type":"summary_text","text":"hm"}]' in responses_outbound.encode_response(

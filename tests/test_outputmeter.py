@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from adapters.schema import ChatChunk, ReasoningDelta, StreamError, ToolCallDelta, usage_of
 from gateway.outputmeter import CUT_SLACK_TOKENS, MAX_PENDING_BYTES, OutputMeter, OutputOverrun, answer_tokens
 
 
@@ -147,3 +148,24 @@ def test_a_lazy_meter_holds_a_bounded_amount() -> None:
         meter.feed(one)
         assert meter.pending_bytes <= MAX_PENDING_BYTES + len(one)
     assert meter.tokens == 2 * MAX_PENDING_BYTES // len(one)
+
+
+def test_neutral_events_are_counted_or_measured_as_sse_events_are() -> None:
+    counted = OutputMeter(10, measured=False)
+    counted.count([ChatChunk(content="hi")] * counted.limit)
+    with pytest.raises(OutputOverrun):
+        counted.count([ChatChunk(content="hi")])
+    measured = OutputMeter(10, measured=True)
+    measured.count([ChatChunk(role="assistant", content=""), ChatChunk(content="abcd" * 10)])
+    assert measured.tokens == 10
+    measured.count(
+        [
+            ChatChunk(tool_calls=[ToolCallDelta(0, arguments="x" * 8)]),
+            ChatChunk(reasoning=ReasoningDelta(0, "thinking", "r")),
+            ChatChunk(usage=usage_of(1, 1)),
+            StreamError("boom", "server"),
+        ]
+    )
+    assert measured.tokens == 13
+    with pytest.raises(OutputOverrun):
+        measured.count([ChatChunk(refusal="w" * 4 * 200)])

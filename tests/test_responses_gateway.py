@@ -509,3 +509,35 @@ def test_a_provider_configured_without_reasoning_does_not_get_the_effort(
     )
     assert chat.headers["x-tollway-dropped-fields"] == "reasoning_effort"
     assert "reasoning_effort" not in upstream_json(native_upstream)
+
+
+@pytest.mark.integration
+def test_dropped_names_from_the_client_are_escaped_and_bounded_in_the_headers(
+    sdk: openai.OpenAI, native_upstream: NativeUpstream
+) -> None:
+    # aiohttp refuses to write a header value with a newline: unescaped, the answer was a 500.
+    native_upstream.queue(Answer(CHAT_HI))
+    tools: Any = [{"type": "web\nsearch"}, *({"type": f"hosted_{n}_" + "t" * 100} for n in range(30))]
+    raw = sdk.responses.with_raw_response.create(
+        model="compat", input="Hi", tools=tools, extra_body={"odd\x00knob": 1}
+    )
+    assert raw.parse().output_text == "Hi"
+    assert raw.headers["x-tollway-dropped-fields"] == "odd%00knob,tools"
+    named = raw.headers["x-tollway-dropped-tools"].split(",")
+    assert named[0] == "web%0Asearch"
+    assert all(len(name) <= 64 for name in named[1:-1])  # each cut to 64 characters
+    assert len(raw.headers["x-tollway-dropped-tools"]) <= 1024 + len(",+99 more")
+    assert named[-1].startswith("+") and named[-1].endswith(" more")
+    assert len(named) - 1 + int(named[-1][1:].split()[0]) == 31  # every tool named or counted
+
+
+@pytest.mark.integration
+def test_a_previous_response_id_that_is_not_utf8_is_a_400(gw: Gateway) -> None:
+    body = b'{"model": "compat", "input": "Hi", "previous_response_id": "resp_\xff"}'
+    reply = httpx.post(
+        gw.url + "/v1/responses",
+        content=body,
+        headers={"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"},
+    )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == "previous_response_id"

@@ -1,7 +1,7 @@
 """Tests for adapters/responses_outbound.py and adapters/responses_passthrough.py: chat answers and
-the gateway's chat SSE streams turned into Responses objects and events, and Responses streams
-relayed unchanged. Streams are hand-built bytes from tests/fixtures/responses/ (and Anthropic's
-recorded stream, through the gateway's own translating relay), fed whole and in random splits,
+neutral stream events turned into Responses objects and events, and Responses streams relayed
+unchanged. Streams are an OpenAI-format upstream's hand-built bytes from tests/fixtures/responses/
+(and Anthropic's recorded stream), parsed as the gateway's relay parses them, fed whole and in random splits,
 checked for the event order of reference §1.7 and a `sequence_number` one above the last, and
 run through openai-python's own stream helper (over a mock transport) so we know it accepts them.
 """
@@ -20,9 +20,13 @@ import pytest
 
 from adapters.anthropic import AnthropicStreamParser
 from adapters.base import InvalidUpstreamAnswer
-from adapters.responses_outbound import ResponsesStreamTranslator, encode_response
+from adapters.openai_stream import OpenAIStreamParser
+from adapters.responses_outbound import ResponsesStreamEncoder, encode_response
 from adapters.responses_passthrough import ResponsesRelay, parse_answer
-from gateway.dialects import TranslatingRelay
+from adapters.schema import StreamError
+from gateway.dialects import NeutralRelay
+from gateway.errors import GatewayError
+from gateway.relay import in_band
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SDK_HTTPX: Any = getattr(sdk_base, "httpx2", None) or sdk_base.httpx
@@ -43,10 +47,26 @@ def splits(data: bytes, rng: random.Random) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
+# What gateway/relay.py writes when the upstream closed before its answer ended.
+CUT = GatewayError(
+    502,
+    "provider 'up' ended the stream before it was complete",
+    type="upstream_error",
+    code="upstream_incomplete",
+)
+
+
 def translate(data: bytes, pieces: list[bytes] | None = None) -> bytes:
-    translator = ResponsesStreamTranslator("gw-model", FIELDS)
-    out = b"".join(translator.feed(piece) for piece in (pieces or [data]))
-    return out + translator.close()
+    """An OpenAI-format upstream's stream as the Responses door writes it: parsed once into neutral
+    events (gateway/dialects.py `NeutralRelay`), written by the door's encoder and ended as
+    gateway/relay.py ends it: closed when the answer is whole, else cut with the gateway's error."""
+    relay = NeutralRelay(OpenAIStreamParser(), "gw-model", "chatcmpl-req1", 1700000000)
+    encoder = ResponsesStreamEncoder("gw-model", FIELDS, None, relay.response_id, relay.created)
+    out = b"".join(encoder.feed(relay.feed(piece)) for piece in (pieces or [data]))
+    out += encoder.feed(relay.close())
+    if relay.done:
+        return out + encoder.close()
+    return out + (encoder.feed([in_band(CUT)]) if relay.error is None else b"")
 
 
 def events_of(stream: bytes) -> list[dict[str, Any]]:
@@ -197,7 +217,6 @@ def test_stream_in_random_splits_is_the_same(seed: int) -> None:
 
 def test_stream_with_reasoning_text_and_tools() -> None:
     out = translate(fixture("chat_reasoning_tools.sse"))
-    assert b": x-tollway-overhead-ms=0.250\n\n" in out  # comments pass through
     events = events_of(out)
     check_order(events)
     kinds = [e["type"] for e in events]
@@ -277,10 +296,10 @@ def test_anthropic_events_through_the_gateway_relay() -> None:
     Anthropic parser and the translating relay make the chat SSE, this makes Responses events."""
     data = (FIXTURES / "anthropic" / "streams" / "thinking_tool_use.sse").read_bytes()
     for seed in range(4):
-        relay = TranslatingRelay(AnthropicStreamParser(), True, "gw-model", "chatcmpl-req1", 1700000000)
-        translator = ResponsesStreamTranslator("gw-model", {})
-        out = b"".join(translator.feed(relay.feed(piece)) for piece in splits(data, random.Random(seed)))
-        out += translator.feed(relay.close()) + translator.close()
+        relay = NeutralRelay(AnthropicStreamParser(), "gw-model", "chatcmpl-req1", 1700000000)
+        encoder = ResponsesStreamEncoder("gw-model", {}, None, relay.response_id, relay.created)
+        out = b"".join(encoder.feed(relay.feed(piece)) for piece in splits(data, random.Random(seed)))
+        out += encoder.feed(relay.close()) + encoder.close()
         events = events_of(out)
         check_order(events)
         final = events[-1]["response"]
@@ -337,9 +356,7 @@ def test_the_gateways_own_error_in_a_relayed_responses_stream_is_a_responses_err
         b'event: response.in_progress\ndata: {"type":"response.in_progress","sequence_number":1}\n\n'
     )
     assert egress.feed(upstream) == upstream
-    cut = egress.feed(
-        b'data: {"error":{"message":"the upstream sent more than asked","type":"server_error","code":"upstream_overrun"}}\n\n'
-    )
+    cut = egress.error(StreamError("the upstream sent more than asked", "server_error", "upstream_overrun"))
     assert cut.startswith(b"event: error\ndata: ")
     event = msgspec.json.decode(cut.split(b"data: ", 1)[1])
     assert event == {

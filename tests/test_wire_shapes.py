@@ -27,6 +27,8 @@ NOT_WIRE = {
     "adapters/base.py:UpstreamError (error detail)",  # the neutral error every classify_error returns
     "adapters/mock.py:_Answer (usage)",  # one planned answer, before it is encoded
     "adapters/mock.py:_Plan (stream options)",
+    # One probe across the three answer formats (OpenAI's, Anthropic's, Responses'), for span facts.
+    "gateway/genai.py:_AnswerProbe (completion or chunk)",
 }
 
 # Field names, or sets of them, that only OpenAI's chat and embeddings shapes use among ours.
