@@ -115,7 +115,7 @@ def test_bad_overrides_name_their_entry() -> None:
         parse_config('pricing: {models: {"openai/x": {input: -1, output: 1, typo: 2}}}', {}, "test")
     errors = raised.value.errors  # type: ignore[attr-defined]
     assert "pricing.models.openai/x.input: Expected `float` >= 0.0" in errors
-    assert "pricing.models.openai/x.typo: unknown field" in errors
+    assert any(e.startswith("pricing.models.openai/x.typo: unknown field") for e in errors)
 
 
 def test_model_price_defaults() -> None:

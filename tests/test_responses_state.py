@@ -238,7 +238,8 @@ def test_check_config_refuses_keeping_responses_without_a_store() -> None:
         parse_config(
             'responses: {store: true, keep_days: 3}\nstorage: {database_url: "sqlite:///x"}\n', {}, "t"
         )
-    assert typo.value.errors == ["responses.keep_days: unknown field"]
+    assert [e.split(" (", 1)[0] for e in typo.value.errors] == ["responses.keep_days: unknown field"]
+    assert "did you mean 'retention_days'" in typo.value.errors[0]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])

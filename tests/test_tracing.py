@@ -426,7 +426,7 @@ def test_the_tracing_section_is_parsed_with_paths_in_errors() -> None:
     assert any(error.startswith("tracing.otlp_endpoint:") for error in errors)
     assert any(error.startswith("tracing.sample_ratio:") for error in errors)
     assert any(error.startswith("tracing.metrics_interval_s:") for error in errors)
-    assert "tracing.sampler: unknown field" in errors
+    assert any(e.startswith("tracing.sampler: unknown field") for e in errors)
 
 
 def test_the_noop_costs_well_under_a_microsecond_per_request() -> None:
