@@ -88,7 +88,6 @@ SUPPORTED_FIELDS: Final = frozenset(
 )
 # Protocol headers only: the gateway adds `x-goog-api-key` (gateway/credentials.py).
 _HEADERS: Final = (("content-type", "application/json"),)
-_DEFAULT_ID: Final = "gemini-response"  # when an answer carries no `responseId`
 
 # --- request ---------------------------------------------------------------------------------
 
@@ -228,7 +227,7 @@ def parse_response(body: bytes, target: Target) -> ChatResponse:
         message = ResponseMessage("".join(texts) or None, calls or None)
         choices.append(Choice(candidate.index, message, finish_reason(candidate.finish_reason, bool(calls))))
     usage = _usage(answer.usage_metadata) if answer.usage_metadata is not None else None
-    return ChatResponse(answer.response_id or _DEFAULT_ID, 0, choices, usage)
+    return ChatResponse(answer.response_id or "", 0, choices, usage)  # the gateway fills both in
 
 
 class GeminiStreamParser:

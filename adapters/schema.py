@@ -247,7 +247,8 @@ class Choice(msgspec.Struct):
 
 
 class ChatResponse(msgspec.Struct):
-    """A complete answer. `id` and `created` are the provider's where it gives them."""
+    """A complete answer. `id` and `created` are the provider's where it gives them; "" and 0 where
+    it does not (adapters read no clock), which the gateway fills in with the request's own."""
 
     id: str
     created: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import msgspec
 from aiohttp import web
 
 from adapters.openai_surface import OPERATIONS
+from gateway import statedir
 from gateway.accounting import Accountant
 from gateway.admin import AdminApi
 from gateway.admin_targets import targets_handler
@@ -19,7 +21,7 @@ from gateway.alerts import Alerter, spooling_started
 from gateway.auth import KeyRing, Principal, principal_of
 from gateway.batch_accounting import BatchAccounting
 from gateway.budgetpolicy import BudgetStatus, BudgetSubject
-from gateway.config import Config
+from gateway.config import Config, StorageConfig
 from gateway.context import assign_request_id
 from gateway.errors import GatewayError, error_response, malformed_body, model_not_found
 from gateway.frontdoor import ANTHROPIC_DOOR
@@ -170,6 +172,11 @@ def config_principals(config: Config) -> list[tuple[str, Principal]]:
     return found
 
 
+def _spool_dir(storage: StorageConfig) -> str:
+    # Unset: in the state directory, which `tollway serve` has created before building the app.
+    return storage.spool_dir or str(statedir.locate(os.environ) / statedir.SPOOL)
+
+
 def build_app(config: Config) -> web.Application:
     """The gateway as an aiohttp Application, ready for an AppRunner."""
     app = web.Application(middlewares=[shape_errors], client_max_size=config.server.max_body_bytes)
@@ -190,7 +197,7 @@ def build_app(config: Config) -> web.Application:
 
     writer = audit_writer(store, storage.database_url) if store is not None and storage.database_url else None
     accountant = (
-        Accountant(writer, storage.spool_dir, metrics, retention_days=storage.retention_days)
+        Accountant(writer, _spool_dir(storage), metrics, retention_days=storage.retention_days)
         if writer is not None
         else None
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from gateway import logs
+from gateway import logs, statedir
 from gateway.app import build_app, reload, reload_refused
 from gateway.cli_admin import add_admin_commands, run_admin
 from gateway.cli_migrate import add_migrate_commands
@@ -127,6 +127,7 @@ async def _serve_until_stopped(
                 "models": list(config.models),
                 "config": str(source),
                 "auth": "master_key" if config.server.master_key else "none",
+                "state_directory": str(statedir.locate(os.environ).absolute()),
             }
         },
     )
@@ -176,6 +177,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     source = resolve_config_path(args.config, os.environ)
     config = _load_checked(source)
     if config is None:
+        return 1
+    try:  # before anything opens the SQLite file or the spool that default to it
+        statedir.prepare(os.environ)
+    except OSError as exc:
+        print(f"cannot create the state directory: {exc}", file=sys.stderr)
         return 1
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 import yaml
 
-from gateway import redisconn
+from gateway import redisconn, statedir
 from gateway.admin_identity import GroupRole
 from gateway.alerts import AlertsConfig
 from gateway.base_urls import trim_base_urls
@@ -35,6 +35,9 @@ from gateway.tracing import TracingConfig
 
 DEFAULT_CONFIG_PATH: Final = Path("config/tollway.yaml")
 EMBEDDED_DEFAULT: Final = Path(__file__).with_name("default.yaml")
+# The variable that sets the embedded default's database_url; unset, the state directory's
+# tollway.sqlite is used rather than the file's relative fallback.
+EMBEDDED_DATABASE_VARIABLE: Final = "TOLLWAY_DATABASE_URL"
 
 T = TypeVar("T")
 
@@ -95,8 +98,9 @@ class StorageConfig(_Section, frozen=True):
     key_refresh_s: Seconds = 2.0
     # Audit records older than this many days are deleted (daily spend rollups stay); none: kept.
     retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    # Local directory of the accounting spool (audit records not yet in the store).
-    spool_dir: Annotated[str, msgspec.Meta(min_length=1)] = "tollway-spool"
+    # Local directory of the accounting spool (audit records not yet in the store); unset:
+    # tollway-spool/ in the state directory (gateway/statedir.py).
+    spool_dir: Annotated[str, msgspec.Meta(min_length=1)] | None = None
 
     def redis_target(self) -> RedisTarget | None:
         """Where the shared Redis is, or None without one (parse_config has checked it)."""
@@ -923,7 +927,19 @@ def parse_config(text: str, env: Mapping[str, str], source: str) -> Config:
     _check_references(config, provider_names, errors)
     if errors:
         raise ConfigError(source, errors)
-    return config
+    return _in_state_directory(config, env, source == str(EMBEDDED_DEFAULT))
+
+
+def _in_state_directory(config: Config, env: Mapping[str, str], embedded: bool) -> Config:
+    """The config with the embedded default's own SQLite file in the state directory, unless
+    $TOLLWAY_DATABASE_URL names one. What an operator's file says stays as written (relative
+    paths from the working directory); an unset spool_dir is placed at start (gateway/app.py)."""
+    if not embedded or env.get(EMBEDDED_DATABASE_VARIABLE):
+        return config
+    database_url = f"sqlite:///{statedir.locate(env) / statedir.DATABASE}"
+    return msgspec.structs.replace(
+        config, storage=msgspec.structs.replace(config.storage, database_url=database_url)
+    )
 
 
 def _redis_errors(storage: StorageConfig) -> list[str]:

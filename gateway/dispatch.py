@@ -366,6 +366,9 @@ class Dispatcher:
             else:
                 read, usage = target.dialect.answer(raw, job.request.model, target.target)
                 if isinstance(read, ChatResponse):
+                    # The same id and time its stream would have carried, where the provider gave none.
+                    read.id = read.id or job.response_id
+                    read.created = read.created or job.created
                     return Answer(call, upstream, usage=usage, response=read)
                 body = read
         except InvalidUpstreamAnswer:

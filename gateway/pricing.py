@@ -9,6 +9,7 @@ with no price costs 0: it is logged once and counted in `tollway_unpriced_reques
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
@@ -21,6 +22,7 @@ from prometheus_client.metrics import Counter as _CounterChild
 
 from adapters.openai_surface import Units
 from adapters.schema import Usage
+from gateway import statedir
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -102,8 +104,8 @@ class ModelPrice(_Prices, frozen=True, forbid_unknown_fields=True):
 class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The config's `pricing:` section. `models` keys are "<provider kind>/<model>" and win over
     the imported file, which wins over the shipped table. `file` is where `tollway prices import`
-    writes and the gateway reads imported prices (relative paths from the working directory, the
-    state directory under systemd); unset: OVERRIDE_FILE, used when it exists. (Currency rates for
+    writes and the gateway reads imported prices (relative paths from the working directory); unset:
+    OVERRIDE_FILE in the state directory (gateway/statedir.py), used when it exists. (Currency rates for
     reports are `budgets.rates`.)"""
 
     models: dict[str, ModelPrice] = {}
@@ -189,8 +191,11 @@ class PriceFileError(Exception):
 
 
 def override_path(pricing: PricingConfig) -> tuple[Path, bool]:
-    """Where the imported prices live, and whether the config named that file itself."""
-    return Path(pricing.file or OVERRIDE_FILE), pricing.file is not None
+    """Where the imported prices live, and whether the config named that file itself: unnamed,
+    OVERRIDE_FILE in the state directory."""
+    if pricing.file is not None:
+        return Path(pricing.file), True
+    return statedir.locate(os.environ) / OVERRIDE_FILE, False
 
 
 def load_override(pricing: PricingConfig) -> PriceFile | None:

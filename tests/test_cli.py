@@ -66,10 +66,10 @@ def stop(served: Served) -> int:
 
 
 def clean_env() -> dict[str, str]:
-    """The environment without Tollway's own variables, as on a fresh machine."""
-    return {
-        key: value for key, value in os.environ.items() if key not in ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY")
-    }
+    """The environment without Tollway's own variables, as on a fresh machine (the state
+    directory: this test run's, from tests/conftest.py)."""
+    own = ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY", "STATE_DIRECTORY")
+    return {key: value for key, value in os.environ.items() if key not in own}
 
 
 def run_tollway(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -245,3 +245,45 @@ def test_version_prints_the_installed_package_version(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert result.stdout.decode().strip() == f"tollway {declared}"
+
+
+def test_the_embedded_default_keeps_its_state_out_of_the_working_directory(tmp_path: Path) -> None:
+    cwd, xdg = tmp_path / "cwd", tmp_path / "xdg"
+    cwd.mkdir()
+    served = start([], cwd=cwd, env={"XDG_STATE_HOME": str(xdg)})
+    try:
+        with openai.OpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0) as sdk:
+            sdk.chat.completions.create(model="demo", messages=[{"role": "user", "content": "ping"}])
+    finally:
+        assert stop(served) == 0
+    assert list(cwd.iterdir()) == []
+    state = xdg / "tollway"
+    assert served.started["state_directory"] == str(state)
+    assert (state / "tollway.sqlite").is_file() and (state / "tollway-spool").is_dir()
+
+
+def test_systemds_state_directory_wins_and_the_start_line_names_it(tmp_path: Path) -> None:
+    cwd, xdg, systemd = tmp_path / "cwd", tmp_path / "xdg", tmp_path / "lib-tollway"
+    cwd.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", "0"],
+        cwd=cwd,
+        env={**clean_env(), "XDG_STATE_HOME": str(xdg), "STATE_DIRECTORY": f"{systemd}:{tmp_path / 'other'}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    records = []
+    for line in process.stderr:
+        records.append(msgspec.json.decode(line))
+        if records[-1].get("msg") == "listening":
+            break
+    served = Served(process, records[-1])
+    try:  # a request first: the default store and spool are opened and written
+        with openai.OpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0) as sdk:
+            sdk.chat.completions.create(model="demo", messages=[{"role": "user", "content": "ping"}])
+    finally:
+        assert stop(served) == 0
+    assert served.started["state_directory"] == str(systemd)
+    assert (systemd / "tollway.sqlite").is_file() and (systemd / "tollway-spool").is_dir()
+    assert list(cwd.iterdir()) == [] and not xdg.exists() and not (tmp_path / "other").exists()

@@ -325,7 +325,7 @@ def test_parse_tool_calls_makes_ids_and_carries_the_thought_signature() -> None:
 def test_parse_keeps_gemini_call_ids_and_fills_defaults() -> None:
     answer = gemini.parse_response(fixture("responses/tool_call_with_id.json"), TARGET)
     message = ResponseMessage("Checking.", [ToolCall("lqh0lev7", FunctionCall("lookup", "{}"))])
-    assert answer == ChatResponse("gemini-response", 0, [Choice(0, message, "tool_calls")], usage_of(20, 5))
+    assert answer == ChatResponse("", 0, [Choice(0, message, "tool_calls")], usage_of(20, 5))
 
 
 def test_parse_several_candidates_as_choices() -> None:
