@@ -143,7 +143,8 @@ def tollway_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         upstream.wait_ready(upstream_port, "/health", 20)
         port = free_port()
         config = work / "tollway.yaml"
-        config.write_text(bench_config(port, upstream_port, str(work / "requests.log")))
+        # Its own store in its own folder: a store left in /tmp by an older tree must not be read.
+        config.write_text(bench_config(port, upstream_port, str(work / "requests.log"), work_dir=str(work)))
         tollway = children.start_module("tollway", "gateway.cli", "serve", "--config", str(config))
         tollway.wait_ready(port, "/health/ready", 20)
         yield port
