@@ -41,7 +41,7 @@ from gateway.router import Router
 from gateway.services import Services
 from gateway.spendsource import StoreSpendSource
 from gateway.store import Store, StoreUnavailable
-from gateway.tracing import build_tracer
+from gateway.tracers import build_tracer
 
 log = logging.getLogger("tollway")
 

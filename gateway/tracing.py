@@ -150,21 +150,3 @@ class NoopTracer:
 
     async def aclose(self) -> None:
         return None
-
-
-def build_tracer(config: TracingConfig) -> Tracer:
-    """The tracer for this config: gateway.otel's with an endpoint, else the no-op (no import).
-
-    Raises ConfigError when an endpoint is set but the `otel` extra is not installed.
-    """
-    if config.otlp_endpoint is None:
-        return NoopTracer()
-    try:
-        from gateway.otel import OtelTracer  # only here: it imports the OpenTelemetry SDK
-
-        return OtelTracer(config)
-    except ImportError as exc:
-        from gateway.config import ConfigError  # not at the top: gateway.config imports this module
-
-        needs = f"needs the OpenTelemetry packages ({exc.name}): pip install 'tollway[otel]'"
-        raise ConfigError("tracing", [f"tracing.otlp_endpoint: {needs}"]) from None

@@ -26,7 +26,8 @@ from gateway.config import ConfigError, parse_config
 from gateway.context import RequestContext
 from gateway.logs import JsonFormatter
 from gateway.otel import OtelTracer
-from gateway.tracing import FALLBACK, FIRST, NoopTracer, TracingConfig, build_tracer
+from gateway.tracers import build_tracer
+from gateway.tracing import FALLBACK, FIRST, NoopTracer, TracingConfig
 from tests.otlp_collector import Collector, attributes, start_collector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -359,7 +360,7 @@ def test_the_gateway_imports_no_opentelemetry_unless_tracing_is_configured() -> 
         "before = set(sys.modules)\n"
         "from gateway.app import build_app\n"
         "from gateway.config import parse_config\n"
-        "from gateway.tracing import build_tracer\n"
+        "from gateway.tracers import build_tracer\n"
         "config = parse_config('tracing: {service_name: x}', {}, 't')\n"
         "build_app(config); build_tracer(config.tracing)\n"
         "print(sorted(m for m in set(sys.modules) - before if m.startswith('opentelemetry')))\n"
