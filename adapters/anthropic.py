@@ -42,9 +42,9 @@ from adapters.base import (
     UpstreamRequest,
     nested_too_deeply,
     refuse_unsupported,
+    retry_after_seconds,
 )
 from adapters.framing import SSEDecoder, SSEEvent, WholeEventRelay, event_data
-from adapters.openai import retry_after_seconds
 from adapters.schema import (
     ChatChunk,
     ChatRequest,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Final, Protocol
@@ -74,6 +75,29 @@ class UpstreamError(msgspec.Struct, frozen=True):
     code: str | None = None
     param: str | None = None
     retry_after_s: float | None = None
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a provider asked for: `retry-after-ms`, else `retry-after` in seconds. Here, not in
+    one adapter, because every adapter reads it off its error answers."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        wait = _finite_seconds(millis, 1000.0)
+        if wait is not None:
+            return wait
+    seconds = headers.get("retry-after")
+    if seconds is not None:
+        # None for an HTTP date: rare from these APIs, and fallback does not need it.
+        return _finite_seconds(seconds, 1.0)
+    return None
+
+
+def _finite_seconds(text: str, per_second: float) -> float | None:
+    try:
+        value = float(text) / per_second
+    except ValueError:
+        return None
+    return max(value, 0.0) if math.isfinite(value) else None
 
 
 class InvalidRequest(ValueError):

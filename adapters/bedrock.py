@@ -68,6 +68,7 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
     refuse_unsupported,
+    retry_after_seconds,
 )
 from adapters.framing import (
     EventStreamDecoder,
@@ -75,7 +76,6 @@ from adapters.framing import (
     EventStreamMessage,
     EventStreamTruncated,
 )
-from adapters.openai import retry_after_seconds
 from adapters.schema import (
     ChatChunk,
     ChatRequest,

@@ -22,9 +22,9 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
     refuse_unsupported,
+    retry_after_seconds,
 )
 from adapters.framing import SSEDecoder
-from adapters.openai import retry_after_seconds
 from adapters.schema import (
     ChatChunk,
     ChatRequest,

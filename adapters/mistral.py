@@ -46,9 +46,9 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
     refuse_unsupported,
+    retry_after_seconds,
 )
 from adapters.framing import SSEDecoder, SSEEvent
-from adapters.openai import retry_after_seconds
 from adapters.schema import (
     ChatChunk,
     ChatRequest,

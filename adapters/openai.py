@@ -9,7 +9,6 @@ the usage record, the `[DONE]` sentinel and in-band errors.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Any, Final
 
@@ -23,6 +22,7 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
     nested_too_deeply,
+    retry_after_seconds,
 )
 from adapters.framing import WholeEventRelay, event_data
 from adapters.openai_shapes import (
@@ -334,28 +334,6 @@ _KIND_BY_STATUS: Final = {
     504: ErrorKind.TIMEOUT,
     529: ErrorKind.OVERLOADED,
 }
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait a provider asked for: `retry-after-ms`, else `retry-after` in seconds."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        wait = _finite_seconds(millis, 1000.0)
-        if wait is not None:
-            return wait
-    seconds = headers.get("retry-after")
-    if seconds is not None:
-        # None for an HTTP date: rare from these APIs, and fallback does not need it.
-        return _finite_seconds(seconds, 1.0)
-    return None
-
-
-def _finite_seconds(text: str, per_second: float) -> float | None:
-    try:
-        value = float(text) / per_second
-    except ValueError:
-        return None
-    return max(value, 0.0) if math.isfinite(value) else None
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:

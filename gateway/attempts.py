@@ -24,7 +24,7 @@ import random
 from typing import TYPE_CHECKING, Final
 
 from gateway.balance import pick
-from gateway.breaker import Admission, BreakerState
+from gateway.breaker import BreakerAnswer, BreakerState
 from gateway.errors import GatewayError
 from gateway.tracing import FALLBACK, FIRST, NOOP_ATTEMPT, RETRY, AttemptSpan
 
@@ -69,7 +69,7 @@ class Call:
     __slots__ = ("admission", "after", "delay_s", "reason", "span", "target", "tries")
 
     def __init__(
-        self, target: RouteTarget, admission: Admission, tries: int = 1, delay_s: float = 0.0
+        self, target: RouteTarget, admission: BreakerAnswer, tries: int = 1, delay_s: float = 0.0
     ) -> None:
         self.target = target
         self.admission = admission
@@ -81,7 +81,7 @@ class Call:
 
     @property
     def probe(self) -> bool:
-        return self.admission is Admission.PROBE
+        return self.admission is BreakerAnswer.PROBE
 
 
 class Plan:
@@ -131,7 +131,7 @@ class Plan:
         if retry is not None:
             self._retry = None
             admission = retry.target.breaker.admit()
-            if admission is not Admission.REFUSED:
+            if admission is not BreakerAnswer.REFUSED:
                 retry.admission = admission
                 self.calls += 1
                 return retry
@@ -159,7 +159,7 @@ class Plan:
         if len(members) == 1:  # the common case, kept short: no pool, nothing to pick from
             target = members[0]
             admission = target.breaker.admit()
-            if admission is Admission.REFUSED:
+            if admission is BreakerAnswer.REFUSED:
                 self._note_skipped(target)
                 return None
             return Call(target, admission)
@@ -200,7 +200,7 @@ class Plan:
             if asked is None or asked <= route.max_wait_s:
                 if asked is not None:
                     wait = max(wait, asked)
-                self._retry = Call(call.target, Admission.REFUSED, call.tries + 1, wait)
+                self._retry = Call(call.target, BreakerAnswer.REFUSED, call.tries + 1, wait)
                 self._retry.after = kind
         return True
 

@@ -16,7 +16,7 @@ from adapters.openai_shapes import OpenAIOutputAnswerProbe, OpenAIPromptProbe
 from adapters.schema import ChatRequest, ChatResponse, TextPart, Usage, usage_of
 from gateway.budgets import Reservation
 from gateway.context import RequestContext
-from gateway.limits import Admission
+from gateway.limits import LimitHold
 from gateway.masking import mask_text
 from gateway.outputmeter import OutputMeter
 from gateway.records import Attempt, AuditRecord, ContentPolicy, apply_policy
@@ -41,7 +41,7 @@ class Booking:
     )
 
     def __init__(self) -> None:
-        self.admission: Admission | None = None
+        self.admission: LimitHold | None = None
         self.reservation: Reservation | None = None
         self.worst_case_micros = 0
         self.kind: str | None = None  # the provider kind of the target that answered

@@ -31,7 +31,7 @@ class BreakerState(enum.Enum):
     HALF_OPEN = "half_open"
 
 
-class Admission(enum.Enum):
+class BreakerAnswer(enum.Enum):
     """The answer to `admit`: refused, a normal call, or the half-open probe."""
 
     REFUSED = 0
@@ -91,20 +91,20 @@ class Breaker:
             return 0.0
         return max(0.0, self._open_until - self._clock())
 
-    def admit(self) -> Admission:
+    def admit(self) -> BreakerAnswer:
         """May a call go to this target now? A PROBE admission must be answered by exactly one
         of record_success, record_failure or release, with probe=True."""
         state = self._state
         if state is BreakerState.CLOSED:
-            return Admission.NORMAL
+            return BreakerAnswer.NORMAL
         if state is BreakerState.OPEN:
             if self._clock() < self._open_until:
-                return Admission.REFUSED
+                return BreakerAnswer.REFUSED
             self._set(BreakerState.HALF_OPEN)
         if self._probe_out:
-            return Admission.REFUSED
+            return BreakerAnswer.REFUSED
         self._probe_out = True
-        return Admission.PROBE
+        return BreakerAnswer.PROBE
 
     def record_success(self, probe: bool) -> None:
         """A call answered: the target works, whatever state the breaker was in."""

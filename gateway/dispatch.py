@@ -41,7 +41,7 @@ from gateway.errors import GatewayError, bad_request
 from gateway.failures import failure_of, stream_error, timed_out, unreachable
 from gateway.genai import AnswerFacts
 from gateway.limitpolicy import Subject
-from gateway.limits import Admission, Limiter
+from gateway.limits import Limiter, LimitHold
 from gateway.metrics import Metrics
 from gateway.neutral_stream import NeutralStart, start_neutral_stream
 from gateway.relay import StartedStream, start_stream
@@ -121,7 +121,7 @@ class Answer:
         self.native = native
         self.dropped: tuple[str, ...] = ()
         self.record: AttemptRecord | None = None
-        self.quota: Admission | None = None  # the gateway's own quota at this provider, if any
+        self.quota: LimitHold | None = None  # the gateway's own quota at this provider, if any
         self._open = True
 
     @property
@@ -275,7 +275,7 @@ class Dispatcher:
         target.stats.inflight += 1
         upstream: UpstreamResponse | None = None
         outcome: Answer | Failure | None = None
-        quota: Admission | None = None
+        quota: LimitHold | None = None
         try:
             subject = self._quotas.get(target.provider)
             if subject is not None and self._limiter is not None:

@@ -7,9 +7,9 @@ bucket across processes through leases (see its docstring).
 
 Semantics. `rpm: R` is a bucket of R requests refilled at R per minute: a burst of R is admitted at
 once, then one request every 60/R s. `tpm` likewise for tokens, charged up front with an estimate
-(prompt plus `max_tokens`) and corrected by `Admission.settle` when usage is known; a correction can
+(prompt plus `max_tokens`) and corrected by `LimitHold.settle` when usage is known; a correction can
 push the bucket below zero, which later requests wait out. `max_parallel: P` admits at most P
-requests between `admit` and `Admission.release`. An absent limit is no limit; 0 refuses all.
+requests between `admit` and `LimitHold.release`. An absent limit is no limit; 0 refuses all.
 
 Accuracy across N processes sharing a Redis (sync interval T, lease lifetime H = max(1 s, 5T)):
   - steady state: the fleet admits no more than one bucket allows. Leases are carved atomically
@@ -181,7 +181,7 @@ def _headers_for(
         headers[f"x-ratelimit-reset-{name}"] = format_duration(used / dim.rate if dim.rate else 0.0)
 
 
-class Admission:
+class LimitHold:
     """An admitted request's hold on its buckets. `settle` once usage is known, `release` when the
     request ends (both idempotent; call them in a `finally`)."""
 
@@ -244,7 +244,7 @@ class Limiter:
     def attach(self, poke: Callable[[bool], None]) -> None:
         self._poke = poke
 
-    def admit(self, subjects: Sequence[Subject], estimated_tokens: int | None) -> Admission:
+    def admit(self, subjects: Sequence[Subject], estimated_tokens: int | None) -> LimitHold:
         """Take one request and `estimated_tokens` from every subject's buckets, or none of them.
         `estimated_tokens` None: the request spends no tokens (a cache hit), so `tpm` neither
         refuses nor charges it.
@@ -289,7 +289,7 @@ class Limiter:
         self._admitted += 1
         if self._admitted % SWEEP_EVERY == 0:
             self._sweep(now)
-        return Admission(self, buckets, estimated_tokens)
+        return LimitHold(self, buckets, estimated_tokens)
 
     def headers(self, buckets: Sequence[_Bucket]) -> dict[str, str]:
         """x-ratelimit-* for the subjects with the least room left, one per dimension."""

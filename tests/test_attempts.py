@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateway.attempts import INVALID_ANSWER, UNREACHABLE, Failure, Plan
-from gateway.breaker import Admission
+from gateway.breaker import BreakerAnswer
 from gateway.config import parse_config
 from gateway.errors import GatewayError
 from gateway.router import Router
@@ -150,8 +150,8 @@ def test_the_half_open_probe_goes_to_one_request_only(router: Router) -> None:
     for _ in range(3):
         breaker.record_failure(probe=False)
     first = router.plan("single").next()
-    assert first is not None and first.admission is Admission.PROBE
+    assert first is not None and first.admission is BreakerAnswer.PROBE
     assert router.plan("single").next() is None, "a second request does not get a probe"
     breaker.record_success(probe=True)
     again = router.plan("single").next()
-    assert again is not None and again.admission is Admission.NORMAL
+    assert again is not None and again.admission is BreakerAnswer.NORMAL

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.breaker import MAX_COOLDOWN_S, Admission, Breaker, BreakerState
+from gateway.breaker import MAX_COOLDOWN_S, Breaker, BreakerAnswer, BreakerState
 
 
 class Clock:
@@ -23,7 +23,7 @@ def clock() -> Clock:
 def tripped(clock: Clock, threshold: int = 3, cooldown_s: float = 30.0) -> Breaker:
     breaker = Breaker(threshold, cooldown_s, clock)
     for _ in range(threshold):
-        assert breaker.admit() is Admission.NORMAL
+        assert breaker.admit() is BreakerAnswer.NORMAL
         breaker.record_failure(probe=False)
     return breaker
 
@@ -38,16 +38,16 @@ def test_closed_admits_and_counts_failures_in_a_row(clock: Clock) -> None:
     breaker.record_failure(probe=False)
     breaker.record_failure(probe=False)
     assert breaker.state is BreakerState.CLOSED, "a success in between resets the count"
-    assert breaker.admit() is Admission.NORMAL
+    assert breaker.admit() is BreakerAnswer.NORMAL
 
 
 def test_opens_at_the_threshold_and_refuses_until_the_cooldown_passed(clock: Clock) -> None:
     breaker = tripped(clock)
     assert breaker.state is BreakerState.OPEN
-    assert breaker.admit() is Admission.REFUSED
+    assert breaker.admit() is BreakerAnswer.REFUSED
     assert breaker.remaining_s() == pytest.approx(30.0)
     clock.now += 29.9
-    assert breaker.admit() is Admission.REFUSED
+    assert breaker.admit() is BreakerAnswer.REFUSED
     assert breaker.remaining_s() == pytest.approx(0.1)
 
 
@@ -55,48 +55,48 @@ def test_half_open_lets_exactly_one_probe_through(clock: Clock) -> None:
     breaker = tripped(clock)
     clock.now += 30.0
     assert breaker.state is BreakerState.HALF_OPEN
-    assert breaker.admit() is Admission.PROBE
+    assert breaker.admit() is BreakerAnswer.PROBE
     assert breaker.probe_out
-    assert breaker.admit() is Admission.REFUSED, "only one probe at a time"
-    assert breaker.admit() is Admission.REFUSED
+    assert breaker.admit() is BreakerAnswer.REFUSED, "only one probe at a time"
+    assert breaker.admit() is BreakerAnswer.REFUSED
 
 
 def test_probe_success_closes(clock: Clock) -> None:
     breaker = tripped(clock)
     clock.now += 30.0
-    assert breaker.admit() is Admission.PROBE
+    assert breaker.admit() is BreakerAnswer.PROBE
     breaker.record_success(probe=True)
     assert breaker.state is BreakerState.CLOSED and breaker.failures == 0
-    assert breaker.admit() is Admission.NORMAL
+    assert breaker.admit() is BreakerAnswer.NORMAL
 
 
 def test_probe_failure_opens_again_for_a_full_cooldown(clock: Clock) -> None:
     breaker = tripped(clock)
     clock.now += 30.0
-    assert breaker.admit() is Admission.PROBE
+    assert breaker.admit() is BreakerAnswer.PROBE
     breaker.record_failure(probe=True)
     assert breaker.state is BreakerState.OPEN
-    assert breaker.admit() is Admission.REFUSED
+    assert breaker.admit() is BreakerAnswer.REFUSED
     assert breaker.remaining_s() == pytest.approx(30.0)
     clock.now += 30.0
-    assert breaker.admit() is Admission.PROBE
+    assert breaker.admit() is BreakerAnswer.PROBE
 
 
 def test_a_cancelled_probe_is_given_back(clock: Clock) -> None:
     breaker = tripped(clock)
     clock.now += 30.0
-    assert breaker.admit() is Admission.PROBE
+    assert breaker.admit() is BreakerAnswer.PROBE
     breaker.release(probe=True)
     assert breaker.state is BreakerState.HALF_OPEN and not breaker.probe_out
-    assert breaker.admit() is Admission.PROBE
+    assert breaker.admit() is BreakerAnswer.PROBE
 
 
 def test_release_of_a_normal_call_does_not_free_the_probe(clock: Clock) -> None:
     breaker = tripped(clock)
     clock.now += 30.0
-    assert breaker.admit() is Admission.PROBE
+    assert breaker.admit() is BreakerAnswer.PROBE
     breaker.release(probe=False)  # a call admitted before the breaker opened ends now
-    assert breaker.admit() is Admission.REFUSED
+    assert breaker.admit() is BreakerAnswer.REFUSED
 
 
 def test_retry_after_lengthens_the_cooldown_up_to_the_cap(clock: Clock) -> None:
@@ -130,7 +130,7 @@ def test_hooks_see_local_trips_and_every_transition(clock: Clock) -> None:
     assert trips == [clock.now + 5.0]
     assert breaker.last_failure_kind == "timeout"
     clock.now += 5.0
-    assert breaker.admit() is Admission.PROBE
+    assert breaker.admit() is BreakerAnswer.PROBE
     breaker.record_success(probe=True)
     assert changes == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
 
@@ -140,7 +140,7 @@ def test_trip_until_from_another_process_opens_without_announcing(clock: Clock) 
     breaker = Breaker(3, 30.0, clock)
     breaker.on_trip = trips.append
     breaker.trip_until(clock.now + 12.0)
-    assert breaker.state is BreakerState.OPEN and breaker.admit() is Admission.REFUSED
+    assert breaker.state is BreakerState.OPEN and breaker.admit() is BreakerAnswer.REFUSED
     assert breaker.remaining_s() == pytest.approx(12.0)
     breaker.trip_until(clock.now + 5.0)
     assert breaker.remaining_s() == pytest.approx(12.0), "never shortened"
@@ -148,7 +148,7 @@ def test_trip_until_from_another_process_opens_without_announcing(clock: Clock) 
     assert breaker.remaining_s() == pytest.approx(12.0), "a cooldown in the past is ignored"
     assert trips == [], "shared cooldowns are not echoed back"
     clock.now += 12.0
-    assert breaker.admit() is Admission.PROBE
+    assert breaker.admit() is BreakerAnswer.PROBE
 
 
 def test_expired_shared_cooldown_does_not_open(clock: Clock) -> None:

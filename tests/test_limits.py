@@ -12,7 +12,7 @@ from gateway.config import parse_config
 from gateway.errors import GatewayError, error_response
 from gateway.keys import Limits
 from gateway.limitpolicy import LimitPolicy, Subject, estimate_tokens, key_subject, team_subject
-from gateway.limits import IDLE_S, Admission, Limiter, format_duration
+from gateway.limits import IDLE_S, Limiter, LimitHold, format_duration
 
 
 class Clock:
@@ -325,6 +325,6 @@ def test_a_failed_push_is_pushed_again_and_a_long_outage_does_not_pile_up() -> N
 def test_admission_is_cheap_to_create() -> None:
     limiter = Limiter(Clock())
     admission = limiter.admit([], 0)
-    assert isinstance(admission, Admission)
+    assert isinstance(admission, LimitHold)
     admission.settle(10)
     admission.release()
