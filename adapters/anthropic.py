@@ -33,6 +33,7 @@ from adapters import anthropic_wire as wire
 from adapters import claude_thinking
 from adapters.base import (
     ErrorKind,
+    FailureLatch,
     FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
@@ -263,7 +264,7 @@ class AnthropicStreamParser:
         self._tool_has_arguments: dict[int, bool] = {}
         self._reasoning: dict[int, int] = {}  # Anthropic block index -> reasoning block index
         self._usage: wire.AnthropicUsage | None = None
-        self._failure: StreamFailure | None = None
+        self._failure = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._run(self._sse.feed(data))
@@ -272,20 +273,10 @@ class AnthropicStreamParser:
         return self._run(self._sse.close())
 
     def _run(self, events: list[SSEEvent]) -> list[ChatChunk]:
-        if self._failure is not None:
-            raise self._failure
-        chunks: list[ChatChunk] = []
-        for event in events:
-            if self.done:
-                break
-            try:
-                chunks.extend(self._event(event))
-            except StreamFailure as failure:
-                if not chunks:
-                    raise
-                self._failure = failure
-                break
-        return chunks
+        return self._failure.decode(events, self._event, self._ended)
+
+    def _ended(self) -> bool:
+        return self.done
 
     def _event(self, event: SSEEvent) -> list[ChatChunk]:
         try:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import AsyncIterable, Callable, Mapping
-from typing import Final, Protocol
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import Final, Protocol, TypeVar
 
 import msgspec
 
 from adapters.schema import IGNORABLE_FIELDS, ChatChunk, ChatRequest, ChatResponse
+
+T = TypeVar("T")
 
 
 class UpstreamRequest(msgspec.Struct, frozen=True):
@@ -139,6 +141,42 @@ class StreamFailure(Exception):
     def __init__(self, error: UpstreamError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+class FailureLatch:
+    """How a stream parser meets a failure in the middle of a read: the chunks of the items before
+    it are returned (the relay drops what a raising call would have returned), and the failure is
+    raised on the next call, and on every call after. A failure before any chunk of the call is
+    raised at once. One place for this, so every adapter ends a broken stream the same way."""
+
+    __slots__ = ("failure",)
+
+    def __init__(self) -> None:
+        self.failure: StreamFailure | None = None
+
+    def decode(
+        self, items: Iterable[T], decode_one: Callable[[T], list[ChatChunk]], finished: Callable[[], bool]
+    ) -> list[ChatChunk]:
+        """The chunks of `items`, decoded in order until `finished()` says the answer ended."""
+        if self.failure is not None:
+            raise self.failure
+        chunks: list[ChatChunk] = []
+        for item in items:
+            if finished():
+                break
+            try:
+                chunks.extend(decode_one(item))
+            except StreamFailure as failure:
+                self.failure = failure
+                if chunks:
+                    return chunks
+                raise
+        return chunks
+
+    def latch(self, failure: StreamFailure) -> StreamFailure:
+        """Remember a failure met outside `decode` (a broken frame), to raise it now and later."""
+        self.failure = failure
+        return failure
 
 
 class StreamParser(Protocol):

@@ -60,6 +60,7 @@ from adapters import bedrock_wire as wire
 from adapters import claude_thinking
 from adapters.base import (
     ErrorKind,
+    FailureLatch,
     FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
@@ -263,23 +264,22 @@ class BedrockStreamParser:
         self._reasoning: dict[int, int] = {}  # Converse content block index -> reasoning block index
         self._stopped = False
         self._reported_usage = False
-        self._failure: StreamFailure | None = None
+        self._failure = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
-        if self._failure is not None:
-            raise self._failure
+        if self._failure.failure is not None:
+            raise self._failure.failure
         if self.done:
             return []  # whatever follows the end, even a broken frame, is no part of the answer
         try:
             messages = self._frames.feed(data)
         except EventStreamError as exc:
-            self._failure = StreamFailure(_garbled(f"{PROVIDER} sent a broken event stream: {exc}"))
-            raise self._failure from None
+            raise self._failure.latch(_broken(exc)) from None
         return self._run(messages)
 
     def close(self) -> list[ChatChunk]:
-        if self._failure is not None:
-            raise self._failure
+        if self._failure.failure is not None:
+            raise self._failure.failure
         if self.done:
             return []
         try:
@@ -290,25 +290,16 @@ class BedrockStreamParser:
             # incomplete stream, as for a cut SSE stream.
             pass
         except EventStreamError as exc:  # a broken frame after the last intact one
-            self._failure = StreamFailure(_garbled(f"{PROVIDER} sent a broken event stream: {exc}"))
-            raise self._failure from None
+            raise self._failure.latch(_broken(exc)) from None
         if self._stopped:
             self.done = True
         return []
 
     def _run(self, messages: list[EventStreamMessage]) -> list[ChatChunk]:
-        chunks: list[ChatChunk] = []
-        for message in messages:
-            if self.done:
-                break
-            try:
-                chunks.extend(self._message(message))
-            except StreamFailure as failure:
-                if not chunks:
-                    raise
-                self._failure = failure
-                break
-        return chunks
+        return self._failure.decode(messages, self._message, self._ended)
+
+    def _ended(self) -> bool:
+        return self.done
 
     def _message(self, message: EventStreamMessage) -> list[ChatChunk]:
         message_type = message.text_header(":message-type")
@@ -409,6 +400,10 @@ def takes_effort(effort: str, target: Target) -> bool:
 
 def _garbled(message: str) -> UpstreamError:
     return UpstreamError(ErrorKind.SERVER, 200, message)
+
+
+def _broken(exc: EventStreamError) -> StreamFailure:
+    return StreamFailure(_garbled(f"{PROVIDER} sent a broken event stream: {exc}"))
 
 
 def _exception(message: EventStreamMessage) -> UpstreamError:

@@ -14,6 +14,7 @@ import msgspec
 from adapters import cohere_wire as wire
 from adapters.base import (
     ErrorKind,
+    FailureLatch,
     FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
@@ -253,7 +254,7 @@ class CohereStreamParser:
         self._calls_started = 0
         self._call_numbers: dict[int | None, int] = {}  # Cohere's index -> OpenAI's
         self._last_call: int | None = None
-        self._failure: UpstreamError | None = None
+        self._failure = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._parse([event.data for event in self._sse.feed(data)])
@@ -262,22 +263,10 @@ class CohereStreamParser:
         return self._parse([event.data for event in self._sse.close()])
 
     def _parse(self, payloads: list[bytes]) -> list[ChatChunk]:
-        if self._failure is not None:
-            raise StreamFailure(self._failure)
-        chunks: list[ChatChunk] = []
-        for payload in payloads:
-            if self.done:
-                break
-            try:
-                chunks.extend(self._event(payload))
-            except StreamFailure as failure:
-                self._failure = failure.error
-                if chunks:
-                    # The relay drops what a raising call would have returned: give the chunks
-                    # before the failure now and raise it on the next call (close() at the latest).
-                    return chunks
-                raise
-        return chunks
+        return self._failure.decode(payloads, self._event, self._ended)
+
+    def _ended(self) -> bool:
+        return self.done
 
     def _event(self, payload: bytes) -> list[ChatChunk]:
         if payload.strip() == b"[DONE]":

@@ -41,6 +41,7 @@ import msgspec
 from adapters import gemini_wire as wire
 from adapters.base import (
     ErrorKind,
+    FailureLatch,
     FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
@@ -249,7 +250,7 @@ class GeminiStreamParser:
         self._started = False
         self._calls = 0
         self._usage: Usage | None = None
-        self._failure: StreamFailure | None = None
+        self._failure = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._run(self._events.feed, data)
@@ -258,22 +259,12 @@ class GeminiStreamParser:
         return self._run(lambda _: self._events.close(), b"")
 
     def _run(self, decode: Callable[[bytes], list[SSEEvent]], data: bytes) -> list[ChatChunk]:
-        if self._failure is not None:
-            raise self._failure
-        if self.done:
+        if self._failure.failure is None and self.done:
             return []
-        chunks: list[ChatChunk] = []
-        for event in decode(data):
-            try:
-                chunks.extend(self._event(event))
-            except StreamFailure as failure:
-                if not chunks:
-                    raise
-                self._failure = failure
-                break
-            if self.done:
-                break
-        return chunks
+        return self._failure.decode(decode(data), self._event, self._ended)
+
+    def _ended(self) -> bool:
+        return self.done
 
     def _event(self, event: SSEEvent) -> list[ChatChunk]:
         try:

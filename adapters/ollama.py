@@ -16,6 +16,7 @@ import msgspec
 from adapters import ollama_wire as wire
 from adapters.base import (
     ErrorKind,
+    FailureLatch,
     FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
@@ -268,7 +269,7 @@ class OllamaStreamParser:
         self._lines = NDJSONDecoder()
         self._started = False
         self._calls = 0
-        self._failure: UpstreamError | None = None
+        self._failure = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._parse(self._lines.feed(data))
@@ -277,22 +278,10 @@ class OllamaStreamParser:
         return self._parse(self._lines.close())
 
     def _parse(self, lines: list[bytes]) -> list[ChatChunk]:
-        if self._failure is not None:
-            raise StreamFailure(self._failure)
-        chunks: list[ChatChunk] = []
-        for line in lines:
-            if self.done:
-                break
-            try:
-                chunks.extend(self._line(line))
-            except StreamFailure as failure:
-                self._failure = failure.error
-                if chunks:
-                    # The relay drops what a raising call would have returned: give the chunks
-                    # before the failure now and raise it on the next call (close() at the latest).
-                    return chunks
-                raise
-        return chunks
+        return self._failure.decode(lines, self._line, self._ended)
+
+    def _ended(self) -> bool:
+        return self.done
 
     def _line(self, line: bytes) -> list[ChatChunk]:
         try:
