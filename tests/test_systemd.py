@@ -104,15 +104,15 @@ models: {demo: {targets: [{provider: mock, model: m}]}}
 """
 
 
-def readme_check_config_command() -> str:
-    """The README's step 2 command that checks the config with the env file loaded, as written."""
-    lines = (REPO / "README.md").read_text().splitlines()
+def operations_check_config_command() -> str:
+    """docs/operations.md's step 2 command that checks the config with the env file loaded, as written."""
+    lines = (REPO / "docs" / "operations.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if "/etc/tollway/tollway.env;" in line)
     end = next(i for i in range(start, len(lines)) if "check-config /etc/tollway/tollway.yaml" in lines[i])
     return "\n".join(lines[start : end + 1])
 
 
-def test_the_readme_check_config_command_reads_the_shipped_env_file(tmp_path: Path) -> None:
+def test_the_operations_check_config_command_reads_the_shipped_env_file(tmp_path: Path) -> None:
     # `env $(cat tollway.env | xargs)` failed on this file's comment lines ("env: '#': No such
     # file or directory"). The command must load the file's values, comments and all.
     env_file = tmp_path / "tollway.env"
@@ -127,7 +127,7 @@ def test_the_readme_check_config_command_reads_the_shipped_env_file(tmp_path: Pa
         'providers: {openai: {kind: openai, api_key: "${OPENAI_API_KEY}"}}\n'
         "models: {m: {targets: [{provider: openai, model: gpt-4o-mini}]}}\n"
     )
-    command = readme_check_config_command()
+    command = operations_check_config_command()
     command = command.replace("sudo ", "").replace("/etc/tollway/tollway.env", str(env_file))
     command = command.replace("/etc/tollway/tollway.yaml", str(config))
     command = command.replace("/opt/tollway/venv/bin/tollway", f"{sys.executable} -m gateway.cli")
