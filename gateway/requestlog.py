@@ -22,33 +22,33 @@ class AttemptRecord(msgspec.Struct, omit_defaults=True):
     it answered, the failure kind when it failed (`cancelled`: a hedged call that lost), and how
     long it took to its answer or failure, in milliseconds."""
 
-    target: str
-    ms: float = 0.0
-    status: int | None = None
-    error: str | None = None
+    target: str  # the target called, as "provider/model"
+    ms: float = 0.0  # milliseconds from sending the call to its answer or failure
+    status: int | None = None  # the upstream's HTTP status, when one came
+    error: str | None = None  # the failure kind (an ErrorKind, `unreachable`, `cancelled`...)
 
 
 class RequestRecord(msgspec.Struct, omit_defaults=True):
     """What the log says about one request. Never carries a prompt, an answer or a secret."""
 
-    ts: float
-    request_id: str
-    endpoint: str
-    status: int
-    latency_ms: float
-    stream: bool
-    key_id: str | None = None
-    team_id: str | None = None
+    ts: float  # unix time (wall clock) when the request started
+    request_id: str  # the same id as the `x-request-id` header, the audit record and any error
+    endpoint: str  # what was asked for: chat, embeddings, messages, responses, rerank...
+    status: int  # the HTTP status sent to the client; 499 when the client hung up first
+    latency_ms: float  # from the request's first bytes to the last byte of the answer
+    stream: bool  # whether the answer was streamed
+    key_id: str | None = None  # the id of the gateway key that called (never the secret)
+    team_id: str | None = None  # the key's team
     user: str | None = None  # the request's end-user id (its `user` field), as the client sent it
-    model: str | None = None
-    provider: str | None = None
-    target_model: str | None = None
-    ttfb_ms: float | None = None
-    tokens_in: int | None = None
-    tokens_out: int | None = None
-    error_code: str | None = None
-    error_kind: str | None = None
-    attempts: list[AttemptRecord] | None = None
+    model: str | None = None  # the logical model the client asked for
+    provider: str | None = None  # the provider that answered
+    target_model: str | None = None  # the provider's model name that answered
+    ttfb_ms: float | None = None  # to the first byte of a successful answer (streams: first event)
+    tokens_in: int | None = None  # prompt tokens, as the provider reported them (or estimated)
+    tokens_out: int | None = None  # completion tokens, likewise
+    error_code: str | None = None  # the error code of the answer, when it was an error (docs/errors.md)
+    error_kind: str | None = None  # the last upstream failure's kind, when an upstream failed
+    attempts: list[AttemptRecord] | None = None  # every upstream call, in the order they started
     overhead_ms: float | None = None  # time in the gateway itself, upstream waits excluded
     cache: str | None = None  # "hit" when answered from the answer cache
     flags: list[str] | None = None  # guardrail findings (categories only)
