@@ -1,7 +1,7 @@
 """Anthropic Messages API (`kind: anthropic`): OpenAI-shaped neutral requests to `/v1/messages`
 and back, non-streamed and streamed, plus error classification.
 
-Choices where the two APIs differ (see also providers.md §4):
+Choices where the two APIs differ (see also docs/providers/anthropic.md):
 
 - `system` and `developer` messages, wherever they stand, are joined with a blank line into the
   top-level `system` (Anthropic has no system role).
@@ -198,8 +198,9 @@ _FINISH_REASONS: Final[Mapping[str, FinishReason]] = {
 
 
 def finish_reason(stop_reason: str | None, has_tool_calls: bool) -> FinishReason | None:
-    """OpenAI's finish_reason for Anthropic's stop_reason (providers.md §11.1); an unknown future
-    reason reads as "stop", and a plain stop with tool calls in the answer as "tool_calls"."""
+    """OpenAI's finish_reason for Anthropic's stop_reason (docs/providers/anthropic.md#stop-reasons);
+    an unknown future reason reads as "stop", and a plain stop with tool calls in the answer as
+    "tool_calls"."""
     if stop_reason is None:
         return None
     reason = _FINISH_REASONS.get(stop_reason, "stop")
@@ -246,7 +247,7 @@ def parse_response(body: bytes, target: Target) -> ChatResponse:
 
 
 class AnthropicStreamParser:
-    """Anthropic's named SSE events as neutral chunks (providers.md §4.4).
+    """Anthropic's named SSE events as neutral chunks (docs/providers/anthropic.md#streaming).
 
     `message_start` gives the role chunk, text deltas content, each `tool_use` block a tool call
     numbered among tool blocks only, each thinking or redacted_thinking block a reasoning block
@@ -509,7 +510,8 @@ def _error(status: int, detail: wire.AnthropicErrorDetail | None, fallback: str)
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-    """Classify an Anthropic error answer by `error.type`, then status (providers.md §4.5)."""
+    """Classify an Anthropic error answer by `error.type`, then status
+    (docs/providers/anthropic.md#errors)."""
     try:
         detail = wire.decode_error(body).error
     except msgspec.DecodeError:

@@ -1,5 +1,6 @@
 """The `/v1/messages` front door: Anthropic Messages requests in, Anthropic answers out, translated
-at the edge to and from the OpenAI format that the gateway's pipeline runs on (providers.md §4.6).
+at the edge to and from the OpenAI format that the gateway's pipeline runs on
+(docs/providers/anthropic.md#serving-v1messages).
 
 `decode_request` (adapters/anthropic_inbound_request.py, re-exported here) turns a client's
 Messages body into a neutral (OpenAI-shaped) ChatRequest; `encode_answer` turns a neutral answer
@@ -11,7 +12,7 @@ Answers: the OpenAI id becomes `msg_<id>` (an id already `msg_…` is kept); inv
 arguments (a model's broken JSON, or arguments cut off by the token limit) become `input: {}`,
 since `input` must be an object and any key we invented could pass for a real argument; a
 `refusal` is answered as text with stop reason `refusal`. Usage: `input_tokens` = prompt tokens
-minus cached ones, `cache_read_input_tokens` = cached tokens (providers.md §11.2, reversed).
+minus cached ones, `cache_read_input_tokens` = cached tokens (docs/providers/anthropic.md#serving-v1messages).
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ class _AnthropicAnswer(msgspec.Struct):
     usage: _AnthropicUsage
 
 
-# OpenAI `finish_reason` → Anthropic `stop_reason` (providers.md §4.6). OpenAI does not say whether
-# a stop sequence matched, so "stop" is always end_turn.
+# OpenAI `finish_reason` → Anthropic `stop_reason` (docs/providers/anthropic.md#serving-v1messages).
+# OpenAI does not say whether a stop sequence matched, so "stop" is always end_turn.
 _STOP_REASONS: Final = {
     "stop": "end_turn",
     "length": "max_tokens",
@@ -393,7 +394,7 @@ class NativeStreamErrors:
 
 # --- errors ----------------------------------------------------------------------------------
 
-# providers.md §4.5; other 4xx are invalid_request_error, other 5xx api_error.
+# docs/providers/anthropic.md#errors; other 4xx are invalid_request_error, other 5xx api_error.
 _ERROR_TYPE_BY_STATUS: Final = {
     400: "invalid_request_error",
     401: "authentication_error",

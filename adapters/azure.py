@@ -2,7 +2,7 @@
 
 Client and upstream speak the same format, so this is the same-format passthrough of
 adapters/openai.py (`model` swapped, every other field copied byte for byte, streams relayed as
-the bytes that came) with three differences (providers.md §3):
+the bytes that came) with three differences (docs/providers/azure.md):
 
 - The URL names the deployment and the API version:
   `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...` (and
@@ -102,7 +102,7 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
     """Classify an Azure OpenAI error answer by status and its structured `error` fields.
 
     Azure's bodies are OpenAI's envelope with Azure codes, so adapters.openai.classify_error reads
-    them as they are (providers.md §3, §11.3):
+    them as they are (docs/providers/azure.md#errors):
 
     - 400 `code: "content_filter"` (with `innererror.code: "ResponsibleAIPolicyViolation"`): a
       filtered prompt, BAD_REQUEST with the code kept, so the client sees why;

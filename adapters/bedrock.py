@@ -4,7 +4,7 @@ plus error classification. The gateway computes `base_url` (by default
 `https://bedrock-runtime.{region}.amazonaws.com`) and signs the request (SigV4 or a bearer key)
 after it is built; no credential passes through here.
 
-Choices where the two APIs differ (see also providers.md §6):
+Choices where the two APIs differ (see also docs/providers/bedrock.md):
 
 - `system` and `developer` messages, wherever they stand, become `system` text blocks.
 - Consecutive messages of one role are merged into one turn (Converse requires alternation), so
@@ -116,7 +116,7 @@ _STREAM_HEADERS: Final = (
     ("accept", "application/vnd.amazon.eventstream"),
 )
 # The model id fills one path segment: botocore percent-encodes it leaving only `-._~`, so an
-# inference profile ARN's `:` and `/` become %3A and %2F (providers.md §6.1).
+# inference profile ARN's `:` and `/` become %3A and %2F (docs/providers/bedrock.md#endpoints-and-auth).
 _PATH_SAFE: Final = "-._~"
 
 # --- request ---------------------------------------------------------------------------------
@@ -178,8 +178,8 @@ _FINISH_REASONS: Final[Mapping[str, FinishReason]] = {
 
 
 def finish_reason(stop_reason: str | None, has_tool_calls: bool) -> FinishReason | None:
-    """OpenAI's finish_reason for a Converse stopReason (providers.md §11.1); an unknown reason
-    reads as "stop", and a plain stop with tool calls in the answer as "tool_calls"."""
+    """OpenAI's finish_reason for a Converse stopReason (docs/providers/bedrock.md#stop-reasons); an
+    unknown reason reads as "stop", and a plain stop with tool calls in the answer as "tool_calls"."""
     if stop_reason is None:
         return None
     reason = _FINISH_REASONS.get(stop_reason, "stop")
@@ -243,7 +243,8 @@ def _reasoning_block(content: wire.BedrockReasoningContent) -> ReasoningBlock:
 
 
 class BedrockStreamParser:
-    """ConverseStream's event-stream frames as neutral chunks (providers.md §6.4, §6.5).
+    """ConverseStream's event-stream frames as neutral chunks (docs/providers/bedrock.md#stream-events,
+    #event-stream-framing).
 
     `messageStart` gives the role chunk, text deltas content, each toolUse block a tool call
     numbered among tool blocks only (its id and name at contentBlockStart, then its input
@@ -509,7 +510,7 @@ def _classify(status: int, name: str | None, message: str, detail: wire.BedrockE
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-    """Classify a Bedrock error answer by its error name, then its status (providers.md §6.7).
+    """Classify a Bedrock error answer by its error name, then its status (docs/providers/bedrock.md#errors).
 
     The name comes from the `x-amzn-ErrorType` header, else `__type` or `code` in the body; the
     message from `message` (or `Message`). AWS documents no wait header; a `retry-after` is

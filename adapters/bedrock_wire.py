@@ -437,7 +437,7 @@ def _no_input() -> msgspec.Raw:
 
 
 class BedrockUsage(msgspec.Struct, rename="camel"):
-    """Token counts. `inputTokens` excludes both cache counts (providers.md §6.3)."""
+    """Token counts. `inputTokens` excludes both cache counts (docs/providers/bedrock.md#usage)."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None

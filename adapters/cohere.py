@@ -1,4 +1,4 @@
-"""Cohere v2 Chat (`POST {base_url}/v2/chat`, providers.md §7): the neutral request translated to
+"""Cohere v2 Chat (`POST {base_url}/v2/chat`, docs/providers/cohere.md): the neutral request translated to
 Cohere's body, its answers, SSE streams and errors translated back. Pure: no I/O.
 
 `base_url` is the API root (`https://api.cohere.com`); the gateway attaches the bearer key.
@@ -237,7 +237,7 @@ def _neutral_tool_call(number: int, call: wire.CohereAnswerToolCall) -> ToolCall
 
 
 class CohereStreamParser:
-    """Cohere's SSE stream as neutral chunks (event types per providers.md §7.4).
+    """Cohere's SSE stream as neutral chunks (event types per docs/providers/cohere.md#streaming).
 
     Dispatches on each event's JSON `type`, not on the `event:` line (whether Cohere sends one is
     unverified). `done` turns true at `message-end`. Text of `thinking` content blocks is left

@@ -1,4 +1,4 @@
-"""Cohere v2 Chat wire shapes (providers.md §7) as msgspec Structs, and the mapping of its finish
+"""Cohere v2 Chat wire shapes (docs/providers/cohere.md) as msgspec Structs, and the mapping of its finish
 reasons, usage and error statuses to neutral ones.
 
 Request Structs mirror what `POST /v2/chat` takes [SDK `v2/raw_client.py`]; answer and stream
@@ -197,7 +197,7 @@ class CohereDeltaToolCall(msgspec.Struct):
 
 class CohereDeltaMessage(msgspec.Struct):
     # `message-start` carries empty lists here; `content-*` and `tool-call-*` events carry one
-    # object ("tool_calls is a single object here, not a list", providers.md §7.4).
+    # object ("tool_calls is a single object here, not a list", docs/providers/cohere.md#streaming).
     content: CohereDeltaContent | list[msgspec.Raw] | None = None
     tool_plan: str | None = None
     tool_calls: CohereDeltaToolCall | list[msgspec.Raw] | None = None

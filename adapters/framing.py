@@ -166,7 +166,8 @@ class NDJSONDecoder:
         return [rest] if rest.strip() else []
 
 
-# --- AWS event stream (`application/vnd.amazon.eventstream`, providers.md §6.5) ---------------
+# --- AWS event stream (`application/vnd.amazon.eventstream`) ---------------------------------
+# The format: docs/providers/bedrock.md#event-stream-framing.
 
 HeaderValue = bool | int | bytes | str | datetime.datetime | uuid.UUID
 """A decoded header value, by wire type: 0 true and 1 false as bool; 2-5 (int8 to int64) as int;

@@ -3,7 +3,7 @@
 plus error classification. `base_url` is the versioned root, `.../v1beta`; the gateway adds
 `x-goog-api-key`.
 
-Choices where the two APIs differ (see also providers.md §5):
+Choices where the two APIs differ (see also docs/providers/gemini.md):
 
 - `system` and `developer` messages, wherever they stand, become `systemInstruction` parts.
 - A `tool` message becomes a `user` turn with `functionResponse{name, response: {output: text}}`,
@@ -118,7 +118,8 @@ def _url(target: Target, stream: bool) -> str:
     # Config may name the resource in full (`models/...`, `tunedModels/...`), as the SDK accepts.
     resource = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
     if stream:
-        # Without alt=sse the stream is one JSON array written piece by piece (providers.md §5.1).
+        # Without alt=sse the stream is one JSON array written piece by piece
+        # (docs/providers/gemini.md#endpoints-and-auth).
         return f"{target.base_url}/{resource}:streamGenerateContent?alt=sse"
     return f"{target.base_url}/{resource}:generateContent"
 

@@ -69,7 +69,7 @@ class GeminiFunctionDeclaration(msgspec.Struct, omit_defaults=True, rename="came
     name: str
     description: str | None = None
     # Plain JSON Schema, as OpenAI clients write it; the older `parameters` (an OpenAPI subset)
-    # rejects keywords such as `additionalProperties` (providers.md §5.2).
+    # rejects keywords such as `additionalProperties` (docs/providers/gemini.md#requests).
     parameters_json_schema: msgspec.Raw | None = None
 
 

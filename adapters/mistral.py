@@ -1,5 +1,5 @@
 """Mistral chat completions (`kind: mistral`): neutral requests to `{base_url}/chat/completions`
-and back, non-streamed and streamed, plus error classification (providers.md §8).
+and back, non-streamed and streamed, plus error classification (docs/providers/mistral.md).
 
 Mistral's API is OpenAI-shaped but rejects any field it does not know (422 "Extra inputs are not
 permitted"), so the body is built from the neutral request field by field rather than forwarded.

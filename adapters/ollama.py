@@ -1,5 +1,6 @@
-"""Ollama's native chat API (`POST {base_url}/api/chat`, providers.md §9.1): the neutral request
-translated to Ollama's body, its answers, NDJSON streams and errors translated back. Pure: no I/O.
+"""Ollama's native chat API (`POST {base_url}/api/chat`, docs/providers/ollama.md#native-apichat): the
+neutral request translated to Ollama's body, its answers, NDJSON streams and errors translated back.
+Pure: no I/O.
 
 `base_url` is the server root (`http://127.0.0.1:11434`). Ollama's OpenAI-compatible `/v1` is
 served by `kind: openai` instead.

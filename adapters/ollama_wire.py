@@ -1,5 +1,5 @@
-"""Ollama native `/api/chat` wire shapes (providers.md §9.1) as msgspec Structs, and the mapping
-of its done reasons, counts and timestamps to neutral ones.
+"""Ollama native `/api/chat` wire shapes (docs/providers/ollama.md#native-apichat) as msgspec
+Structs, and the mapping of its done reasons, counts and timestamps to neutral ones.
 
 Request Structs mirror the documented body [docs: ollama `docs/api.md`]; answer Structs declare
 only the fields adapters/ollama.py reads (`thinking`, durations and the like are ignored).

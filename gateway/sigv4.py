@@ -2,7 +2,7 @@
 
 Pure: the credentials and the time are arguments; nothing here reads the environment or a clock
 (gateway/credentials.py supplies both). The steps, and a worked example to test against, are in
-providers.md §6.6; tests/test_sigv4.py also checks every case against botocore's own signer.
+docs/providers/bedrock.md#sigv4; tests/test_sigv4.py also checks every case against botocore's own signer.
 """
 
 from __future__ import annotations

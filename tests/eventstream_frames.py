@@ -1,5 +1,5 @@
 """AWS event-stream frames for tests and mock upstreams (`application/vnd.amazon.eventstream`,
-providers.md §6.5).
+docs/providers/bedrock.md#event-stream-framing).
 
 Written from the format description alone, not from adapters/framing.py, so that the decoder is
 checked against an independent encoder:

@@ -969,7 +969,7 @@ def error_type(name: str) -> dict[str, str]:
     return {"x-amzn-ErrorType": f"{name}:http://internal.amazon.com/coral/com.amazon.bedrock/"}
 
 
-# One row per line of providers.md §6.7, then the ways the name can reach us.
+# One case per error of docs/providers/bedrock.md#errors, then the ways the name can reach us.
 ERRORS = {
     "ValidationException": ErrorCase(
         400,

@@ -1,4 +1,4 @@
-"""Tests for adapters/framing.py's AWS event-stream decoder: the vectors of providers.md §6.5,
+"""Tests for adapters/framing.py's AWS event-stream decoder: the vectors of docs/providers/bedrock.md#event-stream-framing,
 frames from the independent encoder in tests/eventstream_frames.py, every header type, random
 read boundaries, and each way a frame can be broken."""
 
@@ -40,7 +40,7 @@ from tests.eventstream_frames import (
     frame_with_header_bytes,
 )
 
-# providers.md §6.5, decoded successfully by botocore's EventStreamBuffer.
+# docs/providers/bedrock.md#event-stream-framing, decoded successfully by botocore's EventStreamBuffer.
 WORKED_FRAME = bytes.fromhex(
     "0000009400000057b4ab9aee0b3a6576656e742d74797065070011636f6e74656e74426c6f636b44"
     "656c74610d3a636f6e74656e742d747970650700106170706c69636174696f6e2f6a736f6e0d3a6d"

@@ -99,7 +99,7 @@ def parse_sse(data: bytes) -> tuple[list[tuple[str, dict[str, Any]]], list[bytes
 
 
 def check_stream(data: bytes) -> Summary:
-    """Parse `data` and check the rules the SDK relies on (providers.md §4.6)."""
+    """Parse `data` and check the rules the SDK relies on (docs/providers/anthropic.md#serving-v1messages)."""
     events, comments = parse_sse(data)
     blocks: list[dict[str, Any]] = []
     partial_json: dict[int, str] = {}

@@ -1,4 +1,4 @@
-"""Tests for gateway/sigv4.py: the worked example of providers.md §6.6, then botocore's SigV4Auth
+"""Tests for gateway/sigv4.py: the worked example of docs/providers/bedrock.md#sigv4, then botocore's SigV4Auth
 as an independent signer over requests that exercise each canonicalisation rule."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gateway.sigv4 import (
     string_to_sign,
 )
 
-# AWS's documentation example keys, as in providers.md §6.6.
+# AWS's documentation example keys, as in docs/providers/bedrock.md#sigv4.
 EXAMPLE = AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 WITH_TOKEN = AwsCredentials(
     "ASIAEXAMPLETEMPORARY", "tmpSecret/Key+0123456789abcdefEXAMPLE", "IQoJb3JpZ2luX2VjEXAMPLE//token=="
