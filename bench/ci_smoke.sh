@@ -9,6 +9,6 @@
 set -euo pipefail
 
 # Keys and limits on; accounting off: on this 2-core box its SQLite writes compete with the
-# gateway for the CPU (about -20% throughput, see README), which would make a 0.3x gate flaky.
+# gateway for the CPU (about -20% throughput, see docs/benchmarks.md), which would make a 0.3x gate flaky.
 python -m bench --smoke --features keys,limits
 python -m bench.locust_run --users 30 --spawn-rate 10 --run-time 25

@@ -105,7 +105,7 @@ _STATIC_AD_TOKEN: Final = (
     "entra: {source: client_secret | certificate | managed_identity | workload_identity} (README: "
     "Azure OpenAI with Entra ID)"
 )
-# Azure API versions before this do not report usage on streams (README: Providers).
+# Azure API versions before this do not report usage on streams (docs/providers/azure.md#urls-and-auth).
 _AZURE_MIN_VERSION: Final = "2024-09-01"
 _AZURE_VERSION: Final = "2024-10-21"
 _MAX_ATTEMPTS: Final = 10

@@ -1,5 +1,5 @@
 """N real gateway processes (`python -m gateway.cli serve`) sharing a redis-server of their own,
-for tests/test_fleet_limits.py and, run as a module, the measurement the README quotes:
+for tests/test_fleet_limits.py and, run as a module, the measurement docs/limits-and-budgets.md quotes:
 
     PYTHONPATH=$PWD python -m tests.fleet_gateways --runs 10 --processes 2 3
 

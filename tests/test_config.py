@@ -732,7 +732,7 @@ def test_an_unknown_log_content_names_its_path() -> None:
 
 
 def test_yaml_booleans_turn_switches_on_and_off() -> None:
-    # `off`, `no` and `false` are one YAML 1.1 boolean; the README writes `request_log: off`.
+    # `off`, `no` and `false` are one YAML 1.1 boolean; docs/configuration.md writes `request_log: off`.
     text = """\
 logging: {request_log: off, content: no}
 providers: {mock: {kind: mock}}

@@ -343,7 +343,7 @@ def test_cell(door: str, way: str, stream: bool, world: World) -> None:
 
     def shown_model(s: Sent) -> str:
         """The answer's `model`: the logical one, but the upstream's where the answer is relayed
-        as the bytes that came (README: an OpenAI-format stream; a Messages passthrough stream; a
+        as the bytes that came (docs/endpoints.md: an OpenAI-format stream; a Messages passthrough stream; a
         Responses passthrough, whole or streamed). Only `plain` goes the passthrough way on the
         Messages and Responses doors: cache, guardrails and `log_content: full` turn it off."""
         same_bytes = (door == "chat" and way == "passthrough" and stream) or (
