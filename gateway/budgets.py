@@ -9,7 +9,8 @@ Accuracy.
     taken in one synchronous step, so concurrent requests cannot jointly overspend: zero overshoot,
     as long as the caller's worst case is one. A call that costs more than its reservation is
     charged in full: the overshoot is what the calls in flight at the last admission cost beyond
-    theirs (a stream is cut past its ceiling, gateway/outputmeter.py; docs/limits-and-budgets.md, "The bound").
+    theirs (a stream is cut past its ceiling, gateway/outputmeter.py; "The bound" in
+    docs/limits-and-budgets.md).
   - N processes sharing a Redis: the same check runs against a lease, this process's share of what
     is left, granted atomically in Redis at each sync (gateway/fleetsync.py); leases never add up to
     more than what is left, so the fleet does not overshoot either, except: a process that has not
