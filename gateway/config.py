@@ -51,16 +51,18 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Timeouts(_Section, frozen=True):
     """How long to wait on an upstream: to connect, for the response headers, for all of it."""
 
-    connect_s: Seconds = 5.0
-    first_byte_s: Seconds = 60.0
-    total_s: Seconds = 600.0
+    connect_s: Seconds = 5.0  # to open a connection
+    first_byte_s: Seconds = 60.0  # for the response headers, and any silence between two stream reads
+    total_s: Seconds = 600.0  # for the whole answer, streams included
 
 
 class ServerConfig(_Section, frozen=True):
+    # The address to listen on; one beyond loopback requires `master_key`.
     host: str = "127.0.0.1"
-    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 4000
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 4000  # 0: any free port
     # Empty means "no master key" so that `${TOLLWAY_MASTER_KEY:-}` works in shared files.
     master_key: str | None = None
+    # A larger request body is answered 413 (multipart uploads: only their text fields count).
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
     # After SIGTERM: how long in-flight requests and streams may take to finish before they are cut.
     shutdown_grace_s: Seconds = 30.0
@@ -162,8 +164,8 @@ class BreakerConfig(_Section, frozen=True):
     """When a target is skipped for a while: after `failures` failed calls in a row it cools down
     for `cooldown_s` (longer if the provider's Retry-After asks), then one probe call decides."""
 
-    failures: Annotated[int, msgspec.Meta(ge=1)] = 3
-    cooldown_s: Seconds = 30.0
+    failures: Annotated[int, msgspec.Meta(ge=1)] = 3  # failed calls in a row that open the breaker
+    cooldown_s: Seconds = 30.0  # how long the target is skipped before its probe call
 
 
 class _Provider(_Section, frozen=True, tag_field="kind", kw_only=True):
@@ -182,8 +184,8 @@ HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")]
 class _HttpProvider(_Provider, frozen=True, kw_only=True):
     """What every provider reached over HTTP has: where, the key, extra headers, a pool size."""
 
-    base_url: HttpUrl
-    api_key: str | None = None
+    base_url: HttpUrl  # the API root the adapter's paths are appended to
+    api_key: str | None = None  # the provider's key; never logged, scrubbed from error texts
     # Extra headers sent upstream (OpenAI-Organization, a proxy's auth...). Treated as secrets.
     headers: dict[str, str] = {}
     # Every open stream holds a connection: a pool smaller than the streams a gateway carries
@@ -493,11 +495,12 @@ PROVIDER_KINDS: Final = (
 
 
 class TargetConfig(_Section, frozen=True):
-    provider: str
-    model: Annotated[str, msgspec.Meta(min_length=1)]
+    provider: str  # a name under `providers`
+    model: Annotated[str, msgspec.Meta(min_length=1)]  # the model name the provider is asked for
     # Adjacent targets with the same `pool` name share one place in the fallback chain: each call
     # goes to one of them (by the model's `balance`), the others are tried before moving on.
     pool: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    # Its share of a pool's calls under `balance: weighted` (and the tie-break of least_inflight).
     weight: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     # A larger-context fallback: after a target refused the prompt as too long, only the
     # targets flagged with this are tried.
@@ -509,16 +512,16 @@ class RetryConfig(_Section, frozen=True):
     (429, 5xx, 529, timeouts, broken connections), `backoff_ms` doubling between them. A
     Retry-After up to `max_wait_ms` is waited out; a longer one moves on to the next target."""
 
-    attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
-    backoff_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0
-    max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 5000.0
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1  # calls per target
+    backoff_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0  # the first pause, doubled after each
+    max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 5000.0  # the longest Retry-After waited out
 
 
 class HedgeConfig(_Section, frozen=True):
     """After `after_ms` without a first byte from the current call, the next target is called
     too; the first to answer wins and the other is cancelled."""
 
-    after_ms: Annotated[float, msgspec.Meta(gt=0)]
+    after_ms: Annotated[float, msgspec.Meta(gt=0)]  # how long without a first byte before the hedge
 
 
 class ModelConfig(_Section, frozen=True):

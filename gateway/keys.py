@@ -39,9 +39,9 @@ Endpoint = Literal[
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Requests and tokens per minute, and requests in flight at once."""
 
-    rpm: NonNegative | None = None
-    tpm: NonNegative | None = None
-    max_parallel: NonNegative | None = None
+    rpm: NonNegative | None = None  # requests per minute; unset: not limited
+    tpm: NonNegative | None = None  # tokens per minute; unset: not limited
+    max_parallel: NonNegative | None = None  # requests in flight at once; unset: not limited
 
 
 class Budget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
