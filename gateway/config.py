@@ -148,12 +148,13 @@ class ConfigKey(_Section, frozen=True):
 
     secret: Annotated[str, msgspec.Meta(min_length=16)] | None = None
     secret_hash: Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
-    models: list[str] | None = None
-    endpoints: list[Endpoint] | None = None
+    models: list[str] | None = None  # the logical models it may use; unset: every one
+    endpoints: list[Endpoint] | None = None  # the endpoints (rights) it may call; unset: every one
     limits: Limits | None = None
     budget: Budget | None = None
+    # Only targets of providers tagged with one of these regions serve it; unset: any provider.
     regions: list[str] | None = None
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, str] | None = None  # free-form labels of the operator's own
     # What audit records of this key keep of prompts and answers; absent: logging.content.
     log_content: ContentPolicy | None = None
     # Spend tags every request of this key carries besides its own (gateway/tags.py).
@@ -459,10 +460,12 @@ class VertexAnthropicProvider(_VertexProvider, frozen=True, kw_only=True, tag="v
 class MockProvider(_Provider, frozen=True, kw_only=True, tag="mock"):
     """The built-in fake provider: deterministic answers from the prompt, no network, no key."""
 
+    # A pause between streamed tokens (and the total for a non-streamed answer).
     latency_ms_per_token: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-    first_token_latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    first_token_latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # a pause before the first token
     # When set, every call fails with this HTTP status (for demos of error handling and fallback).
     fail_status: Annotated[int, msgspec.Meta(ge=400, le=599)] | None = None
+    # The size of an embedding unless the request asks for `dimensions`.
     embedding_dimensions: Annotated[int, msgspec.Meta(ge=1, le=8192)] = 16
 
 

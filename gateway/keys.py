@@ -47,9 +47,10 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
 class Budget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Spend allowed per period, in `currency` (converted at the configured rate)."""
 
-    amount: Annotated[float, msgspec.Meta(ge=0)]
+    amount: Annotated[float, msgspec.Meta(ge=0)]  # what may be spent in one period, in `currency`
     currency: Currency = "USD"
-    period: Period = "month"
+    period: Period = "month"  # `total`: one amount that never renews
+    # The share of `amount` spent at which the `budget_soft` alert goes out; unset: none.
     soft_pct: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
 
 
