@@ -265,7 +265,7 @@ class AnthropicStreamParser:
         self._tool_has_arguments: dict[int, bool] = {}
         self._reasoning: dict[int, int] = {}  # Anthropic block index -> reasoning block index
         self._usage: wire.AnthropicUsage | None = None
-        self._failure = FailureLatch()
+        self._latch = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._run(self._sse.feed(data))
@@ -274,10 +274,7 @@ class AnthropicStreamParser:
         return self._run(self._sse.close())
 
     def _run(self, events: list[SSEEvent]) -> list[ChatChunk]:
-        return self._failure.decode(events, self._event, self._ended)
-
-    def _ended(self) -> bool:
-        return self.done
+        return self._latch.decode(events, self._event, self)
 
     def _event(self, event: SSEEvent) -> list[ChatChunk]:
         try:

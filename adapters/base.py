@@ -154,15 +154,19 @@ class FailureLatch:
     def __init__(self) -> None:
         self.failure: StreamFailure | None = None
 
-    def decode(
-        self, items: Iterable[T], decode_one: Callable[[T], list[ChatChunk]], finished: Callable[[], bool]
-    ) -> list[ChatChunk]:
-        """The chunks of `items`, decoded in order until `finished()` says the answer ended."""
+    def check(self) -> None:
+        """Raise the failure met earlier, if there was one."""
         if self.failure is not None:
             raise self.failure
+
+    def decode(
+        self, items: Iterable[T], decode_one: Callable[[T], list[ChatChunk]], parser: StreamParser
+    ) -> list[ChatChunk]:
+        """The chunks of `items`, decoded in order until `parser.done` says the answer ended."""
+        self.check()
         chunks: list[ChatChunk] = []
         for item in items:
-            if finished():
+            if parser.done:
                 break
             try:
                 chunks.extend(decode_one(item))

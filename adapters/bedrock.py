@@ -265,22 +265,20 @@ class BedrockStreamParser:
         self._reasoning: dict[int, int] = {}  # Converse content block index -> reasoning block index
         self._stopped = False
         self._reported_usage = False
-        self._failure = FailureLatch()
+        self._latch = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
-        if self._failure.failure is not None:
-            raise self._failure.failure
+        self._latch.check()
         if self.done:
             return []  # whatever follows the end, even a broken frame, is no part of the answer
         try:
             messages = self._frames.feed(data)
         except EventStreamError as exc:
-            raise self._failure.latch(_broken(exc)) from None
+            raise self._latch.latch(_broken(exc)) from None
         return self._run(messages)
 
     def close(self) -> list[ChatChunk]:
-        if self._failure.failure is not None:
-            raise self._failure.failure
+        self._latch.check()
         if self.done:
             return []
         try:
@@ -291,16 +289,13 @@ class BedrockStreamParser:
             # incomplete stream, as for a cut SSE stream.
             pass
         except EventStreamError as exc:  # a broken frame after the last intact one
-            raise self._failure.latch(_broken(exc)) from None
+            raise self._latch.latch(_broken(exc)) from None
         if self._stopped:
             self.done = True
         return []
 
     def _run(self, messages: list[EventStreamMessage]) -> list[ChatChunk]:
-        return self._failure.decode(messages, self._message, self._ended)
-
-    def _ended(self) -> bool:
-        return self.done
+        return self._latch.decode(messages, self._message, self)
 
     def _message(self, message: EventStreamMessage) -> list[ChatChunk]:
         message_type = message.text_header(":message-type")

@@ -254,7 +254,7 @@ class CohereStreamParser:
         self._calls_started = 0
         self._call_numbers: dict[int | None, int] = {}  # Cohere's index -> OpenAI's
         self._last_call: int | None = None
-        self._failure = FailureLatch()
+        self._latch = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._parse([event.data for event in self._sse.feed(data)])
@@ -263,10 +263,7 @@ class CohereStreamParser:
         return self._parse([event.data for event in self._sse.close()])
 
     def _parse(self, payloads: list[bytes]) -> list[ChatChunk]:
-        return self._failure.decode(payloads, self._event, self._ended)
-
-    def _ended(self) -> bool:
-        return self.done
+        return self._latch.decode(payloads, self._event, self)
 
     def _event(self, payload: bytes) -> list[ChatChunk]:
         if payload.strip() == b"[DONE]":

@@ -251,7 +251,7 @@ class GeminiStreamParser:
         self._started = False
         self._calls = 0
         self._usage: Usage | None = None
-        self._failure = FailureLatch()
+        self._latch = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._run(self._events.feed, data)
@@ -260,12 +260,10 @@ class GeminiStreamParser:
         return self._run(lambda _: self._events.close(), b"")
 
     def _run(self, decode: Callable[[bytes], list[SSEEvent]], data: bytes) -> list[ChatChunk]:
-        if self._failure.failure is None and self.done:
+        self._latch.check()
+        if self.done:
             return []
-        return self._failure.decode(decode(data), self._event, self._ended)
-
-    def _ended(self) -> bool:
-        return self.done
+        return self._latch.decode(decode(data), self._event, self)
 
     def _event(self, event: SSEEvent) -> list[ChatChunk]:
         try:

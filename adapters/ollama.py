@@ -270,7 +270,7 @@ class OllamaStreamParser:
         self._lines = NDJSONDecoder()
         self._started = False
         self._calls = 0
-        self._failure = FailureLatch()
+        self._latch = FailureLatch()
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._parse(self._lines.feed(data))
@@ -279,10 +279,7 @@ class OllamaStreamParser:
         return self._parse(self._lines.close())
 
     def _parse(self, lines: list[bytes]) -> list[ChatChunk]:
-        return self._failure.decode(lines, self._line, self._ended)
-
-    def _ended(self) -> bool:
-        return self.done
+        return self._latch.decode(lines, self._line, self)
 
     def _line(self, line: bytes) -> list[ChatChunk]:
         try:
