@@ -201,23 +201,23 @@ def _nested(t: mi.Type, path: str) -> Iterator[tuple[mi.StructType, str, str]]:
         yield from _nested(t.value_type, f"{path}.<name>")
 
 
-class Section(msgspec.Struct):
+class ConfigSection(msgspec.Struct):
     """One Struct of the config: the titles of every place it is met at, the first one first."""
 
     struct: mi.StructType
     titles: list[str]
 
 
-def config_sections(root: type) -> list[Section]:
+def config_sections(root: type) -> list[ConfigSection]:
     """Every Struct reachable from `root`, once each, in the order it is first met."""
-    sections: dict[type, Section] = {}
+    sections: dict[type, ConfigSection] = {}
 
     def visit(st: mi.StructType, path: str, title: str) -> None:
         if st.cls in sections:
             if title not in sections[st.cls].titles:
                 sections[st.cls].titles.append(title)
             return
-        sections[st.cls] = Section(st, [title])
+        sections[st.cls] = ConfigSection(st, [title])
         for field in st.fields:
             for child, child_path, child_title in _nested(
                 field.type, f"{path}.{field.encode_name}" if path else field.encode_name

@@ -102,7 +102,7 @@ _ENTRA_SECRET: Final[Mapping[str, str]] = {
 _ENTRA_PARAMS: Final = frozenset({*_ENTRA_SECRET, "azure_scope", "azure_ad_token"})
 _STATIC_AD_TOKEN: Final = (
     "a fixed Entra ID token expires within hours and is not renewed: give the provider "
-    "entra: {source: client_secret | certificate | managed_identity | workload_identity} (README: "
+    "entra: {source: client_secret | certificate | managed_identity | workload_identity} (docs/providers.md: "
     "Azure OpenAI with Entra ID)"
 )
 # Azure API versions before this do not report usage on streams (docs/providers/azure.md#urls-and-auth).

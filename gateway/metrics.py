@@ -152,7 +152,8 @@ class Metrics:
         # counted together under key="(other)" (their spend stays exact in the store's reports).
         self.key_cost = Counter(
             "tollway_key_cost_usd",
-            "Cost of answered requests in USD, by gateway key id and team id (bounded: see README).",
+            "Cost of answered requests in USD, by gateway key id and team id (the first "
+            'metrics.max_key_series pairs; the rest under key="(other)").',
             ("key", "team"),
             registry=self.registry,
         )
