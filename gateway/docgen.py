@@ -397,11 +397,43 @@ def render_request_log() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# docs/reference/layout.md
+
+
+def _first_sentence(path: Path) -> str:
+    """A module's docstring up to its first full stop (or its first paragraph), as one line."""
+    text = ast.get_docstring(ast.parse(path.read_text())) or ""
+    paragraph = " ".join(text.split("\n\n")[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
+
+
+def render_layout() -> str:
+    out = [
+        HEADER.format(command=REGENERATE, source="the docstrings of the packages and modules"),
+        "# Where the code lives\n\n",
+        "Each package of `gateway/` and `adapters/` holds one concern; its `__init__.py` says which.\n"
+        "Under each package, every module with the first sentence of its docstring.\n",
+    ]
+    for top in ("gateway", "adapters"):
+        packages = sorted({p.parent for p in (REPO / top).rglob("__init__.py")})
+        for package in packages:
+            relative = package.relative_to(REPO).as_posix()
+            out.append(f"\n## `{relative}/`\n\n{_first_sentence(package / '__init__.py')}\n\n")
+            out.append("| module | what it is |\n|---|---|\n")
+            for module in sorted(package.glob("*.py")):
+                if module.name != "__init__.py":
+                    out.append(f"| `{module.name}` | {_cell(_first_sentence(module))} |\n")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
 
 PAGES: Final[tuple[tuple[str, Callable[[], str]], ...]] = (
     ("docs/reference/configuration.md", render_configuration),
     ("docs/reference/metrics.md", render_metrics),
     ("docs/reference/request-log.md", render_request_log),
+    ("docs/reference/layout.md", render_layout),
 )
 
 
