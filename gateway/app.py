@@ -6,7 +6,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Final
 
 import msgspec
@@ -18,7 +17,7 @@ from gateway.accounting import Accountant
 from gateway.admin import AdminApi
 from gateway.admin_targets import targets_handler
 from gateway.alerts import Alerter, spooling_started
-from gateway.auth import KeyRing, Principal, principal_of
+from gateway.auth import KeyRing, config_principals
 from gateway.batch_accounting import BatchAccounting
 from gateway.budgetpolicy import BudgetStatus, BudgetSubject
 from gateway.config import Config, StorageConfig
@@ -27,7 +26,7 @@ from gateway.errors import GatewayError, error_response, malformed_body, model_n
 from gateway.frontdoor import ANTHROPIC_DOOR
 from gateway.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
 from gateway.keyinfo import key_info_handler
-from gateway.keys import KeyRecord, hash_secret
+from gateway.keys import KeyRecord
 from gateway.keysync import KeySync
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
@@ -145,31 +144,6 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
     if not response.prepared:  # a stream has sent its headers, the id among them
         response.headers.setdefault("x-request-id", request_id)
     return response
-
-
-def config_principals(config: Config) -> list[tuple[str, Principal]]:
-    """Keys declared in the config file, by the hash of their secret."""
-    epoch = datetime.fromtimestamp(0, UTC)
-    found = []
-    for name, key in config.keys.items():
-        secret_hash = key.secret_hash or hash_secret(key.secret or "")
-        record = KeyRecord(
-            id=f"cfg_{name}",
-            name=name,
-            secret_hash=secret_hash,
-            created_at=epoch,
-            updated_at=epoch,
-            models=key.models,
-            endpoints=list(key.endpoints) if key.endpoints is not None else None,
-            limits=key.limits,
-            budget=key.budget,
-            regions=key.regions,
-            metadata=key.metadata,
-            log_content=key.log_content,
-            tags=key.tags,
-        )
-        found.append((secret_hash, principal_of(record, None)))
-    return found
 
 
 def _spool_dir(storage: StorageConfig) -> str:
@@ -401,34 +375,3 @@ def build_app(config: Config) -> web.Application:
 
 def _json_response(value: dict[str, object], status: int = 200) -> web.Response:
     return web.Response(status=status, body=msgspec.json.encode(value), content_type="application/json")
-
-
-async def reload(app: web.Application, config: Config) -> None:
-    """Swap in a runtime built from `config` for new requests; the old one closes once the
-    requests it serves have finished. Settings read only at start-up (server address, storage,
-    alerts) keep their old values until a restart: a warning names any that changed."""
-    holder = app[HOLDER]
-    old = holder.current
-    assert old is not None
-    for name in ("server", "storage", "alerts"):
-        before, after = getattr(old.config, name), getattr(config, name)
-        if before != after and not (name == "server" and _only_master_key_changed(before, after)):
-            log.warning("reload: changes to '%s' take effect at the next restart", name)
-    shared = app[SHARED]
-    try:
-        shared.ring.replace_static(config.server.master_key or None, config_principals(config))
-        holder.current = await build_runtime(config, shared)
-    except BaseException:
-        shared.metrics.config_loaded(False)
-        raise
-    shared.metrics.config_loaded(True)
-    await old.aclose(drain_s=config.server.shutdown_grace_s)
-
-
-def reload_refused(app: web.Application) -> None:
-    """Note that a reload was refused (its config has errors): the previous one still serves."""
-    app[SHARED].metrics.config_loaded(False)
-
-
-def _only_master_key_changed(before: object, after: object) -> bool:
-    return msgspec.structs.replace(before, master_key=None) == msgspec.structs.replace(after, master_key=None)  # type: ignore[type-var]

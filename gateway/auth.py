@@ -13,14 +13,15 @@ import hmac
 import re
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Final
 
 import msgspec
 
+from gateway.config import Config
 from gateway.errors import GatewayError, model_not_found, unauthorized
-from gateway.keys import Budget, KeyRecord, Limits, TeamRecord
+from gateway.keys import Budget, KeyRecord, Limits, TeamRecord, hash_secret
 from gateway.records import ContentPolicy
 
 
@@ -263,3 +264,28 @@ class KeyRing:
     def records(self) -> tuple[Mapping[str, KeyRecord], Mapping[str, TeamRecord]]:
         """The store's keys and teams as last applied, by id (read-only views)."""
         return MappingProxyType(self._keys), MappingProxyType(self._teams)
+
+
+def config_principals(config: Config) -> list[tuple[str, Principal]]:
+    """Keys declared in the config file, by the hash of their secret."""
+    epoch = datetime.fromtimestamp(0, UTC)
+    found = []
+    for name, key in config.keys.items():
+        secret_hash = key.secret_hash or hash_secret(key.secret or "")
+        record = KeyRecord(
+            id=f"cfg_{name}",
+            name=name,
+            secret_hash=secret_hash,
+            created_at=epoch,
+            updated_at=epoch,
+            models=key.models,
+            endpoints=list(key.endpoints) if key.endpoints is not None else None,
+            limits=key.limits,
+            budget=key.budget,
+            regions=key.regions,
+            metadata=key.metadata,
+            log_content=key.log_content,
+            tags=key.tags,
+        )
+        found.append((secret_hash, principal_of(record, None)))
+    return found

@@ -17,13 +17,14 @@ import uvloop
 from aiohttp import web
 
 from gateway import logs, statedir
-from gateway.app import build_app, reload, reload_refused
+from gateway.app import build_app
 from gateway.cli_admin import add_admin_commands, run_admin
 from gateway.cli_migrate import add_migrate_commands
 from gateway.config import Config, ConfigError, load_config, resolve_config_path
 from gateway.connections import guard_connections
 from gateway.listen import BACKLOG, bind_listeners, cannot_listen_reason
 from gateway.pricing import PriceFileError, load_override
+from gateway.reload import Reloader
 from gateway.sdnotify import Notifier
 from gateway.supervisor import Supervisor
 
@@ -143,31 +144,7 @@ async def _serve_until_stopped(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[None]] = set()
-    reloading = asyncio.Lock()
-
-    async def reload_config() -> None:
-        async with reloading:  # one reload at a time; a second SIGHUP waits its turn
-            notifier.reloading()
-            try:
-                fresh = load_config(source)
-            except ConfigError as err:
-                reload_refused(app)
-                log.error(
-                    "reload refused: the config has errors; still serving the previous one",
-                    extra={"fields": {"errors": err.errors, "config": str(source)}},
-                )
-            else:
-                await reload(app, fresh)
-                log.info("reloaded", extra={"fields": {"models": list(fresh.models), "config": str(source)}})
-            notifier.ready()
-
-    def on_hangup() -> None:
-        task = asyncio.create_task(reload_config())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    loop.add_signal_handler(signal.SIGHUP, Reloader(app, source, notifier).request)
     await stop.wait()
     notifier.stopping()
     log.info("stopping", extra={"fields": {"grace_s": config.server.shutdown_grace_s}})

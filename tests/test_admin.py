@@ -19,7 +19,7 @@ import msgspec
 import openai
 import pytest
 
-from gateway.app import config_principals
+from gateway.auth import config_principals
 from gateway.config import parse_config
 from gateway.keys import KeyRecord, TeamRecord, hash_secret
 from gateway.store import open_store

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from gateway.app import reload, reload_refused
 from gateway.config import parse_config
 from gateway.metrics import VERSION, Metrics
+from gateway.reload import reload, reload_refused
 from tests.conftest import MASTER_KEY, Gateway, gateway_config
 from tests.servers import LoopThread, Upstream, start_gateway
 
