@@ -48,6 +48,20 @@ def awkward_cuts(body: bytes) -> list[int]:
     return sorted(cuts)
 
 
+def cut(data: bytes, points: list[int]) -> list[bytes]:
+    """`data` cut at `points` (in any order, repeats and all) into consecutive reads."""
+    return [data[a:b] for a, b in itertools.pairwise([0, *sorted(set(points)), len(data)])]
+
+
+def awkward_splits(data: bytes) -> Iterator[list[bytes]]:
+    """The reads a stream parser must give the same answer for, however the network cut them:
+    the awkward cuts, byte by byte, between CR and LF, and inside every UTF-8 character."""
+    yield cut(data, awkward_cuts(data))
+    yield [data[i : i + 1] for i in range(len(data))]
+    yield cut(data, [i + 1 for i, byte in enumerate(data) if byte == 0x0D])
+    yield cut(data, [i for i in range(1, len(data)) if data[i] & 0xC0 == 0x80])
+
+
 @dataclass
 class NativeUpstream:
     url: str = ""

@@ -55,7 +55,7 @@ from adapters.schema import (
 )
 from tests.conftest import MASTER_KEY, Gateway
 from tests.messages_history import messages_door_history
-from tests.native_upstream import Answer, NativeUpstream, awkward_cuts
+from tests.native_upstream import Answer, NativeUpstream, awkward_cuts, awkward_splits, cut
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 MODEL = "claude-sonnet-4-5-20250929"
@@ -656,10 +656,6 @@ def stream_bytes(name: str, line_end: str) -> bytes:
     return fixture(f"streams/{name}").replace(b"\n", LINE_ENDS[line_end])
 
 
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    return [data[a:b] for a, b in itertools.pairwise([0, *sorted(set(points)), len(data)])]
-
-
 @pytest.mark.parametrize("line_end", list(LINE_ENDS))
 @pytest.mark.parametrize("name", list(STREAMS))
 def test_stream_fixture_parses_to_the_expected_chunks(name: str, line_end: str) -> None:
@@ -680,13 +676,6 @@ def test_stream_parser_output_does_not_depend_on_read_boundaries(
     body = stream_bytes(name, line_end)
     points = data.draw(st.lists(st.integers(min_value=0, max_value=len(body)), max_size=40))
     assert run_parser(cut(body, points)) == STREAMS[name]
-
-
-def awkward_splits(body: bytes) -> Iterator[list[bytes]]:
-    yield [body[i : i + 1] for i in range(len(body))]
-    yield cut(body, [i + 1 for i, byte in enumerate(body) if byte == 0x0D])  # between CR and LF
-    yield cut(body, [i for i in range(1, len(body)) if body[i] & 0xC0 == 0x80])  # inside UTF-8 chars
-    yield cut(body, awkward_cuts(body))
 
 
 @pytest.mark.parametrize("line_end", list(LINE_ENDS))

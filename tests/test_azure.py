@@ -5,7 +5,6 @@ an Azure-format upstream (tests/native_upstream.py)."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,7 +28,7 @@ from adapters.openai import (
 )
 from adapters.schema import PromptTokensDetails, Usage
 from tests.conftest import MASTER_KEY, Gateway, wait_for
-from tests.native_upstream import Answer, NativeUpstream, awkward_cuts
+from tests.native_upstream import Answer, NativeUpstream, awkward_cuts, awkward_splits, cut
 
 FIXTURES = Path(__file__).parent / "fixtures" / "azure"
 ENDPOINT = "https://contoso-eu.openai.azure.com"
@@ -238,18 +237,6 @@ def test_an_in_band_error_is_relayed_and_recorded() -> None:
     out, stream = relay([data], strip=True)
     assert out == data
     assert stream.error is not None and b"server_error" in stream.error
-
-
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    edges = [0, *sorted(set(points)), len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(edges)]
-
-
-def awkward_splits(data: bytes) -> Iterator[list[bytes]]:
-    yield cut(data, awkward_cuts(data))
-    yield [data[i : i + 1] for i in range(len(data))]
-    yield cut(data, [i + 1 for i, byte in enumerate(data) if byte == 0x0D])  # between CR and LF
-    yield cut(data, [i for i in range(1, len(data)) if data[i] & 0xC0 == 0x80])  # inside UTF-8 chars
 
 
 @pytest.mark.parametrize("strip", [True, False], ids=["strip-usage", "keep-usage"])

@@ -4,7 +4,6 @@ lists of events and turned into event-stream frames by tests/eventstream_frames.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,6 +52,7 @@ from adapters.schema import (
 )
 from tests.eventstream_frames import encode_frame, error_frame, event_frame, exception_frame
 from tests.messages_history import messages_door_history
+from tests.native_upstream import cut
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bedrock"
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -718,10 +718,6 @@ def run_parser(parts: list[bytes]) -> StreamCase:
     except StreamFailure as failure:
         return StreamCase(chunks, parser.done, failure.error)
     return StreamCase(chunks, parser.done)
-
-
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    return [data[a:b] for a, b in itertools.pairwise([0, *sorted(set(points)), len(data)])]
 
 
 @pytest.mark.parametrize("name", list(STREAMS))

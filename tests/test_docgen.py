@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_every_generated_page_is_what_the_code_says() -> None:
     stale = docgen.drifted(REPO)
-    assert not stale, f"{', '.join(stale)} differ from the code: run `{docgen.REGENERATE}` and commit the result"
+    assert not stale, (
+        f"{', '.join(stale)} differ from the code: run `{docgen.REGENERATE}` and commit the result"
+    )
 
 
 def test_check_exits_1_and_names_the_command_when_a_page_drifted(tmp_path: Path) -> None:
@@ -33,7 +35,11 @@ def test_check_exits_1_and_names_the_command_when_a_page_drifted(tmp_path: Path)
 
 def test_the_module_runs_as_a_command_in_check_mode() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.docgen", "--check"], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "gateway.docgen", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
 

@@ -5,7 +5,6 @@ read boundaries, and each way a frame can be broken."""
 from __future__ import annotations
 
 import datetime
-import itertools
 import struct
 import uuid
 import zlib
@@ -39,6 +38,7 @@ from tests.eventstream_frames import (
     event_frame,
     frame_with_header_bytes,
 )
+from tests.native_upstream import cut
 
 # docs/providers/bedrock.md#event-stream-framing, decoded successfully by botocore's EventStreamBuffer.
 WORKED_FRAME = bytes.fromhex(
@@ -59,10 +59,6 @@ def decode_all(parts: list[bytes]) -> list[EventStreamMessage]:
     decoder = EventStreamDecoder()
     messages = [message for part in parts for message in decoder.feed(part)]
     return messages + decoder.close()
-
-
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    return [data[a:b] for a, b in itertools.pairwise([0, *sorted(set(points)), len(data)])]
 
 
 def prelude(total: int, headers_length: int) -> bytes:

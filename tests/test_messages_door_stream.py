@@ -6,7 +6,6 @@ upstream through the OpenAI pipeline and back."""
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -40,6 +39,7 @@ from tests.messages_door_support import (
     sdk_client,
     tool_use,
 )
+from tests.native_upstream import cut
 
 # --- MessagesStreamEncoder --------------------------------------------------------------------
 
@@ -315,10 +315,6 @@ def translate(parts: list[bytes], response_id: str = RESPONSE_ID) -> bytes:
         out.append(encoder.feed([in_band(CUT)]))
     assert all(piece == b"" or piece.endswith(b"\n\n") for piece in out), "only whole frames go out"
     return b"".join(out)
-
-
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    return [data[a:b] for a, b in itertools.pairwise([0, *sorted(set(points)), len(data)])]
 
 
 @pytest.mark.parametrize("name", list(STREAMS))

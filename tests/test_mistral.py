@@ -4,7 +4,6 @@ Mistral-format upstream (tests/native_upstream.py)."""
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +40,7 @@ from adapters.schema import (
     usage_of,
 )
 from tests.conftest import MASTER_KEY, Gateway
-from tests.native_upstream import Answer, NativeUpstream, awkward_cuts
+from tests.native_upstream import Answer, NativeUpstream, awkward_cuts, awkward_splits, cut
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mistral"
 TARGET = Target("mistral", "https://api.mistral.ai/v1", "mistral-large-latest")
@@ -413,11 +412,6 @@ def replay(parts: list[bytes]) -> tuple[list[ChatChunk], UpstreamError | None, b
     return chunks, None, parser.done
 
 
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    edges = [0, *sorted(set(points)), len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(edges)]
-
-
 def outcome(parts: list[bytes]) -> tuple[list[ChatChunk], str | None, bool]:
     chunks, failure, done = replay(parts)
     return chunks, failure.message if failure is not None else None, done
@@ -426,13 +420,6 @@ def outcome(parts: list[bytes]) -> tuple[list[ChatChunk], str | None, bool]:
 @pytest.mark.parametrize("case", STREAM_CASES, ids=STREAM_IDS)
 def test_stream_fixture_parses_to_the_expected_chunks(case: StreamCase) -> None:
     assert outcome([fixture(case.fixture)]) == (case.chunks, case.failure, case.done)
-
-
-def awkward_splits(data: bytes) -> Iterator[list[bytes]]:
-    yield cut(data, awkward_cuts(data))
-    yield [data[i : i + 1] for i in range(len(data))]
-    yield cut(data, [i + 1 for i, byte in enumerate(data) if byte == 0x0D])  # between CR and LF
-    yield cut(data, [i for i in range(1, len(data)) if data[i] & 0xC0 == 0x80])  # inside UTF-8 chars
 
 
 @pytest.mark.parametrize("case", STREAM_CASES, ids=STREAM_IDS)
