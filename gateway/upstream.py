@@ -36,6 +36,31 @@ class UpstreamUnreachable(Exception):
     """The connection to the provider failed or broke; the text says how, without addresses."""
 
 
+class Delivery(Protocol):
+    """The rest of a response body, handed to a sink as each read arrives, from the connection's
+    own callback (AiohttpDelivery below; gateway/lean_transport.py's LeanDelivery).
+
+    Nothing is delivered before `wait()`; `sink` must not block, and what it raises ends the
+    delivery (raised again by `wait()`). The total timeout and the silence limit end it with
+    UpstreamTimeout; a paused delivery reads nothing, and its pause is not silence.
+    """
+
+    @property
+    def stopped(self) -> bool: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def stop(self, exc: BaseException | None = None) -> None:
+        """End the delivery: nothing more reaches the sink; `wait()` returns, or raises `exc`."""
+        ...
+
+    async def wait(self) -> None:
+        """Deliver what has arrived, then wait until the body has been delivered whole."""
+        ...
+
+
 class UpstreamResponse(Protocol):
     status: int
     headers: Mapping[str, str]
@@ -124,7 +149,7 @@ class WireTimes:
 _sending: Final[contextvars.ContextVar[WireTimes | None]] = contextvars.ContextVar("tollway_sending")
 
 
-class Delivery:
+class AiohttpDelivery:
     """The rest of a response body, handed to a sink from the connection's own callback.
 
     Read through `chunks()`, every read of a stream wakes a task: a future is resolved, the loop
@@ -289,7 +314,7 @@ class TimedResponseHandler(ResponseHandler):
     """
 
     times: WireTimes | None = None
-    delivery: Delivery | None = None
+    delivery: AiohttpDelivery | None = None
 
     def set_response_params(self, *args: Any, **kwargs: Any) -> None:
         # aiohttp calls this on the task sending the request, before it builds and writes it.
@@ -337,12 +362,14 @@ class HttpResponse:
     def waited_s(self) -> float | None:
         return None if self._times is None else self._times.waited()
 
-    def deliver(self, sink: Callable[[bytes], None]) -> Delivery | None:
+    def deliver(self, sink: Callable[[bytes], None]) -> AiohttpDelivery | None:
         connection = self._response.connection
         protocol = connection.protocol if connection is not None else None
         if not isinstance(protocol, TimedResponseHandler) or self._times is None:
             return None  # the body is already whole, or the connection is not ours
-        return Delivery(self._response.content, protocol, sink, self._deadline, self._silence_s, self._times)
+        return AiohttpDelivery(
+            self._response.content, protocol, sink, self._deadline, self._silence_s, self._times
+        )
 
     async def read(self) -> bytes:
         try:

@@ -1,5 +1,7 @@
-"""The HTTP transport: over real HTTP, it tells how long the provider kept the gateway waiting,
-apart from the gateway's own work around the call."""
+"""The HTTP transports (aiohttp's and the lean one): over real HTTP, each tells how long the
+provider kept the gateway waiting, apart from the gateway's own work around the call, and
+delivers a streamed body from the connection's own callback. Every test but the one about
+aiohttp's protocol factory runs against both."""
 
 from __future__ import annotations
 
@@ -12,10 +14,26 @@ from aiohttp import web
 
 from adapters.base import UpstreamRequest
 from gateway.config import Timeouts
-from gateway.upstream import HttpTransport, TimedResponseHandler, UpstreamTimeout, UpstreamUnreachable
+from gateway.lean_transport import LeanTransport
+from gateway.upstream import (
+    HttpTransport,
+    TimedResponseHandler,
+    Transport,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from tests.servers import start_site
 
 PAUSE_S = 0.1
+MakeTransport = Callable[[dict[str, str], int], Transport]
+
+
+@pytest.fixture(params=["aiohttp", "lean"])
+def make_transport(request: pytest.FixtureRequest) -> MakeTransport:
+    """Either transport, built as gateway/router.py builds it."""
+    if request.param == "lean":
+        return lambda headers, limit: LeanTransport(headers, limit)
+    return lambda headers, limit: HttpTransport(headers, limit)
 
 
 @pytest.fixture
@@ -32,8 +50,10 @@ async def slow_upstream() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-async def test_waited_is_the_providers_time_not_the_whole_call(slow_upstream: str) -> None:
-    transport = HttpTransport({}, 4)
+async def test_waited_is_the_providers_time_not_the_whole_call(
+    make_transport: MakeTransport, slow_upstream: str
+) -> None:
+    transport = make_transport({}, 4)
     request = UpstreamRequest(method="POST", url=slow_upstream, headers=(), body=b"{}")
     try:
         for _ in range(3):  # a fresh connection, then pooled ones: each is timed on its own
@@ -93,8 +113,10 @@ async def scripted_upstream() -> AsyncIterator[tuple[str, list[tuple[str, float]
     await runner.cleanup()
 
 
-async def _deliver_all(url: str, timeouts: Timeouts, sink: Callable[[bytes], None]) -> None:
-    transport = HttpTransport({}, 4)
+async def _deliver_all(
+    make_transport: MakeTransport, url: str, timeouts: Timeouts, sink: Callable[[bytes], None]
+) -> None:
+    transport = make_transport({}, 4)
     try:
         response = await transport.send(
             UpstreamRequest(method="POST", url=url, headers=(), body=b"{}"), timeouts
@@ -110,6 +132,7 @@ async def _deliver_all(url: str, timeouts: Timeouts, sink: Callable[[bytes], Non
 
 
 async def test_delivery_hands_every_read_to_the_sink_outside_any_task(
+    make_transport: MakeTransport,
     scripted_upstream: tuple[str, list[tuple[str, float]]],
 ) -> None:
     url, script = scripted_upstream
@@ -121,7 +144,7 @@ async def test_delivery_hands_every_read_to_the_sink_outside_any_task(
         received.append(data)
         in_tasks.append(asyncio.current_task() is not None)
 
-    await _deliver_all(url, Timeouts(), sink)
+    await _deliver_all(make_transport, url, Timeouts(), sink)
     assert b"".join(received) == b"".join(b"piece %d;" % i for i in range(31))
     assert len(received) > 10  # paced: one read per piece, not the whole body at the end
     # The first piece had arrived before wait(), which hands it over; every later read goes to
@@ -129,7 +152,9 @@ async def test_delivery_hands_every_read_to_the_sink_outside_any_task(
     assert not any(in_tasks[1:]), "a delivered read must not wait for a task to be scheduled"
 
 
-async def test_delivery_times_out_on_silence(scripted_upstream: tuple[str, list[tuple[str, float]]]) -> None:
+async def test_delivery_times_out_on_silence(
+    make_transport: MakeTransport, scripted_upstream: tuple[str, list[tuple[str, float]]]
+) -> None:
     url, script = scripted_upstream
     # Reads during the delivery, then silence: only the delivery's own watch can see it, as
     # aiohttp's per-read timer is off once the delivery starts.
@@ -137,34 +162,37 @@ async def test_delivery_times_out_on_silence(scripted_upstream: tuple[str, list[
     received: list[bytes] = []
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout):
-        await _deliver_all(url, Timeouts(first_byte_s=0.3), received.append)
+        await _deliver_all(make_transport, url, Timeouts(first_byte_s=0.3), received.append)
     assert 0.35 < time.monotonic() - started < 1.2
     assert b"".join(received) == b"piece 0;piece 1;piece 2;"
 
 
 async def test_delivery_keeps_the_total_timeout(
+    make_transport: MakeTransport,
     scripted_upstream: tuple[str, list[tuple[str, float]]],
 ) -> None:
     url, script = scripted_upstream
     script.extend([("send", 0.05)] * 100)  # never silent for long, but 5 s in all
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout):
-        await _deliver_all(url, Timeouts(first_byte_s=1.0, total_s=0.5), lambda data: None)
+        await _deliver_all(make_transport, url, Timeouts(first_byte_s=1.0, total_s=0.5), lambda data: None)
     assert time.monotonic() - started < 1.5
 
 
 async def test_a_connection_cut_mid_body_is_unreachable(
+    make_transport: MakeTransport,
     scripted_upstream: tuple[str, list[tuple[str, float]]],
 ) -> None:
     url, script = scripted_upstream
     script.extend([("send", 0.0), ("send", 0.01), ("cut", 0.01)])
     received: list[bytes] = []
     with pytest.raises(UpstreamUnreachable):
-        await _deliver_all(url, Timeouts(), received.append)
+        await _deliver_all(make_transport, url, Timeouts(), received.append)
     assert b"".join(received) == b"piece 0;piece 1;"
 
 
 async def test_what_the_sink_raises_ends_the_delivery(
+    make_transport: MakeTransport,
     scripted_upstream: tuple[str, list[tuple[str, float]]],
 ) -> None:
     url, script = scripted_upstream
@@ -177,16 +205,17 @@ async def test_what_the_sink_raises_ends_the_delivery(
             raise ConnectionResetError("the client went away")
 
     with pytest.raises(ConnectionResetError):
-        await _deliver_all(url, Timeouts(), sink)
+        await _deliver_all(make_transport, url, Timeouts(), sink)
     assert len(calls) == 3  # nothing reaches the sink after it failed
 
 
 async def test_a_paused_delivery_reads_nothing_until_resumed(
+    make_transport: MakeTransport,
     scripted_upstream: tuple[str, list[tuple[str, float]]],
 ) -> None:
     url, script = scripted_upstream
     script.extend([("send", 0.0)] + [("send", 0.01)] * 10)
-    transport = HttpTransport({}, 4)
+    transport = make_transport({}, 4)
     received: list[bytes] = []
     try:
         response = await transport.send(
@@ -209,8 +238,10 @@ async def test_a_paused_delivery_reads_nothing_until_resumed(
     assert b"".join(received) == b"".join(b"piece %d;" % i for i in range(11))
 
 
-async def test_a_body_already_whole_is_pulled_not_delivered(slow_upstream: str) -> None:
-    transport = HttpTransport({}, 4)
+async def test_a_body_already_whole_is_pulled_not_delivered(
+    make_transport: MakeTransport, slow_upstream: str
+) -> None:
+    transport = make_transport({}, 4)
     try:
         response = await transport.send(
             UpstreamRequest(method="POST", url=slow_upstream, headers=(), body=b"{}"), Timeouts()
