@@ -43,6 +43,7 @@ from gateway.credentials import CurrentCredentials, auth_headers, secrets_of, si
 from gateway.dialects import Dialect, dialect_for
 from gateway.errors import GatewayError, model_not_found
 from gateway.google_credentials import build_google_credentials
+from gateway.lean_transport import LeanTransport
 from gateway.mock_transport import MockTransport
 from gateway.refresh import BackgroundRefresh, HeaderPairs, RefreshObserver
 from gateway.sigv4 import AwsCredentials
@@ -101,23 +102,22 @@ def build_transport(
     *,
     bearer: Callable[[], HeaderPairs] | None = None,
 ) -> Transport:
-    """A transport for one provider (creates a ClientSession: call inside a running loop).
+    """A transport for one provider (its `http_client`'s; call inside a running loop).
     `credentials` signs a Bedrock provider's requests (default: the keys in its config); `bearer`
     gives the header pairs of a provider whose tokens are refreshed (Vertex's access tokens,
     Azure's Entra ID tokens), added to each request as it is sent. Both read memory only
     (gateway/refresh.py) and raise CredentialsUnavailable once what they hold expired unrenewed."""
     if isinstance(provider, MockProvider):
         return MockTransport(provider)
+    client = LeanTransport if provider.http_client == "lean" else HttpTransport
     if bearer is not None:
-        return SigningTransport(
-            HttpTransport(auth_headers(provider), provider.max_connections), _added(bearer)
-        )
+        return SigningTransport(client(auth_headers(provider), provider.max_connections), _added(bearer))
     # Bedrock's URLs carry a percent-encoded model id that must arrive (and be signed) as built.
     exact_urls = isinstance(provider, BedrockProvider)
     signer = signer_for(provider, credentials)
     if signer is not None:
-        return SigningTransport(HttpTransport({}, provider.max_connections, exact_urls=exact_urls), signer)
-    return HttpTransport(auth_headers(provider), provider.max_connections, exact_urls=exact_urls)
+        return SigningTransport(client({}, provider.max_connections, exact_urls=exact_urls), signer)
+    return client(auth_headers(provider), provider.max_connections, exact_urls=exact_urls)
 
 
 def _added(bearer: Callable[[], HeaderPairs]) -> Callable[[UpstreamRequest], HeaderPairs]:

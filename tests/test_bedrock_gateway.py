@@ -26,8 +26,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from gateway.config import BedrockProvider
+from gateway.lean_transport import LeanTransport
 from gateway.router import build_target, build_transport
-from gateway.upstream import HttpTransport, SigningTransport
+from gateway.upstream import SigningTransport
 from tests.conftest import MASTER_KEY, Gateway
 from tests.eventstream_frames import encode_frame
 from tests.servers import LoopThread, start_site
@@ -571,7 +572,7 @@ async def test_build_transport_signs_only_with_aws_keys() -> None:
     keyed = build_transport(BedrockProvider(aws_region=REGION, api_key=BEARER))
     try:
         assert isinstance(signed, SigningTransport)
-        assert isinstance(keyed, HttpTransport)
+        assert isinstance(keyed, LeanTransport)  # the default client, unsigned: the key is a header
     finally:
         await signed.aclose()
         await keyed.aclose()

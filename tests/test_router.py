@@ -59,3 +59,20 @@ def test_breaker_changes_are_reported_by_target() -> None:
     for _ in range(2):
         router.breakers["a/m"].record_failure(probe=False)
     assert seen == [("a/m", "open")]
+
+
+@pytest.mark.parametrize(
+    ("chosen", "expected"), [(None, "LeanTransport"), ("lean", "LeanTransport"), ("aiohttp", "HttpTransport")]
+)
+async def test_each_provider_gets_the_http_client_it_names(chosen: str | None, expected: str) -> None:
+    from gateway.config import OpenAIProvider
+    from gateway.router import build_transport
+
+    provider = OpenAIProvider(
+        base_url="http://127.0.0.1:9/v1", **({} if chosen is None else {"http_client": chosen})
+    )
+    transport = build_transport(provider)
+    try:
+        assert type(transport).__name__ == expected
+    finally:
+        await transport.aclose()
