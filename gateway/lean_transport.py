@@ -469,14 +469,20 @@ class LeanTransport:
         deadline = loop.time() + timeouts.total_s if timeouts.total_s else None
         retried = False
         while True:
-            connection = await self._connection(pool, target.origin, timeouts, deadline)
+            # No coroutine for the common case: a pooled connection is taken as it is.
+            connection = pool.take_idle(target.origin) or await self._connect(
+                pool, target.origin, timeouts, deadline
+            )
             reused = connection.used
             connection.used = True
             times = WireTimes()
             response = LeanResponse(connection, deadline, timeouts.first_byte_s, times)
             connection.exchange = response
             try:
-                await self._write(connection, head, request, streamed and not explicit_length)
+                if streamed:
+                    await self._upload(connection, head, request, not explicit_length)
+                else:
+                    _write_whole(connection, head, request.body)
             except (ConnectionError, OSError):
                 response.fail(UpstreamUnreachable(SERVER_CLOSED))
             except BaseException:
@@ -499,12 +505,10 @@ class LeanTransport:
                 raise
             return response
 
-    async def _connection(
+    async def _connect(
         self, pool: Pool, origin: Origin, timeouts: Timeouts, deadline: float | None
     ) -> Connection:
-        idle = pool.take_idle(origin)
-        if idle is not None:
-            return idle
+        """A new connection, or a pooled one freed while waiting for room (connect timeout)."""
         limit = timeouts.connect_s
         if deadline is not None:
             limit = min(limit, max(deadline - pool.loop.time(), 0.0))
@@ -516,19 +520,11 @@ class LeanTransport:
         except (OSError, ssl.SSLError):
             raise UpstreamUnreachable(CONNECTION_FAILED) from None
 
-    async def _write(
+    async def _upload(
         self, connection: Connection, head: bytes, request: UpstreamRequest, chunked: bool
     ) -> None:
-        transport = connection.transport
-        if transport is None or transport.is_closing() or connection.lost:
-            raise ConnectionResetError()
-        if request.more is None:
-            if len(request.body) < 65536:
-                transport.write(head + request.body)  # one send: the head and a small body
-            else:
-                transport.writelines((head, request.body))  # no copy of a large body
-            return
-        transport.write(head)
+        assert request.more is not None
+        _write_whole(connection, head, b"")
         await _send_body(connection, request.body, request.more, chunked)
 
     async def aclose(self) -> None:
@@ -558,6 +554,16 @@ async def _send_body(connection: Connection, first: bytes, more: AsyncIterable[b
         await connection.drain()
     if chunked and not connection.lost:
         transport.write(b"0\r\n\r\n")
+
+
+def _write_whole(connection: Connection, head: bytes, body: bytes) -> None:
+    transport = connection.transport
+    if transport is None or transport.is_closing() or connection.lost:
+        raise ConnectionResetError()
+    if len(body) < 65536:
+        transport.write(head + body)  # one send: the head and a small body
+    else:
+        transport.writelines((head, body))  # no copy of a large body
 
 
 def _header_lines(pairs: tuple[tuple[str, str], ...]) -> bytes:
