@@ -131,7 +131,7 @@ def parse_args(argv: list[str] | None) -> Invocation:
     mode.add_argument(
         "--smoke",
         action="store_true",
-        help="CI gate: short cells, fail on errors or tollway < 0.3x the floor",
+        help="CI gate: short cells, fail on errors or tollway < 0.45x the floor",
     )
     mode.add_argument(
         "--sweep",

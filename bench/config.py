@@ -117,6 +117,7 @@ def bench_config(
                 # The default pool (256) would queue the 257th concurrent stream until
                 # another ends; the streams scenario drives 512.
                 "max_connections": UPSTREAM_POOL,
+                "http_client": os.environ.get("TOLLWAY_BENCH_HTTP_CLIENT", "lean"),
             }
         },
         "models": {GATEWAY_MODEL: _model(features or Features())},

@@ -41,7 +41,10 @@ READY_TIMEOUT_S: Final = 30.0
 # Smoke: each setting once, short cells; the whole run stays well under a minute.
 SMOKE_SETTINGS: Final[tuple[tuple[Scenario, int], ...]] = (("nonstream", 32), ("stream", 1))
 SMOKE_DURATION_S: Final = 3.0
-SMOKE_MIN_THROUGHPUT: Final = 0.3
+# With the lean upstream client (2026-12-07) the smoke run's `--features keys,limits` measured
+# 0.54-0.61x the floor at nonstream c=32 and 0.67-0.89x at stream c=1, in three runs on the
+# 2-core machine: a fall of more than ~15% from that level fails CI.
+SMOKE_MIN_THROUGHPUT: Final = 0.45
 # The overhead probe: seconds per target, non-streamed at concurrency 1.
 OVERHEAD_PROBE_S: Final = 3.0
 _MIB: Final = 1024 * 1024
