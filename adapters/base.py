@@ -18,7 +18,7 @@ T = TypeVar("T")
 class UpstreamRequest(msgspec.Struct, frozen=True):
     """One HTTP request to a provider, fully built except for credentials.
 
-    The gateway attaches credentials (gateway/credentials.py) and sends it; adapters never see a
+    The gateway attaches credentials (gateway/upstream/credentials.py) and sends it; adapters never see a
     secret.
     """
 
@@ -27,7 +27,7 @@ class UpstreamRequest(msgspec.Struct, frozen=True):
     headers: tuple[tuple[str, str], ...]
     body: bytes
     # What follows `body` on the wire, read as it is sent: the rest of a client's multipart
-    # upload, streamed through rather than held in memory (adapters/openai_surface.py).
+    # upload, streamed through rather than held in memory (adapters/openai/surface.py).
     more: AsyncIterable[bytes] | None = None
 
 
@@ -216,7 +216,7 @@ class ChatAdapter(Protocol):
 
 class FunctionAdapter:
     """A ChatAdapter made of a provider module's four functions: what each translated adapter
-    module exports as `ADAPTER` for gateway/dialects.py."""
+    module exports as `ADAPTER` for gateway/formats/dialects.py."""
 
     __slots__ = ("build_request", "classify_error", "parse_response", "stream_parser")
 

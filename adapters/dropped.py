@@ -13,7 +13,7 @@ the one rule every door (Messages, Responses, Chat) follows for what the gateway
   `native_only` and a translated upstream refuses the request with a 400 naming field and
   provider.
 
-Pure data and two helpers; the header and the metric are set by gateway/pipeline.py.
+Pure data and two helpers; the header and the metric are set by gateway/pipeline/core.py.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ TUNE_ONLY: Final = frozenset(
 )
 # Dropped names the metric labels besides TUNE_ONLY: a Responses request whose tools were all
 # hosted ones goes without `tools` and `tool_choice` (the tools named in TOOLS_HEADER); a
-# `reasoning_effort` goes to no target without a control for it (gateway/dialects.py).
+# `reasoning_effort` goes to no target without a control for it (gateway/formats/dialects.py).
 _ALSO_LABELLED: Final = frozenset({"tools", "tool_choice", "reasoning_effort"})
 
 

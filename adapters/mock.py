@@ -17,7 +17,7 @@ from typing import Final, TypeVar
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from adapters.openai_shapes import (
+from adapters.openai.shapes import (
     OpenAIChatRequestProbe,
     OpenAIEmbedding,
     OpenAIEmbeddingList,
@@ -58,7 +58,7 @@ class MockInputError(ValueError):
         self.param = param
 
 
-# --- internal values (the wire shapes are adapters/openai_shapes.py's) ---------------------------
+# --- internal values (the wire shapes are adapters/openai/shapes.py's) ---------------------------
 
 
 class _Answer(msgspec.Struct, frozen=True, kw_only=True):

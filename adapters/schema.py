@@ -51,7 +51,7 @@ class Message(msgspec.Struct, omit_defaults=True):
     tool_call_id: str | None = None
     # An assistant turn's reasoning handed back in the history (a Messages client's `thinking` and
     # `redacted_thinking` blocks), in order, before its content and tool calls. Only a provider
-    # that checks their signatures (Claude: adapters/anthropic_wire.py, bedrock_wire.py) takes
+    # that checks their signatures (Claude: adapters/anthropic/wire.py, bedrock_wire.py) takes
     # them; every other one leaves them out, which does not change the answer. Not `reasoning`:
     # some chat clients send a string of that name on assistant messages.
     reasoning_blocks: list[ReasoningBlock] | None = None

@@ -143,7 +143,7 @@ def measure(
             f"--callgrind-out-file={out}.%p",  # a forked child writes its own
             sys.executable,
             "-m",
-            "gateway.cli",
+            "gateway.cli.main",
             "serve",
             "--config",
             str(config),

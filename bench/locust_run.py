@@ -63,7 +63,7 @@ def run(users: int, spawn_rate: int, run_time_s: int) -> int:
         config_path = work / "tollway.yaml"
         config_path.write_text(mock_config(port, str(work / "requests.log")))
         tollway = children.start_module(
-            "tollway", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port)
+            "tollway", "gateway.cli.main", "serve", "--config", str(config_path), "--port", str(port)
         )
         tollway.wait_ready(port, "/health/ready", READY_TIMEOUT_S)
         env = child_env()

@@ -102,9 +102,9 @@ def progress(message: str) -> None:
 
 
 def gateway_importable() -> bool:
-    """Whether `gateway.cli` can be found by the interpreter the bench will start it with."""
+    """Whether `gateway.cli.main` can be found by the interpreter the bench will start it with."""
     try:
-        return importlib.util.find_spec("gateway.cli") is not None
+        return importlib.util.find_spec("gateway.cli.main") is not None
     except ModuleNotFoundError:
         return False
 
@@ -204,7 +204,7 @@ def start_tollway(
     )
     serve = ["serve", "--config", str(config_path), "--port", str(port)]
     child = children.start_module(
-        name, "gateway.cli", *serve, *(["--workers", str(workers)] if workers > 1 else [])
+        name, "gateway.cli.main", *serve, *(["--workers", str(workers)] if workers > 1 else [])
     )
     child.wait_ready(port, "/health/ready", READY_TIMEOUT_S)
     return Target(name, port, client_key(features), GATEWAY_MODEL), child
@@ -467,7 +467,7 @@ def run_bench(options: Options) -> Report:
         loadgen = "own"
     if TOLLWAY in options.targets and not gateway_importable():
         raise RuntimeError(
-            "tollway's gateway.cli is not importable: run from the repo root or `pip install -e .`"
+            "tollway's gateway.cli.main is not importable: run from the repo root or `pip install -e .`"
         )
     warnings: list[str] = []
     about = machine.describe()

@@ -177,7 +177,7 @@ def run_streams_bench(levels: tuple[int, ...], duration: float, targets: tuple[s
     """
     if TOLLWAY in targets and not gateway_importable():
         raise RuntimeError(
-            "tollway's gateway.cli is not importable: run from the repo root or `pip install -e .`"
+            "tollway's gateway.cli.main is not importable: run from the repo root or `pip install -e .`"
         )
     options = Options(targets=targets, chunk_delay_ms=CHUNK_INTERVAL_MS, stream_chunks=STREAM_CHUNKS)
     about = machine.describe()

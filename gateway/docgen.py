@@ -231,12 +231,12 @@ def config_sections(root: type) -> list[ConfigSection]:
 
 
 def render_configuration() -> str:
-    from gateway.config import Config
+    from gateway.config.schema import Config
 
     out = [
-        HEADER.format(command=REGENERATE, source="the Structs of `gateway/config.py`"),
+        HEADER.format(command=REGENERATE, source="the Structs of `gateway/config/schema.py`"),
         "# Configuration reference\n\n",
-        "Every field of the YAML config, section by section, as `gateway/config.py` decodes it. A\n"
+        "Every field of the YAML config, section by section, as `gateway/config/schema.py` decodes it. A\n"
         "field not listed is an error; so is a value of the wrong type or outside its bounds\n"
         "(`tollway check-config FILE` lists them all with their paths). `<name>` is a name you\n"
         "choose; `[]` is an item of a list. Defaults are shown as JSON; `unset` means the field is\n"
@@ -378,11 +378,13 @@ def _record_table(cls: type) -> str:
 
 
 def render_request_log() -> str:
-    from gateway.requestlog import AttemptRecord, RequestRecord
+    from gateway.observability.requestlog import AttemptRecord, RequestRecord
 
     return "".join(
         [
-            HEADER.format(command=REGENERATE, source="`RequestRecord` in `gateway/requestlog.py`"),
+            HEADER.format(
+                command=REGENERATE, source="`RequestRecord` in `gateway/observability/requestlog.py`"
+            ),
             "# Request-log reference\n\n",
             "One JSON object a line, one line per request, on `logging.request_log` (`stdout`,\n"
             "`stderr`, a file path, or `off`). A field with no value is left out of the line. How the\n"

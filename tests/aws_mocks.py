@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 import msgspec
 from aiohttp import web
 
-from gateway.sigv4 import AwsCredentials, sign
+from gateway.upstream.sigv4 import AwsCredentials, sign
 
 AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key_id>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"

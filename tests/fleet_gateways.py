@@ -1,4 +1,4 @@
-"""N real gateway processes (`python -m gateway.cli serve`) sharing a redis-server of their own,
+"""N real gateway processes (`python -m gateway.cli.main serve`) sharing a redis-server of their own,
 for tests/test_fleet_limits.py and, run as a module, the measurement docs/limits-and-budgets.md quotes:
 
     PYTHONPATH=$PWD python -m tests.fleet_gateways --runs 10 --processes 2 3
@@ -86,7 +86,7 @@ async def gateways(config: Path, size: int, workdir: Path) -> AsyncIterator[list
     processes: list[asyncio.subprocess.Process] = []
     try:
         for port in ports:
-            command = ("-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port))
+            command = ("-m", "gateway.cli.main", "serve", "--config", str(config), "--port", str(port))
             processes.append(
                 await asyncio.create_subprocess_exec(
                     sys.executable,

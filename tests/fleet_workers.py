@@ -10,15 +10,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.budgetpolicy import BudgetSubject
-from gateway.budgets import BudgetBook
-from gateway.config import BudgetsConfig
-from gateway.errors import GatewayError
-from gateway.fleetsync import FleetSync
-from gateway.keys import Budget, Limits
-from gateway.limitpolicy import Subject
-from gateway.limits import Limiter
-from gateway.redisconn import connect, parse_url
+from gateway.config.schema import BudgetsConfig
+from gateway.errors.answers import GatewayError
+from gateway.policy.budgetpolicy import BudgetSubject
+from gateway.policy.budgets import BudgetBook
+from gateway.policy.fleetsync import FleetSync
+from gateway.policy.keys import Budget, Limits
+from gateway.policy.limitpolicy import Subject
+from gateway.policy.limits import Limiter
+from gateway.store.redisconn import connect, parse_url
 
 INTERVAL_S = 0.1
 RPM = 300

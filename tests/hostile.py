@@ -56,7 +56,7 @@ def steady_upstream_app() -> web.Application:
             None,
         ),
         "/v1/images/generations": (b'{"created":1,"data":[{"url":"https://example.invalid/a.png"}]}', None),
-        # Rerank, as a vLLM server answers it (adapters/rerank.py).
+        # Rerank, as a vLLM server answers it (adapters/cohere/rerank.py).
         "/v1/rerank": (
             b'{"id":"r-1","results":[{"index":0,"relevance_score":0.5}],"usage":{"total_tokens":3}}',
             None,

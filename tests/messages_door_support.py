@@ -1,4 +1,4 @@
-"""What the tests of adapters/anthropic_inbound.py share (tests/test_messages_door_*.py): bodies,
+"""What the tests of adapters/anthropic/inbound.py share (tests/test_messages_door_*.py): bodies,
 the official `anthropic` SDK over a mock transport, and the OpenAI chunks and answers they feed."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import anthropic
 import anthropic._base_client as sdk_base
 import msgspec
 
-from adapters.anthropic_inbound import decode_request, encode_response
+from adapters.anthropic.inbound import decode_request, encode_response
 from adapters.base import Target
-from adapters.openai_wire import encode_request
+from adapters.openai.wire import encode_request
 from adapters.schema import ChatRequest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from adapters import anthropic_inbound
+from adapters.anthropic import inbound as anthropic_inbound
 from adapters.schema import ChatRequest
 
 THINKING_HISTORY = msgspec.json.encode(

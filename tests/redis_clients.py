@@ -1,4 +1,4 @@
-"""Fixtures: a process's shared Redis client (gateway/redisconn.py) of the real Redis, and one of a
+"""Fixtures: a process's shared Redis client (gateway/store/redisconn.py) of the real Redis, and one of a
 Redis that is not there (a closed port), each closed after the test."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.redisconn import RedisClient, connect, parse_url
+from gateway.store.redisconn import RedisClient, connect, parse_url
 
 REDIS_URL = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

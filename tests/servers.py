@@ -13,9 +13,9 @@ import msgspec
 import uvloop
 from aiohttp import web
 
-from gateway.app import build_app
-from gateway.config import parse_config
-from gateway.connections import guard_connections
+from gateway.config.schema import parse_config
+from gateway.server.app import build_app
+from gateway.server.connections import guard_connections
 from tests.surface_upstream import add_surface_routes
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.records import Attempt, AuditRecord
+from gateway.accounting.records import Attempt, AuditRecord
 from gateway.store import Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SQLiteStore

@@ -19,9 +19,9 @@ import httpx
 import msgspec
 import pytest
 
-from gateway.accounting import REJECTED_FILE, Accountant
-from gateway.metrics import Metrics
-from gateway.records import AuditRecord, encode_record
+from gateway.accounting.accountant import REJECTED_FILE, Accountant
+from gateway.accounting.records import AuditRecord, encode_record
+from gateway.observability.metrics import Metrics
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SQLiteStore
@@ -199,8 +199,8 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys
     sys.path.insert(0, {repo!r})
-    from gateway.accounting import Accountant
-    from gateway.metrics import Metrics
+    from gateway.accounting.accountant import Accountant
+    from gateway.observability.metrics import Metrics
     from gateway.store import open_store
     from tests.stores import make_record
 

@@ -19,9 +19,9 @@ import msgspec
 import openai
 import pytest
 
-from gateway.auth import config_principals
-from gateway.config import parse_config
-from gateway.keys import KeyRecord, TeamRecord, hash_secret
+from gateway.config.schema import parse_config
+from gateway.policy.auth import config_principals
+from gateway.policy.keys import KeyRecord, TeamRecord, hash_secret
 from gateway.store import open_store
 from tests.conftest import MASTER_KEY, Gateway, wait_for
 from tests.servers import LoopThread

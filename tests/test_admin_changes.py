@@ -11,9 +11,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway import admin_changes
-from gateway.admin_identity import MASTER, AdminIdentity
-from gateway.keyadmin import TeamView, now_utc
+from gateway.admin import changes as admin_changes
+from gateway.admin.identity import MASTER, AdminIdentity
+from gateway.policy.keyadmin import TeamView, now_utc
 from gateway.store import Store
 from gateway.store.sqlite import SQLiteStore
 from tests.stores import execute_sql, opened_store

@@ -14,7 +14,8 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from gateway.alerts import (
+from gateway.config.schema import ConfigError, parse_config
+from gateway.observability.alerts import (
     MAX_TEXT,
     Alerter,
     AlertEvent,
@@ -27,7 +28,6 @@ from gateway.alerts import (
     budget_alert,
     spooling_started,
 )
-from gateway.config import ConfigError, parse_config
 from tests.conftest import closed_port
 from tests.servers import start_site
 

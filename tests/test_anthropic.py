@@ -1,4 +1,4 @@
-"""Tests for adapters/anthropic.py (and anthropic_wire.py): OpenAI-shaped requests to Anthropic's
+"""Tests for adapters/anthropic/provider.py (and anthropic_wire.py): OpenAI-shaped requests to Anthropic's
 Messages API and back, table-driven over tests/fixtures/anthropic/, plus end-to-end runs through
 the real gateway against a native-format upstream."""
 
@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from adapters import anthropic, openai_wire
-from adapters.anthropic import (
+from adapters.anthropic import provider as anthropic
+from adapters.anthropic.provider import (
     ADAPTER,
     AnthropicStreamParser,
     NativeStreamRelay,
@@ -35,6 +35,7 @@ from adapters.base import (
     Target,
     UpstreamError,
 )
+from adapters.openai import wire as openai_wire
 from adapters.schema import (
     ChatChunk,
     ChatRequest,
@@ -68,7 +69,7 @@ def fixture(name: str) -> bytes:
 
 
 def neutral(body: bytes) -> ChatRequest:
-    """The client's body as the gateway hands it to the adapter (gateway/dialects.py)."""
+    """The client's body as the gateway hands it to the adapter (gateway/formats/dialects.py)."""
     names = list(msgspec.json.decode(body, type=dict[str, msgspec.Raw]))
     return openai_wire.decode_chat(body, names, "provider kind 'anthropic'")
 

@@ -1,4 +1,4 @@
-"""The server notes when each request's first bytes are read (gateway/arrival.py), over real
+"""The server notes when each request's first bytes are read (gateway/server/arrival.py), over real
 sockets: before the handler runs, once per request, fresh for each request of a keep-alive
 connection, and the gateway's overhead clock starts there."""
 
@@ -9,8 +9,8 @@ import time
 
 from aiohttp import web
 
-from gateway.arrival import ArrivalStampingHandler, forget_arrival, stamp_arrivals, take_arrival
-from gateway.context import RequestContext
+from gateway.pipeline.context import RequestContext
+from gateway.server.arrival import ArrivalStampingHandler, forget_arrival, stamp_arrivals, take_arrival
 from tests.servers import start_site
 
 

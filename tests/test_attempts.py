@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from gateway.attempts import INVALID_ANSWER, UNREACHABLE, Failure, Plan
-from gateway.breaker import BreakerAnswer
-from gateway.config import parse_config
-from gateway.errors import GatewayError
-from gateway.router import Router
+from gateway.config.schema import parse_config
+from gateway.errors.answers import GatewayError
+from gateway.pipeline.attempts import INVALID_ANSWER, UNREACHABLE, Failure, Plan
+from gateway.routing.breaker import BreakerAnswer
+from gateway.routing.router import Router
 
 CONFIG = """
 providers:

@@ -14,8 +14,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.audit import export, parse_moment, verify
-from gateway.records import GENESIS_HASH, chain_hash
+from gateway.accounting.audit import export, parse_moment, verify
+from gateway.accounting.records import GENESIS_HASH, chain_hash
 from gateway.store import Store
 from tests.stores import T0, execute_sql, make_record, opened_store
 from tests.test_cli import run_tollway

@@ -1,4 +1,4 @@
-"""gateway/auth.py: master key, virtual keys from memory, team inheritance, model patterns."""
+"""gateway/policy/auth.py: master key, virtual keys from memory, team inheritance, model patterns."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.auth import ANONYMOUS, MASTER, KeyRing, ModelMatcher, presented_key, principal_of
-from gateway.errors import GatewayError, model_not_found
-from gateway.keys import KeyRecord, Limits, TeamRecord, hash_secret, new_secret
+from gateway.errors.answers import GatewayError, model_not_found
+from gateway.policy.auth import ANONYMOUS, MASTER, KeyRing, ModelMatcher, presented_key, principal_of
+from gateway.policy.keys import KeyRecord, Limits, TeamRecord, hash_secret, new_secret
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SECRET = new_secret()

@@ -19,9 +19,9 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import HOLDER
-from gateway.logs import JsonFormatter
-from gateway.router import Refreshed
+from gateway.observability.logs import JsonFormatter
+from gateway.routing.router import Refreshed
+from gateway.server.app import HOLDER
 from tests.aws_mocks import AwsAccount, MockMetadata, MockSts
 from tests.conftest import MASTER_KEY
 from tests.servers import LoopThread, start_gateway, start_site

@@ -1,5 +1,5 @@
-"""The AWS credential sources and the chain that picks one (gateway/aws_sources.py,
-gateway/aws_profiles.py, gateway/aws_credentials.py), against local STS, instance metadata and
+"""The AWS credential sources and the chain that picks one (gateway/upstream/aws_sources.py,
+gateway/upstream/aws_profiles.py, gateway/upstream/aws_credentials.py), against local STS, instance metadata and
 container endpoints over real HTTP (tests/aws_mocks.py)."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.aws_credentials import ChainContext, build_aws_credentials, choose_source
-from gateway.aws_profiles import read_profiles
-from gateway.aws_sources import (
+from gateway.config.schema import AssumeRoleConfig, BedrockProvider
+from gateway.upstream.aws_credentials import ChainContext, build_aws_credentials, choose_source
+from gateway.upstream.aws_profiles import read_profiles
+from gateway.upstream.aws_sources import (
     AssumeRoleSource,
     ContainerSource,
     InstanceMetadataSource,
@@ -24,10 +25,9 @@ from gateway.aws_sources import (
     WebIdentitySource,
     check_container_url,
 )
-from gateway.aws_sts import RoleRequest, assume_role, sts_endpoint
-from gateway.config import AssumeRoleConfig, BedrockProvider
-from gateway.refresh import CredentialError, CredentialsUnavailable
-from gateway.sigv4 import AwsCredentials
+from gateway.upstream.aws_sts import RoleRequest, assume_role, sts_endpoint
+from gateway.upstream.refresh import CredentialError, CredentialsUnavailable
+from gateway.upstream.sigv4 import AwsCredentials
 from tests.aws_mocks import AwsAccount, MockMetadata, MockSts
 from tests.servers import start_site
 

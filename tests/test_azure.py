@@ -1,6 +1,6 @@
-"""Tests for adapters/azure.py: Azure OpenAI's deployment URLs and errors, and proof that Azure's
+"""Tests for adapters/openai/azure.py: Azure OpenAI's deployment URLs and errors, and proof that Azure's
 own answer shapes (content-filter annotations, the prompt-filter first chunk of a stream) pass
-through adapters/openai.py unchanged; end to end through the gateway with the openai SDK against
+through adapters/openai/provider.py unchanged; end to end through the gateway with the openai SDK against
 an Azure-format upstream (tests/native_upstream.py)."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from adapters import azure
 from adapters.base import ErrorKind, Target, UpstreamError
-from adapters.openai import (
+from adapters.openai import azure
+from adapters.openai.provider import (
     PassthroughRequest,
     StreamRelay,
     decode_chat_request,
@@ -61,7 +61,7 @@ def test_chat_request_matches_the_golden_body(case: str) -> None:
     out = azure.build_chat_request(request(fixture(f"requests/{case}.json")), TARGET)
     assert out.method == "POST"
     assert out.url == CHAT_URL
-    # No `api-key` here: the gateway attaches it (gateway/credentials.py).
+    # No `api-key` here: the gateway attaches it (gateway/upstream/credentials.py).
     assert dict(out.headers) == {"content-type": "application/json"}
     assert out.body == fixture(f"golden/{case}.json").rstrip(b"\n")
 
@@ -135,7 +135,7 @@ def test_building_again_for_a_fallback_target_swaps_the_deployment() -> None:
     assert msgspec.json.decode(out.body)["model"] == "gpt-4o-us"
 
 
-# --- answers pass through adapters/openai.py ---------------------------------------------------
+# --- answers pass through adapters/openai/provider.py ---------------------------------------------------
 
 
 def test_answer_keeps_the_content_filter_annotations_byte_for_byte() -> None:
@@ -328,7 +328,7 @@ def test_a_body_that_is_not_json_still_classifies_by_status() -> None:
 
 
 def test_the_gateway_uses_these_functions_for_kind_azure() -> None:
-    from gateway.dialects import dialect_for
+    from gateway.formats.dialects import dialect_for
 
     dialect = dialect_for("azure")
     assert dialect.build(request(chat_body()), TARGET, "chat").url == CHAT_URL

@@ -1,4 +1,4 @@
-"""gateway/azure_credentials.py against mock Azure servers over real HTTP (tests/azure_upstream.py):
+"""gateway/upstream/azure_credentials.py against mock Azure servers over real HTTP (tests/azure_upstream.py):
 Entra ID's token endpoint with a client secret, a certificate's client assertion (its signature
 verified with the test certificate) and a federated token; IMDS; App Service's identity endpoint;
 where each provider's tokens come from, and failures that say why without a secret."""
@@ -16,7 +16,17 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.azure_credentials import (
+from gateway.config.schema import (
+    AzureProvider,
+    ConfigError,
+    EntraCertificate,
+    EntraClientSecret,
+    EntraManagedIdentity,
+    EntraWorkloadIdentity,
+    OpenAIProvider,
+    parse_config,
+)
+from gateway.upstream.azure_credentials import (
     AppServiceIdentity,
     ClientCertificate,
     ClientSecret,
@@ -28,18 +38,8 @@ from gateway.azure_credentials import (
     find_source,
     load_certificate,
 )
-from gateway.config import (
-    AzureProvider,
-    ConfigError,
-    EntraCertificate,
-    EntraClientSecret,
-    EntraManagedIdentity,
-    EntraWorkloadIdentity,
-    OpenAIProvider,
-    parse_config,
-)
-from gateway.credentials import secrets_of
-from gateway.refresh import CredentialError, CredentialsUnavailable
+from gateway.upstream.credentials import secrets_of
+from gateway.upstream.refresh import CredentialError, CredentialsUnavailable
 from tests.azure_upstream import (
     CLIENT_ID,
     CLIENT_SECRET,

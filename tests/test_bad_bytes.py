@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from gateway import pipeline
+from gateway.pipeline import core as pipeline
 from tests.conftest import MASTER_KEY, Gateway, wait_for
 from tests.hostile import HostileGateway, hostile_gateway_fixture  # noqa: F401 - a fixture
 from tests.raw_http import RawResponse, exchange, request_bytes

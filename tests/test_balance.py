@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.balance import EWMA_ALPHA, TargetStats, pick
+from gateway.routing.balance import EWMA_ALPHA, TargetStats, pick
 
 
 @dataclass

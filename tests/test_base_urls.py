@@ -1,4 +1,4 @@
-"""Tests for gateway/base_urls.py: a version suffix a kind adds itself is cut off base_url."""
+"""Tests for gateway/config/base_urls.py: a version suffix a kind adds itself is cut off base_url."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import logging
 
 import pytest
 
-from adapters import anthropic, cohere
+from adapters.anthropic import provider as anthropic
+from adapters.cohere import provider as cohere
 from adapters.schema import ChatRequest, Message
-from gateway.base_urls import trimmed
-from gateway.config import parse_config
-from gateway.router import build_target
+from gateway.config.base_urls import trimmed
+from gateway.config.schema import parse_config
+from gateway.routing.router import build_target
 
 REQUEST = ChatRequest("any", [Message("user", "Hi")])
 

@@ -1,4 +1,4 @@
-"""Tests for adapters/bedrock.py (and bedrock_wire.py): OpenAI-shaped requests to Bedrock's
+"""Tests for adapters/bedrock/provider.py (and bedrock_wire.py): OpenAI-shaped requests to Bedrock's
 Converse API and back, table-driven over tests/fixtures/bedrock/. Streams are written there as
 lists of events and turned into event-stream frames by tests/eventstream_frames.py."""
 
@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import bedrock, openai_wire
 from adapters.base import (
     ChatAdapter,
     ErrorKind,
@@ -23,7 +22,8 @@ from adapters.base import (
     Target,
     UpstreamError,
 )
-from adapters.bedrock import (
+from adapters.bedrock import provider as bedrock
+from adapters.bedrock.provider import (
     ADAPTER,
     BedrockStreamParser,
     build_request,
@@ -31,6 +31,7 @@ from adapters.bedrock import (
     finish_reason,
     parse_response,
 )
+from adapters.openai import wire as openai_wire
 from adapters.schema import (
     ChatChunk,
     ChatRequest,
@@ -67,7 +68,7 @@ def fixture(name: str) -> bytes:
 
 
 def neutral(body: bytes) -> ChatRequest:
-    """The client's body as the gateway hands it to the adapter (gateway/dialects.py)."""
+    """The client's body as the gateway hands it to the adapter (gateway/formats/dialects.py)."""
     names = list(msgspec.json.decode(body, type=dict[str, msgspec.Raw]))
     return openai_wire.decode_chat(body, names, "provider kind 'bedrock'")
 

@@ -25,10 +25,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from gateway.config import BedrockProvider
-from gateway.lean_transport import LeanTransport
-from gateway.router import build_target, build_transport
-from gateway.upstream import SigningTransport
+from gateway.config.schema import BedrockProvider
+from gateway.routing.router import build_target, build_transport
+from gateway.upstream.http import SigningTransport
+from gateway.upstream.lean import LeanTransport
 from tests.conftest import MASTER_KEY, Gateway
 from tests.eventstream_frames import encode_frame
 from tests.servers import LoopThread, start_site

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.breaker import MAX_COOLDOWN_S, Breaker, BreakerAnswer, BreakerState
+from gateway.routing.breaker import MAX_COOLDOWN_S, Breaker, BreakerAnswer, BreakerState
 
 
 class Clock:

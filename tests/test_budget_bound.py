@@ -14,7 +14,7 @@ import httpx
 import msgspec
 import pytest
 
-from gateway.outputmeter import CUT_RATIO, CUT_SLACK_TOKENS
+from gateway.pipeline.outputmeter import CUT_RATIO, CUT_SLACK_TOKENS
 from tests.conftest import MASTER_KEY, Gateway, wait_for
 from tests.faulty_upstream import Fault, FaultyUpstream, start_faulty
 from tests.servers import LoopThread

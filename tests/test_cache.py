@@ -1,4 +1,4 @@
-"""gateway/cache.py: the normalised key, per-request control, the plan, the in-process LRU and
+"""gateway/cache/answers.py: the normalised key, per-request control, the plan, the in-process LRU and
 the cache in memory (the shared Redis tier is tested in test_cache_redis.py)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters.openai import decode_chat_request, decode_embeddings_request
-from gateway.cache import (
+from adapters.openai.provider import decode_chat_request, decode_embeddings_request
+from gateway.cache.answers import (
     CACHE_HEADER,
     ENTRY_OVERHEAD,
     MISS_HEADERS,
@@ -22,9 +22,9 @@ from gateway.cache import (
     cache_key,
     hit_headers,
 )
-from gateway.cache_redis import CacheEntry
-from gateway.config import ConfigError, parse_config
-from gateway.errors import GatewayError
+from gateway.cache.shared import CacheEntry
+from gateway.config.schema import ConfigError, parse_config
+from gateway.errors.answers import GatewayError
 
 MiB = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""gateway/cache_redis.py with the real Redis: answers shared between processes (each cache here
+"""gateway/cache/shared.py with the real Redis: answers shared between processes (each cache here
 has its own Redis clients, as two gateway processes would), the index that keeps misses off
 Redis, expiry by the injected clock, and outages and slowness that never fail a lookup."""
 
@@ -15,11 +15,11 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.openai import decode_chat_request
-from gateway.cache import CacheConfig, CachePlan, ModelCacheConfig, ResponseCache
-from gateway.cache_redis import CacheEntry, RedisTier
-from gateway.cache_stream import replay_stream
-from gateway.redisconn import connect, parse_url
+from adapters.openai.provider import decode_chat_request
+from gateway.cache.answers import CacheConfig, CachePlan, ModelCacheConfig, ResponseCache
+from gateway.cache.shared import CacheEntry, RedisTier
+from gateway.cache.stream import replay_stream
+from gateway.store.redisconn import connect, parse_url
 from tests.conftest import closed_port
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""gateway/cache_stream.py: streamed answers accumulated into the complete answer the cache
+"""gateway/cache/stream.py: streamed answers accumulated into the complete answer the cache
 keeps, and stored answers replayed as a stream the official openai SDK reads."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import openai
 import pytest
 from aiohttp import web
 
-from adapters import openai_wire
-from adapters.anthropic_inbound import MessagesStreamEncoder
+from adapters.anthropic.inbound import MessagesStreamEncoder
+from adapters.openai import wire as openai_wire
 from adapters.schema import ChatChunk, ReasoningDelta, StreamError, StreamEvent, ToolCallDelta, usage_of
-from gateway.cache_stream import (
+from gateway.cache.stream import (
     AnswerAccumulator,
     EventAccumulator,
     StoredAnswerInvalid,
@@ -137,7 +137,7 @@ def test_accumulation_stops_past_the_entry_limit() -> None:
 
 
 def test_translated_streams_with_tool_calls_and_two_choices_accumulate() -> None:
-    """Frames as a chat client of a translated provider gets them (adapters/openai_wire.py)."""
+    """Frames as a chat client of a translated provider gets them (adapters/openai/wire.py)."""
     chunks = [
         ChatChunk(role="assistant"),
         ChatChunk(tool_calls=[ToolCallDelta(0, id="call_1", name="weather", arguments="")]),

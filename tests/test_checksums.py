@@ -1,10 +1,10 @@
-"""gateway/checksums.py: check digits on published example numbers and near misses."""
+"""gateway/guardrails/checksums.py: check digits on published example numbers and near misses."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.checksums import card_issuer_known, ean13_valid, iban_valid, luhn_valid
+from gateway.guardrails.checksums import card_issuer_known, ean13_valid, iban_valid, luhn_valid
 
 
 @pytest.mark.parametrize(

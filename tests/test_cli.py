@@ -30,7 +30,7 @@ class Served:
 def start(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 15.0) -> Served:
     """Run `tollway serve` and wait for its start-up line (JSON on stderr)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", "0", *args],
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--port", "0", *args],
         cwd=cwd,
         env={**clean_env(), **(env or {})},
         stdout=subprocess.DEVNULL,
@@ -75,7 +75,7 @@ def clean_env() -> dict[str, str]:
 def run_tollway(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
     """`tollway ARGS --config CONFIG` to its end, in the config's folder, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args, "--config", str(config)],
+        [sys.executable, "-m", "gateway.cli.main", *args, "--config", str(config)],
         capture_output=True,
         timeout=timeout,
         env=clean_env(),
@@ -121,7 +121,7 @@ def test_config_is_found_in_the_working_directory_and_sigterm_exits_cleanly(tmp_
 def test_refuses_a_public_address_without_a_master_key(tmp_path: Path) -> None:
     env = clean_env()
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--host", "0.0.0.0", "--port", "0"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -135,7 +135,7 @@ def test_a_broken_config_stops_serve_with_every_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("providers: {a: {kind: opnai}}\nmodels: {m: {targets: [{provider: b, model: x}]}}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(path)],
         cwd=tmp_path,
         capture_output=True,
         timeout=15,
@@ -241,7 +241,7 @@ def test_sighup_reloads_without_losing_a_request_and_refuses_a_broken_config(tmp
 def test_version_prints_the_installed_package_version(tmp_path: Path) -> None:
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "--version"], cwd=tmp_path, capture_output=True, timeout=15
+        [sys.executable, "-m", "gateway.cli.main", "--version"], cwd=tmp_path, capture_output=True, timeout=15
     )
     assert result.returncode == 0
     assert result.stdout.decode().strip() == f"tollway {declared}"
@@ -266,7 +266,7 @@ def test_systemds_state_directory_wins_and_the_start_line_names_it(tmp_path: Pat
     cwd, xdg, systemd = tmp_path / "cwd", tmp_path / "xdg", tmp_path / "lib-tollway"
     cwd.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--port", "0"],
         cwd=cwd,
         env={**clean_env(), "XDG_STATE_HOME": str(xdg), "STATE_DIRECTORY": f"{systemd}:{tmp_path / 'other'}"},
         stdout=subprocess.DEVNULL,

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def tollway(*args: str, config: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args, "--config", str(config)],
+        [sys.executable, "-m", "gateway.cli.main", *args, "--config", str(config)],
         capture_output=True,
         timeout=30,
         env=clean_env(),

@@ -1,4 +1,4 @@
-"""adapters/cohere.py: Cohere v2 Chat, table-driven over tests/fixtures/cohere/ (golden request
+"""adapters/cohere/provider.py: Cohere v2 Chat, table-driven over tests/fixtures/cohere/ (golden request
 bodies, answers, full SSE streams replayed in every kind of split, one error body per status),
 then end to end through the gateway with the openai SDK against a native Cohere mock."""
 
@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import openai as openai_format
 from adapters.base import (
     ErrorKind,
     InvalidRequest,
@@ -24,10 +23,17 @@ from adapters.base import (
     Target,
     UpstreamError,
 )
-from adapters.cohere import ADAPTER, CohereStreamParser, build_request, classify_error, parse_response
-from adapters.openai_wire import decode_chat
+from adapters.cohere.provider import (
+    ADAPTER,
+    CohereStreamParser,
+    build_request,
+    classify_error,
+    parse_response,
+)
+from adapters.openai import provider as openai_format
+from adapters.openai.wire import decode_chat
 from adapters.schema import ChatChunk, ChatRequest, ChatResponse, usage_of
-from gateway.dialects import dialect_for
+from gateway.formats.dialects import dialect_for
 from tests.conftest import MASTER_KEY, Gateway
 from tests.native_upstream import Answer, NativeUpstream, awkward_cuts
 

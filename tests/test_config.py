@@ -1,4 +1,4 @@
-"""Tests for gateway/config.py (and the `tollway check-config` command that reports its errors)."""
+"""Tests for gateway/config/schema.py (and the `tollway check-config` command that reports its errors)."""
 
 import logging
 import os
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gateway import cli
-from gateway.config import (
+from gateway.cli import main as cli
+from gateway.config.schema import (
     DEFAULT_CONFIG_PATH,
     EMBEDDED_DEFAULT,
     PROVIDER_KINDS,
@@ -467,7 +467,7 @@ def test_check_config_as_a_command(tmp_path: Path) -> None:
 
     def check(path: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "check-config", str(path)],
+            [sys.executable, "-m", "gateway.cli.main", "check-config", str(path)],
             capture_output=True,
             text=True,
             env=env,
@@ -789,7 +789,7 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path) -> N
     path = tmp_path / "tollway.yaml"
     path.write_text("server:\n  port: 4000\n bad: [\n")
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check-config", str(path)], capture_output=True, timeout=30
+        [sys.executable, "-m", "gateway.cli.main", "check-config", str(path)], capture_output=True, timeout=30
     )
     assert result.returncode == 1
     lines = result.stderr.decode().splitlines()

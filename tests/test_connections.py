@@ -1,4 +1,4 @@
-"""Client connections over raw sockets (gateway/connections.py): a head sent too slowly is cut at
+"""Client connections over raw sockets (gateway/server/connections.py): a head sent too slowly is cut at
 `server.header_timeout_s`, an idle keep-alive connection at `server.keepalive_timeout_s`, and past
 `server.max_connections` a new connection gets a 503 and is closed while the open ones are served.
 Each bound is measured both ways: just under it the request is served, over it the connection is

@@ -15,10 +15,10 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.breaker import Breaker, BreakerState
-from gateway.cooldowns import KEY_PREFIX, CooldownSync
-from gateway.metrics import Metrics
-from gateway.redisconn import RedisClient
+from gateway.observability.metrics import Metrics
+from gateway.routing.breaker import Breaker, BreakerState
+from gateway.routing.cooldowns import KEY_PREFIX, CooldownSync
+from gateway.store.redisconn import RedisClient
 from tests.conftest import MASTER_KEY
 from tests.faulty_upstream import FaultyUpstream, error, start_faulty
 from tests.servers import LoopThread

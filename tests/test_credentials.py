@@ -1,4 +1,4 @@
-"""Tests for gateway/credentials.py: provider auth headers and scrubbing secrets from error texts."""
+"""Tests for gateway/upstream/credentials.py: provider auth headers and scrubbing secrets from error texts."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 
 from adapters.base import UpstreamRequest
-from gateway.config import BedrockProvider, MockProvider, OpenAIProvider, Provider, parse_config
-from gateway.credentials import REDACTED, auth_headers, redact, secrets_of, signer_for
-from gateway.sigv4 import AwsCredentials, sign
+from gateway.config.schema import BedrockProvider, MockProvider, OpenAIProvider, Provider, parse_config
+from gateway.upstream.credentials import REDACTED, auth_headers, redact, secrets_of, signer_for
+from gateway.upstream.sigv4 import AwsCredentials, sign
 
 KEY = "sk-proj-ABCDEFGH12345678"
 ORG = "org-Zq81LmNs0pPk"

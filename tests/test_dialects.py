@@ -1,4 +1,4 @@
-"""gateway/dialects.py: the translated path (neutral decode, answer encoding, stream relay) with a
+"""gateway/formats/dialects.py: the translated path (neutral decode, answer encoding, stream relay) with a
 small fake provider format, and the same-format path's builders."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ from collections.abc import Mapping
 import msgspec
 import pytest
 
-from adapters import anthropic_inbound, openai_wire
-from adapters import openai as openai_format
+from adapters.anthropic import inbound as anthropic_inbound
 from adapters.base import (
     ErrorKind,
     InvalidRequest,
@@ -20,7 +19,9 @@ from adapters.base import (
     refuse_unsupported,
 )
 from adapters.framing import NDJSONDecoder
-from adapters.openai_stream import ChatStreamEncoder
+from adapters.openai import provider as openai_format
+from adapters.openai import wire as openai_wire
+from adapters.openai.stream import ChatStreamEncoder
 from adapters.schema import (
     ChatChunk,
     ChatRequest,
@@ -30,7 +31,7 @@ from adapters.schema import (
     ToolCallDelta,
     usage_of,
 )
-from gateway.dialects import NeutralRelay, Translated, dialect_for
+from gateway.formats.dialects import NeutralRelay, Translated, dialect_for
 
 TARGET = Target("fake", "http://fake.test", "fake-model")
 
@@ -295,7 +296,7 @@ def frames(data: bytes) -> list[dict[str, object]]:
 
 def chat_stream(relay: object, wants_usage: bool, pieces: list[bytes], end: bool = True) -> bytes:
     """A translated stream as the chat door writes it: the relay's neutral events encoded as
-    OpenAI SSE (gateway/neutral_stream.py does this in the pipeline)."""
+    OpenAI SSE (gateway/formats/neutral_stream.py does this in the pipeline)."""
     assert isinstance(relay, NeutralRelay)
     encoder = ChatStreamEncoder(relay.response_id, relay.created, relay.model, wants_usage)
     out = b"".join(encoder.feed(relay.feed(piece)) for piece in pieces)

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from gateway import docgen
-from gateway.requestlog import RequestRecord
+from gateway.observability.requestlog import RequestRecord
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -32,7 +32,7 @@ import openai
 import pydantic
 import pytest
 
-from gateway.records import AuditRecord, decode_record
+from gateway.accounting.records import AuditRecord, decode_record
 from gateway.store import open_store
 from tests.conftest import MASTER_KEY
 from tests.native_upstream import (
@@ -452,7 +452,7 @@ def test_a_chat_answer_in_the_cache_is_replayed_to_a_responses_client_in_its_for
     world: World, stream: bool
 ) -> None:
     """Both go to the upstream as the same OpenAI chat request, so they share the entry (a
-    Messages request does not: gateway/cache.py); the hit
+    Messages request does not: gateway/cache/answers.py); the hit
     is a Response object (or Responses events), not the chat.completion that was stored."""
     key = admin_key(world, f"cross-door-{stream}", "hash")
     prompt = f"Shared between doors ({stream})"

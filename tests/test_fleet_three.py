@@ -128,7 +128,7 @@ async def test_three_processes_one_postgres_one_redis(tmp_path: Path, database: 
             await connection.close()
         verify = await asyncio.create_subprocess_exec(
             sys.executable,
-            *("-m", "gateway.cli", "audit", "verify", "--config", str(config)),
+            *("-m", "gateway.cli.main", "audit", "verify", "--config", str(config)),
             cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

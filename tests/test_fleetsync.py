@@ -19,16 +19,16 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from gateway.budgetpolicy import BudgetSubject
-from gateway.budgets import BudgetBook
-from gateway.config import BudgetsConfig
-from gateway.errors import GatewayError
-from gateway.fleetsync import FleetSync
-from gateway.keys import Budget, Limits
-from gateway.limitpolicy import Subject
-from gateway.limits import Limiter
-from gateway.metrics import Metrics
-from gateway.redisconn import RedisClient, connect, parse_url
+from gateway.config.schema import BudgetsConfig
+from gateway.errors.answers import GatewayError
+from gateway.observability.metrics import Metrics
+from gateway.policy.budgetpolicy import BudgetSubject
+from gateway.policy.budgets import BudgetBook
+from gateway.policy.fleetsync import FleetSync
+from gateway.policy.keys import Budget, Limits
+from gateway.policy.limitpolicy import Subject
+from gateway.policy.limits import Limiter
+from gateway.store.redisconn import RedisClient, connect, parse_url
 from tests import fleet_workers as workers
 from tests.conftest import closed_port
 from tests.fleet_gateways import redis_server

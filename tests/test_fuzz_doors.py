@@ -234,7 +234,7 @@ class Door:
 
     @property
     def rerank(self) -> bool:
-        """Cohere's format: its `message` beside OpenAI's `error` (gateway/rerank_door.py)."""
+        """Cohere's format: its `message` beside OpenAI's `error` (gateway/formats/rerank_door.py)."""
         return self.path.endswith("/rerank")
 
 

@@ -1,4 +1,4 @@
-"""adapters/gemini.py: golden request bodies, answers, streams replayed in any split, the error
+"""adapters/gemini/provider.py: golden request bodies, answers, streams replayed in any split, the error
 table, every refusal; then end to end through the gateway against a native Gemini upstream."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import gemini, openai_wire
 from adapters.base import (
     ErrorKind,
     InvalidRequest,
@@ -23,6 +22,8 @@ from adapters.base import (
     Target,
     UpstreamError,
 )
+from adapters.gemini import provider as gemini
+from adapters.openai import wire as openai_wire
 from adapters.schema import (
     ChatChunk,
     ChatRequest,
@@ -809,7 +810,7 @@ def test_e2e_blocked_prompt_is_an_error_not_an_empty_answer(
     with pytest.raises(openai.APIStatusError) as caught:
         sdk.chat.completions.create(model="flash", messages=MESSAGES)
     # Today the pipeline answers every InvalidUpstreamAnswer with a 502; GeminiPromptBlocked.error
-    # asks for a 400 `content_filter` (change requested in gateway/pipeline.py).
+    # asks for a 400 `content_filter` (change requested in gateway/pipeline/core.py).
     assert caught.value.status_code == 502
 
 

@@ -6,8 +6,8 @@ import typing
 
 import pytest
 
-from gateway.config import Provider
-from gateway.genai import (
+from gateway.config.schema import Provider
+from gateway.observability.genai import (
     NO_FACTS,
     PROVIDERS,
     AnswerFacts,

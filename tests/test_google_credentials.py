@@ -1,4 +1,4 @@
-"""gateway/google_credentials.py against mock Google servers over real HTTP: a token endpoint that
+"""gateway/upstream/google_credentials.py against mock Google servers over real HTTP: a token endpoint that
 verifies the service-account JWT's signature with the test key's public half, the refresh-token
 flow of gcloud's ADC file, the GCE metadata server; where each provider's credentials come from."""
 
@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from gateway.config import OpenAIProvider, VertexProvider
-from gateway.google_credentials import (
+from gateway.config.schema import OpenAIProvider, VertexProvider
+from gateway.upstream.google_credentials import (
     CredentialsFile,
     GoogleTokenFetcher,
     MetadataServer,
@@ -26,7 +26,7 @@ from gateway.google_credentials import (
     rs256_signer,
     service_account_assertion,
 )
-from gateway.refresh import CredentialError
+from gateway.upstream.refresh import CredentialError
 from tests.google_upstream import (
     CLIENT_EMAIL,
     PROJECT,

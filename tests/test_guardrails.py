@@ -1,4 +1,4 @@
-"""gateway/guardrails.py: policies from the config, prompt screening (mask, block, log-only),
+"""gateway/guardrails/checks.py: policies from the config, prompt screening (mask, block, log-only),
 blocked content, the prompt-injection screen, and checks on complete answers."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters import anthropic_inbound, openai_wire
-from adapters.openai import PassthroughRequest, decode_chat_request, from_neutral
-from gateway.config import ConfigError, parse_config
-from gateway.errors import GatewayError
-from gateway.guardrails import Guardrails, GuardrailsConfig, GuardrailSet, Screened
+from adapters.anthropic import inbound as anthropic_inbound
+from adapters.openai import wire as openai_wire
+from adapters.openai.provider import PassthroughRequest, decode_chat_request, from_neutral
+from gateway.config.schema import ConfigError, parse_config
+from gateway.errors.answers import GatewayError
+from gateway.guardrails.checks import Guardrails, GuardrailsConfig, GuardrailSet, Screened
 
 IBAN = "CH93 0076 2011 6238 5295 7"
 

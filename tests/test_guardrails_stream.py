@@ -1,4 +1,4 @@
-"""gateway/guardrails_stream.py: the sliding window over streamed text (a value split across
+"""gateway/guardrails/stream.py: the sliding window over streamed text (a value split across
 chunks is still caught, restored placeholders too) and the SSE rewriting around it."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from adapters.schema import ChatChunk, StreamError, StreamEvent, ToolCallDelta, usage_of
-from gateway.guardrails_stream import MAX_HOLD, WINDOW, EventGuard, OutputAction, StreamGuard, TextWindow
-from gateway.masking import Vault, mask_with
-from gateway.pii import PiiScanner
+from gateway.guardrails.masking import Vault, mask_with
+from gateway.guardrails.pii import PiiScanner
+from gateway.guardrails.stream import MAX_HOLD, WINDOW, EventGuard, OutputAction, StreamGuard, TextWindow
 
 SCANNER = PiiScanner()
 VALUES = {
@@ -282,7 +282,7 @@ def pieces_of(text: str, seed: int, count: int = 8) -> list[str]:
 
 
 def through(rail: EventGuard, events: list[StreamEvent], seed: int) -> list[StreamEvent]:
-    """`events` fed in random runs, then the guard closed, as gateway/neutral_stream.py does."""
+    """`events` fed in random runs, then the guard closed, as gateway/formats/neutral_stream.py does."""
     rng = random.Random(seed)
     out: list[StreamEvent] = []
     position = 0

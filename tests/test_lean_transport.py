@@ -1,4 +1,4 @@
-"""The lean HTTP/1.1 client (gateway/lean_transport.py) against real servers on 127.0.0.1: aiohttp
+"""The lean HTTP/1.1 client (gateway/upstream/lean.py) against real servers on 127.0.0.1: aiohttp
 apps for well-behaved answers, raw asyncio servers for the misbehaving ones (idle keep-alive
 closes, truncated bodies, silence, answers that are not HTTP). What it shares with aiohttp's
 transport (wire times, delivery, timeouts) is tested on both in tests/test_upstream.py."""
@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 
 from adapters.base import UpstreamRequest
-from gateway.config import Timeouts
-from gateway.lean_connections import KEEPALIVE_S
-from gateway.lean_transport import LeanTransport
-from gateway.upstream import UpstreamTimeout, UpstreamUnreachable
+from gateway.config.schema import Timeouts
+from gateway.upstream.http import UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.lean import LeanTransport
+from gateway.upstream.lean_connections import KEEPALIVE_S
 from tests.servers import start_site
 
 
@@ -495,7 +495,7 @@ async def test_a_cancelled_send_drops_its_connection_and_frees_its_place() -> No
 
 
 async def test_idle_connections_are_closed_after_the_keep_alive_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gateway.lean_connections.KEEPALIVE_S", 0.1)
+    monkeypatch.setattr("gateway.upstream.lean_connections.KEEPALIVE_S", 0.1)
     async with serving(lambda reader, writer, number: _answer_once(reader, writer)) as (raw, transport):
         response = await transport.send(post(f"{raw.url}/x"), Timeouts())
         await response.read()

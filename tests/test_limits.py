@@ -7,12 +7,12 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from gateway.auth import Principal
-from gateway.config import parse_config
-from gateway.errors import GatewayError, error_response
-from gateway.keys import Limits
-from gateway.limitpolicy import LimitPolicy, Subject, estimate_tokens, key_subject, team_subject
-from gateway.limits import IDLE_S, Limiter, LimitHold, format_duration
+from gateway.config.schema import parse_config
+from gateway.errors.answers import GatewayError, error_response
+from gateway.policy.auth import Principal
+from gateway.policy.keys import Limits
+from gateway.policy.limitpolicy import LimitPolicy, Subject, estimate_tokens, key_subject, team_subject
+from gateway.policy.limits import IDLE_S, Limiter, LimitHold, format_duration
 
 
 class Clock:

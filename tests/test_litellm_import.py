@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import parse_config
-from gateway.litellm_import import Translation, translate
+from gateway.cli.litellm_import import Translation, translate
+from gateway.config.schema import parse_config
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "litellm"
@@ -262,7 +262,7 @@ def test_the_command_writes_the_file_and_lists_what_it_left_out(tmp_path: Path) 
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "gateway.cli.main",
             "import-litellm",
             str(FIXTURES / "repo_load_balancer.yaml"),
             "-o",
@@ -278,7 +278,7 @@ def test_the_command_writes_the_file_and_lists_what_it_left_out(tmp_path: Path) 
     assert "model_list[3] (mistral-7b-instruct): provider 'mistralai' has no Tollway adapter" in done.stderr
     assert "#   model_list[3] (mistral-7b-instruct): provider 'mistralai'" in out.read_text()
     checked = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check-config", str(out)],
+        [sys.executable, "-m", "gateway.cli.main", "check-config", str(out)],
         cwd=tmp_path,
         capture_output=True,
         text=True,

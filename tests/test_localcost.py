@@ -1,4 +1,4 @@
-"""The cost in the budget's currency (`x-tollway-cost`, gateway/localcost.py) through the gateway,
+"""The cost in the budget's currency (`x-tollway-cost`, gateway/accounting/localcost.py) through the gateway,
 with the official SDKs against a mock OpenAI-format upstream over real HTTP: a key with a CHF
 budget gets it on every door and in the stream's trailer, a key without a budget does not, it is
 the USD cost (which the audit record holds) times the configured rate, and a cache hit costs 0."""
@@ -15,11 +15,11 @@ import httpx
 import openai
 import pytest
 
-from gateway.auth import Principal
-from gateway.budgets import BudgetBook
-from gateway.config import BudgetsConfig
-from gateway.keys import Budget
-from gateway.localcost import Money, local_cost_text, money_of
+from gateway.accounting.localcost import Money, local_cost_text, money_of
+from gateway.config.schema import BudgetsConfig
+from gateway.policy.auth import Principal
+from gateway.policy.budgets import BudgetBook
+from gateway.policy.keys import Budget
 from tests.servers import LoopThread, Upstream, start_gateway
 from tests.test_price_import import audit_record
 

@@ -1,5 +1,5 @@
-"""Bytes aiohttp's HTTP parser refuses, on a real gateway over a raw socket (gateway/malformed.py,
-gateway/connections.py): each gets the client's JSON error shape with an `x-request-id` and
+"""Bytes aiohttp's HTTP parser refuses, on a real gateway over a raw socket (gateway/server/malformed.py,
+gateway/server/connections.py): each gets the client's JSON error shape with an `x-request-id` and
 `Connection: close`, 400 (414/431 past the size limits), and one service log line with that id and
 no byte of what was sent, a key in a broken header included; the gateway serves on after it.
 Before, each got aiohttp's plain-text 400, which quoted the bytes, and an aiohttp.server ERROR
@@ -16,8 +16,8 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from gateway.config import ServerConfig
-from gateway.connections import guard_connections
+from gateway.config.schema import ServerConfig
+from gateway.server.connections import guard_connections
 from tests.conftest import MASTER_KEY
 from tests.hostile import HostileGateway, hostile_gateway_fixture  # noqa: F401 - a fixture
 from tests.raw_http import RawResponse, exchange, first_answer, parse_response, request_bytes

@@ -1,4 +1,4 @@
-"""gateway/masking.py: consistent placeholders, the masking round trip, masking for logs."""
+"""gateway/guardrails/masking.py: consistent placeholders, the masking round trip, masking for logs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from gateway.masking import Vault, mask_text, mask_with, replace_findings
-from gateway.pii import Finding, PiiScanner
+from gateway.guardrails.masking import Vault, mask_text, mask_with, replace_findings
+from gateway.guardrails.pii import Finding, PiiScanner
 
 
 def test_the_same_value_gets_the_same_placeholder_in_any_spelling() -> None:

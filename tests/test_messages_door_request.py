@@ -1,4 +1,4 @@
-"""Tests for adapters/anthropic_inbound.py, requests: Anthropic Messages bodies decoded into neutral
+"""Tests for adapters/anthropic/inbound.py, requests: Anthropic Messages bodies decoded into neutral
 requests, what the neutral form cannot carry named, and what it must refuse refused."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from typing import Any, NamedTuple
 import msgspec
 import pytest
 
-from adapters.anthropic import build_request
-from adapters.anthropic_inbound import decode_request
+from adapters.anthropic.inbound import decode_request
+from adapters.anthropic.provider import build_request
 from adapters.base import InvalidRequest
-from adapters.openai_wire import encode_request
+from adapters.openai.wire import encode_request
 from adapters.schema import (
     FunctionCall,
     ReasoningBlock,
@@ -36,7 +36,7 @@ from tests.messages_history import THINKING_HISTORY
 
 @pytest.mark.parametrize("name", ["plain_chat", "tool_round_trip", "image", "json_schema"])
 def test_golden_bodies_come_back_unchanged_through_the_anthropic_adapter(name: str) -> None:
-    """Inbound then outbound (adapters/anthropic.py) is the identity on the golden bodies."""
+    """Inbound then outbound (adapters/anthropic/provider.py) is the identity on the golden bodies."""
     golden = (FIXTURES / "requests" / f"{name}.anthropic.json").read_bytes()
     request = decode_request(golden)
     assert request.unmodeled == ()

@@ -1,4 +1,4 @@
-"""Tests for adapters/anthropic_inbound.py, whole answers and errors: OpenAI chat completions (as the
+"""Tests for adapters/anthropic/inbound.py, whole answers and errors: OpenAI chat completions (as the
 gateway emits them) encoded in Anthropic's Message shape, and the error envelope the `anthropic`
 SDK turns into its exceptions."""
 
@@ -10,9 +10,9 @@ import anthropic
 import msgspec
 import pytest
 
-from adapters.anthropic_inbound import decode_request, encode_response, error_body
+from adapters.anthropic.inbound import decode_request, encode_response, error_body
 from adapters.base import InvalidUpstreamAnswer
-from adapters.openai_wire import encode_response as encode_openai_response
+from adapters.openai.wire import encode_response as encode_openai_response
 from adapters.schema import (
     ChatRequest,
     ChatResponse,

@@ -1,4 +1,4 @@
-"""Tests for adapters/anthropic_inbound.py, streams: OpenAI chunks (built with the gateway's own
+"""Tests for adapters/anthropic/inbound.py, streams: OpenAI chunks (built with the gateway's own
 encoder) translated to Anthropic's SSE events, fed whole and in every kind of split, checked
 against the event-order rules by a small SSE parser, and run through the official `anthropic`
 SDK's streaming helper (over a mock HTTP transport, no server); thinking blocks from an Anthropic
@@ -16,19 +16,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.anthropic import AnthropicStreamParser, parse_response
-from adapters.anthropic_inbound import MessagesStreamEncoder, encode_response
-from adapters.openai_stream import OpenAIStreamParser
-from adapters.openai_wire import DONE_FRAME, encode_chunk
-from adapters.openai_wire import encode_response as encode_openai_response
+from adapters.anthropic.inbound import MessagesStreamEncoder, encode_response
+from adapters.anthropic.provider import AnthropicStreamParser, parse_response
+from adapters.openai.stream import OpenAIStreamParser
+from adapters.openai.wire import DONE_FRAME, encode_chunk
+from adapters.openai.wire import encode_response as encode_openai_response
 from adapters.schema import (
     ChatChunk,
     ToolCallDelta,
     usage_of,
 )
-from gateway.dialects import NeutralRelay
-from gateway.errors import GatewayError
-from gateway.relay import in_band
+from gateway.errors.answers import GatewayError
+from gateway.formats.dialects import NeutralRelay
+from gateway.pipeline.relay import in_band
 from tests.messages_door_support import (
     FIXTURES,
     MODEL,
@@ -63,7 +63,7 @@ def call(
 def gateway_error(
     err_type: str, code: str | None, message: str = "provider 'p' stopped sending in time"
 ) -> bytes:
-    """The gateway's in-band error event (gateway/relay.py `sse_error_event`)."""
+    """The gateway's in-band error event (gateway/pipeline/relay.py `sse_error_event`)."""
     error = {"message": message, "type": err_type, "code": code, "param": None}
     return b"data: " + msgspec.json.encode({"error": error}) + b"\n\n"
 
@@ -172,7 +172,7 @@ def text(value: str) -> dict[str, Any]:
 
 TIMEOUT = {"type": "timeout_error", "message": "provider 'p' stopped sending in time"}
 
-# What gateway/relay.py writes when the upstream closed before its answer ended.
+# What gateway/pipeline/relay.py writes when the upstream closed before its answer ended.
 CUT = GatewayError(
     502,
     "provider 'p' ended the stream before it was complete",
@@ -302,8 +302,8 @@ STREAMS = {
 
 def translate(parts: list[bytes], response_id: str = RESPONSE_ID) -> bytes:
     """An OpenAI-format upstream's stream as the Messages door writes it: parsed once into neutral
-    events (gateway/dialects.py `NeutralRelay`), written by the door's encoder and ended as
-    gateway/relay.py ends it: closed when the upstream's answer is whole, else cut with the
+    events (gateway/formats/dialects.py `NeutralRelay`), written by the door's encoder and ended as
+    gateway/pipeline/relay.py ends it: closed when the upstream's answer is whole, else cut with the
     gateway's in-band error."""
     relay = NeutralRelay(OpenAIStreamParser(), MODEL, response_id, 0)
     encoder = MessagesStreamEncoder(MODEL, response_id)
@@ -516,7 +516,7 @@ def test_fragments_of_a_call_already_stopped_still_reach_its_block() -> None:
 
 @pytest.mark.parametrize("name", ["text.sse", "tool_use.sse"])
 def test_an_anthropic_stream_survives_the_trip_through_the_openai_pipeline(name: str) -> None:
-    """Anthropic SSE from an upstream → neutral chunks (adapters/anthropic.py) → the gateway's OpenAI
+    """Anthropic SSE from an upstream → neutral chunks (adapters/anthropic/provider.py) → the gateway's OpenAI
     SSE → back to Anthropic SSE here: the SDK assembles the same message from both ends."""
     native = (FIXTURES / "streams" / name).read_bytes()
     parser = AnthropicStreamParser()
@@ -539,7 +539,7 @@ def test_an_anthropic_stream_survives_the_trip_through_the_openai_pipeline(name:
 
 
 def through_the_pipeline(native: bytes) -> bytes:
-    """An Anthropic upstream's stream as the gateway's OpenAI SSE (adapters/anthropic.py, then
+    """An Anthropic upstream's stream as the gateway's OpenAI SSE (adapters/anthropic/provider.py, then
     openai_wire), as a chat client of a translated provider gets it."""
     parser = AnthropicStreamParser()
     chunks = parser.feed(native) + parser.close()

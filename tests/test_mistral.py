@@ -1,4 +1,4 @@
-"""Tests for adapters/mistral.py: golden request bodies, answers, streams replayed in any split,
+"""Tests for adapters/mistral/provider.py: golden request bodies, answers, streams replayed in any split,
 the error table, every refusal, and end to end through the gateway with the openai SDK against a
 Mistral-format upstream (tests/native_upstream.py)."""
 
@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from adapters import mistral
 from adapters.base import (
     ErrorKind,
     FunctionAdapter,
@@ -26,8 +25,9 @@ from adapters.base import (
     Target,
     UpstreamError,
 )
-from adapters.mistral_wire import mistral_tool_call_id
-from adapters.openai_wire import decode_chat
+from adapters.mistral import provider as mistral
+from adapters.mistral.wire import mistral_tool_call_id
+from adapters.openai.wire import decode_chat
 from adapters.schema import (
     ChatChunk,
     ChatRequest,
@@ -51,7 +51,7 @@ def fixture(name: str) -> bytes:
 
 
 def neutral(body: bytes) -> ChatRequest:
-    """The client body as the gateway hands it to a translating adapter (gateway/dialects.py)."""
+    """The client body as the gateway hands it to a translating adapter (gateway/formats/dialects.py)."""
     fields = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
     return decode_chat(body, list(fields), "provider kind 'mistral'")
 
@@ -70,7 +70,7 @@ def test_build_request_matches_the_golden_body(case: str) -> None:
     out = mistral.build_request(neutral(fixture(f"requests/{case}.json")), TARGET)
     assert out.method == "POST"
     assert out.url == "https://api.mistral.ai/v1/chat/completions"
-    # Protocol headers only: the Bearer key is the gateway's to add (gateway/credentials.py).
+    # Protocol headers only: the Bearer key is the gateway's to add (gateway/upstream/credentials.py).
     assert dict(out.headers) == {"content-type": "application/json"}
     assert out.body == fixture(f"golden/{case}.json").rstrip(b"\n")
 
@@ -620,7 +620,7 @@ def test_context_length_is_read_from_the_message_only_on_a_bad_request() -> None
 
 
 def test_the_adapter_object_is_what_the_gateway_imports() -> None:
-    from gateway.dialects import dialect_for
+    from gateway.formats.dialects import dialect_for
 
     assert isinstance(mistral.ADAPTER, FunctionAdapter)
     dialect = dialect_for("mistral")

@@ -1,4 +1,4 @@
-"""gateway/mock_transport.py: the mock provider's pacing, failures and endpoints."""
+"""gateway/upstream/mock.py: the mock provider's pacing, failures and endpoints."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import msgspec
 import pytest
 
 from adapters.base import UpstreamRequest
-from gateway.config import MockProvider, Timeouts
-from gateway.mock_transport import MockTransport
-from gateway.upstream import UpstreamTimeout
+from gateway.config.schema import MockProvider, Timeouts
+from gateway.upstream.http import UpstreamTimeout
+from gateway.upstream.mock import MockTransport
 
 HEADERS = (("content-type", "application/json"),)
 CHAT = b'{"model": "m", "messages": [{"role": "user", "content": "one two three four"}]}'

@@ -1,5 +1,5 @@
-"""Tests for gateway/neutral_stream.py: a neutral stream read up to its first events, then made the
-byte relay that gateway/relay.py writes: metered, through the taps and the door's encoder, its end
+"""Tests for gateway/formats/neutral_stream.py: a neutral stream read up to its first events, then made the
+byte relay that gateway/pipeline/relay.py writes: metered, through the taps and the door's encoder, its end
 written once, an overrun before the commit held back for the first read after it, and the
 gateway's own failures written by the encoder."""
 
@@ -12,14 +12,14 @@ from typing import Any, cast
 import msgspec
 import pytest
 
-from adapters.anthropic_inbound import MessagesStreamEncoder
-from adapters.openai_stream import ChatStreamEncoder, OpenAIStreamParser
+from adapters.anthropic.inbound import MessagesStreamEncoder
+from adapters.openai.stream import ChatStreamEncoder, OpenAIStreamParser
 from adapters.schema import ChatChunk, StreamError, StreamEvent
-from gateway.cache_stream import EventAccumulator
-from gateway.dialects import NeutralRelay
-from gateway.neutral_stream import EncodedEgress, EncodedStream, NeutralStart, start_neutral_stream
-from gateway.outputmeter import OutputMeter, OutputOverrun
-from gateway.upstream import UpstreamResponse
+from gateway.cache.stream import EventAccumulator
+from gateway.formats.dialects import NeutralRelay
+from gateway.formats.neutral_stream import EncodedEgress, EncodedStream, NeutralStart, start_neutral_stream
+from gateway.pipeline.outputmeter import OutputMeter, OutputOverrun
+from gateway.upstream.http import UpstreamResponse
 
 
 def chunk(content: str | None = None, finish_reason: str | None = None) -> bytes:

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from adapters.schema import usage_of
-from gateway.pricing import PriceTable, load_price_file
+from gateway.accounting.pricing import PriceTable, load_price_file
 from tests.conftest import MASTER_KEY, Gateway
 from tests.objects_upstream import USAGE, ObjectsUpstream, start_objects_upstream
 from tests.servers import LoopThread, start_gateway

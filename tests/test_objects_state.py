@@ -1,6 +1,6 @@
-"""Object owners in both stores and in memory (gateway/objects_state.py), the pure parts of the
-object passthrough (adapters/openai_objects.py: URLs, list filtering, batch output lines) and the
-batch price (gateway/pricing.py `batch_cost_for`)."""
+"""Object owners in both stores and in memory (gateway/objects/state.py), the pure parts of the
+object passthrough (adapters/openai/objects.py: URLs, list filtering, batch output lines) and the
+batch price (gateway/accounting/pricing.py `batch_cost_for`)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from adapters import openai_objects
+from adapters.openai import objects as openai_objects
 from adapters.schema import usage_of
-from gateway.batch_accounting import batch_record
-from gateway.config import ConfigError, parse_config
-from gateway.objects_state import ObjectOwners
-from gateway.pricing import PriceTable, load_price_file
+from gateway.accounting.batches import batch_record
+from gateway.accounting.pricing import PriceTable, load_price_file
+from gateway.config.schema import ConfigError, parse_config
+from gateway.objects.state import ObjectOwners
 from gateway.store.objects import OwnedObject
 from tests.stores import opened_store, reopen
 

@@ -1,4 +1,4 @@
-"""adapters/ollama.py: Ollama's native /api/chat, table-driven over tests/fixtures/ollama/ (golden
+"""adapters/ollama/provider.py: Ollama's native /api/chat, table-driven over tests/fixtures/ollama/ (golden
 request bodies, answers, full NDJSON streams replayed in every kind of split, one error body per
 status), then end to end through the gateway with the openai SDK against a native Ollama mock."""
 
@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import openai as openai_format
 from adapters.base import (
     ErrorKind,
     InvalidRequest,
@@ -24,10 +23,17 @@ from adapters.base import (
     Target,
     UpstreamError,
 )
-from adapters.ollama import ADAPTER, OllamaStreamParser, build_request, classify_error, parse_response
-from adapters.openai_wire import decode_chat
+from adapters.ollama.provider import (
+    ADAPTER,
+    OllamaStreamParser,
+    build_request,
+    classify_error,
+    parse_response,
+)
+from adapters.openai import provider as openai_format
+from adapters.openai.wire import decode_chat
 from adapters.schema import ChatChunk, ChatRequest, ChatResponse
-from gateway.dialects import dialect_for
+from gateway.formats.dialects import dialect_for
 from tests.conftest import MASTER_KEY, Gateway
 from tests.native_upstream import Answer, NativeUpstream, awkward_cuts
 

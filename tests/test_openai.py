@@ -1,4 +1,4 @@
-"""Tests for adapters/openai.py, the same-format passthrough for OpenAI-compatible upstreams."""
+"""Tests for adapters/openai/provider.py, the same-format passthrough for OpenAI-compatible upstreams."""
 
 import itertools
 import random
@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from adapters.base import ErrorKind, InvalidRequest, InvalidUpstreamAnswer, Target, UpstreamError
-from adapters.openai import (
+from adapters.openai.provider import (
     StreamRelay,
     build_chat_request,
     build_embeddings_request,

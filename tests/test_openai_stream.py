@@ -1,4 +1,4 @@
-"""Tests for adapters/openai_stream.py: an OpenAI-format upstream's recorded streams parsed into
+"""Tests for adapters/openai/stream.py: an OpenAI-format upstream's recorded streams parsed into
 neutral chunks (whole and in random splits, the same either way), and neutral events encoded as
 the chat door's OpenAI SSE, checked with the openai SDK's chunk type."""
 
@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from adapters.base import StreamFailure
-from adapters.openai_stream import MALFORMED, ChatStreamEncoder, OpenAIStreamParser, error_frame
+from adapters.openai.stream import MALFORMED, ChatStreamEncoder, OpenAIStreamParser, error_frame
 from adapters.schema import (
     ChatChunk,
     ReasonedUsage,

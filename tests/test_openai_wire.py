@@ -1,4 +1,4 @@
-"""Tests for adapters/openai_wire.py's `encode_request`: a neutral request as the OpenAI body the
+"""Tests for adapters/openai/wire.py's `encode_request`: a neutral request as the OpenAI body the
 gateway's pipeline runs on (the `/v1/messages` front door builds one). The rest of the module is
 exercised through the adapters that use it (tests/test_anthropic.py and the like)."""
 
@@ -10,9 +10,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters import anthropic_inbound, openai_wire, responses_outbound
+from adapters.anthropic import inbound as anthropic_inbound
 from adapters.base import InvalidUpstreamAnswer
-from adapters.openai_wire import decode_chat, encode_chunk, encode_request, encode_response
+from adapters.openai import wire as openai_wire
+from adapters.openai.wire import decode_chat, encode_chunk, encode_request, encode_response
+from adapters.responses import outbound as responses_outbound
 from adapters.schema import (
     ChatChunk,
     ChatRequest,

@@ -7,7 +7,13 @@ import msgspec
 import pytest
 
 from adapters.schema import ChatChunk, ReasoningDelta, StreamError, ToolCallDelta, usage_of
-from gateway.outputmeter import CUT_SLACK_TOKENS, MAX_PENDING_BYTES, OutputMeter, OutputOverrun, answer_tokens
+from gateway.pipeline.outputmeter import (
+    CUT_SLACK_TOKENS,
+    MAX_PENDING_BYTES,
+    OutputMeter,
+    OutputOverrun,
+    answer_tokens,
+)
 
 
 def event(delta: dict[str, object]) -> bytes:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.periods import EPOCH, period_bounds
+from gateway.policy.periods import EPOCH, period_bounds
 
 ZURICH = ZoneInfo("Europe/Zurich")
 

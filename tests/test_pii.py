@@ -1,4 +1,4 @@
-"""gateway/pii.py: the detectors against a labelled corpus, the validators, placeholders."""
+"""gateway/guardrails/pii.py: the detectors against a labelled corpus, the validators, placeholders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.pii import BUILTIN_CATEGORIES, Finding, PiiScanner
+from gateway.guardrails.pii import BUILTIN_CATEGORIES, Finding, PiiScanner
 
 CORPUS = Path(__file__).parent / "fixtures" / "pii"
 # Every category must find at least this share of what it reports correctly (precision) and of

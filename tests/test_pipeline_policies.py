@@ -12,7 +12,7 @@ import msgspec
 import openai
 import pytest
 
-from gateway.records import AuditRecord, decode_record
+from gateway.accounting.records import AuditRecord, decode_record
 from gateway.store import open_store
 from tests.conftest import MASTER_KEY, Gateway
 from tests.servers import LoopThread, Upstream

@@ -18,11 +18,18 @@ import pytest
 from aiohttp import web
 
 from adapters.schema import usage_of
-from gateway.config import parse_config
-from gateway.metrics import Metrics
-from gateway.price_import import import_prices
-from gateway.pricing import STALE_AFTER_DAYS, PriceTable, age_days, load_override, load_price_file, today_utc
-from gateway.records import AuditRecord, decode_record
+from gateway.accounting.pricing import (
+    STALE_AFTER_DAYS,
+    PriceTable,
+    age_days,
+    load_override,
+    load_price_file,
+    today_utc,
+)
+from gateway.accounting.records import AuditRecord, decode_record
+from gateway.cli.price_import import import_prices
+from gateway.config.schema import parse_config
+from gateway.observability.metrics import Metrics
 from gateway.store import open_store
 from tests.servers import LoopThread, start_gateway, start_site
 
@@ -82,7 +89,7 @@ def test_our_own_yaml_imports_and_a_later_file_wins(tmp_path: Path) -> None:
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "gateway.cli.main", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -228,7 +235,7 @@ def test_an_old_table_warns_once_and_the_gauge_counts_its_days(caplog: pytest.Lo
     assert warnings[0].fields == {  # type: ignore[attr-defined]
         "as_of": as_of.isoformat(),
         "age_days": STALE_AFTER_DAYS + 30,
-        "price_file": str(REPO / "gateway" / "prices.yaml"),
+        "price_file": str(REPO / "gateway" / "accounting" / "prices.yaml"),
     }
     assert metrics.registry.get_sample_value("tollway_price_table_age_days") == STALE_AFTER_DAYS + 30
     caplog.clear()
@@ -260,7 +267,7 @@ def test_serve_logs_the_stale_table_warning_as_a_json_line(tmp_path: Path) -> No
         "providers: {m: {kind: mock}}\nmodels: {d: {targets: [{provider: m, model: x}]}}\n"
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", "tollway.yaml", "--port", "0"],
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--config", "tollway.yaml", "--port", "0"],
         cwd=tmp_path,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
         stdout=subprocess.DEVNULL,

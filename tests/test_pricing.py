@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 
 from adapters.schema import Usage, usage_of
-from gateway.config import PROVIDER_KINDS, parse_config
-from gateway.metrics import Metrics
-from gateway.pricing import DEFAULT_MAX_OUTPUT_TOKENS, PRICE_FILE, ModelPrice, PriceTable, load_price_file
+from gateway.accounting.pricing import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    PRICE_FILE,
+    ModelPrice,
+    PriceTable,
+    load_price_file,
+)
+from gateway.config.schema import PROVIDER_KINDS, parse_config
+from gateway.observability.metrics import Metrics
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +34,7 @@ def test_the_shipped_file_covers_every_provider_kind() -> None:
     for kind in ("openai", "anthropic", "gemini", "mistral", "cohere"):
         assert len(shipped.kinds[kind].models) >= 5, kind
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert PRICE_FILE.name in package_data["gateway"]
+    assert PRICE_FILE.name in package_data["gateway.accounting"]
 
 
 def test_cost_of_input_cached_and_output_tokens(table: PriceTable) -> None:

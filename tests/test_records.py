@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from gateway.records import (
+from gateway.accounting.records import (
     CONTENT_POLICIES,
     AuditRecord,
     apply_policy,

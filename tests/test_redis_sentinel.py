@@ -83,7 +83,7 @@ async def test_a_killed_primary_fails_no_request_and_the_limits_resync(tmp_path:
 
                 await until(synced, "a fleet sync on the first primary, under load")
                 # Before its first sync a process admits one request per limit and refuses the
-                # rest for a moment (gateway/fleetsync.py): the test counts from here.
+                # rest for a moment (gateway/policy/fleetsync.py): the test counts from here.
                 warm = len(statuses)
                 killed_ms = time.time() * 1000
                 await redis_set.kill(old)

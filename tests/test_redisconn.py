@@ -8,8 +8,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
 
-from gateway.config import ConfigError, parse_config
-from gateway.redisconn import RedisBlock, RedisTarget, connect, hash_tag, parse, parse_url
+from gateway.config.schema import ConfigError, parse_config
+from gateway.store.redisconn import RedisBlock, RedisTarget, connect, hash_tag, parse, parse_url
 
 
 @pytest.mark.parametrize(

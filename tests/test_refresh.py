@@ -1,4 +1,4 @@
-"""gateway/refresh.py, the one background refresh of temporary credentials (AWS and Google): when
+"""gateway/upstream/refresh.py, the one background refresh of temporary credentials (AWS and Google): when
 they are renewed, what a failed renewal leaves in place, how long start-up waits, what is logged
 (never a secret) and what the request path sees (only memory)."""
 
@@ -9,14 +9,14 @@ import logging
 
 import pytest
 
-from gateway.refresh import (
+from gateway.upstream.http import UpstreamUnreachable
+from gateway.upstream.refresh import (
     BackgroundRefresh,
     CredentialError,
     CredentialsUnavailable,
     Expiring,
     expires_after,
 )
-from gateway.upstream import UpstreamUnreachable
 from tests.credential_load import Observer
 
 
@@ -134,7 +134,7 @@ async def test_a_first_fetch_that_fails_leaves_the_provider_down_and_logs_no_sec
 
 
 async def test_start_waits_at_most_first_fetch_s_then_the_background_brings_the_value() -> None:
-    # Start-up and reload wait this long for each provider (gateway/runtime.py: 10 s): a slow
+    # Start-up and reload wait this long for each provider (gateway/server/runtime.py: 10 s): a slow
     # token service delays serving by no more, and its value comes when it answers.
     answered = asyncio.Event()
 

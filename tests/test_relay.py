@@ -1,4 +1,4 @@
-"""Relaying a committed stream to the client (gateway/relay.py): the pieces the upstream delivers
+"""Relaying a committed stream to the client (gateway/pipeline/relay.py): the pieces the upstream delivers
 go straight to the client's socket as HTTP/1.1 chunks, a client that stops reading stops the
 upstream, and a piece the egress holds back never goes out as an (ending) empty chunk."""
 

@@ -16,10 +16,10 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from gateway.admin import AdminApi
-from gateway.auth import KeyRing
-from gateway.errors import GatewayError
-from gateway.reports import add_report_routes, audit_page, spend_query, spend_report
+from gateway.accounting.reports import add_report_routes, audit_page, spend_query, spend_report
+from gateway.admin.api import AdminApi
+from gateway.errors.answers import GatewayError
+from gateway.policy.auth import KeyRing
 from gateway.store import Store
 from tests.conftest import MASTER_KEY
 from tests.servers import start_site
@@ -155,7 +155,7 @@ def test_cli_spend(tmp_path: Path) -> None:
     )
     command = ["spend", "--from", "2025-03-01", "--to", "2025-03-01", "--currency", "CHF"]
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *command, "--config", str(config)],
+        [sys.executable, "-m", "gateway.cli.main", *command, "--config", str(config)],
         capture_output=True,
         timeout=30,
         env=clean_env(),

@@ -14,7 +14,7 @@ import cohere
 import httpx
 import pytest
 
-from gateway.pricing import load_price_file
+from gateway.accounting.pricing import load_price_file
 from tests.conftest import MASTER_KEY, Gateway, closed_port
 from tests.rerank_upstream import RerankUpstream, score, start_rerank_upstream
 from tests.servers import LoopThread, start_gateway

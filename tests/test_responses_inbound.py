@@ -1,4 +1,4 @@
-"""Tests for adapters/responses_inbound.py: Responses create requests to neutral ones, table-driven
+"""Tests for adapters/responses/inbound.py: Responses create requests to neutral ones, table-driven
 over tests/fixtures/responses/requests.json (each case: the client's body, the OpenAI chat body the
 pipeline gets, and what was dropped or left for a Responses upstream), and the refusals."""
 
@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from adapters.base import InvalidRequest
-from adapters.openai_wire import encode_request
-from adapters.responses_inbound import DROPPABLE, MODELLED, TUNE_ONLY, decode_request
+from adapters.openai.wire import encode_request
+from adapters.responses.inbound import DROPPABLE, MODELLED, TUNE_ONLY, decode_request
 
 FIXTURES = Path(__file__).parent / "fixtures" / "responses"
 CASES: list[dict[str, Any]] = msgspec.json.decode((FIXTURES / "requests.json").read_bytes())

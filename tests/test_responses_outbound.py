@@ -1,4 +1,4 @@
-"""Tests for adapters/responses_outbound.py and adapters/responses_passthrough.py: chat answers and
+"""Tests for adapters/responses/outbound.py and adapters/responses/passthrough.py: chat answers and
 neutral stream events turned into Responses objects and events, and Responses streams relayed
 unchanged. Streams are an OpenAI-format upstream's hand-built bytes from tests/fixtures/responses/
 (and Anthropic's recorded stream), parsed as the gateway's relay parses them, fed whole and in random splits,
@@ -18,15 +18,15 @@ import openai
 import openai._base_client as sdk_base
 import pytest
 
-from adapters.anthropic import AnthropicStreamParser
+from adapters.anthropic.provider import AnthropicStreamParser
 from adapters.base import InvalidUpstreamAnswer
-from adapters.openai_stream import OpenAIStreamParser
-from adapters.responses_outbound import ResponsesStreamEncoder, encode_response
-from adapters.responses_passthrough import ResponsesRelay, parse_answer
+from adapters.openai.stream import OpenAIStreamParser
+from adapters.responses.outbound import ResponsesStreamEncoder, encode_response
+from adapters.responses.passthrough import ResponsesRelay, parse_answer
 from adapters.schema import StreamError
-from gateway.dialects import NeutralRelay
-from gateway.errors import GatewayError
-from gateway.relay import in_band
+from gateway.errors.answers import GatewayError
+from gateway.formats.dialects import NeutralRelay
+from gateway.pipeline.relay import in_band
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SDK_HTTPX: Any = getattr(sdk_base, "httpx2", None) or sdk_base.httpx
@@ -47,7 +47,7 @@ def splits(data: bytes, rng: random.Random) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
-# What gateway/relay.py writes when the upstream closed before its answer ended.
+# What gateway/pipeline/relay.py writes when the upstream closed before its answer ended.
 CUT = GatewayError(
     502,
     "provider 'up' ended the stream before it was complete",
@@ -58,8 +58,8 @@ CUT = GatewayError(
 
 def translate(data: bytes, pieces: list[bytes] | None = None) -> bytes:
     """An OpenAI-format upstream's stream as the Responses door writes it: parsed once into neutral
-    events (gateway/dialects.py `NeutralRelay`), written by the door's encoder and ended as
-    gateway/relay.py ends it: closed when the answer is whole, else cut with the gateway's error."""
+    events (gateway/formats/dialects.py `NeutralRelay`), written by the door's encoder and ended as
+    gateway/pipeline/relay.py ends it: closed when the answer is whole, else cut with the gateway's error."""
     relay = NeutralRelay(OpenAIStreamParser(), "gw-model", "chatcmpl-req1", 1700000000)
     encoder = ResponsesStreamEncoder("gw-model", FIELDS, None, relay.response_id, relay.created)
     out = b"".join(encoder.feed(relay.feed(piece)) for piece in (pieces or [data]))
@@ -348,7 +348,7 @@ def test_passthrough_answer_is_unchanged() -> None:
 def test_the_gateways_own_error_in_a_relayed_responses_stream_is_a_responses_error_event() -> None:
     """A stream passed through from a Responses upstream that the gateway cuts (a timeout, an
     overrun) ends with the `error` event the SDKs raise on, numbered after the upstream's events."""
-    from adapters.responses_passthrough import NativeStreamErrors
+    from adapters.responses.passthrough import NativeStreamErrors
 
     egress = NativeStreamErrors()
     upstream = (

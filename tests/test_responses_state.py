@@ -18,8 +18,8 @@ import msgspec
 import openai
 import pytest
 
-from gateway.config import ConfigError, parse_config
-from gateway.responses_state import ResponsesState
+from gateway.config.schema import ConfigError, parse_config
+from gateway.objects.responses_state import ResponsesState
 from gateway.store.responses import StoredResponse
 from tests.conftest import MASTER_KEY, Gateway
 from tests.native_upstream import Answer, NativeUpstream

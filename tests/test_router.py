@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from gateway.attempts import INVALID_ANSWER
-from gateway.config import parse_config
-from gateway.errors import GatewayError
-from gateway.router import Router
+from gateway.config.schema import parse_config
+from gateway.errors.answers import GatewayError
+from gateway.pipeline.attempts import INVALID_ANSWER
+from gateway.routing.router import Router
 from tests.test_attempts import CONFIG, fail, labels
 
 
@@ -65,8 +65,8 @@ def test_breaker_changes_are_reported_by_target() -> None:
     ("chosen", "expected"), [(None, "LeanTransport"), ("lean", "LeanTransport"), ("aiohttp", "HttpTransport")]
 )
 async def test_each_provider_gets_the_http_client_it_names(chosen: str | None, expected: str) -> None:
-    from gateway.config import OpenAIProvider
-    from gateway.router import build_transport
+    from gateway.config.schema import OpenAIProvider
+    from gateway.routing.router import build_transport
 
     provider = OpenAIProvider(
         base_url="http://127.0.0.1:9/v1", **({} if chosen is None else {"http_client": chosen})

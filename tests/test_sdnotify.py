@@ -1,4 +1,4 @@
-"""gateway/sdnotify.py against a notify socket the test listens on, as systemd would."""
+"""gateway/server/sdnotify.py against a notify socket the test listens on, as systemd would."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sdnotify import Notifier
+from gateway.server.sdnotify import Notifier
 
 
 @pytest.fixture

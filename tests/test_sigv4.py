@@ -1,4 +1,4 @@
-"""Tests for gateway/sigv4.py: the worked example of docs/providers/bedrock.md#sigv4, then botocore's SigV4Auth
+"""Tests for gateway/upstream/sigv4.py: the worked example of docs/providers/bedrock.md#sigv4, then botocore's SigV4Auth
 as an independent signer over requests that exercise each canonicalisation rule."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from botocore import auth as botocore_auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from gateway.sigv4 import (
+from gateway.upstream.sigv4 import (
     AwsCredentials,
     SigningKeys,
     canonical_query,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.spool import Spool, SpoolFull, read_segment
+from gateway.accounting.spool import Spool, SpoolFull, read_segment
 
 
 def test_append_rotate_remove(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_adopt_takes_only_unlocked_segments(tmp_path: Path) -> None:
 def test_a_killed_process_releases_its_segments(tmp_path: Path) -> None:
     code = (
         f"import sys, os, signal; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})\n"
-        "from gateway.spool import Spool\n"
+        "from gateway.accounting.spool import Spool\n"
         f"s = Spool({str(tmp_path)!r}, segment_bytes=1000, max_bytes=10000); s.append(b'kept\\n')\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

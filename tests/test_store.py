@@ -15,8 +15,8 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
 
-from gateway.keys import Budget, KeyRecord, Limits, TeamRecord
-from gateway.records import GENESIS_HASH, chain_hash, decode_record
+from gateway.accounting.records import GENESIS_HASH, chain_hash, decode_record
+from gateway.policy.keys import Budget, KeyRecord, Limits, TeamRecord
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, DuplicateSecretHash

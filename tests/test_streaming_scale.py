@@ -1,7 +1,7 @@
 """Streaming at scale (issue 12): 100 concurrent slow streams through a real tollway, none stalls.
 
 The mock upstream paces every answer at one chunk per 20 ms; tollway runs as `python -m
-gateway.cli serve` in its own process, as in production, so client, upstream and gateway never
+gateway.cli.main serve` in its own process, as in production, so client, upstream and gateway never
 share an event loop. The client is the bench's stream load generator (bench.streamload), which
 timestamps every SSE event as it arrives; the first tests here check that instrument itself:
 that it sees a stall when there is one, and counts events across any split of the bytes.
@@ -145,7 +145,7 @@ def tollway_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         config = work / "tollway.yaml"
         # Its own store in its own folder: a store left in /tmp by an older tree must not be read.
         config.write_text(bench_config(port, upstream_port, str(work / "requests.log"), work_dir=str(work)))
-        tollway = children.start_module("tollway", "gateway.cli", "serve", "--config", str(config))
+        tollway = children.start_module("tollway", "gateway.cli.main", "serve", "--config", str(config))
         tollway.wait_ready(port, "/health/ready", 20)
         yield port
 

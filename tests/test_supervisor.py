@@ -39,7 +39,16 @@ def supervised(
     notify.bind(notify_path)
     notify.settimeout(20)
     port = closed_port()
-    command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "gateway.cli.main",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+    ]
     supervisor = subprocess.Popen(
         [*command, "--workers", str(workers)],
         env={**clean_env(), "NOTIFY_SOCKET": notify_path},

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.pricing import load_price_file
+from gateway.accounting.pricing import load_price_file
 from tests.conftest import MASTER_KEY, Gateway
 from tests.servers import LoopThread, Upstream, start_gateway
 from tests.surface_upstream import SPEECH_AUDIO

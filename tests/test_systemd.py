@@ -70,7 +70,16 @@ def test_a_taken_port_fails_the_start_at_once_with_one_line(tmp_path: Path, work
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "gateway.cli.main",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ]
         started = time.monotonic()
         result = subprocess.run(
             [*command, "--workers", str(workers)],
@@ -130,7 +139,7 @@ def test_the_operations_check_config_command_reads_the_shipped_env_file(tmp_path
     command = operations_check_config_command()
     command = command.replace("sudo ", "").replace("/etc/tollway/tollway.env", str(env_file))
     command = command.replace("/etc/tollway/tollway.yaml", str(config))
-    command = command.replace("/opt/tollway/venv/bin/tollway", f"{sys.executable} -m gateway.cli")
+    command = command.replace("/opt/tollway/venv/bin/tollway", f"{sys.executable} -m gateway.cli.main")
     # runuser needs root (CI is): run as this same user; elsewhere run the rest of the line as is.
     user = pwd.getpwuid(os.geteuid()).pw_name
     command = command.replace("runuser -u tollway --", f"runuser -u {user} --" if os.geteuid() == 0 else "")
@@ -181,7 +190,7 @@ def test_the_gateway_serves_under_the_units_syscall_filter_and_a_user_namespace(
         f'logging: {{request_log: "off"}}\nstorage: {{database_url: "sqlite:///{tmp_path}/store.sqlite"}}\n'
         "providers: {mock: {kind: mock}}\nmodels: {demo: {targets: [{provider: mock, model: m}]}}\n"
     )
-    serve = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
+    serve = [sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(config), "--port", str(port)]
     command = ["unshare", "--user", "--map-current-user", sys.executable, "-m", "tests.seccomp_exec"]
     process = subprocess.Popen(
         [*command, *serve, "--workers", "2"], cwd=REPO, env=clean_env(), stderr=subprocess.PIPE, text=True

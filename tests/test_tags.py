@@ -17,7 +17,7 @@ import msgspec
 import openai
 import pytest
 
-from gateway.tags import HEADER, MAX_TAGS, NO_TAG, merged, take
+from gateway.policy.tags import HEADER, MAX_TAGS, NO_TAG, merged, take
 from tests.conftest import MASTER_KEY, Gateway
 from tests.servers import LoopThread, Upstream, start_gateway
 from tests.test_accounting import database_url

@@ -1,4 +1,4 @@
-"""gateway/tasks.py: background tasks stop even when one swallows its cancellation."""
+"""gateway/server/tasks.py: background tasks stop even when one swallows its cancellation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gateway.tasks import stop_tasks
+from gateway.server.tasks import stop_tasks
 
 
 async def test_a_task_that_swallows_one_cancellation_is_cancelled_again() -> None:

@@ -1,4 +1,4 @@
-"""gateway/teamrules.py: when a key asks for more than its team allows."""
+"""gateway/policy/teamrules.py: when a key asks for more than its team allows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from gateway.keys import Budget, Limits
-from gateway.teamrules import beyond_team, excesses, pattern_within
+from gateway.policy.keys import Budget, Limits
+from gateway.policy.teamrules import beyond_team, excesses, pattern_within
 from tests.test_auth import NOW, key, team
 
 

@@ -23,13 +23,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from adapters.base import Target
 from adapters.schema import Usage
-from gateway import otel_logs
-from gateway.config import ConfigError, parse_config
-from gateway.context import RequestContext
-from gateway.logs import JsonFormatter
-from gateway.otel import OtelTracer
-from gateway.tracers import build_tracer
-from gateway.tracing import FALLBACK, FIRST, NoopTracer, TracingConfig
+from gateway.config.schema import ConfigError, parse_config
+from gateway.observability import otel_logs
+from gateway.observability.logs import JsonFormatter
+from gateway.observability.otel import OtelTracer
+from gateway.observability.tracers import build_tracer
+from gateway.observability.tracing import FALLBACK, FIRST, NoopTracer, TracingConfig
+from gateway.pipeline.context import RequestContext
 from tests.otlp_collector import Collector, attributes, start_collector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ CHAT_ANSWER = (
 
 @dataclass
 class StandIn:
-    """What the tracer reads of a gateway.router.RouteTarget."""
+    """What the tracer reads of a gateway.routing.router.RouteTarget."""
 
     provider: str
     kind: str
@@ -403,9 +403,9 @@ def test_the_gateway_imports_no_opentelemetry_unless_tracing_is_configured() -> 
     script = (
         "import sys, redis, redis.asyncio\n"
         "before = set(sys.modules)\n"
-        "from gateway.app import build_app\n"
-        "from gateway.config import parse_config\n"
-        "from gateway.tracers import build_tracer\n"
+        "from gateway.server.app import build_app\n"
+        "from gateway.config.schema import parse_config\n"
+        "from gateway.observability.tracers import build_tracer\n"
         "config = parse_config('tracing: {service_name: x}', {}, 't')\n"
         "build_app(config); build_tracer(config.tracing)\n"
         "print(sorted(m for m in set(sys.modules) - before if m.startswith('opentelemetry')))\n"
@@ -434,14 +434,16 @@ def test_only_gateway_otel_imports_opentelemetry_and_only_lazily_is_it_imported(
                 )
                 if any(name.startswith("opentelemetry") for name in names):
                     importers.append(path.name)
-                assert not any(name == "gateway.otel" for name in names), path
+                assert not any(name == "gateway.observability.otel" for name in names), path
                 if isinstance(node, ast.ImportFrom) and node.module == "gateway":
                     assert "otel" not in [a.name for a in node.names], path
     assert sorted(set(importers)) == ["otel.py"]
 
 
 def test_an_endpoint_without_the_otel_extra_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "gateway.otel")  # imported again, it meets the missing package
+    monkeypatch.delitem(
+        sys.modules, "gateway.observability.otel"
+    )  # imported again, it meets the missing package
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
     with pytest.raises(ConfigError) as raised:
         build_tracer(TracingConfig(otlp_endpoint="http://127.0.0.1:4318"))

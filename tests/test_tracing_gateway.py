@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from gateway.app import HOLDER
-from gateway.otel import OtelTracer
+from gateway.observability.otel import OtelTracer
+from gateway.server.app import HOLDER
 from tests.conftest import MASTER_KEY, wait_for
 from tests.otlp_collector import Collector, attributes, start_collector
 from tests.servers import LoopThread, Upstream, start_gateway, start_upstream

@@ -26,7 +26,7 @@ import openai
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Response, sync_playwright
 
-from gateway.keys import KeyRecord, hash_secret
+from gateway.policy.keys import KeyRecord, hash_secret
 from gateway.store import open_store
 from tests.conftest import MASTER_KEY, Gateway
 from tests.servers import LoopThread

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from gateway.admin_identity import GroupRole, from_groups
+from gateway.admin.identity import GroupRole, from_groups
 from gateway.ui.oidc import claim_at, code_challenge
 from tests.conftest import Gateway
 from tests.mock_idp import Forgery, MockIdp

@@ -13,15 +13,15 @@ import pytest
 from aiohttp import web
 
 from adapters.base import UpstreamRequest
-from gateway.config import Timeouts
-from gateway.lean_transport import LeanTransport
-from gateway.upstream import (
+from gateway.config.schema import Timeouts
+from gateway.upstream.http import (
     HttpTransport,
     TimedResponseHandler,
     Transport,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from gateway.upstream.lean import LeanTransport
 from tests.servers import start_site
 
 PAUSE_S = 0.1
@@ -30,7 +30,7 @@ MakeTransport = Callable[[dict[str, str], int], Transport]
 
 @pytest.fixture(params=["aiohttp", "lean"])
 def make_transport(request: pytest.FixtureRequest) -> MakeTransport:
-    """Either transport, built as gateway/router.py builds it."""
+    """Either transport, built as gateway/routing/router.py builds it."""
     if request.param == "lean":
         return lambda headers, limit: LeanTransport(headers, limit)
     return lambda headers, limit: HttpTransport(headers, limit)

@@ -1,4 +1,4 @@
-"""adapters/vertex.py and the Vertex provider kinds' config and targets: URLs, the Claude body
+"""adapters/gemini/vertex.py and the Vertex provider kinds' config and targets: URLs, the Claude body
 (no `model`, Vertex's `anthropic_version`), the Messages passthrough's minimal change, errors."""
 
 from __future__ import annotations
@@ -6,13 +6,15 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from adapters import anthropic, gemini, vertex
+from adapters.anthropic import provider as anthropic
 from adapters.base import ErrorKind, InvalidRequest, Target
+from adapters.gemini import provider as gemini
+from adapters.gemini import vertex
 from adapters.schema import ChatRequest, Message, usage_of
-from gateway.config import ConfigError, VertexAnthropicProvider, VertexProvider, parse_config
-from gateway.dialects import AnthropicDialect, Translated, dialect_for
-from gateway.pricing import PriceTable, load_price_file
-from gateway.router import build_target
+from gateway.accounting.pricing import PriceTable, load_price_file
+from gateway.config.schema import ConfigError, VertexAnthropicProvider, VertexProvider, parse_config
+from gateway.formats.dialects import AnthropicDialect, Translated, dialect_for
+from gateway.routing.router import build_target
 
 ROOT = "https://europe-west4-aiplatform.googleapis.com/v1/projects/p-1/locations/europe-west4"
 GEMINI = Target("vg", f"{ROOT}/publishers/google", "gemini-2.5-flash")

@@ -1,6 +1,6 @@
 """One module owns each OpenAI wire shape (STYLE.md: "One module owns each shape; everything else
 imports it"): a msgspec Struct that looks like an OpenAI chat or embeddings shape may be declared
-only in adapters/openai_shapes.py, or in adapters/schema.py (the neutral form, OpenAI-shaped by
+only in adapters/openai/shapes.py, or in adapters/schema.py (the neutral form, OpenAI-shaped by
 design). Other providers' own wire modules (`<provider>_wire.py`) may look alike: Mistral's chat
 format is OpenAI's nearly field for field, but it is Mistral's to change.
 """
@@ -11,15 +11,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OWNERS = {"adapters/openai_shapes.py", "adapters/schema.py"}
+OWNERS = {"adapters/openai/shapes.py", "adapters/schema.py"}
 OTHER_PROVIDERS_WIRE = {
-    "adapters/anthropic_wire.py",
-    "adapters/bedrock_wire.py",
-    "adapters/cohere_wire.py",
-    "adapters/gemini_wire.py",
-    "adapters/mistral_wire.py",
-    "adapters/ollama_wire.py",
-    "adapters/responses_wire.py",
+    "adapters/anthropic/wire.py",
+    "adapters/bedrock/wire.py",
+    "adapters/cohere/wire.py",
+    "adapters/gemini/wire.py",
+    "adapters/mistral/wire.py",
+    "adapters/ollama/wire.py",
+    "adapters/responses/wire.py",
 }
 # In-memory values that happen to carry such a field name; no body is decoded into them or
 # encoded from them.
@@ -28,7 +28,7 @@ NOT_WIRE = {
     "adapters/mock.py:_Answer (usage)",  # one planned answer, before it is encoded
     "adapters/mock.py:_Plan (stream options)",
     # One probe across the three answer formats (OpenAI's, Anthropic's, Responses'), for span facts.
-    "gateway/genai.py:_AnswerProbe (completion or chunk)",
+    "gateway/observability/genai.py:_AnswerProbe (completion or chunk)",
 }
 
 # Field names, or sets of them, that only OpenAI's chat and embeddings shapes use among ours.
@@ -98,7 +98,7 @@ def test_openai_wire_shapes_are_declared_only_in_their_owner() -> None:
 
 def test_the_owner_declares_them() -> None:
     # The guard above must be able to see a shape: the owner's own ones match the signatures.
-    owned = openai_shaped((ROOT / "adapters/openai_shapes.py").read_text())
+    owned = openai_shaped((ROOT / "adapters/openai/shapes.py").read_text())
     kinds = {hit.split(" (", 1)[1] for hit in owned}
     assert {"completion or chunk)", "usage)", "message or delta)", "error detail)"} <= kinds
 

@@ -15,11 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from gateway.records import encode_record
+from gateway.accounting.records import encode_record
+from gateway.accounting.writer_process import (
+    Hello,
+    RecordRefused,
+    WriterProcess,
+    _encoder,
+    audit_writer,
+    frame,
+)
 from gateway.store import Store, StoreUnavailable
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SQLiteStore
-from gateway.writer_process import Hello, RecordRefused, WriterProcess, _encoder, audit_writer, frame
 from tests.stores import DATABASE_URL, T0, make_record, opened_store
 
 
@@ -160,7 +167,7 @@ def test_a_child_whose_gateway_died_mid_batch_exits_with_one_line(tmp_path: Path
     """The gateway killed while the child writes a batch: the reply has no reader. The child
     says so in one line and exits 0, with no BrokenPipeError traceback in the journal."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "gateway.writer_process"],
+        [sys.executable, "-m", "gateway.accounting.writer_process"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from gateway.keys import KeyRecord, TeamRecord, hash_secret
+from gateway.policy.keys import KeyRecord, TeamRecord, hash_secret
 from gateway.store import open_store
 from tests.mock_idp import MockIdp, start_idp
 from tests.servers import LoopThread

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.keys import AdminKeyRecord, KeyRecord, TeamRecord
-from gateway.records import AdminChange, AuditRecord, ChainAnchor, ChainLink, ChangeLink, SpendRow
+from gateway.accounting.records import AdminChange, AuditRecord, ChainAnchor, ChainLink, ChangeLink, SpendRow
+from gateway.policy.keys import AdminKeyRecord, KeyRecord, TeamRecord
 
 if TYPE_CHECKING:
     from gateway.store.ledger import SpendGroup

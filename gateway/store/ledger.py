@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Final, Literal, NamedTuple, TypeVar, cast
 
-from gateway.records import (
+from gateway.accounting.records import (
     AdminChange,
     AuditRecord,
     ChangeLink,

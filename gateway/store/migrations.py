@@ -13,8 +13,8 @@ from typing import Final, NamedTuple, TypeVar
 
 import msgspec
 
-from gateway.keys import AdminKeyRecord, KeyRecord, TeamRecord
-from gateway.records import GENESIS_HASH
+from gateway.accounting.records import GENESIS_HASH
+from gateway.policy.keys import AdminKeyRecord, KeyRecord, TeamRecord
 
 
 class Migration(NamedTuple):
@@ -143,7 +143,7 @@ SQLITE_MIGRATIONS: Final[tuple[Migration, ...]] = (
             "create index tollway_objects_open_batches on tollway_objects (kind, settled_at)",
         ),
     ),
-    # Spend per tag (gateway/tags.py): a request counts once under each of its tags, '' when it
+    # Spend per tag (gateway/policy/tags.py): a request counts once under each of its tags, '' when it
     # has none. Every record before this migration had none: they are summed in under ''.
     Migration(
         5,
@@ -164,8 +164,8 @@ SQLITE_MIGRATIONS: Final[tuple[Migration, ...]] = (
             _BACKFILL_TAGS,
         ),
     ),
-    # Admin keys (gateway/adminkeys.py); the audit of admin changes, a hash chain of its own with
-    # its own head (gateway/admin_changes.py); request records by team, for a team admin's view.
+    # Admin keys (gateway/admin/adminkeys.py); the audit of admin changes, a hash chain of its own with
+    # its own head (gateway/admin/changes.py); request records by team, for a team admin's view.
     Migration(
         6,
         (

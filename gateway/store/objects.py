@@ -1,5 +1,5 @@
 """Which key owns each object a provider keeps for it (files, uploads, batches, stored chat
-completions: gateway/objects_state.py), as both stores hold them."""
+completions: gateway/objects/state.py), as both stores hold them."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ COLUMNS: Final = ("id", "kind", "provider", "key_id", "team_id", "created_at", "
 class OwnedObject(msgspec.Struct, frozen=True):
     """One object the gateway created at a provider (or a batch's output file), and its owner.
 
-    `settled_at` is set on a batch once its output has been accounted (gateway/batch_accounting.py),
+    `settled_at` is set on a batch once its output has been accounted (gateway/accounting/batches.py),
     so that no process reads it again."""
 
     id: str

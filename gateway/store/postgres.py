@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.keys import AdminKeyRecord, KeyRecord, TeamRecord
-from gateway.records import AdminChange, AuditRecord, ChainAnchor, ChainLink, ChangeLink, SpendRow
+from gateway.accounting.records import AdminChange, AuditRecord, ChainAnchor, ChainLink, ChangeLink, SpendRow
+from gateway.policy.keys import AdminKeyRecord, KeyRecord, TeamRecord
 from gateway.store import StoreUnavailable, postgres_admin, postgres_audit
 from gateway.store import objects as owned
 from gateway.store import responses as kept

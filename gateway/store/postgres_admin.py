@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, cast
 
-from gateway.records import AdminChange, ChangeLink
+from gateway.accounting.records import AdminChange, ChangeLink
 from gateway.store.ledger import next_change
 from gateway.store.migrations import CHANGE_COLUMNS
 

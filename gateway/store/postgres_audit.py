@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Final, cast
 
-from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
+from gateway.accounting.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 from gateway.store.ledger import (
     AUDIT_COLUMNS,
     GROUP_COLUMN,

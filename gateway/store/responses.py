@@ -1,4 +1,4 @@
-"""Responses kept for `/v1/responses` (gateway/responses_state.py), as both stores hold them: a
+"""Responses kept for `/v1/responses` (gateway/objects/responses_state.py), as both stores hold them: a
 few columns to find and scope a row by, the rest (the response object as served and the input
 items it answered) as JSON in `data`."""
 

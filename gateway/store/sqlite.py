@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Final, TypeVar
 
-from gateway.keys import AdminKeyRecord, KeyRecord, TeamRecord
-from gateway.records import AdminChange, AuditRecord, ChainAnchor, ChainLink, ChangeLink, SpendRow
+from gateway.accounting.records import AdminChange, AuditRecord, ChainAnchor, ChainLink, ChangeLink, SpendRow
+from gateway.policy.keys import AdminKeyRecord, KeyRecord, TeamRecord
 from gateway.store import StoreUnavailable, sqlite_admin, sqlite_audit
 from gateway.store import objects as owned
 from gateway.store import responses as kept

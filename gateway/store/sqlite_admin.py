@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from gateway.records import AdminChange, ChangeLink
+from gateway.accounting.records import AdminChange, ChangeLink
 from gateway.store.ledger import next_change
 from gateway.store.migrations import CHANGE_COLUMNS, utc_text
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Final
 
-from gateway.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
+from gateway.accounting.records import AuditRecord, ChainAnchor, ChainLink, SpendRow
 from gateway.store.ledger import (
     AUDIT_COLUMNS,
     GROUP_COLUMN,

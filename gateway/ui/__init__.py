@@ -1,5 +1,5 @@
 """The admin web UI at /ui: server-rendered pages over the admin API's own operations
-(gateway/adminops.py), signed in with the master key or through an OpenID Connect IdP. Every
+(gateway/admin/ops.py), signed in with the master key or through an OpenID Connect IdP. Every
 asset is in this package (templates/, static/), so it works with no network beyond the gateway."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway.admin import AdminApi
-from gateway.auth import KeyRing
-from gateway.config import Config, ModelConfig
-from gateway.metrics import Metrics
-from gateway.router import TargetState
+from gateway.admin.api import AdminApi
+from gateway.config.schema import Config, ModelConfig
+from gateway.observability.metrics import Metrics
+from gateway.policy.auth import KeyRing
+from gateway.routing.router import TargetState
 from gateway.store import Store
 from gateway.ui.context import HERE, Ui, make_templates
 from gateway.ui.oidc import OidcClient

@@ -1,6 +1,6 @@
 """What every UI page shares: its dependencies, the templates, and the guard that stands before
 each page and data URL (a session, the same origin, and on a change a CSRF token). What a role
-may do is not decided here but by the admin operations the pages call (gateway/admin_scope.py).
+may do is not decided here but by the admin operations the pages call (gateway/admin/scope.py).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Final
 import jinja2
 from aiohttp import web
 
-from gateway.admin import AdminApi
-from gateway.adminops import AdminOps
-from gateway.config import Config, ModelConfig
-from gateway.errors import GatewayError
-from gateway.metrics import Metrics
-from gateway.router import TargetState
+from gateway.admin.api import AdminApi
+from gateway.admin.ops import AdminOps
+from gateway.config.schema import Config, ModelConfig
+from gateway.errors.answers import GatewayError
+from gateway.observability.metrics import Metrics
+from gateway.routing.router import TargetState
 from gateway.store import Store, StoreUnavailable
 from gateway.ui.oidc import OidcClient
 from gateway.ui.sessions import COOKIE, Session, Sessions, cross_origin, tokens_match
@@ -63,7 +63,7 @@ class Ui:
         return self.store
 
     def ops(self) -> AdminOps:
-        """The admin operations (gateway/adminops.py): every read of keys, teams, admin keys and
+        """The admin operations (gateway/admin/ops.py): every read of keys, teams, admin keys and
         changes, and every change, goes through them, so the role checks and the audit of admin
         changes are the admin API's own."""
         if self.admin.ops is None:

@@ -1,4 +1,4 @@
-"""HTML form fields -> the admin API's own input Structs (gateway/keyadmin.py), so the UI validates
+"""HTML form fields -> the admin API's own input Structs (gateway/policy/keyadmin.py), so the UI validates
 exactly as the API does: the fields become the JSON body the API would get, decoded by the
 API's decoder, and a bad value is the API's GatewayError 400 naming the field.
 
@@ -13,10 +13,10 @@ from typing import Final, TypeVar
 
 import msgspec
 
-from gateway.admin import decode_body
-from gateway.adminkeys import AdminKeyCreate
-from gateway.errors import GatewayError
-from gateway.keyadmin import KeyCreate, KeyPatch, KeyRotate, TeamCreate, TeamPatch
+from gateway.admin.adminkeys import AdminKeyCreate
+from gateway.admin.api import decode_body
+from gateway.errors.answers import GatewayError
+from gateway.policy.keyadmin import KeyCreate, KeyPatch, KeyRotate, TeamCreate, TeamPatch
 
 T = TypeVar("T")
 _SPLIT: Final = re.compile(r"[\s,]+")

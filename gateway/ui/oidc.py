@@ -22,8 +22,8 @@ import aiohttp
 import jwt
 import msgspec
 
-from gateway.admin_identity import AdminIdentity, from_groups
-from gateway.config import OidcConfig
+from gateway.admin.identity import AdminIdentity, from_groups
+from gateway.config.schema import OidcConfig
 from gateway.ui.sessions import Pending
 
 log = logging.getLogger("tollway")

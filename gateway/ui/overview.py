@@ -11,10 +11,10 @@ from datetime import date
 import msgspec
 from prometheus_client.metrics_core import Metric
 
-from gateway.admin_identity import AdminIdentity
-from gateway.admin_scope import team_scope
-from gateway.metrics import Metrics
-from gateway.reports import SpendQuery, spend_report
+from gateway.accounting.reports import SpendQuery, spend_report
+from gateway.admin.identity import AdminIdentity
+from gateway.admin.scope import team_scope
+from gateway.observability.metrics import Metrics
 from gateway.store import Store
 
 

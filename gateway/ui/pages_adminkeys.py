@@ -8,8 +8,8 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway import adminkeys
-from gateway.admin_identity import ROLES
+from gateway.admin import adminkeys
+from gateway.admin.identity import ROLES
 from gateway.ui import forms
 from gateway.ui.context import Ui, form_of, redirect, take_flash
 from gateway.ui.pages_keys import visible_teams

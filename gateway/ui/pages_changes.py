@@ -10,12 +10,12 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from gateway import admin_changes
-from gateway.admin_changes import ChangePage
-from gateway.admin_identity import AdminIdentity
-from gateway.adminops import AdminOps
-from gateway.errors import GatewayError
-from gateway.records import AdminChange, decode_change
+from gateway.accounting.records import AdminChange, decode_change
+from gateway.admin import changes as admin_changes
+from gateway.admin.changes import ChangePage
+from gateway.admin.identity import AdminIdentity
+from gateway.admin.ops import AdminOps
+from gateway.errors.answers import GatewayError
 from gateway.ui.context import Ui
 from gateway.ui.sessions import Session
 

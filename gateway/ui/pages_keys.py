@@ -1,5 +1,5 @@
 """The Keys and Teams pages: lists with filters and pages, create, edit, rotate, revoke and
-delete. Every read and write goes through the admin operations (gateway/adminops.py) with the
+delete. Every read and write goes through the admin operations (gateway/admin/ops.py) with the
 signed-in identity, so the roles are the admin API's and every change is in the audit of admin
 changes."""
 
@@ -9,10 +9,10 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway import keyadmin
-from gateway.admin_identity import AdminIdentity
-from gateway.adminops import AdminOps
-from gateway.keyadmin import KeyView, TeamView
+from gateway.admin.identity import AdminIdentity
+from gateway.admin.ops import AdminOps
+from gateway.policy import keyadmin
+from gateway.policy.keyadmin import KeyView, TeamView
 from gateway.ui import forms
 from gateway.ui.context import Ui, form_of, redirect, take_flash
 from gateway.ui.pages_changes import history_of

@@ -1,5 +1,6 @@
 """The Overview, Spend, Audit and Models pages: read-only views over the gateway's counters, the
-spend rollups (gateway/reports.py), the audit chain (gateway/audit.py) and the router's state."""
+spend rollups (gateway/accounting/reports.py), the audit chain (gateway/accounting/audit.py) and the
+router's state."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from gateway import audit
-from gateway.admin_identity import AdminIdentity
-from gateway.admin_scope import require_sees, team_scope
-from gateway.errors import GatewayError
-from gateway.records import ChainLink
-from gateway.reports import SpendQuery, SpendReport, spend_query, spend_report
+from gateway.accounting import audit
+from gateway.accounting.records import ChainLink
+from gateway.accounting.reports import SpendQuery, SpendReport, spend_query, spend_report
+from gateway.admin.identity import AdminIdentity
+from gateway.admin.scope import require_sees, team_scope
+from gateway.errors.answers import GatewayError
 from gateway.ui.context import SECURITY_HEADERS, Ui
 from gateway.ui.overview import Overview, costs, in_flight, request_counts
 from gateway.ui.pages_keys import visible_teams

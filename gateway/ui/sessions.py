@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.admin_identity import AdminIdentity
+from gateway.admin.identity import AdminIdentity
 
 COOKIE: Final = "tollway_ui"
 LOGIN_COOKIE: Final = "tollway_ui_login"  # the CSRF token of the sign-in form, before a session exists

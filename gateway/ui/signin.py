@@ -13,8 +13,8 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway.admin_identity import MASTER, AdminIdentity
-from gateway.auth import KeyRing
+from gateway.admin.identity import MASTER, AdminIdentity
+from gateway.policy.auth import KeyRing
 from gateway.ui.context import Ui, redirect
 from gateway.ui.oidc import SignInRefused
 from gateway.ui.sessions import (

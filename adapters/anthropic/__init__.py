@@ -1,0 +1,1 @@
+"""Anthropic's Messages API: the provider adapter, the `/v1/messages` front door, and its wire shapes."""

@@ -1,0 +1,1 @@
+"""AWS Bedrock's Converse API: the provider adapter and its wire shapes."""

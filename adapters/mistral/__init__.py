@@ -1,0 +1,1 @@
+"""Mistral's chat completions: the provider adapter and its wire shapes."""

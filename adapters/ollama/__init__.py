@@ -1,0 +1,1 @@
+"""Ollama's native chat API: the provider adapter and its wire shapes."""

@@ -1,0 +1,2 @@
+"""The `tollway` command line: serve, check-config, keys and teams, migrations, imports, reports and
+backups."""

@@ -1,0 +1,1 @@
+"""The configuration: its msgspec schema, YAML loading, and the embedded default."""

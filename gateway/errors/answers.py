@@ -1,0 +1,132 @@
+"""The gateway's own error answers, always in OpenAI's shape:
+`{"error": {"message", "type", "code", "param"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+from aiohttp import web
+
+from adapters.openai.shapes import OpenAIError, OpenAIErrorDetail
+
+_encode: Final = msgspec.json.Encoder()
+
+
+class GatewayError(Exception):
+    """A request that ends in an error answer; raised anywhere on the request path.
+
+    `fault` says whose fault it was, for metrics: caller, policy, provider or gateway.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        fault: str = "caller",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.fault = fault
+        self.headers = headers
+
+
+def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
+    """The OpenAI error body as bytes."""
+    return _encode.encode(OpenAIError(OpenAIErrorDetail(message, type, code, param)))
+
+
+def error_response(
+    err: GatewayError, request_id: str, body: bytes | None = None, id_header: str = "x-request-id"
+) -> web.Response:
+    """The HTTP answer for a GatewayError, carrying the request id (in `id_header` too, for
+    clients that read it under another name): the OpenAI error body unless another `body` is given
+    (another front door's error shape)."""
+    headers = {"x-request-id": request_id, id_header: request_id}
+    if err.headers:
+        headers.update(err.headers)
+    return web.Response(
+        status=err.status,
+        body=error_body(err.message, err.type, err.code, err.param) if body is None else body,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> GatewayError:
+    return GatewayError(400, message, code=code, param=param)
+
+
+def malformed_body() -> GatewayError:
+    """A body whose framing (chunked encoding) or content encoding (gzip, deflate) is broken,
+    found while reading it: the head was fine, so the request reached a handler."""
+    return GatewayError(
+        400,
+        "the request body could not be read: its chunked framing or content encoding is invalid",
+        code="malformed_request",
+    )
+
+
+def unauthorized() -> GatewayError:
+    return GatewayError(
+        401,
+        "missing or invalid API key: send it as 'Authorization: Bearer <key>' or 'x-api-key'",
+        type="authentication_error",
+        code="invalid_api_key",
+    )
+
+
+def model_not_found(model: str) -> GatewayError:
+    """A model that is not configured, or one the key may not use: one answer for both (OpenAI's
+    wording), so that a restricted key cannot tell which models exist."""
+    return GatewayError(
+        404,
+        f"the model '{model}' does not exist or you do not have access to it",
+        code="model_not_found",
+        param="model",
+    )
+
+
+def body_too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"the request body exceeds the limit of {limit} bytes", code="request_too_large")
+
+
+def upstream_timeout(provider: str) -> GatewayError:
+    return GatewayError(
+        504,
+        f"provider '{provider}' did not answer in time",
+        type="upstream_error",
+        code="upstream_timeout",
+        fault="provider",
+    )
+
+
+def upstream_unreachable(provider: str, reason: str) -> GatewayError:
+    return GatewayError(
+        502,
+        f"provider '{provider}' could not be reached: {reason}",
+        type="upstream_error",
+        code="upstream_unreachable",
+        fault="provider",
+    )
+
+
+def store_unavailable(what: str) -> GatewayError:
+    """A 503 for a read of the store on the request path that failed or took too long."""
+    return GatewayError(
+        503,
+        f"the store of {what} is unavailable; try again shortly",
+        type="server_error",
+        code="store_unavailable",
+        fault="gateway",
+    )

@@ -1,0 +1,1 @@
+"""Logical models to targets: the router, load balancing, circuit breakers and shared cooldowns."""

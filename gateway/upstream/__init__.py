@@ -1,0 +1,1 @@
+"""Talking to providers: the transports (HTTP, signing, mock), timeouts, and the credentials they send."""
