@@ -20,8 +20,8 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.observability.logs import JsonFormatter
-from gateway.routing.router import Refreshed
 from gateway.server.app import HOLDER
+from gateway.upstream.transports import Refreshed
 from tests.aws_mocks import AwsAccount, MockMetadata, MockSts
 from tests.conftest import MASTER_KEY
 from tests.servers import LoopThread, start_gateway, start_site

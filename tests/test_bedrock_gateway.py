@@ -26,9 +26,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from gateway.config.schema import BedrockProvider
-from gateway.routing.router import build_target, build_transport
+from gateway.routing.router import build_target
 from gateway.upstream.http import SigningTransport
 from gateway.upstream.lean import LeanTransport
+from gateway.upstream.transports import build_transport
 from tests.conftest import MASTER_KEY, Gateway
 from tests.eventstream_frames import encode_frame
 from tests.servers import LoopThread, start_site

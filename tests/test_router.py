@@ -66,7 +66,7 @@ def test_breaker_changes_are_reported_by_target() -> None:
 )
 async def test_each_provider_gets_the_http_client_it_names(chosen: str | None, expected: str) -> None:
     from gateway.config.schema import OpenAIProvider
-    from gateway.routing.router import build_transport
+    from gateway.upstream.transports import build_transport
 
     provider = OpenAIProvider(
         base_url="http://127.0.0.1:9/v1", **({} if chosen is None else {"http_client": chosen})

@@ -47,7 +47,7 @@ class StandIn:
     provider: str
     kind: str
     label: str
-    target: Target
+    wire: Target
 
 
 OPENAI = StandIn(

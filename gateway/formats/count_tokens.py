@@ -42,9 +42,9 @@ async def count_tokens(ctx: RequestContext, body: bytes, targets: tuple[RouteTar
             "model",
             code="unsupported_endpoint",
         )
-    ctx.provider, ctx.target_model = target.provider, target.target.model
+    ctx.provider, ctx.target_model = target.provider, target.wire.model
     try:
-        request = count_tokens_request(body, target.target)
+        request = count_tokens_request(body, target.wire)
     except InvalidRequest as exc:
         raise bad_request(exc.message, exc.param) from None
     try:

@@ -128,7 +128,7 @@ class ResponsesRoutes:
             raise bad_request(exc.message, exc.param) from None
         caller.check_model(model)
         plan = self._router().plan(model, caller.regions)
-        target = next((t for t in plan.route.targets if t.target.serves_responses), None)
+        target = next((t for t in plan.route.targets if t.wire.serves_responses), None)
         if target is None:
             raise bad_request(
                 f"'{path.lstrip('/')}' needs an upstream that serves the Responses API, and model "
@@ -145,7 +145,7 @@ class ResponsesRoutes:
             raise bad_request(
                 "'conversation' is not supported: this gateway serves no conversations", "conversation"
             )
-        fields["model"] = msgspec.Raw(msgspec.json.encode(target.target.model))
+        fields["model"] = msgspec.Raw(msgspec.json.encode(target.wire.model))
         return await self._send(request, target, "POST", path, msgspec.json.encode(fields))
 
     # --- passing through ------------------------------------------------------------------------
@@ -168,7 +168,7 @@ class ResponsesRoutes:
         self, request: web.Request, target: RouteTarget, method: str, path: str, body: bytes
     ) -> web.StreamResponse:
         """The call to the upstream, and its answer relayed as it came (a stream as it comes)."""
-        url = target.target.base_url + "/responses" + path
+        url = target.wire.base_url + "/responses" + path
         if request.query_string:
             url += "?" + request.query_string
         upstream_request = UpstreamRequest(method, url, _JSON_HEADERS if body else (), body)

@@ -230,7 +230,7 @@ class _RequestSpan:
         if not recording and tracer.metrics is None:
             return PassingAttempt(self._root_headers)
         operation = genai.operation_name(self._ctx.endpoint)
-        model = target.target.model
+        model = target.wire.model
         attributes: Attributes = {
             "gen_ai.operation.name": operation,
             "gen_ai.provider.name": genai.provider_name(target.kind),
@@ -242,7 +242,7 @@ class _RequestSpan:
         }
         if after is not None:
             attributes["tollway.attempt.after"] = after
-        server = genai.server_of(target.target.base_url)
+        server = genai.server_of(target.wire.base_url)
         if server is not None:
             attributes["server.address"], attributes["server.port"] = server
         span: Span | None = None

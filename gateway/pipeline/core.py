@@ -435,7 +435,7 @@ class Gateway:
         for step in plan.route.chain:
             for t in step:
                 usage = usage_of(prompt_tokens, output_ceiling(prices, t, max_tokens))
-                worst = max(worst, prices.cost_for(t.provider, t.target.model, usage))
+                worst = max(worst, prices.cost_for(t.provider, t.wire.model, usage))
         return worst
 
     def _stream_tap(

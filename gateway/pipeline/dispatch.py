@@ -180,11 +180,11 @@ class Dispatcher:
                 ctx.error_kind = plan.last_failure.kind
             if plan.last_call is not None:
                 ctx.provider = plan.last_call.target.provider
-                ctx.target_model = plan.last_call.target.target.model
+                ctx.target_model = plan.last_call.target.wire.model
             raise final
         target = answer.target
         ctx.provider = target.provider
-        ctx.target_model = target.target.model
+        ctx.target_model = target.wire.model
         if answer.record is not ctx.attempts[0]:
             self._metrics.fallbacks.labels(plan.route.model).inc()
         return answer
@@ -251,10 +251,10 @@ class Dispatcher:
             if call.delay_s:
                 await asyncio.sleep(call.delay_s)
             request = msgspec.structs.replace(job.request, fields=dict(job.request.fields))
-            way = target.dialect.native_way(request, target.target, job.endpoint)
+            way = target.dialect.native_way(request, target.wire, job.endpoint)
             # Before the build, which may take fields out of the copy (a dropped effort).
-            dropped = target.dialect.dropped(request, target.target) if way is None else ()
-            upstream_request = target.dialect.build(request, target.target, job.endpoint)
+            dropped = target.dialect.dropped(request, target.wire) if way is None else ()
+            upstream_request = target.dialect.build(request, target.wire, job.endpoint)
             if not job.native_answers:
                 way = None
         except InvalidRequest as exc:
@@ -270,7 +270,7 @@ class Dispatcher:
             headers = (*upstream_request.headers, *span.headers)
             upstream_request = msgspec.structs.replace(upstream_request, headers=headers)
         ctx.provider = target.provider
-        ctx.target_model = target.target.model
+        ctx.target_model = target.wire.model
         started = time.perf_counter()
         target.stats.inflight += 1
         upstream: UpstreamResponse | None = None
@@ -330,7 +330,7 @@ class Dispatcher:
             target.breaker.record_success(call.probe)
             target.stats.observe_latency(elapsed)
             self._metrics.attempt(target.label, "ok")
-            self._metrics.observe_upstream(target.provider, target.target.model, elapsed)
+            self._metrics.observe_upstream(target.provider, target.wire.model, elapsed)
             return  # the in-flight slot and the upstream are the Answer's until it is closed
         target.stats.inflight -= 1
         if upstream is not None:
@@ -364,7 +364,7 @@ class Dispatcher:
             if way is not None:
                 body, usage = way.answer(raw, job.request.model)
             else:
-                read, usage = target.dialect.answer(raw, job.request.model, target.target)
+                read, usage = target.dialect.answer(raw, job.request.model, target.wire)
                 if isinstance(read, ChatResponse):
                     # The same id and time its stream would have carried, where the provider gave none.
                     read.id = read.id or job.response_id
@@ -393,7 +393,7 @@ class Dispatcher:
             relay = way.stream_relay()
         else:
             relay = target.dialect.stream_relay(
-                target.target,
+                target.wire,
                 request.client_wants_usage,
                 request.model,
                 job.response_id,

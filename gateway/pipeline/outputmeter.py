@@ -126,7 +126,7 @@ _decode_answer: Final = msgspec.json.Decoder(_Answer)
 def output_ceiling(prices: PriceTable, target: RouteTarget, max_tokens: int | None) -> int:
     """The most output a request may get from `target`: its max_tokens, else the target's
     max_output_tokens."""
-    return max_tokens or prices.max_output_tokens(target.provider, target.target.model)
+    return max_tokens or prices.max_output_tokens(target.provider, target.wire.model)
 
 
 def tokens_of_chars(chars: int) -> int:

@@ -1,9 +1,11 @@
-"""Logical model names to the targets that serve them, and the transports to reach each provider.
+"""Logical model names to the targets that serve them (each provider's transport comes from
+gateway/upstream/transports.py).
 
 A route is a fallback chain: steps tried in order, each step one target or a pool of targets that
 share the load. Every target (a provider and the model it runs there) has one breaker and one set
 of load numbers, shared by every logical model that uses it. `plan` applies the caller's region
-restriction and hands out a Plan (gateway/pipeline/attempts.py), which walks the chain for one request.
+restriction and hands out a Plan (gateway/pipeline/attempts.py), which walks the chain for one
+request.
 
 Built once from the config; a reload builds a new Router and swaps it in.
 """
@@ -19,7 +21,7 @@ from typing import Final
 
 import msgspec
 
-from adapters.base import DEFAULT_MAX_TOKENS, Target, UpstreamRequest
+from adapters.base import DEFAULT_MAX_TOKENS, Target
 from adapters.gemini import vertex
 from gateway.config.schema import (
     AnthropicProvider,
@@ -39,15 +41,10 @@ from gateway.formats.dialects import Dialect, dialect_for
 from gateway.pipeline.attempts import Plan
 from gateway.routing.balance import Strategy, TargetStats
 from gateway.routing.breaker import Breaker, BreakerState, Clock
-from gateway.upstream.aws_credentials import build_aws_credentials
-from gateway.upstream.azure_credentials import build_entra_credentials
-from gateway.upstream.credentials import CurrentCredentials, auth_headers, secrets_of, signer_for
-from gateway.upstream.google_credentials import build_google_credentials
-from gateway.upstream.http import HttpTransport, SigningTransport, Transport
-from gateway.upstream.lean import LeanTransport
-from gateway.upstream.mock import MockTransport
-from gateway.upstream.refresh import BackgroundRefresh, HeaderPairs, RefreshObserver
-from gateway.upstream.sigv4 import AwsCredentials
+from gateway.upstream.credentials import secrets_of
+from gateway.upstream.http import Transport
+from gateway.upstream.refresh import RefreshObserver
+from gateway.upstream.transports import Refreshed, refreshed_transport
 
 MOCK_BASE_URL: Final = "mock://local"
 # Distinct (model, regions) pairs remembered; region sets come from keys, so a handful in practice.
@@ -63,7 +60,7 @@ class RouteTarget(msgspec.Struct, frozen=True):
 
     provider: str
     kind: str
-    target: Target
+    wire: Target  # what the adapter is told: base URL, model, protocol settings
     dialect: Dialect
     transport: Transport
     timeouts: Timeouts
@@ -94,59 +91,6 @@ class Route(msgspec.Struct, frozen=True):
     def targets(self) -> tuple[RouteTarget, ...]:
         """Every target of the chain, in order."""
         return tuple(target for step in self.chain for target in step)
-
-
-def build_transport(
-    provider: Provider,
-    credentials: CurrentCredentials | None = None,
-    *,
-    bearer: Callable[[], HeaderPairs] | None = None,
-) -> Transport:
-    """A transport for one provider (its `http_client`'s; call inside a running loop).
-    `credentials` signs a Bedrock provider's requests (default: the keys in its config); `bearer`
-    gives the header pairs of a provider whose tokens are refreshed (Vertex's access tokens,
-    Azure's Entra ID tokens), added to each request as it is sent. Both read memory only
-    (gateway/upstream/refresh.py) and raise CredentialsUnavailable once what they hold expired unrenewed."""
-    if isinstance(provider, MockProvider):
-        return MockTransport(provider)
-    client = LeanTransport if provider.http_client == "lean" else HttpTransport
-    if bearer is not None:
-        return SigningTransport(client(auth_headers(provider), provider.max_connections), _added(bearer))
-    # Bedrock's URLs carry a percent-encoded model id that must arrive (and be signed) as built.
-    exact_urls = isinstance(provider, BedrockProvider)
-    signer = signer_for(provider, credentials)
-    if signer is not None:
-        return SigningTransport(client({}, provider.max_connections, exact_urls=exact_urls), signer)
-    return client(auth_headers(provider), provider.max_connections, exact_urls=exact_urls)
-
-
-def _added(bearer: Callable[[], HeaderPairs]) -> Callable[[UpstreamRequest], HeaderPairs]:
-    def headers(request: UpstreamRequest) -> HeaderPairs:
-        return bearer()  # the same headers whatever the request: a token, not a signature
-
-    return headers
-
-
-# One provider's refreshed credentials, whichever cloud's (both are gateway/upstream/refresh.py's).
-Refreshed = BackgroundRefresh[AwsCredentials] | BackgroundRefresh[HeaderPairs]
-
-
-def refreshed_transport(
-    name: str, provider: Provider, env: Mapping[str, str], observer: RefreshObserver | None
-) -> tuple[Refreshed | None, Transport]:
-    """A provider's transport, and the background refresh of its credentials when they expire
-    (AWS's for a Bedrock provider that signs, Google's for Vertex, Entra ID's for Azure with
-    `entra`), not started yet."""
-    if isinstance(provider, BedrockProvider) and provider.signs_requests:
-        aws = build_aws_credentials(name, provider, env, observer)
-        return aws, build_transport(provider, aws.current)
-    google = build_google_credentials(name, provider, observer, env)
-    if google is not None:
-        return google, build_transport(provider, bearer=google.current)
-    entra = build_entra_credentials(name, provider, observer, env)
-    if entra is not None:
-        return entra, build_transport(provider, bearer=entra.current)
-    return None, build_transport(provider)
 
 
 def kind_of(provider: Provider) -> str:
@@ -259,7 +203,7 @@ class Router:
                     RouteTarget(
                         provider=target.provider,
                         kind=kind_of(provider),
-                        target=build_target(target.provider, provider, target.model),
+                        wire=build_target(target.provider, provider, target.model),
                         dialect=dialects[kind_of(provider)],
                         transport=self.transports[target.provider],
                         timeouts=model.timeout or provider.timeout,
