@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -61,6 +61,16 @@ async def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> Non
         await asyncio.sleep(0.02)
 
 
+async def succeeds_within(attempt: Callable[[], Awaitable[bool]], seconds: float) -> bool:
+    """Whether `attempt` returns True once within `seconds`, tried again after each False."""
+    deadline = time.monotonic() + seconds
+    while not await attempt():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
 async def _nodes_holding(cluster: ClusterSet, pattern: str) -> set[int]:
     found: set[int] = set()
     for port in cluster.ports:
@@ -85,7 +95,10 @@ async def test_limits_lease_across_every_node_without_crossslot(
     admitted = dict.fromkeys(range(SUBJECTS), 0)
     try:
         for sync in syncs:
-            assert await sync.sync_once(), "the first sync (registry and script load)"
+            # A cluster client's first call discovers the topology and connects to every node,
+            # which on a loaded machine can outlast a sync's 0.5 s bound: that sync fails and the
+            # next interval's is tried, as in production. What must hold is that syncs succeed.
+            assert await succeeds_within(sync.sync_once, 5.0), "the first sync (registry and script load)"
         for _ in range(4):  # admit what the leases allow, then sync: a few rounds
             for limiter in limiters:
                 for n, subject in enumerate(subjects):
