@@ -1,4 +1,5 @@
-"""The reference pages under docs/reference/, generated from the code so that they cannot drift.
+"""The reference pages under docs/reference/ and docs/errors.md, generated from the code so that they
+cannot drift.
 
 `python -m gateway.docgen` writes every page of `PAGES`; `python -m gateway.docgen --check` writes
 nothing and exits 1, naming each page that differs from what the code says. A page is one line
@@ -430,12 +431,41 @@ def render_layout() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# docs/errors.md
+
+
+def render_errors() -> str:
+    from gateway.errors.catalogue import ErrorCode
+
+    rows = ["| code | status | type | fault | retryable | meaning |", "|---|---|---|---|---|---|"]
+    for member in sorted(ErrorCode, key=lambda m: (m.value.status, m.value.code)):
+        spec = member.value
+        retry = "yes" if spec.retryable else "no"
+        meaning = _cell(spec.description)
+        rows.append(f"| `{spec.code}` | {spec.status} | `{spec.type}` | {spec.fault} | {retry} | {meaning} |")
+    return "".join(
+        [
+            HEADER.format(command=REGENERATE, source="`ErrorCode` in `gateway/errors/catalogue.py`"),
+            "# Error codes\n\n",
+            'Every error answer has OpenAI\'s shape, `{"error": {"message", "type", "code", "param"}}`;\n'
+            "`code` is one of the codes below. `fault` says whose fault it was, as counted in the\n"
+            "metrics: the caller's, a policy's (limits, budgets, key scopes), the provider's or the\n"
+            "gateway's. A retryable code may succeed if the same request is sent again later. A few codes\n"
+            "are not in the catalogue yet (`rate_limit_exceeded`, `key_revoked`, codes passed through\n"
+            "from a provider): see [endpoints.md](endpoints.md#errors) for those.\n\n",
+            "\n".join(rows) + "\n",
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 
 PAGES: Final[tuple[tuple[str, Callable[[], str]], ...]] = (
     ("docs/reference/configuration.md", render_configuration),
     ("docs/reference/metrics.md", render_metrics),
     ("docs/reference/request-log.md", render_request_log),
     ("docs/reference/layout.md", render_layout),
+    ("docs/errors.md", render_errors),
 )
 
 

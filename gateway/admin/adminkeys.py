@@ -15,7 +15,8 @@ from typing import Literal
 import msgspec
 
 from gateway.admin.identity import AdminIdentity, Role
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.policy.auth import presented_key, secret_hash_of
 from gateway.policy.keyadmin import AwareDatetime, not_found, now_utc
 from gateway.policy.keys import ADMIN_SECRET_PREFIX, AdminKeyRecord, Name, hash_secret, new_id, new_secret
@@ -66,8 +67,8 @@ async def create_admin_key(store: Store, body: AdminKeyCreate, created_by: str) 
         for team_id in body.teams:
             team = await store.get_team(team_id)
             if team is None or team.deleted_at is not None:
-                raise GatewayError(
-                    400, f"no active team with id '{team_id}'", code="team_not_found", param="teams"
+                raise from_code(
+                    ErrorCode.TEAM_NOT_FOUND, f"no active team with id '{team_id}'", param="teams"
                 )
     elif body.teams:
         raise GatewayError(400, f"only a team_admin key names teams (this one is {body.role})", param="teams")
@@ -119,5 +120,5 @@ async def authenticate_admin_key(store: Store, headers: Mapping[str, str]) -> Ad
             401, "this admin key has been revoked", type="authentication_error", code="key_revoked"
         )
     if record.expires_at is not None and record.expires_at <= now_utc():
-        raise GatewayError(401, "this admin key has expired", type="authentication_error", code="key_expired")
+        raise from_code(ErrorCode.KEY_EXPIRED, "this admin key has expired")
     return identity_of(record)

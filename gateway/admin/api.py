@@ -21,7 +21,8 @@ from gateway.admin.changes import ChangePage
 from gateway.admin.identity import MASTER, AdminIdentity
 from gateway.admin.ops import AdminOps
 from gateway.config.hints import fields_at, hint
-from gateway.errors.answers import GatewayError, error_response, unauthorized
+from gateway.errors.answers import GatewayError, error_response, from_code, unauthorized
+from gateway.errors.catalogue import ErrorCode
 from gateway.pipeline.context import request_id_of
 from gateway.policy import keyadmin
 from gateway.policy.auth import KeyRing
@@ -128,18 +129,13 @@ class AdminApi:
             if found is not None:
                 return found
         if self._ring.presents_virtual_key(request.headers):
-            raise GatewayError(
-                403,
-                "the admin API needs the master key or an admin key, not a virtual key",
-                type="permission_error",
-                code="admin_only",
+            raise from_code(
+                ErrorCode.ADMIN_ONLY, "the admin API needs the master key or an admin key, not a virtual key"
             )
         if not self._ring.has_master:
-            raise GatewayError(
-                403,
+            raise from_code(
+                ErrorCode.ADMIN_DISABLED,
                 "the admin API needs server.master_key, or an admin key (tollway admin-keys create)",
-                type="permission_error",
-                code="admin_disabled",
             )
         raise unauthorized()
 

@@ -16,19 +16,15 @@ from collections.abc import Iterable
 from typing import Final
 
 from gateway.admin.identity import AdminIdentity
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 
 # The team fields a team_admin may change on its own teams.
 TEAM_ADMIN_TEAM_FIELDS: Final = frozenset({"name", "metadata"})
 
 
 def forbidden(identity: AdminIdentity, what: str) -> GatewayError:
-    return GatewayError(
-        403,
-        f"the {identity.role} '{identity.who}' may not {what}",
-        type="permission_error",
-        code="role_forbidden",
-    )
+    return from_code(ErrorCode.ROLE_FORBIDDEN, f"the {identity.role} '{identity.who}' may not {what}")
 
 
 def require_writer(identity: AdminIdentity, what: str) -> None:

@@ -13,7 +13,8 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from gateway.errors.answers import GatewayError, error_response, unauthorized
+from gateway.errors.answers import GatewayError, error_response, from_code, unauthorized
+from gateway.errors.catalogue import ErrorCode
 from gateway.pipeline.context import request_id_of
 from gateway.policy.auth import KeyRing
 from gateway.routing.router import TargetState
@@ -36,19 +37,9 @@ def targets_handler(
         if ring.is_master(request.headers):
             return
         if not ring.has_master:
-            raise GatewayError(
-                403,
-                "the admin API needs server.master_key to be set",
-                type="permission_error",
-                code="admin_disabled",
-            )
+            raise from_code(ErrorCode.ADMIN_DISABLED, "the admin API needs server.master_key to be set")
         if ring.presents_virtual_key(request.headers):
-            raise GatewayError(
-                403,
-                "the admin API needs the master key, not a virtual key",
-                type="permission_error",
-                code="admin_only",
-            )
+            raise from_code(ErrorCode.ADMIN_ONLY, "the admin API needs the master key, not a virtual key")
         raise unauthorized()
 
     async def list_targets(request: web.Request) -> web.Response:

@@ -35,7 +35,8 @@ from adapters.openai.wire import encode_request
 from adapters.schema import Usage
 from gateway.cache.shared import CacheEntry, RedisTier
 from gateway.cache.stream import AnswerAccumulator
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.store import redisconn
 from gateway.store.redisconn import REDIS_URL_PATTERN, RedisClient
 
@@ -166,9 +167,7 @@ def cache_control(headers: Mapping[str, str]) -> CacheControl:
     ttl = headers.get(TTL_HEADER)
     if ttl is not None:
         if not ttl.strip().isdigit():
-            raise GatewayError(
-                400, f"{TTL_HEADER} must be a whole number of seconds", code="invalid_cache_ttl"
-            )
+            raise from_code(ErrorCode.INVALID_CACHE_TTL, f"{TTL_HEADER} must be a whole number of seconds")
         ttl_s = int(ttl)
     return CacheControl(lookup, store, ttl_s)
 

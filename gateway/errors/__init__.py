@@ -1,2 +1,2 @@
-"""The gateway's error answers: GatewayError, the factories that build each kind, and the HTTP
-answer in the OpenAI shape."""
+"""The gateway's error answers: the catalogue of every client-facing code, and the factories that build
+them."""

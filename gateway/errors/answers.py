@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from adapters.openai.shapes import OpenAIError, OpenAIErrorDetail
+from gateway.errors.catalogue import ErrorCode
 
 _encode: Final = msgspec.json.Encoder()
 
@@ -63,70 +64,58 @@ def error_response(
     )
 
 
-def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> GatewayError:
-    return GatewayError(400, message, code=code, param=param)
+def from_code(
+    code: ErrorCode, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+) -> GatewayError:
+    """The GatewayError for a catalogued code: status, type, code string and fault from its spec."""
+    spec = code.value
+    return GatewayError(
+        spec.status, message, type=spec.type, code=spec.code, param=param, fault=spec.fault, headers=headers
+    )
+
+
+def bad_request(message: str, param: str | None = None) -> GatewayError:
+    return from_code(ErrorCode.INVALID_REQUEST, message, param=param)
 
 
 def malformed_body() -> GatewayError:
     """A body whose framing (chunked encoding) or content encoding (gzip, deflate) is broken,
     found while reading it: the head was fine, so the request reached a handler."""
-    return GatewayError(
-        400,
+    return from_code(
+        ErrorCode.MALFORMED_REQUEST,
         "the request body could not be read: its chunked framing or content encoding is invalid",
-        code="malformed_request",
     )
 
 
 def unauthorized() -> GatewayError:
-    return GatewayError(
-        401,
+    return from_code(
+        ErrorCode.INVALID_API_KEY,
         "missing or invalid API key: send it as 'Authorization: Bearer <key>' or 'x-api-key'",
-        type="authentication_error",
-        code="invalid_api_key",
     )
 
 
 def model_not_found(model: str) -> GatewayError:
     """A model that is not configured, or one the key may not use: one answer for both (OpenAI's
     wording), so that a restricted key cannot tell which models exist."""
-    return GatewayError(
-        404,
+    return from_code(
+        ErrorCode.MODEL_NOT_FOUND,
         f"the model '{model}' does not exist or you do not have access to it",
-        code="model_not_found",
         param="model",
     )
 
 
 def body_too_large(limit: int) -> GatewayError:
-    return GatewayError(413, f"the request body exceeds the limit of {limit} bytes", code="request_too_large")
+    return from_code(ErrorCode.REQUEST_TOO_LARGE, f"the request body exceeds the limit of {limit} bytes")
 
 
 def upstream_timeout(provider: str) -> GatewayError:
-    return GatewayError(
-        504,
-        f"provider '{provider}' did not answer in time",
-        type="upstream_error",
-        code="upstream_timeout",
-        fault="provider",
-    )
+    return from_code(ErrorCode.UPSTREAM_TIMEOUT, f"provider '{provider}' did not answer in time")
 
 
 def upstream_unreachable(provider: str, reason: str) -> GatewayError:
-    return GatewayError(
-        502,
-        f"provider '{provider}' could not be reached: {reason}",
-        type="upstream_error",
-        code="upstream_unreachable",
-        fault="provider",
-    )
+    return from_code(ErrorCode.UPSTREAM_UNREACHABLE, f"provider '{provider}' could not be reached: {reason}")
 
 
 def store_unavailable(what: str) -> GatewayError:
     """A 503 for a read of the store on the request path that failed or took too long."""
-    return GatewayError(
-        503,
-        f"the store of {what} is unavailable; try again shortly",
-        type="server_error",
-        code="store_unavailable",
-        fault="gateway",
-    )
+    return from_code(ErrorCode.STORE_UNAVAILABLE, f"the store of {what} is unavailable; try again shortly")

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from adapters.anthropic.provider import count_tokens_request
 from adapters.base import InvalidRequest
-from gateway.errors.answers import bad_request
+from gateway.errors.answers import bad_request, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.failures import failure_of, timed_out, unreachable
 from gateway.routing.breaker import BreakerState
@@ -37,10 +38,10 @@ async def count_tokens(ctx: RequestContext, body: bytes, targets: tuple[RouteTar
     """Ask an Anthropic target of the model to count `body`'s tokens; the answer as it came."""
     target = counting_target(targets)
     if target is None:
-        raise bad_request(
+        raise from_code(
+            ErrorCode.UNSUPPORTED_ENDPOINT,
             f"token counting is not available for '{ctx.model}': none of its providers is Anthropic",
-            "model",
-            code="unsupported_endpoint",
+            param="model",
         )
     ctx.provider, ctx.target_model = target.provider, target.wire.model
     try:

@@ -26,7 +26,8 @@ from typing import Final
 
 from gateway.accounting.pending import PendingWriter
 from gateway.errors import answers as errors
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.server.tasks import stop_tasks
 from gateway.store import Store, StoreUnavailable
 from gateway.store.responses import StoredResponse
@@ -52,7 +53,7 @@ def not_found(response_id: str, param: str | None = None) -> GatewayError:
         if param == "previous_response_id"
         else f"Response with id '{response_id}' not found."
     )
-    return GatewayError(404, message, type="invalid_request_error", code="not_found", param=param)
+    return from_code(ErrorCode.NOT_FOUND, message, param=param)
 
 
 def store_unavailable() -> GatewayError:

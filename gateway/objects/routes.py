@@ -28,7 +28,8 @@ from adapters.openai import objects as openai_objects
 from adapters.openai.provider import Fields
 from adapters.schema import StreamError
 from gateway.accounting.batches import BatchAccounting
-from gateway.errors.answers import GatewayError, upstream_timeout, upstream_unreachable
+from gateway.errors.answers import GatewayError, from_code, upstream_timeout, upstream_unreachable
+from gateway.errors.catalogue import ErrorCode
 from gateway.objects.state import ObjectOwners
 from gateway.objects.upstream import PROVIDER_HEADER, ObjectProvider, ObjectProviders
 from gateway.pipeline.context import request_id_of
@@ -71,23 +72,14 @@ _RIGHTS: Final[dict[ObjectKind, str]] = {
 
 def not_found(kind: ObjectKind, object_id: str) -> GatewayError:
     """OpenAI's answer for an object that does not exist (or is another key's)."""
-    return GatewayError(
-        404,
-        f"No such {_LABELS[kind]} object: {object_id[:200]}",
-        type="invalid_request_error",
-        code="not_found",
-        param="id",
-    )
+    return from_code(ErrorCode.NOT_FOUND, f"No such {_LABELS[kind]} object: {object_id[:200]}", param="id")
 
 
 def batches_need_unrestricted_key(name: str) -> GatewayError:
-    return GatewayError(
-        403,
+    return from_code(
+        ErrorCode.ENDPOINT_NOT_ALLOWED,
         f"the key '{name}' is limited to some models, and a batch's models are named inside its"
         " input file, which the gateway does not read: use a key without a model limit for batches",
-        type="permission_error",
-        code="endpoint_not_allowed",
-        fault="policy",
     )
 
 
@@ -468,12 +460,9 @@ async def _whole(
     if upstream.status in (401, 403):
         # The gateway's own credentials were refused: the operator's problem, and the provider's
         # text may quote part of the key (as for every call: gateway/pipeline/failures.py).
-        raise GatewayError(
-            502,
+        raise from_code(
+            ErrorCode.UPSTREAM_AUTH,
             f"provider '{provider.name}' rejected the gateway's credentials (HTTP {upstream.status})",
-            type="upstream_error",
-            code="upstream_auth",
-            fault="gateway",
         )
     if upstream.status >= 400 and provider.secrets:
         raw = redact(raw.decode("utf-8", "replace"), provider.secrets).encode()

@@ -13,7 +13,8 @@ import msgspec
 from adapters.base import UpstreamRequest
 from adapters.openai.objects import object_url
 from gateway.config.schema import AzureProvider, Config, OpenAIProvider, Timeouts
-from gateway.errors.answers import GatewayError, bad_request, upstream_timeout, upstream_unreachable
+from gateway.errors.answers import bad_request, from_code, upstream_timeout, upstream_unreachable
+from gateway.errors.catalogue import ErrorCode
 from gateway.routing.router import Router
 from gateway.upstream.credentials import secrets_of
 from gateway.upstream.http import Transport, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
@@ -92,9 +93,8 @@ class ObjectProviders:
             names = [asked]
         found = self.named(names[0]) if names else None
         if found is None:
-            raise GatewayError(
-                400,
+            raise from_code(
+                ErrorCode.UNSUPPORTED_ENDPOINT,
                 "no provider of kind openai or azure is configured to serve files and batches",
-                code="unsupported_endpoint",
             )
         return found

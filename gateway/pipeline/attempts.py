@@ -23,7 +23,8 @@ import math
 import random
 from typing import TYPE_CHECKING, Final
 
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.observability.tracing import FALLBACK, FIRST, NOOP_ATTEMPT, RETRY, AttemptSpan
 from gateway.routing.balance import pick
 from gateway.routing.breaker import BreakerAnswer, BreakerState
@@ -210,13 +211,10 @@ class Plan:
         if self.last_failure is not None:
             return self.last_failure.error
         wait = self._skipped_wait_s or 0.0
-        return GatewayError(
-            503,
+        return from_code(
+            ErrorCode.TARGETS_COOLING_DOWN,
             f"every target of the model '{self.route.model}' is cooling down after failures; "
             "try again shortly",
-            type="upstream_error",
-            code="targets_cooling_down",
-            fault="provider",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
 

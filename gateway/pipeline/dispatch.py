@@ -27,7 +27,8 @@ import msgspec
 
 from adapters.base import ErrorKind, InvalidRequest, InvalidUpstreamAnswer
 from adapters.schema import ChatResponse, Usage
-from gateway.errors.answers import GatewayError, bad_request
+from gateway.errors.answers import GatewayError, bad_request, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.formats.dialects import ClientRequest, NativeWay, NeutralRelay, Relay
 from gateway.formats.neutral_stream import NeutralStart, start_neutral_stream
 from gateway.observability.genai import AnswerFacts
@@ -372,12 +373,9 @@ class Dispatcher:
                     return Answer(call, upstream, usage=usage, response=read)
                 body = read
         except InvalidUpstreamAnswer:
-            error = GatewayError(
-                502,
+            error = from_code(
+                ErrorCode.UPSTREAM_INVALID_ANSWER,
                 f"provider '{target.provider}' sent an answer that is not valid JSON",
-                type="upstream_error",
-                code="upstream_invalid_answer",
-                fault="provider",
             )
             return Failure(INVALID_ANSWER, error, upstream.status)
         call.span.answered(upstream.status, raw, body, usage)
@@ -414,12 +412,9 @@ class Dispatcher:
         if relay.error is not None:
             return stream_error(relay.error, target)
         if not started.first and not relay.done:
-            error = GatewayError(
-                502,
+            error = from_code(
+                ErrorCode.UPSTREAM_INCOMPLETE,
                 f"provider '{target.provider}' ended the stream before sending any output",
-                type="upstream_error",
-                code="upstream_incomplete",
-                fault="provider",
             )
             return Failure(ErrorKind.SERVER.value, error, upstream.status)
         if isinstance(started, NeutralStart):

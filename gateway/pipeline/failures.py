@@ -15,7 +15,8 @@ import msgspec
 
 from adapters.base import ErrorKind
 from adapters.openai.shapes import OpenAIErrorDetailProbe, OpenAIErrorEnvelopeProbe
-from gateway.errors.answers import GatewayError, upstream_timeout, upstream_unreachable
+from gateway.errors.answers import GatewayError, from_code, upstream_timeout, upstream_unreachable
+from gateway.errors.catalogue import ErrorCode
 from gateway.pipeline.attempts import UNREACHABLE, Failure
 from gateway.routing.router import RouteTarget
 from gateway.upstream.credentials import redact
@@ -44,12 +45,9 @@ async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure
     kind = error.kind.value
     message = redact(error.message, target.secrets)
     if error.kind is ErrorKind.AUTH:
-        client_error = GatewayError(
-            502,
+        client_error = from_code(
+            ErrorCode.UPSTREAM_AUTH,
             f"provider '{target.provider}' rejected the gateway's credentials (HTTP {error.status})",
-            type="upstream_error",
-            code="upstream_auth",
-            fault="gateway",
         )
     elif 400 <= upstream.status < 500:
         headers = None
@@ -68,12 +66,9 @@ async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure
             headers=headers,
         )
     else:
-        client_error = GatewayError(
-            502,
+        client_error = from_code(
+            ErrorCode.UPSTREAM_ERROR,
             f"provider '{target.provider}' failed (HTTP {upstream.status}): {message}",
-            type="upstream_error",
-            code="upstream_error",
-            fault="provider",
         )
     return Failure(kind, client_error, upstream.status, error.retry_after_s)
 
@@ -118,11 +113,8 @@ def stream_error(raw: bytes, target: RouteTarget) -> Failure:
         kind = ErrorKind.CONTEXT_LENGTH if context else ErrorKind.BAD_REQUEST
         refused = GatewayError(400, message, code=code, param=detail.param, fault="caller")
         return Failure(kind.value, refused, 200)
-    error = GatewayError(
-        502,
+    error = from_code(
+        ErrorCode.UPSTREAM_STREAM_ERROR,
         f"provider '{target.provider}' reported an error before sending any output: {message}",
-        type="upstream_error",
-        code="upstream_stream_error",
-        fault="provider",
     )
     return Failure(ErrorKind.SERVER.value, error, 200)

@@ -27,7 +27,8 @@ from aiohttp import web
 from adapters.schema import StreamError
 from gateway.accounting.localcost import local_cost_text
 from gateway.accounting.pricing import usd_text
-from gateway.errors.answers import GatewayError, error_body
+from gateway.errors.answers import GatewayError, error_body, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.formats.dialects import Relay
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outputmeter import OutputMeter, OutputOverrun
@@ -279,36 +280,20 @@ async def relay_stream(
                     meter.feed(out)
                 await response.write(outward(out))
         if not relay.done and relay.error is None:
-            failure = GatewayError(
-                502,
+            failure = from_code(
+                ErrorCode.UPSTREAM_INCOMPLETE,
                 f"provider '{provider}' ended the stream before it was complete",
-                type="upstream_error",
-                code="upstream_incomplete",
-                fault="provider",
             )
     except UpstreamTimeout:
-        failure = GatewayError(
-            504,
-            f"provider '{provider}' stopped sending in time",
-            type="upstream_error",
-            code="upstream_timeout",
-            fault="provider",
-        )
+        failure = from_code(ErrorCode.UPSTREAM_TIMEOUT, f"provider '{provider}' stopped sending in time")
     except OutputOverrun as exc:
-        failure = GatewayError(
-            502,
+        failure = from_code(
+            ErrorCode.UPSTREAM_OVERRUN,
             f"provider '{provider}' answered more than the request allows ({exc}): the stream was cut",
-            type="upstream_error",
-            code="upstream_overrun",
-            fault="provider",
         )
     except UpstreamUnreachable as exc:
-        failure = GatewayError(
-            502,
-            f"provider '{provider}' broke off the stream: {exc}",
-            type="upstream_error",
-            code="upstream_unreachable",
-            fault="provider",
+        failure = from_code(
+            ErrorCode.UPSTREAM_UNREACHABLE, f"provider '{provider}' broke off the stream: {exc}"
         )
     ctx.usage = relay.usage
     if not finished:

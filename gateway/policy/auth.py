@@ -21,7 +21,8 @@ import msgspec
 
 from gateway.accounting.records import ContentPolicy
 from gateway.config.schema import Config
-from gateway.errors.answers import GatewayError, model_not_found, unauthorized
+from gateway.errors.answers import GatewayError, from_code, model_not_found, unauthorized
+from gateway.errors.catalogue import ErrorCode
 from gateway.policy.keys import Budget, KeyRecord, Limits, TeamRecord, hash_secret
 
 
@@ -79,12 +80,8 @@ class Principal(msgspec.Struct, frozen=True):
 
     def check_endpoint(self, endpoint: str) -> None:
         if self.endpoints is not None and endpoint not in self.endpoints:
-            raise GatewayError(
-                403,
-                f"the key '{self.name}' may not use the {endpoint} endpoint",
-                type="permission_error",
-                code="endpoint_not_allowed",
-                fault="policy",
+            raise from_code(
+                ErrorCode.ENDPOINT_NOT_ALLOWED, f"the key '{self.name}' may not use the {endpoint} endpoint"
             )
 
 
@@ -235,15 +232,11 @@ class KeyRing:
             )
         if principal.expires_at is not None and principal.expires_at <= time.time():
             if principal.rotated:
-                raise GatewayError(
-                    401,
+                raise from_code(
+                    ErrorCode.KEY_ROTATED,
                     "this API key was rotated and its grace period has ended: use the new secret",
-                    type="authentication_error",
-                    code="key_rotated",
                 )
-            raise GatewayError(
-                401, "this API key has expired", type="authentication_error", code="key_expired"
-            )
+            raise from_code(ErrorCode.KEY_EXPIRED, "this API key has expired")
         return principal
 
     def apply(self, keys: Iterable[KeyRecord], teams: Iterable[TeamRecord]) -> int:

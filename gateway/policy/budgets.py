@@ -33,7 +33,8 @@ from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 from gateway.config.schema import BudgetsConfig
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.policy.budgetpolicy import BudgetStatus, BudgetSubject, SpendSource
 from gateway.policy.leases import Lease
 from gateway.policy.periods import period_bounds
@@ -255,13 +256,10 @@ class BudgetBook:
         budget = account.budget
         rate = self._rates.get(budget.currency)
         if rate is None:
-            raise GatewayError(
-                500,
+            raise from_code(
+                ErrorCode.BUDGET_CURRENCY_UNKNOWN,
                 f"the budget of {account.subject.label} is in {budget.currency}, and budgets.rates "
                 f"has no {budget.currency} rate",
-                type="server_error",
-                code="budget_currency_unknown",
-                fault="gateway",
             )
         account.rate = rate
         account.limit = round(budget.amount * MICROS / rate)
@@ -322,27 +320,21 @@ class BudgetBook:
         else:
             end = datetime.fromtimestamp(account.end, self._tz)
             resets = f"It resets on {end:%Y-%m-%d %H:%M} {self._tz.key}."
-        return GatewayError(
-            429,
+        return from_code(
+            ErrorCode.BUDGET_EXCEEDED,
             f"Budget exceeded for {account.subject.label}: {account.money(spent)} of "
             f"{account.money(account.limit)} spent {PERIOD_WORDS[budget.period]}, and this request "
             f"may cost up to {account.money(worst)}. {resets}",
-            type="insufficient_quota",
-            code="budget_exceeded",
-            fault="policy",
             headers={"x-should-retry": "false"},
         )
 
     def _busy(self, account: _Account, spent: float, worst: float, now: float) -> GatewayError:
         wait_s = self.retry_hint_s
-        return GatewayError(
-            429,
+        return from_code(
+            ErrorCode.BUDGET_BUSY,
             f"The budget of {account.subject.label} is held by requests in flight: "
             f"{account.money(max(0.0, account.limit - spent))} left of {account.money(account.limit)}, "
             f"and this request may cost up to {account.money(worst)}. Please try again shortly.",
-            type="insufficient_quota",
-            code="budget_busy",
-            fault="policy",
             headers={
                 "Retry-After": str(max(1, math.ceil(wait_s))),
                 "retry-after-ms": str(math.ceil(wait_s * 1000)),

@@ -15,7 +15,8 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from gateway.accounting.records import ContentPolicy
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.policy import teamrules
 from gateway.policy.budgetpolicy import BudgetStatus
 from gateway.policy.keys import (
@@ -177,7 +178,7 @@ async def _require_team(store: Store, team_id: str | None) -> TeamRecord | None:
         return None
     team = await store.get_team(team_id)
     if team is None or team.deleted_at is not None:
-        raise GatewayError(400, f"no active team with id '{team_id}'", code="team_not_found", param="team_id")
+        raise from_code(ErrorCode.TEAM_NOT_FOUND, f"no active team with id '{team_id}'", param="team_id")
     return team
 
 

@@ -14,7 +14,8 @@ import msgspec
 from aiohttp import web
 
 from gateway.accounting.records import utc
-from gateway.errors.answers import GatewayError, unauthorized
+from gateway.errors.answers import from_code, unauthorized
+from gateway.errors.catalogue import ErrorCode
 from gateway.policy.auth import ANONYMOUS, MASTER, KeyRing, Principal
 from gateway.policy.budgetpolicy import BudgetStatus, BudgetSubject, key_budget, team_budget
 from gateway.policy.keys import Budget, Limits
@@ -93,10 +94,9 @@ def key_info_handler(ring: KeyRing, spend_of: SpendOf) -> Callable[[web.Request]
         if principal is ANONYMOUS:
             raise unauthorized()
         if principal is MASTER:
-            raise GatewayError(
-                400,
+            raise from_code(
+                ErrorCode.NOT_A_VIRTUAL_KEY,
                 "the master key is not a virtual key: /v1/key/info describes the key it is called with",
-                code="not_a_virtual_key",
             )
         body = _encode.encode(key_info(principal, ring, spend_of))
         return web.Response(body=body, content_type="application/json")

@@ -26,7 +26,8 @@ from typing import Final
 
 import msgspec
 
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.policy.keys import Budget, KeyRecord, Limits, Period, TeamRecord
 
 # Key budget period -> the team periods it always lies within (weeks start on Monday and do not
@@ -188,10 +189,9 @@ def describe(excess: Iterable[Excess]) -> str:
 
 def key_beyond_team(found: list[Excess]) -> GatewayError:
     """The admin API's 400 for a key that asks for more than its team; `param` is the first field."""
-    return GatewayError(
-        400,
+    return from_code(
+        ErrorCode.BEYOND_TEAM,
         f"the key asks for more than its team allows: {describe(found)}",
-        code="beyond_team",
         param=found[0].field,
     )
 
@@ -200,10 +200,9 @@ def team_below_keys(beyond: list[tuple[KeyRecord, list[Excess]]]) -> GatewayErro
     """The admin API's 400 for a team change that would leave some of its keys beyond it."""
     named = "; ".join(f"{k.id} ('{k.name}') {describe(e)}" for k, e in beyond[:MAX_NAMED_KEYS])
     more = f" and {len(beyond) - MAX_NAMED_KEYS} more" if len(beyond) > MAX_NAMED_KEYS else ""
-    return GatewayError(
-        400,
+    return from_code(
+        ErrorCode.TEAM_BELOW_KEYS,
         f"{len(beyond)} active key(s) of this team would ask for more than it allows; narrow or "
         f"revoke them first: {named}{more}",
-        code="team_below_keys",
         param=beyond[0][1][0].field,
     )

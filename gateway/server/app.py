@@ -19,7 +19,8 @@ from gateway.accounting.writer_process import WriterProcess, audit_writer
 from gateway.admin.api import AdminApi
 from gateway.admin.targets import targets_handler
 from gateway.config.schema import Config, StorageConfig
-from gateway.errors.answers import GatewayError, error_response, malformed_body, model_not_found
+from gateway.errors.answers import GatewayError, error_response, from_code, malformed_body, model_not_found
+from gateway.errors.catalogue import ErrorCode
 from gateway.formats.frontdoor import ANTHROPIC_DOOR
 from gateway.objects.responses_routes import ResponsesRoutes
 from gateway.objects.responses_state import ResponsesState
@@ -90,7 +91,7 @@ def unknown_path(method: str, path: str) -> GatewayError:
         )
     else:
         message = f"{method} {shown} is not an endpoint the gateway serves (see the README's endpoint table)"
-    return GatewayError(404, message, code="not_found")
+    return from_code(ErrorCode.NOT_FOUND, message)
 
 
 def model_body(name: str, created: int) -> bytes:
@@ -137,9 +138,7 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
             tb = tb.tb_next
         where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
         log.error("unexpected error %s at %s (request %s)", type(exc).__name__, where, request_id)
-        internal = GatewayError(
-            500, "internal gateway error", type="server_error", code="internal_error", fault="gateway"
-        )
+        internal = from_code(ErrorCode.INTERNAL_ERROR, "internal gateway error")
         return _error_shape(request)(internal, request_id)
     if not response.prepared:  # a stream has sent its headers, the id among them
         response.headers.setdefault("x-request-id", request_id)

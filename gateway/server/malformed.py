@@ -21,7 +21,8 @@ from typing import Final
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-from gateway.errors.answers import GatewayError, error_response
+from gateway.errors.answers import error_response, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.formats.frontdoor import ANTHROPIC_DOOR
 from gateway.pipeline.context import new_request_id
 
@@ -64,15 +65,13 @@ def refusal(exc: BaseException, head: bytes, max_line_size: int) -> web.Response
     line = _REQUEST_LINE.match(head)
     end_of_line = head.find(b"\r\n")
     if isinstance(exc, LineTooLong) and line is not None and not 0 <= end_of_line <= max_line_size:
-        err = GatewayError(
-            414, f"the request line is longer than {max_line_size} bytes", code="request_line_too_long"
+        err = from_code(
+            ErrorCode.REQUEST_LINE_TOO_LONG, f"the request line is longer than {max_line_size} bytes"
         )
     elif isinstance(exc, LineTooLong) or reason == _TOO_MANY_HEADERS:
-        err = GatewayError(
-            431, "the request's header fields are too large or too many", code="headers_too_large"
-        )
+        err = from_code(ErrorCode.HEADERS_TOO_LARGE, "the request's header fields are too large or too many")
     else:
-        err = GatewayError(400, f"the request is not valid HTTP/1.1: {reason}", code="malformed_request")
+        err = from_code(ErrorCode.MALFORMED_REQUEST, f"the request is not valid HTTP/1.1: {reason}")
     request_id = new_request_id()
     log.warning(
         "refused a request aiohttp could not parse",

@@ -1,0 +1,97 @@
+"""The error catalogue: each spec is coherent, codes are unique, and answers built from it keep
+their wire shape."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from gateway.errors.answers import from_code
+from gateway.errors.catalogue import ErrorCode
+
+
+@pytest.mark.parametrize("member", list(ErrorCode), ids=lambda m: m.name)
+def test_spec_is_coherent(member: ErrorCode) -> None:
+    spec = member.value
+    assert spec.code == member.name.lower()
+    assert 400 <= spec.status < 600
+    if spec.status < 500:
+        assert spec.fault in ("caller", "policy")
+    else:
+        assert spec.fault in ("provider", "gateway")
+    assert spec.description.endswith(".")
+
+
+def test_codes_are_unique() -> None:
+    codes = [member.value.code for member in ErrorCode]
+    assert len(codes) == len(set(codes))
+
+
+def test_from_code_carries_the_spec() -> None:
+    err = from_code(ErrorCode.UPSTREAM_TIMEOUT, "late", param="p", headers={"retry-after": "1"})
+    assert (err.status, err.type, err.code, err.fault) == (
+        504,
+        "upstream_error",
+        "upstream_timeout",
+        "provider",
+    )
+    assert (err.message, err.param, err.headers) == ("late", "p", {"retry-after": "1"})
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Hand-built GatewayErrors not yet moved onto the catalogue (issue #24), by file. The scan below
+# fails if a file gains one or a new file builds one, and this table only shrinks: codes with two
+# statuses (key_revoked), computed codes or types (rate_limit_exceeded, passed-through provider
+# codes), and the code-less 400/404/503s of the admin API, CLI and UI still need members.
+_NOT_YET_CATALOGUED: Final = {
+    "gateway/admin/api.py": 5,
+    "gateway/admin/changes.py": 2,
+    "gateway/admin/adminkeys.py": 3,
+    "gateway/server/app.py": 1,
+    "gateway/policy/auth.py": 1,
+    "gateway/accounting/batches.py": 1,
+    "gateway/cli/admin.py": 4,
+    "gateway/cli/reports.py": 3,
+    "gateway/pipeline/failures.py": 2,
+    "gateway/guardrails/checks.py": 1,
+    "gateway/policy/keyadmin.py": 2,
+    "gateway/policy/limits.py": 1,
+    "gateway/objects/routes.py": 1,
+    "gateway/accounting/reports.py": 2,
+    "gateway/routing/router.py": 1,
+    "gateway/ui/context.py": 2,
+    "gateway/ui/forms.py": 1,
+    "gateway/ui/pages_changes.py": 1,
+    "gateway/ui/pages_reports.py": 3,
+}
+_CATALOGUE_MODULES: Final = {"gateway/errors/answers.py", "gateway/errors/catalogue.py"}
+
+
+def _hand_built() -> dict[str, int]:
+    found: dict[str, int] = {}
+    for package in ("gateway", "adapters"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            shown = path.relative_to(REPO).as_posix()
+            if shown in _CATALOGUE_MODULES:
+                continue
+            calls = sum(
+                1
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "GatewayError"
+            )
+            if calls:
+                found[shown] = calls
+    return found
+
+
+def test_no_new_hand_built_gateway_errors() -> None:
+    grown = {
+        where: calls for where, calls in _hand_built().items() if calls > _NOT_YET_CATALOGUED.get(where, 0)
+    }
+    assert not grown, f"build these from gateway.errors.catalogue with errors.from_code: {grown}"
