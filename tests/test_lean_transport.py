@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
+import re
 import ssl
 import subprocess
+import sys
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -560,3 +563,32 @@ async def test_https_is_verified_against_the_trusted_authorities(certificate: tu
 
 async def _json_ok(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
+
+
+def test_without_aiohttps_c_extensions_the_pure_python_parser_serves() -> None:
+    # aiohttp chooses its parser at import, so the check runs this file's exchanges in a fresh
+    # interpreter with the extensions off: an install without them must still reach providers.
+    env = {**os.environ, "AIOHTTP_NO_EXTENSIONS": "1"}
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import gateway.upstream.lean_connections as m; print(m.HttpResponseParser.__module__)",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert probe.stdout.strip() == "aiohttp.http_parser"  # the pure-Python one, not aiohttp._http_parser
+    chosen = "sequential_requests_share or chunked_answer or compressed_answers or large_body"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", chosen],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert re.search(r"\b([4-9]|\d\d+) passed", run.stdout) and "failed" not in run.stdout, run.stdout

@@ -11,9 +11,12 @@ import time
 from collections import deque
 from typing import Final, Protocol, cast
 
-# The Cython module ships no type stub; its parser mirrors aiohttp.http_parser's pure-Python one.
-from aiohttp._http_parser import HttpResponseParser  # type: ignore[import-not-found]
 from aiohttp.http_exceptions import HttpProcessingError
+
+# aiohttp.http_parser's name is the C (llhttp) parser when aiohttp's extensions are built and its
+# pure-Python twin otherwise (AIOHTTP_NO_EXTENSIONS=1, a platform without wheels): both take the
+# same arguments and return the same messages, so the lean client runs on either.
+from aiohttp.http_parser import HttpResponseParser
 from multidict import CIMultiDictProxy
 
 from gateway.upstream.http import UpstreamUnreachable, WireTimes
@@ -87,8 +90,14 @@ class Connection(asyncio.Protocol):
         self.pool = pool
         self.origin = origin
         self.transport: asyncio.Transport | None = None
+        # Typed for aiohttp's BaseProtocol, the parser only calls the flow-control methods
+        # (pause_reading, resume_reading) its payloads need, which Connection has.
         self.parser = HttpResponseParser(
-            self, pool.loop, PARSER_LIMIT, read_until_eof=True, auto_decompress=True
+            self,  # type: ignore[arg-type]
+            pool.loop,
+            PARSER_LIMIT,
+            read_until_eof=True,
+            auto_decompress=True,
         )
         self.exchange: Exchange | None = None
         self.idle_since = 0.0
