@@ -22,7 +22,7 @@ from prometheus_client.metrics import Counter as _CounterChild
 
 from adapters.openai.surface import Units
 from adapters.schema import Usage
-from gateway.server import statedir
+from gateway.config import statedir
 
 if TYPE_CHECKING:
     from gateway.config.schema import Config
@@ -105,7 +105,7 @@ class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The config's `pricing:` section. `models` keys are "<provider kind>/<model>" and win over
     the imported file, which wins over the shipped table. `file` is where `tollway prices import`
     writes and the gateway reads imported prices (relative paths from the working directory); unset:
-    OVERRIDE_FILE in the state directory (gateway/server/statedir.py), used when it exists. (Currency rates
+    OVERRIDE_FILE in the state directory (gateway/config/statedir.py), used when it exists. (Currency rates
     for reports are `budgets.rates`.)"""
 
     models: dict[str, ModelPrice] = {}

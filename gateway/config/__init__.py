@@ -1,1 +1,2 @@
-"""The configuration: its msgspec schema, YAML loading, and the embedded default."""
+"""The configuration: its msgspec schema, YAML loading, the embedded default, and the state
+directory."""

@@ -23,6 +23,7 @@ from gateway.accounting.records import ContentPolicy
 from gateway.admin.identity import GroupRole
 from gateway.cache.answers import CacheConfig, ModelCacheConfig
 from gateway.cache.answers import config_errors as cache_config_errors
+from gateway.config import statedir
 from gateway.config.base_urls import trim_base_urls
 from gateway.config.hints import choices_at, fields_at, hint
 from gateway.guardrails.checks import GuardrailsConfig
@@ -30,7 +31,6 @@ from gateway.observability.alerts import AlertsConfig
 from gateway.observability.tracing import TracingConfig
 from gateway.policy.keys import Budget, Currency, Endpoint, Limits
 from gateway.policy.tags import KeyTags, Tag
-from gateway.server import statedir
 from gateway.store import redisconn
 from gateway.store.redisconn import REDIS_URL_PATTERN, RedisSetting, RedisTarget
 
@@ -102,7 +102,7 @@ class StorageConfig(_Section, frozen=True):
     # Audit records older than this many days are deleted (daily spend rollups stay); none: kept.
     retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
     # Local directory of the accounting spool (audit records not yet in the store); unset:
-    # tollway-spool/ in the state directory (gateway/server/statedir.py).
+    # tollway-spool/ in the state directory (gateway/config/statedir.py).
     spool_dir: Annotated[str, msgspec.Meta(min_length=1)] | None = None
 
     def redis_target(self) -> RedisTarget | None:
