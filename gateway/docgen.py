@@ -235,9 +235,10 @@ def render_configuration() -> str:
     from gateway.config.schema import Config
 
     out = [
-        HEADER.format(command=REGENERATE, source="the Structs of `gateway/config/schema.py`"),
+        HEADER.format(command=REGENERATE, source="the Structs of `gateway/config/schema/`"),
         "# Configuration reference\n\n",
-        "Every field of the YAML config, section by section, as `gateway/config/schema.py` decodes it. A\n"
+        "Every field of the YAML config, section by section, as the Structs of `gateway/config/schema/`\n"
+        "decode it (each section below names its Struct and module). A\n"
         "field not listed is an error; so is a value of the wrong type or outside its bounds\n"
         "(`tollway check-config FILE` lists them all with their paths). `<name>` is a name you\n"
         "choose; `[]` is an item of a list. Defaults are shown as JSON; `unset` means the field is\n"

@@ -21,7 +21,7 @@ MASTER_KEY = "test-master-key-7f3a"
 # service at 169.254.169.254: never a test's target. Tests of that source point it at a local
 # server (AWS_EC2_METADATA_SERVICE_ENDPOINT) and lift this for themselves.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-# The state directory (gateway/server/statedir.py) of every gateway a test starts without naming its
+# The state directory (gateway/config/statedir.py) of every gateway a test starts without naming its
 # paths: one per test run, never the developer's ~/.local/state/tollway nor another run's.
 os.environ.pop("STATE_DIRECTORY", None)
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="tollway-test-state-")

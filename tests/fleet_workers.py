@@ -10,15 +10,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config.schema import BudgetsConfig
+from gateway.config.schema import Budget, BudgetsConfig, Limits
+from gateway.config.schema.redis import parse_url
 from gateway.errors.answers import GatewayError
 from gateway.policy.budgetpolicy import BudgetSubject
 from gateway.policy.budgets import BudgetBook
 from gateway.policy.fleetsync import FleetSync
-from gateway.policy.keys import Budget, Limits
 from gateway.policy.limitpolicy import Subject
 from gateway.policy.limits import Limiter
-from gateway.store.redisconn import connect, parse_url
+from gateway.store.redisconn import connect
 
 INTERVAL_S = 0.1
 RPM = 300

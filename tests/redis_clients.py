@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.store.redisconn import RedisClient, connect, parse_url
+from gateway.config.schema.redis import parse_url
+from gateway.store.redisconn import RedisClient, connect
 
 REDIS_URL = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

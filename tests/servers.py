@@ -13,7 +13,7 @@ import msgspec
 import uvloop
 from aiohttp import web
 
-from gateway.config.schema import parse_config
+from gateway.config.load import parse_config
 from gateway.server.app import build_app
 from gateway.server.connections import guard_connections
 from tests.surface_upstream import add_surface_routes

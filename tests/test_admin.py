@@ -19,7 +19,7 @@ import msgspec
 import openai
 import pytest
 
-from gateway.config.schema import parse_config
+from gateway.config.load import parse_config
 from gateway.policy.auth import config_principals
 from gateway.policy.keys import KeyRecord, TeamRecord, hash_secret
 from gateway.store import open_store

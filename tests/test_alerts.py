@@ -14,16 +14,13 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from gateway.config.schema import ConfigError, parse_config
+from gateway.config.load import ConfigError, parse_config
+from gateway.config.schema import AlertsConfig, JsonWebhook, SlackWebhook, TelegramWebhook
 from gateway.observability.alerts import (
     MAX_TEXT,
     Alerter,
     AlertEvent,
-    AlertsConfig,
     JsonAlert,
-    JsonWebhook,
-    SlackWebhook,
-    TelegramWebhook,
     breaker_open,
     budget_alert,
     spooling_started,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.config.schema import parse_config
+from gateway.config.load import parse_config
 from gateway.errors.answers import GatewayError
 from gateway.pipeline.attempts import INVALID_ANSWER, UNREACHABLE, Failure, Plan
 from gateway.routing.breaker import BreakerAnswer

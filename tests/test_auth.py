@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gateway.config.schema import Limits
 from gateway.errors.answers import GatewayError, model_not_found
 from gateway.policy.auth import ANONYMOUS, MASTER, KeyRing, ModelMatcher, presented_key, principal_of
-from gateway.policy.keys import KeyRecord, Limits, TeamRecord, hash_secret, new_secret
+from gateway.policy.keys import KeyRecord, TeamRecord, hash_secret, new_secret
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SECRET = new_secret()

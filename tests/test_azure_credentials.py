@@ -16,15 +16,14 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway.config.load import ConfigError, parse_config
 from gateway.config.schema import (
     AzureProvider,
-    ConfigError,
     EntraCertificate,
     EntraClientSecret,
     EntraManagedIdentity,
     EntraWorkloadIdentity,
     OpenAIProvider,
-    parse_config,
 )
 from gateway.upstream.azure_credentials import (
     AppServiceIdentity,

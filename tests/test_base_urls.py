@@ -10,7 +10,7 @@ from adapters.anthropic import provider as anthropic
 from adapters.cohere import provider as cohere
 from adapters.schema import ChatRequest, Message
 from gateway.config.base_urls import trimmed
-from gateway.config.schema import parse_config
+from gateway.config.load import parse_config
 from gateway.routing.router import build_target
 
 REQUEST = ChatRequest("any", [Message("user", "Hi")])

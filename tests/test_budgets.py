@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from gateway.config.schema import BudgetsConfig, parse_config
+from gateway.config.load import parse_config
+from gateway.config.schema import Budget, BudgetsConfig
 from gateway.errors.answers import GatewayError, error_response
 from gateway.policy.auth import Principal
 from gateway.policy.budgetpolicy import BudgetPolicy, BudgetSubject, SpendSource, key_budget, user_budget
 from gateway.policy.budgets import BudgetBook, Threshold
-from gateway.policy.keys import Budget
 
 USD = 1_000_000  # micro-USD per dollar
 

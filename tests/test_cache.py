@@ -13,17 +13,16 @@ from gateway.cache.answers import (
     CACHE_HEADER,
     ENTRY_OVERHEAD,
     MISS_HEADERS,
-    CacheConfig,
     CachePlan,
     MemoryCache,
-    ModelCacheConfig,
     ResponseCache,
     cache_control,
     cache_key,
     hit_headers,
 )
 from gateway.cache.shared import CacheEntry
-from gateway.config.schema import ConfigError, parse_config
+from gateway.config.load import ConfigError, parse_config
+from gateway.config.schema import CacheConfig, ModelCacheConfig
 from gateway.errors.answers import GatewayError
 
 MiB = 1024 * 1024

@@ -16,10 +16,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.openai.provider import decode_chat_request
-from gateway.cache.answers import CacheConfig, CachePlan, ModelCacheConfig, ResponseCache
+from gateway.cache.answers import CachePlan, ResponseCache
 from gateway.cache.shared import CacheEntry, RedisTier
 from gateway.cache.stream import replay_stream
-from gateway.store.redisconn import connect, parse_url
+from gateway.config.schema import CacheConfig, ModelCacheConfig
+from gateway.config.schema.redis import parse_url
+from gateway.store.redisconn import connect
 from tests.conftest import closed_port
 
 pytestmark = pytest.mark.integration

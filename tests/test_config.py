@@ -1,4 +1,4 @@
-"""Tests for gateway/config/schema.py (and the `tollway check-config` command that reports its errors)."""
+"""Tests for gateway/config/ (the schema, its loading, and the `tollway check-config` command that reports its errors)."""
 
 import logging
 import os
@@ -12,20 +12,16 @@ from typing import Any
 import pytest
 
 from gateway.cli import main as cli
-from gateway.config.schema import (
+from gateway.config.load import (
     DEFAULT_CONFIG_PATH,
     EMBEDDED_DEFAULT,
-    PROVIDER_KINDS,
-    Config,
     ConfigError,
-    MockProvider,
-    OpenAIProvider,
-    TargetConfig,
     interpolate,
     load_config,
     parse_config,
     resolve_config_path,
 )
+from gateway.config.schema import PROVIDER_KINDS, Config, MockProvider, OpenAIProvider, TargetConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

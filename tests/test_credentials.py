@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from adapters.base import UpstreamRequest
-from gateway.config.schema import BedrockProvider, MockProvider, OpenAIProvider, Provider, parse_config
+from gateway.config.load import parse_config
+from gateway.config.schema import BedrockProvider, MockProvider, OpenAIProvider, Provider
 from gateway.upstream.credentials import REDACTED, auth_headers, redact, secrets_of, signer_for
 from gateway.upstream.sigv4 import AwsCredentials, sign
 

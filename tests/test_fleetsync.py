@@ -19,16 +19,16 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from gateway.config.schema import BudgetsConfig
+from gateway.config.schema import Budget, BudgetsConfig, Limits
+from gateway.config.schema.redis import parse_url
 from gateway.errors.answers import GatewayError
 from gateway.observability.metrics import Metrics
 from gateway.policy.budgetpolicy import BudgetSubject
 from gateway.policy.budgets import BudgetBook
 from gateway.policy.fleetsync import FleetSync
-from gateway.policy.keys import Budget, Limits
 from gateway.policy.limitpolicy import Subject
 from gateway.policy.limits import Limiter
-from gateway.store.redisconn import RedisClient, connect, parse_url
+from gateway.store.redisconn import RedisClient, connect
 from tests import fleet_workers as workers
 from tests.conftest import closed_port
 from tests.fleet_gateways import redis_server

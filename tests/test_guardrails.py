@@ -11,9 +11,10 @@ import pytest
 from adapters.anthropic import inbound as anthropic_inbound
 from adapters.openai import wire as openai_wire
 from adapters.openai.provider import PassthroughRequest, decode_chat_request, from_neutral
-from gateway.config.schema import ConfigError, parse_config
+from gateway.config.load import ConfigError, parse_config
+from gateway.config.schema import GuardrailsConfig
 from gateway.errors.answers import GatewayError
-from gateway.guardrails.checks import Guardrails, GuardrailsConfig, GuardrailSet, Screened
+from gateway.guardrails.checks import Guardrails, GuardrailSet, Screened
 
 IBAN = "CH93 0076 2011 6238 5295 7"
 

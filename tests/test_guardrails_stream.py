@@ -10,9 +10,10 @@ import msgspec
 import pytest
 
 from adapters.schema import ChatChunk, StreamError, StreamEvent, ToolCallDelta, usage_of
+from gateway.config.schema import OutputAction
 from gateway.guardrails.masking import Vault, mask_with
 from gateway.guardrails.pii import PiiScanner
-from gateway.guardrails.stream import MAX_HOLD, WINDOW, EventGuard, OutputAction, StreamGuard, TextWindow
+from gateway.guardrails.stream import MAX_HOLD, WINDOW, EventGuard, StreamGuard, TextWindow
 
 SCANNER = PiiScanner()
 VALUES = {

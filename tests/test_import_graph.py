@@ -1,6 +1,7 @@
 """No import cycle among gateway/ and adapters/: each module can be read (and imported) after the
 ones it uses. Imports inside functions count, since they are how a cycle hides; imports under
-`if TYPE_CHECKING:` do not, since they never run.
+`if TYPE_CHECKING:` do not, since they never run. And the configuration depends on no feature:
+gateway/config/ imports only itself, and every Struct of the schema is declared in it.
 """
 
 from __future__ import annotations
@@ -116,3 +117,28 @@ def test_the_check_finds_a_cycle_through_an_import_inside_a_function() -> None:
     ]
     guarded = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gateway.a import T\n")
     assert "gateway.a" not in set(imported_names(guarded))
+
+
+def test_the_config_package_imports_no_feature() -> None:
+    # Features read their settings from gateway.config, never the other way round, so the whole
+    # schema is read in one package and loading it pulls in no feature's code.
+    outside = {
+        f"{name} -> {used}"
+        for name, uses in import_graph().items()
+        if name == "gateway.config" or name.startswith("gateway.config.")
+        for used in uses
+        if not (used == "gateway.config" or used.startswith("gateway.config."))
+    }
+    assert outside == set()
+
+
+def test_every_struct_of_the_schema_is_declared_in_the_config_package() -> None:
+    from gateway.config.schema import Config
+    from gateway.docgen import config_sections
+
+    elsewhere = {
+        f"{section.struct.cls.__module__}.{section.struct.cls.__name__}"
+        for section in config_sections(Config)
+        if not section.struct.cls.__module__.startswith("gateway.config.schema.")
+    }
+    assert elsewhere == set()

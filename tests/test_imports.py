@@ -38,7 +38,7 @@ def test_the_walk_sees_the_modules_and_every_kind_of_import(tmp_path: Path) -> N
         "adapters/openai/provider.py",
         "adapters/base.py",
         "adapters/schema.py",
-        "gateway/config/schema.py",
+        "gateway/config/schema/root.py",
     } <= names
     sample = tmp_path / "sample.py"
     sample.write_text(

@@ -7,10 +7,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from gateway.config.schema import parse_config
+from gateway.config.load import parse_config
+from gateway.config.schema import Limits
 from gateway.errors.answers import GatewayError, error_response
 from gateway.policy.auth import Principal
-from gateway.policy.keys import Limits
 from gateway.policy.limitpolicy import LimitPolicy, Subject, estimate_tokens, key_subject, team_subject
 from gateway.policy.limits import IDLE_S, Limiter, LimitHold, format_duration
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from gateway.cli.litellm_import import Translation, translate
-from gateway.config.schema import parse_config
+from gateway.config.load import parse_config
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "litellm"

@@ -16,10 +16,9 @@ import openai
 import pytest
 
 from gateway.accounting.localcost import Money, local_cost_text, money_of
-from gateway.config.schema import BudgetsConfig
+from gateway.config.schema import Budget, BudgetsConfig
 from gateway.policy.auth import Principal
 from gateway.policy.budgets import BudgetBook
-from gateway.policy.keys import Budget
 from tests.servers import LoopThread, Upstream, start_gateway
 from tests.test_price_import import audit_record
 

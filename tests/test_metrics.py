@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from gateway.config.schema import parse_config
+from gateway.config.load import parse_config
 from gateway.observability.metrics import VERSION, Metrics
 from gateway.server.reload import reload, reload_refused
 from tests.conftest import MASTER_KEY, Gateway, gateway_config

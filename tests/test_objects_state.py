@@ -14,7 +14,7 @@ from adapters.openai import objects as openai_objects
 from adapters.schema import usage_of
 from gateway.accounting.batches import batch_record
 from gateway.accounting.pricing import PriceTable, load_price_file
-from gateway.config.schema import ConfigError, parse_config
+from gateway.config.load import ConfigError, parse_config
 from gateway.objects.state import ObjectOwners
 from gateway.store.objects import OwnedObject
 from tests.stores import opened_store, reopen

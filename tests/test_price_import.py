@@ -28,7 +28,7 @@ from gateway.accounting.pricing import (
 )
 from gateway.accounting.records import AuditRecord, decode_record
 from gateway.cli.price_import import import_prices
-from gateway.config.schema import parse_config
+from gateway.config.load import parse_config
 from gateway.observability.metrics import Metrics
 from gateway.store import open_store
 from tests.servers import LoopThread, start_gateway, start_site

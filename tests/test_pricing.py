@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 
 from adapters.schema import Usage, usage_of
-from gateway.accounting.pricing import (
-    DEFAULT_MAX_OUTPUT_TOKENS,
-    PRICE_FILE,
-    ModelPrice,
-    PriceTable,
-    load_price_file,
-)
-from gateway.config.schema import PROVIDER_KINDS, parse_config
+from gateway.accounting.pricing import DEFAULT_MAX_OUTPUT_TOKENS, PRICE_FILE, PriceTable, load_price_file
+from gateway.config.load import parse_config
+from gateway.config.schema import PROVIDER_KINDS, ModelPrice
 from gateway.observability.metrics import Metrics
 
 REPO = Path(__file__).resolve().parent.parent

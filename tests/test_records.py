@@ -9,7 +9,6 @@ import msgspec
 import pytest
 
 from gateway.accounting.records import (
-    CONTENT_POLICIES,
     AuditRecord,
     apply_policy,
     chain_hash,
@@ -18,6 +17,7 @@ from gateway.accounting.records import (
     encode_record,
     utc,
 )
+from gateway.config.schema import CONTENT_POLICIES
 from tests.stores import make_record
 
 

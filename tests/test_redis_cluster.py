@@ -16,19 +16,20 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from gateway.cache.shared import CacheEntry, RedisTier
+from gateway.config.schema import Limits
+from gateway.config.schema.redis import parse_url
 from gateway.errors.answers import GatewayError
 from gateway.observability.metrics import Metrics
 from gateway.policy import keyadmin
 from gateway.policy.auth import KeyRing
 from gateway.policy.fleetsync import FleetSync
-from gateway.policy.keys import Limits
 from gateway.policy.keysync import KeySync, announce_change
 from gateway.policy.limitpolicy import Subject
 from gateway.policy.limits import Limiter
 from gateway.routing.breaker import Breaker, BreakerState
 from gateway.routing.cooldowns import CooldownSync
 from gateway.store import open_store
-from gateway.store.redisconn import RedisClient, connect, parse_url
+from gateway.store.redisconn import RedisClient, connect
 from tests import redis_topologies
 from tests.redis_topologies import ClusterSet
 

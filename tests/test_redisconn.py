@@ -8,8 +8,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
 
-from gateway.config.schema import ConfigError, parse_config
-from gateway.store.redisconn import RedisBlock, RedisTarget, connect, hash_tag, parse, parse_url
+from gateway.config.load import ConfigError, parse_config
+from gateway.config.schema.redis import RedisBlock, RedisTarget, parse, parse_url
+from gateway.store.redisconn import connect, hash_tag
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import msgspec
 import openai
 import pytest
 
-from gateway.config.schema import ConfigError, parse_config
+from gateway.config.load import ConfigError, parse_config
 from gateway.objects.responses_state import ResponsesState
 from gateway.store.responses import StoredResponse
 from tests.conftest import MASTER_KEY, Gateway

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.config.schema import parse_config
+from gateway.config.load import parse_config
 from gateway.errors.answers import GatewayError
 from gateway.pipeline.attempts import INVALID_ANSWER
 from gateway.routing.router import Router

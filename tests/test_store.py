@@ -16,7 +16,8 @@ import msgspec
 import pytest
 
 from gateway.accounting.records import GENESIS_HASH, chain_hash, decode_record
-from gateway.policy.keys import Budget, KeyRecord, Limits, TeamRecord
+from gateway.config.schema import Budget, Limits
+from gateway.policy.keys import KeyRecord, TeamRecord
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.store.ledger import SpendGroup
 from gateway.store.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, DuplicateSecretHash

@@ -17,7 +17,8 @@ import msgspec
 import openai
 import pytest
 
-from gateway.policy.tags import HEADER, MAX_TAGS, NO_TAG, merged, take
+from gateway.config.schema import MAX_TAGS
+from gateway.policy.tags import HEADER, NO_TAG, merged, take
 from tests.conftest import MASTER_KEY, Gateway
 from tests.servers import LoopThread, Upstream, start_gateway
 from tests.test_accounting import database_url

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from gateway.policy.keys import Budget, Limits
+from gateway.config.schema import Budget, Limits
 from gateway.policy.teamrules import beyond_team, excesses, pattern_within
 from tests.test_auth import NOW, key, team
 

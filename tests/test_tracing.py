@@ -23,12 +23,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from adapters.base import Target
 from adapters.schema import Usage
-from gateway.config.schema import ConfigError, parse_config
+from gateway.config.load import ConfigError, parse_config
+from gateway.config.schema import TracingConfig
 from gateway.observability import otel_logs
 from gateway.observability.logs import JsonFormatter
 from gateway.observability.otel import OtelTracer
 from gateway.observability.tracers import build_tracer
-from gateway.observability.tracing import FALLBACK, FIRST, NoopTracer, TracingConfig
+from gateway.observability.tracing import FALLBACK, FIRST, NoopTracer
 from gateway.pipeline.context import RequestContext
 from tests.otlp_collector import Collector, attributes, start_collector
 
@@ -404,7 +405,7 @@ def test_the_gateway_imports_no_opentelemetry_unless_tracing_is_configured() -> 
         "import sys, redis, redis.asyncio\n"
         "before = set(sys.modules)\n"
         "from gateway.server.app import build_app\n"
-        "from gateway.config.schema import parse_config\n"
+        "from gateway.config.load import parse_config\n"
         "from gateway.observability.tracers import build_tracer\n"
         "config = parse_config('tracing: {service_name: x}', {}, 't')\n"
         "build_app(config); build_tracer(config.tracing)\n"

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from gateway.admin.identity import GroupRole, from_groups
+from gateway.admin.identity import from_groups
+from gateway.config.schema import GroupRole
 from gateway.ui.oidc import claim_at, code_challenge
 from tests.conftest import Gateway
 from tests.mock_idp import Forgery, MockIdp

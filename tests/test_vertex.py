@@ -12,7 +12,8 @@ from adapters.gemini import provider as gemini
 from adapters.gemini import vertex
 from adapters.schema import ChatRequest, Message, usage_of
 from gateway.accounting.pricing import PriceTable, load_price_file
-from gateway.config.schema import ConfigError, VertexAnthropicProvider, VertexProvider, parse_config
+from gateway.config.load import ConfigError, parse_config
+from gateway.config.schema import VertexAnthropicProvider, VertexProvider
 from gateway.formats.dialects import AnthropicDialect, Translated, dialect_for
 from gateway.routing.router import build_target
 

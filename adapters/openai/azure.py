@@ -33,7 +33,7 @@ from adapters.openai import provider as openai_format
 from adapters.openai import surface as openai_surface
 from adapters.schema import ChatRequest
 
-# The gateway's default (gateway/config/schema.py `AzureProvider.api_version`), for a Target built
+# The gateway's default (gateway/config/schema/azure.py `AzureProvider.api_version`), for a Target built
 # without one: the first GA version that accepts stream_options.
 DEFAULT_API_VERSION: Final = "2024-10-21"
 # The first version, preview or GA, that accepts `stream_options`. Versions are dates

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 import yaml
@@ -22,7 +22,8 @@ from prometheus_client.metrics import Counter as _CounterChild
 
 from adapters.openai.surface import Units
 from adapters.schema import Usage
-from gateway.server import statedir
+from gateway.config import statedir
+from gateway.config.schema import BatchDiscount, ModelPrice, OutputTokens, PricingConfig, TokenPrices
 
 if TYPE_CHECKING:
     from gateway.config.schema import Config
@@ -49,10 +50,6 @@ _MAX_MEMO: Final = 4096
 # ceiling too low lets a budget be overspent and one too high only reserves more for a while.
 DEFAULT_MAX_OUTPUT_TOKENS: Final = 128_000
 
-UsdPerMillion = Annotated[float, msgspec.Meta(ge=0)]
-Usd = Annotated[float, msgspec.Meta(ge=0)]
-# The share of the standard price taken off requests run through a provider's Batch API.
-BatchDiscount = Annotated[float, msgspec.Meta(ge=0, le=1)]
 # The answer header that says what a non-streamed call cost (a stream says it in its usage
 # chunk and its trailer comment: gateway/pipeline/relay.py).
 COST_HEADER: Final = "x-tollway-cost-usd"
@@ -61,55 +58,6 @@ COST_HEADER: Final = "x-tollway-cost-usd"
 def usd_text(micros: int) -> str:
     """Integer micro-USD as a decimal string of USD, exact: 123 -> "0.000123"."""
     return f"{micros // USD_PER_MILLION}.{micros % USD_PER_MILLION:06d}"
-
-
-class _Prices(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    input: UsdPerMillion
-    output: UsdPerMillion
-    cached_input: UsdPerMillion | None = None  # default: input
-    cache_write: UsdPerMillion | None = None  # default: input
-
-
-class LongContextPrice(_Prices, frozen=True, forbid_unknown_fields=True):
-    """Prices for requests whose prompt is longer than `threshold` tokens (Gemini 2.5 Pro...)."""
-
-    threshold: Annotated[int, msgspec.Meta(ge=1)] = 200_000
-
-
-OutputTokens = Annotated[int, msgspec.Meta(ge=1)]
-
-
-class ModelPrice(_Prices, frozen=True, forbid_unknown_fields=True):
-    """USD per million tokens: uncached input, output, cached input, cache writes; and the most
-    output tokens the model writes in one answer (the budget reservation of a request without
-    `max_tokens`). Images and audio models are priced by other units besides (or instead of)
-    tokens: `per_image` in USD by "size/quality", "size" or "default" (the first that matches),
-    `per_second` of audio heard in USD, `per_million_characters` of text spoken in USD. Rerank
-    models by `per_search_unit` in USD (Cohere's unit: a query with up to 100 documents), or by
-    the tokens their answers report (`input`)."""
-
-    input: UsdPerMillion = 0
-    output: UsdPerMillion = 0
-    long_context: LongContextPrice | None = None
-    max_output_tokens: OutputTokens | None = None
-    per_image: dict[str, Usd] | None = None
-    per_second: Usd | None = None
-    per_million_characters: UsdPerMillion | None = None
-    batch_discount: BatchDiscount | None = None  # default: its kind's
-    per_search_unit: Usd | None = None
-    # When this entry's price was last checked, where later than the file's own `as_of`.
-    as_of: date | None = None
-
-
-class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The config's `pricing:` section. `models` keys are "<provider kind>/<model>" and win over
-    the imported file, which wins over the shipped table. `file` is where `tollway prices import`
-    writes and the gateway reads imported prices (relative paths from the working directory); unset:
-    OVERRIDE_FILE in the state directory (gateway/server/statedir.py), used when it exists. (Currency rates
-    for reports are `budgets.rates`.)"""
-
-    models: dict[str, ModelPrice] = {}
-    file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
 
 
 class _KindPrices(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -151,7 +99,7 @@ class Price(NamedTuple):
     units: UnitRates | None = None
 
 
-def _rates(price: _Prices) -> Rates:
+def _rates(price: TokenPrices) -> Rates:
     def micros(usd: float | None, fallback: float) -> int:
         return round((fallback if usd is None else usd) * USD_PER_MILLION)
 

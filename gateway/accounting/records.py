@@ -12,14 +12,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
 
-# What of the prompt and the answer a record keeps: all of it, the text with PII masked, a SHA-256
-# digest of the text (proves what was sent without keeping it), or nothing.
-ContentPolicy = Literal["full", "masked", "hash", "none"]
-CONTENT_POLICIES: Final = ("full", "masked", "hash", "none")
+from gateway.config.schema import ContentPolicy
 
 # The "previous hash" of the first record ever written.
 GENESIS_HASH: Final = "0" * 64

@@ -14,7 +14,8 @@ from typing import Literal
 
 import msgspec
 
-from gateway.admin.identity import AdminIdentity, Role
+from gateway.admin.identity import AdminIdentity
+from gateway.config.schema import Role
 from gateway.errors.answers import GatewayError, from_code
 from gateway.errors.catalogue import ErrorCode
 from gateway.policy.auth import presented_key, secret_hash_of

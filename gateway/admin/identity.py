@@ -12,24 +12,11 @@ from typing import Final, Literal
 
 import msgspec
 
-Role = Literal["admin", "team_admin", "viewer"]
+from gateway.config.schema import GroupRole, Role
+
 Via = Literal["master_key", "admin_key", "sso"]
-ROLES: Final[tuple[Role, ...]] = ("admin", "team_admin", "viewer")
 # When one person is in several mapped groups, the strongest role wins.
 _RANK: Final[dict[str, int]] = {"admin": 3, "team_admin": 2, "viewer": 1}
-
-
-class GroupRole(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What membership of one IdP group grants: a role, and for team_admin the teams it manages."""
-
-    role: Role
-    teams: list[str] = []
-
-    def __post_init__(self) -> None:
-        if self.role == "team_admin" and not self.teams:
-            raise ValueError("a team_admin group needs the ids of its teams (teams: [team_...])")
-        if self.role != "team_admin" and self.teams:
-            raise ValueError("only a team_admin group names teams")
 
 
 class AdminIdentity(msgspec.Struct, frozen=True):

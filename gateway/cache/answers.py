@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Annotated, Final, Literal, NamedTuple
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -35,64 +35,12 @@ from adapters.openai.wire import encode_request
 from adapters.schema import Usage
 from gateway.cache.shared import CacheEntry, RedisTier
 from gateway.cache.stream import AnswerAccumulator
+from gateway.config.schema import CacheConfig, ModelCacheConfig
+from gateway.config.schema.redis import parse_url
 from gateway.errors.answers import from_code
 from gateway.errors.catalogue import ErrorCode
 from gateway.store import redisconn
-from gateway.store.redisconn import REDIS_URL_PATTERN, RedisClient
-
-MiB: Final = 1024 * 1024
-
-# --- configuration ----------------------------------------------------------------------------
-
-
-class ModelCacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """`cache:` under a logical model: caching on, and how."""
-
-    ttl_s: Annotated[int, msgspec.Meta(ge=1)] = 300
-    # The most a client may ask for with x-tollway-cache-ttl.
-    max_ttl_s: Annotated[int, msgspec.Meta(ge=1)] = 86400
-    allow_nonzero_temperature: bool = False
-    # Who shares entries: every caller, the keys of one team (a key without a team: itself), or
-    # one key. Narrower scopes keep one tenant from learning what another asked.
-    scope: Literal["global", "team", "key"] = "team"
-
-    def __post_init__(self) -> None:
-        if self.ttl_s > self.max_ttl_s:
-            raise ValueError(f"ttl_s ({self.ttl_s}) exceeds max_ttl_s ({self.max_ttl_s})")
-
-
-class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The top-level `cache:` section: where entries live, and the bounds."""
-
-    backend: Literal["memory", "redis"] = "memory"
-    # Per process; with redis this is the in-process tier in front of it.
-    max_bytes: Annotated[int, msgspec.Meta(ge=MiB)] = 64 * MiB
-    # Larger answers are not stored.
-    max_entry_bytes: Annotated[int, msgspec.Meta(ge=1024)] = MiB
-    # A Redis of the cache's own (any form storage.redis takes as a URL); default: storage.redis.
-    redis_url: Annotated[str, msgspec.Meta(pattern=REDIS_URL_PATTERN)] | None = None
-    # How long a cache hit may wait on Redis before it is served from upstream instead.
-    redis_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
-    redis_prefix: Annotated[str, msgspec.Meta(min_length=1)] = "tollway:cache:"
-    # Keys of Redis entries each process remembers (about 150 bytes each).
-    redis_index_max: Annotated[int, msgspec.Meta(ge=1)] = 200_000
-
-    def __post_init__(self) -> None:
-        if self.max_entry_bytes > self.max_bytes:
-            raise ValueError("max_entry_bytes exceeds max_bytes")
-
-
-def config_errors(config: CacheConfig, storage_redis: bool) -> list[str]:
-    """Cross-section problems parse_config reports (each with its path)."""
-    if config.backend == "redis" and not (config.redis_url or storage_redis):
-        return ["cache.backend: redis needs cache.redis_url or storage.redis"]
-    if config.redis_url:
-        try:
-            redisconn.parse_url(config.redis_url)
-        except ValueError as exc:
-            return [f"cache.redis_url: {exc}"]
-    return []
-
+from gateway.store.redisconn import RedisClient
 
 # --- the key ----------------------------------------------------------------------------------
 
@@ -282,7 +230,7 @@ class ResponseCache:
             # A Redis of the cache's own gets a client of its own; else the process's shared one.
             owned = config.redis_url is not None
             if config.redis_url is not None:
-                client = redisconn.connect(redisconn.parse_url(config.redis_url))
+                client = redisconn.connect(parse_url(config.redis_url))
             elif shared_redis is not None:
                 client = shared_redis
             else:

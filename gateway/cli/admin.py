@@ -16,13 +16,12 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from gateway.accounting.records import CONTENT_POLICIES
 from gateway.admin import adminkeys
-from gateway.admin.identity import ROLES, AdminIdentity
+from gateway.admin.identity import AdminIdentity
 from gateway.admin.ops import AdminOps
 from gateway.cli.backup import BackupError, backup_sqlite
 from gateway.cli.reports import add_report_commands, run_audit, run_spend
-from gateway.config.schema import Config
+from gateway.config.schema import CONTENT_POLICIES, ROLES, Config
 from gateway.errors.answers import GatewayError
 from gateway.policy import keyadmin
 from gateway.policy.keysync import announce_change_once

@@ -19,9 +19,10 @@ from aiohttp import web
 from gateway.accounting.pricing import PriceFileError, load_override
 from gateway.cli.admin import add_admin_commands, run_admin
 from gateway.cli.migrate import add_migrate_commands
-from gateway.config.schema import Config, ConfigError, load_config, resolve_config_path
+from gateway.config import statedir
+from gateway.config.load import ConfigError, load_config, resolve_config_path
+from gateway.config.schema import Config
 from gateway.observability import logs
-from gateway.server import statedir
 from gateway.server.app import build_app
 from gateway.server.connections import guard_connections
 from gateway.server.listen import BACKLOG, bind_listeners, cannot_listen_reason

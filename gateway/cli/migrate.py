@@ -12,7 +12,7 @@ from pathlib import Path
 from gateway.accounting.pricing import override_path, today_utc
 from gateway.cli.litellm_import import translate
 from gateway.cli.price_import import PriceImportError, import_prices, render
-from gateway.config.schema import ConfigError, load_config, resolve_config_path
+from gateway.config.load import ConfigError, load_config, resolve_config_path
 
 
 def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -20,7 +20,8 @@ from typing import Any, Final
 import msgspec
 import yaml
 
-from gateway.accounting.pricing import USD_PER_MILLION, ModelPrice, PriceFile
+from gateway.accounting.pricing import USD_PER_MILLION, PriceFile
+from gateway.config.schema import ModelPrice
 
 # LiteLLM's `litellm_provider` -> our provider kind. Vertex AI's Gemini and Claude are the kinds
 # `vertex` and `vertex-anthropic` (Google's own contract and region, priced apart from AI Studio).

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Final, Literal, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -35,65 +35,11 @@ from adapters.schema import (
     TextPart,
     ToolCall,
 )
+from gateway.config.schema import BUILTIN_CATEGORIES, GuardrailsConfig
 from gateway.errors.answers import GatewayError
 from gateway.guardrails.masking import Vault, mask_with, replace_findings
-from gateway.guardrails.pii import BUILTIN_CATEGORIES, PiiScanner
-from gateway.guardrails.stream import EventGuard, OutputAction, StreamGuard, TextWindow
-
-PiiAction = Literal["mask", "block", "log-only"]
-RuleAction = Literal["block", "flag"]
-PiiCategory = Literal["email", "phone", "iban", "card", "ahv", "ip"]
-CustomCategory = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]{0,31}$")]
-
-
-def _compile_all(patterns: Mapping[str, str] | list[str], what: str) -> None:
-    for name, pattern in patterns.items() if isinstance(patterns, Mapping) else enumerate(patterns):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"{what} {name!r} is not a valid regular expression: {exc}") from None
-
-
-class BlockedContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Terms (case-insensitive, whole words) and regular expressions that a prompt must not hold."""
-
-    terms: list[Annotated[str, msgspec.Meta(min_length=1)]] = []
-    patterns: list[str] = []
-    action: RuleAction = "block"
-
-    def __post_init__(self) -> None:
-        if not self.terms and not self.patterns:
-            raise ValueError("give at least one of terms or patterns")
-        _compile_all(self.patterns, "pattern")
-
-
-class GuardrailsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A model's guardrails policy; every check is off unless named here."""
-
-    # What to do with personal data in the prompt; absent: nothing.
-    pii: PiiAction | None = None
-    # Built-in categories checked (prompt and output); absent: all of them.
-    pii_categories: list[PiiCategory] | None = None
-    # Extra categories: NAME: regular expression (placeholders read [NAME_1]).
-    pii_patterns: dict[CustomCategory, str] = {}
-    # With pii: mask, put the original values back where the answer repeats a placeholder.
-    restore_pii: bool = True
-    # What to do with personal data in answers: block (the answer stops there, finish_reason
-    # "content_filter"), mask ([EMAIL]) or log-only; absent: answers are not checked.
-    output_pii: OutputAction | None = None
-    blocked: BlockedContent | None = None
-    injection: RuleAction | None = None
-
-    def __post_init__(self) -> None:
-        clash = set(self.pii_patterns) & set(BUILTIN_CATEGORIES)
-        if clash:
-            raise ValueError(
-                f"pii_patterns may not reuse a built-in category name: {', '.join(sorted(clash))}"
-            )
-        _compile_all(self.pii_patterns, "pii_patterns entry")
-
-
-# --- prompt-injection screen -----------------------------------------------------------------
+from gateway.guardrails.pii import PiiScanner
+from gateway.guardrails.stream import EventGuard, StreamGuard, TextWindow
 
 
 class _Screen(NamedTuple):

@@ -20,10 +20,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, NamedTuple
 
+from gateway.config.schema import BUILTIN_CATEGORIES
 from gateway.guardrails.checksums import IBAN_LENGTHS, card_issuer_known, ean13_valid, iban_valid, luhn_valid
-
-# Config spells categories in lower case; placeholders and flags use these names.
-BUILTIN_CATEGORIES: Final = ("EMAIL", "PHONE", "IBAN", "CARD", "AHV", "IP")
 
 
 class Finding(NamedTuple):

@@ -16,15 +16,14 @@ chunk, so a guard is only made when the model's policy checks output or restores
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
 from adapters.schema import ChatChunk, StreamError, StreamEvent, ToolCallDelta
+from gateway.config.schema import OutputAction
 from gateway.guardrails.masking import Vault, replace_findings
 from gateway.guardrails.pii import Finding, PiiScanner
-
-OutputAction = Literal["block", "mask", "log-only"]
 
 # Longer than any built-in value as people write it: an IBAN with spaces is at most 42
 # characters, an IPv6 address 45, a grouped card number 23. Custom patterns should stay below.

@@ -18,68 +18,22 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import Annotated, Final, Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
+from gateway.config.schema import EVENT_KINDS, AlertsConfig, EventKind, SlackWebhook, TelegramWebhook, Webhook
 from gateway.server.tasks import stop_tasks
 
 log = logging.getLogger("tollway")
 
-EventKind = Literal["budget_soft", "budget_exhausted", "breaker_open", "spooling"]
-EVENT_KINDS: Final[tuple[EventKind, ...]] = ("budget_soft", "budget_exhausted", "breaker_open", "spooling")
 # Bounds: pending messages in memory, distinct (kind, subject) windows tracked, message length
 # (Telegram refuses texts over 4096 characters).
 MAX_QUEUE: Final = 256
 MAX_SUBJECTS: Final = 4096
 MAX_TEXT: Final = 3500
-
-HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")]
-Events = Annotated[list[EventKind], msgspec.Meta(min_length=1)]
-
-
-# The config Structs do not inherit gateway.config.schema._Section because gateway/config/schema.py imports
-# them (as it does keys.Limits); the options are the same: frozen, unknown fields are errors.
-class _Webhook(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", kw_only=True):
-    events: Events = msgspec.field(default_factory=lambda: list(EVENT_KINDS))
-
-
-class SlackWebhook(_Webhook, frozen=True, kw_only=True, tag="slack"):
-    """A Slack incoming webhook (`https://hooks.slack.com/services/...`; the URL is the secret)."""
-
-    url: HttpUrl
-
-
-class TelegramWebhook(_Webhook, frozen=True, kw_only=True, tag="telegram"):
-    """The Telegram Bot API's sendMessage: POST {url}/bot{token}/sendMessage."""
-
-    token: Annotated[str, msgspec.Meta(min_length=1)]
-    chat_id: int | str
-    url: HttpUrl = "https://api.telegram.org"
-
-
-class JsonWebhook(_Webhook, frozen=True, kw_only=True, tag="json"):
-    """Any endpoint taking the documented JSON event object (`JsonAlert`)."""
-
-    url: HttpUrl
-    headers: dict[str, str] = {}  # e.g. an Authorization header; treated as secrets
-
-
-Webhook = SlackWebhook | TelegramWebhook | JsonWebhook
-
-
-class AlertsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    webhooks: list[Webhook] = []
-    # One message per (event, subject) per window; the rest are counted into the next message.
-    min_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
-    # At most this many messages per window over all subjects (a network outage opens every breaker).
-    max_per_interval: Annotated[int, msgspec.Meta(ge=1)] = 20
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    # Names this gateway in messages; default: the host name.
-    source: str | None = None
-
 
 Detail = str | int | float
 

@@ -25,8 +25,9 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanContext, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from gateway.config.schema import TracingConfig
 from gateway.observability import genai, otel_logs
-from gateway.observability.tracing import AttemptSpan, Headers, PassingAttempt, RequestSpan, TracingConfig
+from gateway.observability.tracing import AttemptSpan, Headers, PassingAttempt, RequestSpan
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram

@@ -8,8 +8,9 @@ gateway.observability.tracing (for the span protocols), and only this module nee
 
 from __future__ import annotations
 
-from gateway.config.schema import ConfigError
-from gateway.observability.tracing import NoopTracer, Tracer, TracingConfig
+from gateway.config.load import ConfigError
+from gateway.config.schema import TracingConfig
+from gateway.observability.tracing import NoopTracer, Tracer
 
 
 def build_tracer(config: TracingConfig) -> Tracer:

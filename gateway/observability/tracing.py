@@ -12,9 +12,7 @@ is down or slow, newer spans are dropped), so the event loop never waits on the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Final, Protocol
-
-import msgspec
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from adapters.schema import Usage
@@ -22,7 +20,6 @@ if TYPE_CHECKING:
     from gateway.pipeline.context import RequestContext
     from gateway.routing.router import RouteTarget
 
-HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")]
 Headers = tuple[tuple[str, str], ...]
 
 # Why an attempt was made (`tollway.attempt.reason`): the request's first call, the same target
@@ -32,25 +29,6 @@ FIRST: Final = "first"
 RETRY: Final = "retry"
 FALLBACK: Final = "fallback"
 HEDGE: Final = "hedge"
-
-
-# Not a gateway.config.schema._Section: gateway/config/schema.py imports this module (see keys.Limits); the
-# options are the same.
-class TracingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # The collector's OTLP/HTTP root (`http://127.0.0.1:4318`; /v1/traces is added unless given).
-    # Absent: no tracing at all.
-    otlp_endpoint: HttpUrl | None = None
-    service_name: Annotated[str, msgspec.Meta(min_length=1)] = "tollway"
-    # Share of requests traced (a sampled caller's `traceparent` is always followed).
-    sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
-    # Sent with every export (a vendor's API key, say): treated as secrets.
-    headers: dict[str, str] = {}
-    export_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    # Also export OpenTelemetry's GenAI client metrics (gen_ai.client.token.usage and
-    # gen_ai.client.operation.duration) to the same collector, every `metrics_interval_s`.
-    # Prometheus's /metrics is served either way.
-    metrics: bool = False
-    metrics_interval_s: Annotated[float, msgspec.Meta(ge=1)] = 60.0
 
 
 class AttemptSpan(Protocol):

@@ -14,7 +14,8 @@ import msgspec
 
 from adapters.openai.shapes import OpenAIOutputAnswerProbe, OpenAIPromptProbe
 from adapters.schema import ChatRequest, ChatResponse, TextPart, Usage, usage_of
-from gateway.accounting.records import Attempt, AuditRecord, ContentPolicy, apply_policy
+from gateway.accounting.records import Attempt, AuditRecord, apply_policy
+from gateway.config.schema import ContentPolicy
 from gateway.guardrails.masking import mask_text
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outputmeter import OutputMeter

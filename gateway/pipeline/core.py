@@ -25,9 +25,9 @@ from adapters.schema import ChatResponse, usage_of
 from gateway.accounting.coststamp import CostStamp
 from gateway.accounting.localcost import LOCAL_COST_HEADER, local_cost_text, money_of
 from gateway.accounting.pricing import COST_HEADER, usd_text
-from gateway.accounting.records import ContentPolicy
 from gateway.cache.answers import MISS_HEADERS, CachedAnswer, CachePlan, hit_headers
 from gateway.cache.stream import AnswerAccumulator, EventAccumulator, replay_events
+from gateway.config.schema import ContentPolicy
 from gateway.errors.answers import GatewayError, bad_request, body_too_large, malformed_body
 from gateway.formats.count_tokens import LABEL as COUNT_TOKENS_LABEL
 from gateway.formats.count_tokens import count_tokens

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from gateway.accounting.accountant import Accountant
 from gateway.accounting.pricing import PriceTable
-from gateway.accounting.records import ContentPolicy
 from gateway.cache.answers import ResponseCache
+from gateway.config.schema import ContentPolicy
 from gateway.guardrails.checks import GuardrailSet
 from gateway.objects.responses_state import ResponsesState
 from gateway.objects.state import ObjectOwners

@@ -19,11 +19,10 @@ from typing import Final
 
 import msgspec
 
-from gateway.accounting.records import ContentPolicy
-from gateway.config.schema import Config
+from gateway.config.schema import Budget, Config, ContentPolicy, Limits
 from gateway.errors.answers import GatewayError, from_code, model_not_found, unauthorized
 from gateway.errors.catalogue import ErrorCode
-from gateway.policy.keys import Budget, KeyRecord, Limits, TeamRecord, hash_secret
+from gateway.policy.keys import KeyRecord, TeamRecord, hash_secret
 
 
 class ModelMatcher:

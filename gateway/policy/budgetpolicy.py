@@ -12,9 +12,8 @@ from typing import Final, Protocol
 
 import msgspec
 
-from gateway.config.schema import BudgetsConfig
+from gateway.config.schema import Budget, BudgetsConfig, Period
 from gateway.policy.auth import Principal
-from gateway.policy.keys import Budget, Period
 
 LONG_ID: Final = 128
 

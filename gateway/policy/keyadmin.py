@@ -14,24 +14,12 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from gateway.accounting.records import ContentPolicy
+from gateway.config.schema import Budget, ContentPolicy, Endpoint, KeyTags, Limits
 from gateway.errors.answers import GatewayError, from_code
 from gateway.errors.catalogue import ErrorCode
 from gateway.policy import teamrules
 from gateway.policy.budgetpolicy import BudgetStatus
-from gateway.policy.keys import (
-    Budget,
-    Endpoint,
-    KeyRecord,
-    Limits,
-    Name,
-    Pattern,
-    TeamRecord,
-    hash_secret,
-    new_id,
-    new_secret,
-)
-from gateway.policy.tags import KeyTags
+from gateway.policy.keys import KeyRecord, Name, Pattern, TeamRecord, hash_secret, new_id, new_secret
 from gateway.store import Store
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]

@@ -14,11 +14,11 @@ import msgspec
 from aiohttp import web
 
 from gateway.accounting.records import utc
+from gateway.config.schema import Budget, Limits
 from gateway.errors.answers import from_code, unauthorized
 from gateway.errors.catalogue import ErrorCode
 from gateway.policy.auth import ANONYMOUS, MASTER, KeyRing, Principal
 from gateway.policy.budgetpolicy import BudgetStatus, BudgetSubject, key_budget, team_budget
-from gateway.policy.keys import Budget, Limits
 
 SpendOf = Callable[[BudgetSubject], BudgetStatus | None]
 

@@ -15,43 +15,13 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from gateway.accounting.records import ContentPolicy
-from gateway.admin.identity import Role
+from gateway.config.schema import Budget, ContentPolicy, Limits, Role
 
 SECRET_PREFIX: Final = "sk-tw-"
 # Admin keys (gateway/admin/adminkeys.py) look different, so that one pasted into a client is spotted.
 ADMIN_SECRET_PREFIX: Final = "sk-tw-admin-"
-Currency = Literal["USD", "CHF", "EUR"]
-Period = Literal["day", "week", "month", "total"]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-
-
-# The endpoint rights a key can be limited to (`endpoints`): chat covers /v1/chat/completions,
-# /v1/responses and /v1/messages; the others are the endpoints of the same names (images: both
-# generations and edits; audio: transcriptions, translations and speech).
-Endpoint = Literal[
-    "chat", "embeddings", "completions", "images", "audio", "moderations", "files", "batches", "rerank"
-]
-
-
-class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Requests and tokens per minute, and requests in flight at once."""
-
-    rpm: NonNegative | None = None  # requests per minute; unset: not limited
-    tpm: NonNegative | None = None  # tokens per minute; unset: not limited
-    max_parallel: NonNegative | None = None  # requests in flight at once; unset: not limited
-
-
-class Budget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Spend allowed per period, in `currency` (converted at the configured rate)."""
-
-    amount: Annotated[float, msgspec.Meta(ge=0)]  # what may be spent in one period, in `currency`
-    currency: Currency = "USD"
-    period: Period = "month"  # `total`: one amount that never renews
-    # The share of `amount` spent at which the `budget_soft` alert goes out; unset: none.
-    soft_pct: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
 
 
 class KeyRecord(msgspec.Struct, frozen=True, omit_defaults=True):

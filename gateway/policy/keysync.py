@@ -13,12 +13,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from gateway.config.schema.redis import RedisTarget
 from gateway.observability.metrics import Metrics
 from gateway.policy import teamrules
 from gateway.policy.auth import KeyRing
 from gateway.server.tasks import stop_tasks
 from gateway.store import Store, StoreUnavailable
-from gateway.store.redisconn import REDIS_ERRORS, RedisClient, RedisTarget, connect
+from gateway.store.redisconn import REDIS_ERRORS, RedisClient, connect
 
 log = logging.getLogger("tollway")
 

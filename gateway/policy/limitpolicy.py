@@ -10,10 +10,9 @@ from typing import Final
 
 import msgspec
 
-from gateway.config.schema import Config
+from gateway.config.schema import Config, Limits
 from gateway.policy.auth import Principal
 from gateway.policy.budgetpolicy import end_user_id
-from gateway.policy.keys import Limits
 
 CHARS_PER_TOKEN: Final = 4  # the usual rough ratio for English text and JSON
 

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from gateway.policy.keys import Period
+from gateway.config.schema import Period
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 

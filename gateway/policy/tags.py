@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Final
+from typing import Final
 
 import msgspec
 
 from adapters.base import InvalidRequest
 from adapters.openai.provider import Fields, PassthroughRequest
+from gateway.config.schema import MAX_TAG_LENGTH, MAX_TAGS, TAG_CHARACTERS, TAG_PATTERN
 
 HEADER: Final = "x-tollway-tags"
-MAX_TAGS: Final = 10
-MAX_TAG_LENGTH: Final = 64
-TAG_CHARACTERS: Final = "A-Za-z0-9_.:-"
-TAG_PATTERN: Final = f"^[{TAG_CHARACTERS}]{{1,{MAX_TAG_LENGTH}}}$"
 # What a spend report by tag calls the requests that carried none (not a valid tag itself).
 NO_TAG: Final = "(none)"
-
-# A tag as the config and the admin API take it (a key's default tags).
-Tag = Annotated[str, msgspec.Meta(pattern=TAG_PATTERN)]
-KeyTags = Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)]
 
 _VALID: Final = re.compile(TAG_PATTERN)
 _BODY_PARAM: Final = "metadata.tags"

@@ -26,9 +26,10 @@ from typing import Final
 
 import msgspec
 
+from gateway.config.schema import Budget, Limits, Period
 from gateway.errors.answers import GatewayError, from_code
 from gateway.errors.catalogue import ErrorCode
-from gateway.policy.keys import Budget, KeyRecord, Limits, Period, TeamRecord
+from gateway.policy.keys import KeyRecord, TeamRecord
 
 # Key budget period -> the team periods it always lies within (weeks start on Monday and do not
 # nest in months).

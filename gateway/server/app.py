@@ -18,6 +18,7 @@ from gateway.accounting.reports import add_report_routes
 from gateway.accounting.writer_process import WriterProcess, audit_writer
 from gateway.admin.api import AdminApi
 from gateway.admin.targets import targets_handler
+from gateway.config import statedir
 from gateway.config.schema import Config, StorageConfig
 from gateway.errors.answers import GatewayError, error_response, from_code, malformed_body, model_not_found
 from gateway.errors.catalogue import ErrorCode
@@ -37,7 +38,6 @@ from gateway.policy.keyinfo import key_info_handler
 from gateway.policy.keys import KeyRecord
 from gateway.policy.keysync import KeySync
 from gateway.routing.router import Router
-from gateway.server import statedir
 from gateway.server.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
 from gateway.server.runtime import Holder, Shared, build_runtime, close_within
 from gateway.store import open_store

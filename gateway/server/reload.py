@@ -11,7 +11,8 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
-from gateway.config.schema import Config, ConfigError, load_config
+from gateway.config.load import ConfigError, load_config
+from gateway.config.schema import Config
 from gateway.policy.auth import config_principals
 from gateway.server.app import HOLDER, SHARED
 from gateway.server.runtime import build_runtime

@@ -9,7 +9,7 @@ from typing import Final
 from aiohttp import web
 
 from gateway.admin import adminkeys
-from gateway.admin.identity import ROLES
+from gateway.config.schema import ROLES
 from gateway.ui import forms
 from gateway.ui.context import Ui, form_of, redirect, take_flash
 from gateway.ui.pages_keys import visible_teams
