@@ -31,7 +31,7 @@ from gateway.observability.alerts import Alerter, spooling_started
 from gateway.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.observability.metrics import Metrics
 from gateway.pipeline.context import assign_request_id
-from gateway.policy.auth import KeyRing, config_principals
+from gateway.policy.auth import KeyRing
 from gateway.policy.budgetpolicy import BudgetStatus, BudgetSubject
 from gateway.policy.keyinfo import key_info_handler
 from gateway.policy.keys import KeyRecord
@@ -154,7 +154,7 @@ def build_app(config: Config) -> web.Application:
     """The gateway as an aiohttp Application, ready for an AppRunner."""
     app = web.Application(middlewares=[shape_errors], client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
-    ring = KeyRing(config.server.master_key or None, config_principals(config))
+    ring = KeyRing.from_config(config)
     metrics = Metrics()
     created = int(time.time())
     storage = config.storage
