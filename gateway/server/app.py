@@ -32,9 +32,8 @@ from gateway.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.observability.metrics import Metrics
 from gateway.pipeline.context import assign_request_id
 from gateway.policy.auth import KeyRing
-from gateway.policy.budgetpolicy import BudgetStatus, BudgetSubject
+from gateway.policy.budgets import ServingBudgets
 from gateway.policy.keyinfo import key_info_handler
-from gateway.policy.keys import KeyRecord
 from gateway.policy.keysync import KeySync
 from gateway.routing.router import Router
 from gateway.server import statedir
@@ -203,20 +202,8 @@ def build_app(config: Config) -> web.Application:
     batches = BatchAccounting(owners, object_providers, prices, accountant, config.files.batch_poll_s)
     ObjectRoutes(ring, owners, object_providers, batches).add_routes(app.router)
 
-    def spend_of(subject: BudgetSubject) -> BudgetStatus | None:
-        if holder.current is None:
-            return None
-        try:
-            return holder.gateway.services.book.status(subject)
-        except GatewayError:  # a currency without a configured rate: nothing to show
-            return None
-
-    def budget_status(record: KeyRecord) -> BudgetStatus | None:
-        if record.budget is None:
-            return None
-        return spend_of(BudgetSubject(f"key:{record.id}", f"key '{record.name}'", record.budget))
-
-    admin.budget_status = budget_status
+    budgets = ServingBudgets(lambda: holder.gateway.services.book if holder.current is not None else None)
+    admin.budget_status = budgets.key_status
     # Read at scrape time from whichever runtime serves (nothing before start-up).
     metrics.track_targets(lambda: holder.gateway.router.target_states() if holder.current else ())
     metrics.track_credentials(lambda: holder.gateway.router.credential_states() if holder.current else ())
@@ -354,7 +341,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics_page)
-    app.router.add_get("/v1/key/info", key_info_handler(ring, spend_of))
+    app.router.add_get("/v1/key/info", key_info_handler(ring, budgets.status))
     app.router.add_get("/admin/targets", targets_handler(ring, lambda: holder.gateway.router.target_states()))
     if config.ui.enabled:
         add_ui(
