@@ -37,7 +37,7 @@ from gateway.policy.keyinfo import key_info_handler
 from gateway.policy.keysync import KeySync
 from gateway.routing.router import Router
 from gateway.server import statedir
-from gateway.server.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
+from gateway.server.health import Readiness, redis_probe, shared_dependencies, store_probe
 from gateway.server.runtime import Holder, Shared, build_runtime, close_within
 from gateway.store import open_store
 from gateway.store.redisconn import connect
@@ -210,10 +210,7 @@ def build_app(config: Config) -> web.Application:
 
     # What readiness and the gauges report (gateway/server/health.py): the store and the spool here,
     # the Redis users in each runtime.
-    dependencies: list[Dependency] = []
-
-    def all_dependencies() -> list[Dependency]:
-        return dependencies + (holder.current.dependencies if holder.current is not None else [])
+    readiness = Readiness(lambda: holder.current, sync)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Everything that holds a ClientSession, a Redis client or a task needs a running loop,
@@ -225,7 +222,7 @@ def build_app(config: Config) -> web.Application:
             log.info("shared state in %s", target.describe())
         pinged = redis_probe(redis) if redis is not None else None
         probes = [probe for probe in (stored, pinged) if probe is not None]
-        dependencies.extend(shared_dependencies(stored, pinged, sync, accountant))
+        readiness.shared.extend(shared_dependencies(stored, pinged, sync, accountant))
         if accountant is not None:
             accountant.on_spooling = lambda queued: alerter.notify(
                 spooling_started(reason="store unavailable or slow", queued=queued)
@@ -240,11 +237,7 @@ def build_app(config: Config) -> web.Application:
             await probe.start()
         holder.current = runtime
         batches.start()
-        if store is not None:
-            metrics.store_up.set_function(up_of(all_dependencies, "store"))
-        if pinged is not None:
-            for component in ("limits", "budgets"):
-                metrics.fleet_sync_up.labels(component).set_function(up_of(all_dependencies, component))
+        readiness.export_gauges(metrics, store=store is not None, redis=pinged is not None)
         if sync is not None:
             sync.start()
         yield
@@ -308,20 +301,6 @@ def build_app(config: Config) -> web.Application:
     async def rerank(request: web.Request) -> web.StreamResponse:
         return await holder.gateway.rerank(request)
 
-    async def live(request: web.Request) -> web.Response:
-        return _json_response({"status": "ok"})
-
-    async def ready(request: web.Request) -> web.Response:
-        if holder.current is None:
-            return _json_response({"status": "starting"}, status=503)
-        if sync is not None and not sync.loaded.is_set():
-            return _json_response({"status": "loading keys"}, status=503)
-        serving = holder.current.config
-        named = degraded(all_dependencies())
-        if sync is not None and sync.beyond_team:
-            named.append(f"keys: {len(sync.beyond_team)} ask for more than their team allows")
-        return _json_response({"status": "ready", "models": len(serving.models), "degraded": named})
-
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
@@ -338,8 +317,8 @@ def build_app(config: Config) -> web.Application:
     # Anthropic's paths (its SDK appends /v1/messages to the base URL).
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_message_tokens)
-    app.router.add_get("/health/live", live)
-    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/health/live", readiness.live)
+    app.router.add_get("/health/ready", readiness.ready)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/v1/key/info", key_info_handler(ring, budgets.status))
     app.router.add_get("/admin/targets", targets_handler(ring, lambda: holder.gateway.router.target_states()))
@@ -352,12 +331,8 @@ def build_app(config: Config) -> web.Application:
             admin=admin,
             metrics=metrics,
             rates={str(currency): rate for currency, rate in config.budgets.rates.items()},
-            degraded=lambda: degraded(all_dependencies()),
+            degraded=readiness.degraded,
             targets=lambda: holder.gateway.router.target_states() if holder.current else (),
             models=lambda: holder.current.config.models if holder.current is not None else config.models,
         )
     return app
-
-
-def _json_response(value: dict[str, object], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=msgspec.json.encode(value), content_type="application/json")
