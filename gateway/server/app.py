@@ -333,13 +333,12 @@ class _AppParts:
 def _add_routes(app: web.Application, parts: _AppParts) -> None:
     """Every route, in the order aiohttp tries them: the admin API, the hot path's, the stored
     objects', the other doors', the operators', then the UI's."""
-    router = app.router
+    router, holder = app.router, parts.holder
     parts.admin.add_routes(router)
     rates = {str(currency): rate for currency, rate in parts.config.budgets.rates.items()}
     if parts.store is not None:
         add_report_routes(router, parts.admin.guard, parts.store, rates)
-    _add_chat_routes(router, parts.holder)
-    holder = parts.holder
+    _add_chat_routes(router, holder)
     ResponsesRoutes(parts.ring, parts.responses_state, lambda: holder.gateway.router).add_routes(router)
     ObjectRoutes(parts.ring, parts.owners, parts.object_providers, parts.batches).add_routes(router)
     _add_door_routes(router, holder, _Models(parts.ring, parts.served_models))
@@ -398,8 +397,8 @@ def _add_door_routes(router: web.UrlDispatcher, holder: Holder, models: _Models)
 
     for prefix in ("/v1", ""):
         router.add_post(prefix + "/embeddings", embeddings)
-        router.add_get(prefix + "/models", models.list)
-        router.add_get(prefix + "/models/{model:.+}", models.retrieve)
+        router.add_get(prefix + "/models", models.list_models)
+        router.add_get(prefix + "/models/{model:.+}", models.retrieve_model)
         for operation in OPERATIONS:
             router.add_post(f"{prefix}/{operation}", surface(operation))
         router.add_post(prefix + "/responses", responses)
@@ -436,13 +435,13 @@ class _Models:
         self._served = served
         self._created = int(time.time())
 
-    async def list(self, request: web.Request) -> web.Response:
+    async def list_models(self, request: web.Request) -> web.Response:
         principal = self._ring.authenticate(request.headers)
         allowed = principal.models
         names = [name for name in self._served() if allowed is None or allowed(name)]
         return web.Response(body=models_body(names, self._created), content_type="application/json")
 
-    async def retrieve(self, request: web.Request) -> web.Response:
+    async def retrieve_model(self, request: web.Request) -> web.Response:
         principal = self._ring.authenticate(request.headers)
         name = request.match_info["model"]
         if name not in self._served():

@@ -201,7 +201,7 @@ class Readiness:
         keys = self._keys
         if keys is not None and not keys.loaded.is_set():
             return _json_response({"status": "loading keys"}, status=503)
-        named = degraded(self.shared + serving.dependencies)
+        named = self.degraded()
         if keys is not None and keys.beyond_team:
             named.append(f"keys: {len(keys.beyond_team)} ask for more than their team allows")
         return _json_response({"status": "ready", "models": len(serving.config.models), "degraded": named})
