@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Final, NamedTuple
 
 import msgspec
@@ -35,7 +35,7 @@ from gateway.policy.auth import KeyRing
 from gateway.policy.budgets import ServingBudgets
 from gateway.policy.keyinfo import key_info_handler
 from gateway.policy.keysync import KeySync
-from gateway.routing.router import Router
+from gateway.routing.router import Router, TargetState
 from gateway.server import statedir
 from gateway.server.health import Probe, Readiness, redis_probe, shared_dependencies, store_probe
 from gateway.server.runtime import Holder, Shared, build_runtime, close_within
@@ -196,7 +196,7 @@ class _AppParts:
         # here, the Redis users in each runtime.
         self.readiness = Readiness(lambda: holder.current, self.sync)
         # Read at scrape time from whichever runtime serves (nothing before start-up).
-        self.metrics.track_targets(lambda: holder.gateway.router.target_states() if holder.current else ())
+        self.metrics.track_targets(self.target_states)
         self.metrics.track_credentials(
             lambda: holder.gateway.router.credential_states() if holder.current else ()
         )
@@ -324,6 +324,11 @@ class _AppParts:
             await close_within(self.store.close)
         await close_within(started.alerter.aclose)
 
+    def target_states(self) -> Iterable[TargetState]:
+        """Every target's breaker and load in the serving runtime (none before one serves), for
+        the scrape and the UI."""
+        return self.holder.gateway.router.target_states() if self.holder.current else ()
+
     def served_models(self) -> Mapping[str, ModelConfig]:
         """The logical models of the serving config (the start-up config's before one serves)."""
         current = self.holder.current
@@ -353,7 +358,7 @@ def _add_routes(app: web.Application, parts: _AppParts) -> None:
             metrics=parts.metrics,
             rates=rates,
             degraded=parts.readiness.degraded,
-            targets=lambda: holder.gateway.router.target_states() if holder.current else (),
+            targets=parts.target_states,
             models=parts.served_models,
         )
 
