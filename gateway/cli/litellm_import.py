@@ -9,6 +9,9 @@ names that variable, so the translated file asks for the same environment.
 
 Whatever has no counterpart is not dropped silently: each item is listed with its path and why,
 on stderr and as comments at the top of the written file.
+
+Past 800 lines, and still one job: the translator walks LiteLLM's file section by section, and
+each section's method needs the same notes and environment references.
 """
 
 from __future__ import annotations
@@ -315,6 +318,21 @@ class _Translator:
     ) -> str | None:
         """The name of the provider this deployment reaches, created on first use."""
         spec: dict[str, Any] = {"kind": kind.kind}
+        if not self.endpoint(path, kind, params, spec):
+            return None
+        self.credentials(path, kind, params, spec)
+        if kind.kind == "azure":
+            spec["api_version"] = self.azure_version(path, params)
+        if kind.kind == "bedrock":
+            self.bedrock(params, spec)
+        self.headers(path, params, spec)
+        self.bounds(params, entry, spec)
+        if any(k.startswith("vertex_") for k in params):
+            self.skip(f"{path}.litellm_params.vertex_*", _NOT_SERVED["vertex_ai"])
+        return self.name(spec)
+
+    def endpoint(self, path: str, kind: _Kind, params: Mapping[str, Any], spec: dict[str, Any]) -> bool:
+        """The provider's `base_url` into `spec`; False: the deployment is left out (no usable URL)."""
         base = params.get("api_base")
         if base is not None:
             base = self.value(base)
@@ -322,15 +340,19 @@ class _Translator:
                 self.skip(
                     f"{path}.litellm_params.api_base", f"'{base}' is not an http(s) URL: deployment left out"
                 )
-                return None
+                return False
             spec["base_url"] = base.rstrip("/")
         elif kind.base_url:
             spec["base_url"] = kind.base_url
         elif kind.needs_base:
             self.skip(f"{path}.litellm_params.api_base", "this provider needs api_base: deployment left out")
-            return None
+            return False
         elif kind.kind == "azure":
             spec["base_url"] = self.env("AZURE_API_BASE")
+        return True
+
+    def credentials(self, path: str, kind: _Kind, params: Mapping[str, Any], spec: dict[str, Any]) -> None:
+        """The key (or Azure's Entra ID sign-in) into `spec`: from params, else the usual variable."""
         key = params.get("api_key")
         entra = self.entra(path, params) if kind.kind == "azure" else None
         if key is not None:
@@ -339,31 +361,38 @@ class _Translator:
             spec["entra"] = entra
         elif kind.key_env:
             spec["api_key"] = self.env(kind.key_env)
-        if kind.kind == "azure":
-            version = params.get("api_version")
-            version = (
-                self.value(version) if version is not None else self.env("AZURE_API_VERSION", _AZURE_VERSION)
+
+    def azure_version(self, path: str, params: Mapping[str, Any]) -> Any:
+        """An Azure deployment's api_version, raised to one whose streams report usage."""
+        version = params.get("api_version")
+        version = (
+            self.value(version) if version is not None else self.env("AZURE_API_VERSION", _AZURE_VERSION)
+        )
+        if isinstance(version, str) and not version.startswith("${") and version < _AZURE_MIN_VERSION:
+            self.skip(
+                f"{path}.litellm_params.api_version",
+                f"{version} replaced by {_AZURE_VERSION}: "
+                f"usage of streams needs {_AZURE_MIN_VERSION} or later",
             )
-            if isinstance(version, str) and not version.startswith("${") and version < _AZURE_MIN_VERSION:
-                self.skip(
-                    f"{path}.litellm_params.api_version",
-                    f"{version} replaced by {_AZURE_VERSION}: "
-                    f"usage of streams needs {_AZURE_MIN_VERSION} or later",
-                )
-                version = _AZURE_VERSION
-            spec["api_version"] = version
-        if kind.kind == "bedrock":
-            region = params.get("aws_region_name")
-            spec["aws_region"] = self.value(region) if region is not None else self.env("AWS_REGION_NAME")
-            for name, env in (
-                ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
-                ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-            ):
-                spec[name] = self.value(params[name]) if name in params else self.env(env)
-            token = params.get("aws_session_token")
-            spec["aws_session_token"] = (
-                self.value(token) if token is not None else self.env("AWS_SESSION_TOKEN", "")
-            )
+            version = _AZURE_VERSION
+        return version
+
+    def bedrock(self, params: Mapping[str, Any], spec: dict[str, Any]) -> None:
+        """A Bedrock deployment's region and AWS keys into `spec`: from params, else AWS's variables."""
+        region = params.get("aws_region_name")
+        spec["aws_region"] = self.value(region) if region is not None else self.env("AWS_REGION_NAME")
+        for name, env in (
+            ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+            ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+        ):
+            spec[name] = self.value(params[name]) if name in params else self.env(env)
+        token = params.get("aws_session_token")
+        spec["aws_session_token"] = (
+            self.value(token) if token is not None else self.env("AWS_SESSION_TOKEN", "")
+        )
+
+    def headers(self, path: str, params: Mapping[str, Any], spec: dict[str, Any]) -> None:
+        """Extra headers and an OpenAI organization into `spec`'s headers."""
         headers: dict[str, Any] = {}
         if isinstance(params.get("extra_headers"), Mapping):
             headers.update({str(k): self.value(v) for k, v in params["extra_headers"].items()})
@@ -377,6 +406,9 @@ class _Translator:
                 headers["OpenAI-Organization"] = self.value(params["organization"])
         if headers:
             spec["headers"] = headers
+
+    def bounds(self, params: Mapping[str, Any], entry: Mapping[str, Any], spec: dict[str, Any]) -> None:
+        """The deployment's timeouts and rate limits into `spec`."""
         timeout: dict[str, float] = {}
         if (total := _positive(params.get("timeout"))) is not None:
             timeout["total_s"] = total
@@ -388,9 +420,6 @@ class _Translator:
         limits = {k: v for k in ("rpm", "tpm") if (v := _int(entry.get(k, params.get(k)))) is not None}
         if limits:
             spec["limits"] = limits
-        if any(k.startswith("vertex_") for k in params):
-            self.skip(f"{path}.litellm_params.vertex_*", _NOT_SERVED["vertex_ai"])
-        return self.name(spec)
 
     def entra(self, path: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """An Azure deployment's Entra ID sign-in as our `entra:` (None: it has none we carry);

@@ -54,10 +54,28 @@ VERSION: Final = _version()
 
 
 class Metrics:
-    """The gateway's metrics and the cached label children used on the request path."""
+    """The gateway's metrics and the cached label children used on the request path.
+
+    Every metric is a plain attribute (`metrics.requests`, `metrics.cost`...), so the request path
+    reads it with one attribute lookup. `__init__` only names the groups; each `_add_*` method
+    defines the metrics of one concern, with the comments on why its labels are bounded.
+    """
 
     def __init__(self, max_key_series: int = MAX_KEY_SERIES) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._add_process_metrics()
+        self._add_request_metrics()
+        self._add_limit_metrics()
+        self._add_cache_metrics()
+        self._add_cost_metrics()
+        self._add_caller_metrics(max_key_series)
+        self._add_upstream_metrics()
+        self._add_routing_metrics()
+        self._add_audit_metrics()
+
+    def _add_process_metrics(self) -> None:
+        """What runs and whether it is well: the process, its version, the last config load, the
+        store."""
         # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds... of this
         # process (read from /proc at scrape time), on the registry /metrics serves.
         ProcessCollector(registry=self.registry)
@@ -79,6 +97,15 @@ class Metrics:
             registry=self.registry,
         )
         self.config_loaded(True)
+        self.store_up = Gauge(
+            "tollway_store_up",
+            "1 while the store answers (checked every 0.5 s) and takes keys and audit records.",
+            registry=self.registry,
+        )
+
+    def _add_request_metrics(self) -> None:
+        """Each answered request by logical model: how many, how long, how many tokens, and the
+        gateway's own share of the time (`observe`, `observe_overhead`)."""
         self.requests = Counter(
             "tollway_requests",
             "Requests answered, by logical model, HTTP status and endpoint.",
@@ -102,12 +129,26 @@ class Metrics:
         self.in_flight = Gauge(
             "tollway_in_flight_requests", "Requests being served right now.", registry=self.registry
         )
-        self.cost = Counter(
-            "tollway_cost_usd",
-            "Cost of answered requests in USD, by logical model.",
-            ("model",),
+        self.tokens = Counter(
+            "tollway_tokens",
+            "Tokens reported by providers, by logical model and direction (prompt, completion).",
+            ("model", "direction"),
             registry=self.registry,
         )
+        self.overhead = Histogram(
+            "tollway_overhead_seconds",
+            "Time a request spent in the gateway itself: total time less the wait on upstreams.",
+            ("route",),
+            buckets=OVERHEAD_BUCKETS,
+            registry=self.registry,
+        )
+        self._by_outcome: dict[tuple[str, int, str], tuple[_CounterChild, _HistogramChild]] = {}
+        self._by_model: dict[str, tuple[_HistogramChild, _CounterChild, _CounterChild]] = {}
+        self._overhead_by_route: dict[str, _HistogramChild] = {}
+
+    def _add_limit_metrics(self) -> None:
+        """Refusals by rate limits and budgets (`refused`), keys that ask more than their team
+        allows, and whether limits and budgets are shared through Redis (`fleet_sync`)."""
         self.limit_refusals = Counter(
             "tollway_limit_refusals",
             "Requests refused by a rate limit, by what ran out.",
@@ -120,6 +161,22 @@ class Metrics:
             ("scope",),
             registry=self.registry,
         )
+        self.keys_beyond_team = Gauge(
+            "tollway_keys_beyond_team",
+            "Active keys that ask for more than their team allows (served only what both allow).",
+            registry=self.registry,
+        )
+        # Limits and budgets shared through Redis (gateway/policy/fleetsync.py).
+        self.fleet_sync_up = Gauge(
+            "tollway_fleet_sync_up",
+            "1 while limits or budgets (`component`) are shared through Redis, 0 while each process "
+            "enforces them alone.",
+            ("component",),
+            registry=self.registry,
+        )
+
+    def _add_cache_metrics(self) -> None:
+        """Lookups in the answer cache, found or not, by logical model."""
         self.cache_hits = Counter(
             "tollway_cache_hits",
             "Answers served from the answer cache, by logical model.",
@@ -132,20 +189,51 @@ class Metrics:
             ("model",),
             registry=self.registry,
         )
-        self.overhead = Histogram(
-            "tollway_overhead_seconds",
-            "Time a request spent in the gateway itself: total time less the wait on upstreams.",
-            ("route",),
-            buckets=OVERHEAD_BUCKETS,
+
+    def _add_cost_metrics(self) -> None:
+        """What answers cost, and the answers whose cost is a guess: unpriced, usage estimated,
+        past their ceiling, or priced from an old table (`observe_usage_fault`)."""
+        self.cost = Counter(
+            "tollway_cost_usd",
+            "Cost of answered requests in USD, by logical model.",
+            ("model",),
             registry=self.registry,
         )
-        self._overhead_by_route: dict[str, _HistogramChild] = {}
-        self.tokens = Counter(
-            "tollway_tokens",
-            "Tokens reported by providers, by logical model and direction (prompt, completion).",
-            ("model", "direction"),
+        # Accounting (gateway/accounting/accountant.py, gateway/accounting/pricing.py). `model` on unpriced
+        # requests is "<provider kind>/<target model>" from the config, so its cardinality is bounded by it.
+        self.unpriced_requests = Counter(
+            "tollway_unpriced_requests",
+            "Requests counted at zero cost because their model has no price, by kind/model.",
+            ("model",),
             registry=self.registry,
         )
+        # Read at scrape time from the serving price table (gateway/accounting/pricing.py `from_config`),
+        # so it grows day by day in a process that runs for months.
+        self.price_table_age = Gauge(
+            "tollway_price_table_age_days",
+            "Days since the as_of date of the newest price table in use (shipped or imported); "
+            "past 90 the gateway warns at start-up.",
+            registry=self.registry,
+        )
+        # An upstream that reports no usage, or answers past its ceiling (gateway/pipeline/outputmeter.py).
+        # `provider` is a provider name from the config.
+        self.usage_estimated = Counter(
+            "tollway_usage_estimated",
+            "Answers priced from what was relayed because the upstream reported no usage, by provider.",
+            ("provider",),
+            registry=self.registry,
+        )
+        self.upstream_overrun = Counter(
+            "tollway_upstream_overrun",
+            "Answers longer than their output ceiling (max_tokens or max_output_tokens), by provider "
+            "and action (cut: a stream stopped by the relay; charged: the excess was charged).",
+            ("provider", "action"),
+            registry=self.registry,
+        )
+
+    def _add_caller_metrics(self, max_key_series: int) -> None:
+        """Cost and tokens by who called: gateway key and team (bounded), and listed spend tags
+        (`observe_key`, `observe_tags`)."""
         # Per key: ids of keys and teams, never names or secrets. A gateway with thousands of keys
         # must not give Prometheus thousands of series per metric, so only the first
         # `max_key_series` (key, team) pairs this process sees get their own; the rest are
@@ -181,6 +269,11 @@ class Metrics:
             registry=self.registry,
         )
         self._by_tag: dict[str, tuple[_CounterChild, _CounterChild]] = {}
+
+    def _add_upstream_metrics(self) -> None:
+        """Each upstream call (`observe_upstream`, `upstream_error`), the fields a translated
+        upstream was not given (`count_dropped`), and the credentials renewed in the background
+        (`refreshed`, `refresh_failed`)."""
         # Per upstream target, provider and model apart (so a dashboard can sum either way):
         # names from the config, so the cardinality is bounded by it.
         self.upstream_duration = Histogram(
@@ -198,37 +291,71 @@ class Metrics:
             ("provider", "kind"),
             registry=self.registry,
         )
-        # Accounting (gateway/accounting/accountant.py, gateway/accounting/pricing.py). `model` on unpriced
-        # requests is "<provider kind>/<target model>" from the config, so its cardinality is bounded by it.
-        self.unpriced_requests = Counter(
-            "tollway_unpriced_requests",
-            "Requests counted at zero cost because their model has no price, by kind/model.",
-            ("model",),
+        # A front door's tune-only fields left out for a translated upstream (adapters/dropped.py);
+        # `field` is one of adapters.dropped.TUNE_ONLY or "other", so the label set stays bounded.
+        self.dropped_fields = Counter(
+            "tollway_dropped_fields",
+            "Request fields not given to a translated upstream because they only tune the call, "
+            "by front door and field.",
+            ("door", "field"),
             registry=self.registry,
         )
-        # Read at scrape time from the serving price table (gateway/accounting/pricing.py `from_config`),
-        # so it grows day by day in a process that runs for months.
-        self.price_table_age = Gauge(
-            "tollway_price_table_age_days",
-            "Days since the as_of date of the newest price table in use (shipped or imported); "
-            "past 90 the gateway warns at start-up.",
-            registry=self.registry,
-        )
-        # An upstream that reports no usage, or answers past its ceiling (gateway/pipeline/outputmeter.py).
-        # `provider` is a provider name from the config.
-        self.usage_estimated = Counter(
-            "tollway_usage_estimated",
-            "Answers priced from what was relayed because the upstream reported no usage, by provider.",
+        self._dropped_children: dict[tuple[str, str], _CounterChild] = {}
+        # Credentials renewed in the background (gateway/upstream/refresh.py: AWS's for Bedrock, Google's
+        # for Vertex); `provider` is a provider name from the config. A failure leaves the current
+        # credentials in use until they expire; their expiry is a gauge read at scrape time
+        # (track_credentials).
+        self.credential_refreshes = Counter(
+            "tollway_credential_refreshes",
+            "Credentials fetched or renewed, by provider.",
             ("provider",),
             registry=self.registry,
         )
-        self.upstream_overrun = Counter(
-            "tollway_upstream_overrun",
-            "Answers longer than their output ceiling (max_tokens or max_output_tokens), by provider "
-            "and action (cut: a stream stopped by the relay; charged: the excess was charged).",
-            ("provider", "action"),
+        self.credential_refresh_failures = Counter(
+            "tollway_credential_refresh_failures",
+            "Failed tries to fetch or renew credentials, by provider (retried with backoff).",
+            ("provider",),
             registry=self.registry,
         )
+
+    def _add_routing_metrics(self) -> None:
+        """Fallback, retries, hedging and breakers (gateway/pipeline/dispatch.py,
+        gateway/routing/breaker.py): `attempt`, `breaker_changed`."""
+        # `target` is "provider/model" from the config, so its cardinality is bounded by it.
+        self.attempts = Counter(
+            "tollway_upstream_attempts",
+            "Upstream calls, by target and outcome (ok, an error kind, or cancelled).",
+            ("target", "outcome"),
+            registry=self.registry,
+        )
+        self._attempt_children: dict[tuple[str, str], _CounterChild] = {}
+        self.fallbacks = Counter(
+            "tollway_fallbacks",
+            "Requests answered by another call than their first, by logical model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self.hedges = Counter(
+            "tollway_hedged_calls",
+            "Extra calls started because the current one was slow to a first byte, by logical model.",
+            ("model",),
+            registry=self.registry,
+        )
+        self.breaker_transitions = Counter(
+            "tollway_breaker_transitions",
+            "Circuit breaker state changes, by target and new state (closed, open, half_open).",
+            ("target", "state"),
+            registry=self.registry,
+        )
+        self.cooldown_sync_errors = Counter(
+            "tollway_cooldown_sync_errors",
+            "Failed exchanges of shared cooldowns with Redis (cooldowns stay local meanwhile).",
+            registry=self.registry,
+        )
+
+    def _add_audit_metrics(self) -> None:
+        """The audit trail on its way to the store (gateway/accounting/accountant.py): queued in
+        memory, spooled to disk, written or lost."""
         self.accounting_queue_depth = Gauge(
             "tollway_accounting_queue_depth",
             "Audit records in memory waiting to be written to the store.",
@@ -255,84 +382,6 @@ class Metrics:
             ("reason",),
             registry=self.registry,
         )
-        self.store_up = Gauge(
-            "tollway_store_up",
-            "1 while the store answers (checked every 0.5 s) and takes keys and audit records.",
-            registry=self.registry,
-        )
-        self.keys_beyond_team = Gauge(
-            "tollway_keys_beyond_team",
-            "Active keys that ask for more than their team allows (served only what both allow).",
-            registry=self.registry,
-        )
-        # Fallback, retries, hedging and breakers (gateway/pipeline/dispatch.py, gateway/routing/breaker.py).
-        # `target` is "provider/model" from the config, so its cardinality is bounded by it.
-        self.attempts = Counter(
-            "tollway_upstream_attempts",
-            "Upstream calls, by target and outcome (ok, an error kind, or cancelled).",
-            ("target", "outcome"),
-            registry=self.registry,
-        )
-        self.fallbacks = Counter(
-            "tollway_fallbacks",
-            "Requests answered by another call than their first, by logical model.",
-            ("model",),
-            registry=self.registry,
-        )
-        self.hedges = Counter(
-            "tollway_hedged_calls",
-            "Extra calls started because the current one was slow to a first byte, by logical model.",
-            ("model",),
-            registry=self.registry,
-        )
-        self.breaker_transitions = Counter(
-            "tollway_breaker_transitions",
-            "Circuit breaker state changes, by target and new state (closed, open, half_open).",
-            ("target", "state"),
-            registry=self.registry,
-        )
-        self.cooldown_sync_errors = Counter(
-            "tollway_cooldown_sync_errors",
-            "Failed exchanges of shared cooldowns with Redis (cooldowns stay local meanwhile).",
-            registry=self.registry,
-        )
-        # Limits and budgets shared through Redis (gateway/policy/fleetsync.py).
-        self.fleet_sync_up = Gauge(
-            "tollway_fleet_sync_up",
-            "1 while limits or budgets (`component`) are shared through Redis, 0 while each process "
-            "enforces them alone.",
-            ("component",),
-            registry=self.registry,
-        )
-        # A front door's tune-only fields left out for a translated upstream (adapters/dropped.py);
-        # `field` is one of adapters.dropped.TUNE_ONLY or "other", so the label set stays bounded.
-        self.dropped_fields = Counter(
-            "tollway_dropped_fields",
-            "Request fields not given to a translated upstream because they only tune the call, "
-            "by front door and field.",
-            ("door", "field"),
-            registry=self.registry,
-        )
-        # Credentials renewed in the background (gateway/upstream/refresh.py: AWS's for Bedrock, Google's
-        # for Vertex); `provider` is a provider name from the config. A failure leaves the current
-        # credentials in use until they expire; their expiry is a gauge read at scrape time
-        # (track_credentials).
-        self.credential_refreshes = Counter(
-            "tollway_credential_refreshes",
-            "Credentials fetched or renewed, by provider.",
-            ("provider",),
-            registry=self.registry,
-        )
-        self.credential_refresh_failures = Counter(
-            "tollway_credential_refresh_failures",
-            "Failed tries to fetch or renew credentials, by provider (retried with backoff).",
-            ("provider",),
-            registry=self.registry,
-        )
-        self._dropped_children: dict[tuple[str, str], _CounterChild] = {}
-        self._attempt_children: dict[tuple[str, str], _CounterChild] = {}
-        self._by_outcome: dict[tuple[str, int, str], tuple[_CounterChild, _HistogramChild]] = {}
-        self._by_model: dict[str, tuple[_HistogramChild, _CounterChild, _CounterChild]] = {}
 
     def observe(
         self,

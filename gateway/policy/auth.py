@@ -171,6 +171,17 @@ class KeyRing:
         """No master key and no virtual keys: every caller is let in (loopback demos)."""
         return self._master is None and not self._by_hash and not self._keys
 
+    @classmethod
+    def from_config(cls, config: Config) -> KeyRing:
+        """The ring a start-up serves with: the config's master key and the keys it declares (the
+        store's keys come in later, from KeySync)."""
+        return cls(config.server.master_key or None, config_principals(config))
+
+    def replace_from_config(self, config: Config) -> None:
+        """A reload's master key and config-declared keys (`replace_static` of what `from_config`
+        reads, so a start and a reload cannot read the config differently)."""
+        self.replace_static(config.server.master_key or None, config_principals(config))
+
     def replace_static(self, master_key: str | None, config_keys: Iterable[tuple[str, Principal]]) -> None:
         """A reload's master key and config-declared keys; the store's keys stay as they are."""
         self._master = master_key.encode() if master_key else None

@@ -36,6 +36,7 @@ from gateway.config.schema import BudgetsConfig
 from gateway.errors.answers import GatewayError, from_code
 from gateway.errors.catalogue import ErrorCode
 from gateway.policy.budgetpolicy import BudgetStatus, BudgetSubject, SpendSource
+from gateway.policy.keys import KeyRecord
 from gateway.policy.leases import Lease
 from gateway.policy.periods import period_bounds
 
@@ -372,3 +373,31 @@ class BudgetBook:
     def fleet_state(self, up: bool, size: int) -> None:
         self.fleet_up = up
         self.fleet_size = size
+
+
+class ServingBudgets:
+    """The spend of a budget as the serving runtime's book sees it, for the views that show it
+    (GET /v1/key/info, the admin API's keys); not on the request path.
+
+    `book` is asked on each call, not once: a reload replaces the runtime, and with it the book.
+    """
+
+    def __init__(self, book: Callable[[], BudgetBook | None]) -> None:
+        self._book = book
+
+    def status(self, subject: BudgetSubject) -> BudgetStatus | None:
+        """The subject's current period, or None before a runtime serves, or when its currency has
+        no configured rate (nothing to show)."""
+        book = self._book()
+        if book is None:
+            return None
+        try:
+            return book.status(subject)
+        except GatewayError:  # a currency without a configured rate: nothing to show
+            return None
+
+    def key_status(self, record: KeyRecord) -> BudgetStatus | None:
+        """A stored key's own budget, or None when it has none (AdminApi.budget_status)."""
+        if record.budget is None:
+            return None
+        return self.status(BudgetSubject(f"key:{record.id}", f"key '{record.name}'", record.budget))

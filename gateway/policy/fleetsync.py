@@ -226,37 +226,16 @@ class FleetSync:
         now_ms = int(time.time() * 1000)
         hold_ms = int(self.hold_ttl_s * 1000)
         pushed: list[tuple[Lease, float]] = []
-        if not self.up:
-            # First sync, or the first after a failure (maybe a failover to a primary that never
-            # ran the script): load it, on every primary of a cluster. A plain pipeline would load
-            # it by itself; a cluster pipeline does not.
-            try:
-                await asyncio.wait_for(self._client.script_load(LEASE_SCRIPT), self._timeout_s)
-            except REDIS_ERRORS as exc:
-                self._health(False, exc)
-                source.fleet_state(False, 1)
-                return False
+        if not self.up and not await self._load_script():
+            return False
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.zadd(self._procs, {self.pid: now_ms})
             pipe.zremrangebyscore(self._procs, 0, now_ms - hold_ms)
             pipe.zcard(self._procs)
             pipe.pexpire(self._procs, hold_ms * 4)
             for key, lease, key_ttl_ms in batch:
-                delta, outstanding, want, unit = lease.begin_push()
+                delta, args = self._begin_push(lease, hold_ms, key_ttl_ms, leaving)
                 pushed.append((lease, delta))
-                args = (
-                    self.pid,
-                    repr(lease.capacity),
-                    repr(lease.rate / 1000.0),
-                    repr(delta),
-                    repr(lease.floor),
-                    repr(outstanding),
-                    repr(-1.0 if leaving else want),
-                    hold_ms,
-                    key_ttl_ms,
-                    self._fleet_size,
-                    repr(unit),
-                )
                 counter = self._prefix + hash_tag(key)
                 # redis-py's annotation leaves out ClusterPipeline, which the call handles.
                 await self._script(keys=[counter, counter + ":p"], args=args, client=pipe)  # type: ignore[arg-type]
@@ -265,8 +244,7 @@ class FleetSync:
             except REDIS_ERRORS as exc:
                 for lease, delta in pushed:
                     lease.abort_push(delta)
-                self._health(False, exc)
-                source.fleet_state(False, 1)
+                self._went_down(exc)
                 return False
             except BaseException:  # cancelled mid-push: what it carried goes with the next one
                 for lease, delta in pushed:
@@ -280,6 +258,44 @@ class FleetSync:
         self._fleet_size = max(1, int(replies[2]))
         source.fleet_state(True, self._fleet_size)
         return True
+
+    async def _load_script(self) -> bool:
+        """Load the lease script, False (and down) if Redis does not take it. Done on the first
+        sync, or the first after a failure (maybe a failover to a primary that never ran the
+        script), on every primary of a cluster: a plain pipeline would load it by itself; a
+        cluster pipeline does not."""
+        try:
+            await asyncio.wait_for(self._client.script_load(LEASE_SCRIPT), self._timeout_s)
+        except REDIS_ERRORS as exc:
+            self._went_down(exc)
+            return False
+        return True
+
+    def _begin_push(
+        self, lease: Lease, hold_ms: int, key_ttl_ms: int, leaving: bool
+    ) -> tuple[float, tuple[str | int, ...]]:
+        """Take what `lease` has to push, and the lease script's ARGV for it (floats as repr: the
+        shortest text that reads back as the same double)."""
+        delta, outstanding, want, unit = lease.begin_push()
+        args = (
+            self.pid,
+            repr(lease.capacity),
+            repr(lease.rate / 1000.0),
+            repr(delta),
+            repr(lease.floor),
+            repr(outstanding),
+            repr(-1.0 if leaving else want),
+            hold_ms,
+            key_ttl_ms,
+            self._fleet_size,
+            repr(unit),
+        )
+        return delta, args
+
+    def _went_down(self, exc: BaseException) -> None:
+        """A sync failed: report Redis down, and tell the source it decides alone meanwhile."""
+        self._health(False, exc)
+        self._source.fleet_state(False, 1)
 
     def _health(self, up: bool, exc: BaseException | None) -> None:
         if up == self.up:

@@ -32,6 +32,7 @@ from gateway.config.schema import (
     ModelConfig,
     OpenAIProvider,
     Provider,
+    TargetConfig,
     Timeouts,
     VertexAnthropicProvider,
     VertexProvider,
@@ -166,59 +167,84 @@ class Router:
         # start() has run. `env` is where their sources are looked for (the process environment).
         self.credentials: dict[str, Refreshed] = {}
         self.transports: dict[str, Transport] = {}
-        for name, provider in config.providers.items():
-            refreshed, transport = refreshed_transport(
-                name, provider, os.environ if env is None else env, on_credentials
-            )
-            self.transports[name] = transport
-            if refreshed is not None:
-                self.credentials[name] = refreshed
-        dialects = {
-            kind_of(provider): dialect_for(kind_of(provider)) for provider in config.providers.values()
-        }
+        self._open_transports(config, os.environ if env is None else env, on_credentials)
         self.breakers: dict[str, Breaker] = {}
         self._stats: dict[str, TargetStats] = {}
         self._used_by: dict[str, list[str]] = {}
         self._regions: dict[str, str | None] = {}
+        self.routes: Mapping[str, Route] = self._build_routes(
+            config, clock or time.monotonic, on_breaker_change
+        )
+        self._regional: dict[tuple[str, tuple[str, ...]], Route] = {}
+
+    def _open_transports(
+        self, config: Config, env: Mapping[str, str], on_credentials: RefreshObserver | None
+    ) -> None:
+        """Each provider's transport, and the credentials of those whose credentials expire."""
+        for name, provider in config.providers.items():
+            refreshed, transport = refreshed_transport(name, provider, env, on_credentials)
+            self.transports[name] = transport
+            if refreshed is not None:
+                self.credentials[name] = refreshed
+
+    def _build_routes(
+        self, config: Config, clock: Clock, on_breaker_change: Callable[[str, str], None] | None
+    ) -> dict[str, Route]:
+        """Every logical model's route, its targets in the config's order."""
+        dialects = {
+            kind_of(provider): dialect_for(kind_of(provider)) for provider in config.providers.values()
+        }
         routes: dict[str, Route] = {}
         for model_name, model in config.models.items():
             targets = []
             for target in model.targets:
                 provider = config.providers[target.provider]
-                label = f"{target.provider}/{target.model}"
-                breaker = self.breakers.get(label)
-                if breaker is None:
-                    breaker = Breaker(
-                        provider.breaker.failures, provider.breaker.cooldown_s, clock or time.monotonic
-                    )
-                    if on_breaker_change is not None:
-                        breaker.on_change = _bind(on_breaker_change, label)
-                    self.breakers[label] = breaker
-                    self._stats[label] = TargetStats()
-                    self._used_by[label] = []
-                    self._regions[label] = provider.region
-                if model_name not in self._used_by[label]:
-                    self._used_by[label].append(model_name)
+                dialect = dialects[kind_of(provider)]
                 targets.append(
-                    RouteTarget(
-                        provider=target.provider,
-                        kind=kind_of(provider),
-                        wire=build_target(target.provider, provider, target.model),
-                        dialect=dialects[kind_of(provider)],
-                        transport=self.transports[target.provider],
-                        timeouts=model.timeout or provider.timeout,
-                        secrets=secrets_of(provider),
-                        label=label,
-                        region=provider.region,
-                        weight=target.weight,
-                        on_context_length=target.on_context_length,
-                        breaker=breaker,
-                        stats=self._stats[label],
-                    )
+                    self._route_target(model_name, model, target, provider, dialect, clock, on_breaker_change)
                 )
             routes[model_name] = _route(model_name, model, targets)
-        self.routes: Mapping[str, Route] = routes
-        self._regional: dict[tuple[str, tuple[str, ...]], Route] = {}
+        return routes
+
+    def _route_target(
+        self,
+        model_name: str,
+        model: ModelConfig,
+        target: TargetConfig,
+        provider: Provider,
+        dialect: Dialect,
+        clock: Clock,
+        on_breaker_change: Callable[[str, str], None] | None,
+    ) -> RouteTarget:
+        """One target of `model_name`'s route, with the breaker and load numbers of its label
+        (made on the label's first use, shared by every model that lists it)."""
+        label = f"{target.provider}/{target.model}"
+        breaker = self.breakers.get(label)
+        if breaker is None:
+            breaker = Breaker(provider.breaker.failures, provider.breaker.cooldown_s, clock)
+            if on_breaker_change is not None:
+                breaker.on_change = _bind(on_breaker_change, label)
+            self.breakers[label] = breaker
+            self._stats[label] = TargetStats()
+            self._used_by[label] = []
+            self._regions[label] = provider.region
+        if model_name not in self._used_by[label]:
+            self._used_by[label].append(model_name)
+        return RouteTarget(
+            provider=target.provider,
+            kind=kind_of(provider),
+            wire=build_target(target.provider, provider, target.model),
+            dialect=dialect,
+            transport=self.transports[target.provider],
+            timeouts=model.timeout or provider.timeout,
+            secrets=secrets_of(provider),
+            label=label,
+            region=provider.region,
+            weight=target.weight,
+            on_context_length=target.on_context_length,
+            breaker=breaker,
+            stats=self._stats[label],
+        )
 
     def plan(self, model: str, regions: tuple[str, ...] | None = None) -> Plan:
         """The plan of calls for one request to a logical model.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Final, NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -19,7 +19,7 @@ from gateway.accounting.writer_process import WriterProcess, audit_writer
 from gateway.admin.api import AdminApi
 from gateway.admin.targets import targets_handler
 from gateway.config import statedir
-from gateway.config.schema import Config, StorageConfig
+from gateway.config.schema import Config, ModelConfig, StorageConfig
 from gateway.errors.answers import GatewayError, error_response, from_code, malformed_body, model_not_found
 from gateway.errors.catalogue import ErrorCode
 from gateway.formats.frontdoor import ANTHROPIC_DOOR
@@ -32,13 +32,12 @@ from gateway.observability.alerts import Alerter, spooling_started
 from gateway.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.observability.metrics import Metrics
 from gateway.pipeline.context import assign_request_id
-from gateway.policy.auth import KeyRing, config_principals
-from gateway.policy.budgetpolicy import BudgetStatus, BudgetSubject
+from gateway.policy.auth import KeyRing
+from gateway.policy.budgets import ServingBudgets
 from gateway.policy.keyinfo import key_info_handler
-from gateway.policy.keys import KeyRecord
 from gateway.policy.keysync import KeySync
-from gateway.routing.router import Router
-from gateway.server.health import Dependency, degraded, redis_probe, shared_dependencies, store_probe, up_of
+from gateway.routing.router import Router, TargetState
+from gateway.server.health import Probe, Readiness, redis_probe, shared_dependencies, store_probe
 from gateway.server.runtime import Holder, Shared, build_runtime, close_within
 from gateway.store import open_store
 from gateway.store.redisconn import connect
@@ -151,138 +150,234 @@ def _spool_dir(storage: StorageConfig) -> str:
 
 
 def build_app(config: Config) -> web.Application:
-    """The gateway as an aiohttp Application, ready for an AppRunner."""
+    """The gateway as an aiohttp Application, ready for an AppRunner: the parts that live as long
+    as it does, started and stopped by its cleanup context, and its routes."""
     app = web.Application(middlewares=[shape_errors], client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
-    ring = KeyRing(config.server.master_key or None, config_principals(config))
-    metrics = Metrics()
-    created = int(time.time())
-    storage = config.storage
-    store = open_store(storage.database_url) if storage.database_url else None
-    # The process's one Redis client (gateway/store/redisconn.py), shared by every feature and by every
-    # runtime a reload builds (storage is read at start-up only). Made here, not in the lifecycle,
-    # because key sync and the admin API take it now; it connects on its first command.
-    target = storage.redis_target()
-    redis = connect(target) if target is not None else None
-    sync = KeySync(ring, store, storage.key_refresh_s, redis, metrics) if store is not None else None
-    admin = AdminApi(ring, store, sync, redis)
-    admin.add_routes(app.router)
-
-    writer = audit_writer(store, storage.database_url) if store is not None and storage.database_url else None
-    accountant = (
-        Accountant(writer, _spool_dir(storage), metrics, retention_days=storage.retention_days)
-        if writer is not None
-        else None
-    )
-    if store is not None:
-        rates = {str(currency): rate for currency, rate in config.budgets.rates.items()}
-        add_report_routes(app.router, admin.guard, store, rates)
     holder = Holder()
     app[HOLDER] = holder
+    parts = _AppParts(config, holder)
+    # Before the UI's own (add_ui): started first, stopped last.
+    app.cleanup_ctx.append(parts.lifecycle)
+    _add_routes(app, parts)
+    return app
 
-    async def chat_completions(request: web.Request) -> web.StreamResponse:
-        return await holder.gateway.chat_completions(request)
 
-    # The hot path's route first: aiohttp tries the resources filed under one path in the order
-    # they were added, and stored completions (below) file theirs under this one.
-    for prefix in ("/v1", ""):
-        app.router.add_post(prefix + "/chat/completions", chat_completions)
-    kept = config.responses
-    responses_state = ResponsesState(store, kept.store, kept.retention_days)
-    ResponsesRoutes(ring, responses_state, lambda: holder.gateway.router).add_routes(app.router)
-    # Files, uploads, batches and stored chat completions (gateway/objects/routes.py).
-    owners = ObjectOwners(store)
+class _Started(NamedTuple):
+    """What start-up made that shutdown must close (it needs the running loop, so it is not made
+    with the other parts)."""
 
-    def serving() -> tuple[Config, Router]:
-        router = holder.gateway.router  # asserts that a runtime serves
-        assert holder.current is not None
-        return holder.current.config, router
+    alerter: Alerter
+    probes: list[Probe]
 
-    object_providers = ObjectProviders(serving)
-    prices = lambda: holder.gateway.services.prices  # noqa: E731 (the serving runtime's)
-    batches = BatchAccounting(owners, object_providers, prices, accountant, config.files.batch_poll_s)
-    ObjectRoutes(ring, owners, object_providers, batches).add_routes(app.router)
 
-    def spend_of(subject: BudgetSubject) -> BudgetStatus | None:
-        if holder.current is None:
-            return None
-        try:
-            return holder.gateway.services.book.status(subject)
-        except GatewayError:  # a currency without a configured rate: nothing to show
-            return None
+class _AppParts:
+    """What one Application holds for its whole life, a reload keeping all of it: storage, the
+    key ring and its sync, the admin API, the accountant, the stored objects and readiness.
 
-    def budget_status(record: KeyRecord) -> BudgetStatus | None:
-        if record.budget is None:
-            return None
-        return spend_of(BudgetSubject(f"key:{record.id}", f"key '{record.name}'", record.budget))
+    Everything here is made before the loop runs; what holds a ClientSession, a Redis connection
+    or a task is started in `lifecycle`. The serving runtime is read through `holder` on each
+    use, as a reload replaces it.
+    """
 
-    admin.budget_status = budget_status
-    # Read at scrape time from whichever runtime serves (nothing before start-up).
-    metrics.track_targets(lambda: holder.gateway.router.target_states() if holder.current else ())
-    metrics.track_credentials(lambda: holder.gateway.router.credential_states() if holder.current else ())
+    def __init__(self, config: Config, holder: Holder) -> None:
+        self.config = config
+        self.holder = holder
+        self.metrics = Metrics()
+        self._open_storage(config.storage)
+        self._build_keys(config.storage)
+        self._build_accounting(config.storage)
+        self._build_objects(config)
+        self.budgets = ServingBudgets(
+            lambda: holder.gateway.services.book if holder.current is not None else None
+        )
+        self.admin.budget_status = self.budgets.key_status
+        # What readiness and the gauges report (gateway/server/health.py): the store and the spool
+        # here, the Redis users in each runtime.
+        self.readiness = Readiness(lambda: holder.current, self.sync)
+        # Read at scrape time from whichever runtime serves (nothing before start-up).
+        self.metrics.track_targets(self.target_states)
+        self.metrics.track_credentials(
+            lambda: holder.gateway.router.credential_states() if holder.current else ()
+        )
 
-    # What readiness and the gauges report (gateway/server/health.py): the store and the spool here,
-    # the Redis users in each runtime.
-    dependencies: list[Dependency] = []
+    def _open_storage(self, storage: StorageConfig) -> None:
+        """The store (not connected yet) and the process's one Redis client."""
+        self.store = open_store(storage.database_url) if storage.database_url else None
+        # The process's one Redis client (gateway/store/redisconn.py), shared by every feature and by every
+        # runtime a reload builds (storage is read at start-up only). Made here, not in the lifecycle,
+        # because key sync and the admin API take it now; it connects on its first command.
+        self.redis_target = storage.redis_target()
+        self.redis = connect(self.redis_target) if self.redis_target is not None else None
 
-    def all_dependencies() -> list[Dependency]:
-        return dependencies + (holder.current.dependencies if holder.current is not None else [])
+    def _build_keys(self, storage: StorageConfig) -> None:
+        """The key ring (the config's keys), its sync with the store's keys, and the admin API
+        that changes them."""
+        self.ring = KeyRing.from_config(self.config)
+        self.sync = (
+            KeySync(self.ring, self.store, storage.key_refresh_s, self.redis, self.metrics)
+            if self.store is not None
+            else None
+        )
+        self.admin = AdminApi(self.ring, self.store, self.sync, self.redis)
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    def _build_accounting(self, storage: StorageConfig) -> None:
+        """The audit writer and the accountant that spools what the store does not take (none
+        without a database)."""
+        store = self.store
+        self.writer = (
+            audit_writer(store, storage.database_url) if store is not None and storage.database_url else None
+        )
+        self.accountant = (
+            Accountant(self.writer, _spool_dir(storage), self.metrics, retention_days=storage.retention_days)
+            if self.writer is not None
+            else None
+        )
+
+    def _build_objects(self, config: Config) -> None:
+        """What outlives a request on the caller's behalf: remembered responses, and files,
+        uploads, batches and stored chat completions (gateway/objects/)."""
+        holder = self.holder
+        kept = config.responses
+        self.responses_state = ResponsesState(self.store, kept.store, kept.retention_days)
+        self.owners = ObjectOwners(self.store)
+        self.object_providers = ObjectProviders(self._serving)
+        prices = lambda: holder.gateway.services.prices  # noqa: E731 (the serving runtime's)
+        self.batches = BatchAccounting(
+            self.owners, self.object_providers, prices, self.accountant, config.files.batch_poll_s
+        )
+
+    def _serving(self) -> tuple[Config, Router]:
+        router = self.holder.gateway.router  # asserts that a runtime serves
+        assert self.holder.current is not None
+        return self.holder.current.config, router
+
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        """The app's cleanup context: start everything, serve, then close it all."""
+        started = await self._start(app)
+        yield
+        await self._stop(started)
+
+    async def _start(self, app: web.Application) -> _Started:
+        """Start the background parts and the first runtime; readiness then reports real answers."""
         # Everything that holds a ClientSession, a Redis client or a task needs a running loop,
-        # so it is made here, not above.
-        alerter = Alerter(config.alerts)
+        # so it is made here, not in __init__.
+        store, redis, sync, accountant = self.store, self.redis, self.sync, self.accountant
+        alerter = Alerter(self.config.alerts)
         alerter.start()
         stored = store_probe(store) if store is not None else None
-        if redis is not None and target is not None:
-            log.info("shared state in %s", target.describe())
+        if redis is not None and self.redis_target is not None:
+            log.info("shared state in %s", self.redis_target.describe())
         pinged = redis_probe(redis) if redis is not None else None
         probes = [probe for probe in (stored, pinged) if probe is not None]
-        dependencies.extend(shared_dependencies(stored, pinged, sync, accountant))
+        self.readiness.shared.extend(shared_dependencies(stored, pinged, sync, accountant))
         if accountant is not None:
             accountant.on_spooling = lambda queued: alerter.notify(
                 spooling_started(reason="store unavailable or slow", queued=queued)
             )
             await accountant.start()
-        responses_state.start()
-        owners.start()
-        shared = Shared(ring, store, accountant, alerter, metrics, pinged, responses_state, owners, redis)
+        self.responses_state.start()
+        self.owners.start()
+        shared = Shared(
+            self.ring,
+            store,
+            accountant,
+            alerter,
+            self.metrics,
+            pinged,
+            self.responses_state,
+            self.owners,
+            redis,
+        )
         app[SHARED] = shared
-        runtime = await build_runtime(config, shared)  # migrates the store: then it can be probed
+        runtime = await build_runtime(self.config, shared)  # migrates the store: then it can be probed
         for probe in probes:  # the first answers before readiness or a gauge reports anything
             await probe.start()
-        holder.current = runtime
-        batches.start()
-        if store is not None:
-            metrics.store_up.set_function(up_of(all_dependencies, "store"))
-        if pinged is not None:
-            for component in ("limits", "budgets"):
-                metrics.fleet_sync_up.labels(component).set_function(up_of(all_dependencies, component))
+        self.holder.current = runtime
+        self.batches.start()
+        self.readiness.export_gauges(self.metrics, store=store is not None, redis=pinged is not None)
         if sync is not None:
             sync.start()
-        yield
-        # Shutdown: in-flight requests have finished (or been cut at the grace deadline).
-        if sync is not None:
-            await close_within(sync.aclose)
-        await batches.aclose()
-        await holder.current.aclose()
-        await responses_state.aclose()
-        await owners.aclose()
-        if accountant is not None:
+        return _Started(alerter, probes)
+
+    async def _stop(self, started: _Started) -> None:
+        """Close everything `_start` started, users before what they use."""
+        # In-flight requests have finished (or been cut at the grace deadline).
+        if self.sync is not None:
+            await close_within(self.sync.aclose)
+        await self.batches.aclose()
+        assert self.holder.current is not None
+        await self.holder.current.aclose()
+        await self.responses_state.aclose()
+        await self.owners.aclose()
+        if self.accountant is not None:
             # Not bounded: the accountant spools what the store does not take, with its own
             # timeouts, and cutting it short could lose records.
-            await accountant.aclose()
-        if isinstance(writer, WriterProcess):
-            await close_within(writer.close)
-        for probe in probes:
+            await self.accountant.aclose()
+        if isinstance(self.writer, WriterProcess):
+            await close_within(self.writer.close)
+        for probe in started.probes:
             await close_within(probe.aclose)
-        if redis is not None:
-            await close_within(redis.aclose)
-        if store is not None:
-            await close_within(store.close)
-        await close_within(alerter.aclose)
+        if self.redis is not None:
+            await close_within(self.redis.aclose)
+        if self.store is not None:
+            await close_within(self.store.close)
+        await close_within(started.alerter.aclose)
 
-    app.cleanup_ctx.append(lifecycle)
+    def target_states(self) -> Iterable[TargetState]:
+        """Every target's breaker and load in the serving runtime (none before one serves), for
+        the scrape and the UI."""
+        return self.holder.gateway.router.target_states() if self.holder.current else ()
+
+    def served_models(self) -> Mapping[str, ModelConfig]:
+        """The logical models of the serving config (the start-up config's before one serves)."""
+        current = self.holder.current
+        return current.config.models if current is not None else self.config.models
+
+
+def _add_routes(app: web.Application, parts: _AppParts) -> None:
+    """Every route, in the order aiohttp tries them: the admin API, the hot path's, the stored
+    objects', the other doors', the operators', then the UI's."""
+    router, holder = app.router, parts.holder
+    parts.admin.add_routes(router)
+    rates = {str(currency): rate for currency, rate in parts.config.budgets.rates.items()}
+    if parts.store is not None:
+        add_report_routes(router, parts.admin.guard, parts.store, rates)
+    _add_chat_routes(router, holder)
+    ResponsesRoutes(parts.ring, parts.responses_state, lambda: holder.gateway.router).add_routes(router)
+    ObjectRoutes(parts.ring, parts.owners, parts.object_providers, parts.batches).add_routes(router)
+    _add_door_routes(router, holder, _Models(parts.ring, parts.served_models))
+    _add_operator_routes(router, parts)
+    if parts.config.ui.enabled:
+        add_ui(
+            app,
+            parts.config,
+            ring=parts.ring,
+            store=parts.store,
+            admin=parts.admin,
+            metrics=parts.metrics,
+            rates=rates,
+            degraded=parts.readiness.degraded,
+            targets=parts.target_states,
+            models=parts.served_models,
+        )
+
+
+def _add_chat_routes(router: web.UrlDispatcher, holder: Holder) -> None:
+    """The hot path's route, added first: aiohttp tries the resources filed under one path in the
+    order they were added, and stored completions (gateway/objects/routes.py) file theirs under
+    this one."""
+
+    async def chat_completions(request: web.Request) -> web.StreamResponse:
+        return await holder.gateway.chat_completions(request)
+
+    for prefix in ("/v1", ""):
+        router.add_post(prefix + "/chat/completions", chat_completions)
+
+
+def _add_door_routes(router: web.UrlDispatcher, holder: Holder, models: _Models) -> None:
+    """The other front doors (each handler asks the serving runtime, which a reload swaps) and
+    the model list."""
 
     async def embeddings(request: web.Request) -> web.StreamResponse:
         return await holder.gateway.embeddings(request)
@@ -296,22 +391,6 @@ def build_app(config: Config) -> web.Application:
     async def count_message_tokens(request: web.Request) -> web.StreamResponse:
         return await holder.gateway.count_message_tokens(request)
 
-    async def list_models(request: web.Request) -> web.Response:
-        principal = ring.authenticate(request.headers)
-        allowed = principal.models
-        served = holder.current.config.models if holder.current is not None else config.models
-        names = [name for name in served if allowed is None or allowed(name)]
-        return web.Response(body=models_body(names, created), content_type="application/json")
-
-    async def retrieve_model(request: web.Request) -> web.Response:
-        principal = ring.authenticate(request.headers)
-        name = request.match_info["model"]
-        served = holder.current.config.models if holder.current is not None else config.models
-        if name not in served:
-            raise model_not_found(name)
-        principal.check_model(name)  # a forbidden model: the same 404 as an unknown one
-        return web.Response(body=model_body(name, created), content_type="application/json")
-
     def surface(operation: str) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             return await holder.gateway.surface(request, operation)
@@ -321,56 +400,56 @@ def build_app(config: Config) -> web.Application:
     async def rerank(request: web.Request) -> web.StreamResponse:
         return await holder.gateway.rerank(request)
 
-    async def live(request: web.Request) -> web.Response:
-        return _json_response({"status": "ok"})
+    for prefix in ("/v1", ""):
+        router.add_post(prefix + "/embeddings", embeddings)
+        router.add_get(prefix + "/models", models.list_models)
+        router.add_get(prefix + "/models/{model:.+}", models.retrieve_model)
+        for operation in OPERATIONS:
+            router.add_post(f"{prefix}/{operation}", surface(operation))
+        router.add_post(prefix + "/responses", responses)
+        router.add_post(prefix + "/rerank", rerank)
+    # Cohere's v2 path (its SDK's ClientV2 appends /v2/rerank to the base URL).
+    router.add_post("/v2/rerank", rerank)
+    # Anthropic's paths (its SDK appends /v1/messages to the base URL).
+    router.add_post("/v1/messages", messages)
+    router.add_post("/v1/messages/count_tokens", count_message_tokens)
 
-    async def ready(request: web.Request) -> web.Response:
-        if holder.current is None:
-            return _json_response({"status": "starting"}, status=503)
-        if sync is not None and not sync.loaded.is_set():
-            return _json_response({"status": "loading keys"}, status=503)
-        serving = holder.current.config
-        named = degraded(all_dependencies())
-        if sync is not None and sync.beyond_team:
-            named.append(f"keys: {len(sync.beyond_team)} ask for more than their team allows")
-        return _json_response({"status": "ready", "models": len(serving.models), "degraded": named})
+
+def _add_operator_routes(router: web.UrlDispatcher, parts: _AppParts) -> None:
+    """Health, metrics, a key's view of itself and the targets' state."""
+    metrics, holder = parts.metrics, parts.holder
 
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
-    for prefix in ("/v1", ""):
-        app.router.add_post(prefix + "/embeddings", embeddings)
-        app.router.add_get(prefix + "/models", list_models)
-        app.router.add_get(prefix + "/models/{model:.+}", retrieve_model)
-        for operation in OPERATIONS:
-            app.router.add_post(f"{prefix}/{operation}", surface(operation))
-        app.router.add_post(prefix + "/responses", responses)
-        app.router.add_post(prefix + "/rerank", rerank)
-    # Cohere's v2 path (its SDK's ClientV2 appends /v2/rerank to the base URL).
-    app.router.add_post("/v2/rerank", rerank)
-    # Anthropic's paths (its SDK appends /v1/messages to the base URL).
-    app.router.add_post("/v1/messages", messages)
-    app.router.add_post("/v1/messages/count_tokens", count_message_tokens)
-    app.router.add_get("/health/live", live)
-    app.router.add_get("/health/ready", ready)
-    app.router.add_get("/metrics", metrics_page)
-    app.router.add_get("/v1/key/info", key_info_handler(ring, spend_of))
-    app.router.add_get("/admin/targets", targets_handler(ring, lambda: holder.gateway.router.target_states()))
-    if config.ui.enabled:
-        add_ui(
-            app,
-            config,
-            ring=ring,
-            store=store,
-            admin=admin,
-            metrics=metrics,
-            rates={str(currency): rate for currency, rate in config.budgets.rates.items()},
-            degraded=lambda: degraded(all_dependencies()),
-            targets=lambda: holder.gateway.router.target_states() if holder.current else (),
-            models=lambda: holder.current.config.models if holder.current is not None else config.models,
-        )
-    return app
+    router.add_get("/health/live", parts.readiness.live)
+    router.add_get("/health/ready", parts.readiness.ready)
+    router.add_get("/metrics", metrics_page)
+    router.add_get("/v1/key/info", key_info_handler(parts.ring, parts.budgets.status))
+    router.add_get(
+        "/admin/targets", targets_handler(parts.ring, lambda: holder.gateway.router.target_states())
+    )
 
 
-def _json_response(value: dict[str, object], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=msgspec.json.encode(value), content_type="application/json")
+class _Models:
+    """`GET /v1/models` and `GET /v1/models/{model}`: the served logical models the caller's key
+    may use."""
+
+    def __init__(self, ring: KeyRing, served: Callable[[], Mapping[str, ModelConfig]]) -> None:
+        self._ring = ring
+        self._served = served
+        self._created = int(time.time())
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        principal = self._ring.authenticate(request.headers)
+        allowed = principal.models
+        names = [name for name in self._served() if allowed is None or allowed(name)]
+        return web.Response(body=models_body(names, self._created), content_type="application/json")
+
+    async def retrieve_model(self, request: web.Request) -> web.Response:
+        principal = self._ring.authenticate(request.headers)
+        name = request.match_info["model"]
+        if name not in self._served():
+            raise model_not_found(name)
+        principal.check_model(name)  # a forbidden model: the same 404 as an unknown one
+        return web.Response(body=model_body(name, self._created), content_type="application/json")

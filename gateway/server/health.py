@@ -14,9 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
+
+import msgspec
+from aiohttp import web
 
 from gateway.accounting.accountant import Accountant
+from gateway.config.schema import Config
+from gateway.observability.metrics import Metrics
 from gateway.policy.keysync import KeySync
 from gateway.server.tasks import stop_tasks
 from gateway.store import Store
@@ -143,3 +148,64 @@ def redis_probe(client: RedisClient) -> Probe:
 def store_probe(store: Store) -> Probe:
     """A lookup of a key id nobody has: one indexed read, through the store's own pool."""
     return Probe("the store", lambda: store.get_key(_NO_SUCH_KEY))
+
+
+class Serving(Protocol):
+    """What readiness reads of the runtime that serves (gateway/server/runtime.py `Runtime`)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def dependencies(self) -> list[Dependency]: ...
+
+
+class Readiness:
+    """`/health/live`, `/health/ready` and the `*_up` gauges, read from one list of dependencies:
+    those that outlive a reload (`shared`, filled at start-up) and the serving runtime's, asked
+    for on each read because a reload replaces them."""
+
+    def __init__(self, serving: Callable[[], Serving | None], keys: KeySync | None) -> None:
+        self._serving = serving
+        self._keys = keys
+        self.shared: list[Dependency] = []
+
+    def dependencies(self) -> list[Dependency]:
+        """Every dependency reported now: the shared ones, then the serving runtime's."""
+        serving = self._serving()
+        return self.shared + (serving.dependencies if serving is not None else [])
+
+    def degraded(self) -> list[str]:
+        """The labels of the dependencies that are not up (the UI's banner)."""
+        return degraded(self.dependencies())
+
+    def export_gauges(self, metrics: Metrics, *, store: bool, redis: bool) -> None:
+        """Make `tollway_store_up` and `tollway_fleet_sync_up` read these dependencies at scrape
+        time, so that a gauge and readiness cannot disagree."""
+        if store:
+            metrics.store_up.set_function(up_of(self.dependencies, "store"))
+        if redis:
+            for component in ("limits", "budgets"):
+                metrics.fleet_sync_up.labels(component).set_function(up_of(self.dependencies, component))
+
+    async def live(self, request: web.Request) -> web.Response:
+        """200 while the process answers at all (the event loop runs)."""
+        return _json_response({"status": "ok"})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        """503 until a runtime serves and the store's keys are loaded; then 200, naming what is
+        degraded (a degraded gateway still serves, so it stays ready)."""
+        serving = self._serving()
+        if serving is None:
+            return _json_response({"status": "starting"}, status=503)
+        keys = self._keys
+        if keys is not None and not keys.loaded.is_set():
+            return _json_response({"status": "loading keys"}, status=503)
+        named = self.degraded()
+        if keys is not None and keys.beyond_team:
+            named.append(f"keys: {len(keys.beyond_team)} ask for more than their team allows")
+        return _json_response({"status": "ready", "models": len(serving.config.models), "degraded": named})
+
+
+def _json_response(value: dict[str, object], status: int = 200) -> web.Response:
+    return web.Response(status=status, body=msgspec.json.encode(value), content_type="application/json")

@@ -13,7 +13,6 @@ from aiohttp import web
 
 from gateway.config.load import ConfigError, load_config
 from gateway.config.schema import Config
-from gateway.policy.auth import config_principals
 from gateway.server.app import HOLDER, SHARED
 from gateway.server.runtime import build_runtime
 from gateway.server.sdnotify import Notifier
@@ -34,7 +33,7 @@ async def reload(app: web.Application, config: Config) -> None:
             log.warning("reload: changes to '%s' take effect at the next restart", name)
     shared = app[SHARED]
     try:
-        shared.ring.replace_static(config.server.master_key or None, config_principals(config))
+        shared.ring.replace_from_config(config)
         holder.current = await build_runtime(config, shared)
     except BaseException:
         shared.metrics.config_loaded(False)

@@ -100,25 +100,68 @@ class Runtime:
             await close_within(close)
 
 
-async def build_runtime(config: Config, shared: Shared) -> Runtime:
-    """Build (and start) the request path's objects for `config`; call inside the running loop."""
-    metrics, alerter, store = shared.metrics, shared.alerter, shared.store
-    closers: list[Callable[[], Awaitable[None]]] = []
-    dependencies: list[Dependency] = []
-    probe, redis = shared.redis_probe, shared.redis
+class _Parts:
+    """What build_runtime collects as it starts each part: how to close it (in the order given:
+    Runtime closes them in reverse) and, for each Redis user, what readiness reports of it."""
 
-    def redis_part(key: str, label: str, up: Callable[[], bool], shared_client: bool = True) -> None:
-        # Down when the part's own calls fail, or when the probe finds Redis hung (before the
-        # part's own timeout runs out); the probe watches the shared client only.
-        watched = probe if probe is not None and shared_client else None
-        dependencies.append(
+    def __init__(self, probe: Probe | None) -> None:
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.dependencies: list[Dependency] = []
+        self._probe = probe
+
+    def redis_part(self, key: str, label: str, up: Callable[[], bool], shared_client: bool = True) -> None:
+        """Report a Redis user: down when its own calls fail, or when the probe finds Redis hung
+        (before the part's own timeout runs out); the probe watches the shared client only."""
+        watched = self._probe if self._probe is not None and shared_client else None
+        self.dependencies.append(
             Dependency(key, "redis: " + label, lambda: up() and (watched is None or watched.up))
         )
 
-    router = Router(
-        config, on_breaker_change=breaker_hook(metrics, alerter, lambda: router), on_credentials=metrics
+
+async def build_runtime(config: Config, shared: Shared) -> Runtime:
+    """Build (and start) the request path's objects for `config`; call inside the running loop."""
+    metrics = shared.metrics
+    parts = _Parts(shared.redis_probe)
+    router = await _start_router(config, shared, parts)
+    limiter, book = await _start_limits_and_budgets(config, shared, parts)
+    cache = _start_cache(config, shared.redis, parts)
+    tracer = build_tracer(config.tracing)
+    parts.closers.append(tracer.aclose)
+    services = Services(
+        limiter=limiter,
+        limit_policy=LimitPolicy(config),
+        book=book,
+        budget_policy=BudgetPolicy(config.budgets),
+        prices=PriceTable.from_config(config, metrics),
+        cache=cache,
+        rails=GuardrailSet({n: m.guardrails for n, m in config.models.items()}),
+        tracer=tracer,
+        accountant=shared.accountant,
+        content_policy=config.logging.content,
+        responses=shared.responses or ResponsesState(),
+        objects=shared.objects,
     )
-    closers.append(router.aclose)
+    request_log = RequestLog(config.logging.request_log)
+
+    async def close_log() -> None:
+        request_log.close()
+
+    parts.closers.insert(0, close_log)  # closed last: lines of the last requests still go out
+    metrics.label_tags(config.metrics.tag_labels)
+    gateway = Gateway(shared.ring, router, metrics, request_log, config.server.max_body_bytes, services)
+    return Runtime(config, gateway, parts.closers, parts.dependencies)
+
+
+async def _start_router(config: Config, shared: Shared, parts: _Parts) -> Router:
+    """The router with its providers' first credentials, and its cooldowns shared through Redis
+    when there is one."""
+    metrics, redis = shared.metrics, shared.redis
+    router = Router(
+        config,
+        on_breaker_change=breaker_hook(metrics, shared.alerter, lambda: router),
+        on_credentials=metrics,
+    )
+    parts.closers.append(router.aclose)
     # The first credentials of every provider whose credentials expire (AWS, Google): fetched
     # before serving, so the first requests find them; a source that fails is retried in the
     # background (gateway/upstream/refresh.py), and its provider's requests fail meanwhile.
@@ -128,11 +171,20 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
         # Cooldowns shared by every process on this Redis; without it they are per process.
         cooldowns = CooldownSync(redis, router.breakers, metrics)
         cooldowns.start()
-        closers.append(cooldowns.aclose)
-        redis_part("cooldowns", "cooldowns not shared across processes", lambda: cooldowns.up)
+        parts.closers.append(cooldowns.aclose)
+        parts.redis_part("cooldowns", "cooldowns not shared across processes", lambda: cooldowns.up)
+    return router
+
+
+async def _start_limits_and_budgets(
+    config: Config, shared: Shared, parts: _Parts
+) -> tuple[Limiter, BudgetBook]:
+    """The rate limiter and the budget book (with the spend the store remembers, after its
+    migration), each shared with the fleet through Redis when there is one."""
+    store, redis = shared.store, shared.redis
     limiter = Limiter(retry_hint_s=config.limits.sync_interval_s)
     book = BudgetBook(
-        config.budgets, on_threshold=budget_hook(alerter), retry_hint_s=config.budgets.sync_interval_s
+        config.budgets, on_threshold=budget_hook(shared.alerter), retry_hint_s=config.budgets.sync_interval_s
     )
     if store is not None:
         try:
@@ -153,42 +205,23 @@ async def build_runtime(config: Config, shared: Shared) -> Runtime:
                 prefix="tollway:",
                 interval_s=interval,
                 component=name,
-                on_health=functools.partial(metrics.fleet_sync, name),
+                on_health=functools.partial(shared.metrics.fleet_sync, name),
             )
             fleet.start()
-            closers.append(fleet.aclose)
-            redis_part(name, f"{name} enforced per process", functools.partial(_fleet_up, fleet))
+            parts.closers.append(fleet.aclose)
+            parts.redis_part(name, f"{name} enforced per process", functools.partial(_fleet_up, fleet))
+    return limiter, book
+
+
+def _start_cache(config: Config, redis: RedisClient | None, parts: _Parts) -> ResponseCache:
+    """The answer cache, with its Redis tier when one is configured."""
     cache = ResponseCache(config.cache, {n: m.cache for n, m in config.models.items()}, redis)
     cache.start()
-    closers.append(cache.aclose)
+    parts.closers.append(cache.aclose)
     if cache.redis is not None:
         tier = cache.redis
-        redis_part("cache", "answer cache in process memory only", lambda: tier.up, not tier.owned)
-    tracer = build_tracer(config.tracing)
-    closers.append(tracer.aclose)
-    services = Services(
-        limiter=limiter,
-        limit_policy=LimitPolicy(config),
-        book=book,
-        budget_policy=BudgetPolicy(config.budgets),
-        prices=PriceTable.from_config(config, metrics),
-        cache=cache,
-        rails=GuardrailSet({n: m.guardrails for n, m in config.models.items()}),
-        tracer=tracer,
-        accountant=shared.accountant,
-        content_policy=config.logging.content,
-        responses=shared.responses or ResponsesState(),
-        objects=shared.objects,
-    )
-    request_log = RequestLog(config.logging.request_log)
-
-    async def close_log() -> None:
-        request_log.close()
-
-    closers.insert(0, close_log)  # closed last: lines of the last requests still go out
-    metrics.label_tags(config.metrics.tag_labels)
-    gateway = Gateway(shared.ring, router, metrics, request_log, config.server.max_body_bytes, services)
-    return Runtime(config, gateway, closers, dependencies)
+        parts.redis_part("cache", "answer cache in process memory only", lambda: tier.up, not tier.owned)
+    return cache
 
 
 def _fleet_up(fleet: FleetSync) -> bool:
