@@ -9,7 +9,7 @@ from typing import Final
 
 import pytest
 
-from gateway.errors.answers import from_code
+from gateway.errors.answers import from_code, from_http_status, from_provider
 from gateway.errors.catalogue import ErrorCode
 
 
@@ -23,6 +23,10 @@ def test_spec_is_coherent(member: ErrorCode) -> None:
     else:
         assert spec.fault in ("provider", "gateway")
     assert spec.description.endswith(".")
+    # A variant keeps the code's side of the line between the caller's errors and the gateway's.
+    for variant in spec.variants:
+        assert (variant.status < 500) == (spec.status < 500) and variant.when.endswith(".")
+        assert (variant.status, variant.type) != (spec.status, spec.type)
 
 
 def test_codes_are_unique() -> None:
@@ -39,6 +43,56 @@ def test_from_code_carries_the_spec() -> None:
         "provider",
     )
     assert (err.message, err.param, err.headers) == ("late", "p", {"retry-after": "1"})
+
+
+def test_a_variant_is_chosen_by_status_or_type() -> None:
+    rotated = from_code(ErrorCode.KEY_REVOKED, "revoked", status=400)
+    assert (rotated.status, rotated.type, rotated.code) == (400, "invalid_request_error", "key_revoked")
+    presented = from_code(ErrorCode.KEY_REVOKED, "revoked")
+    assert (presented.status, presented.type) == (401, "authentication_error")
+    tokens = from_code(ErrorCode.RATE_LIMIT_EXCEEDED, "slow", type="tokens")
+    assert (tokens.status, tokens.type, tokens.fault) == (429, "tokens", "policy")
+    assert from_code(ErrorCode.RATE_LIMIT_EXCEEDED, "slow", type="requests").type == "requests"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "type_"),
+    [
+        (ErrorCode.KEY_REVOKED, 403, None),
+        (ErrorCode.RATE_LIMIT_EXCEEDED, None, "minutes"),
+        (ErrorCode.NOT_FOUND, 410, None),
+    ],
+)
+def test_a_pair_the_catalogue_does_not_list_is_refused(
+    code: ErrorCode, status: int | None, type_: str | None
+) -> None:
+    with pytest.raises(ValueError):
+        from_code(code, "no", status=status, type=type_)
+
+
+def test_a_provider_4xx_is_passed_on_as_given_and_nothing_else_is() -> None:
+    err = from_provider(
+        422, "bad", type="invalid_request_error", code="weird_param", param="p", fault="caller"
+    )
+    assert (err.status, err.type, err.code, err.param, err.fault) == (
+        422,
+        "invalid_request_error",
+        "weird_param",
+        "p",
+        "caller",
+    )
+    with pytest.raises(ValueError):
+        from_provider(500, "boom", type="server_error", code=None)
+
+
+def test_aiohttp_refusals_are_named_by_their_reason() -> None:
+    err = from_http_status(405, "Method Not Allowed")
+    assert (err.status, err.message, err.type, err.code) == (
+        405,
+        "Method Not Allowed",
+        "invalid_request_error",
+        "method_not_allowed",
+    )
 
 
 REPO = Path(__file__).resolve().parent.parent

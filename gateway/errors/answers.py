@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from adapters.openai.shapes import OpenAIError, OpenAIErrorDetail
-from gateway.errors.catalogue import ErrorCode
+from gateway.errors.catalogue import ErrorCode, Fault
 
 _encode: Final = msgspec.json.Encoder()
 
@@ -65,12 +65,64 @@ def error_response(
 
 
 def from_code(
-    code: ErrorCode, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+    code: ErrorCode,
+    message: str,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+    status: int | None = None,
+    type: str | None = None,
 ) -> GatewayError:
-    """The GatewayError for a catalogued code: status, type, code string and fault from its spec."""
+    """The GatewayError for a catalogued code: status, type, code string and fault from its spec.
+
+    `status` or `type` picks one of the spec's variants (key_revoked's 400, rate_limit_exceeded's
+    `tokens`); a pair the catalogue does not list is a ValueError, so that no call site can invent
+    a status for a code.
+    """
     spec = code.value
+    chosen = (spec.status, spec.type)
+    if status is not None or type is not None:
+        matches = [
+            pair
+            for pair in spec.pairs()
+            if (status is None or pair[0] == status) and (type is None or pair[1] == type)
+        ]
+        if not matches:
+            raise ValueError(f"{spec.code} is not answered with status {status} and type {type}")
+        chosen = matches[0]
     return GatewayError(
-        spec.status, message, type=spec.type, code=spec.code, param=param, fault=spec.fault, headers=headers
+        chosen[0], message, type=chosen[1], code=spec.code, param=param, fault=spec.fault, headers=headers
+    )
+
+
+def from_provider(
+    status: int,
+    message: str,
+    *,
+    type: str,
+    code: str | None,
+    param: str | None = None,
+    fault: Fault = "caller",
+    headers: dict[str, str] | None = None,
+) -> GatewayError:
+    """A provider's own 4xx passed on to the client (gateway/pipeline/failures.py): its status,
+    type and code are the provider's (a 429's as OpenAI types its own), not the catalogue's, so
+    they are taken as given. The one way to send a code the catalogue does not hold; 401/403
+    and 5xx from a provider never come here (they become upstream_auth and upstream_error)."""
+    if not 400 <= status < 500:
+        raise ValueError(f"only a provider's 4xx is passed on, not {status}")
+    return GatewayError(status, message, type=type, code=code, param=param, fault=fault, headers=headers)
+
+
+def from_http_status(status: int, reason: str) -> GatewayError:
+    """aiohttp's own refusal (a 405 for a method a route does not take, a 413 from its body
+    limit...), raised as a web.HTTPException before a handler could answer: its status, and its
+    reason phrase as the message and, in snake case, the code (`method_not_allowed`)."""
+    return GatewayError(
+        status,
+        reason,
+        code=reason.lower().replace(" ", "_"),
+        fault="caller" if status < 500 else "gateway",
     )
 
 
