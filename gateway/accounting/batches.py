@@ -24,7 +24,8 @@ from adapters.openai.objects import BatchUsage, OpenAIObjectProbe
 from gateway.accounting.accountant import Accountant
 from gateway.accounting.pricing import PriceTable
 from gateway.accounting.records import Attempt, AuditRecord
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.objects.state import ObjectOwners
 from gateway.objects.upstream import ObjectProvider, ObjectProviders
 from gateway.server.tasks import stop_tasks
@@ -123,8 +124,9 @@ class BatchAccounting:
         written = 0
         try:
             if upstream.status >= 300:
-                raise GatewayError(
-                    502, f"provider '{provider.name}' answered {upstream.status} for the output"
+                raise from_code(
+                    ErrorCode.UPSTREAM_ERROR,
+                    f"provider '{provider.name}' answered {upstream.status} for the output",
                 )
             async for data in upstream.chunks():
                 for line in reader.feed(data):

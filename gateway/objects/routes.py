@@ -70,9 +70,10 @@ _RIGHTS: Final[dict[ObjectKind, str]] = {
 }
 
 
-def not_found(kind: ObjectKind, object_id: str) -> GatewayError:
-    """OpenAI's answer for an object that does not exist (or is another key's)."""
-    return from_code(ErrorCode.NOT_FOUND, f"No such {_LABELS[kind]} object: {object_id[:200]}", param="id")
+def not_found(kind: ObjectKind, object_id: str, param: str = "id") -> GatewayError:
+    """OpenAI's answer for an object that does not exist (or is another key's); `param` names
+    where the request gave its id."""
+    return from_code(ErrorCode.NOT_FOUND, f"No such {_LABELS[kind]} object: {object_id[:200]}", param=param)
 
 
 def batches_need_unrestricted_key(name: str) -> GatewayError:
@@ -384,8 +385,7 @@ class ObjectRoutes:
         if caller is MASTER:
             return owned
         if owned is None or owned.kind != kind or not owned.visible_to(caller.key_id, caller.team_id):
-            error = not_found(kind, object_id)
-            raise GatewayError(404, error.message, type=error.type, code=error.code, param=param)
+            raise not_found(kind, object_id, param)
         return owned
 
     async def _resolve(self, request: web.Request, kind: ObjectKind) -> tuple[ObjectProvider, str]:

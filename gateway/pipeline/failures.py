@@ -15,7 +15,7 @@ import msgspec
 
 from adapters.base import ErrorKind
 from adapters.openai.shapes import OpenAIErrorDetailProbe, OpenAIErrorEnvelopeProbe
-from gateway.errors.answers import GatewayError, from_code, upstream_timeout, upstream_unreachable
+from gateway.errors.answers import from_code, from_provider, upstream_timeout, upstream_unreachable
 from gateway.errors.catalogue import ErrorCode
 from gateway.pipeline.attempts import UNREACHABLE, Failure
 from gateway.routing.router import RouteTarget
@@ -56,7 +56,7 @@ async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure
         err_type, code = error.type or "invalid_request_error", error.code
         if upstream.status == 429:
             err_type, code = _openai_429(err_type, code)
-        client_error = GatewayError(
+        client_error = from_provider(
             upstream.status,
             message,
             type=err_type,
@@ -111,7 +111,7 @@ def stream_error(raw: bytes, target: RouteTarget) -> Failure:
     if detail.type in _CLIENT_ERROR_TYPES:
         context = code == "context_length_exceeded" or detail.type == "context_length"
         kind = ErrorKind.CONTEXT_LENGTH if context else ErrorKind.BAD_REQUEST
-        refused = GatewayError(400, message, code=code, param=detail.param, fault="caller")
+        refused = from_provider(400, message, type="invalid_request_error", code=code, param=detail.param)
         return Failure(kind.value, refused, 200)
     error = from_code(
         ErrorCode.UPSTREAM_STREAM_ERROR,

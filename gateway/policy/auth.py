@@ -21,7 +21,7 @@ import msgspec
 
 from gateway.accounting.records import ContentPolicy
 from gateway.config.schema import Config
-from gateway.errors.answers import GatewayError, from_code, model_not_found, unauthorized
+from gateway.errors.answers import from_code, model_not_found, unauthorized
 from gateway.errors.catalogue import ErrorCode
 from gateway.policy.keys import Budget, KeyRecord, Limits, TeamRecord, hash_secret
 
@@ -227,9 +227,7 @@ class KeyRing:
                 return ANONYMOUS
             raise unauthorized()
         if principal.revoked:
-            raise GatewayError(
-                401, "this API key has been revoked", type="authentication_error", code="key_revoked"
-            )
+            raise from_code(ErrorCode.KEY_REVOKED, "this API key has been revoked")
         if principal.expires_at is not None and principal.expires_at <= time.time():
             if principal.rotated:
                 raise from_code(
