@@ -35,14 +35,7 @@ from gateway.observability.genai import AnswerFacts
 from gateway.observability.metrics import Metrics
 from gateway.observability.requestlog import AttemptRecord
 from gateway.observability.tracing import HEDGE
-from gateway.pipeline.attempts import (
-    CANCELLED,
-    INVALID_ANSWER,
-    Call,
-    Failure,
-    Plan,
-    counts_against_target,
-)
+from gateway.pipeline.attempts import Call, Failure, Plan, counts_against_target
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.failures import failure_of, stream_error, timed_out, unreachable
 from gateway.pipeline.relay import StartedStream, start_stream
@@ -239,8 +232,8 @@ class Dispatcher:
                     late = await task
                     if isinstance(late, Answer):
                         if late.record is not None:
-                            late.record.error = CANCELLED
-                        late.call.span.failed(late.upstream.status, CANCELLED)
+                            late.record.error = ErrorKind.CANCELLED
+                        late.call.span.failed(late.upstream.status, ErrorKind.CANCELLED)
                         late.close()
 
     async def _attempt(self, call: Call, job: Job, ctx: RequestContext) -> Answer | Failure:
@@ -285,7 +278,7 @@ class Dispatcher:
                 except GatewayError as refused:
                     # The gateway's own quota at this provider is spent: for the chain this is
                     # the provider saying 429 (move on, or wait for the Retry-After).
-                    outcome = Failure("rate_limited", refused, 429, _retry_after(refused))
+                    outcome = Failure(ErrorKind.RATE_LIMITED, refused, 429, _retry_after(refused))
                     return outcome
             try:
                 upstream = await target.transport.send(upstream_request, target.timeouts)
@@ -337,10 +330,10 @@ class Dispatcher:
         if upstream is not None:
             upstream.close()
         if outcome is None:  # cancelled, or an error of the gateway's own
-            call.span.failed(record.status, CANCELLED)
-            record.error = CANCELLED
+            call.span.failed(record.status, ErrorKind.CANCELLED)
+            record.error = ErrorKind.CANCELLED
             target.breaker.release(call.probe)
-            self._metrics.attempt(target.label, CANCELLED)
+            self._metrics.attempt(target.label, ErrorKind.CANCELLED)
             return
         record.error = outcome.kind
         call.span.failed(outcome.status, outcome.kind)
@@ -377,7 +370,7 @@ class Dispatcher:
                 ErrorCode.UPSTREAM_INVALID_ANSWER,
                 f"provider '{target.provider}' sent an answer that is not valid JSON",
             )
-            return Failure(INVALID_ANSWER, error, upstream.status)
+            return Failure(ErrorKind.INVALID_ANSWER, error, upstream.status)
         call.span.answered(upstream.status, raw, body, usage)
         return Answer(call, upstream, body=body, usage=usage, native=way is not None)
 
@@ -416,7 +409,7 @@ class Dispatcher:
                 ErrorCode.UPSTREAM_INCOMPLETE,
                 f"provider '{target.provider}' ended the stream before sending any output",
             )
-            return Failure(ErrorKind.SERVER.value, error, upstream.status)
+            return Failure(ErrorKind.SERVER, error, upstream.status)
         if isinstance(started, NeutralStart):
             # Its events carry no id or model: those its door labels the answer with.
             call.span.streaming(upstream.status, AnswerFacts(started.relay.response_id, started.relay.model))

@@ -17,7 +17,7 @@ from adapters.base import ErrorKind
 from adapters.openai.shapes import OpenAIErrorDetailProbe, OpenAIErrorEnvelopeProbe
 from gateway.errors.answers import from_code, from_provider, upstream_timeout, upstream_unreachable
 from gateway.errors.catalogue import ErrorCode
-from gateway.pipeline.attempts import UNREACHABLE, Failure
+from gateway.pipeline.attempts import Failure
 from gateway.routing.router import RouteTarget
 from gateway.upstream.credentials import redact
 from gateway.upstream.http import UpstreamResponse
@@ -25,12 +25,12 @@ from gateway.upstream.http import UpstreamResponse
 
 def timed_out(target: RouteTarget) -> Failure:
     """The provider did not connect, answer or send in time."""
-    return Failure(ErrorKind.TIMEOUT.value, upstream_timeout(target.provider))
+    return Failure(ErrorKind.TIMEOUT, upstream_timeout(target.provider))
 
 
 def unreachable(target: RouteTarget, exc: Exception) -> Failure:
     """The connection failed or broke (the exception's text names no address)."""
-    return Failure(UNREACHABLE, upstream_unreachable(target.provider, str(exc)))
+    return Failure(ErrorKind.UNREACHABLE, upstream_unreachable(target.provider, str(exc)))
 
 
 async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure:
@@ -42,7 +42,7 @@ async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure
     Anything else is a 502.
     """
     error = target.dialect.classify_error(upstream.status, upstream.headers, await upstream.read_error())
-    kind = error.kind.value
+    kind = error.kind
     message = redact(error.message, target.secrets)
     if error.kind is ErrorKind.AUTH:
         client_error = from_code(
@@ -112,9 +112,9 @@ def stream_error(raw: bytes, target: RouteTarget) -> Failure:
         context = code == "context_length_exceeded" or detail.type == "context_length"
         kind = ErrorKind.CONTEXT_LENGTH if context else ErrorKind.BAD_REQUEST
         refused = from_provider(400, message, type="invalid_request_error", code=code, param=detail.param)
-        return Failure(kind.value, refused, 200)
+        return Failure(kind, refused, 200)
     error = from_code(
         ErrorCode.UPSTREAM_STREAM_ERROR,
         f"provider '{target.provider}' reported an error before sending any output: {message}",
     )
-    return Failure(ErrorKind.SERVER.value, error, 200)
+    return Failure(ErrorKind.SERVER, error, 200)
