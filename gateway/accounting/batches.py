@@ -31,7 +31,7 @@ from gateway.objects.upstream import ObjectProvider, ObjectProviders
 from gateway.server.tasks import stop_tasks
 from gateway.store import StoreUnavailable
 from gateway.store.objects import OwnedObject
-from gateway.upstream.http import UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.http import UpstreamFailure
 
 log = logging.getLogger("tollway")
 
@@ -95,7 +95,7 @@ class BatchAccounting:
     async def _settle_logged(self, batch: OwnedObject, answer: OpenAIObjectProbe) -> None:
         try:
             await self.settle(batch, answer)
-        except (GatewayError, StoreUnavailable, UpstreamTimeout, UpstreamUnreachable) as exc:
+        except (GatewayError, StoreUnavailable, UpstreamFailure) as exc:
             # Tried again by the poller: nothing was marked settled.
             log.warning("batch %s: not accounted yet (%s)", batch.id, getattr(exc, "message", exc))
 
@@ -180,6 +180,6 @@ class BatchAccounting:
                         self._owners.remember(batch.child("file", file_id))
                 await self.settle(batch, answer)
                 settled += 1
-            except (GatewayError, UpstreamTimeout, UpstreamUnreachable) as exc:
+            except (GatewayError, UpstreamFailure) as exc:
                 log.warning("batch %s: poll failed (%s)", batch.id, getattr(exc, "message", exc))
         return settled

@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 from aiohttp import web
 
 from adapters.openai.shapes import OpenAIError, OpenAIErrorDetail
 from gateway.errors.catalogue import ErrorCode, Fault
+
+if TYPE_CHECKING:  # (not at run time: the errors do not import the HTTP clients)
+    from gateway.upstream.http import UpstreamFailure
 
 _encode: Final = msgspec.json.Encoder()
 
@@ -160,12 +163,20 @@ def body_too_large(limit: int) -> GatewayError:
     return from_code(ErrorCode.REQUEST_TOO_LARGE, f"the request body exceeds the limit of {limit} bytes")
 
 
-def upstream_timeout(provider: str) -> GatewayError:
-    return from_code(ErrorCode.UPSTREAM_TIMEOUT, f"provider '{provider}' did not answer in time")
+# What the client reads when a call to a provider failed on the network, by the failure's code:
+# before any of the answer went out, and once a stream had begun ({reason}: the failure's text).
+_NETWORK_TEXTS: Final[dict[ErrorCode, tuple[str, str]]] = {
+    ErrorCode.UPSTREAM_TIMEOUT: ("did not answer in time", "stopped sending in time"),
+    ErrorCode.UPSTREAM_UNREACHABLE: ("could not be reached: {reason}", "broke off the stream: {reason}"),
+}
 
 
-def upstream_unreachable(provider: str, reason: str) -> GatewayError:
-    return from_code(ErrorCode.UPSTREAM_UNREACHABLE, f"provider '{provider}' could not be reached: {reason}")
+def upstream_failed(failure: UpstreamFailure, provider: str, *, streaming: bool = False) -> GatewayError:
+    """The answer for a provider call that failed on the network: the code is the one
+    gateway/upstream/http.py's NETWORK_FAILURES gave the failure, whichever client made the call."""
+    before, during = _NETWORK_TEXTS[failure.code]
+    text = (during if streaming else before).format(reason=failure)
+    return from_code(failure.code, f"provider '{provider}' {text}")
 
 
 def store_unavailable(what: str) -> GatewayError:

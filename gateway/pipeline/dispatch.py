@@ -37,12 +37,12 @@ from gateway.observability.requestlog import AttemptRecord
 from gateway.observability.tracing import HEDGE
 from gateway.pipeline.attempts import Call, Failure, Plan, counts_against_target
 from gateway.pipeline.context import RequestContext
-from gateway.pipeline.failures import failure_of, stream_error, timed_out, unreachable
+from gateway.pipeline.failures import failure_of, network_failure, stream_error
 from gateway.pipeline.relay import StartedStream, start_stream
 from gateway.policy.limitpolicy import Subject
 from gateway.policy.limits import Limiter, LimitHold
 from gateway.routing.router import RouteTarget
-from gateway.upstream.http import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.http import UpstreamFailure, UpstreamResponse
 
 # Calls in flight at once for one hedged request: the current one and one hedge.
 HEDGE_WIDTH: Final = 2
@@ -282,10 +282,8 @@ class Dispatcher:
                     return outcome
             try:
                 upstream = await target.transport.send(upstream_request, target.timeouts)
-            except UpstreamTimeout:
-                outcome = timed_out(target)
-            except UpstreamUnreachable as exc:
-                outcome = unreachable(target, exc)
+            except UpstreamFailure as exc:
+                outcome = network_failure(target, exc)
             else:
                 record.status = upstream.status
                 if upstream.status >= 400:
@@ -350,10 +348,8 @@ class Dispatcher:
         target = call.target
         try:
             raw = await upstream.read()
-        except UpstreamTimeout:
-            return timed_out(target)
-        except UpstreamUnreachable as exc:
-            return unreachable(target, exc)
+        except UpstreamFailure as exc:
+            return network_failure(target, exc)
         try:
             if way is not None:
                 body, usage = way.answer(raw, job.request.model)
@@ -398,10 +394,8 @@ class Dispatcher:
                 started = await start_neutral_stream(upstream, relay, target.provider)
             else:
                 started = await start_stream(upstream, relay, target.provider)
-        except UpstreamTimeout:
-            return timed_out(target)
-        except UpstreamUnreachable as exc:
-            return unreachable(target, exc)
+        except UpstreamFailure as exc:
+            return network_failure(target, exc)
         if relay.error is not None:
             return stream_error(relay.error, target)
         if not started.first and not relay.done:

@@ -15,22 +15,18 @@ import msgspec
 
 from adapters.base import ErrorKind
 from adapters.openai.shapes import OpenAIErrorDetailProbe, OpenAIErrorEnvelopeProbe
-from gateway.errors.answers import from_code, from_provider, upstream_timeout, upstream_unreachable
+from gateway.errors.answers import from_code, from_provider, upstream_failed
 from gateway.errors.catalogue import ErrorCode
 from gateway.pipeline.attempts import Failure
 from gateway.routing.router import RouteTarget
 from gateway.upstream.credentials import redact
-from gateway.upstream.http import UpstreamResponse
+from gateway.upstream.http import UpstreamFailure, UpstreamResponse
 
 
-def timed_out(target: RouteTarget) -> Failure:
-    """The provider did not connect, answer or send in time."""
-    return Failure(ErrorKind.TIMEOUT, upstream_timeout(target.provider))
-
-
-def unreachable(target: RouteTarget, exc: Exception) -> Failure:
-    """The connection failed or broke (the exception's text names no address)."""
-    return Failure(ErrorKind.UNREACHABLE, upstream_unreachable(target.provider, str(exc)))
+def network_failure(target: RouteTarget, exc: UpstreamFailure) -> Failure:
+    """The provider did not connect, answer or send in time, or the connection failed or broke:
+    the kind and code are the failure's own (the exception's text names no address)."""
+    return Failure(exc.kind, upstream_failed(exc, target.provider))
 
 
 async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure:
