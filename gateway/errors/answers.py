@@ -50,6 +50,12 @@ def error_body(message: str, type: str, code: str | None = None, param: str | No
     return _encode.encode(OpenAIError(OpenAIErrorDetail(message, type, code, param)))
 
 
+def body_of(err: GatewayError) -> bytes:
+    """The OpenAI error body of a GatewayError, for answers written before aiohttp has a request
+    (gateway/server/connections.py's raw bytes)."""
+    return error_body(err.message, err.type, err.code, err.param)
+
+
 def error_response(
     err: GatewayError, request_id: str, body: bytes | None = None, id_header: str = "x-request-id"
 ) -> web.Response:

@@ -136,6 +136,14 @@ class ErrorCode(enum.Enum):
         "`tollway audit verify` found a record that does not chain to the one before (the CLI's"
         " exit 1; no HTTP answer carries it).",
     )
+    TOO_MANY_CONNECTIONS = CodeSpec(
+        "too_many_connections",
+        503,
+        "server_error",
+        "gateway",
+        True,
+        "The gateway holds server.max_connections open connections; a new one is answered and closed.",
+    )
     STORE_UNAVAILABLE = CodeSpec(
         "store_unavailable",
         503,

@@ -81,7 +81,9 @@ def _openai_429(err_type: str, code: str | None) -> tuple[str, str]:
     `RESOURCE_EXHAUSTED`...) as the type and code OpenAI gives its own."""
     if _QUOTA in (err_type, code):
         return _QUOTA, _QUOTA
-    return (err_type if err_type in _RATE_LIMIT_TYPES else "requests"), "rate_limit_exceeded"
+    return (
+        err_type if err_type in _RATE_LIMIT_TYPES else "requests"
+    ), ErrorCode.RATE_LIMIT_EXCEEDED.value.code
 
 
 _decode_envelope: Final = msgspec.json.Decoder(OpenAIErrorEnvelopeProbe)

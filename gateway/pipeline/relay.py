@@ -296,7 +296,7 @@ async def relay_stream(
         # The answer did not complete (or completed only at close): say how, then finish.
         if relay.error is not None:
             ctx.status = 502
-            ctx.error_code = "upstream_stream_error"
+            ctx.error_code = ErrorCode.UPSTREAM_STREAM_ERROR.value.code
         if failure is not None:
             ctx.status = failure.status
             ctx.error_code = failure.code
