@@ -1,5 +1,9 @@
 """The gateway's own error answers, always in OpenAI's shape:
 `{"error": {"message", "type", "code", "param"}}`.
+
+The only module that builds a GatewayError (tests/test_error_codes.py scans for any other): from a
+catalogue member (`from_code` and the factories below), from a provider's own 4xx
+(`from_provider`) or from aiohttp's own refusal (`from_http_status`).
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def error_response(
         headers.update(err.headers)
     return web.Response(
         status=err.status,
-        body=error_body(err.message, err.type, err.code, err.param) if body is None else body,
+        body=body_of(err) if body is None else body,
         content_type="application/json",
         headers=headers,
     )
@@ -116,8 +120,8 @@ def from_provider(
 ) -> GatewayError:
     """A provider's own 4xx passed on to the client (gateway/pipeline/failures.py): its status,
     type and code are the provider's (a 429's as OpenAI types its own), not the catalogue's, so
-    they are taken as given. The one way to send a code the catalogue does not hold; 401/403
-    and 5xx from a provider never come here (they become upstream_auth and upstream_error)."""
+    they are taken as given. With from_http_status, the only way to send a code the catalogue
+    does not hold; a provider's 401/403 and 5xx never come here (upstream_auth, upstream_error)."""
     if not 400 <= status < 500:
         raise ValueError(f"only a provider's 4xx is passed on, not {status}")
     return GatewayError(status, message, type=type, code=code, param=param, fault=fault, headers=headers)
@@ -125,7 +129,7 @@ def from_provider(
 
 def from_http_status(status: int, reason: str) -> GatewayError:
     """aiohttp's own refusal (a 405 for a method a route does not take, a 413 from its body
-    limit...), raised as a web.HTTPException before a handler could answer: its status, and its
+    limit...), raised as a web.HTTPException rather than a GatewayError: its status, and its
     reason phrase as the message and, in snake case, the code (`method_not_allowed`)."""
     return GatewayError(
         status,
