@@ -50,8 +50,14 @@ class Target(msgspec.Struct, frozen=True):
     reasoning: bool = True
 
 
-class ErrorKind(enum.Enum):
-    """What went wrong upstream, in the terms that decide retries and fallback."""
+class ErrorKind(enum.StrEnum):
+    """What went wrong upstream, in the terms that decide retries and fallback: the one
+    vocabulary of failure kinds (gateway/pipeline/attempts.py's policy reads it).
+
+    An adapter's classify_error says one of the first eight; the last three are the gateway's own
+    view of a call. A StrEnum, because each value is also what the attempt log, the request log,
+    the metrics' labels and the breaker's `last_failure_kind` show.
+    """
 
     RATE_LIMITED = "rate_limited"
     OVERLOADED = "overloaded"
@@ -61,6 +67,18 @@ class ErrorKind(enum.Enum):
     CONTEXT_LENGTH = "context_length"
     NOT_FOUND = "not_found"
     SERVER = "server"
+    # Never from an adapter:
+    UNREACHABLE = "unreachable"  # connection refused, reset or cut
+    INVALID_ANSWER = "invalid_answer"  # a 2xx that is not the provider's documented format
+    CANCELLED = "cancelled"  # a hedged call that lost, in the attempt log (not a failure)
+
+
+# The kinds an adapter's classify_error may say (the rest are the gateway's own view of a call).
+CLASSIFIED_KINDS: Final = frozenset(ErrorKind) - {
+    ErrorKind.UNREACHABLE,
+    ErrorKind.INVALID_ANSWER,
+    ErrorKind.CANCELLED,
+}
 
 
 class UpstreamError(msgspec.Struct, frozen=True):

@@ -444,6 +444,11 @@ def render_errors() -> str:
         retry = "yes" if spec.retryable else "no"
         meaning = _cell(spec.description)
         rows.append(f"| `{spec.code}` | {spec.status} | `{spec.type}` | {spec.fault} | {retry} | {meaning} |")
+        for variant in spec.variants:  # the same code with another status or type, and when
+            when = _cell(variant.when)
+            rows.append(
+                f"| `{spec.code}` | {variant.status} | `{variant.type}` | {spec.fault} | {retry} | {when} |"
+            )
     return "".join(
         [
             HEADER.format(command=REGENERATE, source="`ErrorCode` in `gateway/errors/catalogue.py`"),
@@ -451,9 +456,14 @@ def render_errors() -> str:
             'Every error answer has OpenAI\'s shape, `{"error": {"message", "type", "code", "param"}}`;\n'
             "`code` is one of the codes below. `fault` says whose fault it was, as counted in the\n"
             "metrics: the caller's, a policy's (limits, budgets, key scopes), the provider's or the\n"
-            "gateway's. A retryable code may succeed if the same request is sent again later. A few codes\n"
-            "are not in the catalogue yet (`rate_limit_exceeded`, `key_revoked`, codes passed through\n"
-            "from a provider): see [endpoints.md](endpoints.md#errors) for those.\n\n",
+            "gateway's. A retryable code may succeed if the same request is sent again later. A code\n"
+            "listed twice is sent with a second status or type in the one case its second row names.\n\n"
+            "Two kinds of answer carry a code that is not below. A provider's own 4xx (other than\n"
+            "401/403) is passed on with its status, type, code and message, a 429 typed as OpenAI types\n"
+            "its own (`rate_limit_exceeded` or `insufficient_quota`); a refusal of the HTTP server itself\n"
+            "(a method a path does not take) has its status, its reason phrase as the message and that\n"
+            "phrase in snake case as the code (`method_not_allowed`). See\n"
+            "[endpoints.md](endpoints.md#errors) for which status answers what.\n\n",
             "\n".join(rows) + "\n",
         ]
     )

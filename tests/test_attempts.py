@@ -7,9 +7,10 @@ import time
 
 import pytest
 
+from adapters.base import ErrorKind
 from gateway.config.load import parse_config
 from gateway.errors.answers import GatewayError
-from gateway.pipeline.attempts import INVALID_ANSWER, UNREACHABLE, Failure, Plan
+from gateway.pipeline.attempts import Failure, Plan
 from gateway.routing.breaker import BreakerAnswer
 from gateway.routing.router import Router
 
@@ -43,7 +44,8 @@ def router() -> Router:
 
 
 def fail(kind: str, retry_after_s: float | None = None, status: int = 500) -> Failure:
-    return Failure(kind, GatewayError(502, f"{kind} failure"), status, retry_after_s)
+    """A failure of `kind`, named by its value as the attempt log shows it."""
+    return Failure(ErrorKind(kind), GatewayError(502, f"{kind} failure"), status, retry_after_s)
 
 
 def labels(plan: Plan, failure: Failure | None = None, limit: int = 10) -> list[str]:
@@ -61,11 +63,11 @@ def labels(plan: Plan, failure: Failure | None = None, limit: int = 10) -> list[
 
 def test_targets_are_tried_in_order(router: Router) -> None:
     plan = router.plan("chain")
-    assert labels(plan, fail(INVALID_ANSWER)) == ["a/m", "b/m", "c/m"]
+    assert labels(plan, fail("invalid_answer")) == ["a/m", "b/m", "c/m"]
     assert plan.calls == 3
 
 
-@pytest.mark.parametrize("kind", ["rate_limited", "overloaded", "server", "timeout", UNREACHABLE])
+@pytest.mark.parametrize("kind", ["rate_limited", "overloaded", "server", "timeout", "unreachable"])
 def test_retryable_failures_retry_the_same_target_with_doubling_backoff(router: Router, kind: str) -> None:
     plan = router.plan("chain")
     calls = []
@@ -100,7 +102,7 @@ def test_retry_after_is_waited_out_when_short_and_moves_on_when_long(router: Rou
     assert moved is not None and moved.target.label == "b/m" and moved.delay_s == 0.0
 
 
-@pytest.mark.parametrize("kind", ["auth", "not_found", INVALID_ANSWER])
+@pytest.mark.parametrize("kind", ["auth", "not_found", "invalid_answer"])
 def test_target_specific_failures_move_on_without_retrying(router: Router, kind: str) -> None:
     plan = router.plan("chain")
     assert labels(plan, fail(kind)) == ["a/m", "b/m", "c/m"]

@@ -8,7 +8,6 @@ import pytest
 
 from gateway.config.load import parse_config
 from gateway.errors.answers import GatewayError
-from gateway.pipeline.attempts import INVALID_ANSWER
 from gateway.routing.router import Router
 from tests.test_attempts import CONFIG, fail, labels
 
@@ -19,8 +18,8 @@ def router() -> Router:
 
 
 def test_residency_keeps_only_targets_in_the_allowed_regions(router: Router) -> None:
-    assert labels(router.plan("chain", ("eu",)), fail(INVALID_ANSWER)) == ["a/m", "c/m"]
-    assert labels(router.plan("chain", ("us", "ch")), fail(INVALID_ANSWER)) == ["b/m"]
+    assert labels(router.plan("chain", ("eu",)), fail("invalid_answer")) == ["a/m", "c/m"]
+    assert labels(router.plan("chain", ("us", "ch")), fail("invalid_answer")) == ["b/m"]
     with pytest.raises(GatewayError) as refused:
         router.plan("single", ("eu", "ch"))
     assert refused.value.status == 403 and refused.value.code == "region_not_allowed"

@@ -6,20 +6,26 @@ aiohttp's protocol factory runs against both."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.base import UpstreamRequest
+from adapters.base import ErrorKind, UpstreamRequest
 from gateway.config.schema import Timeouts
+from gateway.errors.catalogue import ErrorCode
 from gateway.upstream.http import (
+    NETWORK_ERRORS,
     HttpTransport,
     TimedResponseHandler,
     Transport,
+    UpstreamFailure,
     UpstreamTimeout,
     UpstreamUnreachable,
+    as_upstream_failure,
 )
 from gateway.upstream.lean import LeanTransport
 from tests.servers import start_site
@@ -251,3 +257,35 @@ async def test_a_body_already_whole_is_pulled_not_delivered(
         response.close()
     finally:
         await transport.aclose()
+
+
+# One map from what either client raises to the gateway's failure (gateway/upstream/http.py): the
+# first matching row wins, so the timeouts that are also OSErrors or ClientErrors stay timeouts.
+@pytest.mark.parametrize(
+    ("raised", "failure", "text"),
+    [
+        (TimeoutError(), UpstreamTimeout, ""),
+        (aiohttp.ServerTimeoutError("read"), UpstreamTimeout, ""),
+        (aiohttp.ServerDisconnectedError(), UpstreamUnreachable, "the server closed the connection"),
+        (aiohttp.ClientPayloadError("cut"), UpstreamUnreachable, "the answer was cut off"),
+        (aiohttp.ClientOSError(), UpstreamUnreachable, "ClientOSError"),
+        (ConnectionRefusedError(), UpstreamUnreachable, "connection failed"),
+        (ssl.SSLError("bad handshake"), UpstreamUnreachable, "connection failed"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None,
+)
+def test_network_failures_map_each_clients_exception_once(
+    raised: BaseException, failure: type[UpstreamFailure], text: str
+) -> None:
+    assert isinstance(raised, NETWORK_ERRORS)
+    mapped = as_upstream_failure(raised)
+    assert type(mapped) is failure and str(mapped) == text
+    assert mapped.code is {UpstreamTimeout: ErrorCode.UPSTREAM_TIMEOUT}.get(
+        failure, ErrorCode.UPSTREAM_UNREACHABLE
+    )
+    assert mapped.kind is {UpstreamTimeout: ErrorKind.TIMEOUT}.get(failure, ErrorKind.UNREACHABLE)
+
+
+def test_anything_else_is_left_as_it_is() -> None:
+    other = ValueError("not the network's")
+    assert as_upstream_failure(other) is other

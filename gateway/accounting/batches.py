@@ -24,13 +24,14 @@ from adapters.openai.objects import BatchUsage, OpenAIObjectProbe
 from gateway.accounting.accountant import Accountant
 from gateway.accounting.pricing import PriceTable
 from gateway.accounting.records import Attempt, AuditRecord
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.objects.state import ObjectOwners
 from gateway.objects.upstream import ObjectProvider, ObjectProviders
 from gateway.server.tasks import stop_tasks
 from gateway.store import StoreUnavailable
 from gateway.store.objects import OwnedObject
-from gateway.upstream.http import UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.http import UpstreamFailure
 
 log = logging.getLogger("tollway")
 
@@ -94,7 +95,7 @@ class BatchAccounting:
     async def _settle_logged(self, batch: OwnedObject, answer: OpenAIObjectProbe) -> None:
         try:
             await self.settle(batch, answer)
-        except (GatewayError, StoreUnavailable, UpstreamTimeout, UpstreamUnreachable) as exc:
+        except (GatewayError, StoreUnavailable, UpstreamFailure) as exc:
             # Tried again by the poller: nothing was marked settled.
             log.warning("batch %s: not accounted yet (%s)", batch.id, getattr(exc, "message", exc))
 
@@ -123,8 +124,9 @@ class BatchAccounting:
         written = 0
         try:
             if upstream.status >= 300:
-                raise GatewayError(
-                    502, f"provider '{provider.name}' answered {upstream.status} for the output"
+                raise from_code(
+                    ErrorCode.UPSTREAM_ERROR,
+                    f"provider '{provider.name}' answered {upstream.status} for the output",
                 )
             async for data in upstream.chunks():
                 for line in reader.feed(data):
@@ -178,6 +180,6 @@ class BatchAccounting:
                         self._owners.remember(batch.child("file", file_id))
                 await self.settle(batch, answer)
                 settled += 1
-            except (GatewayError, UpstreamTimeout, UpstreamUnreachable) as exc:
+            except (GatewayError, UpstreamFailure) as exc:
                 log.warning("batch %s: poll failed (%s)", batch.id, getattr(exc, "message", exc))
         return settled

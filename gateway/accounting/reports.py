@@ -19,7 +19,8 @@ from gateway.accounting.audit import parse_moment
 from gateway.accounting.records import SpendRow
 from gateway.admin.identity import AdminIdentity
 from gateway.admin.scope import require_sees, team_scope
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, bad_request, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.policy.tags import NO_TAG
 from gateway.store import Store
 from gateway.store.ledger import SPEND_GROUPS, SpendGroup
@@ -81,7 +82,7 @@ class AuditPage(msgspec.Struct):
 
 
 def _bad(message: str, param: str) -> GatewayError:
-    return GatewayError(400, message, param=param)
+    return bad_request(message, param)
 
 
 def _day(params: Mapping[str, str], name: str, default: date) -> date:
@@ -253,7 +254,7 @@ def add_report_routes(
 
     def the_store() -> Store:
         if store is None:
-            raise GatewayError(503, "no store is configured (storage.database_url)", type="server_error")
+            raise from_code(ErrorCode.NO_STORE, "no store is configured (storage.database_url)")
         return store
 
     async def spend(request: web.Request, identity: AdminIdentity) -> web.StreamResponse:

@@ -16,7 +16,7 @@ import msgspec
 
 from gateway.admin.identity import AdminIdentity
 from gateway.config.schema import Role
-from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.answers import bad_request, from_code
 from gateway.errors.catalogue import ErrorCode
 from gateway.policy.auth import presented_key, secret_hash_of
 from gateway.policy.keyadmin import AwareDatetime, not_found, now_utc
@@ -64,7 +64,7 @@ async def create_admin_key(store: Store, body: AdminKeyCreate, created_by: str) 
     team that is not active, or another role names teams."""
     if body.role == "team_admin":
         if not body.teams:
-            raise GatewayError(400, "a team_admin key needs the ids of its teams", param="teams")
+            raise bad_request("a team_admin key needs the ids of its teams", "teams")
         for team_id in body.teams:
             team = await store.get_team(team_id)
             if team is None or team.deleted_at is not None:
@@ -72,7 +72,7 @@ async def create_admin_key(store: Store, body: AdminKeyCreate, created_by: str) 
                     ErrorCode.TEAM_NOT_FOUND, f"no active team with id '{team_id}'", param="teams"
                 )
     elif body.teams:
-        raise GatewayError(400, f"only a team_admin key names teams (this one is {body.role})", param="teams")
+        raise bad_request(f"only a team_admin key names teams (this one is {body.role})", "teams")
     secret = new_secret(ADMIN_SECRET_PREFIX)
     moment = now_utc()
     record = AdminKeyRecord(
@@ -117,9 +117,7 @@ async def authenticate_admin_key(store: Store, headers: Mapping[str, str]) -> Ad
     if record is None:
         return None
     if record.revoked_at is not None:
-        raise GatewayError(
-            401, "this admin key has been revoked", type="authentication_error", code="key_revoked"
-        )
+        raise from_code(ErrorCode.KEY_REVOKED, "this admin key has been revoked")
     if record.expires_at is not None and record.expires_at <= now_utc():
         raise from_code(ErrorCode.KEY_EXPIRED, "this admin key has expired")
     return identity_of(record)

@@ -21,7 +21,7 @@ from gateway.admin.changes import ChangePage
 from gateway.admin.identity import MASTER, AdminIdentity
 from gateway.admin.ops import AdminOps
 from gateway.config.hints import fields_at, hint
-from gateway.errors.answers import GatewayError, error_response, from_code, unauthorized
+from gateway.errors.answers import GatewayError, bad_request, error_response, from_code, unauthorized
 from gateway.errors.catalogue import ErrorCode
 from gateway.pipeline.context import request_id_of
 from gateway.policy import keyadmin
@@ -73,15 +73,15 @@ def decode_body(body: bytes, kind: type[T]) -> T:
             field = unknown.group(1)
             text += hint(field, fields_at(kind, steps))
             param = f"{param}.{field}" if param else field
-        raise GatewayError(400, text + where, param=param) from None
+        raise bad_request(text + where, param) from None
     except msgspec.DecodeError:
-        raise GatewayError(400, "the request body is not valid JSON") from None
+        raise bad_request("the request body is not valid JSON") from None
 
 
 def _page_args(request: web.Request) -> tuple[int, str | None]:
     raw = request.query.get("limit", str(DEFAULT_PAGE))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise GatewayError(400, f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
+        raise bad_request(f"'limit' must be an integer from 1 to {MAX_PAGE}", "limit")
     return int(raw), request.query.get("after")
 
 
@@ -146,19 +146,15 @@ class AdminApi:
             try:
                 identity = await self.identify(request)
                 if self._store is None:
-                    raise GatewayError(
-                        503,
+                    raise from_code(
+                        ErrorCode.NO_STORE,
                         "no store is configured (storage.database_url): keys cannot be written",
-                        type="server_error",
-                        code="no_store",
                     )
                 return await handler(request, identity)
             except GatewayError as err:
                 return error_response(err, request_id_of(request))
             except StoreUnavailable:
-                down = GatewayError(
-                    503, "the store is unavailable; try again", type="server_error", code="store_unavailable"
-                )
+                down = from_code(ErrorCode.STORE_UNAVAILABLE, "the store is unavailable; try again")
                 return error_response(down, request_id_of(request))
 
         return guarded

@@ -18,7 +18,7 @@ import msgspec
 from gateway.accounting.audit import Broken, Verification, link_problem
 from gateway.accounting.records import GENESIS_HASH, AdminChange, ChangeLink, decode_change
 from gateway.admin.identity import AdminIdentity
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import bad_request
 from gateway.policy.keyadmin import now_utc
 from gateway.store import Store
 
@@ -148,11 +148,11 @@ async def changes_page(
     its own teams' keys and teams only. GatewayError 400 naming a bad parameter."""
     raw_limit = params.get("limit", str(DEFAULT_PAGE))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= PAGE:
-        raise GatewayError(400, f"'limit' must be an integer from 1 to {PAGE}", param="limit")
+        raise bad_request(f"'limit' must be an integer from 1 to {PAGE}", "limit")
     limit = int(raw_limit)
     after = params.get("after")
     if after is not None and not after.isdigit():
-        raise GatewayError(400, "'after' must be the next_after of a previous page", param="after")
+        raise bad_request("'after' must be the next_after of a previous page", "after")
     links = await store.list_changes(
         limit=limit + 1,
         after=int(after) if after is not None else None,

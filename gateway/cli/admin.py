@@ -22,7 +22,7 @@ from gateway.admin.ops import AdminOps
 from gateway.cli.backup import BackupError, backup_sqlite
 from gateway.cli.reports import add_report_commands, run_audit, run_spend
 from gateway.config.schema import CONTENT_POLICIES, ROLES, Config
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, bad_request
 from gateway.policy import keyadmin
 from gateway.policy.keysync import announce_change_once
 from gateway.store import Store, StoreUnavailable, open_store
@@ -41,7 +41,7 @@ def _meta(pairs: list[str] | None) -> dict[str, str] | None:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise GatewayError(400, f"--meta wants name=value, got {pair!r}")
+            raise bad_request(f"--meta wants name=value, got {pair!r}")
         found[name] = value
     return found
 
@@ -76,7 +76,7 @@ def _convert(fields: dict[str, Any], kind: type[T]) -> T:
     try:
         return msgspec.convert(fields, kind)
     except msgspec.ValidationError as exc:
-        raise GatewayError(400, str(exc)) from None
+        raise bad_request(str(exc)) from None
 
 
 def _print(value: object) -> None:
@@ -186,9 +186,9 @@ def parse_duration(text: str, name: str) -> float:
     try:
         seconds = float(number) * _UNITS[unit]
     except ValueError:
-        raise GatewayError(400, f"{name} wants a duration like 90s, 15m, 24h or 7d, not {text!r}") from None
+        raise bad_request(f"{name} wants a duration like 90s, 15m, 24h or 7d, not {text!r}") from None
     if not 0 <= seconds <= 30 * 86400:
-        raise GatewayError(400, f"{name} must be from 0 to 30 days")
+        raise bad_request(f"{name} must be from 0 to 30 days")
     return seconds
 
 

@@ -14,7 +14,8 @@ import msgspec
 
 from gateway.accounting import audit, reports
 from gateway.admin import changes as admin_changes
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import bad_request, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.store import Store
 from gateway.store.ledger import SPEND_GROUPS
 
@@ -25,7 +26,7 @@ def _moment(text: str | None, name: str) -> datetime | None:
     try:
         return audit.parse_moment(text, name)
     except ValueError as exc:
-        raise GatewayError(400, str(exc)) from None
+        raise bad_request(str(exc)) from None
 
 
 def _print(value: object) -> None:
@@ -44,12 +45,16 @@ async def run_audit(args: argparse.Namespace, store: Store) -> bool:
         if result.broken is not None:
             broken = result.broken
             who = f" (request {broken.request_id})" if broken.request_id else ""
-            raise GatewayError(400, f"the audit chain is broken at seq {broken.seq}{who}: {broken.reason}")
+            raise from_code(
+                ErrorCode.AUDIT_CHAIN_BROKEN,
+                f"the audit chain is broken at seq {broken.seq}{who}: {broken.reason}",
+            )
         if changes.broken is not None:
             broken = changes.broken
             what = f" (a change of {broken.request_id})" if broken.request_id else ""
-            raise GatewayError(
-                400, f"the chain of admin changes is broken at seq {broken.seq}{what}: {broken.reason}"
+            raise from_code(
+                ErrorCode.AUDIT_CHAIN_BROKEN,
+                f"the chain of admin changes is broken at seq {broken.seq}{what}: {broken.reason}",
             )
         print(
             f"ok: {result.checked} records checked, head {result.head_seq} {result.head_hash}",

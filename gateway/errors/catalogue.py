@@ -1,7 +1,10 @@
 """The catalogue of the gateway's client-facing error codes: each code's HTTP status, OpenAI error
 `type`, fault domain, retryability and a line for operators, in one place.
 
-`gateway/errors/answers.py` builds answers from it (`from_code`); docs/errors.md is to be generated from it.
+`gateway/errors/answers.py` builds answers from it (`from_code`), and is the only module that
+builds a GatewayError; docs/errors.md is generated from it (gateway/docgen.py). Two kinds of answer
+carry a code the gateway did not choose, each through one factory there: a provider's own 4xx
+passed on (`from_provider`) and aiohttp's own refusals (`from_http_status`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,21 @@ import msgspec
 Fault = Literal["caller", "policy", "provider", "gateway"]
 
 
+class Variant(msgspec.Struct, frozen=True):
+    """Another status and type one code is answered with. A code keeps one meaning, but a few have
+    long been sent with two statuses or types (`key_revoked` is 401 when the key is presented and
+    400 when it is rotated); a variant names each pair, so that `from_code` can refuse any other."""
+
+    status: int
+    type: str
+    when: str  # the one case that answers with this pair, for docs/errors.md
+
+
 class CodeSpec(msgspec.Struct, frozen=True):
     """What one error code means on the wire and in metrics.
 
     `code` is the wire string; it is part of the spec so that no two members alias each other.
+    `variants` are the other (status, type) pairs the code is sent with, each chosen by name.
     """
 
     code: str
@@ -26,6 +40,11 @@ class CodeSpec(msgspec.Struct, frozen=True):
     fault: Fault
     retryable: bool
     description: str
+    variants: tuple[Variant, ...] = ()
+
+    def pairs(self) -> tuple[tuple[int, str], ...]:
+        """Every (status, type) this code may be answered with, its own first."""
+        return ((self.status, self.type), *((v.status, v.type) for v in self.variants))
 
 
 _INVALID: Final = "invalid_request_error"
@@ -100,6 +119,31 @@ class ErrorCode(enum.Enum):
         False,
         "The provider answered more than the request allows; the answer was cut.",
     )
+    NO_STORE = CodeSpec(
+        "no_store",
+        503,
+        "server_error",
+        "gateway",
+        False,
+        "The admin API, a report or the UI needs the store, and none is configured (storage.database_url).",
+    )
+    AUDIT_CHAIN_BROKEN = CodeSpec(
+        "audit_chain_broken",
+        400,
+        _INVALID,
+        "caller",
+        False,
+        "`tollway audit verify` found a record that does not chain to the one before (the CLI's"
+        " exit 1; no HTTP answer carries it).",
+    )
+    TOO_MANY_CONNECTIONS = CodeSpec(
+        "too_many_connections",
+        503,
+        "server_error",
+        "gateway",
+        True,
+        "The gateway holds server.max_connections open connections; a new one is answered and closed.",
+    )
     STORE_UNAVAILABLE = CodeSpec(
         "store_unavailable",
         503,
@@ -121,6 +165,31 @@ class ErrorCode(enum.Enum):
     )
     ROLE_FORBIDDEN = CodeSpec(
         "role_forbidden", 403, "permission_error", "caller", False, "The admin key's role may not do this."
+    )
+    CONTENT_BLOCKED = CodeSpec(
+        "content_blocked",
+        400,
+        _INVALID,
+        "policy",
+        False,
+        "The prompt holds a term the model's guardrails block (guardrails.blocked, action block).",
+    )
+    PROMPT_INJECTION = CodeSpec(
+        "prompt_injection",
+        400,
+        _INVALID,
+        "policy",
+        False,
+        "A user or tool message looks like a prompt injection and the model's guardrails block it"
+        " (guardrails.injection: block).",
+    )
+    PII_DETECTED = CodeSpec(
+        "pii_detected",
+        400,
+        _INVALID,
+        "policy",
+        False,
+        "The prompt holds personal data and the model's guardrails block it (guardrails.pii: block).",
     )
     ENDPOINT_NOT_ALLOWED = CodeSpec(
         "endpoint_not_allowed", 403, "permission_error", "policy", False, "The key may not use this endpoint."
@@ -145,7 +214,24 @@ class ErrorCode(enum.Enum):
         "A team change would leave active keys asking for more than it allows.",
     )
     TEAM_NOT_FOUND = CodeSpec(
-        "team_not_found", 400, _INVALID, "caller", False, "The team named in the request does not exist."
+        "team_not_found",
+        400,
+        _INVALID,
+        "caller",
+        False,
+        "The team named in the request does not exist.",
+        (Variant(404, _INVALID, "The team the admin API's path names does not exist."),),
+    )
+    KEY_NOT_FOUND = CodeSpec(
+        "key_not_found", 404, _INVALID, "caller", False, "The key the admin API's path names does not exist."
+    )
+    ADMIN_KEY_NOT_FOUND = CodeSpec(
+        "admin_key_not_found",
+        404,
+        _INVALID,
+        "caller",
+        False,
+        "The admin key the admin API's path names does not exist.",
     )
     NOT_A_VIRTUAL_KEY = CodeSpec(
         "not_a_virtual_key",
@@ -166,6 +252,15 @@ class ErrorCode(enum.Enum):
     KEY_EXPIRED = CodeSpec(
         "key_expired", 401, "authentication_error", "caller", False, "The API key has expired."
     )
+    KEY_REVOKED = CodeSpec(
+        "key_revoked",
+        401,
+        "authentication_error",
+        "caller",
+        False,
+        "The API key, or admin key, has been revoked.",
+        (Variant(400, _INVALID, "A revoked key was asked to rotate (the admin API, the CLI, the UI)."),),
+    )
     KEY_ROTATED = CodeSpec(
         "key_rotated",
         401,
@@ -185,6 +280,16 @@ class ErrorCode(enum.Enum):
     )
     REQUEST_LINE_TOO_LONG = CodeSpec(
         "request_line_too_long", 414, _INVALID, "caller", False, "The request line exceeds the limit."
+    )
+    RATE_LIMIT_EXCEEDED = CodeSpec(
+        "rate_limit_exceeded",
+        429,
+        "requests",
+        "policy",
+        True,
+        "A request limit (rpm) of the key, its team or the gateway's quota at a provider is reached;"
+        " the type says which kind of limit, as OpenAI's own 429s do.",
+        (Variant(429, "tokens", "The limit reached counts tokens (tpm)."),),
     )
     BUDGET_EXCEEDED = CodeSpec(
         "budget_exceeded",

@@ -17,10 +17,10 @@ from adapters.base import InvalidRequest
 from gateway.errors.answers import bad_request, from_code
 from gateway.errors.catalogue import ErrorCode
 from gateway.pipeline.context import RequestContext
-from gateway.pipeline.failures import failure_of, timed_out, unreachable
+from gateway.pipeline.failures import failure_of, network_failure
 from gateway.routing.breaker import BreakerState
 from gateway.routing.router import RouteTarget
-from gateway.upstream.http import UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.http import UpstreamFailure
 
 LABEL: Final = "count_tokens"
 
@@ -56,10 +56,8 @@ async def count_tokens(ctx: RequestContext, body: bytes, targets: tuple[RouteTar
             answer = await upstream.read()
         finally:
             upstream.close()
-    except UpstreamTimeout:
-        raise timed_out(target).error from None
-    except UpstreamUnreachable as exc:
-        raise unreachable(target, exc).error from None
+    except UpstreamFailure as exc:
+        raise network_failure(target, exc).error from None
     ctx.status = 200
     ctx.completed = True
     return web.Response(

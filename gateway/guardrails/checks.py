@@ -36,7 +36,8 @@ from adapters.schema import (
     ToolCall,
 )
 from gateway.config.schema import BUILTIN_CATEGORIES, GuardrailsConfig
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.guardrails.masking import Vault, mask_with, replace_findings
 from gateway.guardrails.pii import PiiScanner
 from gateway.guardrails.stream import EventGuard, StreamGuard, TextWindow
@@ -126,8 +127,8 @@ def _injections(text: str) -> list[str]:
     return found
 
 
-def _block(message: str, code: str) -> GatewayError:
-    return GatewayError(400, message, code=code, param="messages", fault="policy")
+def _block(message: str, code: ErrorCode) -> GatewayError:
+    return from_code(code, message, param="messages")
 
 
 class Screened:
@@ -188,7 +189,7 @@ class Guardrails:
             if categories:
                 raise _block(
                     "the request contains personal data this model may not receive: " + ", ".join(categories),
-                    "pii_detected",
+                    ErrorCode.PII_DETECTED,
                 )
         if request.chat is not None:
             if masked is not None:
@@ -275,13 +276,17 @@ class Guardrails:
         object when nothing was replaced)."""
         if self._blocked is not None and self._blocked.search(text):
             if self.config.blocked is not None and self.config.blocked.action == "block":
-                raise _block("the request contains content this model's policy blocks", "content_blocked")
+                raise _block(
+                    "the request contains content this model's policy blocks", ErrorCode.CONTENT_BLOCKED
+                )
             flags["blocked_content"] = None
         if untrusted and self.config.injection is not None:
             for flag in _injections(text):
                 if self.config.injection == "block":
                     kind = flag.partition(":")[2].replace("_", " ")
-                    raise _block(f"the request looks like a prompt injection ({kind})", "prompt_injection")
+                    raise _block(
+                        f"the request looks like a prompt injection ({kind})", ErrorCode.PROMPT_INJECTION
+                    )
                 flags[flag] = None
         if self._scanner is None or self.config.pii is None:
             return text

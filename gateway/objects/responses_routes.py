@@ -22,13 +22,13 @@ from adapters.base import InvalidRequest, UpstreamRequest
 from adapters.openai.provider import decode_body, decode_model
 from adapters.responses import items as responses_items
 from adapters.responses.wire import given
-from gateway.errors.answers import GatewayError, bad_request, upstream_timeout, upstream_unreachable
+from gateway.errors.answers import bad_request, upstream_failed
 from gateway.objects.responses_state import ResponsesState, not_found
 from gateway.pipeline.context import request_id_of
 from gateway.policy.auth import KeyRing, Principal
 from gateway.routing.router import Router, RouteTarget
 from gateway.store.responses import StoredResponse
-from gateway.upstream.http import UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.http import UpstreamFailure
 
 _JSON: Final = "application/json"
 _JSON_HEADERS: Final = (("content-type", _JSON),)
@@ -174,8 +174,8 @@ class ResponsesRoutes:
         upstream_request = UpstreamRequest(method, url, _JSON_HEADERS if body else (), body)
         try:
             upstream = await target.transport.send(upstream_request, target.timeouts)
-        except (UpstreamTimeout, UpstreamUnreachable) as exc:
-            raise _broken(target, exc) from None
+        except UpstreamFailure as exc:
+            raise upstream_failed(exc, target.provider) from None
         try:
             content_type = upstream.headers.get("Content-Type", _JSON)
             headers = {"x-request-id": request_id_of(request), "x-tollway-target": target.label}
@@ -193,13 +193,7 @@ class ResponsesRoutes:
                 await response.write(data)
             await response.write_eof()
             return response
-        except (UpstreamTimeout, UpstreamUnreachable) as exc:
-            raise _broken(target, exc) from None
+        except UpstreamFailure as exc:
+            raise upstream_failed(exc, target.provider) from None
         finally:
             upstream.close()
-
-
-def _broken(target: RouteTarget, exc: Exception) -> GatewayError:
-    if isinstance(exc, UpstreamTimeout):
-        return upstream_timeout(target.provider)
-    return upstream_unreachable(target.provider, str(exc))

@@ -28,7 +28,7 @@ from adapters.openai import objects as openai_objects
 from adapters.openai.provider import Fields
 from adapters.schema import StreamError
 from gateway.accounting.batches import BatchAccounting
-from gateway.errors.answers import GatewayError, from_code, upstream_timeout, upstream_unreachable
+from gateway.errors.answers import GatewayError, from_code, upstream_failed
 from gateway.errors.catalogue import ErrorCode
 from gateway.objects.state import ObjectOwners
 from gateway.objects.upstream import PROVIDER_HEADER, ObjectProvider, ObjectProviders
@@ -38,7 +38,7 @@ from gateway.policy.auth import MASTER, KeyRing, Principal
 from gateway.routing.router import RouteTarget
 from gateway.store.objects import ObjectKind, OwnedObject
 from gateway.upstream.credentials import redact
-from gateway.upstream.http import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.http import UpstreamFailure, UpstreamResponse
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -70,9 +70,10 @@ _RIGHTS: Final[dict[ObjectKind, str]] = {
 }
 
 
-def not_found(kind: ObjectKind, object_id: str) -> GatewayError:
-    """OpenAI's answer for an object that does not exist (or is another key's)."""
-    return from_code(ErrorCode.NOT_FOUND, f"No such {_LABELS[kind]} object: {object_id[:200]}", param="id")
+def not_found(kind: ObjectKind, object_id: str, param: str = "id") -> GatewayError:
+    """OpenAI's answer for an object that does not exist (or is another key's); `param` names
+    where the request gave its id."""
+    return from_code(ErrorCode.NOT_FOUND, f"No such {_LABELS[kind]} object: {object_id[:200]}", param=param)
 
 
 def batches_need_unrestricted_key(name: str) -> GatewayError:
@@ -274,7 +275,7 @@ class ObjectRoutes:
             try:
                 async for data in upstream.chunks():
                     await response.write(data)
-            except (UpstreamTimeout, UpstreamUnreachable):
+            except UpstreamFailure:
                 # Headers are out: the client sees a short body (its length, when known, says so).
                 return response
             await response.write_eof()
@@ -384,8 +385,7 @@ class ObjectRoutes:
         if caller is MASTER:
             return owned
         if owned is None or owned.kind != kind or not owned.visible_to(caller.key_id, caller.team_id):
-            error = not_found(kind, object_id)
-            raise GatewayError(404, error.message, type=error.type, code=error.code, param=param)
+            raise not_found(kind, object_id, param)
         return owned
 
     async def _resolve(self, request: web.Request, kind: ObjectKind) -> tuple[ObjectProvider, str]:
@@ -451,10 +451,8 @@ async def _whole(
     """The upstream's whole answer, and the client's response carrying it as it came."""
     try:
         raw = await upstream.read()
-    except UpstreamTimeout:
-        raise upstream_timeout(provider.name) from None
-    except UpstreamUnreachable as exc:
-        raise upstream_unreachable(provider.name, str(exc)) from None
+    except UpstreamFailure as exc:
+        raise upstream_failed(exc, provider.name) from None
     finally:
         upstream.close()
     if upstream.status in (401, 403):

@@ -13,11 +13,11 @@ import msgspec
 from adapters.base import UpstreamRequest
 from adapters.openai.objects import object_url
 from gateway.config.schema import AzureProvider, Config, OpenAIProvider, Timeouts
-from gateway.errors.answers import bad_request, from_code, upstream_timeout, upstream_unreachable
+from gateway.errors.answers import bad_request, from_code, upstream_failed
 from gateway.errors.catalogue import ErrorCode
 from gateway.routing.router import Router
 from gateway.upstream.credentials import secrets_of
-from gateway.upstream.http import Transport, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.http import Transport, UpstreamFailure, UpstreamResponse
 
 PROVIDER_HEADER: Final = "x-tollway-provider"
 
@@ -47,10 +47,8 @@ class ObjectProvider(msgspec.Struct, frozen=True):
         """The call; GatewayError 504/502 when the provider is slow or cannot be reached."""
         try:
             return await self.transport.send(UpstreamRequest(method, url, headers, body, more), self.timeouts)
-        except UpstreamTimeout:
-            raise upstream_timeout(self.name) from None
-        except UpstreamUnreachable as exc:
-            raise upstream_unreachable(self.name, str(exc)) from None
+        except UpstreamFailure as exc:
+            raise upstream_failed(exc, self.name) from None
 
 
 class ObjectProviders:

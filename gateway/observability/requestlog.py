@@ -25,7 +25,7 @@ class AttemptRecord(msgspec.Struct, omit_defaults=True):
     target: str  # the target called, as "provider/model"
     ms: float = 0.0  # milliseconds from sending the call to its answer or failure
     status: int | None = None  # the upstream's HTTP status, when one came
-    error: str | None = None  # the failure kind (an ErrorKind, `unreachable`, `cancelled`...)
+    error: str | None = None  # the failure kind (an ErrorKind value: `timeout`, `unreachable`, `cancelled`)
 
 
 class RequestRecord(msgspec.Struct, omit_defaults=True):

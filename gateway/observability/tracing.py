@@ -51,7 +51,7 @@ class AttemptSpan(Protocol):
         until the request's span ends."""
 
     def failed(self, status: int | None, kind: str) -> None:
-        """The call failed (`kind`: an ErrorKind value, or unreachable, cancelled...)."""
+        """The call failed (`kind`: an ErrorKind value: timeout, unreachable, cancelled...)."""
 
 
 class RequestSpan(Protocol):

@@ -23,6 +23,7 @@ import math
 import random
 from typing import TYPE_CHECKING, Final
 
+from adapters.base import ErrorKind
 from gateway.errors.answers import GatewayError, from_code
 from gateway.errors.catalogue import ErrorCode
 from gateway.observability.tracing import FALLBACK, FIRST, NOOP_ATTEMPT, RETRY, AttemptSpan
@@ -32,29 +33,31 @@ from gateway.routing.breaker import BreakerAnswer, BreakerState
 if TYPE_CHECKING:
     from gateway.routing.router import Route, RouteTarget
 
-UNREACHABLE: Final = "unreachable"  # connection refused, reset or cut (not an adapter ErrorKind)
-INVALID_ANSWER: Final = "invalid_answer"  # a 2xx that is not the provider's documented format
-CANCELLED: Final = "cancelled"  # a hedged call that lost, in the attempt log
-
-RETRY_SAME: Final = frozenset({"rate_limited", "overloaded", "server", "timeout", UNREACHABLE})
-MOVE_ON: Final = RETRY_SAME | {"auth", "not_found", INVALID_ANSWER}
-CONTEXT_LENGTH: Final = "context_length"
+# The policy of the table above, by failure kind (one enum: adapters/base.py's ErrorKind).
+RETRY_SAME: Final = frozenset(
+    {ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.SERVER, ErrorKind.TIMEOUT, ErrorKind.UNREACHABLE}
+)
+MOVE_ON: Final = RETRY_SAME | {ErrorKind.AUTH, ErrorKind.NOT_FOUND, ErrorKind.INVALID_ANSWER}
 
 
-def counts_against_target(kind: str) -> bool:
+def counts_against_target(kind: ErrorKind) -> bool:
     """Whether a failure of this kind is the target's fault (and counts for its breaker)."""
     return kind in MOVE_ON
 
 
 class Failure:
-    """One failed call: its kind (an ErrorKind value, UNREACHABLE or INVALID_ANSWER), the
+    """One failed call: its kind (an adapter's classification, or UNREACHABLE, INVALID_ANSWER), the
     upstream status when there was an answer, the wait the provider asked for, and the error the
     client gets if this failure is the last word."""
 
     __slots__ = ("error", "kind", "retry_after_s", "status")
 
     def __init__(
-        self, kind: str, error: GatewayError, status: int | None = None, retry_after_s: float | None = None
+        self,
+        kind: ErrorKind,
+        error: GatewayError,
+        status: int | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         self.kind = kind
         self.error = error
@@ -77,7 +80,7 @@ class Call:
         self.tries = tries
         self.delay_s = delay_s
         self.reason = RETRY if tries > 1 else FIRST
-        self.after: str | None = None  # the kind of the failure that led to this call
+        self.after: ErrorKind | None = None  # the kind of the failure that led to this call
         self.span: AttemptSpan = NOOP_ATTEMPT  # its trace span, once it is sent
 
     @property
@@ -188,7 +191,7 @@ class Plan:
         self.last_call = call
         self.last_failure = failure
         kind = failure.kind
-        if kind == CONTEXT_LENGTH:
+        if kind is ErrorKind.CONTEXT_LENGTH:
             self._only_larger = True
             self._retry = None
             return True

@@ -35,21 +35,14 @@ from gateway.observability.genai import AnswerFacts
 from gateway.observability.metrics import Metrics
 from gateway.observability.requestlog import AttemptRecord
 from gateway.observability.tracing import HEDGE
-from gateway.pipeline.attempts import (
-    CANCELLED,
-    INVALID_ANSWER,
-    Call,
-    Failure,
-    Plan,
-    counts_against_target,
-)
+from gateway.pipeline.attempts import Call, Failure, Plan, counts_against_target
 from gateway.pipeline.context import RequestContext
-from gateway.pipeline.failures import failure_of, stream_error, timed_out, unreachable
+from gateway.pipeline.failures import failure_of, network_failure, stream_error
 from gateway.pipeline.relay import StartedStream, start_stream
 from gateway.policy.limitpolicy import Subject
 from gateway.policy.limits import Limiter, LimitHold
 from gateway.routing.router import RouteTarget
-from gateway.upstream.http import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.http import UpstreamFailure, UpstreamResponse
 
 # Calls in flight at once for one hedged request: the current one and one hedge.
 HEDGE_WIDTH: Final = 2
@@ -239,8 +232,8 @@ class Dispatcher:
                     late = await task
                     if isinstance(late, Answer):
                         if late.record is not None:
-                            late.record.error = CANCELLED
-                        late.call.span.failed(late.upstream.status, CANCELLED)
+                            late.record.error = ErrorKind.CANCELLED
+                        late.call.span.failed(late.upstream.status, ErrorKind.CANCELLED)
                         late.close()
 
     async def _attempt(self, call: Call, job: Job, ctx: RequestContext) -> Answer | Failure:
@@ -285,14 +278,12 @@ class Dispatcher:
                 except GatewayError as refused:
                     # The gateway's own quota at this provider is spent: for the chain this is
                     # the provider saying 429 (move on, or wait for the Retry-After).
-                    outcome = Failure("rate_limited", refused, 429, _retry_after(refused))
+                    outcome = Failure(ErrorKind.RATE_LIMITED, refused, 429, _retry_after(refused))
                     return outcome
             try:
                 upstream = await target.transport.send(upstream_request, target.timeouts)
-            except UpstreamTimeout:
-                outcome = timed_out(target)
-            except UpstreamUnreachable as exc:
-                outcome = unreachable(target, exc)
+            except UpstreamFailure as exc:
+                outcome = network_failure(target, exc)
             else:
                 record.status = upstream.status
                 if upstream.status >= 400:
@@ -337,10 +328,10 @@ class Dispatcher:
         if upstream is not None:
             upstream.close()
         if outcome is None:  # cancelled, or an error of the gateway's own
-            call.span.failed(record.status, CANCELLED)
-            record.error = CANCELLED
+            call.span.failed(record.status, ErrorKind.CANCELLED)
+            record.error = ErrorKind.CANCELLED
             target.breaker.release(call.probe)
-            self._metrics.attempt(target.label, CANCELLED)
+            self._metrics.attempt(target.label, ErrorKind.CANCELLED)
             return
         record.error = outcome.kind
         call.span.failed(outcome.status, outcome.kind)
@@ -357,10 +348,8 @@ class Dispatcher:
         target = call.target
         try:
             raw = await upstream.read()
-        except UpstreamTimeout:
-            return timed_out(target)
-        except UpstreamUnreachable as exc:
-            return unreachable(target, exc)
+        except UpstreamFailure as exc:
+            return network_failure(target, exc)
         try:
             if way is not None:
                 body, usage = way.answer(raw, job.request.model)
@@ -377,7 +366,7 @@ class Dispatcher:
                 ErrorCode.UPSTREAM_INVALID_ANSWER,
                 f"provider '{target.provider}' sent an answer that is not valid JSON",
             )
-            return Failure(INVALID_ANSWER, error, upstream.status)
+            return Failure(ErrorKind.INVALID_ANSWER, error, upstream.status)
         call.span.answered(upstream.status, raw, body, usage)
         return Answer(call, upstream, body=body, usage=usage, native=way is not None)
 
@@ -405,10 +394,8 @@ class Dispatcher:
                 started = await start_neutral_stream(upstream, relay, target.provider)
             else:
                 started = await start_stream(upstream, relay, target.provider)
-        except UpstreamTimeout:
-            return timed_out(target)
-        except UpstreamUnreachable as exc:
-            return unreachable(target, exc)
+        except UpstreamFailure as exc:
+            return network_failure(target, exc)
         if relay.error is not None:
             return stream_error(relay.error, target)
         if not started.first and not relay.done:
@@ -416,7 +403,7 @@ class Dispatcher:
                 ErrorCode.UPSTREAM_INCOMPLETE,
                 f"provider '{target.provider}' ended the stream before sending any output",
             )
-            return Failure(ErrorKind.SERVER.value, error, upstream.status)
+            return Failure(ErrorKind.SERVER, error, upstream.status)
         if isinstance(started, NeutralStart):
             # Its events carry no id or model: those its door labels the answer with.
             call.span.streaming(upstream.status, AnswerFacts(started.relay.response_id, started.relay.model))

@@ -15,22 +15,18 @@ import msgspec
 
 from adapters.base import ErrorKind
 from adapters.openai.shapes import OpenAIErrorDetailProbe, OpenAIErrorEnvelopeProbe
-from gateway.errors.answers import GatewayError, from_code, upstream_timeout, upstream_unreachable
+from gateway.errors.answers import from_code, from_provider, upstream_failed
 from gateway.errors.catalogue import ErrorCode
-from gateway.pipeline.attempts import UNREACHABLE, Failure
+from gateway.pipeline.attempts import Failure
 from gateway.routing.router import RouteTarget
 from gateway.upstream.credentials import redact
-from gateway.upstream.http import UpstreamResponse
+from gateway.upstream.http import UpstreamFailure, UpstreamResponse
 
 
-def timed_out(target: RouteTarget) -> Failure:
-    """The provider did not connect, answer or send in time."""
-    return Failure(ErrorKind.TIMEOUT.value, upstream_timeout(target.provider))
-
-
-def unreachable(target: RouteTarget, exc: Exception) -> Failure:
-    """The connection failed or broke (the exception's text names no address)."""
-    return Failure(UNREACHABLE, upstream_unreachable(target.provider, str(exc)))
+def network_failure(target: RouteTarget, exc: UpstreamFailure) -> Failure:
+    """The provider did not connect, answer or send in time, or the connection failed or broke:
+    the kind and code are the failure's own (the exception's text names no address)."""
+    return Failure(exc.kind, upstream_failed(exc, target.provider))
 
 
 async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure:
@@ -42,7 +38,7 @@ async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure
     Anything else is a 502.
     """
     error = target.dialect.classify_error(upstream.status, upstream.headers, await upstream.read_error())
-    kind = error.kind.value
+    kind = error.kind
     message = redact(error.message, target.secrets)
     if error.kind is ErrorKind.AUTH:
         client_error = from_code(
@@ -56,7 +52,7 @@ async def failure_of(upstream: UpstreamResponse, target: RouteTarget) -> Failure
         err_type, code = error.type or "invalid_request_error", error.code
         if upstream.status == 429:
             err_type, code = _openai_429(err_type, code)
-        client_error = GatewayError(
+        client_error = from_provider(
             upstream.status,
             message,
             type=err_type,
@@ -85,7 +81,9 @@ def _openai_429(err_type: str, code: str | None) -> tuple[str, str]:
     `RESOURCE_EXHAUSTED`...) as the type and code OpenAI gives its own."""
     if _QUOTA in (err_type, code):
         return _QUOTA, _QUOTA
-    return (err_type if err_type in _RATE_LIMIT_TYPES else "requests"), "rate_limit_exceeded"
+    return (
+        err_type if err_type in _RATE_LIMIT_TYPES else "requests"
+    ), ErrorCode.RATE_LIMIT_EXCEEDED.value.code
 
 
 _decode_envelope: Final = msgspec.json.Decoder(OpenAIErrorEnvelopeProbe)
@@ -111,10 +109,10 @@ def stream_error(raw: bytes, target: RouteTarget) -> Failure:
     if detail.type in _CLIENT_ERROR_TYPES:
         context = code == "context_length_exceeded" or detail.type == "context_length"
         kind = ErrorKind.CONTEXT_LENGTH if context else ErrorKind.BAD_REQUEST
-        refused = GatewayError(400, message, code=code, param=detail.param, fault="caller")
-        return Failure(kind.value, refused, 200)
+        refused = from_provider(400, message, type="invalid_request_error", code=code, param=detail.param)
+        return Failure(kind, refused, 200)
     error = from_code(
         ErrorCode.UPSTREAM_STREAM_ERROR,
         f"provider '{target.provider}' reported an error before sending any output: {message}",
     )
-    return Failure(ErrorKind.SERVER.value, error, 200)
+    return Failure(ErrorKind.SERVER, error, 200)

@@ -27,12 +27,12 @@ from aiohttp import web
 from adapters.schema import StreamError
 from gateway.accounting.localcost import local_cost_text
 from gateway.accounting.pricing import usd_text
-from gateway.errors.answers import GatewayError, error_body, from_code
+from gateway.errors.answers import GatewayError, error_body, from_code, upstream_failed
 from gateway.errors.catalogue import ErrorCode
 from gateway.formats.dialects import Relay
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outputmeter import OutputMeter, OutputOverrun
-from gateway.upstream.http import Delivery, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.http import Delivery, UpstreamFailure, UpstreamResponse
 
 SSE_HEADERS: Final = {
     "Content-Type": "text/event-stream",
@@ -284,23 +284,19 @@ async def relay_stream(
                 ErrorCode.UPSTREAM_INCOMPLETE,
                 f"provider '{provider}' ended the stream before it was complete",
             )
-    except UpstreamTimeout:
-        failure = from_code(ErrorCode.UPSTREAM_TIMEOUT, f"provider '{provider}' stopped sending in time")
+    except UpstreamFailure as exc:
+        failure = upstream_failed(exc, provider, streaming=True)
     except OutputOverrun as exc:
         failure = from_code(
             ErrorCode.UPSTREAM_OVERRUN,
             f"provider '{provider}' answered more than the request allows ({exc}): the stream was cut",
-        )
-    except UpstreamUnreachable as exc:
-        failure = from_code(
-            ErrorCode.UPSTREAM_UNREACHABLE, f"provider '{provider}' broke off the stream: {exc}"
         )
     ctx.usage = relay.usage
     if not finished:
         # The answer did not complete (or completed only at close): say how, then finish.
         if relay.error is not None:
             ctx.status = 502
-            ctx.error_code = "upstream_stream_error"
+            ctx.error_code = ErrorCode.UPSTREAM_STREAM_ERROR.value.code
         if failure is not None:
             ctx.status = failure.status
             ctx.error_code = failure.code

@@ -20,7 +20,7 @@ from typing import Final
 import msgspec
 
 from gateway.config.schema import Budget, Config, ContentPolicy, Limits
-from gateway.errors.answers import GatewayError, from_code, model_not_found, unauthorized
+from gateway.errors.answers import from_code, model_not_found, unauthorized
 from gateway.errors.catalogue import ErrorCode
 from gateway.policy.keys import KeyRecord, TeamRecord, hash_secret
 
@@ -237,9 +237,7 @@ class KeyRing:
                 return ANONYMOUS
             raise unauthorized()
         if principal.revoked:
-            raise GatewayError(
-                401, "this API key has been revoked", type="authentication_error", code="key_revoked"
-            )
+            raise from_code(ErrorCode.KEY_REVOKED, "this API key has been revoked")
         if principal.expires_at is not None and principal.expires_at <= time.time():
             if principal.rotated:
                 raise from_code(

@@ -157,8 +157,18 @@ def team_view(team: TeamRecord) -> TeamView:
     return TeamView(status=status, **msgspec.structs.asdict(team))
 
 
-def not_found(kind: str, ident: str) -> GatewayError:
-    return GatewayError(404, f"no {kind} with id '{ident}'", code=f"{kind}_not_found")
+# What the admin API's paths name, and the code of the 404 for one that does not exist. A team's is
+# team_not_found's 404 variant: the code is the one a body naming an unknown team gets (400).
+_NOT_FOUND: Final[dict[str, ErrorCode]] = {
+    "key": ErrorCode.KEY_NOT_FOUND,
+    "team": ErrorCode.TEAM_NOT_FOUND,
+    "admin_key": ErrorCode.ADMIN_KEY_NOT_FOUND,
+}
+
+
+def not_found(kind: Literal["key", "team", "admin_key"], ident: str) -> GatewayError:
+    """The 404 for a key, team or admin key the path names and the store does not hold."""
+    return from_code(_NOT_FOUND[kind], f"no {kind} with id '{ident}'", status=404)
 
 
 async def _require_team(store: Store, team_id: str | None) -> TeamRecord | None:
@@ -246,8 +256,8 @@ async def rotate_key(store: Store, key_id: str, grace_s: float) -> tuple[KeyReco
     if record is None:
         raise not_found("key", key_id)
     if record.revoked_at is not None:
-        raise GatewayError(
-            400, f"key '{key_id}' is revoked: a revoked key is not rotated", code="key_revoked"
+        raise from_code(
+            ErrorCode.KEY_REVOKED, f"key '{key_id}' is revoked: a revoked key is not rotated", status=400
         )
     secret = new_secret()
     moment = now_utc()

@@ -34,7 +34,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.policy.leases import Lease
 from gateway.policy.limitpolicy import Subject
 
@@ -345,12 +346,11 @@ class Limiter:
             headers["retry-after-ms"] = str(max(1, math.ceil(wait_s * 1000)))
         else:
             headers["x-should-retry"] = "false"
-        return GatewayError(
-            429,
+        # OpenAI's own 429: the type names the limit that was hit (a variant in the catalogue).
+        return from_code(
+            ErrorCode.RATE_LIMIT_EXCEEDED,
             message,
             type="tokens" if kind == "tok" else "requests",
-            code="rate_limit_exceeded",
-            fault="policy",
             headers=headers,
         )
 

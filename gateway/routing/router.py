@@ -37,7 +37,8 @@ from gateway.config.schema import (
     VertexAnthropicProvider,
     VertexProvider,
 )
-from gateway.errors.answers import GatewayError, model_not_found
+from gateway.errors.answers import from_code, model_not_found
+from gateway.errors.catalogue import ErrorCode
 from gateway.formats.dialects import Dialect, dialect_for
 from gateway.pipeline.attempts import Plan
 from gateway.routing.balance import Strategy, TargetStats
@@ -270,14 +271,11 @@ class Router:
                 if (kept := tuple(t for t in step if t.region is not None and t.region in allowed))
             )
             if not chain:
-                raise GatewayError(
-                    403,
+                raise from_code(
+                    ErrorCode.REGION_NOT_ALLOWED,
                     f"no target of the model '{route.model}' is in the regions this key may use "
                     f"({', '.join(regions) or 'none'})",
-                    type="permission_error",
-                    code="region_not_allowed",
                     param="model",
-                    fault="policy",
                 )
             regional = msgspec.structs.replace(route, chain=chain)
             if len(self._regional) >= MAX_REGIONAL_ROUTES:

@@ -20,7 +20,14 @@ from gateway.admin.api import AdminApi
 from gateway.admin.targets import targets_handler
 from gateway.config import statedir
 from gateway.config.schema import Config, ModelConfig, StorageConfig
-from gateway.errors.answers import GatewayError, error_response, from_code, malformed_body, model_not_found
+from gateway.errors.answers import (
+    GatewayError,
+    error_response,
+    from_code,
+    from_http_status,
+    malformed_body,
+    model_not_found,
+)
 from gateway.errors.catalogue import ErrorCode
 from gateway.formats.frontdoor import ANTHROPIC_DOOR
 from gateway.objects.responses_routes import ResponsesRoutes
@@ -125,8 +132,7 @@ async def shape_errors(request: web.Request, handler: Handler) -> web.StreamResp
         shape = _error_shape(request)
         if exc.status == 404:
             return shape(unknown_path(request.method, request.path), request_id)
-        shaped = GatewayError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
-        return shape(shaped, request_id)
+        return shape(from_http_status(exc.status, exc.reason), request_id)
     except GatewayError as err:
         return _error_shape(request)(err, request_id)
     except web.RequestPayloadError:  # a body whose framing or encoding broke as it was read

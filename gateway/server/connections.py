@@ -25,14 +25,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 
 from gateway.config.schema import ServerConfig
-from gateway.errors.answers import error_body
+from gateway.errors.answers import body_of, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.server.arrival import ArrivalStampingHandler
 from gateway.server.malformed import refusal
 
 log = logging.getLogger("tollway")
 
-_BUSY_BODY: Final = error_body(
-    "the gateway has too many open connections; retry shortly", "server_error", "too_many_connections"
+_BUSY_BODY: Final = body_of(
+    from_code(ErrorCode.TOO_MANY_CONNECTIONS, "the gateway has too many open connections; retry shortly")
 )
 BUSY_RESPONSE: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
@@ -40,7 +41,7 @@ BUSY_RESPONSE: Final = (
 )
 
 
-_INTERNAL_BODY: Final = error_body("internal gateway error", "server_error", "internal_error")
+_INTERNAL_BODY: Final = body_of(from_code(ErrorCode.INTERNAL_ERROR, "internal gateway error"))
 
 
 class GuardedHandler(ArrivalStampingHandler):

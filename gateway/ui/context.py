@@ -16,7 +16,8 @@ from aiohttp import web
 from gateway.admin.api import AdminApi
 from gateway.admin.ops import AdminOps
 from gateway.config.schema import Config, ModelConfig
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import GatewayError, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.observability.metrics import Metrics
 from gateway.routing.router import TargetState
 from gateway.store import Store, StoreUnavailable
@@ -59,7 +60,7 @@ class Ui:
 
     def the_store(self) -> Store:
         if self.store is None:
-            raise GatewayError(503, NO_STORE)
+            raise from_code(ErrorCode.NO_STORE, NO_STORE)
         return self.store
 
     def ops(self) -> AdminOps:
@@ -67,7 +68,7 @@ class Ui:
         changes, and every change, goes through them, so the role checks and the audit of admin
         changes are the admin API's own."""
         if self.admin.ops is None:
-            raise GatewayError(503, NO_STORE)
+            raise from_code(ErrorCode.NO_STORE, NO_STORE)
         return self.admin.ops
 
     def render(

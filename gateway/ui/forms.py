@@ -15,7 +15,7 @@ import msgspec
 
 from gateway.admin.adminkeys import AdminKeyCreate
 from gateway.admin.api import decode_body
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import bad_request
 from gateway.policy.keyadmin import KeyCreate, KeyPatch, KeyRotate, TeamCreate, TeamPatch
 
 T = TypeVar("T")
@@ -37,7 +37,7 @@ def _number(form: Mapping[str, str], name: str, kind: type[int] | type[float]) -
     try:
         return kind(text)
     except ValueError:
-        raise GatewayError(400, f"'{name}' must be a number, not {text[:40]!r}", param=name) from None
+        raise bad_request(f"'{name}' must be a number, not {text[:40]!r}", name) from None
 
 
 def _items(form: Mapping[str, str], name: str) -> list[str] | None:

@@ -15,7 +15,8 @@ from gateway.admin import changes as admin_changes
 from gateway.admin.changes import ChangePage
 from gateway.admin.identity import AdminIdentity
 from gateway.admin.ops import AdminOps
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.ui.context import Ui
 from gateway.ui.sessions import Session
 
@@ -76,7 +77,7 @@ class ChangePages:
         # One change through the same scoped read as the list: a team admin finds only its own.
         page = await self._ui.ops().changes(session.identity, {"after": str(seq - 1), "limit": "1"})
         if not page.data or page.data[0].seq != seq:
-            raise GatewayError(404, f"no admin change {seq} that you may see")
+            raise from_code(ErrorCode.NOT_FOUND, f"no admin change {seq} that you may see")
         entry = page.data[0]
         change = decode_change(bytes(entry.change))
         return self._ui.render(

@@ -18,7 +18,8 @@ from gateway.accounting.records import ChainLink
 from gateway.accounting.reports import SpendQuery, SpendReport, spend_query, spend_report
 from gateway.admin.identity import AdminIdentity
 from gateway.admin.scope import require_sees, team_scope
-from gateway.errors.answers import GatewayError
+from gateway.errors.answers import bad_request, from_code
+from gateway.errors.catalogue import ErrorCode
 from gateway.ui.context import SECURITY_HEADERS, Ui
 from gateway.ui.overview import Overview, costs, in_flight, request_counts
 from gateway.ui.pages_keys import visible_teams
@@ -134,10 +135,10 @@ def audit_filter(params: Mapping[str, str]) -> AuditFilter:
         try:
             moments[name] = audit.parse_moment(text, name) if text else None
         except ValueError as exc:
-            raise GatewayError(400, str(exc), param=name) from None
+            raise bad_request(str(exc), name) from None
     status = params.get("status", "").strip()
     if status not in ("", "ok", "error") and not (status.isdigit() and len(status) == 3):
-        raise GatewayError(400, "'status' must be ok, error or a status code such as 429", param="status")
+        raise bad_request("'status' must be ok, error or a status code such as 429", "status")
     return AuditFilter(
         params.get("key_id", "").strip() or None,
         params.get("model", "").strip() or None,
@@ -265,7 +266,7 @@ class ReportPages:
         seq = int(request.match_info["seq"])
         links = await self._ui.the_store().list_records(limit=1, after=seq - 1)
         if not links or links[0].seq != seq:
-            raise GatewayError(404, f"no audit record {seq} (pruned, or not written yet)")
+            raise from_code(ErrorCode.NOT_FOUND, f"no audit record {seq} (pruned, or not written yet)")
         link = links[0]
         require_sees(session.identity, link.team_id, f"record {seq}, a record")
         # The record as stored: its content already cut to what logging.content allowed.

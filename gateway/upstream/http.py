@@ -1,5 +1,6 @@
-"""Talking to providers: pooled aiohttp sessions, timeouts, and the one place where network
-exceptions become the gateway's own (UpstreamTimeout, UpstreamUnreachable).
+"""Talking to providers: pooled aiohttp sessions, timeouts, and the one map from what a client
+raises to the gateway's own failures (NETWORK_FAILURES: UpstreamTimeout, UpstreamUnreachable),
+each of which names its catalogue code and its retry kind.
 
 A transport sends an adapter-built UpstreamRequest and hands back an UpstreamResponse whose body
 is read whole or as chunks as they arrive. The built-in mock provider is a transport too
@@ -14,26 +15,49 @@ import contextvars
 import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 import aiohttp
 import msgspec
 import yarl
 from aiohttp.client_proto import ResponseHandler
 
-from adapters.base import UpstreamRequest
+from adapters.base import ErrorKind, UpstreamRequest
 from gateway.config.schema import Timeouts
+from gateway.errors.catalogue import ErrorCode
 
 # An error body is read only to show its message; a provider that sends more is cut off here.
 MAX_ERROR_BODY: Final = 64 * 1024
 
 
-class UpstreamTimeout(Exception):
+class UpstreamFailure(Exception):
+    """A call to a provider that failed on the network, whichever client made it: `code` is the
+    client's answer in the catalogue (gateway/errors/catalogue.py) and `kind` the failure's for the
+    retry and fallback policy, so that every caller answers a failure the same way."""
+
+    code: ClassVar[ErrorCode]
+    kind: ClassVar[ErrorKind]
+
+
+class UpstreamTimeout(UpstreamFailure):
     """The provider did not connect, answer or finish within its configured time."""
 
+    code = ErrorCode.UPSTREAM_TIMEOUT
+    kind = ErrorKind.TIMEOUT
 
-class UpstreamUnreachable(Exception):
+
+class UpstreamUnreachable(UpstreamFailure):
     """The connection to the provider failed or broke; the text says how, without addresses."""
+
+    code = ErrorCode.UPSTREAM_UNREACHABLE
+    kind = ErrorKind.UNREACHABLE
+
+
+# The texts of UpstreamUnreachable, the same from both clients: never a host or a port.
+CONNECTION_FAILED: Final = "connection failed"
+SERVER_CLOSED: Final = "the server closed the connection"
+CUT_OFF: Final = "the answer was cut off"
+NOT_HTTP: Final = "the answer was not valid HTTP"
 
 
 class Delivery(Protocol):
@@ -104,27 +128,30 @@ def client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
     )
 
 
-def _describe(exc: BaseException) -> str:
-    # Deliberately vague: aiohttp's own texts name hosts and ports, which stay out of answers.
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connection failed"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the answer was cut off"
-    return type(exc).__name__
+# What either client's I/O raises for a provider that is slow or unreachable, and the gateway's
+# failure for it with its text (None: the exception's class name), in the spirit of httpx's map
+# of httpcore's exceptions. The first row that matches wins, so a class comes before its bases:
+# TimeoutError is an OSError, and aiohttp's ServerTimeoutError is both a ClientError and a
+# TimeoutError. The texts are deliberately vague: aiohttp's own name hosts and ports.
+NETWORK_FAILURES: Final[tuple[tuple[type[BaseException], type[UpstreamFailure], str | None], ...]] = (
+    (TimeoutError, UpstreamTimeout, None),
+    (aiohttp.ClientConnectorError, UpstreamUnreachable, CONNECTION_FAILED),
+    (aiohttp.ServerDisconnectedError, UpstreamUnreachable, SERVER_CLOSED),
+    (aiohttp.ClientPayloadError, UpstreamUnreachable, CUT_OFF),
+    (aiohttp.ClientError, UpstreamUnreachable, None),
+    # The lean client's sockets (gateway/upstream/lean.py); ssl.SSLError is an OSError too.
+    (OSError, UpstreamUnreachable, CONNECTION_FAILED),
+)
+# Every exception the map takes, for an `except` around a client's call.
+NETWORK_ERRORS: Final = tuple(raised for raised, _, _ in NETWORK_FAILURES)
 
 
-# What aiohttp raises for a provider that is slow or unreachable; `_as_gateway_error` maps it.
-_NETWORK_ERRORS: Final = (TimeoutError, aiohttp.ClientError)
-
-
-def _as_gateway_error(exc: BaseException) -> BaseException:
-    """The gateway's own exception for one of _NETWORK_ERRORS (anything else is left as it is)."""
-    if isinstance(exc, TimeoutError):
-        return UpstreamTimeout()
-    if isinstance(exc, aiohttp.ClientError):
-        return UpstreamUnreachable(_describe(exc))
+def as_upstream_failure(exc: BaseException) -> BaseException:
+    """The gateway's own failure for one of NETWORK_ERRORS, by the first row of NETWORK_FAILURES
+    that matches (anything else is left as it is)."""
+    for raised, failure, text in NETWORK_FAILURES:
+        if isinstance(exc, raised):
+            return failure() if failure is UpstreamTimeout else failure(text or type(exc).__name__)
     return exc
 
 
@@ -281,7 +308,7 @@ class AiohttpDelivery:
         if eof.cancelled():
             return
         exc = eof.exception()
-        self.stop(None if exc is None else _as_gateway_error(exc))
+        self.stop(None if exc is None else as_upstream_failure(exc))
 
     async def wait(self) -> None:
         """Deliver what has arrived already, then wait until the body has been delivered whole.
@@ -374,21 +401,21 @@ class HttpResponse:
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except _NETWORK_ERRORS as exc:
-            raise _as_gateway_error(exc) from None
+        except NETWORK_ERRORS as exc:
+            raise as_upstream_failure(exc) from None
 
     async def read_error(self) -> bytes:
         try:
             return await self._response.content.read(MAX_ERROR_BODY)
-        except _NETWORK_ERRORS:
+        except NETWORK_ERRORS:
             return b""
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         try:
             async for data in self._response.content.iter_any():
                 yield data
-        except _NETWORK_ERRORS as exc:
-            raise _as_gateway_error(exc) from None
+        except NETWORK_ERRORS as exc:
+            raise as_upstream_failure(exc) from None
 
     def close(self) -> None:
         # close(), not release(): when the body was not read to the end (a client that hung up),
@@ -435,8 +462,8 @@ class HttpTransport:
             response = await self._session.request(
                 request.method, url, data=data, headers=request.headers, timeout=timeout
             )
-        except _NETWORK_ERRORS as exc:
-            raise _as_gateway_error(exc) from None
+        except NETWORK_ERRORS as exc:
+            raise as_upstream_failure(exc) from None
         finally:
             _sending.set(None)
         return HttpResponse(response, times, deadline, timeout.sock_read)

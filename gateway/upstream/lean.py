@@ -11,7 +11,8 @@ looks at the wire times when it fires instead of being cancelled and re-armed on
 
 Behaviour matches gateway/upstream/http.py's HttpTransport, which stays selectable
 (`http_client: aiohttp` on a provider): the same timeouts (connect, first byte and silence,
-total), the same exceptions with the same texts, `WireTimes` stamped on the wire, delivery of a
+total), the same exceptions with the same texts (what a socket raises is mapped by http.py's
+NETWORK_FAILURES, as aiohttp's is), `WireTimes` stamped on the wire, delivery of a
 streamed body from the connection's callback, a connection dropped when its answer is abandoned,
 gzip and deflate answers decompressed. A pooled connection the provider closed while it was idle
 is retried once on a fresh one when the request body is in memory.
@@ -31,17 +32,18 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from adapters.base import UpstreamRequest
 from gateway.config.schema import Timeouts
-from gateway.upstream.http import MAX_ERROR_BODY, UpstreamTimeout, UpstreamUnreachable, WireTimes
-from gateway.upstream.lean_connections import (
+from gateway.upstream.http import (
     CONNECTION_FAILED,
     CUT_OFF,
-    DEFAULT_PORTS,
+    MAX_ERROR_BODY,
+    NETWORK_ERRORS,
     SERVER_CLOSED,
-    Connection,
-    Origin,
-    Payload,
-    Pool,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    WireTimes,
+    as_upstream_failure,
 )
+from gateway.upstream.lean_connections import DEFAULT_PORTS, Connection, Origin, Payload, Pool
 
 # A body read through `chunks()` or `read()` by a task that is behind: stop reading the socket
 # above this many buffered bytes, go on below a quarter of it.
@@ -483,7 +485,9 @@ class LeanTransport:
                     await self._upload(connection, head, request, not explicit_length)
                 else:
                     _write_whole(connection, head, request.body)
-            except (ConnectionError, OSError):
+            except OSError:
+                # Not NETWORK_FAILURES' view: whatever the write raised, the connection is gone
+                # under it, and only this failure lets a pooled one be retried below.
                 response.fail(UpstreamUnreachable(SERVER_CLOSED))
             except BaseException:
                 response.close()  # cancelled (or the upload failed) mid-write: drop the connection
@@ -515,10 +519,8 @@ class LeanTransport:
         try:
             async with asyncio.timeout(limit):
                 return await pool.connect(origin)
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except (OSError, ssl.SSLError):
-            raise UpstreamUnreachable(CONNECTION_FAILED) from None
+        except NETWORK_ERRORS as exc:  # a timeout, or a socket or TLS error: connection failed
+            raise as_upstream_failure(exc) from None
 
     async def _upload(
         self, connection: Connection, head: bytes, request: UpstreamRequest, chunked: bool

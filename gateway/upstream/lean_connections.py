@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import HttpResponseParser
 from multidict import CIMultiDictProxy
 
-from gateway.upstream.http import UpstreamUnreachable, WireTimes
+from gateway.upstream.http import CUT_OFF, NOT_HTTP, UpstreamUnreachable, WireTimes
 
 # The parser's payload buffer asks its protocol to pause above twice this; every read is taken
 # out in the callback that fed it, so that never happens and flow control is the exchange's.
@@ -28,12 +28,6 @@ PARSER_LIMIT: Final = 2**16
 # close theirs after 5 to 60 s, and a connection kept past that only fails on its next use.
 KEEPALIVE_S: Final = 15.0
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-
-# The texts of UpstreamUnreachable: gateway/upstream/http.py's, never a host or a port.
-CONNECTION_FAILED: Final = "connection failed"
-SERVER_CLOSED: Final = "the server closed the connection"
-CUT_OFF: Final = "the answer was cut off"
-NOT_HTTP: Final = "the answer was not valid HTTP"
 
 
 class Payload(Protocol):
