@@ -584,7 +584,7 @@ def test_without_aiohttps_c_extensions_the_pure_python_parser_serves() -> None:
     assert probe.stdout.strip() == "aiohttp.http_parser"  # the pure-Python one, not aiohttp._http_parser
     chosen = "sequential_requests_share or chunked_answer or compressed_answers or large_body"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", chosen],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", __name__, "-k", chosen],
         capture_output=True,
         text=True,
         env=env,
