@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.native_upstream import native_upstream  # noqa: F401 - a fixture, shared by every test file
-from tests.redis_clients import shared, unreachable  # noqa: F401 - Redis client fixtures
-from tests.servers import LoopThread, Upstream, start_gateway, start_upstream
-from tests.ui_client import idp, sso_gateway  # noqa: F401 - fixtures of the web UI's tests
+from tests.support.native_upstream import native_upstream  # noqa: F401 - a fixture, shared by every test file
+from tests.support.redis_clients import shared, unreachable  # noqa: F401 - Redis client fixtures
+from tests.support.servers import LoopThread, Upstream, start_gateway, start_upstream
+from tests.support.ui_client import idp, sso_gateway  # noqa: F401 - fixtures of the web UI's tests
 
 MASTER_KEY = "test-master-key-7f3a"
 

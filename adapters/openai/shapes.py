@@ -1,7 +1,7 @@
 """Every OpenAI chat-completions and embeddings wire shape the gateway writes or reads, declared
 once: the Structs written (with the field order and omissions their bytes depend on) and the
 named probes that read only part of a body. Every other module imports them from here
-(tests/test_wire_shapes.py fails on a copy elsewhere).
+(tests/unit/test_wire_shapes.py fails on a copy elsewhere).
 
 Its own module, not adapters/openai/wire.py: that one translates, and with these it would pass
 800 lines. The neutral form (adapters/schema.py) is OpenAI-shaped by design and stays there.
@@ -9,7 +9,7 @@ Its own module, not adapters/openai/wire.py: that one translates, and with these
 Probes differ where their readers do: each declares only what its reader uses, and what a reader
 does with an absent or null field (a default of "" or None, a Raw left empty) is part of its
 behaviour, so two readers share a probe only where they read the same fields the same way. Two
-Structs here that declare the same fields are one shape declared twice (tests/test_wire_shapes.py
+Structs here that declare the same fields are one shape declared twice (tests/unit/test_wire_shapes.py
 `near_copies`): a probe reads leniently with the written Struct itself where that one fits.
 """
 

@@ -1,7 +1,8 @@
 """The gateway's own error answers, always in OpenAI's shape:
 `{"error": {"message", "type", "code", "param"}}`.
 
-The only module that builds a GatewayError (tests/test_error_codes.py scans for any other): from a
+The only module that builds a GatewayError (tests/unit/gateway/errors/test_error_codes.py scans for any
+other): from a
 catalogue member (`from_code` and the factories below), from a provider's own 4xx
 (`from_provider`) or from aiohttp's own refusal (`from_http_status`).
 """

@@ -39,7 +39,8 @@ def stamp_arrivals(runner: web.BaseRunner) -> None:
     """Make the connections of `runner` (after `setup()`, before its sites start) note arrivals.
 
     aiohttp has no hook for its server protocol, so the runner's server becomes a subclass whose
-    only change is the protocol it builds (tests/test_arrival.py fails if aiohttp moves this).
+    only change is the protocol it builds (tests/unit/gateway/server/test_arrival.py fails if aiohttp moves
+    this).
     """
     server = runner.server
     if server is None:

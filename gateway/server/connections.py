@@ -49,8 +49,8 @@ class GuardedHandler(ArrivalStampingHandler):
     parser refusals answered in the client's error shape.
 
     Reads aiohttp's private `_messages` (heads parsed, not yet handled, or `_ErrInfo` for bytes
-    the parser refused) and `_request_in_progress`: tests/test_connections.py and
-    tests/test_malformed.py fail if aiohttp renames them."""
+    the parser refused) and `_request_in_progress`: tests/unit/gateway/server/test_connections.py and
+    tests/unit/gateway/server/test_malformed.py fail if aiohttp renames them."""
 
     __slots__ = ("_head_timer", "_refused_read")
 

@@ -437,7 +437,7 @@ class HttpTransport:
     def __init__(self, headers: Mapping[str, str], max_connections: int, *, exact_urls: bool = False) -> None:
         connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300)
         # aiohttp makes each connection's protocol with this factory (a private attribute, the
-        # only hook there is; tests/test_upstream.py fails if it goes away).
+        # only hook there is; tests/unit/gateway/upstream/test_upstream.py fails if it goes away).
         factory: Callable[[], ResponseHandler] = functools.partial(TimedResponseHandler, loop=connector._loop)
         connector._factory = factory  # type: ignore[assignment]
         self._session = aiohttp.ClientSession(

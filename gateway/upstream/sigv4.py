@@ -2,7 +2,8 @@
 
 Pure: the credentials and the time are arguments; nothing here reads the environment or a clock
 (gateway/upstream/credentials.py supplies both). The steps, and a worked example to test against, are in
-docs/providers/bedrock.md#sigv4; tests/test_sigv4.py also checks every case against botocore's own signer.
+docs/providers/bedrock.md#sigv4; tests/unit/gateway/upstream/test_sigv4.py also checks every case against
+botocore's own signer.
 """
 
 from __future__ import annotations
