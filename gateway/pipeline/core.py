@@ -66,7 +66,7 @@ from gateway.pipeline.services import Services
 from gateway.pipeline.taps import AnswerTap, DigestTap, EventAnswerTap
 from gateway.policy import tags as spend_tags
 from gateway.policy.auth import KeyRing, Principal
-from gateway.policy.limitpolicy import CHARS_PER_TOKEN, estimate_tokens
+from gateway.policy.limitpolicy import CHARS_PER_TOKEN, Subject, estimate_tokens
 from gateway.routing.router import Router
 from gateway.server.arrival import forget_arrival, take_arrival
 
@@ -204,28 +204,7 @@ class Gateway:
             principal.check_endpoint(endpoint)
             ctx.tags = principal.tags
             ctx.money = money_of(principal, services.book)
-            try:
-                if isinstance(door, UploadDoor):
-                    ctx.tags = spend_tags.merged(principal.tags, spend_tags.header_tags(request.headers))
-                    client_request = await self._read_upload(request, door.operation)
-                    sent = client_request.body  # the upload's head: its parts stream on unread
-                else:
-                    sent = await self._read_body(request)
-                    # Tags are the gateway's: taken out of `metadata` before any upstream sees it,
-                    # from the fields an OpenAI door decodes anyway (no pass of its own over the
-                    # body), or from the bytes the other doors may send on as they came.
-                    if isinstance(door, OpenAIDoor):
-                        # OpenAI's own doors take the body as it came: no coroutine to await.
-                        body = sent
-                        client_request = door.decode(body, request.headers)
-                        own_tags = spend_tags.take_from_request(client_request, request.headers)
-                    else:
-                        own_tags, body = spend_tags.take(sent, request.headers)
-                        body = await door.prepare(body, principal, ctx.request_id)
-                        client_request = door.decode(body, request.headers)
-                    ctx.tags = spend_tags.merged(principal.tags, own_tags)
-            except InvalidRequest as exc:
-                raise bad_request(exc.message, exc.param) from None
+            client_request, sent = await self._read_request(request, door, principal, ctx)
             operation = client_request.operation
             # What the rest of the path reads: the client's body, and for another door's request
             # the neutral form that door decoded it into (no OpenAI body is made for it here).
@@ -282,14 +261,7 @@ class Gateway:
                     )
 
             # Limits and budget: decided in memory, settled in the finally.
-            estimated_tokens = estimate_tokens(len(body), facts.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
-            booking.admission = services.limiter.admit(limited, estimated_tokens)
-            budget_subjects = services.budget_policy.subjects(principal, ctx.user)
-            booking.max_tokens = facts.max_tokens
-            booking.prompt_tokens = max(1, len(body) // CHARS_PER_TOKEN)
-            if budget_subjects:
-                booking.worst_case_micros = self._worst_case(plan, booking.prompt_tokens, facts.max_tokens)
-                booking.reservation = services.book.reserve(budget_subjects, booking.worst_case_micros)
+            estimated_tokens = self._book(booking, limited, plan, principal, ctx, len(body), facts.max_tokens)
 
             job = Job(
                 client_request,
@@ -307,101 +279,16 @@ class Gateway:
                     services.objects, principal, answer.target, client_request.fields, answer.body
                 )
             try:
-                headers["x-tollway-target"] = answer.target.label
-                headers["x-tollway-attempts"] = str(plan.calls)
-                headers.update(booking.admission.headers)
-                if answer.dropped:
-                    headers[dropped.HEADER] = dropped.header_value(answer.dropped)
-                    self.metrics.count_dropped(door.label, answer.dropped)
-                if client_request.dropped_tools and not answer.native:
-                    headers[dropped.TOOLS_HEADER] = dropped.header_value(client_request.dropped_tools)
-                spec = openai_surface.OPERATIONS.get(operation)  # (rerank is not one of them)
-                if spec is not None and spec.binary:
-                    # A speech answer is audio: its own Content-Type, not SSE.
-                    headers["Content-Type"] = answer.upstream.headers.get(
-                        "Content-Type", "application/octet-stream"
-                    )
+                self._answer_headers(answer, plan, client_request, door, booking, headers)
                 if answer.stream is not None:
-                    # Measured (a parse per event) only where a budget is at stake.
-                    ceiling = output_ceiling(services.prices, answer.target, facts.max_tokens)
-                    booking.meter = OutputMeter(ceiling, measured=booking.reservation is not None)
-                    # OpenAI's format, for a client that asked for usage: usage.cost.
-                    stamp = CostStamp(services.prices, ctx) if client_request.client_wants_usage else None
-                    taps: AnswerTap | EventAnswerTap | None
-                    byte_tap: AnswerTap | None = None
-                    meter: OutputMeter | None = None
-                    egress: Egress | None
-                    if isinstance(answer.stream, NeutralStart):
-                        # Parsed once: the meter, the taps and the door's encoder read its events.
-                        relay = answer.stream.relay
-                        taps = self._event_tap(cache_plan, guard, screened, policy, relay)
-                        wants_usage = client_request.client_wants_usage
-                        encoder = door.encoder(model, relay.response_id, relay.created, wants_usage)
-                        encoded = EncodedStream(relay, encoder, booking.meter, taps)
-                        chat_stream = isinstance(encoder, ChatStreamEncoder)  # the one with a usage chunk
-                        egress = EncodedEgress(encoded, stamp if chat_stream else None)
-                        stream = encoded.started(answer.stream)
-                    else:
-                        # The provider's bytes. (A native answer has no cache plan or guard: at
-                        # most the hash policy's digest.)
-                        taps = byte_tap = self._stream_tap(cache_plan, guard, screened, policy)
-                        meter = booking.meter
-                        egress = door.native_egress() if answer.native else None
-                        if egress is None:
-                            egress = stamp  # OpenAI's format (the chat door's, or its surface's)
-                        if door is CHAT_DOOR and "store" in client_request.fields:
-                            # A stored completion's id is read from its stream.
-                            egress = stored_stream_tap(
-                                services.objects, principal, answer.target, client_request.fields, egress
-                            )
-                        stream = answer.stream
-                    # The hash policy digests the stream as the client gets it, in its door's format.
-                    digest = DigestTap(egress) if policy == "hash" else None
-
-                    def before_end() -> None:
-                        if taps is not None:
-                            taps.finish(ctx)
-                        if digest is not None:
-                            ctx.answer_digest = digest.result()
-                        self._finish(ctx, booking, policy)
-
-                    return await relay_stream(
-                        request,
-                        stream,
-                        ctx,
-                        headers,
-                        byte_tap,
-                        before_end,
-                        egress if digest is None else digest,
-                        meter,
-                    )
-                if answer.usage is None and endpoint == "chat":
-                    # (A translated answer without usage is rare: estimated from its OpenAI form.)
-                    body_read = (
-                        answer.body if answer.response is None else encode_response(answer.response, model)
-                    )
-                    booking.answer_tokens = answer_tokens(body_read)
-                response = self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
-                if operation:
-                    content_type = answer.upstream.headers.get("Content-Type", "application/json")
-                    response.headers["Content-Type"] = content_type
-                    if operation.startswith("audio/trans"):
-                        ctx.units = openai_surface.Units(seconds=openai_surface.answer_seconds(answer.body))
-                    elif operation == rerank.OPERATION:
-                        ctx.units = openai_surface.Units(search_units=rerank.search_units(answer.body))
-                answer.close()  # read whole: the connection goes back to the pool before the write
-                # Sent here rather than by aiohttp after we return, so that the overhead in the
-                # log line and the histogram (taken in the finally) includes writing the answer.
-                # The record is taken first: an answer is on record before its bytes go out.
-                self._finish(ctx, booking, policy)
-                response.headers[COST_HEADER] = usd_text(ctx.cost_micros)
-                if ctx.money is not None:
-                    response.headers[LOCAL_COST_HEADER] = local_cost_text(ctx.money, ctx.cost_micros)
-                # As late as a header can be: all but the writing of the answer that carries it.
-                response.headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
-                await response.prepare(request)
-                await response.write_eof()
-                return response
+                    return await self._relay_answer(
+                        request, answer, client_request, door, principal, facts.max_tokens,
+                        cache_plan, guard, screened, policy, ctx, booking, headers,
+                    )  # fmt: skip
+                return await self._write_answer(
+                    request, answer, client_request, door, cache_plan, guard, screened, policy,
+                    ctx, booking, headers,
+                )  # fmt: skip
             finally:
                 answer.close(failed=ctx.status in _STREAM_FAILURES)
         except GatewayError as err:
@@ -426,6 +313,196 @@ class Gateway:
         settle(self.services, ctx, booking)
         record(self.services, ctx, policy)
         ctx.accounted = True
+
+    async def _read_request(
+        self, request: web.Request, door: FrontDoor, principal: Principal, ctx: RequestContext
+    ) -> tuple[openai_format.PassthroughRequest, bytes]:
+        """Read the body and decode it as the door's request, with the request's spend tags taken
+        out; returns it and the bytes the client sent (an upload's: its head)."""
+        try:
+            if isinstance(door, UploadDoor):
+                ctx.tags = spend_tags.merged(principal.tags, spend_tags.header_tags(request.headers))
+                client_request = await self._read_upload(request, door.operation)
+                return client_request, client_request.body  # its parts stream on unread
+            sent = await self._read_body(request)
+            # Tags are the gateway's: taken out of `metadata` before any upstream sees it, from
+            # the fields an OpenAI door decodes anyway (no pass of its own over the body), or from
+            # the bytes the other doors may send on as they came.
+            if isinstance(door, OpenAIDoor):
+                # OpenAI's own doors take the body as it came: no coroutine to await.
+                client_request = door.decode(sent, request.headers)
+                own_tags = spend_tags.take_from_request(client_request, request.headers)
+            else:
+                own_tags, body = spend_tags.take(sent, request.headers)
+                body = await door.prepare(body, principal, ctx.request_id)
+                client_request = door.decode(body, request.headers)
+            ctx.tags = spend_tags.merged(principal.tags, own_tags)
+            return client_request, sent
+        except InvalidRequest as exc:
+            raise bad_request(exc.message, exc.param) from None
+
+    def _book(
+        self,
+        booking: Booking,
+        limited: list[Subject],
+        plan: Plan,
+        principal: Principal,
+        ctx: RequestContext,
+        body_bytes: int,
+        max_tokens: int | None,
+    ) -> int:
+        """Admit the request to its limits and reserve its worst case against its budgets, into
+        `booking` (raises the limit's or budget's refusal); returns the tokens the limits charged."""
+        services = self.services
+        estimated_tokens = estimate_tokens(body_bytes, max_tokens or DEFAULT_OUTPUT_ESTIMATE)
+        booking.admission = services.limiter.admit(limited, estimated_tokens)
+        budget_subjects = services.budget_policy.subjects(principal, ctx.user)
+        booking.max_tokens = max_tokens
+        booking.prompt_tokens = max(1, body_bytes // CHARS_PER_TOKEN)
+        if budget_subjects:
+            booking.worst_case_micros = self._worst_case(plan, booking.prompt_tokens, max_tokens)
+            booking.reservation = services.book.reserve(budget_subjects, booking.worst_case_micros)
+        return estimated_tokens
+
+    def _answer_headers(
+        self,
+        answer: Answer,
+        plan: Plan,
+        client_request: openai_format.PassthroughRequest,
+        door: FrontDoor,
+        booking: Booking,
+        headers: dict[str, str],
+    ) -> None:
+        """The headers every upstream answer carries: who answered, after how many calls, the
+        limits' state, what a translated upstream was not given, and an audio answer's type."""
+        headers["x-tollway-target"] = answer.target.label
+        headers["x-tollway-attempts"] = str(plan.calls)
+        if booking.admission is not None:
+            headers.update(booking.admission.headers)
+        if answer.dropped:
+            headers[dropped.HEADER] = dropped.header_value(answer.dropped)
+            self.metrics.count_dropped(door.label, answer.dropped)
+        if client_request.dropped_tools and not answer.native:
+            headers[dropped.TOOLS_HEADER] = dropped.header_value(client_request.dropped_tools)
+        spec = openai_surface.OPERATIONS.get(client_request.operation)  # (rerank is not one of them)
+        if spec is not None and spec.binary:
+            # A speech answer is audio: its own Content-Type, not SSE.
+            headers["Content-Type"] = answer.upstream.headers.get("Content-Type", "application/octet-stream")
+
+    async def _relay_answer(
+        self,
+        request: web.Request,
+        answer: Answer,
+        client_request: openai_format.PassthroughRequest,
+        door: FrontDoor,
+        principal: Principal,
+        max_tokens: int | None,
+        cache_plan: CachePlan | None,
+        guard: Guardrails | None,
+        screened: Screened | None,
+        policy: ContentPolicy,
+        ctx: RequestContext,
+        booking: Booking,
+        headers: dict[str, str],
+    ) -> web.StreamResponse:
+        """Relay a streamed answer: the provider's bytes as they came, or its neutral events
+        encoded in the door's format; the meter, taps and digest read it on the way, and the
+        request is settled and on record before the stream's last bytes go out."""
+        services = self.services
+        assert answer.stream is not None
+        # Measured (a parse per event) only where a budget is at stake.
+        ceiling = output_ceiling(services.prices, answer.target, max_tokens)
+        booking.meter = OutputMeter(ceiling, measured=booking.reservation is not None)
+        # OpenAI's format, for a client that asked for usage: usage.cost.
+        stamp = CostStamp(services.prices, ctx) if client_request.client_wants_usage else None
+        taps: AnswerTap | EventAnswerTap | None
+        byte_tap: AnswerTap | None = None
+        meter: OutputMeter | None = None
+        egress: Egress | None
+        if isinstance(answer.stream, NeutralStart):
+            # Parsed once: the meter, the taps and the door's encoder read its events.
+            relay = answer.stream.relay
+            taps = self._event_tap(cache_plan, guard, screened, policy, relay)
+            wants_usage = client_request.client_wants_usage
+            encoder = door.encoder(client_request.model, relay.response_id, relay.created, wants_usage)
+            encoded = EncodedStream(relay, encoder, booking.meter, taps)
+            chat_stream = isinstance(encoder, ChatStreamEncoder)  # the one with a usage chunk
+            egress = EncodedEgress(encoded, stamp if chat_stream else None)
+            stream = encoded.started(answer.stream)
+        else:
+            # The provider's bytes. (A native answer has no cache plan or guard: at most the hash
+            # policy's digest.)
+            taps = byte_tap = self._stream_tap(cache_plan, guard, screened, policy)
+            meter = booking.meter
+            egress = door.native_egress() if answer.native else None
+            if egress is None:
+                egress = stamp  # OpenAI's format (the chat door's, or its surface's)
+            if door is CHAT_DOOR and "store" in client_request.fields:
+                # A stored completion's id is read from its stream.
+                egress = stored_stream_tap(
+                    services.objects, principal, answer.target, client_request.fields, egress
+                )
+            stream = answer.stream
+        # The hash policy digests the stream as the client gets it, in its door's format.
+        digest = DigestTap(egress) if policy == "hash" else None
+
+        def before_end() -> None:
+            if taps is not None:
+                taps.finish(ctx)
+            if digest is not None:
+                ctx.answer_digest = digest.result()
+            self._finish(ctx, booking, policy)
+
+        return await relay_stream(
+            request, stream, ctx, headers, byte_tap, before_end, egress if digest is None else digest, meter
+        )
+
+    async def _write_answer(
+        self,
+        request: web.Request,
+        answer: Answer,
+        client_request: openai_format.PassthroughRequest,
+        door: FrontDoor,
+        cache_plan: CachePlan | None,
+        guard: Guardrails | None,
+        screened: Screened | None,
+        policy: ContentPolicy,
+        ctx: RequestContext,
+        booking: Booking,
+        headers: dict[str, str],
+    ) -> web.StreamResponse:
+        """Write a whole answer in the door's format, on record first, with its cost and the
+        gateway's overhead in its headers."""
+        operation = client_request.operation
+        if answer.usage is None and door.endpoint == "chat":
+            # (A translated answer without usage is rare: estimated from its OpenAI form.)
+            body_read = (
+                answer.body
+                if answer.response is None
+                else encode_response(answer.response, client_request.model)
+            )
+            booking.answer_tokens = answer_tokens(body_read)
+        response = self._answer(answer, ctx, headers, cache_plan, guard, screened, policy, door)
+        if operation:
+            content_type = answer.upstream.headers.get("Content-Type", "application/json")
+            response.headers["Content-Type"] = content_type
+            if operation.startswith("audio/trans"):
+                ctx.units = openai_surface.Units(seconds=openai_surface.answer_seconds(answer.body))
+            elif operation == rerank.OPERATION:
+                ctx.units = openai_surface.Units(search_units=rerank.search_units(answer.body))
+        answer.close()  # read whole: the connection goes back to the pool before the write
+        # Sent here rather than by aiohttp after we return, so that the overhead in the log line
+        # and the histogram (taken in the finally) includes writing the answer. The record is
+        # taken first: an answer is on record before its bytes go out.
+        self._finish(ctx, booking, policy)
+        response.headers[COST_HEADER] = usd_text(ctx.cost_micros)
+        if ctx.money is not None:
+            response.headers[LOCAL_COST_HEADER] = local_cost_text(ctx.money, ctx.cost_micros)
+        # As late as a header can be: all but the writing of the answer that carries it.
+        response.headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
+        await response.prepare(request)
+        await response.write_eof()
+        return response
 
     def _worst_case(self, plan: Plan, prompt_tokens: int, max_tokens: int | None) -> int:
         """The most this request can cost on any target of its plan: the reservation. Without
