@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.anthropic import provider as anthropic
-from adapters.base import ErrorKind, StreamFailure, StreamParser, Target, UpstreamError, UpstreamRequest
+from adapters.base import ErrorKind, StreamParser, Target, UpstreamError, UpstreamRequest
 from adapters.bedrock import provider as bedrock
 from adapters.cohere import provider as cohere
 from adapters.gemini import provider as gemini
@@ -31,6 +31,16 @@ from adapters.openai.wire import decode_chat
 from adapters.schema import ChatChunk, ChatRequest, ChatResponse
 from tests.support import paths
 from tests.support.native_upstream import awkward_splits, cut
+from tests.support.stream_goldens import (
+    ANTHROPIC_STREAMS,
+    BEDROCK_STREAMS,
+    GEMINI_STREAMS,
+    LINE_ENDS,
+    MISTRAL_STREAMS,
+    Outcome,
+    bedrock_stream_bytes,
+    replay,
+)
 
 # --- how a client's body reaches an adapter -------------------------------------------------------
 
@@ -325,32 +335,12 @@ def test_parse_response_matches_the_expected_neutral_answer(spec: AnswerSpec, na
 # --- streams replayed in every kind of split ------------------------------------------------------
 
 
-class Outcome(NamedTuple):
-    """What a stream parser gave for a whole stream: its chunks, the in-band failure, `done`."""
-
-    chunks: list[ChatChunk]
-    failure: UpstreamError | None
-    done: bool
-
-
 class StreamCase(NamedTuple):
     kind: str
     name: str
     parser: Callable[[], StreamParser]
     body: bytes
     expected: Outcome
-
-
-def replay(parser: StreamParser, parts: list[bytes]) -> Outcome:
-    """Feed the parts as separate reads, then close, as the relay does; stop at a failure."""
-    chunks: list[ChatChunk] = []
-    try:
-        for part in parts:
-            chunks.extend(parser.feed(part))
-        chunks.extend(parser.close())
-    except StreamFailure as failure:
-        return Outcome(chunks, failure.error, parser.done)
-    return Outcome(chunks, None, parser.done)
 
 
 def chunk_file_cases(
@@ -370,13 +360,43 @@ def chunk_file_cases(
     return cases
 
 
+def fixture_cases(
+    kind: str, parser: Callable[[], StreamParser], folder: str, expected: Mapping[str, Outcome]
+) -> list[StreamCase]:
+    """Streams whose expected outcome is written in tests/support/stream_goldens.py, by file name."""
+    return [
+        StreamCase(kind, name, parser, (paths.FIXTURES / kind / folder / name).read_bytes(), outcome)
+        for name, outcome in expected.items()
+    ]
+
+
+def line_end_cases(
+    kind: str, parser: Callable[[], StreamParser], expected: Mapping[str, Outcome]
+) -> list[StreamCase]:
+    """Anthropic's streams, written with LF, sent with each line end SSE allows (LF, CRLF, CR)."""
+    return [
+        case._replace(name=f"{case.name}-{line_end}", body=case.body.replace(b"\n", end))
+        for case in fixture_cases(kind, parser, "streams", expected)
+        for line_end, end in LINE_ENDS.items()
+    ]
+
+
+MISTRAL_TARGET = SPEC_BY_KIND["mistral"].target
+GEMINI_TARGET = SPEC_BY_KIND["gemini"].target
 STREAM_CASES = [
+    *line_end_cases("anthropic", anthropic.AnthropicStreamParser, ANTHROPIC_STREAMS),
+    *[
+        StreamCase("bedrock", name, bedrock.BedrockStreamParser, bedrock_stream_bytes(name), outcome)
+        for name, outcome in BEDROCK_STREAMS.items()
+    ],
     *chunk_file_cases(
         "cohere",
         cohere.CohereStreamParser,
         ".sse",
         {"error": UpstreamError(ErrorKind.SERVER, 200, "internal server error: generation failed")},
     ),
+    *fixture_cases("gemini", lambda: gemini.stream_parser(GEMINI_TARGET), "streams", GEMINI_STREAMS),
+    *fixture_cases("mistral", lambda: mistral.stream_parser(MISTRAL_TARGET), "", MISTRAL_STREAMS),
     *chunk_file_cases(
         "ollama",
         ollama.OllamaStreamParser,
@@ -389,6 +409,19 @@ STREAM_CASES = [
     ),
 ]
 STREAM_IDS = [f"{case.kind}-{case.name}" for case in STREAM_CASES]
+# where each provider's stream fixtures are, so that none of them goes unreplayed
+STREAM_FILES: dict[str, tuple[str, Mapping[str, Outcome] | None]] = {
+    "anthropic": ("streams/*.sse", ANTHROPIC_STREAMS),
+    "bedrock": ("streams/*.json", BEDROCK_STREAMS),
+    "cohere": ("streams/*.sse", None),
+    "gemini": ("streams/*.sse", GEMINI_STREAMS),
+    "mistral": ("*.sse", MISTRAL_STREAMS),
+    "ollama": ("streams/*.ndjson", None),
+}
+
+# relayed as they are to Messages clients, never parsed into chunks: test_anthropic.py's end-to-end
+# runs and tests/e2e/test_frontdoor_messages.py replay it
+NOT_PARSED = {"anthropic": {"thinking_citations_context_exceeded.sse"}}
 
 
 @pytest.mark.parametrize(
@@ -397,6 +430,21 @@ STREAM_IDS = [f"{case.kind}-{case.name}" for case in STREAM_CASES]
 )
 def test_the_golden_streams_cover_text_tool_calls_and_a_failure(kind: str, names: set[str]) -> None:
     assert {case.name for case in STREAM_CASES if case.kind == kind} >= names
+
+
+@pytest.mark.parametrize("kind", list(STREAM_FILES))
+def test_every_stream_fixture_has_its_expected_outcome(kind: str) -> None:
+    pattern, expected = STREAM_FILES[kind]
+    files = {path.name for path in (paths.FIXTURES / kind).glob(pattern)}
+    if expected is None:  # the chunks are a file beside each stream
+        expected_files = {
+            path.name.removesuffix(".chunks.json")
+            for path in (paths.FIXTURES / kind).glob("streams/*.chunks.json")
+        }
+        files = {name.split(".")[0] for name in files if not name.endswith(".chunks.json")}
+        assert files == expected_files
+    else:
+        assert files - NOT_PARSED.get(kind, set()) == set(expected)
 
 
 @pytest.mark.parametrize("case", STREAM_CASES, ids=STREAM_IDS)

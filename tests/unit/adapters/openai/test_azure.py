@@ -1,7 +1,8 @@
 """Tests for adapters/openai/azure.py: Azure OpenAI's deployment URLs and errors, and proof that Azure's
 own answer shapes (content-filter annotations, the prompt-filter first chunk of a stream) pass
 through adapters/openai/provider.py unchanged; end to end through the gateway with the openai SDK against
-an Azure-format upstream (tests/support/native_upstream.py)."""
+an Azure-format upstream (tests/support/native_upstream.py).
+The golden request bodies are in tests/unit/adapters/test_golden_fixtures.py."""
 
 from __future__ import annotations
 
