@@ -27,47 +27,23 @@ from adapters.mistral import provider as mistral
 from adapters.ollama import provider as ollama
 from adapters.openai import azure
 from adapters.openai.provider import decode_chat_request, decode_embeddings_request
-from adapters.openai.wire import decode_chat
-from adapters.schema import ChatChunk, ChatRequest, ChatResponse
+from adapters.schema import ChatRequest, ChatResponse
 from tests.support import paths
+from tests.support.client_bodies import neutral, neutral_with_schemas
 from tests.support.native_upstream import awkward_splits, cut
 from tests.support.stream_goldens import (
     ANTHROPIC_STREAMS,
     BEDROCK_STREAMS,
+    COHERE_STREAMS,
     GEMINI_STREAMS,
-    LINE_ENDS,
     MISTRAL_STREAMS,
+    OLLAMA_STREAMS,
     Outcome,
     bedrock_stream_bytes,
     replay,
 )
 
 # --- how a client's body reaches an adapter -------------------------------------------------------
-
-
-def neutral(body: bytes, kind: str) -> ChatRequest:
-    """The client's body in neutral form, decoded as the gateway decodes it (gateway/formats/dialects.py)."""
-    names = list(msgspec.json.decode(body, type=dict[str, msgspec.Raw]))
-    return decode_chat(body, names, f"provider kind '{kind}'")
-
-
-def neutral_with_schemas(body: bytes, kind: str) -> ChatRequest:
-    """As `neutral`, with the JSON Schemas taken out before decoding and put back as Raw.
-
-    adapters/schema.py declares them `msgspec.Raw | None`, which msgspec decodes only from `null`
-    (reported; see test_e2e_tool_with_parameters_passes_the_neutral_decoder in the Gemini tests)."""
-    data = msgspec.json.decode(body)
-    schemas = [tool["function"].pop("parameters", None) for tool in data.get("tools", [])]
-    spec = (data.get("response_format") or {}).get("json_schema") or {}
-    schema = spec.pop("schema", None)
-    request = decode_chat(msgspec.json.encode(data), list(data), f"provider kind '{kind}'")
-    for tool, params in zip(request.tools or [], schemas, strict=True):
-        if params is not None:
-            tool.function.parameters = msgspec.Raw(msgspec.json.encode(params))
-    if schema is not None and request.response_format and request.response_format.json_schema:
-        request.response_format.json_schema.schema = msgspec.Raw(msgspec.json.encode(schema))
-    return request
-
 
 Build = Callable[[bytes, Target], UpstreamRequest]
 
@@ -343,108 +319,55 @@ class StreamCase(NamedTuple):
     expected: Outcome
 
 
-def chunk_file_cases(
-    kind: str, parser: Callable[[], StreamParser], suffix: str, failures: Mapping[str, UpstreamError]
-) -> list[StreamCase]:
-    """Streams written as streams/<name><suffix> with their chunks in streams/<name>.chunks.json;
-    a stream named in `failures` ends in that in-band failure, not done, every other one done."""
-    streams = paths.FIXTURES / kind / "streams"
-    cases = []
-    for path in sorted(streams.glob(f"*{suffix}")):
-        name = path.name.removesuffix(suffix)
-        chunks = msgspec.json.decode((streams / f"{name}.chunks.json").read_bytes(), type=list[ChatChunk])
-        failure = failures.get(name)
-        cases.append(
-            StreamCase(kind, name, parser, path.read_bytes(), Outcome(chunks, failure, failure is None))
-        )
-    return cases
-
-
-def fixture_cases(
+def stream_cases(
     kind: str, parser: Callable[[], StreamParser], folder: str, expected: Mapping[str, Outcome]
 ) -> list[StreamCase]:
-    """Streams whose expected outcome is written in tests/support/stream_goldens.py, by file name."""
+    """A provider's streams, by file name, with what they must give (tests/support/stream_goldens.py)."""
     return [
         StreamCase(kind, name, parser, (paths.FIXTURES / kind / folder / name).read_bytes(), outcome)
         for name, outcome in expected.items()
     ]
 
 
-def line_end_cases(
-    kind: str, parser: Callable[[], StreamParser], expected: Mapping[str, Outcome]
-) -> list[StreamCase]:
-    """Anthropic's streams, written with LF, sent with each line end SSE allows (LF, CRLF, CR)."""
-    return [
-        case._replace(name=f"{case.name}-{line_end}", body=case.body.replace(b"\n", end))
-        for case in fixture_cases(kind, parser, "streams", expected)
-        for line_end, end in LINE_ENDS.items()
-    ]
-
-
+# Anthropic's streams are written with LF and sent with each line end SSE allows (LF, CRLF, CR).
+LINE_ENDS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
 MISTRAL_TARGET = SPEC_BY_KIND["mistral"].target
 GEMINI_TARGET = SPEC_BY_KIND["gemini"].target
 STREAM_CASES = [
-    *line_end_cases("anthropic", anthropic.AnthropicStreamParser, ANTHROPIC_STREAMS),
+    *[
+        case._replace(name=f"{case.name}-{line_end}", body=case.body.replace(b"\n", end))
+        for case in stream_cases("anthropic", anthropic.AnthropicStreamParser, "streams", ANTHROPIC_STREAMS)
+        for line_end, end in LINE_ENDS.items()
+    ],
     *[
         StreamCase("bedrock", name, bedrock.BedrockStreamParser, bedrock_stream_bytes(name), outcome)
         for name, outcome in BEDROCK_STREAMS.items()
     ],
-    *chunk_file_cases(
-        "cohere",
-        cohere.CohereStreamParser,
-        ".sse",
-        {"error": UpstreamError(ErrorKind.SERVER, 200, "internal server error: generation failed")},
-    ),
-    *fixture_cases("gemini", lambda: gemini.stream_parser(GEMINI_TARGET), "streams", GEMINI_STREAMS),
-    *fixture_cases("mistral", lambda: mistral.stream_parser(MISTRAL_TARGET), "", MISTRAL_STREAMS),
-    *chunk_file_cases(
-        "ollama",
-        ollama.OllamaStreamParser,
-        ".ndjson",
-        {
-            "error": UpstreamError(
-                ErrorKind.SERVER, 200, "an error was encountered while running the model: unexpected EOF"
-            )
-        },
-    ),
+    *stream_cases("cohere", cohere.CohereStreamParser, "streams", COHERE_STREAMS),
+    *stream_cases("gemini", lambda: gemini.stream_parser(GEMINI_TARGET), "streams", GEMINI_STREAMS),
+    *stream_cases("mistral", lambda: mistral.stream_parser(MISTRAL_TARGET), "", MISTRAL_STREAMS),
+    *stream_cases("ollama", ollama.OllamaStreamParser, "streams", OLLAMA_STREAMS),
 ]
 STREAM_IDS = [f"{case.kind}-{case.name}" for case in STREAM_CASES]
-# where each provider's stream fixtures are, so that none of them goes unreplayed
-STREAM_FILES: dict[str, tuple[str, Mapping[str, Outcome] | None]] = {
-    "anthropic": ("streams/*.sse", ANTHROPIC_STREAMS),
-    "bedrock": ("streams/*.json", BEDROCK_STREAMS),
-    "cohere": ("streams/*.sse", None),
-    "gemini": ("streams/*.sse", GEMINI_STREAMS),
-    "mistral": ("*.sse", MISTRAL_STREAMS),
-    "ollama": ("streams/*.ndjson", None),
+# where each provider's streams are and what they must include, so that none goes unreplayed
+STREAM_FILES: dict[str, tuple[str, Mapping[str, Outcome], set[str]]] = {
+    "anthropic": ("streams/*.sse", ANTHROPIC_STREAMS, set()),
+    "bedrock": ("streams/*.json", BEDROCK_STREAMS, set()),
+    "cohere": ("streams/*.sse", COHERE_STREAMS, {"text.sse", "tool_calls.sse", "error.sse"}),
+    "gemini": ("streams/*.sse", GEMINI_STREAMS, set()),
+    "mistral": ("*.sse", MISTRAL_STREAMS, set()),
+    "ollama": ("streams/*.ndjson", OLLAMA_STREAMS, {"text.ndjson", "tool_calls.ndjson", "error.ndjson"}),
 }
-
 # relayed as they are to Messages clients, never parsed into chunks: test_anthropic.py's end-to-end
 # runs and tests/e2e/test_frontdoor_messages.py replay it
 NOT_PARSED = {"anthropic": {"thinking_citations_context_exceeded.sse"}}
 
 
-@pytest.mark.parametrize(
-    ("kind", "names"),
-    [("cohere", {"text", "tool_calls", "error"}), ("ollama", {"text", "tool_calls", "error"})],
-)
-def test_the_golden_streams_cover_text_tool_calls_and_a_failure(kind: str, names: set[str]) -> None:
-    assert {case.name for case in STREAM_CASES if case.kind == kind} >= names
-
-
 @pytest.mark.parametrize("kind", list(STREAM_FILES))
-def test_every_stream_fixture_has_its_expected_outcome(kind: str) -> None:
-    pattern, expected = STREAM_FILES[kind]
-    files = {path.name for path in (paths.FIXTURES / kind).glob(pattern)}
-    if expected is None:  # the chunks are a file beside each stream
-        expected_files = {
-            path.name.removesuffix(".chunks.json")
-            for path in (paths.FIXTURES / kind).glob("streams/*.chunks.json")
-        }
-        files = {name.split(".")[0] for name in files if not name.endswith(".chunks.json")}
-        assert files == expected_files
-    else:
-        assert files - NOT_PARSED.get(kind, set()) == set(expected)
+def test_every_stream_fixture_has_its_expected_chunks(kind: str) -> None:
+    pattern, expected, required = STREAM_FILES[kind]
+    files = {path.name for path in (paths.FIXTURES / kind).glob(pattern)} - NOT_PARSED.get(kind, set())
+    assert {name for name in files if not name.endswith(".chunks.json")} == set(expected) >= required
 
 
 @pytest.mark.parametrize("case", STREAM_CASES, ids=STREAM_IDS)

@@ -61,8 +61,6 @@ from tests.support.messages_history import messages_door_history
 from tests.support.native_upstream import Answer, NativeUpstream, awkward_cuts
 from tests.support.stream_goldens import (
     ANTHROPIC_STREAMS,
-    REDACTED_STREAMED,
-    THINKING_SIGNATURE,
     Outcome,
     replay,
 )
@@ -565,6 +563,10 @@ def test_finish_reason(stop_reason: str | None, has_tool_calls: bool, expected: 
 
 
 # --- stream parsing --------------------------------------------------------------------------
+
+
+THINKING_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+REDACTED_STREAMED = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"
 
 
 def run_parser(parts: list[bytes]) -> Outcome:

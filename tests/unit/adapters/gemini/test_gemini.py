@@ -21,7 +21,6 @@ from adapters.base import (
     UpstreamError,
 )
 from adapters.gemini import provider as gemini
-from adapters.openai import wire as openai_wire
 from adapters.schema import (
     ChatRequest,
     ChatResponse,
@@ -33,10 +32,12 @@ from adapters.schema import (
 )
 from tests.conftest import MASTER_KEY, Gateway
 from tests.support import paths
+from tests.support.client_bodies import neutral_with_schemas
 from tests.support.native_upstream import Answer, NativeUpstream, awkward_cuts, cut
-from tests.support.stream_goldens import GEMINI_STREAMS, SIGNED_ID, Outcome, replay
+from tests.support.stream_goldens import GEMINI_STREAMS, Outcome, replay
 
 FIXTURES = paths.FIXTURES / "gemini"
+SIGNED_ID = "call_0__thought__Co4CAdHtim9+/SIG=="
 TARGET = Target("gem", "https://generativelanguage.googleapis.com/v1beta", "gemini-2.5-flash")
 
 
@@ -45,23 +46,9 @@ def fixture(name: str) -> bytes:
 
 
 def neutral(body: bytes | dict[str, Any]) -> ChatRequest:
-    """The client body as the gateway hands it to the adapter (openai_wire.decode_chat).
-
-    JSON Schemas are taken out before decoding and put back as Raw: adapters/schema.py declares
-    them `msgspec.Raw | None`, which msgspec decodes only from `null` (reported; see
-    test_e2e_tool_with_parameters_passes_the_neutral_decoder).
-    """
-    data = msgspec.json.decode(body) if isinstance(body, bytes) else body
-    schemas = [tool["function"].pop("parameters", None) for tool in data.get("tools", [])]
-    spec = (data.get("response_format") or {}).get("json_schema") or {}
-    schema = spec.pop("schema", None)
-    request = openai_wire.decode_chat(msgspec.json.encode(data), list(data), "provider kind 'gemini'")
-    for tool, params in zip(request.tools or [], schemas, strict=True):
-        if params is not None:
-            tool.function.parameters = msgspec.Raw(msgspec.json.encode(params))
-    if schema is not None and request.response_format and request.response_format.json_schema:
-        request.response_format.json_schema.schema = msgspec.Raw(msgspec.json.encode(schema))
-    return request
+    """The client body as the gateway hands it to the adapter, the schemas kept as sent
+    (tests/support/client_bodies.py says why)."""
+    return neutral_with_schemas(body if isinstance(body, bytes) else msgspec.json.encode(body), "gemini")
 
 
 def user(text: str = "hi") -> dict[str, Any]:
