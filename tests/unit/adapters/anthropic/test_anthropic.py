@@ -1,6 +1,9 @@
 """Tests for adapters/anthropic/provider.py (and anthropic_wire.py): OpenAI-shaped requests to Anthropic's
 Messages API and back, table-driven over tests/support/fixtures/anthropic/, plus end-to-end runs through
-the real gateway against a native-format upstream."""
+the real gateway against a native-format upstream.
+The golden request bodies and the streams replayed in every kind of split are in
+tests/unit/adapters/test_golden_fixtures.py, the streams' expected outcomes in
+tests/support/stream_goldens.py."""
 
 from __future__ import annotations
 
@@ -46,18 +49,21 @@ from adapters.schema import (
     JsonSchemaFormat,
     Message,
     ReasoningBlock,
-    ReasoningDelta,
     ResponseFormat,
     ResponseMessage,
     Tool,
     ToolCall,
-    ToolCallDelta,
     usage_of,
 )
 from tests.conftest import MASTER_KEY, Gateway
 from tests.support import paths
 from tests.support.messages_history import messages_door_history
-from tests.support.native_upstream import Answer, NativeUpstream, awkward_cuts, awkward_splits, cut
+from tests.support.native_upstream import Answer, NativeUpstream, awkward_cuts
+from tests.support.stream_goldens import (
+    ANTHROPIC_STREAMS,
+    Outcome,
+    replay,
+)
 
 FIXTURES = paths.FIXTURES / "anthropic"
 MODEL = "claude-sonnet-4-5-20250929"
@@ -87,25 +93,6 @@ def sent_body(**fields: Any) -> dict[str, Any]:
 
 
 # --- build_request ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["plain_chat", "tool_round_trip", "image", "json_schema"])
-def test_build_request_matches_the_golden_body(name: str) -> None:
-    built = build_request(neutral(fixture(f"requests/{name}.openai.json")), TARGET)
-    assert built.method == "POST"
-    assert built.url == "https://api.anthropic.com/v1/messages"
-    # Protocol headers only: the credential (x-api-key) is the gateway's to add.
-    assert dict(built.headers) == {"content-type": "application/json", "anthropic-version": "2023-06-01"}
-    assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{name}.anthropic.json"))
-
-
-@pytest.mark.parametrize(
-    ("name", "model"), [("reasoning_budget", MODEL), ("reasoning_adaptive", "claude-opus-4-7")]
-)
-def test_reasoning_effort_is_claudes_thinking(name: str, model: str) -> None:
-    target = msgspec.structs.replace(TARGET, model=model)
-    built = build_request(neutral(fixture(f"requests/{name}.openai.json")), target)
-    assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{name}.anthropic.json"))
 
 
 @pytest.mark.parametrize(
@@ -582,115 +569,16 @@ THINKING_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
 REDACTED_STREAMED = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"
 
 
-class StreamCase(NamedTuple):
-    chunks: list[ChatChunk]
-    done: bool
-    failure: UpstreamError | None = None
-
-
-STREAMS = {
-    "text.sse": StreamCase(
-        [
-            ChatChunk(role="assistant"),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking")),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="A greeting in German.")),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3h")),
-            ChatChunk(content="Grüß"),
-            ChatChunk(content=" Gott — willkommen! 👋"),
-            ChatChunk(finish_reason="stop"),
-            ChatChunk(usage=usage_of(25, 15)),
-        ],
-        done=True,
-    ),
-    "tool_use.sse": StreamCase(
-        [
-            ChatChunk(role="assistant"),
-            ChatChunk(content="I'll check the weather and the time."),
-            ChatChunk(tool_calls=[ToolCallDelta(0, "toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather", "")]),
-            ChatChunk(tool_calls=[ToolCallDelta(0, arguments='{"city": "Zür')]),
-            ChatChunk(tool_calls=[ToolCallDelta(0, arguments='ich"}')]),
-            ChatChunk(tool_calls=[ToolCallDelta(1, "toolu_01Kx7wq2BMeBU2i1tVv3tJ3M", "get_time", "")]),
-            ChatChunk(tool_calls=[ToolCallDelta(1, arguments="{}")]),  # no arguments streamed: "{}"
-            ChatChunk(finish_reason="tool_calls"),
-            ChatChunk(usage=usage_of(377 + 2048, 89, 2048)),
-        ],
-        done=True,
-    ),
-    "thinking_tool_use.sse": StreamCase(
-        [
-            ChatChunk(role="assistant"),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking")),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="The user wants the weather in Zürich; ")),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="I should call get_weather.")),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature=THINKING_SIGNATURE)),
-            ChatChunk(reasoning=ReasoningDelta(1, "redacted_thinking", data=REDACTED_STREAMED)),
-            ChatChunk(content="Let me look that up."),
-            ChatChunk(tool_calls=[ToolCallDelta(0, "toolu_01Vb8nRk2WqzXhJm5TcL4pYs", "get_weather", "")]),
-            ChatChunk(tool_calls=[ToolCallDelta(0, arguments='{"city": "Zürich"}')]),
-            ChatChunk(finish_reason="tool_calls"),
-            ChatChunk(usage=usage_of(412, 118)),
-        ],
-        done=True,
-    ),
-    "midstream_error.sse": StreamCase(
-        [ChatChunk(role="assistant"), ChatChunk(content="Once upon")],
-        done=False,
-        failure=UpstreamError(ErrorKind.OVERLOADED, 200, "Overloaded", "overloaded_error"),
-    ),
-}
-LINE_ENDS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
-
-
-def run_parser(parts: list[bytes]) -> StreamCase:
+def run_parser(parts: list[bytes]) -> Outcome:
     """Feeds the parts as separate reads, then closes, as the relay does; stops at a failure."""
-    parser = AnthropicStreamParser()
-    chunks: list[ChatChunk] = []
-    try:
-        for part in parts:
-            chunks.extend(parser.feed(part))
-        chunks.extend(parser.close())
-    except StreamFailure as failure:
-        return StreamCase(chunks, parser.done, failure.error)
-    return StreamCase(chunks, parser.done)
-
-
-def stream_bytes(name: str, line_end: str) -> bytes:
-    return fixture(f"streams/{name}").replace(b"\n", LINE_ENDS[line_end])
-
-
-@pytest.mark.parametrize("line_end", list(LINE_ENDS))
-@pytest.mark.parametrize("name", list(STREAMS))
-def test_stream_fixture_parses_to_the_expected_chunks(name: str, line_end: str) -> None:
-    assert run_parser([stream_bytes(name, line_end)]) == STREAMS[name]
-
-
-# When a property fails, hypothesis's pytest plugin imports libcst to suggest a patch, and libcst
-# trips "mypy_extensions.TypedDict is deprecated", which warnings-as-errors would turn into an
-# INTERNALERROR that hides the falsifying example.
-@pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
-@pytest.mark.parametrize("line_end", list(LINE_ENDS))
-@pytest.mark.parametrize("name", list(STREAMS))
-@settings(max_examples=120, deadline=None)
-@given(data=st.data())
-def test_stream_parser_output_does_not_depend_on_read_boundaries(
-    name: str, line_end: str, data: st.DataObject
-) -> None:
-    body = stream_bytes(name, line_end)
-    points = data.draw(st.lists(st.integers(min_value=0, max_value=len(body)), max_size=40))
-    assert run_parser(cut(body, points)) == STREAMS[name]
-
-
-@pytest.mark.parametrize("line_end", list(LINE_ENDS))
-@pytest.mark.parametrize("name", list(STREAMS))
-def test_stream_parser_survives_awkward_cuts(name: str, line_end: str) -> None:
-    body = stream_bytes(name, line_end)
-    for parts in awkward_splits(body):
-        assert run_parser(parts) == STREAMS[name]
+    return replay(AnthropicStreamParser(), parts)
 
 
 def test_an_error_event_after_chunks_in_one_read_is_raised_by_the_next_call() -> None:
     parser = AnthropicStreamParser()
-    assert parser.feed(fixture("streams/midstream_error.sse")) == STREAMS["midstream_error.sse"].chunks
+    assert (
+        parser.feed(fixture("streams/midstream_error.sse")) == ANTHROPIC_STREAMS["midstream_error.sse"].chunks
+    )
     with pytest.raises(StreamFailure) as caught:
         parser.close()
     assert caught.value.error.kind is ErrorKind.OVERLOADED and not parser.done
@@ -710,7 +598,7 @@ def test_a_stream_that_stops_before_message_stop_is_not_done() -> None:
     truncated = body[: body.index(b"event: message_stop")]
     result = run_parser([truncated])
     assert not result.done and result.failure is None
-    assert result.chunks == STREAMS["text.sse"].chunks[:-1], "no usage chunk without message_stop"
+    assert result.chunks == ANTHROPIC_STREAMS["text.sse"].chunks[:-1], "no usage chunk without message_stop"
 
 
 def test_events_after_message_stop_and_unknown_events_are_ignored() -> None:
@@ -723,8 +611,9 @@ def test_events_after_message_stop_and_unknown_events_are_ignored() -> None:
         b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"late"}}\n\n'
     )
-    assert run_parser([body]) == StreamCase(
+    assert run_parser([body]) == Outcome(
         [ChatChunk(role="assistant"), ChatChunk(finish_reason="length"), ChatChunk(usage=usage_of(3, 9))],
+        None,
         True,
     )
 

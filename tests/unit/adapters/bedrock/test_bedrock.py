@@ -1,6 +1,9 @@
 """Tests for adapters/bedrock/provider.py (and bedrock_wire.py): OpenAI-shaped requests to Bedrock's
 Converse API and back, table-driven over tests/support/fixtures/bedrock/. Streams are written there as
-lists of events and turned into event-stream frames by tests/support/eventstream_frames.py."""
+lists of events and turned into event-stream frames by tests/support/eventstream_frames.py.
+The golden request bodies and the streams replayed in every kind of split are in
+tests/unit/adapters/test_golden_fixtures.py, the streams' expected outcomes in
+tests/support/stream_goldens.py."""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ from typing import Any, NamedTuple
 
 import msgspec
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from adapters.base import (
     CLASSIFIED_KINDS,
@@ -43,24 +44,21 @@ from adapters.schema import (
     JsonSchemaFormat,
     Message,
     ReasoningBlock,
-    ReasoningDelta,
     ResponseFormat,
     ResponseMessage,
     Tool,
     ToolCall,
-    ToolCallDelta,
     usage_of,
 )
 from tests.support import paths
 from tests.support.eventstream_frames import encode_frame, error_frame, event_frame, exception_frame
 from tests.support.messages_history import messages_door_history
-from tests.support.native_upstream import cut
+from tests.support.stream_goldens import BEDROCK_STREAMS, Outcome, bedrock_stream_bytes, replay
 
 FIXTURES = paths.FIXTURES / "bedrock"
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 BASE_URL = "https://bedrock-runtime.us-east-1.amazonaws.com"
 TARGET = Target("bedrock", BASE_URL, MODEL, region="us-east-1")
-CONVERSE_URL = f"{BASE_URL}/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"
 USER = [{"role": "user", "content": "Hello"}]
 
 
@@ -88,30 +86,8 @@ def sent_body(**fields: Any) -> dict[str, Any]:
 # --- build_request ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "name", ["plain_chat", "image", "tool_round_trip", "synthesized_tools", "json_schema"]
-)
-def test_build_request_matches_the_golden_body(name: str) -> None:
-    built = build_request(neutral(fixture(f"requests/{name}.openai.json")), TARGET)
-    assert built.method == "POST"
-    assert built.url == CONVERSE_URL
-    # Protocol headers only: the gateway signs the request afterwards.
-    assert dict(built.headers) == {"content-type": "application/json", "accept": "application/json"}
-    assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{name}.bedrock.json"))
-
-
 OPUS_4_7 = "us.anthropic.claude-opus-4-7"  # adaptive thinking only
 SONNET_4_5 = "anthropic.claude-sonnet-4-5-20250929-v1:0"  # thinking with a budget only
-
-
-@pytest.mark.parametrize(
-    ("name", "model"), [("reasoning_adaptive", OPUS_4_7), ("reasoning_budget", SONNET_4_5)]
-)
-def test_reasoning_effort_is_claudes_thinking_in_the_additional_fields(name: str, model: str) -> None:
-    built = build_request(
-        neutral(fixture(f"requests/{name}.openai.json")), Target("bedrock", BASE_URL, model)
-    )
-    assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{name}.bedrock.json"))
 
 
 @pytest.mark.parametrize(
@@ -618,130 +594,9 @@ def test_finish_reason(stop_reason: str | None, has_tool_calls: bool, expected: 
 # --- stream parsing --------------------------------------------------------------------------
 
 
-def frame_of(item: dict[str, Any]) -> bytes:
-    """One stream fixture item as a frame: an `event`, an `exception`, or an `error`."""
-    if "event" in item:
-        return event_frame(item["event"], item["payload"])
-    if "exception" in item:
-        return exception_frame(item["exception"], item["payload"])
-    return error_frame(item["error"], item["message"])
-
-
-def stream_bytes(name: str) -> bytes:
-    items: list[dict[str, Any]] = msgspec.json.decode(fixture(f"streams/{name}"))
-    return b"".join(frame_of(item) for item in items)
-
-
-class StreamCase(NamedTuple):
-    chunks: list[ChatChunk]
-    done: bool
-    failure: UpstreamError | None = None
-
-
-STREAMS = {
-    "text.json": StreamCase(
-        [
-            ChatChunk(role="assistant"),
-            ChatChunk(content="Grüß"),
-            ChatChunk(content=" Gott — willkommen! 👋"),
-            ChatChunk(finish_reason="stop"),
-            ChatChunk(usage=usage_of(25, 15)),
-        ],
-        done=True,
-    ),
-    "tool_use.json": StreamCase(
-        [
-            ChatChunk(role="assistant"),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="The user wants weather and time.")),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature="EqQBCkgIARAB")),
-            ChatChunk(content="I'll check the weather and the time."),
-            # Numbered among tool blocks only: block 2 is call 0, block 3 call 1.
-            ChatChunk(tool_calls=[ToolCallDelta(0, "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "get_weather", "")]),
-            ChatChunk(tool_calls=[ToolCallDelta(0, arguments='{"city": "Zür')]),
-            ChatChunk(tool_calls=[ToolCallDelta(0, arguments='ich"}')]),
-            ChatChunk(tool_calls=[ToolCallDelta(1, "tooluse_noargs", "get_time", "")]),
-            ChatChunk(tool_calls=[ToolCallDelta(1, arguments="{}")]),  # no input streamed: "{}"
-            ChatChunk(finish_reason="tool_calls"),
-            ChatChunk(usage=usage_of(377 + 2048, 89, 2048)),
-        ],
-        done=True,
-    ),
-    "reasoning.json": StreamCase(
-        [
-            ChatChunk(role="assistant"),
-            # No start event for reasoning: the first delta of a block opens it.
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="Euclid: ")),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", text="product of primes, plus one.")),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature="sig-")),
-            ChatChunk(reasoning=ReasoningDelta(0, "thinking", signature="1")),
-            ChatChunk(reasoning=ReasoningDelta(1, "redacted_thinking", data="ZW5jcnlwdGVk")),
-            ChatChunk(content="Infinitely many."),
-            ChatChunk(finish_reason="stop"),
-            ChatChunk(usage=usage_of(14, 120)),
-        ],
-        done=True,
-    ),
-    "midstream_exception.json": StreamCase(
-        [ChatChunk(role="assistant"), ChatChunk(content="Once upon")],
-        done=False,
-        failure=UpstreamError(
-            ErrorKind.SERVER,
-            424,
-            "Model stream error: the model stopped responding.",
-            "modelStreamErrorException",
-        ),
-    ),
-    "midstream_throttling.json": StreamCase(
-        [ChatChunk(role="assistant")],
-        done=False,
-        failure=UpstreamError(
-            ErrorKind.RATE_LIMITED,
-            429,
-            "Too many tokens, please wait before trying again.",
-            "throttlingException",
-        ),
-    ),
-    "error_frame.json": StreamCase(
-        [ChatChunk(role="assistant"), ChatChunk(content="Hel")],
-        done=False,
-        failure=UpstreamError(ErrorKind.SERVER, 500, "An internal error occurred.", "InternalFailure"),
-    ),
-}
-
-
-def run_parser(parts: list[bytes]) -> StreamCase:
+def run_parser(parts: list[bytes]) -> Outcome:
     """Feeds the parts as separate reads, then closes, as the relay does; stops at a failure."""
-    parser = BedrockStreamParser()
-    chunks: list[ChatChunk] = []
-    try:
-        for part in parts:
-            chunks.extend(parser.feed(part))
-        chunks.extend(parser.close())
-    except StreamFailure as failure:
-        return StreamCase(chunks, parser.done, failure.error)
-    return StreamCase(chunks, parser.done)
-
-
-@pytest.mark.parametrize("name", list(STREAMS))
-def test_stream_fixture_parses_to_the_expected_chunks(name: str) -> None:
-    assert run_parser([stream_bytes(name)]) == STREAMS[name]
-
-
-@pytest.mark.parametrize("name", list(STREAMS))
-def test_stream_fed_byte_by_byte(name: str) -> None:
-    body = stream_bytes(name)
-    assert run_parser([body[i : i + 1] for i in range(len(body))]) == STREAMS[name]
-
-
-# See tests/unit/adapters/anthropic/test_anthropic.py: hypothesis's patch suggestion trips this warning on a failure.
-@pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
-@pytest.mark.parametrize("name", list(STREAMS))
-@settings(max_examples=120, deadline=None)
-@given(data=st.data())
-def test_stream_parser_output_does_not_depend_on_read_boundaries(name: str, data: st.DataObject) -> None:
-    body = stream_bytes(name)
-    points = data.draw(st.lists(st.integers(min_value=0, max_value=len(body)), max_size=40))
-    assert run_parser(cut(body, points)) == STREAMS[name]
+    return replay(BedrockStreamParser(), parts)
 
 
 MESSAGE_START = event_frame("messageStart", {"role": "assistant"})
@@ -771,21 +626,23 @@ def test_a_stream_closed_after_message_stop_without_metadata_is_done_at_close() 
 
 
 def test_a_stream_cut_inside_the_metadata_frame_is_done_at_close() -> None:
-    assert run_parser([MESSAGE_START + MESSAGE_STOP + METADATA[:20]]) == StreamCase(
-        [ChatChunk(role="assistant"), ChatChunk(finish_reason="stop")], True
+    assert run_parser([MESSAGE_START + MESSAGE_STOP + METADATA[:20]]) == Outcome(
+        [ChatChunk(role="assistant"), ChatChunk(finish_reason="stop")], None, True
     )
 
 
 @pytest.mark.parametrize("tail", [b"", TEXT_DELTA[:5], TEXT_DELTA[:30]])
 def test_a_stream_that_stops_before_message_stop_is_not_done(tail: bytes) -> None:
-    assert run_parser([MESSAGE_START + TEXT_DELTA + tail]) == StreamCase(
-        [ChatChunk(role="assistant"), ChatChunk(content="Hi")], False
+    assert run_parser([MESSAGE_START + TEXT_DELTA + tail]) == Outcome(
+        [ChatChunk(role="assistant"), ChatChunk(content="Hi")], None, False
     )
 
 
 def test_metadata_before_message_stop_is_done_at_message_stop() -> None:
-    assert run_parser([MESSAGE_START + METADATA + MESSAGE_STOP]) == StreamCase(
-        [ChatChunk(role="assistant"), ChatChunk(usage=usage_of(3, 1)), ChatChunk(finish_reason="stop")], True
+    assert run_parser([MESSAGE_START + METADATA + MESSAGE_STOP]) == Outcome(
+        [ChatChunk(role="assistant"), ChatChunk(usage=usage_of(3, 1)), ChatChunk(finish_reason="stop")],
+        None,
+        True,
     )
 
 
@@ -804,18 +661,22 @@ def test_frames_after_the_end_unknown_events_and_message_types_are_ignored() -> 
         + TEXT_DELTA
         + exception_frame("throttlingException", {"message": "late"})
     )
-    assert run_parser([body]) == StreamCase(
+    assert run_parser([body]) == Outcome(
         [ChatChunk(role="assistant"), ChatChunk(finish_reason="length"), ChatChunk(usage=usage_of(3, 1))],
+        None,
         True,
     )
 
 
 def test_an_exception_after_chunks_in_one_read_is_raised_by_the_next_call() -> None:
     parser = BedrockStreamParser()
-    assert parser.feed(stream_bytes("midstream_exception.json")) == STREAMS["midstream_exception.json"].chunks
+    assert (
+        parser.feed(bedrock_stream_bytes("midstream_exception.json"))
+        == BEDROCK_STREAMS["midstream_exception.json"].chunks
+    )
     with pytest.raises(StreamFailure) as caught:
         parser.close()
-    assert caught.value.error == STREAMS["midstream_exception.json"].failure and not parser.done
+    assert caught.value.error == BEDROCK_STREAMS["midstream_exception.json"].failure and not parser.done
     with pytest.raises(StreamFailure):
         parser.feed(MESSAGE_STOP)
 
@@ -922,8 +783,10 @@ def test_a_crc_error_in_the_last_read_is_raised_at_close() -> None:
 def test_a_broken_frame_after_the_end_is_ignored() -> None:
     broken = bytearray(TEXT_DELTA)
     broken[-1] ^= 0xFF
-    assert run_parser([MESSAGE_START + MESSAGE_STOP + METADATA + bytes(broken)]) == StreamCase(
-        [ChatChunk(role="assistant"), ChatChunk(finish_reason="stop"), ChatChunk(usage=usage_of(3, 1))], True
+    assert run_parser([MESSAGE_START + MESSAGE_STOP + METADATA + bytes(broken)]) == Outcome(
+        [ChatChunk(role="assistant"), ChatChunk(finish_reason="stop"), ChatChunk(usage=usage_of(3, 1))],
+        None,
+        True,
     )
 
 

@@ -1,6 +1,7 @@
-"""adapters/cohere/provider.py: Cohere v2 Chat, table-driven over tests/support/fixtures/cohere/ (golden request
-bodies, answers, full SSE streams replayed in every kind of split, one error body per status),
-then end to end through the gateway with the openai SDK against a native Cohere mock."""
+"""adapters/cohere/provider.py: Cohere v2 Chat, what is Cohere's own (its refusals, usage and ids, stream
+edge cases, retry-after), then end to end through the gateway with the openai SDK against a native
+Cohere mock. The golden request bodies, answers, SSE streams replayed in every kind of split and the
+error body per status are in tests/unit/adapters/test_golden_fixtures.py, with every provider's."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from typing import Any
 import msgspec
 import openai
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from adapters.base import (
     ErrorKind,
@@ -31,7 +30,7 @@ from adapters.cohere.provider import (
 )
 from adapters.openai import provider as openai_format
 from adapters.openai.wire import decode_chat
-from adapters.schema import ChatChunk, ChatRequest, ChatResponse, usage_of
+from adapters.schema import ChatChunk, ChatRequest, usage_of
 from gateway.formats.dialects import dialect_for
 from tests.conftest import MASTER_KEY, Gateway
 from tests.support import paths
@@ -63,28 +62,6 @@ def sent_body(request_body: bytes) -> dict[str, Any]:
 
 
 # --- build_request ---------------------------------------------------------------------------
-
-REQUEST_CASES = sorted(path.name.split(".")[0] for path in (FIXTURES / "requests").glob("*.openai.json"))
-
-
-def test_the_golden_cases_cover_chat_tools_images_json_and_streams() -> None:
-    assert set(REQUEST_CASES) >= {
-        "plain_chat",
-        "tool_round_trip",
-        "image",
-        "json_mode",
-        "json_schema",
-        "stream",
-    }
-
-
-@pytest.mark.parametrize("case", REQUEST_CASES)
-def test_build_request_matches_the_golden_body(case: str) -> None:
-    built = build_request(neutral_request(fixture(f"requests/{case}.openai.json")), TARGET)
-    assert built.method == "POST"
-    assert built.url == "https://api.cohere.com/v2/chat"
-    assert dict(built.headers) == {"content-type": "application/json"}  # the key is the gateway's job
-    assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{case}.cohere.json"))
 
 
 def test_numbers_are_sent_as_given_and_stream_is_always_explicit() -> None:
@@ -178,12 +155,6 @@ def test_the_dialect_of_kind_cohere_is_this_adapter() -> None:
 # --- parse_response --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["text", "tool_calls"])
-def test_parse_response_matches_the_expected_neutral_answer(name: str) -> None:
-    expected = msgspec.json.decode(fixture(f"answers/{name}.expected.json"), type=ChatResponse)
-    assert parse_response(fixture(f"answers/{name}.json"), TARGET) == expected
-
-
 def test_usage_falls_back_to_processed_tokens_and_caps_cached_tokens() -> None:
     body = b'{"id":"a","finish_reason":"MAX_TOKENS","message":{"content":[{"type":"text","text":"x"}]},"usage":{"tokens":{"input_tokens":10,"output_tokens":4},"cached_tokens":50}}'
     answer = parse_response(body, TARGET)
@@ -220,9 +191,6 @@ def test_parse_response_rejects_what_is_not_a_usable_answer(body: bytes) -> None
 
 # --- streams ---------------------------------------------------------------------------------
 
-STREAMS = ["text", "tool_calls", "error"]
-STREAM_FAILURES = {"error": (ErrorKind.SERVER, "internal server error: generation failed")}
-
 
 def run_stream(body: bytes, cuts: list[int]) -> tuple[list[ChatChunk], UpstreamError | None, bool]:
     """Feed `body` cut at `cuts`, then close: the chunks, the in-band failure if any, `done`."""
@@ -240,34 +208,6 @@ def run_stream(body: bytes, cuts: list[int]) -> tuple[list[ChatChunk], UpstreamE
 
 def expected_stream(name: str) -> list[ChatChunk]:
     return msgspec.json.decode(fixture(f"streams/{name}.chunks.json"), type=list[ChatChunk])
-
-
-@pytest.mark.parametrize("name", STREAMS)
-def test_stream_fixture_gives_the_expected_chunks(name: str) -> None:
-    chunks, failure, done = run_stream(fixture(f"streams/{name}.sse"), [])
-    assert chunks == expected_stream(name)
-    if name in STREAM_FAILURES:
-        assert failure is not None and not done
-        assert (failure.kind, failure.message) == STREAM_FAILURES[name]
-    else:
-        assert failure is None and done
-
-
-@pytest.mark.parametrize("name", STREAMS)
-@settings(max_examples=60, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=40))
-def test_any_split_of_a_stream_gives_the_same_chunks(name: str, cuts: list[int]) -> None:
-    body = fixture(f"streams/{name}.sse")
-    whole = run_stream(body, [])
-    assert run_stream(body, [cut % (len(body) + 1) for cut in cuts]) == whole
-
-
-@pytest.mark.parametrize("name", STREAMS)
-def test_byte_by_byte_and_awkward_cuts_give_the_same_chunks(name: str) -> None:
-    body = fixture(f"streams/{name}.sse")
-    whole = run_stream(body, [])
-    assert run_stream(body, list(range(1, len(body)))) == whole
-    assert run_stream(body, awkward_cuts(body)) == whole
 
 
 def test_the_awkward_places_exist_in_the_fixtures() -> None:
@@ -345,41 +285,6 @@ def test_tool_calls_are_numbered_in_start_order_whatever_cohere_indexes() -> Non
 
 
 # --- classify_error --------------------------------------------------------------------------
-
-
-ERROR_CASES = [
-    ("bad_request", 400, ErrorKind.BAD_REQUEST),
-    ("context_length", 400, ErrorKind.CONTEXT_LENGTH),
-    ("size_limit", 400, ErrorKind.CONTEXT_LENGTH),
-    ("max_tokens", 400, ErrorKind.BAD_REQUEST),
-    ("unauthorized", 401, ErrorKind.AUTH),
-    ("billing", 402, ErrorKind.RATE_LIMITED),
-    ("forbidden", 403, ErrorKind.AUTH),
-    ("not_found", 404, ErrorKind.NOT_FOUND),
-    ("unprocessable", 422, ErrorKind.BAD_REQUEST),
-    ("rate_limited", 429, ErrorKind.RATE_LIMITED),
-    ("invalid_token", 498, ErrorKind.AUTH),
-    ("client_closed", 499, ErrorKind.SERVER),
-    ("server", 500, ErrorKind.SERVER),
-    ("not_implemented", 501, ErrorKind.SERVER),
-    ("unavailable", 503, ErrorKind.OVERLOADED),
-    ("gateway_timeout", 504, ErrorKind.TIMEOUT),
-]
-
-
-@pytest.mark.parametrize(("name", "status", "kind"), ERROR_CASES)
-def test_classify_error_by_status_and_message(name: str, status: int, kind: ErrorKind) -> None:
-    body = fixture(f"errors/{name}.json")
-    error = classify_error(status, {}, body)
-    assert (error.kind, error.status) == (kind, status)
-    assert error.message == msgspec.json.decode(body)["message"]
-    assert error.code == ("context_length_exceeded" if kind is ErrorKind.CONTEXT_LENGTH else None)
-    assert error.retry_after_s is None
-
-
-def test_every_error_fixture_is_classified_in_the_table() -> None:
-    names = {path.stem for path in (FIXTURES / "errors").glob("*.json")}
-    assert names == {name for name, _, _ in ERROR_CASES}
 
 
 def test_classify_error_reads_retry_after_and_survives_a_non_json_body() -> None:

@@ -1,17 +1,16 @@
-"""adapters/gemini/provider.py: golden request bodies, answers, streams replayed in any split, the error
-table, every refusal; then end to end through the gateway against a native Gemini upstream."""
+"""adapters/gemini/provider.py: answers, stream edge cases, the error table, every refusal; then end to end
+through the gateway against a native Gemini upstream. The golden request bodies and the streams
+replayed in every kind of split are in tests/unit/adapters/test_golden_fixtures.py, the streams'
+expected outcomes in tests/support/stream_goldens.py."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
 import openai
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from adapters.base import (
     ErrorKind,
@@ -22,25 +21,24 @@ from adapters.base import (
     UpstreamError,
 )
 from adapters.gemini import provider as gemini
-from adapters.openai import wire as openai_wire
 from adapters.schema import (
-    ChatChunk,
     ChatRequest,
     ChatResponse,
     Choice,
     FunctionCall,
     ResponseMessage,
     ToolCall,
-    ToolCallDelta,
     usage_of,
 )
 from tests.conftest import MASTER_KEY, Gateway
 from tests.support import paths
-from tests.support.native_upstream import Answer, NativeUpstream, awkward_cuts
+from tests.support.client_bodies import neutral_with_schemas
+from tests.support.native_upstream import Answer, NativeUpstream, awkward_cuts, cut
+from tests.support.stream_goldens import GEMINI_STREAMS, Outcome, replay
 
 FIXTURES = paths.FIXTURES / "gemini"
-TARGET = Target("gem", "https://generativelanguage.googleapis.com/v1beta", "gemini-2.5-flash")
 SIGNED_ID = "call_0__thought__Co4CAdHtim9+/SIG=="
+TARGET = Target("gem", "https://generativelanguage.googleapis.com/v1beta", "gemini-2.5-flash")
 
 
 def fixture(name: str) -> bytes:
@@ -48,23 +46,9 @@ def fixture(name: str) -> bytes:
 
 
 def neutral(body: bytes | dict[str, Any]) -> ChatRequest:
-    """The client body as the gateway hands it to the adapter (openai_wire.decode_chat).
-
-    JSON Schemas are taken out before decoding and put back as Raw: adapters/schema.py declares
-    them `msgspec.Raw | None`, which msgspec decodes only from `null` (reported; see
-    test_e2e_tool_with_parameters_passes_the_neutral_decoder).
-    """
-    data = msgspec.json.decode(body) if isinstance(body, bytes) else body
-    schemas = [tool["function"].pop("parameters", None) for tool in data.get("tools", [])]
-    spec = (data.get("response_format") or {}).get("json_schema") or {}
-    schema = spec.pop("schema", None)
-    request = openai_wire.decode_chat(msgspec.json.encode(data), list(data), "provider kind 'gemini'")
-    for tool, params in zip(request.tools or [], schemas, strict=True):
-        if params is not None:
-            tool.function.parameters = msgspec.Raw(msgspec.json.encode(params))
-    if schema is not None and request.response_format and request.response_format.json_schema:
-        request.response_format.json_schema.schema = msgspec.Raw(msgspec.json.encode(schema))
-    return request
+    """The client body as the gateway hands it to the adapter, the schemas kept as sent
+    (tests/support/client_bodies.py says why)."""
+    return neutral_with_schemas(body if isinstance(body, bytes) else msgspec.json.encode(body), "gemini")
 
 
 def user(text: str = "hi") -> dict[str, Any]:
@@ -81,19 +65,6 @@ def sent(body: dict[str, Any]) -> Any:
 
 
 # --- requests --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", ["plain_chat", "tool_round_trip", "image", "json_object", "json_schema"])
-def test_build_request_matches_the_golden_body(case: str) -> None:
-    built = gemini.build_request(neutral(fixture(f"requests/{case}.openai.json")), TARGET)
-    assert built.method == "POST"
-    assert (
-        built.url
-        == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
-    )
-    # Only protocol headers: x-goog-api-key is the gateway's to add.
-    assert built.headers == (("content-type", "application/json"),)
-    assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{case}.gemini.json"))
 
 
 def test_a_stream_goes_to_stream_generate_content_as_sse() -> None:
@@ -391,133 +362,40 @@ def test_finish_reason_table(reason: str | None, has_calls: bool, expected: str 
 
 # --- streams ---------------------------------------------------------------------------------
 
-Outcome = tuple[list[ChatChunk], UpstreamError | None, bool]
-
 
 def run(data: bytes, cuts: Sequence[int] = ()) -> Outcome:
     """Feed `data` cut at `cuts`, then close: the chunks, the failure raised (if any), `done`."""
-    parser = gemini.stream_parser(TARGET)
-    chunks: list[ChatChunk] = []
-    edges = [0, *sorted(set(cuts)), len(data)]
-    try:
-        for start, end in itertools.pairwise(edges):
-            chunks += parser.feed(data[start:end])
-        chunks += parser.close()
-    except StreamFailure as failure:
-        return chunks, failure.error, parser.done
-    return chunks, None, parser.done
+    return replay(gemini.stream_parser(TARGET), cut(data, list(cuts)))
 
 
-ROLE = ChatChunk(role="assistant")
-STREAMS: dict[str, Outcome] = {
-    "text.sse": (
-        [
-            ROLE,
-            ChatChunk(content="Grüß"),
-            ChatChunk(content=" Gott! Wie geht's? 👋"),
-            ChatChunk(finish_reason="stop"),
-            ChatChunk(usage=usage_of(9, 31, 4)),
-        ],
-        None,
-        True,
-    ),
-    "tool_calls.sse": (
-        [
-            ROLE,
-            ChatChunk(content="Let me check both cities."),
-            ChatChunk(tool_calls=[ToolCallDelta(0, SIGNED_ID, "get_weather", '{"city": "Paris"}')]),
-            ChatChunk(
-                tool_calls=[ToolCallDelta(1, "call_1", "get_weather", '{"city": "Zürich","unit": "celsius"}')]
-            ),
-            ChatChunk(finish_reason="tool_calls"),
-            ChatChunk(usage=usage_of(57, 110)),
-        ],
-        None,
-        True,
-    ),
-    "midstream_error.sse": (
-        [ROLE, ChatChunk(content="Once upon a time")],
-        UpstreamError(
-            ErrorKind.OVERLOADED, 503, "The model is overloaded. Please try again later.", None, "UNAVAILABLE"
-        ),
-        False,
-    ),
-    "blocked.sse": (
-        [],
-        UpstreamError(
-            ErrorKind.BAD_REQUEST,
-            400,
-            "Gemini blocked the prompt (blockReason PROHIBITED_CONTENT)",
-            "invalid_request_error",
-            "content_filter",
-        ),
-        False,
-    ),
-    "malformed_function_call.sse": (
-        [ROLE, ChatChunk(content="Calling the tool.")],
-        UpstreamError(
-            ErrorKind.SERVER,
-            502,
-            "Gemini ended the answer with MALFORMED_FUNCTION_CALL: Malformed function call: "
-            "print(default_api.get_weather(city=Paris))",
-            None,
-            "MALFORMED_FUNCTION_CALL",
-        ),
-        False,
-    ),
-}
-
-
-@pytest.mark.parametrize("name", sorted(STREAMS))
-def test_stream_fixture_read_at_once(name: str) -> None:
-    assert run(fixture(f"streams/{name}")) == STREAMS[name]
-
-
-@pytest.mark.parametrize("name", sorted(STREAMS))
-def test_stream_fixture_read_byte_by_byte(name: str) -> None:
-    data = fixture(f"streams/{name}")
-    assert run(data, range(1, len(data))) == STREAMS[name]
-
-
-@pytest.mark.parametrize("name", sorted(STREAMS))
-def test_stream_fixture_cut_inside_characters_and_line_ends(name: str) -> None:
-    data = fixture(f"streams/{name}")
-    inside_chars = [i for i in range(1, len(data)) if data[i] & 0xC0 == 0x80]
-    between_cr_lf = [i for i in range(1, len(data)) if data[i - 1 : i + 1] == b"\r\n"]
-    assert inside_chars or name in ("blocked.sse", "midstream_error.sse", "malformed_function_call.sse")
-    assert between_cr_lf
-    assert run(data, inside_chars) == STREAMS[name]
-    assert run(data, between_cr_lf) == STREAMS[name]
-    assert run(data, awkward_cuts(data)) == STREAMS[name]
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    name=st.sampled_from(sorted(STREAMS)),
-    cuts=st.lists(st.integers(min_value=1, max_value=1200), max_size=40),
-)
-def test_any_split_gives_the_same_chunks(name: str, cuts: list[int]) -> None:
-    data = fixture(f"streams/{name}")
-    assert run(data, [c for c in cuts if c < len(data)]) == STREAMS[name]
+def test_the_stream_fixtures_have_awkward_bytes_to_cut() -> None:
+    # Guards the replays in every split (tests/unit/adapters/test_golden_fixtures.py): CRLF line
+    # ends in every stream, and multi-byte characters in every one that has text to speak of.
+    for name in GEMINI_STREAMS:
+        data = fixture(f"streams/{name}")
+        inside_chars = [i for i in range(1, len(data)) if data[i] & 0xC0 == 0x80]
+        between_cr_lf = [i for i in range(1, len(data)) if data[i - 1 : i + 1] == b"\r\n"]
+        assert inside_chars or name in ("blocked.sse", "midstream_error.sse", "malformed_function_call.sse")
+        assert between_cr_lf, name
 
 
 def test_lf_line_ends_work_too() -> None:
-    assert run(fixture("streams/text.sse").replace(b"\r\n", b"\n")) == STREAMS["text.sse"]
+    assert run(fixture("streams/text.sse").replace(b"\r\n", b"\n")) == GEMINI_STREAMS["text.sse"]
 
 
 def test_a_stream_cut_before_the_finish_reason_is_not_done() -> None:
     data = fixture("streams/text.sse")
     chunks, failure, done = run(data[: data.rfind(b"data: ")])
-    assert chunks == STREAMS["text.sse"][0][:3] and failure is None and not done
+    assert chunks == GEMINI_STREAMS["text.sse"][0][:3] and failure is None and not done
 
 
 def test_a_last_event_without_its_blank_line_still_finishes_at_close() -> None:
-    assert run(fixture("streams/text.sse").rstrip(b"\r\n")) == STREAMS["text.sse"]
+    assert run(fixture("streams/text.sse").rstrip(b"\r\n")) == GEMINI_STREAMS["text.sse"]
 
 
 def test_events_after_the_finish_are_ignored() -> None:
     late = b'data: {"candidates": [{"content": {"parts": [{"text": "late"}]}}]}\r\n\r\n'
-    assert run(fixture("streams/text.sse") + late) == STREAMS["text.sse"]
+    assert run(fixture("streams/text.sse") + late) == GEMINI_STREAMS["text.sse"]
 
 
 def test_an_event_that_is_not_json_fails_the_stream() -> None:
@@ -528,7 +406,7 @@ def test_an_event_that_is_not_json_fails_the_stream() -> None:
 
 def test_a_failure_is_raised_by_the_next_call_after_the_chunks_before_it() -> None:
     parser = gemini.stream_parser(TARGET)
-    assert parser.feed(fixture("streams/midstream_error.sse")) == STREAMS["midstream_error.sse"][0]
+    assert parser.feed(fixture("streams/midstream_error.sse")) == GEMINI_STREAMS["midstream_error.sse"][0]
     with pytest.raises(StreamFailure):
         parser.close()
     with pytest.raises(StreamFailure):

@@ -1,6 +1,8 @@
-"""Tests for adapters/mistral/provider.py: golden request bodies, answers, streams replayed in any split,
-the error table, every refusal, and end to end through the gateway with the openai SDK against a
-Mistral-format upstream (tests/support/native_upstream.py)."""
+"""Tests for adapters/mistral/provider.py: answers, stream edge cases, the error table, every refusal, and
+end to end through the gateway with the openai SDK against a Mistral-format upstream
+(tests/support/native_upstream.py). The golden request bodies and the streams replayed in every kind
+of split are in tests/unit/adapters/test_golden_fixtures.py, the streams' expected outcomes in
+tests/support/stream_goldens.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any, NamedTuple
 import msgspec
 import openai
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
@@ -20,7 +22,6 @@ from adapters.base import (
     FunctionAdapter,
     InvalidRequest,
     InvalidUpstreamAnswer,
-    StreamFailure,
     Target,
     UpstreamError,
 )
@@ -39,8 +40,9 @@ from adapters.schema import (
     usage_of,
 )
 from tests.conftest import MASTER_KEY, Gateway
-from tests.support import paths
-from tests.support.native_upstream import Answer, NativeUpstream, awkward_cuts, awkward_splits, cut
+from tests.support import paths, stream_goldens
+from tests.support.native_upstream import Answer, NativeUpstream, awkward_cuts
+from tests.support.stream_goldens import MISTRAL_STREAMS, Outcome
 
 FIXTURES = paths.FIXTURES / "mistral"
 TARGET = Target("mistral", "https://api.mistral.ai/v1", "mistral-large-latest")
@@ -63,16 +65,6 @@ def chat(**fields: Any) -> ChatRequest:
 
 
 # --- build_request -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", ["plain_chat", "tool_round_trip", "image", "json_mode", "json_schema"])
-def test_build_request_matches_the_golden_body(case: str) -> None:
-    out = mistral.build_request(neutral(fixture(f"requests/{case}.json")), TARGET)
-    assert out.method == "POST"
-    assert out.url == "https://api.mistral.ai/v1/chat/completions"
-    # Protocol headers only: the Bearer key is the gateway's to add (gateway/upstream/credentials.py).
-    assert dict(out.headers) == {"content-type": "application/json"}
-    assert out.body == fixture(f"golden/{case}.json").rstrip(b"\n")
 
 
 def test_golden_tool_round_trip_rewrites_ids_consistently_and_names_results() -> None:
@@ -316,126 +308,14 @@ def test_parse_rejects_what_is_not_a_chat_completion(body: bytes) -> None:
 # --- streams -----------------------------------------------------------------------------------
 
 
-class StreamCase(NamedTuple):
-    fixture: str
-    chunks: list[ChatChunk]
-    failure: str | None
-    done: bool
-
-
-ROLE = ChatChunk(role="assistant")
-STREAM_CASES = [
-    StreamCase(
-        "text.sse",
-        [
-            ROLE,
-            ChatChunk(content="Grüezi, "),
-            ChatChunk(content="mitenand 👋"),
-            ChatChunk(finish_reason="stop"),
-            ChatChunk(usage=usage_of(100, 200)),
-        ],
-        None,
-        True,
-    ),
-    StreamCase(
-        "tool_calls_crlf.sse",
-        [
-            ROLE,
-            ChatChunk(content="Let me check."),
-            ChatChunk(tool_calls=[ToolCallDelta(0, "D681PevKs", "get_weather", "")]),
-            ChatChunk(tool_calls=[ToolCallDelta(0, arguments='{"city": ')]),
-            ChatChunk(tool_calls=[ToolCallDelta(0, arguments='"Zürich"}')]),
-            ChatChunk(finish_reason="tool_calls"),
-            ChatChunk(usage=usage_of(94, 41)),
-        ],
-        None,
-        True,
-    ),
-    StreamCase(
-        "parallel_tool_calls.sse",
-        [
-            ROLE,
-            ChatChunk(tool_calls=[ToolCallDelta(0, "D681PevKs", "get_weather", '{"city": "Paris"}')]),
-            ChatChunk(tool_calls=[ToolCallDelta(1, "x7Rq2LmNp", "get_time", '{"zone":"Europe/Paris"}')]),
-            ChatChunk(finish_reason="tool_calls"),  # Mistral said "stop"
-            ChatChunk(usage=usage_of(80, 40)),
-        ],
-        None,
-        True,
-    ),
-    StreamCase(
-        "trailing_usage_chunk.sse",
-        [
-            ROLE,
-            ChatChunk(content="Some content"),
-            ChatChunk(finish_reason="stop"),
-            ChatChunk(usage=usage_of(100, 200)),
-        ],
-        None,
-        True,
-    ),
-    StreamCase(
-        "thinking.sse",
-        [
-            ROLE,
-            ChatChunk(content="Four"),
-            ChatChunk(content="."),
-            ChatChunk(finish_reason="length"),
-            ChatChunk(usage=usage_of(2100, 8, cached_tokens=2048)),
-        ],
-        None,
-        True,
-    ),
-    StreamCase(
-        "error_finish.sse",
-        [ROLE, ChatChunk(content="Once upon")],
-        "Mistral ended the answer with finish_reason 'error'",
-        False,
-    ),
-    StreamCase(
-        "error_event.sse", [ROLE, ChatChunk(content="Once upon")], "Service unavailable, please retry.", False
-    ),
-]
-STREAM_IDS = [case.fixture.removesuffix(".sse") for case in STREAM_CASES]
-
-
-def replay(parts: list[bytes]) -> tuple[list[ChatChunk], UpstreamError | None, bool]:
+def replay(parts: list[bytes]) -> Outcome:
     """Feed the parts as separate reads, then close; what came out, the failure, and `done`."""
-    parser = mistral.stream_parser(TARGET)
-    chunks: list[ChatChunk] = []
-    try:
-        for part in parts:
-            chunks.extend(parser.feed(part))
-        chunks.extend(parser.close())
-    except StreamFailure as failure:
-        return chunks, failure.error, parser.done
-    return chunks, None, parser.done
+    return stream_goldens.replay(mistral.stream_parser(TARGET), parts)
 
 
 def outcome(parts: list[bytes]) -> tuple[list[ChatChunk], str | None, bool]:
     chunks, failure, done = replay(parts)
     return chunks, failure.message if failure is not None else None, done
-
-
-@pytest.mark.parametrize("case", STREAM_CASES, ids=STREAM_IDS)
-def test_stream_fixture_parses_to_the_expected_chunks(case: StreamCase) -> None:
-    assert outcome([fixture(case.fixture)]) == (case.chunks, case.failure, case.done)
-
-
-@pytest.mark.parametrize("case", STREAM_CASES, ids=STREAM_IDS)
-def test_stream_output_is_the_same_for_awkward_cuts(case: StreamCase) -> None:
-    data = fixture(case.fixture)
-    for parts in awkward_splits(data):
-        assert outcome(parts) == (case.chunks, case.failure, case.done), [len(p) for p in parts]
-
-
-@pytest.mark.parametrize("case", STREAM_CASES, ids=STREAM_IDS)
-@settings(max_examples=60, deadline=None)
-@given(points=st.lists(st.integers(min_value=1, max_value=10_000), max_size=40))
-def test_stream_output_is_the_same_for_any_split(case: StreamCase, points: list[int]) -> None:
-    data = fixture(case.fixture)
-    parts = cut(data, [p for p in points if p < len(data)])
-    assert outcome(parts) == (case.chunks, case.failure, case.done)
 
 
 def test_fixtures_have_awkward_bytes_to_cut() -> None:
@@ -462,7 +342,7 @@ def test_a_stream_that_just_stops_is_not_done_and_reports_no_usage() -> None:
 
 def test_nothing_after_done_is_read() -> None:
     data = fixture("text.sse") + b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"late"}}]}\n\n'
-    assert outcome([data]) == (STREAM_CASES[0].chunks, None, True)
+    assert outcome([data]) == (MISTRAL_STREAMS["text.sse"].chunks, None, True)
 
 
 def test_an_event_that_is_not_json_fails_the_stream() -> None:

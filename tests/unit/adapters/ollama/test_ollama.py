@@ -1,6 +1,7 @@
-"""adapters/ollama/provider.py: Ollama's native /api/chat, table-driven over tests/support/fixtures/ollama/ (golden
-request bodies, answers, full NDJSON streams replayed in every kind of split, one error body per
-status), then end to end through the gateway with the openai SDK against a native Ollama mock."""
+"""adapters/ollama/provider.py: Ollama's native /api/chat, what is Ollama's own (its refusals, the derived
+answer id, NDJSON edge cases, retry-after), then end to end through the gateway with the openai SDK
+against a native Ollama mock. The golden request bodies, answers, NDJSON streams replayed in every
+kind of split and the error body per status are in tests/unit/adapters/test_golden_fixtures.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from typing import Any
 import msgspec
 import openai
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from adapters.base import (
     ErrorKind,
@@ -31,7 +30,7 @@ from adapters.ollama.provider import (
 )
 from adapters.openai import provider as openai_format
 from adapters.openai.wire import decode_chat
-from adapters.schema import ChatChunk, ChatRequest, ChatResponse
+from adapters.schema import ChatChunk, ChatRequest
 from gateway.formats.dialects import dialect_for
 from tests.conftest import MASTER_KEY, Gateway
 from tests.support import paths
@@ -63,28 +62,6 @@ def sent_body(request_body: bytes) -> dict[str, Any]:
 
 
 # --- build_request ---------------------------------------------------------------------------
-
-REQUEST_CASES = sorted(path.name.split(".")[0] for path in (FIXTURES / "requests").glob("*.openai.json"))
-
-
-def test_the_golden_cases_cover_chat_tools_images_json_and_streams() -> None:
-    assert set(REQUEST_CASES) >= {
-        "plain_chat",
-        "tool_round_trip",
-        "image",
-        "json_mode",
-        "json_schema",
-        "stream",
-    }
-
-
-@pytest.mark.parametrize("case", REQUEST_CASES)
-def test_build_request_matches_the_golden_body(case: str) -> None:
-    built = build_request(neutral_request(fixture(f"requests/{case}.openai.json")), TARGET)
-    assert built.method == "POST"
-    assert built.url == "http://127.0.0.1:11434/api/chat"
-    assert dict(built.headers) == {"content-type": "application/json"}
-    assert msgspec.json.decode(built.body) == msgspec.json.decode(fixture(f"requests/{case}.ollama.json"))
 
 
 def test_stream_is_always_sent_because_ollama_streams_by_default() -> None:
@@ -206,13 +183,6 @@ def test_the_dialect_of_kind_ollama_is_this_adapter() -> None:
 # --- parse_response --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["text", "tool_calls"])
-def test_parse_response_matches_the_expected_neutral_answer(name: str) -> None:
-    expected = msgspec.json.decode(fixture(f"answers/{name}.expected.json"), type=ChatResponse)
-    parsed = parse_response(fixture(f"answers/{name}.json"), TARGET)
-    assert msgspec.structs.replace(parsed, id="") == expected
-
-
 def test_the_answer_id_is_derived_from_the_answer_itself() -> None:
     text = parse_response(fixture("answers/text.json"), TARGET).id
     assert text.startswith("chatcmpl-") and len(text) == len("chatcmpl-") + 24
@@ -244,11 +214,6 @@ def test_parse_response_rejects_what_is_not_a_usable_answer(body: bytes) -> None
 
 # --- streams ---------------------------------------------------------------------------------
 
-STREAMS = ["text", "tool_calls", "error"]
-STREAM_FAILURES = {
-    "error": (ErrorKind.SERVER, "an error was encountered while running the model: unexpected EOF")
-}
-
 
 def run_stream(body: bytes, cuts: list[int]) -> tuple[list[ChatChunk], UpstreamError | None, bool]:
     """Feed `body` cut at `cuts`, then close: the chunks, the in-band failure if any, `done`."""
@@ -266,34 +231,6 @@ def run_stream(body: bytes, cuts: list[int]) -> tuple[list[ChatChunk], UpstreamE
 
 def expected_stream(name: str) -> list[ChatChunk]:
     return msgspec.json.decode(fixture(f"streams/{name}.chunks.json"), type=list[ChatChunk])
-
-
-@pytest.mark.parametrize("name", STREAMS)
-def test_stream_fixture_gives_the_expected_chunks(name: str) -> None:
-    chunks, failure, done = run_stream(fixture(f"streams/{name}.ndjson"), [])
-    assert chunks == expected_stream(name)
-    if name in STREAM_FAILURES:
-        assert failure is not None and not done
-        assert (failure.kind, failure.message) == STREAM_FAILURES[name]
-    else:
-        assert failure is None and done
-
-
-@pytest.mark.parametrize("name", STREAMS)
-@settings(max_examples=60, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=40))
-def test_any_split_of_a_stream_gives_the_same_chunks(name: str, cuts: list[int]) -> None:
-    body = fixture(f"streams/{name}.ndjson")
-    whole = run_stream(body, [])
-    assert run_stream(body, [cut % (len(body) + 1) for cut in cuts]) == whole
-
-
-@pytest.mark.parametrize("name", STREAMS)
-def test_byte_by_byte_and_awkward_cuts_give_the_same_chunks(name: str) -> None:
-    body = fixture(f"streams/{name}.ndjson")
-    whole = run_stream(body, [])
-    assert run_stream(body, list(range(1, len(body)))) == whole
-    assert run_stream(body, awkward_cuts(body)) == whole
 
 
 def test_crlf_line_ends_and_a_cut_between_cr_and_lf_change_nothing() -> None:
@@ -340,31 +277,6 @@ def test_lines_after_done_are_ignored() -> None:
 
 
 # --- classify_error --------------------------------------------------------------------------
-
-ERROR_CASES = [
-    ("bad_request", 400, ErrorKind.BAD_REQUEST),
-    ("unauthorized", 401, ErrorKind.AUTH),
-    ("forbidden", 403, ErrorKind.AUTH),
-    ("not_found", 404, ErrorKind.NOT_FOUND),
-    ("rate_limited", 429, ErrorKind.RATE_LIMITED),
-    ("server", 500, ErrorKind.SERVER),
-    ("cloud_unreachable", 502, ErrorKind.SERVER),
-    ("busy", 503, ErrorKind.OVERLOADED),
-]
-
-
-@pytest.mark.parametrize(("name", "status", "kind"), ERROR_CASES)
-def test_classify_error_by_status(name: str, status: int, kind: ErrorKind) -> None:
-    body = fixture(f"errors/{name}.json")
-    error = classify_error(status, {}, body)
-    assert (error.kind, error.status) == (kind, status)
-    assert error.message == msgspec.json.decode(body)["error"]
-    assert error.retry_after_s is None and error.code is None
-
-
-def test_every_error_fixture_is_classified_in_the_table() -> None:
-    names = {path.stem for path in (FIXTURES / "errors").glob("*.json")}
-    assert names == {name for name, _, _ in ERROR_CASES}
 
 
 def test_classify_error_reads_retry_after_and_survives_a_non_json_body() -> None:

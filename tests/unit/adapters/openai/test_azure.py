@@ -1,7 +1,8 @@
 """Tests for adapters/openai/azure.py: Azure OpenAI's deployment URLs and errors, and proof that Azure's
 own answer shapes (content-filter annotations, the prompt-filter first chunk of a stream) pass
 through adapters/openai/provider.py unchanged; end to end through the gateway with the openai SDK against
-an Azure-format upstream (tests/support/native_upstream.py)."""
+an Azure-format upstream (tests/support/native_upstream.py).
+The golden request bodies are in tests/unit/adapters/test_golden_fixtures.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from adapters.openai.provider import (
     PassthroughRequest,
     StreamRelay,
     decode_chat_request,
-    decode_embeddings_request,
     parse_response,
 )
 from adapters.schema import PromptTokensDetails, Usage
@@ -33,7 +33,6 @@ from tests.support.native_upstream import Answer, NativeUpstream, awkward_cuts, 
 FIXTURES = paths.FIXTURES / "azure"
 ENDPOINT = "https://contoso-eu.openai.azure.com"
 TARGET = Target("azure", ENDPOINT, "gpt-4o-prod", "2024-10-21")
-EMBED_TARGET = Target("azure", ENDPOINT, "text-embedding-3-small-prod", "2024-10-21")
 CHAT_URL = f"{ENDPOINT}/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
 
 RawFields = dict[str, msgspec.Raw]
@@ -54,29 +53,6 @@ def chat_body(**fields: Any) -> bytes:
 
 
 # --- build_chat_request / build_embeddings_request --------------------------------------------
-
-
-@pytest.mark.parametrize("case", ["plain_chat", "tool_round_trip", "image", "json_mode"])
-def test_chat_request_matches_the_golden_body(case: str) -> None:
-    out = azure.build_chat_request(request(fixture(f"requests/{case}.json")), TARGET)
-    assert out.method == "POST"
-    assert out.url == CHAT_URL
-    # No `api-key` here: the gateway attaches it (gateway/upstream/credentials.py).
-    assert dict(out.headers) == {"content-type": "application/json"}
-    assert out.body == fixture(f"golden/{case}.json").rstrip(b"\n")
-
-
-def test_embeddings_request_matches_the_golden_body() -> None:
-    out = azure.build_embeddings_request(
-        decode_embeddings_request(fixture("requests/embeddings.json")), EMBED_TARGET
-    )
-    assert out.method == "POST"
-    assert (
-        out.url
-        == f"{ENDPOINT}/openai/deployments/text-embedding-3-small-prod/embeddings?api-version=2024-10-21"
-    )
-    assert dict(out.headers) == {"content-type": "application/json"}
-    assert out.body == fixture("golden/embeddings.json").rstrip(b"\n")
 
 
 def test_every_other_field_is_copied_byte_for_byte() -> None:
