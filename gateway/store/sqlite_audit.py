@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Final
 
@@ -62,6 +62,11 @@ def _upsert(table: str, columns: tuple[str, ...], width: int, rows: int) -> str:
 
 
 @functools.cache
+def _select_known(ids: int) -> str:
+    return f"select request_id from tollway_audit where request_id in ({', '.join('?' * ids)})"
+
+
+@functools.cache
 def _upsert_rollups(rows: int) -> str:
     return _upsert("tollway_spend_daily", ROLLUP_COLUMNS, 5, rows)
 
@@ -71,13 +76,36 @@ def _upsert_tag_rollups(rows: int) -> str:
     return _upsert("tollway_spend_tags_daily", TAG_ROLLUP_COLUMNS, 4, rows)
 
 
+def chunk_sizes(total: int, most: int) -> Iterator[int]:
+    """Sizes adding up to `total`: `most` while that much is left, then the rest by its binary
+    digits, largest first (`most` 83, `total` 200: 83, 83, 32, 2).
+
+    Each size is a statement text of its own, and the connection keeps every text it prepared
+    (Python's sqlite3 caches 128), each a compiled statement of up to 999 parameters: a size per
+    remainder filled that cache with ~250 texts and grew the audit writer process by several
+    MiB over a minute of load. This way a table has at most 1 + log2(most) of them.
+    """
+    left = total
+    while left >= most:
+        yield most
+        left -= most
+    bit = 1 << (most.bit_length() - 1)
+    while left:
+        if left >= bit:
+            yield bit
+            left -= bit
+        bit >>= 1
+
+
 def _execute_in_chunks(
     conn: sqlite3.Connection, statement: Callable[[int], str], rows: Sequence[Sequence[object]], per: int
 ) -> None:
-    """Run `statement(n)` over `rows`, `per` rows a statement, parameters flattened."""
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        conn.execute(statement(len(chunk)), [value for row in chunk for value in row])
+    """Run `statement(n)` over `rows`, at most `per` rows a statement, parameters flattened."""
+    start = 0
+    for size in chunk_sizes(len(rows), per):
+        chunk = rows[start : start + size]
+        start += size
+        conn.execute(statement(size), [value for row in chunk for value in row])
 
 
 def write_records(conn: sqlite3.Connection, records: Sequence[AuditRecord]) -> int:
@@ -89,10 +117,11 @@ def write_records(conn: sqlite3.Connection, records: Sequence[AuditRecord]) -> i
         ).fetchone()
         ids = request_ids(records)
         known: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            found = conn.execute(f"select request_id from tollway_audit where request_id in ({marks})", chunk)
+        start = 0
+        for size in chunk_sizes(len(ids), _CHUNK):
+            chunk = ids[start : start + size]
+            start += size
+            found = conn.execute(_select_known(size), chunk)
             known.update(request_id for (request_id,) in found)
         rows, fresh = chain(records, known, head_seq, head_hash)
         if rows:
