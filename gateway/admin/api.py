@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -30,7 +30,9 @@ from gateway.policy.budgetpolicy import BudgetStatus
 from gateway.policy.keys import KeyRecord
 from gateway.policy.keysync import KeySync, announce_change
 from gateway.store import Store, StoreUnavailable
-from gateway.store.redisconn import RedisClient
+
+if TYPE_CHECKING:
+    from gateway.store.redisconn import RedisClient
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 
@@ -33,14 +33,16 @@ from adapters.openai.provider import PassthroughRequest
 from adapters.openai.shapes import OpenAIStorableProbe
 from adapters.openai.wire import encode_request
 from adapters.schema import Usage
-from gateway.cache.shared import CacheEntry, RedisTier
+from gateway.cache.entry import CacheEntry
 from gateway.cache.stream import AnswerAccumulator
 from gateway.config.schema import CacheConfig, ModelCacheConfig
 from gateway.config.schema.redis import parse_url
 from gateway.errors.answers import from_code
 from gateway.errors.catalogue import ErrorCode
-from gateway.store import redisconn
-from gateway.store.redisconn import RedisClient
+
+if TYPE_CHECKING:
+    from gateway.cache.shared import RedisTier
+    from gateway.store.redisconn import RedisClient
 
 # --- the key ----------------------------------------------------------------------------------
 
@@ -227,6 +229,10 @@ class ResponseCache:
         self.memory = MemoryCache(config.max_bytes, clock)
         self.redis: RedisTier | None = None
         if config.backend == "redis":
+            # redis-py (~20 MB) is imported only by a process whose cache uses Redis.
+            from gateway.cache.shared import RedisTier
+            from gateway.store import redisconn
+
             # A Redis of the cache's own gets a client of its own; else the process's shared one.
             owned = config.redis_url is not None
             if config.redis_url is not None:

@@ -33,7 +33,7 @@ from typing import Final
 
 import msgspec
 
-from adapters.schema import Usage
+from gateway.cache.entry import CacheEntry
 from gateway.server.tasks import stop_tasks
 from gateway.store.redisconn import REDIS_ERRORS, RedisClient
 
@@ -43,16 +43,6 @@ RETRY_S: Final = 1.0  # after a failure, Redis is left alone this long
 _BACKGROUND_TIMEOUT_S: Final = 2.0
 _SCAN_BATCH: Final = 500
 _CLOSE_FLUSH_S: Final = 1.0
-
-
-class CacheEntry(msgspec.Struct, array_like=True, frozen=True):
-    """A stored answer: the body the client gets, when it was stored, when it expires (epoch
-    seconds by the cache's clock) and the usage it reported."""
-
-    body: bytes
-    stored_at: float
-    expires_at: float
-    usage: Usage | None = None
 
 
 _encode_entry: Final = msgspec.msgpack.Encoder()

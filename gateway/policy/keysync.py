@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from gateway.config.schema.redis import RedisTarget
 from gateway.observability.metrics import Metrics
@@ -19,7 +19,9 @@ from gateway.policy import teamrules
 from gateway.policy.auth import KeyRing
 from gateway.server.tasks import stop_tasks
 from gateway.store import Store, StoreUnavailable
-from gateway.store.redisconn import REDIS_ERRORS, RedisClient, connect
+
+if TYPE_CHECKING:
+    from gateway.store.redisconn import RedisClient
 
 log = logging.getLogger("tollway")
 
@@ -134,6 +136,8 @@ class KeySync:
     async def _listen(self, client: RedisClient) -> None:
         """Wake the loader whenever any process announces a change; reconnect after outages (and
         to the new primary after a failover: the shared client finds it)."""
+        from gateway.store.redisconn import REDIS_ERRORS  # redis-py only where Redis is configured
+
         warned = False
         while True:
             try:
@@ -164,6 +168,8 @@ async def announce_change(redis: RedisClient | None) -> None:
     Redis, or with Redis down, they pick the change up at their next refresh."""
     if redis is None:
         return
+    from gateway.store.redisconn import REDIS_ERRORS  # redis-py only where Redis is configured
+
     try:
         await asyncio.wait_for(redis.publish(CHANNEL, "1"), ANNOUNCE_TIMEOUT_S)
     except REDIS_ERRORS:
@@ -174,6 +180,8 @@ async def announce_change_once(target: RedisTarget | None) -> None:
     """`announce_change` from a process without a shared client (the CLI): one of its own."""
     if target is None:
         return
+    from gateway.store.redisconn import connect  # redis-py only where Redis is configured
+
     client = connect(target, socket_timeout=ANNOUNCE_TIMEOUT_S)
     try:
         await announce_change(client)

@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -47,8 +47,9 @@ from gateway.routing.router import Router, TargetState
 from gateway.server.health import Probe, Readiness, redis_probe, shared_dependencies, store_probe
 from gateway.server.runtime import Holder, Shared, build_runtime, close_within
 from gateway.store import open_store
-from gateway.store.redisconn import connect
-from gateway.ui import add_ui
+
+if TYPE_CHECKING:
+    from gateway.store.redisconn import RedisClient
 
 HOLDER: Final = web.AppKey("holder", Holder)
 SHARED: Final = web.AppKey("shared", Shared)
@@ -214,7 +215,11 @@ class _AppParts:
         # runtime a reload builds (storage is read at start-up only). Made here, not in the lifecycle,
         # because key sync and the admin API take it now; it connects on its first command.
         self.redis_target = storage.redis_target()
-        self.redis = connect(self.redis_target) if self.redis_target is not None else None
+        self.redis: RedisClient | None = None
+        if self.redis_target is not None:
+            from gateway.store.redisconn import connect  # redis-py only where Redis is configured
+
+            self.redis = connect(self.redis_target)
 
     def _build_keys(self, storage: StorageConfig) -> None:
         """The key ring (the config's keys), its sync with the store's keys, and the admin API
@@ -355,6 +360,8 @@ def _add_routes(app: web.Application, parts: _AppParts) -> None:
     _add_door_routes(router, holder, _Models(parts.ring, parts.served_models))
     _add_operator_routes(router, parts)
     if parts.config.ui.enabled:
+        from gateway.ui import add_ui  # jinja2 and the pages only where the UI is on (off by default)
+
         add_ui(
             app,
             parts.config,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 import msgspec
 from aiohttp import web
@@ -25,7 +25,9 @@ from gateway.observability.metrics import Metrics
 from gateway.policy.keysync import KeySync
 from gateway.server.tasks import stop_tasks
 from gateway.store import Store
-from gateway.store.redisconn import RedisClient
+
+if TYPE_CHECKING:
+    from gateway.store.redisconn import RedisClient
 
 log = logging.getLogger("tollway")
 

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.accounting.accountant import Accountant
 from gateway.accounting.pricing import PriceTable
@@ -33,15 +34,18 @@ from gateway.pipeline.services import Services
 from gateway.policy.auth import KeyRing
 from gateway.policy.budgetpolicy import BudgetPolicy
 from gateway.policy.budgets import BudgetBook
-from gateway.policy.fleetsync import FleetSync
 from gateway.policy.limitpolicy import LimitPolicy
 from gateway.policy.limits import Limiter
 from gateway.policy.spendsource import StoreSpendSource
-from gateway.routing.cooldowns import CooldownSync
 from gateway.routing.router import Router
 from gateway.server.health import Dependency, Probe
 from gateway.store import Store, StoreUnavailable
-from gateway.store.redisconn import RedisClient
+
+if TYPE_CHECKING:
+    # Imported where a Redis is configured, not here: redis-py alone is ~20 MB of a process
+    # that has no Redis to talk to (tests/test_footprint.py).
+    from gateway.policy.fleetsync import FleetSync
+    from gateway.store.redisconn import RedisClient
 
 log = logging.getLogger("tollway")
 
@@ -168,6 +172,8 @@ async def _start_router(config: Config, shared: Shared, parts: _Parts) -> Router
     for name in await router.start(CREDENTIALS_WAIT_S):
         log.warning("provider '%s' has no credentials yet: its requests fail until a refresh succeeds", name)
     if redis is not None:
+        from gateway.routing.cooldowns import CooldownSync
+
         # Cooldowns shared by every process on this Redis; without it they are per process.
         cooldowns = CooldownSync(redis, router.breakers, metrics)
         cooldowns.start()
@@ -195,6 +201,8 @@ async def _start_limits_and_budgets(
             # spooled; only the budgets' memory of earlier spend is missing meanwhile.
             log.warning("budgets start from zero: the store is unavailable (%s)", exc)
     if redis is not None:
+        from gateway.policy.fleetsync import FleetSync
+
         for source, name, interval in (
             (limiter, "limits", config.limits.sync_interval_s),
             (book, "budgets", config.budgets.sync_interval_s),

@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from adapters.base import UpstreamRequest
-from gateway.config.schema import BedrockProvider, MockProvider, Provider
+from gateway.config.schema import AzureProvider, BedrockProvider, MockProvider, Provider
 from gateway.upstream.aws_credentials import build_aws_credentials
-from gateway.upstream.azure_credentials import build_entra_credentials
 from gateway.upstream.credentials import CurrentCredentials, auth_headers, signer_for
 from gateway.upstream.google_credentials import build_google_credentials
 from gateway.upstream.http import HttpTransport, SigningTransport, Transport
@@ -66,7 +65,11 @@ def refreshed_transport(
     google = build_google_credentials(name, provider, observer, env)
     if google is not None:
         return google, build_transport(provider, bearer=google.current)
-    entra = build_entra_credentials(name, provider, observer, env)
-    if entra is not None:
-        return entra, build_transport(provider, bearer=entra.current)
+    if isinstance(provider, AzureProvider) and provider.entra is not None:
+        # jwt and cryptography (~15 MB) only in a process that signs in to Entra ID.
+        from gateway.upstream.azure_credentials import build_entra_credentials
+
+        entra = build_entra_credentials(name, provider, observer, env)
+        if entra is not None:
+            return entra, build_transport(provider, bearer=entra.current)
     return None, build_transport(provider)

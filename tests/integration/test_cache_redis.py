@@ -17,7 +17,8 @@ import redis.asyncio as aioredis
 
 from adapters.openai.provider import decode_chat_request
 from gateway.cache.answers import CachePlan, ResponseCache
-from gateway.cache.shared import CacheEntry, RedisTier
+from gateway.cache.entry import CacheEntry
+from gateway.cache.shared import RedisTier
 from gateway.cache.stream import replay_stream
 from gateway.config.schema import CacheConfig, ModelCacheConfig
 from gateway.config.schema.redis import parse_url

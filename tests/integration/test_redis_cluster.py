@@ -15,7 +15,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from gateway.cache.shared import CacheEntry, RedisTier
+from gateway.cache.entry import CacheEntry
+from gateway.cache.shared import RedisTier
 from gateway.config.schema import Limits
 from gateway.config.schema.redis import parse_url
 from gateway.errors.answers import GatewayError

@@ -20,7 +20,7 @@ from gateway.cache.answers import (
     cache_key,
     hit_headers,
 )
-from gateway.cache.shared import CacheEntry
+from gateway.cache.entry import CacheEntry
 from gateway.config.load import ConfigError, parse_config
 from gateway.config.schema import CacheConfig, ModelCacheConfig
 from gateway.errors.answers import GatewayError
