@@ -224,8 +224,12 @@ class GoogleTokenFetcher:
             raise CredentialError(f"{source.path} is not a JSON credentials file") from None
         try:
             if kind == "service_account":
-                token = await self._service_account(_decode_service_account.decode(text))
-                return _headers(token, None, began)
+                key = _decode_service_account.decode(text)
+                sign = self._signer_for(key)
+                # Counted again from here, the key loaded: the first load imports cryptography,
+                # which under load takes a good part of a second that is no part of the token's life.
+                began = self._wall()
+                return _headers(await self._service_account(key, sign), None, began)
             if kind == "authorized_user":
                 user = _decode_user.decode(text)
                 return _headers(await self._user(user), user.quota_project_id, began)
@@ -237,10 +241,14 @@ class GoogleTokenFetcher:
             " authorized_user are supported"
         )
 
-    async def _service_account(self, key: ServiceAccountKey) -> GoogleToken:
+    def _signer_for(self, key: ServiceAccountKey) -> Sign:
+        """The signer of `key`, made once per key text."""
         if self._signer is None or self._signer[0] != key.private_key:
             self._signer = (key.private_key, rs256_signer(key.private_key))
-        assertion = service_account_assertion(key, int(self._wall()), self._signer[1])
+        return self._signer[1]
+
+    async def _service_account(self, key: ServiceAccountKey, sign: Sign) -> GoogleToken:
+        assertion = service_account_assertion(key, int(self._wall()), sign)
         return await self._exchange(key.token_uri, {"grant_type": JWT_BEARER_GRANT, "assertion": assertion})
 
     async def _user(self, user: AuthorizedUser) -> GoogleToken:
