@@ -13,18 +13,25 @@ import pytest
 
 from gateway.accounting.records import AuditRecord
 from gateway.store import open_store
-from gateway.store.sqlite_audit import chunk_sizes
+from gateway.store.sqlite_audit import chunks
 
 
 @pytest.mark.parametrize("most", [1, 2, 7, 64, 83, 90, 99, 500])
-def test_sizes_add_up_stay_within_the_most_and_are_few(most: int) -> None:
-    seen: set[int] = set()
+def test_runs_keep_every_item_in_order_stay_within_the_most_and_have_few_lengths(most: int) -> None:
+    lengths: set[int] = set()
     for total in range(0, 1200):
-        sizes = list(chunk_sizes(total, most))
-        assert sum(sizes) == total
-        assert all(0 < size <= most for size in sizes)
-        seen.update(sizes)
-    assert len(seen) <= 1 + most.bit_length()
+        items = list(range(total))
+        runs = list(chunks(items, most))
+        assert [item for run in runs for item in run] == items
+        assert all(0 < len(run) <= most for run in runs)
+        lengths.update(len(run) for run in runs)
+    assert len(lengths) <= 1 + most.bit_length()
+
+
+def test_the_rest_goes_by_its_binary_digits_largest_first() -> None:
+    assert [len(run) for run in chunks(list(range(200)), 83)] == [83, 83, 32, 2]
+    assert [len(run) for run in chunks(list(range(82)), 83)] == [64, 16, 2]
+    assert list(chunks([], 83)) == []
 
 
 def record(n: int) -> AuditRecord:
