@@ -239,7 +239,7 @@ def peak_rss_bytes(pid: int) -> int:
     VmHWM is the kernel's high-water mark of resident memory since exec, so reading
     it at the end of a run gives the peak under load.
     """
-    return sum(_vm_hwm_bytes(each) for each in process_tree(pid))
+    return sum(vm_hwm_bytes(each) for each in process_tree(pid))
 
 
 def process_tree(pid: int) -> list[int]:
@@ -288,7 +288,8 @@ def _cpu_ticks(pid: int) -> int | None:
         return None
 
 
-def _vm_hwm_bytes(pid: int) -> int:
+def vm_hwm_bytes(pid: int) -> int:
+    """VmHWM of `pid` alone, in bytes; 0 if gone."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
             for line in status:

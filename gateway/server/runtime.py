@@ -43,7 +43,7 @@ from gateway.store import Store, StoreUnavailable
 
 if TYPE_CHECKING:
     # Imported where a Redis is configured, not here: redis-py alone is ~20 MB of a process
-    # that has no Redis to talk to (tests/test_footprint.py).
+    # that has no Redis to talk to (tests/integration/test_footprint.py).
     from gateway.policy.fleetsync import FleetSync
     from gateway.store.redisconn import RedisClient
 

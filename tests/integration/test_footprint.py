@@ -24,6 +24,7 @@ import openai
 import pytest
 import yaml
 
+from bench.procs import process_tree, vm_hwm_bytes
 from tests.support.redis_clients import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -84,41 +85,51 @@ def full_config(tmp_path: Path, extra: dict[str, object] | None = None) -> Path:
     return path
 
 
+def launch(tmp_path: Path, config: Path | None, *, importtime: bool) -> Running:
+    """`tollway serve` on a free port, once it logs that it listens; stderr to a file."""
+    stderr = tmp_path / f"stderr-{time.monotonic_ns()}.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY")}
+    flags = ["-X", "importtime"] if importtime else []
+    args = ["--config", str(config)] if config is not None else []
+    with stderr.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, *flags, "-m", "gateway.cli.main", "serve", "--port", "0", *args],
+            cwd=tmp_path,  # no config/ here: without --config the embedded default serves
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in stderr.read_bytes().splitlines():
+            if line.startswith(b"{") and b'"listening"' in line:
+                return Running(process, stderr, str(msgspec.json.decode(line)["address"]))
+        time.sleep(0.05)
+    stop(process)
+    raise AssertionError(f"tollway did not start:\n{stderr.read_text(errors='replace')[-3000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
-    started: list[subprocess.Popen[bytes]] = []
+    """Start `tollway serve` under `python -X importtime`; every one started is stopped."""
+    started: list[Running] = []
 
     def start(config: Path | None) -> Running:
-        stderr = tmp_path / f"stderr-{len(started)}.log"
-        env = {k: v for k, v in os.environ.items() if k not in ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY")}
-        args = ["--config", str(config)] if config is not None else []
-        with stderr.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-X", "importtime", "-m", "gateway.cli.main", "serve", "--port", "0", *args],
-                cwd=tmp_path,  # no config/ here: without --config the embedded default serves
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=sink,
-            )
-        started.append(process)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            for line in stderr.read_bytes().splitlines():
-                if line.startswith(b"{"):
-                    record = msgspec.json.decode(line)
-                    if record.get("msg") == "listening":
-                        return Running(process, stderr, str(record["address"]))
-            time.sleep(0.05)
-        raise AssertionError(f"tollway did not start:\n{stderr.read_text(errors='replace')[-3000:]}")
+        started.append(launch(tmp_path, config, importtime=True))
+        return started[-1]
 
     yield start
-    for process in started:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    for running in started:
+        stop(running.process)
 
 
 def exercise_every_door(url: str, key: str) -> None:
@@ -173,17 +184,8 @@ def test_a_configured_redis_is_imported_when_it_is_configured(serve: Serve, tmp_
 
 
 def peak_rss_mib(pid: int) -> dict[int, float]:
-    """VmHWM, the kernel's high-water mark of resident memory, of `pid` and its children."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(each) for each in children.read_text().split()]
-    peaks = {}
-    for each in pids:
-        for line in Path(f"/proc/{each}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peaks[each] = int(line.split()[1]) / 1024
-    return peaks
+    """VmHWM, the kernel's high-water mark of resident memory, of `pid` and each descendant."""
+    return {each: vm_hwm_bytes(each) / 2**20 for each in process_tree(pid)}
 
 
 async def load(url: str, requests: int, concurrency: int) -> int:
@@ -209,32 +211,13 @@ async def load(url: str, requests: int, concurrency: int) -> int:
 
 def test_resident_memory_under_load_stays_within_the_stated_bound(tmp_path: Path) -> None:
     # Without importtime: it keeps a record per module, which is not what a user runs.
-    config = full_config(tmp_path)
-    stderr = tmp_path / "stderr.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("TOLLWAY_CONFIG", "TOLLWAY_MASTER_KEY")}
-    with stderr.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli.main", "serve", "--port", "0", "--config", str(config)],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
+    running = launch(tmp_path, full_config(tmp_path), importtime=False)
     try:
-        url = ""
-        deadline = time.monotonic() + 30
-        while not url and time.monotonic() < deadline:
-            for line in stderr.read_bytes().splitlines():
-                if line.startswith(b"{") and b'"listening"' in line:
-                    url = str(msgspec.json.decode(line)["address"])
-            time.sleep(0.05)
-        assert url, stderr.read_text(errors="replace")[-3000:]
-        ok = asyncio.run(load(url, requests=6000, concurrency=64))
+        ok = asyncio.run(load(running.url, requests=6000, concurrency=64))
         assert ok == 6000
         time.sleep(1.5)  # the accountant's last batches reach the writer process
-        peaks = peak_rss_mib(process.pid)
+        peaks = peak_rss_mib(running.process.pid)
         assert len(peaks) == 2, f"the gateway and its audit writer process: {peaks}"
         assert sum(peaks.values()) < RSS_BOUND_MIB, f"peak RSS by process, MiB: {peaks}"
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        stop(running.process)
